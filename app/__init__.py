@@ -1,0 +1,1 @@
+"""deeppose desktop app (PyQt6)."""

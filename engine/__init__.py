@@ -1,0 +1,1 @@
+"""deeppose engine: everything that turns a frame into poses (no GUI, no training code)."""

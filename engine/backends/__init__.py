@@ -1,0 +1,1 @@
+"""Runtime backends implementing the cascade's :class:`engine.cascade.Regressor` interface."""

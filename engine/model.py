@@ -1,0 +1,143 @@
+"""Model folders: a manifest (JSON) plus one checkpoint per cascade stage.
+
+Layout of a model folder (``weights/flic/``)::
+
+    manifest.json      what the model is (see :func:`write_manifest` for the keys)
+    stage1.pt ...      one checkpoint per stage: {"config": PoseRegressor.config(),
+                       "state_dict": ..., "stage": s} (tensors may be stored as fp16)
+
+:func:`load_cascade` turns a folder into a ready :class:`engine.cascade.Cascade`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .cascade import Cascade
+from .network import PoseRegressor, build_network
+from .skeletons import Skeleton, get_skeleton
+
+MANIFEST = "manifest.json"
+FORMAT = "deeppose-model/1"
+
+
+class ModelError(RuntimeError):
+    """A model folder, manifest or checkpoint that cannot be used; the message is one line."""
+
+
+@dataclass
+class ModelInfo:
+    """A parsed manifest: the model folder and the fields the runtime needs."""
+
+    folder: Path
+    manifest: dict
+
+    @property
+    def skeleton(self) -> Skeleton:
+        return get_skeleton(self.manifest["skeleton"]["name"])
+
+    @property
+    def sigma(self) -> float:
+        return float(self.manifest["sigma"])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.manifest["input_size"])
+
+    @property
+    def stage_files(self) -> list[Path]:
+        return [self.folder / s["checkpoint"] for s in self.manifest["stages"]]
+
+    @property
+    def scaler(self) -> dict | None:
+        """The fitted face-box scaler (see engine.detector), or None if the model has none."""
+        return self.manifest.get("scaler")
+
+
+def read_manifest(folder: str | Path) -> ModelInfo:
+    """Read and check ``folder/manifest.json``.
+
+    Raises:
+        ModelError: the folder or manifest is missing, unreadable, of another format, or names
+            a stage checkpoint that is absent.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ModelError(f"no model at {folder}: {path} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read {path}: {e}") from None
+    if manifest.get("format") != FORMAT:
+        raise ModelError(f"{path} is not a {FORMAT} manifest (format={manifest.get('format')!r})")
+    info = ModelInfo(folder, manifest)
+    for f in info.stage_files:
+        if not f.is_file():
+            raise ModelError(f"{path} names stage checkpoint {f.name}, which is missing")
+    return info
+
+
+def write_manifest(folder: str | Path, manifest: dict) -> Path:
+    """Write ``manifest`` (with ``format`` set) to ``folder/manifest.json``; returns its path.
+
+    Keys: format, name, skeleton (Skeleton.to_dict()), sigma, input_size, normalization,
+    preset, stages [{stage, checkpoint, ...}], scaler, training, val_metrics.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"format": FORMAT, **manifest}, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_stage_module(path: str | Path, expected_joints: int | None = None) -> PoseRegressor:
+    """Rebuild one stage's :class:`PoseRegressor` from its checkpoint, in fp32, eval mode.
+
+    Raises:
+        ModelError: unreadable file, not a deeppose stage checkpoint, or a joint count that
+            does not match ``expected_joints``.
+    """
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt files
+        raise ModelError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
+        raise ModelError(f"{path} is not a deeppose stage checkpoint (no config/state_dict)")
+    cfg = ckpt["config"]
+    if expected_joints is not None and cfg["num_joints"] != expected_joints:
+        raise ModelError(f"{path} regresses {cfg['num_joints']} joints, the model has {expected_joints}")
+    try:
+        net = build_network(cfg["num_joints"], cfg["preset"])
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    except (KeyError, RuntimeError) as e:
+        raise ModelError(f"{path} does not match preset {cfg.get('preset')!r}: {str(e).splitlines()[0]}") from None
+    return net.eval()
+
+
+def load_cascade(folder: str | Path, backend: str = "torch", **backend_options) -> tuple[Cascade, ModelInfo]:
+    """Load a model folder as a :class:`Cascade` on the given backend.
+
+    Args:
+        folder: model folder with manifest.json and stage checkpoints.
+        backend: runtime backend name ("torch"; others as registered in engine.backends).
+    Returns:
+        (cascade, model info).
+    Raises:
+        ModelError: see :func:`read_manifest` and :func:`load_stage_module`.
+    """
+    info = read_manifest(folder)
+    skeleton = info.skeleton
+    if backend != "torch":
+        from .backends import create_regressors  # registered by the runtime backends
+        regressors = create_regressors(info, backend, **backend_options)
+    else:
+        from .backends.torch_backend import TorchRegressor
+        regressors = [TorchRegressor(load_stage_module(f, skeleton.k), **backend_options) for f in info.stage_files]
+    return Cascade(regressors, skeleton, info.sigma, info.input_size), info

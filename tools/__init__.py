@@ -1,0 +1,1 @@
+"""deeppose tools: dataset readers, training, evaluation, export and benchmarks."""
