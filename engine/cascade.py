@@ -129,7 +129,7 @@ class Cascade:
         min_size = self.min_box_fraction * b0[:, 2:4].max(axis=1)
         for s in range(1, s_total):
             t = time.perf_counter()
-            boxes = joint_boxes(poses[s - 1], self.sigma, self.skeleton, min_size[:, None])  # (P, k, 4)
+            boxes = joint_boxes(poses[s - 1], self.sigma, self.skeleton, min_size)  # (P, k, 4)
             out = self._regress(s, self._inputs(image, boxes.reshape(p * k, 4)), p * k)
             # Crop (p, i) predicts all k joints; joint i's own output is the one used (psi_i).
             own = out.reshape(p, k, k, 2)[:, np.arange(k), np.arange(k), :]  # (P, k, 2)

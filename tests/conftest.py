@@ -1,0 +1,68 @@
+"""Shared fixtures: paths to the shared data and a model folder with random weights."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("DEEPPOSE_DATA", REPO.parent / "shared" / "data"))
+WEIGHTS_FLIC = REPO / "weights" / "flic"
+WALKING = DATA / "videos" / "walking.mp4"
+
+
+def make_random_model(folder: Path, stages: int = 3, skeleton_name: str = "flic", seed: int = 0) -> Path:
+    """Write a model folder (manifest + stage checkpoints) with random compact weights."""
+    from engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD
+    from engine.model import write_manifest
+    from engine.network import build_network
+    from engine.skeletons import get_skeleton
+
+    skeleton = get_skeleton(skeleton_name)
+    torch.manual_seed(seed)
+    entries = []
+    for s in range(1, stages + 1):
+        net = build_network(skeleton.k, "compact").eval()
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"config": net.config(), "state_dict": net.state_dict(), "stage": s}, folder / f"stage{s}.pt")
+        entries.append({"stage": s, "checkpoint": f"stage{s}.pt"})
+    scaler = {"scale_x": 5.0, "scale_y": 6.0, "offset_x": 0.0, "offset_y": 2.0} if skeleton_name == "flic" else None
+    write_manifest(folder, {
+        "name": f"random-{skeleton_name}", "skeleton": skeleton.to_dict(), "sigma": 1.0,
+        "input_size": INPUT_SIZE, "normalization": {"mean": [PIXEL_MEAN] * 3, "std": [PIXEL_STD] * 3,
+                                                    "channel_order": "BGR"},
+        "preset": "compact", "stages": entries, "scaler": scaler,
+    })
+    return folder
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory) -> Path:
+    """A 3-stage FLIC model folder with random weights (shapes as the shipped model)."""
+    return make_random_model(tmp_path_factory.mktemp("random_model"))
+
+
+@pytest.fixture(scope="session")
+def flic_weights() -> Path:
+    """The shipped FLIC model folder; skips while it is not trained yet."""
+    if not (WEIGHTS_FLIC / "manifest.json").is_file():
+        pytest.skip("weights/flic not trained yet")
+    return WEIGHTS_FLIC
+
+
+def require_data(*parts: str) -> Path:
+    """Path under the shared data folder; skip if the shared data is not beside the repo."""
+    p = DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"shared data not found: {p}")
+    return p
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

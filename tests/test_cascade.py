@@ -1,0 +1,166 @@
+"""The cascade with hand-made regressors whose answers are known (Eqs. 2, 6, 7)."""
+import numpy as np
+import pytest
+
+from engine.cascade import Cascade
+from engine.geometry import INPUT_SIZE, diam, joint_boxes, normalize
+from engine.model import ModelError, load_cascade, read_manifest
+from engine.skeletons import FLIC
+
+K = FLIC.k
+
+
+class Fixed:
+    """Stage-1 regressor answering a fixed normalized pose for every crop."""
+
+    def __init__(self, u):
+        self.u = np.asarray(u, np.float32).reshape(1, 2 * K)
+        self.batches = []
+
+    def regress(self, crops):
+        assert crops.shape[1:] == (3, INPUT_SIZE, INPUT_SIZE) and crops.dtype == np.float32
+        self.batches.append(len(crops))
+        return np.repeat(self.u, len(crops), axis=0)
+
+
+class Oracle:
+    """Refinement regressor that knows the true pose: answers N(y_i; b) for each crop's joint i."""
+
+    def __init__(self, truth, sigma, min_size=1.0):
+        self.truth, self.sigma, self.min_size, self.prev, self.batches = truth, sigma, min_size, None, []
+
+    def regress(self, crops):
+        self.batches.append(len(crops))
+        p = self.prev.shape[0]
+        boxes = joint_boxes(self.prev, self.sigma, FLIC, self.min_size).reshape(p * K, 4)
+        u = normalize(np.repeat(self.truth, K, axis=0), boxes[:, None])  # all k joints in every box
+        return u.reshape(p * K, 2 * K).astype(np.float32)
+
+
+def _truth(p=2, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(100, 300, (p, K, 2))
+    return base
+
+
+def test_stage1_maps_normalized_output_through_b0():
+    u = np.linspace(-0.4, 0.4, 2 * K).reshape(K, 2)
+    b0 = np.array([[200.0, 150.0, 100.0, 80.0], [50.0, 60.0, 40.0, 40.0]])
+    reg = Fixed(u)
+    res = Cascade([reg], FLIC, sigma=1.0).run(np.zeros((300, 400, 3), np.uint8), b0)
+    assert res.stage_poses.shape == (1, 2, K, 2)
+    np.testing.assert_allclose(res.poses[0], u * [100, 80] + [200, 150], atol=1e-5)
+    np.testing.assert_allclose(res.poses[1], u * [40, 40] + [50, 60], atol=1e-5)
+    assert reg.batches == [2]  # both persons in one batch
+
+
+def test_refinement_stage_adds_displacement_in_joint_boxes_and_batches_all_crops():
+    truth = _truth()
+    image = np.zeros((400, 400, 3), np.uint8)
+    b0 = np.array([[200.0, 200.0, 300.0, 300.0]] * 2)
+    stage1_u = np.zeros((K, 2))  # stage 1 puts every joint at the b0 centre
+    s1 = Fixed(stage1_u)
+
+    class Stage2(Oracle):
+        def regress(self, crops):
+            self.prev = res_prev[0]
+            return super().regress(crops)
+
+    class Stage2Half(Oracle):
+        """Moves each joint only half of the way to the truth."""
+
+        def regress(self, crops):
+            self.prev = res_prev[0]
+            full = super().regress(crops).reshape(-1, K, 2)
+            return (full / 2).reshape(len(crops), 2 * K)
+
+    # the true joint must lie within the joint box for the oracle answer to be meaningful; with
+    # sigma large enough every box covers the whole scene
+    sigma = 50.0
+    res_prev = [np.repeat(np.full((1, K, 2), 200.0), 2, 0)]
+    s2 = Stage2Half(truth, sigma)
+    cascade = Cascade([s1, s2], FLIC, sigma=sigma)
+    # diam of an all-at-centre pose is 0: boxes fall back to min_box_fraction * b0 size
+    res = cascade.run(image, b0)
+    np.testing.assert_allclose(res.stage_poses[0], 200.0)
+    assert s2.batches == [2 * K]  # all persons' joints in ONE batch
+    boxes = res.stage_boxes[0]
+    assert boxes.shape == (2, K, 4)
+    np.testing.assert_allclose(boxes[..., :2], 200.0)
+
+
+def test_refinement_with_exact_oracle_recovers_truth():
+    truth = _truth(p=3, seed=1)
+    image = np.zeros((400, 400, 3), np.uint8)
+    b0 = np.column_stack([truth.mean(1), np.full((3, 2), 300.0)])
+    u1 = normalize(truth, b0[:, None]) + 0.05  # stage 1 is off by 5% of b0 on each joint
+
+    class S1:
+        def regress(self, crops):
+            return u1.reshape(3, 2 * K).astype(np.float32)
+
+    state = {}
+
+    class S2(Oracle):
+        def regress(self, crops):
+            self.prev = state["prev"]
+            return super().regress(crops)
+
+    s2 = S2(truth, 1.0, min_size=0.05 * 300)  # the cascade's floor: 5% of the b0 side
+    cascade = Cascade([S1(), s2], FLIC, sigma=1.0)
+    # run stage 1 alone to learn what stage 2 will see
+    state["prev"] = cascade.run(image, b0, stages=1).poses
+    res = cascade.run(image, b0)
+    np.testing.assert_allclose(res.stage_poses[0], truth + 0.05 * 300, atol=1e-3)
+    np.testing.assert_allclose(res.poses, truth, atol=1e-3)  # Eq. 6 lands on the truth
+    # Eq. 7: stage 2's boxes are centred on stage 1's joints with side sigma * diam(stage 1 pose),
+    # floored at 5% of the b0 side
+    np.testing.assert_allclose(res.stage_boxes[0][..., :2], res.stage_poses[0])
+    side = np.maximum(diam(res.stage_poses[0], FLIC), 15.0)
+    np.testing.assert_allclose(res.stage_boxes[0][..., 2], np.repeat(side[:, None], K, 1))
+
+
+def test_no_person_and_bad_stage_count():
+    cascade = Cascade([Fixed(np.zeros((K, 2)))], FLIC, 1.0)
+    res = cascade.run(np.zeros((10, 10, 3), np.uint8), np.zeros((0, 4)))
+    assert res.poses.shape == (0, K, 2)
+    with pytest.raises(ValueError, match="stages must be in 1..1"):
+        cascade.run(np.zeros((10, 10, 3), np.uint8), np.zeros((1, 4)), stages=2)
+
+
+def test_wrong_regressor_shape_is_reported():
+    class Bad:
+        def regress(self, crops):
+            return np.zeros((len(crops), 3), np.float32)
+
+    with pytest.raises(ValueError, match="stage 1 regressor returned shape"):
+        Cascade([Bad()], FLIC, 1.0).run(np.zeros((50, 50, 3), np.uint8), np.array([[25, 25, 50, 50.0]]))
+
+
+def test_load_cascade_from_model_folder(random_model_dir):
+    cascade, info = load_cascade(random_model_dir)
+    assert cascade.num_stages == 3 and info.skeleton.name == "flic"
+    image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    res = cascade.run(image, np.array([[160.0, 120.0, 200.0, 220.0]]))
+    assert res.stage_poses.shape == (3, 1, K, 2) and np.isfinite(res.stage_poses).all()
+    assert len(res.stage_seconds) == 3
+
+
+def test_model_folder_errors(tmp_path, random_model_dir):
+    with pytest.raises(ModelError, match="manifest.json is missing"):
+        read_manifest(tmp_path)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelError, match="cannot read"):
+        read_manifest(bad)
+    # corrupt checkpoint
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(random_model_dir, broken)
+    (broken / "stage2.pt").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="cannot load checkpoint"):
+        load_cascade(broken)
+    (broken / "stage2.pt").unlink()
+    with pytest.raises(ModelError, match="stage2.pt, which is missing"):
+        load_cascade(broken)
