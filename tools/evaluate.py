@@ -1,10 +1,360 @@
-"""Placeholder: this command is not built yet."""
+"""`python main.py evaluate`: PCP and PDJ of a model cascade, or of the ground-truth oracle, on a
+dataset split (the paper's Sec. 4.1 metrics, see :mod:`tools.metrics`).
+
+Estimators:
+- the model cascade (``--weights DIR``, default ``weights/<dataset>``): every stage's poses are
+  scored; b0 per example comes from :func:`tools.person_boxes.example_b0` (FLIC: the detected
+  face enlarged by the model's scaler; LSP: the full image).
+- the ground-truth oracle (``--oracle``): returns the labels themselves, optionally with seeded
+  Gaussian noise of ``--oracle-noise`` pixels per coordinate; a check of the metrics with known
+  values. It never decodes an image.
+
+Prints a PDJ@0.2 table per joint and a PCP table per limb (one column per stage) naming the
+dataset, split and number of examples; ``--json`` writes every number (PDJ@0.1, @0.2, the PDJ
+curves over [0, 0.5], PCP per limb) per stage, ``--plot`` the PDJ curves as a PNG.
+
+Module-level imports stay light (argparse only): ``main.py --help`` imports every command.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CURVE_MAX = 0.5
+CURVE_POINTS = 51
+TABLE_PDJ = 0.2
 
 
-def configure(parser):
-    """Add this command's arguments to its argparse sub-parser."""
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the evaluate command's arguments to its sub-parser."""
+    parser.add_argument("--dataset", required=True, choices=("flic", "lsp"), help="dataset to evaluate on")
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="dataset folder (default: ../shared/data/<dataset> or $DEEPPOSE_DATA/<dataset>)")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test", "trainval"),
+                        help="dataset split (default: val)")
+    parser.add_argument("--weights", metavar="DIR", default=None,
+                        help="model folder (default: weights/<dataset> in the repository)")
+    parser.add_argument("--stages", type=int, metavar="N", default=None,
+                        help="evaluate stages 1..N of the cascade (default: all)")
+    parser.add_argument("--backend", metavar="NAME", default="torch", help="runtime backend (default: torch)")
+    parser.add_argument("--missed-face", choices=("frame", "joints"), default="frame",
+                        help="FLIC b0 where the face detector missed the person: the full image (default; "
+                             "no ground truth used) or the face implied by the labelled eyes and nose")
+    parser.add_argument("--limit", type=int, metavar="N", default=None,
+                        help="evaluate only the first N examples of the split")
+    parser.add_argument("--json", metavar="FILE", default=None, help="write all numbers to this JSON file")
+    parser.add_argument("--plot", metavar="FILE.png", default=None, help="write the PDJ curves to this PNG")
+    parser.add_argument("--oracle", action="store_true",
+                        help="evaluate the ground truth itself (a check of the metrics; loads no image)")
+    parser.add_argument("--oracle-noise", type=float, metavar="PX", default=0.0,
+                        help="with --oracle: add Gaussian noise of this standard deviation in pixels "
+                             "to each coordinate (implies --oracle)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the oracle noise (default: 0)")
+    parser.add_argument("--pcp-threshold", type=float, default=0.5,
+                        help="PCP threshold as a fraction of the limb length (default: 0.5, the paper's)")
+
+
+# ------------------------------------------------------------------------------ estimators
+
+def oracle_poses(gt, noise_px: float = 0.0, seed: int = 0):
+    """The ground-truth oracle: ``gt`` itself, plus optional Gaussian noise.
+
+    Args:
+        gt: (N, k, 2) ground-truth poses in pixels (NaN = unlabelled, kept NaN).
+        noise_px: standard deviation of the noise added to every coordinate, pixels.
+        seed: seed of numpy's default generator (same seed, same poses).
+    Returns:
+        (1, N, k, 2) stage poses (one "stage") in pixels.
+    """
+    import numpy as np
+
+    gt = np.asarray(gt, dtype=np.float64)
+    pred = gt.copy()
+    if noise_px > 0:
+        pred += np.random.default_rng(seed).normal(0.0, noise_px, size=gt.shape)
+    return pred[None]
+
+
+def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: bool = True):
+    """Run the cascade on every example of ``dataset``, each image decoded once.
+
+    Examples sharing one image (FLIC) go through the cascade together, as the P persons of one
+    frame. An example whose b0 is not finite gets NaN poses (scored as wrong).
+
+    Args:
+        dataset: a :class:`tools.datasets.PoseDataset`.
+        cascade: an :class:`engine.cascade.Cascade`.
+        b0: (N, 4) person boxes (cx, cy, w, h) in pixels, one per example.
+        stages: stages to run (default all).
+        progress: show a tqdm bar over examples (on a terminal).
+    Returns:
+        (stage_poses (S, N, k, 2) pixels, stage_seconds (S,) total wall time per stage).
+    Raises:
+        tools.datasets.DatasetError: an image is missing or cannot be decoded.
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    from tools.datasets import load_image
+
+    n = len(dataset.examples)
+    s_total = cascade.num_stages if stages is None else int(stages)
+    out = np.full((s_total, n, dataset.skeleton.k, 2), np.nan)
+    seconds = np.zeros(s_total)
+    by_image: dict[Path, list[int]] = {}
+    for i, e in enumerate(dataset.examples):
+        by_image.setdefault(e.image_path, []).append(i)
+    with tqdm(total=n, unit="example", desc=f"{dataset.name} {dataset.split}", disable=not progress or None,
+              file=sys.stderr) as bar:
+        for path, idx in by_image.items():
+            ok = [i for i in idx if np.isfinite(b0[i]).all()]
+            if ok:
+                result = cascade.run(load_image(path), b0[ok], stages=s_total)
+                out[:, ok] = result.stage_poses
+                seconds += result.stage_seconds
+            bar.update(len(idx))
+    return out, seconds
+
+
+# ------------------------------------------------------------------------------ metrics
+
+def stage_metrics(pred, gt, skeleton, pcp_threshold: float = 0.5) -> dict:
+    """All numbers for one stage's poses: PDJ@0.1, PDJ@0.2, the PDJ curve and PCP.
+
+    Args:
+        pred, gt: (N, k, 2) poses in pixels.
+    Returns:
+        JSON-able dict (NaN where a count is 0) with keys "pdj@0.1", "pdj@0.2" (per_joint,
+        per_part, mean), "pdj_counts", "pdj_curve" (see PDJResult.to_dict) and "pcp"
+        (see PCPResult.to_dict).
+    """
+    from tools.metrics import PDJ_FRACTIONS, pcp, pdj_curve
+
+    curve = pdj_curve(pred, gt, skeleton, CURVE_MAX, CURVE_POINTS)
+    out: dict = {}
+    for f in PDJ_FRACTIONS:
+        out[f"pdj@{f:g}"] = {
+            "per_joint": dict(zip(skeleton.joints, map(float, curve.at(f)))),
+            "per_part": curve.per_part_at(f),
+            "mean": curve.mean_at(f),
+        }
+    out["pdj_counts"] = dict(zip(skeleton.joints, map(int, curve.counts)))
+    out["pdj_curve"] = curve.to_dict()
+    out["pcp"] = pcp(pred, gt, skeleton, pcp_threshold).to_dict()
+    return out
+
+
+def evaluate_poses(stage_poses, gt, skeleton, stage_names: list[str], pcp_threshold: float = 0.5) -> list[dict]:
+    """:func:`stage_metrics` for each stage; ``stage_poses`` is (S, N, k, 2) pixels."""
+    return [{"stage": name, **stage_metrics(p, gt, skeleton, pcp_threshold)}
+            for name, p in zip(stage_names, stage_poses)]
+
+
+# ------------------------------------------------------------------------------ output
+
+def _fmt(v: float) -> str:
+    return "   -  " if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.3f}"
+
+
+def format_report(report: dict) -> str:
+    """The printed tables: PDJ@0.2 per joint and PCP per limb, one column per stage."""
+    stages = report["stages"]
+    head = report["header"]
+    names = [s["stage"] for s in stages]
+    w = max(12, *(len(j) for j in report["joints"]), *(len(l) for l in report["limbs"]))
+    cols = "".join(f" {n[-8:]:>8}" for n in names)
+    lines = [head, "",
+             f"PDJ@{TABLE_PDJ:g} (detected: within {TABLE_PDJ:g} x diam of the truth; diam = shoulder "
+             f"to opposite hip) on {report['dataset']} {report['split']}, {report['num_examples']} examples",
+             f"{'joint':<{w}} {'n':>6}{cols}"]
+    key = f"pdj@{TABLE_PDJ:g}"
+    for j in report["joints"]:
+        vals = "".join(f"   {_fmt(s[key]['per_joint'][j])}" for s in stages)
+        lines.append(f"{j:<{w}} {stages[0]['pdj_counts'][j]:>6}{vals}")
+    lines.append(f"{'mean':<{w}} {'':>6}" + "".join(f"   {_fmt(s[key]['mean'])}" for s in stages))
+    lines.append(f"{'mean PDJ@0.1':<{w}} {'':>6}" + "".join(f"   {_fmt(s['pdj@0.1']['mean'])}" for s in stages))
+    thr = stages[0]["pcp"]["threshold"]
+    lines += ["",
+              f"PCP@{thr:g} (correct: both end points within {thr:g} x limb length of the truth) on "
+              f"{report['dataset']} {report['split']}, {report['num_examples']} examples",
+              f"{'limb':<{w}} {'n':>6}{cols}"]
+    for l in report["limbs"]:
+        vals = "".join(f"   {_fmt(s['pcp']['per_limb'][l])}" for s in stages)
+        lines.append(f"{l:<{w}} {stages[0]['pcp']['counts'][l]:>6}{vals}")
+    lines.append(f"{'mean':<{w}} {'':>6}" + "".join(f"   {_fmt(s['pcp']['mean'])}" for s in stages))
+    return "\n".join(lines)
+
+
+def _json_safe(x):
+    """NaN/inf -> None (strict JSON), numpy scalars -> Python numbers, recursively."""
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return x
+
+
+def write_json(report: dict, path: str | Path) -> Path:
+    """Write ``report`` as strict JSON (NaN -> null); returns the path."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(report), indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def plot_pdj_curves(report: dict, path: str | Path) -> Path:
+    """PNG of PDJ curves: one panel per joint part (left and right pooled) plus the mean over
+    joints, one line per stage; x = fraction of diam in [0, 0.5], y = detection rate."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    stages = report["stages"]
+    parts = list(stages[0]["pdj_curve"]["per_part"]) + ["mean over joints"]
+    ncols = min(4, len(parts))
+    nrows = math.ceil(len(parts) / ncols)
+    fig = Figure(figsize=(3.2 * ncols, 2.8 * nrows + 0.6), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for n, (ax, part) in enumerate(zip(axes, parts)):
+        for s in stages:
+            curve = s["pdj_curve"]
+            y = curve["mean"] if part == "mean over joints" else curve["per_part"][part]
+            ax.plot(curve["fractions"], [float("nan") if v is None else v for v in y], label=f"{s['stage']}")
+        ax.set_title(part)
+        ax.set_xlim(0, CURVE_MAX)
+        ax.set_ylim(0, 1.02)
+        ax.grid(True, alpha=0.3)
+        if n + ncols >= len(parts):
+            ax.set_xlabel("fraction of diam")
+        if n % ncols == 0:
+            ax.set_ylabel("detection rate")
+    for ax in axes[len(parts):]:
+        ax.set_visible(False)
+    axes[0].legend(loc="lower right", fontsize="small")
+    fig.suptitle(f"PDJ, {report['estimator_label']}, {report['dataset']} {report['split']} "
+                 f"({report['num_examples']} examples)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+# ------------------------------------------------------------------------------ command
+
+def _error(msg: str) -> int:
+    print(f"evaluate: error: {msg}", file=sys.stderr)
+    return 2
 
 
 def run(args) -> int:
-    print(f"{args.command}: not built yet")
-    return 2
+    """Evaluate and print; returns 0, or 2 after a one-line error (bad data, model or options)."""
+    from engine.model import ModelError
+    from tools.datasets import DatasetError
+
+    try:
+        return _run(args)
+    except (DatasetError, ModelError) as e:
+        return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def _run(args) -> int:
+    import dataclasses
+    import time
+    from collections import Counter
+
+    import numpy as np
+
+    from tools.datasets import load_dataset
+
+    oracle = args.oracle or args.oracle_noise > 0
+    if args.oracle_noise < 0:
+        return _error(f"--oracle-noise must be >= 0, got {args.oracle_noise}")
+    if oracle and (args.weights or args.stages):
+        return _error("--oracle evaluates the ground truth: it takes no --weights or --stages")
+    if args.limit is not None and args.limit < 1:
+        return _error(f"--limit must be >= 1, got {args.limit}")
+    if args.stages is not None and args.stages < 1:
+        return _error(f"--stages must be >= 1, got {args.stages}")
+
+    dataset = load_dataset(args.dataset, args.data, args.split)
+    limited = args.limit is not None and args.limit < len(dataset.examples)
+    if limited:
+        dataset = dataclasses.replace(dataset, examples=dataset.examples[:args.limit])
+    if not dataset.examples:
+        return _error(f"{args.dataset} {args.split} split has no examples")
+    skeleton = dataset.skeleton
+    gt = dataset.poses()
+    report: dict = {
+        "dataset": dataset.name, "split": dataset.split, "data_root": str(dataset.root),
+        "num_examples": len(dataset.examples), "limit": args.limit if limited else None,
+        "joints": list(skeleton.joints), "limbs": [l.name for l in skeleton.limbs],
+        "pdj_definition": "joint detected when |pred - gt| <= fraction * diam(gt), diam = shoulder to opposite hip",
+        "pcp_definition": "limb correct when both predicted end points are within threshold * gt limb length",
+    }
+
+    if oracle:
+        stage_poses = oracle_poses(gt, args.oracle_noise, args.seed)
+        names = ["oracle"]
+        label = "ground-truth oracle" + (f" + {args.oracle_noise:g} px noise (seed {args.seed})"
+                                         if args.oracle_noise > 0 else "")
+        report.update(estimator="oracle", oracle_noise_px=args.oracle_noise, seed=args.seed)
+    else:
+        from engine.model import ModelError, load_cascade
+
+        weights = Path(args.weights) if args.weights else REPO_ROOT / "weights" / args.dataset
+        cascade, info = load_cascade(weights, backend=args.backend)
+        if info.skeleton.name != skeleton.name:
+            raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")
+        if args.stages is not None and args.stages > cascade.num_stages:
+            return _error(f"--stages {args.stages}: model {weights} has {cascade.num_stages} stages")
+        from engine.detector import DetectorError
+        from tools.person_boxes import example_b0
+
+        try:
+            b0, sources = example_b0(dataset, info.scaler, missed=args.missed_face)
+        except (DetectorError, ValueError) as e:
+            return _error(f"cannot compute b0: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        b0 = np.asarray(b0, dtype=np.float64)
+        if b0.shape != (len(dataset.examples), 4):
+            return _error(f"example_b0 returned boxes of shape {b0.shape}, expected ({len(dataset.examples)}, 4)")
+        t = time.perf_counter()
+        stage_poses, seconds = cascade_poses(dataset, cascade, b0, args.stages)
+        wall = time.perf_counter() - t
+        names = [f"stage {s + 1}" for s in range(len(stage_poses))]
+        runtime = getattr(cascade.regressors[0], "description", None) or args.backend
+        label = f"model {weights} ({info.manifest.get('name', '?')}), {runtime}"
+        report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.get("name"),
+                      backend=args.backend, b0_sources=dict(Counter(sources)),
+                      stage_ms_per_example=[1000.0 * s / len(dataset.examples) for s in seconds],
+                      wall_seconds=wall)
+
+    report["estimator_label"] = label
+    report["stages"] = evaluate_poses(stage_poses, gt, skeleton, names, args.pcp_threshold)
+    head = f"{dataset.name} {dataset.split} split ({len(dataset.examples)} examples"
+    head += f", first {args.limit} only)" if limited else ")"
+    head += f": {label}"
+    if report.get("b0_sources"):
+        head += "; b0 from " + ", ".join(f"{k} {v}" for k, v in sorted(report["b0_sources"].items()))
+    report["header"] = head
+    print(format_report(report), flush=True)
+    try:
+        if args.json:
+            print(f"wrote {write_json(report, args.json)}")
+        if args.plot:
+            print(f"wrote {plot_pdj_curves(report, args.plot)}")
+    except OSError as e:  # the table above is already printed
+        return _error(f"cannot write output: {e}")
+    return 0
