@@ -1,0 +1,222 @@
+"""The person detector that gives b0 (engine/detector.py), the scaler fit (tools/fit_scaler.py) and
+the per-example b0 of training and evaluation (tools/person_boxes.py), on the real shared data."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from engine.detector import (DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector, FaceScaler,
+                             PersonDetector, frame_box)
+from tools import fit_scaler
+from tools.datasets import default_data_root, load_dataset, load_image
+from tools.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
+
+from conftest import WEIGHTS_FLIC
+
+FLIC_ROOT = default_data_root("flic")
+LSP_ROOT = default_data_root("lsp")
+needs_flic = pytest.mark.skipif(not (FLIC_ROOT / "examples.mat").is_file(), reason=f"FLIC not found at {FLIC_ROOT}")
+needs_lsp = pytest.mark.skipif(not (LSP_ROOT / "joints.mat").is_file(), reason=f"LSP not found at {LSP_ROOT}")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    with FaceDetector() as det:
+        yield det
+
+
+@pytest.fixture(scope="module")
+def flic_train():
+    return load_dataset("flic", None, "train")
+
+
+def _subset(ds, n):
+    return dataclasses.replace(ds, examples=ds.examples[:n])
+
+
+def _fitted_scaler() -> FaceScaler:
+    path = WEIGHTS_FLIC / "scaler.json"
+    if path.is_file():
+        return FaceScaler.from_dict(json.loads(path.read_text()))
+    manifest = WEIGHTS_FLIC / "manifest.json"
+    if manifest.is_file():
+        scaler = json.loads(manifest.read_text()).get("scaler")
+        if scaler and "fit" in scaler:
+            return FaceScaler.from_dict(scaler)
+    pytest.skip("no fitted scaler in weights/flic (run: python main.py fit-scaler)")
+
+
+@needs_flic
+def test_face_found_in_flic_frame_and_b0_holds_joints(detector, flic_train):
+    """The first FLIC training example: its labelled face is detected, and b0 from the shipped
+    scaler contains all its joints; the PersonDetector gives the same b0."""
+    scaler = _fitted_scaler()
+    ex = flic_train.examples[0]
+    image = load_image(ex.image_path)
+    faces, scores = detector.detect(image)
+    assert faces.shape[1:] == (4,) and scores.shape == (len(faces),)
+    j = match_faces(ex, faces)
+    assert j is not None, f"face of {ex.image_path.name} not found: {faces}"
+    assert scores[j] >= scaler.min_confidence
+    # the nose lies inside the detected face box
+    nose = ex.pose[flic_train.skeleton.index("nose")]
+    assert np.all(np.abs(nose - faces[j, :2]) <= faces[j, 2:] / 2)
+    b0 = scaler.apply(faces[j:j + 1])
+    assert fit_scaler.joints_inside(ex.pose[None], b0)[0], (ex.pose, b0)
+    with PersonDetector(scaler, detector) as persons:
+        found = persons.detect(image)
+    k = int(np.argmin(np.linalg.norm(found.faces[:, :2] - faces[j, :2], axis=1)))
+    np.testing.assert_allclose(found.b0[k], b0[0])
+    assert found.sources[k] == "face"
+
+
+@needs_flic
+def test_scaler_fit_reproducible_and_cached(flic_train, tmp_path, monkeypatch, capsys):
+    """fit-scaler end to end on 40 FLIC training examples: twice (fresh detections, then the
+    cache) gives identical scalers; the target coverage is met on that subset."""
+    subset = _subset(flic_train, 40)
+    import tools.datasets
+
+    monkeypatch.setattr(tools.datasets, "load_dataset", lambda name, root, split: subset if split == "train"
+                        else _subset(load_dataset(name, root, split), 10))
+    results = []
+    for run in range(2):
+        out = tmp_path / f"scaler{run}.json"
+        args = argparse.Namespace(data=None, model="full", out=str(out), coverage=0.9, min_confidence=0.5,
+                                  cache_dir=str(tmp_path / "cache"), no_progress=True, command="fit-scaler")
+        assert fit_scaler.run(args) == 0
+        results.append(json.loads(out.read_text()))
+        results[-1]["fit"].pop("seconds")
+    assert (tmp_path / "cache" / "faces_flic_full.npz").is_file()
+    assert results[0] == results[1]
+    fit = results[0]["fit"]
+    assert fit["examples"] == 40 and fit["split"] == "train"
+    assert 0.5 < fit["recall_train"]["full"] <= 1.0
+    assert fit["recall_train"]["short"] <= fit["recall_train"]["full"]
+    assert fit["coverage_train"] >= 0.9
+    assert results[0]["face_model"] == DEFAULT_FACE_MODEL and results[0]["min_confidence"] == 0.5
+    assert "recall" in capsys.readouterr().out
+    # the cache holds exactly what the detector gives
+    dets = detect_dataset_faces(subset, "full", cache_dir=tmp_path / "cache", progress=False)
+    with FaceDetector() as det:
+        fresh = det.detect_with_keypoints(load_image(subset.examples[3].image_path))
+    for a, b in zip(dets[3], fresh):
+        np.testing.assert_allclose(a, b)
+
+
+def test_fit_box_least_area():
+    """Greedy peeling: the box holds >= coverage of the extents, exactly the extreme values at
+    coverage 1, and a far outlier is what gets dropped first."""
+    rng = np.random.default_rng(0)
+    ext = np.column_stack([-rng.uniform(1, 2, 99), rng.uniform(1, 2, 99), -rng.uniform(0, 1, 99), rng.uniform(3, 5, 99)])
+    ext = np.vstack([ext, [-20, 1, -0.5, 4]])  # one example far out on the left
+    box, kept = fit_scaler.fit_box(ext, 1.0)
+    np.testing.assert_allclose(box, [ext[:, 0].min(), ext[:, 1].max(), ext[:, 2].min(), ext[:, 3].max()], atol=1e-5)
+    assert kept.all()
+    box, kept = fit_scaler.fit_box(ext, 0.99)
+    assert kept.sum() == 99 and not kept[-1]
+    a, b, c, d = box
+    assert (ext[kept, 0] >= a).all() and (ext[kept, 1] <= b).all() and (ext[kept, 2] >= c).all() and (ext[kept, 3] <= d).all()
+    assert a > -2.0001
+    s = fit_scaler.scaler_from_box(box, DEFAULT_FACE_MODEL, 0.5)
+    b0 = s.apply(np.array([[100.0, 50.0, 10.0, 10.0]]))[0]
+    np.testing.assert_allclose(b0, [100 + 10 * (a + b) / 2, 50 + 10 * (c + d) / 2, 10 * (b - a), 10 * (d - c)])
+    with pytest.raises(ValueError):
+        fit_scaler.fit_box(ext[:0], 0.99)
+
+
+@pytest.mark.parametrize("kind", ["blank", "noise"])
+def test_no_face_falls_back_to_full_frame(detector, kind):
+    """No face: fallback="frame" gives the whole frame as b0 (source "frame"); no fallback, P = 0."""
+    h, w = 240, 320
+    image = np.zeros((h, w, 3), np.uint8) if kind == "blank" else np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    faces, scores = detector.detect(image)
+    assert faces.shape == (0, 4) and scores.shape == (0,)
+    persons = PersonDetector(FaceScaler(0.0, 2.5, 7.0, 6.0), detector)
+    still = persons.detect(image, fallback="frame")
+    assert still.sources == ["frame"] and len(still) == 1
+    np.testing.assert_allclose(still.b0[0], [(w - 1) / 2, (h - 1) / 2, w, h])
+    np.testing.assert_allclose(still.b0[0], frame_box(w, h))
+    assert np.isnan(still.faces).all() and still.scores[0] == 0
+    video = persons.detect(image)
+    assert len(video) == 0 and video.b0.shape == (0, 4) and video.sources == []
+    with pytest.raises(ValueError):
+        persons.detect(image, fallback="nearest")
+
+
+def test_bad_model_is_one_line_error(tmp_path, capfd):
+    """Missing or corrupt model files raise a one-line DetectorError naming the file; a good
+    model loads without MediaPipe's start-up chatter on stderr."""
+    with pytest.raises(DetectorError, match="missing") as e:
+        FaceDetector(tmp_path / "nope.tflite")
+    assert "\n" not in str(e.value) and "nope.tflite" in str(e.value)
+    corrupt = tmp_path / "corrupt.tflite"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(DetectorError, match="cannot load face model") as e:
+        FaceDetector(corrupt)
+    assert "\n" not in str(e.value) and "corrupt.tflite" in str(e.value)
+    capfd.readouterr()
+    with FaceDetector("short") as det:
+        for _ in range(3):
+            det.detect(np.zeros((64, 64, 3), np.uint8))
+    err = capfd.readouterr().err
+    assert "Sparsity" not in err and "INFO:" not in err and "not aligned" not in err, err
+    assert (FACE_MODEL_DIR / DEFAULT_FACE_MODEL).is_file()
+
+
+def test_scaler_dict_round_trip():
+    s = FaceScaler(0.1, 2.6, 7.3, 6.3, extra={"fit": {"coverage_train": 0.99}})
+    d = s.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    t = FaceScaler.from_dict(d)
+    assert t == s and t.extra == s.extra
+    # manifests written before the face fields existed still load
+    assert FaceScaler.from_dict({"scale_x": 5.0, "scale_y": 6.0, "offset_x": 0.0, "offset_y": 2.0}).face_model == DEFAULT_FACE_MODEL
+    with pytest.raises(ValueError, match="scale_y"):
+        FaceScaler.from_dict({"scale_x": 5.0, "offset_x": 0.0, "offset_y": 2.0})
+
+
+@needs_lsp
+def test_example_b0_lsp_is_full_image():
+    ds = _subset(load_dataset("lsp", None, "train"), 25)
+    boxes, sources = example_b0(ds, None)
+    assert boxes.shape == (25, 4) and sources == ["image"] * 25
+    for ex, box in zip(ds.examples[:3], boxes):
+        h, w = load_image(ex.image_path).shape[:2]
+        np.testing.assert_allclose(box, [(w - 1) / 2, (h - 1) / 2, w, h])
+    with pytest.raises(ValueError, match="no eyes"):
+        example_b0(ds, {"scale_x": 5.0, "scale_y": 6.0, "offset_x": 0.0, "offset_y": 2.0})
+
+
+@needs_flic
+def test_example_b0_flic_face_and_joints(flic_train, tmp_path):
+    """FLIC b0: scaled matched face where detected ("face"), else the face implied by the
+    labelled eyes and nose, scaled the same way ("joints")."""
+    ds = _subset(flic_train, 12)  # examples 5 and 6 have no detected face
+    scaler = FaceScaler(0.12, 2.6, 7.35, 6.3)
+    boxes, sources = example_b0(ds, scaler.to_dict(), cache_dir=tmp_path, progress=False)
+    dets = detect_dataset_faces(ds, cache_dir=tmp_path, progress=False)
+    faces, _ = match_dataset(ds, dets)
+    assert set(sources) == {"face", "joints"}
+    for i, src in enumerate(sources):
+        if src == "face":
+            np.testing.assert_allclose(boxes[i], scaler.apply(faces[i]))
+        else:
+            assert np.isnan(faces[i]).all()
+            eyes_nose = ds.examples[i].pose[8:11]
+            assert np.isfinite(boxes[i]).all() and boxes[i][2] > 0
+            # the implied face sits on the eyes and nose: b0's top edge lies above them
+            assert boxes[i][1] - boxes[i][3] / 2 < eyes_nose[:, 1].min()
+
+
+def test_default_scaler_matches_fitted():
+    """engine.detector.DEFAULT_SCALER (for manifests without a scaler) is the shipped fit, rounded."""
+    from engine.detector import DEFAULT_SCALER
+
+    fitted = _fitted_scaler()
+    for name in ("offset_x", "offset_y", "scale_x", "scale_y"):
+        assert getattr(DEFAULT_SCALER, name) == pytest.approx(getattr(fitted, name), abs=0.01), name

@@ -1,0 +1,334 @@
+"""b0 boxes for dataset examples (training and evaluation), face detections cached per image.
+
+FLIC follows the paper's protocol: b0 is the labelled person's detected face box enlarged by the
+fitted :class:`engine.detector.FaceScaler`. LSP uses the full image as b0.
+
+Detections are cached in ``cache/faces_<dataset>_<model>.npz`` (repository root, gitignored),
+keyed by the image path relative to the dataset root, and tied to the face model's SHA-256 and
+the detection threshold: a cache made with another model or threshold is discarded.
+
+Matching a FLIC example to its face (:func:`match_faces`): a detected face box belongs to the
+example when every labelled face joint of the example (l_eye, r_eye, nose) lies inside the box
+grown by :data:`MATCH_MARGIN` of the face size on every side; when several boxes qualify, the one
+whose centre is nearest the mean of those face joints wins.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from engine.detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector, FaceScaler,
+                             face_size, frame_box, resolve_face_model)
+from engine.skeletons import Skeleton, get_skeleton
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CACHE_DIR = REPO_ROOT / "cache"
+MATCH_MARGIN = 0.1
+"""Tolerance of :func:`match_faces`: the face box is grown by this fraction of the face size on
+each side before testing whether the labelled eyes and nose lie inside it."""
+FACE_JOINTS = ("l_eye", "r_eye", "nose")
+CACHE_FORMAT = "deeppose-faces/1"
+
+Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(faces (N, 4) cx, cy, w, h pixels; scores (N,); keypoints (N, 6, 2) pixels) of one image."""
+
+
+# --------------------------------------------------------------------------- detection cache
+
+def model_tag(model_file: str | Path) -> str:
+    """Short tag of a face model for cache file names ("full", "short", else the file stem)."""
+    name = Path(model_file).name
+    for tag, fname in FACE_MODELS.items():
+        if name == fname:
+            return tag
+    return Path(name).stem
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class FaceCache:
+    """Face detections of one dataset with one face model and threshold, stored as .npz.
+
+    Args:
+        path: the .npz file (created on :meth:`save`).
+        model_path: the face model file the detections come from.
+        min_confidence: the detector's threshold.
+    """
+
+    def __init__(self, path: str | Path, model_path: str | Path, min_confidence: float):
+        self.path = Path(path)
+        self.model_path = Path(model_path)
+        self.meta = {"format": CACHE_FORMAT, "model": self.model_path.name, "model_sha256": _sha256(self.model_path),
+                     "min_confidence": float(min_confidence)}
+        self.entries: dict[str, Detections] = {}
+        self.dirty = False
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.is_file():
+            return
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta != self.meta:
+                    log.info("face cache %s was made with %s; detecting again", self.path, meta)
+                    return
+                keys, counts = z["keys"], z["counts"]
+                faces, scores, kps = z["faces"], z["scores"], z["keypoints"]
+        except Exception as e:  # a truncated or foreign file: start afresh, it is only a cache
+            log.warning("ignoring unreadable face cache %s: %s", self.path, e)
+            return
+        ends = np.cumsum(counts)
+        for key, end, n in zip(keys, ends, counts):
+            sl = slice(end - n, end)
+            self.entries[str(key)] = (faces[sl], scores[sl], kps[sl])
+
+    def get(self, key: str) -> Detections | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, dets: Detections) -> None:
+        self.entries[key] = dets
+        self.dirty = True
+
+    def save(self) -> None:
+        """Write the cache atomically (no-op when nothing changed)."""
+        if not self.dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = sorted(self.entries)
+        dets = [self.entries[k] for k in keys]
+        nk = len(FACE_KEYPOINTS)
+        tmp = self.path.with_name(self.path.name + ".tmp.npz")
+        np.savez_compressed(
+            tmp, meta=np.array(json.dumps(self.meta)), keys=np.array(keys, dtype=str),
+            counts=np.array([len(d[0]) for d in dets], dtype=np.int64),
+            faces=np.concatenate([d[0] for d in dets]) if dets else np.zeros((0, 4)),
+            scores=np.concatenate([d[1] for d in dets]) if dets else np.zeros(0),
+            keypoints=np.concatenate([d[2] for d in dets]) if dets else np.zeros((0, nk, 2)))
+        os.replace(tmp, self.path)
+        self.dirty = False
+
+
+def cache_path(dataset_name: str, model_path: str | Path, min_confidence: float,
+               cache_dir: str | Path | None = None) -> Path:
+    """``<cache_dir>/faces_<dataset>_<model tag>[_c<threshold>].npz`` (threshold only when not 0.5)."""
+    tag = model_tag(model_path)
+    if not math.isclose(min_confidence, DEFAULT_MIN_CONFIDENCE):
+        tag += f"_c{min_confidence:g}"
+    return Path(cache_dir or DEFAULT_CACHE_DIR) / f"faces_{dataset_name}_{tag}.npz"
+
+
+def image_key(dataset, image_path: Path) -> str:
+    """Cache key of an image: its path relative to the dataset root (posix), else absolute."""
+    try:
+        return Path(image_path).resolve().relative_to(Path(dataset.root).resolve()).as_posix()
+    except ValueError:
+        return Path(image_path).resolve().as_posix()
+
+
+def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+                         cache_dir: str | Path | None = None, progress: bool = True,
+                         save_every: int = 500) -> list[Detections]:
+    """Face detections for every example of ``dataset`` (cached; each image detected once).
+
+    Args:
+        dataset: a tools.datasets.PoseDataset.
+        model: face model (see engine.detector.resolve_face_model); None = full range.
+        min_confidence: detection threshold.
+        cache_dir: where the .npz cache lives (default ``<repo>/cache``).
+        progress: show a tqdm bar while detecting.
+        save_every: write the cache after this many new images (work is never lost).
+    Returns:
+        One :data:`Detections` per example, in ``dataset.examples`` order.
+    Raises:
+        engine.detector.DetectorError: the face model cannot be loaded.
+        tools.datasets.DatasetError: an image cannot be read.
+    """
+    from tools.datasets import load_image
+
+    model_path = resolve_face_model(model)
+    if not model_path.is_file():
+        from engine.detector import DetectorError
+        raise DetectorError(f"face model missing: {model_path}")
+    cache = FaceCache(cache_path(dataset.name, model_path, min_confidence, cache_dir), model_path, min_confidence)
+    keys = [image_key(dataset, e.image_path) for e in dataset.examples]
+    todo: dict[str, Path] = {}
+    for key, ex in zip(keys, dataset.examples):
+        if cache.get(key) is None:
+            todo.setdefault(key, ex.image_path)
+    if todo:
+        from tqdm import tqdm
+
+        log.info("detecting faces in %d images of %s %s with %s", len(todo), dataset.name, dataset.split,
+                 model_path.name)
+        with FaceDetector(model_path, min_confidence) as det:
+            try:
+                for i, (key, path) in enumerate(tqdm(todo.items(), desc=f"faces ({model_tag(model_path)})",
+                                                     unit="img", disable=not progress, leave=False)):
+                    cache.put(key, det.detect_with_keypoints(load_image(path)))
+                    if (i + 1) % save_every == 0:
+                        cache.save()
+            finally:
+                cache.save()
+    return [cache.get(k) for k in keys]
+
+
+# --------------------------------------------------------------------------- matching
+
+def face_joint_indices(skeleton: Skeleton) -> list[int]:
+    """Indices of the face joints (l_eye, r_eye, nose) in ``skeleton``; empty if it has none."""
+    return [skeleton.joints.index(n) for n in FACE_JOINTS if n in skeleton.joints]
+
+
+def match_faces(example, faces: np.ndarray, skeleton: Skeleton | None = None,
+                margin: float = MATCH_MARGIN) -> int | None:
+    """The detected face that belongs to ``example``'s labelled person.
+
+    Args:
+        example: a tools.datasets.PoseExample (pose (k, 2) pixels, NaN unlabelled).
+        faces: (N, 4) detected face boxes (cx, cy, w, h) pixels.
+        skeleton: the example's skeleton (default: FLIC when k == 11).
+        margin: each face box is grown by ``margin`` x face size on every side before testing.
+    Returns:
+        Index into ``faces`` of the box holding every labelled face joint (l_eye, r_eye, nose),
+        the nearest centre to their mean if several do; None if none does or the example has
+        no labelled face joint.
+    """
+    faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+    if len(faces) == 0:
+        return None
+    if skeleton is None:
+        skeleton = get_skeleton("flic") if example.pose.shape[0] == 11 else get_skeleton("lsp")
+    idx = face_joint_indices(skeleton)
+    pts = example.pose[idx] if idx else np.zeros((0, 2))
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts) == 0:
+        return None
+    s = face_size(faces)[:, None]
+    half = faces[:, 2:4] / 2 + margin * s  # (N, 2)
+    inside = (np.abs(pts[None, :, :] - faces[:, None, 0:2]) <= half[:, None, :]).all(axis=(1, 2))  # (N,)
+    if not inside.any():
+        return None
+    dist = np.linalg.norm(faces[:, 0:2] - pts.mean(axis=0), axis=1)
+    dist[~inside] = np.inf
+    return int(np.argmin(dist))
+
+
+def match_dataset(dataset, detections: list[Detections]) -> tuple[np.ndarray, np.ndarray]:
+    """Match every example to its detected face.
+
+    Returns:
+        faces: (N, 4) the matched face box per example, NaN rows where none matched.
+        scores: (N,) its detection score, NaN where none matched.
+    """
+    n = len(dataset.examples)
+    faces = np.full((n, 4), np.nan)
+    scores = np.full(n, np.nan)
+    for i, (ex, (f, sc, _)) in enumerate(zip(dataset.examples, detections)):
+        j = match_faces(ex, f, dataset.skeleton)
+        if j is not None:
+            faces[i], scores[i] = f[j], sc[j]
+    return faces, scores
+
+
+# --------------------------------------------------------------------------- b0 per example
+
+DEFAULT_JOINTS_FACE = {"size_ratio": 2.0, "nose_weight": 1.5, "offset_x": 0.0, "offset_y": 0.09}
+"""Fallback parameters of :func:`joints_face` for a scaler dict without "joints_face" (the fit
+on FLIC train, rounded; ``fit-scaler`` writes the exact fitted values into the scaler)."""
+
+
+def joints_face(pose: np.ndarray, skeleton: Skeleton, params: dict | None = None) -> np.ndarray | None:
+    """The face box implied by the labelled eyes and nose of one pose (see
+    tools.fit_scaler.fit_joints_face for the model and its fit).
+
+    Args:
+        pose: (k, 2) pixels, NaN unlabelled.
+        params: size_ratio, nose_weight, offset_x, offset_y (default :data:`DEFAULT_JOINTS_FACE`).
+    Returns:
+        (4,) square face box (cx, cy, s, s) in pixels, or None unless both eyes and the nose are
+        labelled.
+    """
+    p = {**DEFAULT_JOINTS_FACE, **(params or {})}
+    idx = face_joint_indices(skeleton)
+    if len(idx) != 3:
+        return None
+    le, re, no = (np.asarray(pose[i], dtype=np.float64) for i in idx)
+    if not (np.isfinite(le).all() and np.isfinite(re).all() and np.isfinite(no).all()):
+        return None
+    d = math.hypot(np.linalg.norm(le - re), p["nose_weight"] * np.linalg.norm((le + re) / 2 - no))
+    s = p["size_ratio"] * max(d, 1e-6)
+    c = (le + re + no) / 3 + s * np.array([p["offset_x"], p["offset_y"]])
+    return np.array([c[0], c[1], s, s])
+
+
+def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path | None = None,
+               progress: bool = True, missed: str = "joints") -> tuple[np.ndarray, list[str]]:
+    """b0 for every example of a dataset, as training and evaluation use it.
+
+    - scaler None (LSP, as in the paper): the full image, (cx, cy, w, h) = ((W-1)/2, (H-1)/2,
+      W, H); source "image".
+    - FLIC with a fitted scaler: the example's detected face (:func:`match_faces`, detections
+      with the scaler's face_model and min_confidence, cached) enlarged by the scaler; source
+      "face".
+    - FLIC example whose face was not detected: the face box implied by its labelled eyes and
+      nose (:func:`joints_face` with the scaler's "joints_face" parameters) enlarged by the
+      same scaler; source "joints". If its eyes or nose are unlabelled (never in FLIC): the
+      tight box around its labelled joints grown by 10% per side, also source "joints".
+      This uses ground truth, so it is for training only: evaluation passes ``missed="frame"``
+      and gets the full image instead (source "frame"), as the app does for a still image.
+
+    Args:
+        dataset: a tools.datasets.PoseDataset.
+        scaler: the scaler dict (manifest "scaler" / fit-scaler JSON), a FaceScaler, or None.
+        cache_dir: face detection cache folder (default ``<repo>/cache``).
+        progress: show a progress bar when images have to be detected.
+        missed: b0 of a FLIC example whose face was not detected: "joints" (from its labelled
+            eyes and nose; training) or "frame" (the full image; evaluation, no ground truth).
+    Returns:
+        boxes (N, 4) float64 b0 per example (pixels), sources (N,) list of str.
+    Raises:
+        ValueError: a scaler given for a dataset without face joints.
+        engine.detector.DetectorError, tools.datasets.DatasetError: from detection.
+    """
+    from engine.geometry import boxes_from_pose
+
+    if missed not in ("joints", "frame"):
+        raise ValueError(f"missed must be 'joints' or 'frame', got {missed!r}")
+    n = len(dataset.examples)
+    if scaler is None:
+        boxes = np.array([frame_box(*e.image_size) for e in dataset.examples]).reshape(n, 4)
+        return boxes, ["image"] * n
+    if not isinstance(scaler, FaceScaler):
+        scaler = FaceScaler.from_dict(scaler)
+    if len(face_joint_indices(dataset.skeleton)) != 3:
+        raise ValueError(f"a face scaler was given for {dataset.name}, whose skeleton has no eyes and nose; "
+                         "pass scaler=None to use the full image as b0")
+    dets = detect_dataset_faces(dataset, scaler.face_model, scaler.min_confidence, cache_dir, progress)
+    faces, _ = match_dataset(dataset, dets)
+    params = scaler.extra.get("joints_face")
+    boxes = np.empty((n, 4))
+    sources: list[str] = []
+    for i, ex in enumerate(dataset.examples):
+        if np.isfinite(faces[i, 0]):
+            boxes[i] = scaler.apply(faces[i])
+            sources.append("face")
+            continue
+        if missed == "frame":
+            boxes[i] = frame_box(*ex.image_size)
+            sources.append("frame")
+            continue
+        face = joints_face(ex.pose, dataset.skeleton, params)
+        boxes[i] = scaler.apply(face) if face is not None else boxes_from_pose(ex.pose, margin=0.1)
+        sources.append("joints")
+    return boxes, sources
