@@ -1,0 +1,437 @@
+"""The training loop behind `main.py train` (see tools/train.py for the protocol)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.backends.torch_backend import TorchRegressor
+from engine.cascade import Cascade
+from engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam, to_network_input
+from engine.model import ModelError, load_stage_module, read_manifest, write_manifest
+from engine.network import PoseRegressor, build_network
+from tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
+
+log = logging.getLogger("deeppose.train")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (recorded in checkpoints and the manifest)."""
+
+    dataset: str = "flic"
+    data: Path | None = None
+    out: Path = Path("weights/flic")
+    run_dir: Path = Path("runs/flic")
+    stages: list[int] = field(default_factory=lambda: [1, 2, 3])
+    epochs: int = 40
+    refine_epochs: int = 8
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    preset: str = "compact"
+    sigma: float = 1.0
+    seed: int = 0
+    threads: int | None = None
+    device: str = "auto"
+    resume: bool = False
+    limit: int | None = None
+    val_limit: int | None = None
+    max_steps: int | None = None
+    # augmentation (stage 1: of b0; stages >= 2: of the simulated joint box)
+    shift: float = 0.08        # max translation, fraction of the box side
+    scale: float = 0.12        # max log-scale change (exp(+-scale))
+    rotate_deg: float = 12.0   # max rotation, degrees
+    color: float = 0.25        # max brightness/contrast change (normalized units / factor)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+class TrainingData:
+    """A split held in memory: decoded images, ground-truth pose vectors and b0 boxes."""
+
+    def __init__(self, ds: PoseDataset, b0: np.ndarray, sources: list[str]):
+        self.ds = ds
+        self.poses = ds.poses()                       # (N, k, 2) pixels
+        self.b0 = np.asarray(b0, dtype=np.float64)   # (N, 4)
+        self.sources = sources
+        self.diam = diam(self.poses, ds.skeleton)    # (N,)
+        self._images: dict[Path, np.ndarray] = {}
+        for e in tqdm(ds.examples, desc=f"loading {ds.name} {ds.split} images", unit="img", leave=False, disable=None):
+            if e.image_path not in self._images:
+                self._images[e.image_path] = load_image(e.image_path)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def image(self, i: int) -> np.ndarray:
+        return self._images[self.ds.examples[i].image_path]
+
+
+def _rot_inv(v: np.ndarray, angle: float) -> np.ndarray:
+    """R(-angle) @ v for (..., 2) vectors."""
+    c, s = math.cos(angle), math.sin(angle)
+    return np.stack([c * v[..., 0] + s * v[..., 1], -s * v[..., 0] + c * v[..., 1]], axis=-1)
+
+
+class SampleMaker:
+    """Builds augmented training batches (crops and normalized targets) for one stage."""
+
+    def __init__(self, data: TrainingData, cfg: TrainConfig, rng: np.random.Generator):
+        self.data = data
+        self.cfg = cfg
+        self.rng = rng
+        self.mirror = np.asarray(data.ds.skeleton.mirror)
+        self.k = data.ds.skeleton.k
+        self._crop = np.empty((cfg.batch_size, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+
+    def _jitter(self, box: np.ndarray) -> tuple[np.ndarray, float]:
+        c = self.cfg
+        box = box.copy()
+        box[:2] += self.rng.uniform(-c.shift, c.shift, 2) * box[2:4]
+        box[2:4] *= math.exp(self.rng.uniform(-c.scale, c.scale))
+        return box, math.radians(self.rng.uniform(-c.rotate_deg, c.rotate_deg))
+
+    def _finish(self, n: int, targets: np.ndarray, mask: np.ndarray, flips: np.ndarray):
+        crops = self._crop[:n]
+        crops[flips] = crops[flips][:, :, ::-1]
+        x = torch.from_numpy(to_network_input(crops))
+        c = self.cfg.color
+        contrast = torch.from_numpy(self.rng.uniform(1 - c, 1 + c, (n, 1, 1, 1)).astype(np.float32))
+        bright = torch.from_numpy(self.rng.uniform(-c, c, (n, 1, 1, 1)).astype(np.float32))
+        x = x * contrast + bright
+        return x, torch.from_numpy(targets.astype(np.float32)), torch.from_numpy(mask)
+
+    def stage1(self, idx: np.ndarray):
+        """Batch for stage 1: crops N(x; b0~) and targets N(y; b0~) (k, 2), mask (k,)."""
+        n = len(idx)
+        targets = np.zeros((n, self.k, 2))
+        mask = np.zeros((n, self.k), bool)
+        flips = self.rng.random(n) < 0.5
+        for j, i in enumerate(idx):
+            box, angle = self._jitter(self.data.b0[i])
+            crop_boxes(self.data.image(i), box[None], angles=np.array([angle]), out=self._crop[j:j + 1])
+            t = _rot_inv(self.data.poses[i] - box[:2], angle) / box[2:4]
+            if flips[j]:
+                t = t[self.mirror]
+                t[:, 0] = -t[:, 0]
+            mask[j] = np.isfinite(t).all(1)
+            targets[j] = np.nan_to_num(t)
+        return self._finish(n, targets, mask, flips)
+
+    def refine(self, pairs: np.ndarray, stats: dict):
+        """Batch for a stage s >= 2 (Eq. 8): pairs (n, 2) of (example, joint).
+
+        Returns crops of b = (y_i + delta, sigma*diam~), targets (n, k, 2) with only the
+        crop's own joint (after mirroring) in the mask.
+        """
+        n = len(pairs)
+        targets = np.zeros((n, self.k, 2))
+        mask = np.zeros((n, self.k), bool)
+        flips = self.rng.random(n) < 0.5
+        mu, chol, ratios = stats["mean"], stats["chol"], stats["diam_ratio"]
+        for j, (i, joint) in enumerate(pairs):
+            y = self.data.poses[i, joint]
+            d = self.data.diam[i]
+            delta = (mu[joint] + chol[joint] @ self.rng.standard_normal(2)) * d
+            side = self.cfg.sigma * d * ratios[self.rng.integers(len(ratios))]
+            box = np.array([y[0] + delta[0], y[1] + delta[1], side, side])
+            angle = math.radians(self.rng.uniform(-self.cfg.rotate_deg, self.cfg.rotate_deg))
+            crop_boxes(self.data.image(i), box[None], angles=np.array([angle]), out=self._crop[j:j + 1])
+            t = _rot_inv(y - box[:2], angle) / box[2:4]
+            out_joint = joint
+            if flips[j]:
+                out_joint = self.mirror[joint]
+                t = t * np.array([-1.0, 1.0])
+            targets[j, out_joint] = t
+            mask[j, out_joint] = True
+        return self._finish(n, targets, mask, flips)
+
+
+def masked_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Eq. 4: squared L2 distance of normalized joints, summed over labelled joints, averaged over the batch."""
+    err = (pred.view_as(target) - target).pow(2).sum(-1) * mask
+    return err.sum() / pred.shape[0]
+
+
+def predict(nets: list[PoseRegressor], data: TrainingData, sigma: float, device: torch.device, desc: str) -> np.ndarray:
+    """Run the cascade of ``nets`` over every example of ``data``; returns (S, N, k, 2) pixels."""
+    regs = [TorchRegressor(n, device=str(device), fp16=False) for n in nets]
+    cascade = Cascade(regs, data.ds.skeleton, sigma)
+    out = np.zeros((len(nets), len(data), data.ds.skeleton.k, 2))
+    for i in tqdm(range(len(data)), desc=desc, unit="img", leave=False, disable=None):
+        out[:, i] = cascade.run(data.image(i), data.b0[i][None]).stage_poses[:, 0]
+    return out
+
+
+def displacement_stats(pred: np.ndarray, data: TrainingData) -> dict:
+    """Per-joint normal fit of the stage's errors (y_i^{s-1} - y_i) / diam(y) on training data (Eq. 8).
+
+    Returns mean (k, 2), cov (k, 2, 2), chol (k, 2, 2) and diam_ratio (M,), the observed
+    diam(y^{s-1}) / diam(y) values used to jitter the joint box size.
+    """
+    err = (pred - data.poses) / data.diam[:, None, None]
+    k = err.shape[1]
+    mean = np.zeros((k, 2))
+    cov = np.zeros((k, 2, 2))
+    chol = np.zeros((k, 2, 2))
+    for j in range(k):
+        e = err[:, j]
+        e = e[np.isfinite(e).all(1)]
+        mean[j] = e.mean(0)
+        cov[j] = np.cov(e.T) + 1e-6 * np.eye(2)
+        chol[j] = np.linalg.cholesky(cov[j])
+    ratio = diam(pred, data.ds.skeleton) / data.diam
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    return {"mean": mean, "cov": cov, "chol": chol, "diam_ratio": np.clip(ratio, 0.5, 2.0)}
+
+
+def val_metrics(stage_poses: np.ndarray, data: TrainingData) -> dict:
+    """PDJ@0.1 and @0.2 per joint (and their means) for every stage's poses (S, N, k, 2)."""
+    from tools.metrics import pdj
+
+    joints = data.ds.skeleton.joints
+    out = {}
+    for s, poses in enumerate(stage_poses, start=1):
+        res = {}
+        r = pdj(poses, data.poses, data.ds.skeleton, [0.1, 0.2])
+        for f in (0.1, 0.2):
+            res[f"pdj@{f}"] = {name: round(float(v), 4) for name, v in zip(joints, r.at(f))}
+            res[f"pdj@{f}"]["mean"] = round(r.mean_at(f), 4)
+        out[f"stage{s}"] = res
+    return out
+
+
+def _summary(m: dict) -> str:
+    p1, p2 = m["pdj@0.1"], m["pdj@0.2"]
+    elb = (p2.get("l_elbow", np.nan) + p2.get("r_elbow", np.nan)) / 2
+    wri = (p2.get("l_wrist", np.nan) + p2.get("r_wrist", np.nan)) / 2
+    return f"PDJ@0.1 {p1['mean']:.3f}  PDJ@0.2 {p2['mean']:.3f} (elbows {elb:.3f}, wrists {wri:.3f})"
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _lr_lambda(total: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        p = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * p))
+    return f
+
+
+class StageTrainer:
+    """Trains one stage with checkpoints every epoch and resume."""
+
+    def __init__(self, stage: int, cfg: TrainConfig, train: TrainingData, val: TrainingData,
+                 prev: list[PoseRegressor], device: torch.device):
+        self.stage, self.cfg, self.train, self.val, self.prev, self.device = stage, cfg, train, val, prev, device
+        self.dir = cfg.run_dir / f"stage{stage}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ckpt_path = self.dir / "last.pt"
+        self.k = train.ds.skeleton.k
+
+    def _epoch_items(self, rng: np.random.Generator) -> np.ndarray:
+        if self.stage == 1:
+            return rng.permutation(len(self.train))
+        pairs = np.argwhere(np.isfinite(self.train.poses).all(-1) & np.isfinite(self.train.diam)[:, None])
+        return pairs[rng.permutation(len(pairs))]
+
+    def run(self) -> tuple[PoseRegressor, dict, dict | None]:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed + self.stage)
+        rng = np.random.default_rng(cfg.seed + 1000 * self.stage)
+        random.seed(cfg.seed + self.stage)
+        net = build_network(self.k, cfg.preset).to(self.device)
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        epochs = cfg.epochs if self.stage == 1 else cfg.refine_epochs
+        stats = None
+        if self.stage > 1:
+            t = time.time()
+            pred = predict(self.prev, self.train, cfg.sigma, self.device, f"stage {self.stage - 1} on train")
+            stats = displacement_stats(pred[-1], self.train)
+            log.info("stage %d: fitted stage %d displacement distribution on %d training persons in %.0f s; "
+                     "per-joint error std (diam units): %s", self.stage, self.stage - 1, len(self.train), time.time() - t,
+                     np.round(np.sqrt(np.diagonal(stats["cov"], axis1=1, axis2=2)).mean(1), 3).tolist())
+        n_items = len(self._epoch_items(np.random.default_rng(0)))
+        steps_per_epoch = max(1, n_items // cfg.batch_size)
+        total = epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, min(300, total // 10 + 1)))
+        start_epoch, history, final_metrics = 0, [], {}
+        if cfg.resume and self.ckpt_path.is_file():
+            ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+            net.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            start_epoch, history = ck["epoch"], ck["history"]
+            stats = ck.get("stats", stats)
+            final_metrics = ck.get("val_metrics", {})
+            rng.bit_generator.state = ck["rng"]["numpy"]
+            torch.set_rng_state(ck["rng"]["torch"])
+            log.info("stage %d: resumed from %s at epoch %d/%d", self.stage, self.ckpt_path, start_epoch, epochs)
+        maker = SampleMaker(self.train, cfg, rng)
+        step = start_epoch * steps_per_epoch
+        for epoch in range(start_epoch, epochs):
+            net.train()
+            items = self._epoch_items(rng)[: steps_per_epoch * cfg.batch_size]
+            bar = tqdm(range(steps_per_epoch), desc=f"stage {self.stage} epoch {epoch + 1}/{epochs}", unit="step",
+                       disable=None, mininterval=1.0)
+            t0, seen, loss_sum = time.time(), 0, 0.0
+            for b in bar:
+                batch = items[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                x, target, mask = maker.stage1(batch) if self.stage == 1 else maker.refine(batch, stats)
+                x, target, mask = x.to(self.device), target.to(self.device), mask.to(self.device)
+                loss = masked_l2(net(x), target, mask)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+                opt.step()
+                sched.step()
+                step += 1
+                seen += len(batch)
+                loss_sum += loss.item() * len(batch)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", samples_s=f"{seen / (time.time() - t0):.0f}",
+                                lr=f"{sched.get_last_lr()[0]:.1e}")
+                if cfg.max_steps and step >= cfg.max_steps:
+                    break
+            bar.close()
+            net.eval()
+            metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device, "val"), self.val)
+            entry = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "samples_per_s": seen / (time.time() - t0),
+                     "val": metrics[f"stage{self.stage}"]}
+            final_metrics = metrics
+            history.append(entry)
+            log.info("stage %d epoch %d/%d: train loss %.4f, %.0f samples/s; val %s", self.stage, epoch + 1, epochs,
+                     entry["loss"], entry["samples_per_s"], _summary(entry["val"]))
+            _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                          "epoch": epoch + 1, "history": history, "stats": stats, "config": net.config(),
+                          "val_metrics": final_metrics,
+                          "train_config": cfg.to_dict(),
+                          "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, self.ckpt_path)
+            if cfg.max_steps and step >= cfg.max_steps:
+                break
+        net.eval()
+        return net, {"history": history, "epochs": epochs, "val_metrics": final_metrics}, stats
+
+
+def _setup_logging(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def _load_split(cfg: TrainConfig, split: str, limit: int | None, scaler: dict | None) -> TrainingData:
+    from tools.person_boxes import example_b0
+
+    ds = load_dataset(cfg.dataset, cfg.data, split)
+    if limit:
+        ds.examples = ds.examples[:limit]
+    b0, sources = example_b0(ds, scaler)
+    counts = {s: sources.count(s) for s in sorted(set(sources))}
+    log.info("%s %s: %d persons, b0 sources %s", cfg.dataset, split, len(ds), counts)
+    return TrainingData(ds, b0, sources)
+
+
+def _scaler(cfg: TrainConfig) -> dict | None:
+    if cfg.dataset != "flic":
+        return None  # LSP: b0 is the full image (paper, Sec. 4.1)
+    path = cfg.out / "scaler.json"
+    if not path.is_file():
+        raise DatasetError(f"no face scaler at {path}: run `python main.py fit-scaler` first")
+    return json.loads(path.read_text())
+
+
+def _prev_stages(cfg: TrainConfig, stage: int, k: int) -> list[PoseRegressor]:
+    if stage == 1:
+        return []
+    info = read_manifest(cfg.out)
+    files = info.stage_files
+    if len(files) < stage - 1:
+        raise ModelError(f"stage {stage} needs stages 1..{stage - 1} in {cfg.out}; it has {len(files)}")
+    return [load_stage_module(f, k) for f in files[: stage - 1]]
+
+
+def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict, stats: dict | None,
+                 val: dict, train: TrainingData, valdata: TrainingData, scaler: dict | None) -> None:
+    """Store the stage (fp16) in the model folder and update the manifest; later stages are dropped."""
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    name = f"stage{stage}.pt"
+    state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    _save_atomic({"config": net.config(), "state_dict": state, "stage": stage}, cfg.out / name)
+    try:
+        manifest = read_manifest(cfg.out).manifest
+    except ModelError:
+        manifest = {}
+    stages = [s for s in manifest.get("stages", []) if s["stage"] < stage]
+    entry = {"stage": stage, "checkpoint": name, "epochs": result["epochs"],
+             "final_train_loss": round(result["history"][-1]["loss"], 5) if result["history"] else None,
+             "samples_per_s": round(result["history"][-1]["samples_per_s"], 1) if result["history"] else None}
+    if stats is not None:
+        entry["displacement_prior"] = {"mean": np.round(stats["mean"], 4).tolist(),
+                                       "cov": np.round(stats["cov"], 5).tolist()}
+    stages.append(entry)
+    skeleton = train.ds.skeleton
+    val_metrics_all = {k: v for k, v in manifest.get("val_metrics", {}).items() if int(k[5:]) < stage}
+    val_metrics_all.update(val)
+    manifest.update({
+        "name": cfg.dataset,
+        "skeleton": skeleton.to_dict(),
+        "sigma": cfg.sigma,
+        "input_size": INPUT_SIZE,
+        "normalization": {"mean": [PIXEL_MEAN] * 3, "std": [PIXEL_STD] * 3, "channel_order": "BGR",
+                          "coordinates": "N(y; b) = (y - b_c) / (b_w, b_h)"},
+        "preset": cfg.preset,
+        "stages": stages,
+        "scaler": scaler,
+        "training": {"dataset": cfg.dataset, "train_split": "train", "train_persons": len(train),
+                     "val_split": "val", "val_persons": len(valdata), "seed": cfg.seed,
+                     "config": {k: v for k, v in cfg.to_dict().items() if k not in ("data", "out", "run_dir", "resume")}},
+        "val_metrics": val_metrics_all,
+    })
+    write_manifest(cfg.out, manifest)
+
+
+def train_cascade(cfg: TrainConfig) -> int:
+    """Train ``cfg.stages`` in order; returns a process exit code."""
+    _setup_logging(cfg.run_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    log.info("training %s stages %s on %s (%d threads), preset %s, sigma %.1f", cfg.dataset, cfg.stages, device,
+             torch.get_num_threads(), cfg.preset, cfg.sigma)
+    try:
+        scaler = _scaler(cfg)
+        train = _load_split(cfg, "train", cfg.limit, scaler)
+        val = _load_split(cfg, "val", cfg.val_limit, scaler)
+    except (DatasetError, ModelError) as e:
+        print(f"train: {e}")
+        return 2
+    for stage in cfg.stages:
+        try:
+            prev = [n.to(device) for n in _prev_stages(cfg, stage, train.ds.skeleton.k)]
+        except ModelError as e:
+            print(f"train: {e}")
+            return 2
+        trainer = StageTrainer(stage, cfg, train, val, prev, device)
+        net, result, stats = trainer.run()
+        final = result["val_metrics"]
+        _write_stage(cfg, stage, net.cpu(), result, stats, final, train, val, scaler)
+        log.info("stage %d written to %s; val %s", stage, cfg.out, _summary(final[f"stage{stage}"]))
+    return 0
