@@ -126,18 +126,15 @@ def load_cascade(folder: str | Path, backend: str = "torch", **backend_options) 
 
     Args:
         folder: model folder with manifest.json and stage checkpoints.
-        backend: runtime backend name ("torch"; others as registered in engine.backends).
+        backend: runtime backend: "auto" (the fastest available), "torch", "onnxruntime" or
+            "tensorrt" (see engine.backends.create_regressors for its options).
     Returns:
         (cascade, model info).
     Raises:
         ModelError: see :func:`read_manifest` and :func:`load_stage_module`.
     """
+    from .backends import create_regressors
+
     info = read_manifest(folder)
-    skeleton = info.skeleton
-    if backend != "torch":
-        from .backends import create_regressors  # registered by the runtime backends
-        regressors = create_regressors(info, backend, **backend_options)
-    else:
-        from .backends.torch_backend import TorchRegressor
-        regressors = [TorchRegressor(load_stage_module(f, skeleton.k), **backend_options) for f in info.stage_files]
-    return Cascade(regressors, skeleton, info.sigma, info.input_size), info
+    regressors = create_regressors(info, backend, **backend_options)
+    return Cascade(regressors, info.skeleton, info.sigma, info.input_size), info

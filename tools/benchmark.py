@@ -1,10 +1,505 @@
-"""Placeholder: this command is not built yet."""
+"""`python main.py benchmark`: latency and frames per second of each available backend.
+
+Two measurements per backend, each a median and 90th percentile over ``--runs`` runs after
+``--warmup`` runs:
+
+1. Cascade: the cascade alone on a fixed b0 (``--persons`` copies of the person box found
+   in the video), per stage (crop + network + update) and network only (the regressor calls).
+2. End to end: ``engine.pipeline.PosePipeline.process`` on consecutive frames of
+   ``walking.mp4`` (shared data): face detection (with its tracking windows), tracking, the
+   cascade and smoothing, as the app and the video command run it. When the pipeline or the
+   face detector cannot be used here, the end-to-end figures are the cascade's and the
+   output says so.
+
+Frames per second = 1 / median end-to-end latency. The machine (CPU, cores, threads, GPU,
+load average before and after) is printed with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_WEIGHTS = REPO / "weights" / "flic"
 
 
-def configure(parser):
-    """Add this command's arguments to its argparse sub-parser."""
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the benchmark's arguments to its sub-parser."""
+    parser.add_argument("--backend", action="append", metavar="NAME",
+                        help="backend(s) to measure: all (default: every available one), auto, torch, "
+                             "onnxruntime, tensorrt; repeat or comma-separate")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="model folder (default weights/flic; a random-weights model of the same shape "
+                             "when that is not trained yet)")
+    parser.add_argument("--stages", type=int, default=None, help="stages to run, 1..S (default all)")
+    parser.add_argument("--persons", type=int, default=1, help="persons per frame in the cascade measurement (1)")
+    parser.add_argument("--runs", type=int, default=100, help="measured runs per backend and measurement (100)")
+    parser.add_argument("--warmup", type=int, default=10, help="warm-up runs before measuring (10)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and onnxruntime (default: physical cores)")
+    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT engine precision")
+    parser.add_argument("--no-build", action="store_true", help="do not build missing TensorRT engines")
+    parser.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end pipeline measurement")
+    parser.add_argument("--video", type=Path, default=None, help="video for the frames (default shared walking.mp4)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON")
 
+
+# --------------------------------------------------------------------------- model and frames
+
+def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 3, preset: str = "compact",
+                      seed: int = 0, output_std: float = 0.15) -> Path:
+    """Write a model folder with random weights, shaped like the shipped one (for speed only).
+
+    The last layer is scaled so that the normalized outputs spread by about ``output_std``
+    (a trained model's poses spread over its boxes); batch-norm statistics are randomized so
+    that exports and backends see non-trivial values.
+
+    Returns:
+        the folder.
+    """
+    import torch
+
+    from engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD
+    from engine.model import write_manifest
+    from engine.network import build_network
+    from engine.skeletons import get_skeleton
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sk = get_skeleton(skeleton)
+    gen = torch.Generator().manual_seed(seed)
+    entries = []
+    for s in range(1, stages + 1):
+        torch.manual_seed(seed * 100 + s)
+        net = build_network(sk.k, preset).eval()
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.2, 0.2, generator=gen)
+                    m.running_var.uniform_(0.5, 2.0, generator=gen)
+                    m.weight.uniform_(0.5, 1.5, generator=gen)
+                    m.bias.uniform_(-0.1, 0.1, generator=gen)
+            x = torch.randn(8, 3, INPUT_SIZE, INPUT_SIZE, generator=gen)
+            spread = float(net(x).std())
+            if spread > 0:
+                net.head[-1].weight.mul_(output_std / spread)
+        torch.save({"config": net.config(), "state_dict": net.state_dict(), "stage": s}, folder / f"stage{s}.pt")
+        entries.append({"stage": s, "checkpoint": f"stage{s}.pt"})
+    write_manifest(folder, {
+        "name": f"random-{skeleton}-{preset}", "skeleton": sk.to_dict(), "sigma": 1.0 if skeleton == "flic" else 2.0,
+        "input_size": INPUT_SIZE,
+        "normalization": {"mean": [PIXEL_MEAN] * 3, "std": [PIXEL_STD] * 3, "channel_order": "BGR"},
+        "preset": preset, "stages": entries, "scaler": None,
+        "training": {"note": "random weights, for speed measurements only"},
+    })
+    return folder
+
+
+def default_video() -> Path:
+    """The shared walking.mp4 ($DEEPPOSE_DATA/videos or ../shared/data/videos)."""
+    import os
+    base = os.environ.get("DEEPPOSE_DATA")
+    return (Path(base) if base else REPO.parent / "shared" / "data") / "videos" / "walking.mp4"
+
+
+def read_frames(video: Path, count: int = 40, start: int = 0) -> list:
+    """Up to ``count`` consecutive BGR frames of ``video`` from frame ``start`` ([] if unreadable)."""
+    import cv2
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    try:
+        if start:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        while len(frames) < count:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        cap.release()
+    return frames
+
+
+# --------------------------------------------------------------------------- measuring
+
+class TimedRegressor:
+    """Wraps a regressor and records the seconds of each ``regress`` call (network only)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.seconds: list[float] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def regress(self, crops):
+        import time
+        t = time.perf_counter()
+        out = self.inner.regress(crops)
+        self.seconds.append(time.perf_counter() - t)
+        return out
+
+
+def summary(seconds) -> dict:
+    """{"median_ms", "p90_ms", "n"} of a list of durations in seconds."""
+    import numpy as np
+    a = np.asarray(seconds, dtype=np.float64) * 1e3
+    if a.size == 0:
+        return {"median_ms": float("nan"), "p90_ms": float("nan"), "n": 0}
+    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)), "n": int(a.size)}
+
+
+def machine_info(threads: int) -> dict:
+    """CPU model, physical/logical cores, OS, Python, library versions, GPU, load average."""
+    import os
+    import platform
+
+    import torch
+
+    from engine.backends import physical_cores
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "physical_cores": physical_cores(), "logical_cpus": os.cpu_count(),
+            "threads": threads, "os": platform.platform(terse=True), "python": platform.python_version(),
+            "torch": torch.__version__, "gpu": None}
+    try:
+        import onnxruntime
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        info["gpu"] = f"{torch.cuda.get_device_name()} (sm_{major}{minor}, CUDA {torch.version.cuda})"
+    try:
+        info["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    return info
+
+
+def variants(requested: list[str] | None, precision: str) -> tuple[list[tuple[str, str, dict]], list[str]]:
+    """(label, backend, options) to measure, and notes on the backends left out."""
+    import torch
+
+    from engine.backends import backend_status, canonical_name
+    status = backend_status()
+    names: list[str] = []
+    for item in requested or ["all"]:
+        for part in item.split(","):
+            part = part.strip()
+            if part:
+                names += list(status) if part == "all" else [canonical_name(part)]
+    explicit = requested is not None and not any("all" in r.split(",") for r in requested)
+    out, notes = [], []
+    cuda = torch.cuda.is_available()
+    for name in dict.fromkeys(names):
+        if name == "auto":
+            out.append(("auto", "auto", {"precision": precision}))
+            continue
+        ok, why = status[name]
+        if not ok:
+            notes.append(f"{name}: not measured, {why}")
+            continue
+        if name == "torch" and cuda:
+            out.append(("torch-cuda-fp16", "torch", {"device": "cuda", "fp16": True}))
+            out.append(("torch-cuda-fp32", "torch", {"device": "cuda", "fp16": False}))
+            if explicit:
+                out.append(("torch-cpu", "torch", {"device": "cpu"}))
+        elif name == "torch":
+            out.append(("torch-cpu", "torch", {"device": "cpu"}))
+        elif name == "onnxruntime":
+            out.append(("onnxruntime-cpu", "onnxruntime", {}))
+        elif name == "tensorrt":
+            out.append((f"tensorrt-{precision}", "tensorrt", {"precision": precision}))
+    return out, notes
+
+
+def measure_cascade(cascade, frames: list, b0, stages: int, runs: int, warmup: int) -> dict:
+    """Per-stage, network-only and whole-cascade latency on fixed person boxes ``b0``."""
+    import time
+
+    timed = [TimedRegressor(r) for r in cascade.regressors]
+    original = cascade.regressors
+    cascade.regressors = timed
+    stage_s: list[list[float]] = [[] for _ in range(stages)]
+    net_s: list[list[float]] = [[] for _ in range(stages)]
+    total: list[float] = []
+    try:
+        for i in range(warmup + runs):
+            frame = frames[i % len(frames)]
+            for t in timed:
+                t.seconds.clear()
+            t0 = time.perf_counter()
+            res = cascade.run(frame, b0, stages)
+            dt = time.perf_counter() - t0
+            if i >= warmup:
+                total.append(dt)
+                for s in range(stages):
+                    stage_s[s].append(res.stage_seconds[s])
+                    net_s[s].append(sum(timed[s].seconds))
+    finally:
+        cascade.regressors = original
+    return {"stages": [{**summary(stage_s[s]), "network": summary(net_s[s])} for s in range(stages)],
+            "cascade": summary(total)}
+
+
+def measure_pipeline(pipeline, frames: list, runs: int, warmup: int) -> dict:
+    """End-to-end latency of ``pipeline.process`` on consecutive frames (played forth and back)."""
+    import numpy as np
+
+    order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) if len(frames) > 1 else [0]
+    det, cas, tot, persons = [], [], [], []
+    pipeline.reset()   # same start (tracks, detector windows) for every backend
+    for i in range(warmup + runs):
+        j = order[i % len(order)]
+        r = pipeline.process(frames[j], timestamp=i / 30.0, index=i)
+        if i >= warmup:
+            det.append(r.detect_seconds)
+            cas.append(sum(r.stage_seconds))
+            tot.append(r.total_seconds)
+            persons.append(len(r.persons))
+    return {"detector": summary(det), "cascade": summary(cas), "end_to_end": summary(tot),
+            "persons_median": float(np.median(persons)) if persons else 0.0,
+            "persons_max": int(max(persons)) if persons else 0}
+
+
+# --------------------------------------------------------------------------- command
 
 def run(args) -> int:
-    print(f"{args.command}: not built yet")
-    return 2
+    """Measure every requested backend and print the table (exit code 0; 1 on a bad model)."""
+    import json
+    import logging
+    import os
+    import tempfile
+    import time
+
+    import numpy as np
+    import torch
+
+    from engine.backends import (BackendError, create_regressors, describe_regressors, physical_cores,
+                                 resolve_backend)
+    from engine.cascade import Cascade
+    from engine.model import ModelError, read_manifest
+
+    log = logging.getLogger("benchmark")
+    threads = args.threads or physical_cores()
+    torch.set_num_threads(threads)
+    machine = machine_info(threads)
+    try:
+        todo, notes = variants(args.backend, args.precision)
+    except BackendError as e:
+        print(f"benchmark: {e}")
+        return 2
+
+    # Model.
+    tmp = None
+    if args.weights is None and not (DEFAULT_WEIGHTS / "manifest.json").is_file():
+        tmp = tempfile.TemporaryDirectory(prefix="deeppose-bench-")
+        weights = make_random_model(Path(tmp.name) / "random-flic")
+        model_note = (f"random-weights compact FLIC model ({DEFAULT_WEIGHTS.relative_to(REPO)} is not trained yet; "
+                      f"same shapes, so the same speed)")
+    else:
+        weights = args.weights or DEFAULT_WEIGHTS
+        model_note = str(weights)
+    try:
+        info = read_manifest(weights)
+    except ModelError as e:
+        print(f"benchmark: {e}")
+        return 1
+    sk = info.skeleton
+    stages = args.stages or len(info.stage_files)
+    if not 1 <= stages <= len(info.stage_files):
+        print(f"benchmark: --stages must be in 1..{len(info.stage_files)}")
+        return 1
+    persons = max(1, int(args.persons))
+
+    # Frames.
+    video = args.video or default_video()
+    frames = read_frames(video, 40, start=30)
+    if frames:
+        frame_note = f"{video.name} frames 30..{30 + len(frames) - 1}, {frames[0].shape[1]}x{frames[0].shape[0]}"
+    else:
+        rng = np.random.default_rng(0)
+        frames = [rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)]
+        frame_note = f"random 1280x720 frame ({video} not readable)"
+    h, w = frames[0].shape[:2]
+
+    try:
+        chosen, chosen_reason = resolve_backend("auto", weights, args.precision)
+    except BackendError as e:
+        chosen, chosen_reason = "?", str(e)
+
+    header = [
+        "deeppose benchmark",
+        f"model:    {model_note}: {len(info.stage_files)} stages, preset {info.manifest.get('preset', '?')}, "
+        f"{sk.name.upper()} k={sk.k}; running {stages} stage(s)",
+        f"frames:   {frame_note}",
+        f"machine:  {machine['cpu']}; {machine['physical_cores']} physical cores, {machine['logical_cpus']} logical; "
+        f"{machine['threads']} threads; {machine['os']}; GPU: {machine['gpu'] or 'none'}",
+        f"load:     load average {machine.get('load_average_before', '?')} (1, 5, 15 min) before measuring",
+        f"runs:     {args.runs} measured after {args.warmup} warm-up, per backend; figures are median / p90 in ms",
+        f"auto:     --backend auto picks {chosen} ({chosen_reason})",
+    ]
+    print("\n".join(header), flush=True)
+    for n in notes:
+        print(f"          {n}")
+
+    results = []
+    b0 = None
+    for label, backend, opts in todo:
+        entry = {"label": label, "backend": backend, "options": opts}
+        t0 = time.perf_counter()
+        pipeline = None
+        detector_note = None
+        try:
+            if backend == "tensorrt" and not args.no_build:
+                _ensure_engines(info, opts.get("precision", "fp16"), persons)
+            cpu_opts = {"threads": threads} if backend in ("onnxruntime", "auto") else {}
+            if not args.no_pipeline:
+                try:
+                    from engine.pipeline import PosePipeline
+                    popts = dict(opts, **cpu_opts)
+                    if backend == "torch":
+                        popts = {k: v for k, v in opts.items() if k in ("device", "fp16")}
+                    pipeline = PosePipeline(weights, backend=backend, stages=stages, smooth=True, **popts)
+                except BackendError:
+                    raise
+                except Exception as e:  # pipeline or detector unavailable: cascade-only figures
+                    detector_note = f"end-to-end pipeline not measured ({type(e).__name__}: {str(e).splitlines()[0]})"
+                    pipeline = None
+            if pipeline is not None:
+                cascade = pipeline.cascade
+            else:
+                regs = create_regressors(info, backend, **opts, **cpu_opts)
+                cascade = Cascade(regs, sk, info.sigma, info.input_size)
+        except (BackendError, ModelError) as e:
+            print(f"\n{label}: not measured: {e}")
+            entry["error"] = str(e)
+            results.append(entry)
+            continue
+        entry["load_seconds"] = time.perf_counter() - t0
+        entry["description"] = describe_regressors(cascade.regressors)
+        entry["resolved_backend"] = getattr(cascade.regressors[0], "backend", backend)
+
+        if b0 is None:
+            b0 = _person_box(pipeline, frames, w, h)
+        boxes = np.repeat(b0[None], persons, axis=0)
+        boxes[:, 0] += np.arange(persons) * 0.05 * b0[2]
+        entry["cascade"] = measure_cascade(cascade, frames, boxes, stages, args.runs, args.warmup)
+        if pipeline is not None:
+            entry["pipeline"] = measure_pipeline(pipeline, frames, args.runs, args.warmup)
+            pipeline.close()
+        else:
+            entry["pipeline_note"] = detector_note or "end-to-end pipeline not measured (--no-pipeline)"
+        e2e = entry["pipeline"]["end_to_end"] if pipeline is not None else entry["cascade"]["cascade"]
+        entry["fps"] = 1000.0 / e2e["median_ms"] if e2e["median_ms"] > 0 else float("nan")
+        results.append(entry)
+        del cascade, pipeline
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    try:
+        machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    print()
+    print(format_table(results, stages, persons, machine))
+    report = {"model": {"folder": str(weights), "note": model_note, "stages_run": stages, "k": sk.k,
+                        "preset": info.manifest.get("preset")},
+              "frames": frame_note, "persons": persons, "runs": args.runs, "warmup": args.warmup,
+              "machine": machine, "auto": {"backend": chosen, "reason": chosen_reason}, "notes": notes,
+              "results": results}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    if tmp is not None:
+        tmp.cleanup()
+    log.debug("done")
+    return 0
+
+
+def _person_box(pipeline, frames: list, w: int, h: int):
+    """b0 of the most confident person the pipeline's detector finds in the frames, or a
+    centred box of 0.4 x 0.8 of the frame height."""
+    import numpy as np
+    if pipeline is not None:
+        for frame in frames[:5]:
+            try:
+                found = pipeline.detector.detect(frame)
+            except Exception:  # detector trouble: use the default box
+                break
+            if len(found.b0):
+                return np.asarray(found.b0[0], dtype=np.float64)
+    return np.array([(w - 1) / 2.0, (h - 1) / 2.0, 0.4 * h, 0.8 * h])
+
+
+def _ensure_engines(info, precision: str, persons: int) -> None:
+    """Build the model's TensorRT engines for this machine when they are missing or stale."""
+    from engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, build_engines, find_engines
+    from engine.model import ModelError
+    try:
+        find_engines(info, precision)
+    except ModelError as e:
+        print(f"          tensorrt: {e}\n          tensorrt: building the engines now (takes a minute or two)")
+        build_engines(info, precision, max(DEFAULT_MAX_PERSONS, persons))
+
+
+def _fmt(s: dict) -> str:
+    return f"{s['median_ms']:7.1f} /{s['p90_ms']:7.1f}"
+
+
+def _name(r: dict) -> str:
+    desc = r["description"].split(" [")[0]
+    return f"auto -> {desc}" if r["label"] == "auto" else desc
+
+
+def format_table(results: list[dict], stages: int, persons: int, machine: dict) -> str:
+    """The printed tables: cascade per stage, end to end, and the GPU speed-up line."""
+    ok = [r for r in results if "cascade" in r]
+    if not ok:
+        return "no backend could be measured"
+    width = max(len(_name(r)) for r in ok) + 2
+    cell = 25
+    lines = [f"Cascade only, {persons} person(s) on a fixed b0; ms median / p90; stage = crop + network + update, "
+             f"(network alone):"]
+    head = "".join(f"{f'stage {s + 1}':>{cell}}" for s in range(stages))
+    lines.append(f"{'backend':<{width}}{'load s':>7}{head}{'cascade':>17}")
+    for r in ok:
+        c = r["cascade"]
+        cols = "".join(f"{_fmt(st)} ({st['network']['median_ms']:5.1f})".rjust(cell) for st in c["stages"])
+        lines.append(f"{_name(r):<{width}}{r['load_seconds']:7.1f}{cols}{_fmt(c['cascade']):>17}")
+    lines.append("")
+    lines.append("End to end: PosePipeline.process on consecutive frames (face detection + tracking + cascade + "
+                 "smoothing); ms median / p90:")
+    lines.append(f"{'backend':<{width}}{'detector':>17}{'cascade':>17}{'total':>17}{'fps':>8}  persons/frame")
+    for r in ok:
+        if "pipeline" in r:
+            p = r["pipeline"]
+            lines.append(f"{_name(r):<{width}}{_fmt(p['detector']):>17}{_fmt(p['cascade']):>17}"
+                         f"{_fmt(p['end_to_end']):>17}{r['fps']:8.1f}  {p['persons_median']:g} (max {p['persons_max']})")
+        else:
+            c = _fmt(r["cascade"]["cascade"])
+            lines.append(f"{_name(r):<{width}}{'--':>17}{c:>17}{c:>17}{r['fps']:8.1f}  {persons}  "
+                         f"(cascade only: {r['pipeline_note']})")
+    gpu = [r for r in ok if r["options"].get("device") == "cuda" or r["backend"] == "tensorrt"]
+    base = next((r for r in ok if r["label"] == "torch-cuda-fp32"), None)
+    if gpu and base:
+        best = max(gpu, key=lambda r: r["fps"])
+        ratio = best["fps"] / base["fps"] if base["fps"] else float("nan")
+        net_best = sum(st["network"]["median_ms"] for st in best["cascade"]["stages"])
+        net_base = sum(st["network"]["median_ms"] for st in base["cascade"]["stages"])
+        lines.append("")
+        lines.append(f"fastest GPU backend: {best['label']}: {best['fps']:.1f} fps end to end "
+                     f"({ratio:.2f}x PyTorch CUDA fp32), {1000.0 / best['cascade']['cascade']['median_ms']:.0f} fps "
+                     f"cascade only, networks {net_base / max(net_best, 1e-9):.2f}x faster than PyTorch CUDA fp32")
+    lines.append("")
+    la = machine.get("load_average_after")
+    lines.append(f"load average after: {la if la else '?'}")
+    return "\n".join(lines)
