@@ -1,10 +1,238 @@
-"""Placeholder: this command is not built yet."""
+"""`python main.py video INPUT`: a video file in, an annotated video and keypoints out.
+
+Every frame of INPUT goes through :class:`engine.pipeline.PosePipeline` (faces -> b0 -> the
+cascade, all persons of a frame in one batch per stage; persons tracked across frames by box
+overlap, a missed face's b0 held briefly, joints One-Euro smoothed per person), is drawn with
+:func:`engine.drawing.draw_poses` and recorded by :class:`engine.recording.PoseRecorder`:
+OUTPUT has the input's size, frame rate and frame count. Inputs and outputs are checked
+before any work; an interrupted run (Ctrl-C, SIGTERM, an error) keeps every frame done so far
+in a playable OUTPUT and in the keypoints file.
+
+Exit codes: 0 done, 2 bad input (nothing written), 1 failed mid-way, 130 interrupted.
+Module-level imports stay light (argparse only): ``main.py --help`` imports every command.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt", "ort", "trt")
+VIDEO_SUFFIXES = (".mp4",)
 
 
-def configure(parser):
-    """Add this command's arguments to its argparse sub-parser."""
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``video`` command's arguments."""
+    parser.add_argument("input", metavar="INPUT", help="video file (anything OpenCV can read)")
+    parser.add_argument("-o", "--output", metavar="OUTPUT.mp4",
+                        help="annotated video (H.264 MP4; default: NAME.pose.mp4 next to INPUT)")
+    parser.add_argument("--keypoints", metavar="FILE", help="also write keypoints: FILE.jsonl (one JSON object "
+                        "per frame) or FILE.csv (one row per person per frame)")
+    parser.add_argument("--weights", metavar="DIR", default=None, help="model folder (default: weights/flic)")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                        help="runtime backend (default: auto, the fastest available here)")
+    parser.add_argument("--stages", type=int, metavar="N", help="cascade stages to run, 1..S (default: all)")
+    parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
+                        help="One-Euro smoothing of each person's joints across frames (default: on; "
+                        "min_cutoff 1 Hz, beta 5 per box size per second, d_cutoff 1 Hz)")
+    parser.add_argument("--draw-boxes", action="store_true",
+                        help="also draw each person's b0 box (dashed when held) and face box")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="stop after the first N frames")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference (default: the backend's)")
+
+
+def _error(msg: str, code: int = 2) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def _check_writable_dir(path: Path, what: str) -> str | None:
+    """None if a file can be created in ``path``'s folder, else a one-line reason."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return f"cannot write {what} {path}: folder {folder} does not exist"
+    if path.is_dir():
+        return f"cannot write {what} {path}: it is a folder"
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"cannot write {what} {path}: permission denied"
+    return None
+
+
+def open_video(path: Path):
+    """Open ``path`` with OpenCV and read its first frame.
+
+    Returns:
+        (capture, first frame, fps, (width, height), frame count or 0 if unknown).
+    Raises:
+        ValueError: missing, not a file, not a video, or no readable frame (one line).
+    """
+    import cv2
+
+    if not path.exists():
+        raise ValueError(f"input video {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"input video {path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"cannot read input video {path}: permission denied")
+    if cv2.haveImageReader(str(path)):  # FFmpeg would open a still image as a 1-frame video
+        raise ValueError(f"{path} is an image, not a video")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"cannot read {path} as a video")
+    ok, frame = cap.read()
+    if not ok or frame is None or frame.ndim != 3:
+        cap.release()
+        raise ValueError(f"cannot read {path} as a video: no decodable frame")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    if not fps or fps != fps or fps <= 0 or fps > 1000:
+        fps = 30.0
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    h, w = frame.shape[:2]
+    return cap, frame, float(fps), (w, h), max(count, 0)
 
 
 def run(args) -> int:
-    print(f"{args.command}: not built yet")
-    return 2
+    """Run the ``video`` command; returns the exit code (see module docstring)."""
+    import signal
+    import time
+
+    input_path = Path(args.input)
+    output = Path(args.output) if args.output else input_path.with_name(f"{input_path.stem}.pose.mp4")
+    keypoints = Path(args.keypoints) if args.keypoints else None
+
+    # -- check everything before any work ---------------------------------------------------
+    if output.suffix.lower() not in VIDEO_SUFFIXES:
+        return _error(f"output {output} must be an .mp4 file")
+    if keypoints is not None and keypoints.suffix.lower() not in (".jsonl", ".csv"):
+        return _error(f"keypoints file {keypoints} must end in .jsonl or .csv")
+    if args.stages is not None and args.stages < 1:
+        return _error(f"--stages must be at least 1, got {args.stages}")
+    if args.max_frames is not None and args.max_frames < 1:
+        return _error(f"--max-frames must be at least 1, got {args.max_frames}")
+    for path, what in ((output, "output video"), (keypoints, "keypoints file")):
+        if path is None:
+            continue
+        if input_path.exists() and path.exists() and path.resolve() == input_path.resolve():
+            return _error(f"{what} {path} would overwrite the input")
+        problem = _check_writable_dir(path, what)
+        if problem:
+            return _error(problem)
+    if keypoints is not None and keypoints.resolve() == output.resolve():
+        return _error("the keypoints file and the output video are the same file")
+    try:
+        cap, first, fps, size, count = open_video(input_path)
+    except ValueError as e:
+        return _error(str(e))
+
+    import numpy as np
+
+    from .drawing import draw_poses
+    from .model import ModelError
+    from .pipeline import DEFAULT_WEIGHTS, PosePipeline
+    from .recording import PoseRecorder, RecordingError
+
+    try:
+        from .detector import DetectorError
+    except ImportError:  # pragma: no cover
+        DetectorError = RuntimeError  # noqa: N806
+
+    weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
+    try:
+        pipeline = PosePipeline(weights, backend=args.backend, stages=None, smooth=args.smooth, threads=args.threads)
+    except (ModelError, DetectorError, ValueError) as e:
+        cap.release()
+        return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    if args.stages is not None and args.stages > pipeline.num_stages:
+        pipeline.close()
+        cap.release()
+        return _error(f"--stages must be in 1..{pipeline.num_stages} for {weights}, got {args.stages}")
+    pipeline.stages = args.stages
+    try:
+        recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton)
+    except (RecordingError, OSError) as e:
+        pipeline.close()
+        cap.release()
+        return _error(str(e))
+
+    total = min(count, args.max_frames) if count and args.max_frames else (count or args.max_frames or None)
+    print(f"backend: {pipeline.backend_description}", flush=True)
+    print(f"{input_path}: {size[0]}x{size[1]}, {fps:g} fps, {count or '?'} frames -> {output}"
+          + (f" + {keypoints}" if keypoints else ""), flush=True)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="frame", dynamic_ncols=True, disable=not sys.stderr.isatty(), file=sys.stderr)
+    people: list[int] = []
+    pipeline_s: list[float] = []
+    detect_s: list[float] = []
+    # Ctrl-C / SIGTERM stop the run at the next frame boundary, so that the video and the
+    # keypoints file hold the same frames; a second one interrupts at once.
+    stop: list[str] = []
+
+    def on_signal(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(signal.Signals(signum).name)
+        bar.write("stopping after this frame (press Ctrl-C again to stop at once)", file=sys.stderr)
+
+    old_handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old_handlers[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread: default handling
+            pass
+
+    status, code, failure = "done", 0, None
+    t_start = time.perf_counter()
+    try:
+        frame = first
+        index = 0
+        while frame is not None:
+            result = pipeline.process(frame, timestamp=index / fps, index=index)
+            draw_poses(frame, result, pipeline.skeleton, draw_boxes=args.draw_boxes)
+            recorder.write(frame, result)
+            people.append(len(result.persons))
+            pipeline_s.append(result.total_seconds)
+            detect_s.append(result.detect_seconds)
+            bar.update(1)
+            index += 1
+            if stop:
+                status, code = "interrupted", 130
+                break
+            if args.max_frames and index >= args.max_frames:
+                break
+            ok, frame = cap.read()
+            if not ok:
+                frame = None
+    except KeyboardInterrupt:
+        status, code = "interrupted", 130
+    except Exception as e:  # any failure mid-way: keep what was done
+        status, code, failure = "failed", 1, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    finally:
+        bar.close()
+        try:
+            recorder.close()
+        finally:
+            pipeline.close()
+            cap.release()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+    wall = time.perf_counter() - t_start
+
+    n = len(people)
+    if status == "done" and count and not args.max_frames and n < count:
+        print(f"note: {input_path} ended after {n} of the {count} frames its header announces", file=sys.stderr)
+    if failure:
+        print(f"error: failed at frame {n}: {failure}", file=sys.stderr)
+    if status != "done":
+        print(f"{status} after {n} frames; {output} and {keypoints or 'no keypoints file'} hold every frame done",
+              file=sys.stderr)
+    if n:
+        ppl = np.asarray(people)
+        ms = 1000 * float(np.mean(pipeline_s))
+        print(f"{status}: {n} frames in {wall:.1f} s ({n / wall:.1f} fps overall); people per frame "
+              f"{ppl.mean():.2f} (max {ppl.max()}, {int((ppl == 0).sum())} frames with nobody); "
+              f"{ms:.1f} ms per frame in the pipeline (detection {1000 * float(np.mean(detect_s)):.1f} ms); "
+              f"backend {pipeline.backend_name}", flush=True)
+    return code

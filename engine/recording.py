@@ -1,0 +1,456 @@
+"""Recording poses: the annotated video and the keypoints file (JSON Lines or CSV).
+
+Both survive an interrupted run:
+
+- Video: H.264 in MP4 through PyAV (FFmpeg), written as a *fragmented* MP4 (one fragment per
+  frame, the encoder in zero-latency mode, the file flushed after every packet), so that a
+  file cut off at any moment -- Ctrl-C, a crash, even a killed process -- holds every frame
+  encoded so far and plays. :meth:`AnnotatedVideoWriter.close` then rewrites it as a plain
+  MP4 (stream copy, the index at the front) for the widest player support; if that fails
+  the fragmented file stays. Without PyAV, OpenCV's 'mp4v' writer is used (that file is only
+  playable once closed).
+- Keypoints: one record per frame, flushed after every frame.
+
+JSON Lines record (one line per frame)::
+
+    {"frame": 12, "timestamp": 0.4, "persons": [
+        {"id": 1, "b0": [cx, cy, w, h], "b0_source": "face", "face": [cx, cy, w, h] | null,
+         "score": 0.93, "stage": 3, "smoothed": true,
+         "joints": {"l_shoulder": {"x": 812.4, "y": 203.1}, ...}}]}
+
+``persons`` is ``[]`` when nobody is in the frame. CSV: one row per person per frame with
+columns :func:`csv_columns`; a frame with nobody is one row whose ``person`` column is empty.
+Coordinates are pixels of the frame (x right, y down, (0, 0) the centre of the top-left
+pixel); ``stage`` is the cascade stage the joints come from; ``smoothed`` says whether the
+One-Euro filter was applied; ``b0_source`` is "face", "held" or "frame".
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import queue
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+KEYPOINT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
+
+
+class RecordingError(RuntimeError):
+    """An output file that cannot be created or written (one-line message)."""
+
+
+def keypoints_format(path: str | Path) -> str:
+    """"jsonl" or "csv" from a keypoints file name; raises :class:`RecordingError` otherwise."""
+    fmt = KEYPOINT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise RecordingError(f"keypoints file {path} must end in .jsonl or .csv")
+    return fmt
+
+
+def _r(v: float, nd: int = 2):
+    v = float(v)
+    return round(v, nd) if math.isfinite(v) else None
+
+
+def _box(b) -> list | None:
+    return None if b is None else [_r(v) for v in np.asarray(b, dtype=np.float64)]
+
+
+def frame_record(result, skeleton) -> dict:
+    """The JSON Lines record of one :class:`engine.pipeline.FrameResult` (see module docstring)."""
+    persons = []
+    for p in result.persons:
+        pose = np.asarray(p.pose, dtype=np.float64)
+        persons.append({
+            "id": int(p.track_id),
+            "b0": _box(p.b0),
+            "b0_source": p.b0_source,
+            "face": _box(p.face),
+            "score": _r(p.score, 3),
+            "stage": int(p.stage_poses.shape[0]),
+            "smoothed": bool(p.smoothed),
+            "joints": {name: {"x": _r(pose[j, 0]), "y": _r(pose[j, 1])} for j, name in enumerate(skeleton.joints)},
+        })
+    return {"frame": int(result.index), "timestamp": round(float(result.timestamp), 4), "persons": persons}
+
+
+def csv_columns(skeleton) -> list[str]:
+    """CSV header: frame, timestamp, person, b0_source, stage, smoothed, score, b0_cx, b0_cy,
+    b0_w, b0_h, face_cx, face_cy, face_w, face_h, then <joint>_x, <joint>_y per joint."""
+    cols = ["frame", "timestamp", "person", "b0_source", "stage", "smoothed", "score",
+            "b0_cx", "b0_cy", "b0_w", "b0_h", "face_cx", "face_cy", "face_w", "face_h"]
+    for name in skeleton.joints:
+        cols += [f"{name}_x", f"{name}_y"]
+    return cols
+
+
+def csv_rows(result, skeleton) -> list[list]:
+    """CSV rows of one frame: one per person, or one row with an empty ``person`` if none."""
+    base = [int(result.index), round(float(result.timestamp), 4)]
+    n_rest = len(csv_columns(skeleton)) - 2
+    if not result.persons:
+        return [base + [""] * n_rest]
+    rows = []
+    for p in result.persons:
+        face = _box(p.face) or [""] * 4
+        pose = np.asarray(p.pose, dtype=np.float64)
+        joints = [("" if _r(v) is None else _r(v)) for v in pose.reshape(-1)]
+        rows.append(base + [int(p.track_id), p.b0_source, int(p.stage_poses.shape[0]), int(bool(p.smoothed)),
+                            _r(p.score, 3), *_box(p.b0), *face, *joints])
+    return rows
+
+
+class KeypointsWriter:
+    """Writes one record per frame to a JSON Lines or CSV file, flushed after every frame.
+
+    Args:
+        path: output file; the format comes from its suffix (.jsonl or .csv).
+        skeleton: the model's skeleton (joint names).
+    Raises:
+        RecordingError: bad suffix or the file cannot be created.
+    """
+
+    def __init__(self, path: str | Path, skeleton):
+        self.path = Path(path)
+        self.format = keypoints_format(self.path)
+        self.skeleton = skeleton
+        self.frames_written = 0
+        try:
+            self._f = open(self.path, "w", newline="" if self.format == "csv" else None, encoding="utf-8")
+        except OSError as e:
+            raise RecordingError(f"cannot create keypoints file {self.path}: {e.strerror or e}") from None
+        self._csv = None
+        if self.format == "csv":
+            self._csv = csv.writer(self._f)
+            self._csv.writerow(csv_columns(skeleton))
+            self._f.flush()
+
+    def write(self, result) -> None:
+        """Append the records of one :class:`engine.pipeline.FrameResult` and flush."""
+        if self._csv is not None:
+            self._csv.writerows(csv_rows(result, self.skeleton))
+        else:
+            self._f.write(json.dumps(frame_record(result, self.skeleton), separators=(",", ":")) + "\n")
+        self._f.flush()
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if not self._f.closed:
+            self._f.close()
+
+
+def read_keypoints(path: str | Path) -> list[dict]:
+    """Read a keypoints file back: one dict per frame, as the JSON Lines records.
+
+    CSV files are regrouped by frame (``persons`` empty for a frame written with no person);
+    numbers come back as floats, missing values as None.
+    """
+    path = Path(path)
+    if keypoints_format(path) == "jsonl":
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    frames: dict[int, dict] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        joints = [c[:-2] for c in (reader.fieldnames or []) if c.endswith("_x") and c not in ("b0_x",)
+                  and not c.startswith(("b0_", "face_"))]
+
+        def num(v):
+            return None if v in ("", None) else float(v)
+
+        for row in reader:
+            rec = frames.setdefault(int(row["frame"]), {"frame": int(row["frame"]),
+                                                         "timestamp": float(row["timestamp"]), "persons": []})
+            if row["person"] == "":
+                continue
+            face = [num(row[f"face_{c}"]) for c in ("cx", "cy", "w", "h")]
+            rec["persons"].append({
+                "id": int(row["person"]),
+                "b0": [num(row[f"b0_{c}"]) for c in ("cx", "cy", "w", "h")],
+                "b0_source": row["b0_source"],
+                "face": None if face[0] is None else face,
+                "score": num(row["score"]),
+                "stage": int(row["stage"]),
+                "smoothed": row["smoothed"] == "1",
+                "joints": {j: {"x": num(row[f"{j}_x"]), "y": num(row[f"{j}_y"])} for j in joints},
+            })
+    return [frames[k] for k in sorted(frames)]
+
+
+def _fps_fraction(fps: float) -> Fraction:
+    """Frame rate as a fraction (29.97 -> 30000/1001), as MP4 time bases want."""
+    fps = float(fps) if fps and math.isfinite(fps) and fps > 0 else 30.0
+    for den in (1, 1001):
+        num = round(fps * den)
+        if abs(num / den - fps) < 1e-3:
+            return Fraction(num, den)
+    return Fraction(fps).limit_denominator(1000)
+
+
+class AnnotatedVideoWriter:
+    """Frames (H, W, 3) uint8 BGR in, a video file out, playable even if cut off mid-way.
+
+    Args:
+        path: output file (.mp4 recommended; the container follows the suffix with OpenCV).
+        fps: frame rate, frames per second.
+        frame_size: (width, height) in pixels; every frame must have this size.
+        crf: H.264 constant rate factor (lower = better quality, larger file); 20.
+        preset: x264 speed preset ("veryfast").
+        finalize: on :meth:`close`, rewrite the fragmented MP4 as a plain one (see module doc).
+        backend: "pyav" (H.264 fragmented MP4; the default when PyAV is installed) or
+            "opencv" (OpenCV VideoWriter, 'mp4v'; only playable once closed).
+        variable_rate: time frames by the ``timestamp`` given to :meth:`write` (seconds,
+            millisecond precision) instead of 1/fps apart, so that a live recording of unevenly
+            spaced frames plays in real time (PyAV only; ``fps`` is then a hint).
+        threaded: encode in a background thread (PyAV releases the GIL while encoding), so
+            that encoding overlaps the next frame's inference; at most ``queue_size`` frames
+            wait. An encoding error is raised by the next :meth:`write` or by :meth:`close`.
+    Raises:
+        RecordingError: the file cannot be created or the encoder cannot be opened.
+    """
+
+    def __init__(self, path: str | Path, fps: float, frame_size: tuple[int, int], crf: int = 20,
+                 preset: str = "veryfast", finalize: bool = True, backend: str | None = None,
+                 variable_rate: bool = False, threaded: bool = True, queue_size: int = 2):
+        self.path = Path(path)
+        self.variable_rate = bool(variable_rate)
+        self._t0: float | None = None
+        self._last_pts = -1
+        self.fps = _fps_fraction(fps)
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.finalize = finalize
+        self.frames_written = 0
+        self._closed = False
+        if backend is None:
+            try:
+                import av  # noqa: F401
+                backend = "pyav"
+            except ImportError:
+                backend = "opencv"
+        self.backend = backend
+        if backend == "pyav":
+            self._open_pyav(crf, preset)
+        elif backend == "opencv":
+            self._open_opencv()
+        else:
+            raise ValueError(f"unknown video backend {backend!r}")
+        self._queue: queue.Queue | None = None
+        self._error: BaseException | None = None
+        self.frames_encoded = 0
+        if threaded:
+            self._queue = queue.Queue(maxsize=max(1, int(queue_size)))
+            self._thread = threading.Thread(target=self._encode_loop, name=f"encode {self.path.name}", daemon=True)
+            self._thread.start()
+
+    def _open_pyav(self, crf: int, preset: str) -> None:
+        import av
+
+        w, h = self.frame_size
+        try:
+            self._container = av.open(str(self.path), mode="w", format="mp4", options={
+                "movflags": "frag_every_frame+empty_moov+default_base_moof", "flush_packets": "1"})
+        except (OSError, av.FFmpegError) as e:
+            raise RecordingError(f"cannot create video {self.path}: {e}") from None
+        try:
+            stream = self._container.add_stream("libx264", rate=self.fps)
+            stream.width, stream.height = w, h
+            # 4:2:0 needs even sides; odd-sized frames keep their size in 4:4:4.
+            stream.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
+            if self.variable_rate:
+                stream.codec_context.time_base = Fraction(1, 1000)
+                stream.time_base = Fraction(1, 1000)
+            else:
+                stream.codec_context.time_base = 1 / self.fps
+            stream.options = {"crf": str(int(crf)), "preset": preset, "tune": "zerolatency"}
+            stream.codec_context.gop_size = max(1, round(float(self.fps)))
+            stream.codec_context.open()
+        except Exception as e:  # codec missing or refusing the settings
+            self._container.close()
+            raise RecordingError(f"cannot open the H.264 encoder for {self.path}: {e}") from None
+        self._stream = stream
+        if stream.pix_fmt != "yuv420p":
+            log.warning("frame size %dx%d is odd: writing H.264 4:4:4, which some players do not play", w, h)
+
+    def _open_opencv(self) -> None:
+        import cv2
+
+        self._cv = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), float(self.fps), self.frame_size)
+        if not self._cv.isOpened():
+            raise RecordingError(f"cannot create video {self.path} with OpenCV's mp4v writer")
+
+    def write(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> None:
+        """Append one (H, W, 3) uint8 BGR frame of size ``frame_size``.
+
+        ``timestamp`` (seconds) places the frame in time when ``variable_rate`` is on
+        (default: 1/fps after the previous frame); it is ignored otherwise.
+
+        Raises:
+            ValueError: wrong frame size.
+            RecordingError: the writer is closed.
+        """
+        if self._closed:
+            raise RecordingError(f"video {self.path} is closed")
+        if self._error is not None:
+            raise RecordingError(f"writing video {self.path} failed: {self._error}")
+        h, w = frame_bgr.shape[:2]
+        if (w, h) != self.frame_size:
+            raise ValueError(f"frame is {w}x{h}, video {self.path} is {self.frame_size[0]}x{self.frame_size[1]}")
+        if self._queue is not None:
+            self._queue.put((np.array(frame_bgr, dtype=np.uint8, copy=True), timestamp))
+        else:
+            self._encode(frame_bgr, timestamp)
+        self.frames_written += 1
+
+    def _encode_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self._encode(*item)
+                except BaseException as e:  # reported by the next write() or close()
+                    self._error = e
+
+    def _encode(self, frame_bgr: np.ndarray, timestamp: float | None) -> None:
+        if self.backend == "opencv":
+            self._cv.write(frame_bgr)
+        else:
+            import av
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
+            if self.variable_rate:
+                if timestamp is None:
+                    pts = self._last_pts + max(1, round(1000 / float(self.fps)))
+                else:
+                    if self._t0 is None:
+                        self._t0 = float(timestamp)
+                    pts = round((float(timestamp) - self._t0) * 1000)
+                frame.pts = max(pts, self._last_pts + 1)
+                frame.time_base = Fraction(1, 1000)
+            else:
+                frame.pts = self.frames_encoded
+            self._last_pts = frame.pts
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        self.frames_encoded += 1
+
+    def close(self) -> None:
+        """Flush the encoder and close the file (idempotent); then, for PyAV with ``finalize``,
+        rewrite it as a plain MP4. Safe to call from ``finally`` after an interruption."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._queue is not None:
+            self._queue.put(None)   # after every queued frame
+            self._thread.join()
+        try:
+            if self.backend == "opencv":
+                self._cv.release()
+                return
+            try:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+            finally:
+                self._container.close()
+        finally:
+            if self._error is not None:
+                raise RecordingError(f"writing video {self.path} failed: {self._error}")
+        if self.finalize and self.frames_encoded:
+            try:
+                remux_to_plain_mp4(self.path)
+            except Exception as e:  # the fragmented file is complete and playable: keep it
+                log.warning("kept fragmented MP4 %s (rewriting it failed: %s)", self.path, e)
+
+
+def remux_to_plain_mp4(path: str | Path) -> None:
+    """Rewrite an MP4 in place as a plain (non-fragmented) MP4 with its index at the front,
+    copying the encoded stream (no re-encoding). The file is replaced atomically."""
+    import av
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with av.open(str(path)) as src, av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"}) as dst:
+            ins = src.streams.video[0]
+            outs = dst.add_stream_from_template(ins)
+            for packet in src.demux(ins):
+                if packet.dts is None:
+                    continue
+                packet.stream = outs
+                dst.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class PoseRecorder:
+    """The annotated video and the keypoints file of one run, written frame by frame.
+
+    Args:
+        video_path: annotated video file (.mp4), or None for keypoints only.
+        keypoints_path: keypoints file (.jsonl or .csv), or None.
+        fps: frame rate of the video, frames per second.
+        frame_size: (width, height) of the frames, pixels.
+        skeleton: the model's skeleton (joint names for the keypoints file).
+        timestamps: time the video by each result's ``timestamp`` (live sources whose frames
+            are unevenly spaced, e.g. when frames are dropped) instead of 1/fps apart.
+        **video_options: passed to :class:`AnnotatedVideoWriter` (crf, preset, finalize, backend).
+    Raises:
+        RecordingError: a file cannot be created (nothing is left open then).
+    """
+
+    def __init__(self, video_path: str | Path | None, keypoints_path: str | Path | None, fps: float,
+                 frame_size: tuple[int, int], skeleton, timestamps: bool = False, **video_options):
+        self.timestamps = bool(timestamps)
+        self.video: AnnotatedVideoWriter | None = None
+        self.keypoints: KeypointsWriter | None = None
+        if keypoints_path is not None:
+            self.keypoints = KeypointsWriter(keypoints_path, skeleton)
+        if video_path is not None:
+            try:
+                self.video = AnnotatedVideoWriter(video_path, fps, frame_size, variable_rate=self.timestamps,
+                                                  **video_options)
+            except Exception:
+                if self.keypoints is not None:
+                    self.keypoints.close()
+                raise
+
+    @property
+    def frames_written(self) -> int:
+        """Frames recorded so far."""
+        if self.video is not None:
+            return self.video.frames_written
+        return self.keypoints.frames_written if self.keypoints is not None else 0
+
+    def write(self, annotated_frame: np.ndarray | None, result) -> None:
+        """Record one frame: the annotated image (ignored when there is no video) and its
+        :class:`engine.pipeline.FrameResult`."""
+        if self.video is not None:
+            self.video.write(annotated_frame, float(result.timestamp) if self.timestamps else None)
+        if self.keypoints is not None:
+            self.keypoints.write(result)
+
+    def close(self) -> None:
+        """Close both files (idempotent); safe in ``finally`` after an interruption."""
+        try:
+            if self.video is not None:
+                self.video.close()
+        finally:
+            if self.keypoints is not None:
+                self.keypoints.close()
+
+    def __enter__(self) -> "PoseRecorder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

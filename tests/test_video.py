@@ -1,0 +1,366 @@
+"""`python main.py video`: annotated video and keypoints from a video file (engine/video_cli.py,
+engine/recording.py), on cuts of the real ../shared/data/videos/walking.mp4."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import main
+from engine.recording import AnnotatedVideoWriter, read_keypoints
+from engine.skeletons import FLIC
+
+from conftest import REPO, WALKING, WEIGHTS_FLIC, require_data
+
+FULL_CUT = 36   # frames in the main test cut (the whole video has 144)
+
+
+def cut_video(src: Path, dst: Path, n: int) -> Path:
+    """The first ``n`` frames of ``src`` written with OpenCV's mp4v writer (same size and fps)."""
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for _ in range(n):
+        ok, frame = cap.read()
+        assert ok
+        out.write(frame)
+    out.release()
+    cap.release()
+    return dst
+
+
+def video_facts(path: Path) -> tuple[int, int, float, tuple[int, int], list[np.ndarray]]:
+    """(frames decoded, frame count in the header, fps, (w, h), a few decoded frames)."""
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open"
+    header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    n, kept = 0, []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if n < 12:
+            kept.append(frame)
+        n += 1
+    cap.release()
+    return n, header, fps, size, kept
+
+
+def input_frames(path: Path, n: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = [cap.read()[1] for _ in range(n)]
+    cap.release()
+    return frames
+
+
+def is_walker(person: dict) -> bool:
+    """The man walking toward the camera: his face is near x = 750..800, y = 50..100 in the
+    first 36 frames (b0 held from that face counts too)."""
+    b0 = person["b0"]
+    return 650 < b0[0] < 900 and b0[1] < 300
+
+
+@pytest.fixture(scope="module")
+def model_dir(random_model_dir) -> Path:
+    return WEIGHTS_FLIC if (WEIGHTS_FLIC / "manifest.json").is_file() else random_model_dir
+
+
+@pytest.fixture(scope="module")
+def cuts(tmp_path_factory):
+    require_data("videos", "walking.mp4")
+    folder = tmp_path_factory.mktemp("cuts")
+    return {"full": cut_video(WALKING, folder / "walking36.mp4", FULL_CUT),
+            "short": cut_video(WALKING, folder / "walking8.mp4", 8)}
+
+
+@pytest.fixture(scope="module")
+def full_run(cuts, model_dir, tmp_path_factory):
+    """One run over the 36-frame cut with all stages, smoothing and boxes: (rc, out, err, paths)."""
+    folder = tmp_path_factory.mktemp("full_run")
+    out, kp = folder / "walking.annotated.mp4", folder / "walking.jsonl"
+    proc = subprocess.run([sys.executable, "main.py", "video", str(cuts["full"]), "-o", str(out), "--keypoints",
+                           str(kp), "--weights", str(model_dir), "--draw-boxes"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    return proc.returncode, proc.stdout, proc.stderr, out, kp
+
+
+def test_output_has_input_frames_size_and_fps(full_run, cuts):
+    rc, stdout, stderr, out, kp = full_run
+    assert rc == 0, stderr
+    n, header, fps, size, frames = video_facts(out)
+    assert (n, header) == (FULL_CUT, FULL_CUT)
+    assert size == (1280, 720)
+    assert fps == pytest.approx(30.0)
+    # The backend is printed, and a summary line closes the run.
+    assert "backend: " in stdout
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith(f"done: {FULL_CUT} frames") and "people per frame" in last and "ms per frame" in last
+    assert "backend " in last
+
+
+def test_keypoints_jsonl_one_record_per_frame(full_run, model_dir):
+    rc, _, stderr, out, kp = full_run
+    assert rc == 0, stderr
+    lines = kp.read_text().splitlines()
+    assert len(lines) == FULL_CUT
+    recs = [json.loads(line) for line in lines]
+    assert [r["frame"] for r in recs] == list(range(FULL_CUT))
+    assert [r["timestamp"] for r in recs] == pytest.approx([i / 30 for i in range(FULL_CUT)], abs=1e-3)
+    stages = json.loads((Path(model_dir) / "manifest.json").read_text())["stages"]
+    for r in recs:
+        for p in r["persons"]:
+            assert set(p) >= {"id", "b0", "b0_source", "face", "stage", "smoothed", "joints"}
+            assert list(p["joints"]) == list(FLIC.joints)
+            assert all(isinstance(v["x"], float) and isinstance(v["y"], float) for v in p["joints"].values())
+            assert p["stage"] == len(stages) and p["smoothed"] is True
+            assert p["b0_source"] in ("face", "held")
+            assert (p["face"] is None) == (p["b0_source"] == "held")
+    # The walker is a person in (nearly) every frame, with one id.
+    walker = [[p for p in r["persons"] if is_walker(p)] for r in recs]
+    assert sum(bool(w) for w in walker) >= 0.9 * FULL_CUT
+    assert len({w[0]["id"] for w in walker if w}) == 1
+
+
+def test_stick_figures_drawn_at_the_recorded_joints(full_run, cuts):
+    rc, _, stderr, out, kp = full_run
+    assert rc == 0, stderr
+    recs = read_keypoints(kp)
+    drawn = video_facts(out)[4]
+    raw = input_frames(cuts["full"], len(drawn))
+    checked = hits = 0
+    for i in range(len(drawn)):
+        diff = np.abs(drawn[i].astype(int) - raw[i].astype(int)).max(axis=2)
+        for p in recs[i]["persons"]:
+            for v in p["joints"].values():
+                x, y = int(round(v["x"])), int(round(v["y"]))
+                if 3 <= x < 1277 and 3 <= y < 717:
+                    checked += 1
+                    hits += diff[y - 1:y + 2, x - 1:x + 2].max() > 60
+        # Away from every person box the frame is the input (up to compression).
+        far = np.ones(diff.shape, bool)
+        for p in recs[i]["persons"]:
+            cx, cy, w, h = p["b0"]
+            far[max(0, int(cy - h / 2 - 30)):int(cy + h / 2 + 30), max(0, int(cx - w / 2 - 30)):int(cx + w / 2 + 30)] = False
+        assert np.percentile(diff[far], 99) < 40
+    assert checked > 0 and hits >= 0.95 * checked
+
+
+def test_trained_joints_lie_on_the_walker(full_run, flic_weights):
+    """With the trained model: the walker's joints are inside the box his face implies, spread
+    like an upright upper body, in most frames."""
+    rc, _, stderr, out, kp = full_run
+    assert rc == 0, stderr
+    good = found = 0
+    for r in read_keypoints(kp):
+        walker = [p for p in r["persons"] if is_walker(p)]
+        if not walker:
+            continue
+        found += 1
+        p = walker[0]
+        pose = np.array([[v["x"], v["y"]] for v in p["joints"].values()])
+        b0 = np.array(p["b0"])
+        inside = (np.abs(pose - b0[:2]) <= 0.55 * b0[2:]).all(axis=1).mean()
+        j = FLIC.index
+        sho_w = abs(pose[j("l_shoulder"), 0] - pose[j("r_shoulder"), 0])
+        upright = pose[[j("l_hip"), j("r_hip")], 1].mean() > pose[[j("l_shoulder"), j("r_shoulder")], 1].mean() \
+            > pose[j("nose"), 1]
+        good += inside >= 0.9 and sho_w > 0.15 * b0[2] and upright
+    assert found >= 0.9 * FULL_CUT
+    assert good >= 0.8 * found, f"joints on the walker in {good} of {found} frames"
+
+
+def test_csv_default_output_and_options(cuts, model_dir, tmp_path, capsys):
+    src = tmp_path / "clip.mp4"
+    src.write_bytes(cuts["short"].read_bytes())
+    kp = tmp_path / "clip.csv"
+    rc = main.main(["video", str(src), "--keypoints", str(kp), "--weights", str(model_dir), "--stages", "1",
+                    "--no-smooth", "--backend", "torch"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    default_out = tmp_path / "clip.pose.mp4"
+    assert default_out.is_file()
+    assert video_facts(default_out)[:2] == (8, 8)
+    header = kp.read_text().splitlines()[0].split(",")
+    assert header[:7] == ["frame", "timestamp", "person", "b0_source", "stage", "smoothed", "score"]
+    assert header[-2:] == ["nose_x", "nose_y"]
+    recs = read_keypoints(kp)
+    assert [r["frame"] for r in recs] == list(range(8))
+    rows = kp.read_text().strip().splitlines()[1:]
+    assert len(rows) == sum(max(1, len(r["persons"])) for r in recs)  # one row per person per frame
+    persons = [p for r in recs for p in r["persons"]]
+    assert persons and all(p["stage"] == 1 and p["smoothed"] is False for p in persons)
+    assert "backend: torch" in out.out
+
+
+def test_frames_with_nobody_are_recorded(model_dir, tmp_path, capsys):
+    src = tmp_path / "empty.mp4"
+    w = AnnotatedVideoWriter(src, 25, (320, 240), finalize=False)
+    for i in range(5):
+        w.write(np.full((240, 320, 3), 40 * i, np.uint8))
+    w.close()
+    for suffix in (".jsonl", ".csv"):
+        kp = tmp_path / f"empty{suffix}"
+        rc = main.main(["video", str(src), "-o", str(tmp_path / "o.mp4"), "--keypoints", str(kp),
+                        "--weights", str(model_dir), "--stages", "1"])
+        out = capsys.readouterr().out
+        assert rc == 0
+        recs = read_keypoints(kp)
+        assert [(r["frame"], r["persons"]) for r in recs] == [(i, []) for i in range(5)]
+        assert "5 frames with nobody" in out
+    assert len((tmp_path / "empty.csv").read_text().splitlines()) == 1 + 5
+    assert video_facts(tmp_path / "o.mp4")[:3] == (5, 5, pytest.approx(25.0))
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "image", "folder", "no_out_dir", "out_suffix",
+                                  "kp_suffix", "kp_dir", "stages0", "stages_high", "weights"])
+def test_bad_input_fails_early_with_one_line(case, cuts, model_dir, tmp_path, capsys):
+    src, out, kp = cuts["short"], tmp_path / "o.mp4", tmp_path / "k.jsonl"
+    extra: list[str] = []
+    weights = str(model_dir)
+    if case == "missing":
+        src = tmp_path / "nope.mp4"
+    elif case == "text":
+        src = tmp_path / "notes.mp4"
+        src.write_text("not a video\n" * 100)
+    elif case == "image":
+        src = tmp_path / "still.png"
+        cv2.imwrite(str(src), np.zeros((64, 64, 3), np.uint8))
+    elif case == "folder":
+        src = tmp_path
+    elif case == "no_out_dir":
+        out = tmp_path / "missing" / "o.mp4"
+    elif case == "out_suffix":
+        out = tmp_path / "o.txt"
+    elif case == "kp_suffix":
+        kp = tmp_path / "k.txt"
+    elif case == "kp_dir":
+        kp = tmp_path / "missing" / "k.jsonl"
+    elif case == "stages0":
+        extra = ["--stages", "0"]
+    elif case == "stages_high":
+        extra = ["--stages", "9"]
+    elif case == "weights":
+        weights = str(tmp_path / "no_model")
+    rc = main.main(["video", str(src), "-o", str(out), "--keypoints", str(kp), "--weights", weights, *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert not out.exists() and not kp.exists()
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "main.py", "video", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_records(kp: Path, proc: subprocess.Popen, n: int, timeout: float = 240) -> None:
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if kp.exists() and len(kp.read_text().splitlines()) >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("no keypoints written in time")
+
+
+def test_ctrl_c_leaves_playable_output_with_every_frame_done(cuts, model_dir, tmp_path):
+    out, kp = tmp_path / "o.mp4", tmp_path / "k.jsonl"
+    proc = _start([str(cuts["full"]), "-o", str(out), "--keypoints", str(kp), "--weights", str(model_dir),
+                   "--stages", "1"])
+    _wait_for_records(kp, proc, 4)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    records = len(kp.read_text().splitlines())
+    assert 4 <= records < FULL_CUT
+    n, header, fps, size, _ = video_facts(out)
+    assert n == header == records
+    assert size == (1280, 720) and fps == pytest.approx(30.0)
+    assert f"interrupted after {records} frames" in stderr
+    assert stdout.strip().splitlines()[-1].startswith(f"interrupted: {records} frames")
+
+
+def test_killed_run_leaves_playable_output(cuts, model_dir, tmp_path):
+    """Even a process killed outright (no cleanup at all) leaves a playable video holding the
+    frames encoded (fragmented MP4, one fragment per frame) and the keypoints of every frame."""
+    out, kp = tmp_path / "o.mp4", tmp_path / "k.jsonl"
+    proc = _start([str(cuts["full"]), "-o", str(out), "--keypoints", str(kp), "--weights", str(model_dir),
+                   "--stages", "1"])
+    _wait_for_records(kp, proc, 6)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    records = [json.loads(line) for line in kp.read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(len(records)))
+    n, _, fps, size, _ = video_facts(out)
+    # Frames still queued for the encoder thread or inside x264 when killed are lost (<= 4).
+    assert len(records) - 4 <= n <= len(records) + 1 and n >= 2
+    assert size == (1280, 720) and fps == pytest.approx(30.0)
+
+
+def test_crash_midway_keeps_frames_done(cuts, model_dir, tmp_path, capsys, monkeypatch):
+    from engine.pipeline import PosePipeline
+    real = PosePipeline.process
+    calls = {"n": 0}
+
+    def flaky(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise RuntimeError("simulated failure")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(PosePipeline, "process", flaky)
+    out, kp = tmp_path / "o.mp4", tmp_path / "k.csv"
+    rc = main.main(["video", str(cuts["short"]), "-o", str(out), "--keypoints", str(kp), "--weights",
+                    str(model_dir), "--stages", "1"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "simulated failure" in err and "failed after 5 frames" in err
+    assert video_facts(out)[:2] == (5, 5)
+    assert [r["frame"] for r in read_keypoints(kp)] == list(range(5))
+
+
+def test_recorder_rejects_wrong_frame_size(tmp_path):
+    w = AnnotatedVideoWriter(tmp_path / "v.mp4", 30, (64, 48))
+    with pytest.raises(ValueError):
+        w.write(np.zeros((48, 60, 3), np.uint8))
+    w.write(np.zeros((48, 64, 3), np.uint8))
+    w.close()
+    w.close()  # idempotent
+    assert video_facts(tmp_path / "v.mp4")[:2] == (1, 1)
+
+
+def test_odd_frame_size_and_fractional_fps(tmp_path):
+    w = AnnotatedVideoWriter(tmp_path / "odd.mp4", 29.97, (65, 49))
+    for i in range(3):
+        w.write(np.full((49, 65, 3), 80 * i, np.uint8))
+    w.close()
+    n, header, fps, size, _ = video_facts(tmp_path / "odd.mp4")
+    assert (n, size) == (3, (65, 49)) and fps == pytest.approx(29.97, abs=0.01)
+
+
+def test_recorder_timestamps_for_live_sources(tmp_path):
+    """With timestamps on, unevenly spaced live frames keep their times in the video."""
+    from engine.pipeline import FrameResult
+    from engine.recording import PoseRecorder
+    times = [10.0, 10.1, 10.15, 10.4, 10.5, 11.0]
+    rec = PoseRecorder(tmp_path / "live.mp4", tmp_path / "live.jsonl", 30, (64, 48), FLIC, timestamps=True)
+    for i, t in enumerate(times):
+        rec.write(np.full((48, 64, 3), 40 * i, np.uint8), FrameResult(i, t, [], 0.0, [], 0.0, "torch"))
+    rec.close()
+    cap = cv2.VideoCapture(str(tmp_path / "live.mp4"))
+    got = []
+    while cap.read()[0]:
+        got.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+    assert got == pytest.approx([t - times[0] for t in times], abs=0.002)
+    assert [r["timestamp"] for r in read_keypoints(tmp_path / "live.jsonl")] == times
