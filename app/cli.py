@@ -1,10 +1,62 @@
-"""Placeholder: this command is not built yet."""
+"""`python main.py [app] [--source 0|FILE] ...`: the desktop app (the default command).
+
+Only argparse is imported at module level (``main.py --help`` imports every command);
+PyQt6, OpenCV and torch are imported in :func:`run`.
+"""
+from __future__ import annotations
+
+import argparse
 
 
-def configure(parser):
-    """Add this command's arguments to its argparse sub-parser."""
+def _positive_int(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
 
 
-def run(args) -> int:
-    print(f"{args.command}: not built yet")
-    return 2
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the app's arguments to its argparse sub-parser."""
+    parser.add_argument("--source", metavar="0|FILE",
+                        help="start with this source: a camera index (0, 1, ...) or a video file "
+                             "(default: the first camera found)")
+    parser.add_argument("--weights", metavar="DIR",
+                        help="model folder (manifest.json + stage checkpoints) for this run "
+                             "(default: the one saved in the settings, initially weights/flic)")
+    parser.add_argument("--backend", metavar="NAME",
+                        help="runtime backend for this run: auto, torch, onnxruntime, tensorrt")
+    parser.add_argument("--stages", type=_positive_int, metavar="S",
+                        help="cascade stages to run, 1..S, for this run (default: all)")
+    parser.add_argument("--quit-after-frames", type=_positive_int, metavar="N",
+                        help="close the window after N frames were displayed, or when the source "
+                             "ends or fails (for automation and tests)")
+    parser.add_argument("--screenshot", metavar="FILE.png",
+                        help="save a grab of the window after the last frame (with --quit-after-frames, "
+                             "or when the window is closed)")
+    parser.add_argument("--record", metavar="VIDEO",
+                        help="record from the start to VIDEO (annotated video) and VIDEO with suffix "
+                             ".jsonl (keypoints)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start QApplication and the main window; returns the app's exit code (1 when an
+    automated run's source failed)."""
+    import sys
+
+    from PyQt6.QtWidgets import QApplication
+
+    from .capture import Source
+    from .settings import APPLICATION, ORGANIZATION
+    from .window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("deeppose")
+    source = Source.parse(args.source) if args.source is not None else None
+    overrides = {"weights": args.weights, "backend": args.backend, "stages": args.stages}
+    window = MainWindow(source=source, overrides=overrides, quit_after_frames=args.quit_after_frames,
+                        screenshot=args.screenshot, record=args.record)
+    window.show()
+    code = app.exec()
+    return window.exit_code or code

@@ -1,0 +1,80 @@
+"""User settings of the app, kept between runs with QSettings.
+
+Stored under organization "deeppose", application "deeppose" (the platform's usual place:
+``~/.config/deeppose/deeppose.conf`` on Linux). Setting ``DEEPPOSE_SETTINGS`` to a file path
+stores them in that INI file instead (the tests use this so they never touch a user's settings).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from PyQt6.QtCore import QSettings
+
+ORGANIZATION = "deeppose"
+APPLICATION = "deeppose"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "flic"
+
+
+def default_record_dir() -> Path:
+    """Where recordings go unless the user picks another folder: ``<repo>/out/recordings``."""
+    return REPO_ROOT / "out" / "recordings"
+
+
+@dataclass
+class AppSettings:
+    """What a user can change while the app runs.
+
+    Attributes:
+        weights: model folder (manifest.json + stage checkpoints).
+        backend: runtime backend name, or "auto" (the fastest available).
+        stages: how many cascade stages to run, 1..S; 0 = all S stages of the model.
+        smooth: smooth poses across frames.
+        show_boxes: draw the person boxes b0 (and faces) with the stick figures.
+        record_dir: folder where Record writes its video and keypoints files.
+        last_dir: folder last used in "Open video file...".
+    """
+
+    weights: str = str(DEFAULT_WEIGHTS)
+    backend: str = "auto"
+    stages: int = 0
+    smooth: bool = True
+    show_boxes: bool = False
+    record_dir: str = field(default_factory=lambda: str(default_record_dir()))
+    last_dir: str = ""
+
+
+def open_qsettings() -> QSettings:
+    """The QSettings store: ``$DEEPPOSE_SETTINGS`` (an INI file) when set, else the user's."""
+    path = os.environ.get("DEEPPOSE_SETTINGS")
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings(ORGANIZATION, APPLICATION)
+
+
+def load_settings(qs: QSettings) -> AppSettings:
+    """Read every :class:`AppSettings` field from ``qs`` (missing or malformed -> default)."""
+    out = AppSettings()
+    for f in fields(AppSettings):
+        default = getattr(out, f.name)
+        if not qs.contains(f.name):
+            continue
+        try:
+            value = qs.value(f.name, default, type=type(default))
+        except (TypeError, ValueError):
+            continue
+        if value is not None:
+            setattr(out, f.name, value)
+    if out.stages < 0:
+        out.stages = 0
+    return out
+
+
+def save_setting(qs: QSettings, name: str, value) -> None:
+    """Store one field now (so a crash later does not lose it)."""
+    if name not in {f.name for f in fields(AppSettings)}:
+        raise KeyError(f"unknown setting {name!r}")
+    qs.setValue(name, value)
+    qs.sync()

@@ -1,0 +1,633 @@
+"""The main window: video view with HUD, source chooser, Start/Stop/Record and live settings.
+
+The GUI thread only draws and reacts to the user; capture runs on a Python thread
+(app/capture.py) and inference on a QThread (app/worker.py). Every failure (no camera, a
+camera unplugged, an unreadable file, a missing model or backend) ends as a message in the
+status bar and over the view; the window keeps running.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+
+from PyQt6.QtCore import QObject, QSettings, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QAction, QKeySequence
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                             QLineEdit, QMainWindow, QPushButton, QSpinBox, QToolBar, QWidget)
+
+from .capture import CaptureThread, LatestFrameSlot, Source, list_cameras
+from .settings import AppSettings, load_settings, open_qsettings, save_setting
+from .view import VideoView, _ema
+from .worker import InferenceWorker, ModelStatus
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v *.mpg *.mpeg *.wmv);;All files (*)"
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
+
+# data of the source chooser's special items
+_NO_CAMERA = "none"
+_OPEN_FILE = "open"
+_REFRESH = "refresh"
+
+
+class _CameraProbe(QObject):
+    """Lists cameras on a Python thread (opening a camera may take a second)."""
+
+    found = pyqtSignal(list)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="camera-probe", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            cams = list_cameras()
+        except Exception:
+            log.exception("camera probe failed")
+            cams = []
+        self.found.emit(cams)
+
+
+
+class MainWindow(QMainWindow):
+    """The deeppose desktop app.
+
+    Args:
+        source: start with this source (camera index or file) instead of the first camera.
+        overrides: settings given on the command line (weights, backend, stages) for this run
+            only; they are not saved unless changed again in the window.
+        quit_after_frames: close after this many frames were displayed (or when the source
+            ends or fails), for automation and tests.
+        screenshot: PNG file to save a grab of the window to after the last frame.
+        record: start recording to this video file at once (keypoints beside it, .jsonl).
+        qsettings: the settings store (default :func:`app.settings.open_qsettings`).
+        probe_cameras: look for cameras (off in tests that give a file source).
+    """
+
+    automationFinished = pyqtSignal()
+
+    def __init__(self, source: Source | None = None, overrides: dict | None = None,
+                 quit_after_frames: int | None = None, screenshot: str | Path | None = None,
+                 record: str | Path | None = None, qsettings: QSettings | None = None, probe_cameras: bool = True):
+        super().__init__()
+        self.setWindowTitle("deeppose")
+        self.setAcceptDrops(True)
+        self.qsettings = qsettings or open_qsettings()
+        self.settings: AppSettings = load_settings(self.qsettings)
+        for k, v in (overrides or {}).items():
+            if v is not None:
+                setattr(self.settings, k, v)
+        self.quit_after_frames = quit_after_frames
+        self.screenshot_path = Path(screenshot) if screenshot else None
+        self.exit_code = 0
+        self._finished = False
+        self._closing = False
+        self.source: Source | None = None
+        self.capture: CaptureThread | None = None
+        self.playing = False
+        self.recording = False
+        self.model: ModelStatus | None = None
+        self.model_error: str | None = None
+        self.frames_shown = 0          # since the current source started
+        self.total_frames_shown = 0    # since the window opened
+        self.last_display = None       # the DisplayFrame shown last
+        self.errors: list[str] = []    # every error message shown (for tests and logs)
+        self.end_info: dict | None = None  # how the current source ended (None while it runs)
+        self._display_times: deque[float] = deque(maxlen=60)
+        self._pending_record = Path(record) if record else None
+
+        self.slot = LatestFrameSlot()
+        self.worker = InferenceWorker(self.slot, self.settings.weights, self.settings.backend, self.settings.stages,
+                                      self.settings.smooth, self.settings.show_boxes)
+        self.worker.frameReady.connect(self._on_frame)
+        self.worker.modelLoading.connect(self._on_model_loading)
+        self.worker.modelLoaded.connect(self._on_model_loaded)
+        self.worker.modelFailed.connect(self._on_model_failed)
+        self.worker.failed.connect(self.show_error)
+        self.worker.sourceEnded.connect(self._on_source_ended)
+        self.worker.recordingChanged.connect(self._on_recording_changed)
+
+        self._build_ui()
+        geometry = self.qsettings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1180, 720)
+
+        self.worker.start()
+        self._probe = _CameraProbe()
+        self._probe.found.connect(self._on_cameras)
+        self._cameras_probed = False
+        if probe_cameras:
+            self._probe.start()
+        else:
+            self._on_cameras([], start_first=False)
+        if source is not None:
+            self._add_source_item(source)
+            self.start_source(source)
+        elif not probe_cameras:
+            self.view.set_message("Choose a camera or open a video file (or drop one here).")
+
+    # -- UI -----------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.view = VideoView(self)
+        self.view.set_message("Looking for cameras...")
+        self.setCentralWidget(self.view)
+
+        tb = QToolBar("Playback", self)
+        tb.setObjectName("playback")
+        tb.setMovable(False)
+        self.addToolBar(tb)
+        tb.addWidget(QLabel(" Source: "))
+        self.source_combo = QComboBox(self)
+        self.source_combo.setMinimumContentsLength(22)
+        self.source_combo.activated.connect(self._on_source_chosen)
+        tb.addWidget(self.source_combo)
+        tb.addSeparator()
+        self.start_action = QAction("Start", self)
+        self.start_action.setShortcut(QKeySequence("Ctrl+Return"))
+        self.start_action.triggered.connect(self.start)
+        self.stop_action = QAction("Stop", self)
+        self.stop_action.setShortcut(QKeySequence("Ctrl+."))
+        self.stop_action.triggered.connect(self.stop)
+        self.record_action = QAction("Record", self)
+        self.record_action.setCheckable(True)
+        self.record_action.setShortcut(QKeySequence("Ctrl+R"))
+        self.record_action.triggered.connect(self._on_record_clicked)
+        for a in (self.start_action, self.stop_action, self.record_action):
+            tb.addAction(a)
+        open_action = QAction("Open video...", self)
+        open_action.setToolTip("Open a video file (Ctrl+O); you can also drop one on the window")
+        open_action.setShortcut(QKeySequence.StandardKey.Open)
+        open_action.triggered.connect(self.open_file_dialog)
+        tb.addSeparator()
+        tb.addAction(open_action)
+        quit_action = QAction("Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        self.addAction(quit_action)
+
+        # settings dock
+        dock = QDockWidget("Settings", self)
+        dock.setObjectName("settings")
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        panel = QWidget(dock)
+        form = QFormLayout(panel)
+        s = self.settings
+
+        self.weights_edit = QLineEdit(s.weights, panel)
+        self.weights_edit.editingFinished.connect(lambda: self.set_weights(self.weights_edit.text()))
+        browse = QPushButton("Browse...", panel)
+        browse.clicked.connect(self._browse_weights)
+        row = QHBoxLayout()
+        row.addWidget(self.weights_edit, 1)
+        row.addWidget(browse)
+        form.addRow("Model folder", row)
+        self.model_label = QLabel("loading...", panel)
+        self.model_label.setWordWrap(True)
+        form.addRow("Model", self.model_label)
+
+        self.backend_combo = QComboBox(panel)
+        backends = list(BACKENDS)
+        if s.backend not in backends:
+            backends.append(s.backend)
+        self.backend_combo.addItems(backends)
+        self.backend_combo.setCurrentText(s.backend)
+        self.backend_combo.currentTextChanged.connect(self.set_backend)
+        form.addRow("Backend", self.backend_combo)
+
+        self.stages_spin = QSpinBox(panel)
+        self.stages_spin.setRange(1, max(1, s.stages or 3))
+        self.stages_spin.setValue(max(1, s.stages or 3))
+        self.stages_spin.valueChanged.connect(self.set_stages)
+        form.addRow("Cascade stages", self.stages_spin)
+
+        self.smooth_check = QCheckBox("Smooth poses across frames", panel)
+        self.smooth_check.setChecked(s.smooth)
+        self.smooth_check.toggled.connect(self.set_smooth)
+        form.addRow(self.smooth_check)
+        self.boxes_check = QCheckBox("Show person and face boxes", panel)
+        self.boxes_check.setChecked(s.show_boxes)
+        self.boxes_check.toggled.connect(self.set_show_boxes)
+        form.addRow(self.boxes_check)
+        self.hud_check = QCheckBox("Show HUD", panel)
+        self.hud_check.setChecked(True)
+        self.hud_check.toggled.connect(self._set_hud)
+        form.addRow(self.hud_check)
+
+        self.record_dir_edit = QLineEdit(s.record_dir, panel)
+        self.record_dir_edit.editingFinished.connect(lambda: self._set_setting("record_dir", self.record_dir_edit.text()))
+        rbrowse = QPushButton("Browse...", panel)
+        rbrowse.clicked.connect(self._browse_record_dir)
+        row = QHBoxLayout()
+        row.addWidget(self.record_dir_edit, 1)
+        row.addWidget(rbrowse)
+        form.addRow("Record to", row)
+        dock.setWidget(panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.settings_dock = dock
+
+        self.model_state = QLabel("model: -", self)
+        self.statusBar().addPermanentWidget(self.model_state)
+        self.state_label = QLabel("stopped", self)
+        self.statusBar().addPermanentWidget(self.state_label)
+        self._update_actions()
+
+    def _set_hud(self, on: bool) -> None:
+        self.view.show_hud = on
+        self.view.update()
+
+    def _update_actions(self) -> None:
+        has_source = self.source is not None
+        self.start_action.setEnabled(has_source and not self.playing)
+        self.stop_action.setEnabled(self.playing)
+        self.record_action.setEnabled(self.playing or self.recording)
+        self.record_action.setChecked(self.recording)
+        state = "stopped"
+        if self.playing and self.source is not None:
+            state = f"playing {self.source.label}"
+        if self.recording:
+            state += "  \u25cf REC"
+        self.state_label.setText(state)
+
+    # -- sources ------------------------------------------------------------------------
+    def _on_cameras(self, cams: list, start_first: bool = True) -> None:
+        self._cameras_probed = True
+        combo = self.source_combo
+        keep = [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())
+                if isinstance(combo.itemData(i), Source) and combo.itemData(i).kind == "file"]
+        combo.blockSignals(True)
+        combo.clear()
+        if cams:
+            for i in cams:
+                combo.addItem(f"Camera {i}", Source("camera", i))
+        else:
+            combo.addItem("No camera found", _NO_CAMERA)
+        for text, data in keep:
+            combo.addItem(text, data)
+        combo.addItem("Open video file...", _OPEN_FILE)
+        combo.addItem("Look for cameras again", _REFRESH)
+        combo.blockSignals(False)
+        self._select_current_source()
+        if start_first and self.source is None:
+            if cams:
+                self.start_source(Source("camera", cams[0]))
+            else:
+                self.view.set_message("No camera found.\nOpen a video file (Ctrl+O, or the Source list) or drop one here.")
+                self.statusBar().showMessage("No camera found: open a video file or drop one on the window")
+
+    def _select_current_source(self) -> None:
+        combo = self.source_combo
+        for i in range(combo.count()):
+            if combo.itemData(i) == self.source and self.source is not None:
+                combo.setCurrentIndex(i)
+                return
+        if self.source is None:
+            combo.setCurrentIndex(0)
+
+    def _add_source_item(self, source: Source) -> None:
+        combo = self.source_combo
+        for i in range(combo.count()):
+            if combo.itemData(i) == source:
+                return
+        if source.kind == "camera":
+            combo.insertItem(0, f"Camera {source.value}", source)
+            idx = combo.findData(_NO_CAMERA)
+            if idx >= 0:
+                combo.removeItem(idx)
+        else:
+            at = combo.findData(_OPEN_FILE)
+            combo.insertItem(at if at >= 0 else combo.count(), Path(str(source.value)).name, source)
+            combo.setItemData(at if at >= 0 else combo.count() - 1, str(source.value), Qt.ItemDataRole.ToolTipRole)
+
+    def _on_source_chosen(self, index: int) -> None:
+        data = self.source_combo.itemData(index)
+        if data == _OPEN_FILE:
+            self._select_current_source()
+            self.open_file_dialog()
+        elif data == _REFRESH:
+            self._select_current_source()
+            self.statusBar().showMessage("Looking for cameras...")
+            self._probe.start()
+        elif data == _NO_CAMERA:
+            self.statusBar().showMessage("No camera found: open a video file or drop one on the window")
+        elif isinstance(data, Source):
+            self.start_source(data)
+
+    def open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open video file", self.settings.last_dir or str(Path.home()), VIDEO_FILTER)
+        if path:
+            self.open_file(path)
+
+    def open_file(self, path: str | Path) -> None:
+        """Play a video file (as chosen in the dialog or dropped on the window)."""
+        path = Path(path)
+        self._set_setting("last_dir", str(path.parent))
+        source = Source("file", str(path))
+        self._add_source_item(source)
+        self.start_source(source)
+
+    def dragEnterEvent(self, event) -> None:
+        if self._dropped_file(event.mimeData()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:
+        path = self._dropped_file(event.mimeData())
+        if path is not None:
+            event.acceptProposedAction()
+            self.open_file(path)
+
+    @staticmethod
+    def _dropped_file(mime) -> Path | None:
+        if mime is None or not mime.hasUrls():
+            return None
+        for url in mime.urls():
+            if url.isLocalFile():
+                return Path(url.toLocalFile())
+        return None
+
+    # -- playback -----------------------------------------------------------------------
+    def start_source(self, source: Source) -> None:
+        """Switch to ``source`` and start it (stops the current one, finishing a recording)."""
+        self._stop_capture()
+        self.source = source
+        self._select_current_source()
+        self.start()
+
+    def start(self) -> None:
+        """Start (or restart from its beginning) the current source."""
+        if self.source is None:
+            self.show_error("no source: choose a camera or open a video file")
+            return
+        self._stop_capture()
+        if self.model is None and self.model_error is not None:
+            self.worker.reload_model()      # the user may have fixed the model folder meanwhile
+        generation = self.slot.reset()
+        self.worker.new_source(self.source.label)
+        self.frames_shown = 0
+        self.end_info = None
+        self._display_times.clear()
+        self.view.stats.fps = None
+        self.view.stats.dropped = 0
+        self.view.set_message("")
+        self.capture = CaptureThread(self.source, self.slot, generation, ready=self.worker.ready)
+        self.capture.start()
+        self.playing = True
+        self.statusBar().showMessage(f"Playing {self.source.label}")
+        if self._pending_record is not None:
+            video, self._pending_record = self._pending_record, None
+            self.start_recording(video)
+        self._update_actions()
+
+    def stop(self) -> None:
+        """Stop the current source (and finish any recording); the last frame stays on screen."""
+        if self.recording:
+            self.stop_recording()
+        self._stop_capture()
+        if self.source is not None:
+            self.statusBar().showMessage(f"Stopped {self.source.label}")
+        self._update_actions()
+
+    def _stop_capture(self) -> None:
+        if self.capture is not None:
+            self.capture.stop()
+            if self.capture.is_alive():
+                log.warning("capture thread %s did not stop within 2 s; abandoning it", self.capture.name)
+            self.capture = None
+        self.slot.reset()       # drop the frame held and any end/error of the old source
+        self.playing = False
+
+    # -- recording ----------------------------------------------------------------------
+    def _on_record_clicked(self, checked: bool) -> None:
+        if checked:
+            self.start_recording()
+        else:
+            self.stop_recording()
+        self.record_action.setChecked(self.recording)
+
+    def start_recording(self, video_path: str | Path | None = None) -> Path | None:
+        """Record the annotated video (and keypoints beside it, same name, .jsonl).
+
+        Default file: ``<record folder>/deeppose-<source>-<date-time>.mp4``. Returns the path.
+        """
+        if not self.playing:
+            self.show_error("nothing to record: start a source first")
+            return None
+        if self.model is None and self.model_error is not None:
+            self.show_error(f"cannot record: no model is loaded ({self.model_error})")
+            return None
+        if video_path is None:
+            folder = Path(self.settings.record_dir or ".").expanduser()
+            stem = Path(str(self.source.value)).stem if self.source.kind == "file" else f"camera{self.source.value}"
+            video_path = folder / f"deeppose-{stem}-{datetime.now():%Y%m%d-%H%M%S}.mp4"
+        video_path = Path(video_path)
+        try:
+            video_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self.show_error(f"cannot record to {video_path.parent}: {e.strerror or e}")
+            return None
+        self.worker.start_recording(video_path, video_path.with_suffix(".jsonl"))
+        self.recording = True
+        self.recording_path = video_path
+        self._update_actions()
+        return video_path
+
+    def stop_recording(self) -> None:
+        if self.recording:
+            self.worker.stop_recording()
+
+    def _on_recording_changed(self, on: bool, message: str) -> None:
+        self.recording = on
+        self.view.stats.recording = on
+        if message.startswith("cannot"):
+            self.show_error(message)
+        elif message:
+            self.statusBar().showMessage(message)
+        self._update_actions()
+
+    # -- settings -----------------------------------------------------------------------
+    def _set_setting(self, name: str, value) -> None:
+        setattr(self.settings, name, value)
+        save_setting(self.qsettings, name, value)
+
+    def set_weights(self, folder: str) -> None:
+        folder = str(folder).strip()
+        if folder == self.settings.weights and self.model is not None:
+            return
+        self._set_setting("weights", folder)
+        if self.weights_edit.text() != folder:
+            self.weights_edit.setText(folder)
+        self.worker.configure(weights=folder)
+        self.worker.reload_model()
+
+    def _browse_weights(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder", self.settings.weights)
+        if folder:
+            self.set_weights(folder)
+
+    def _browse_record_dir(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Record to folder", self.settings.record_dir)
+        if folder:
+            self.record_dir_edit.setText(folder)
+            self._set_setting("record_dir", folder)
+
+    def set_backend(self, name: str) -> None:
+        self._set_setting("backend", name)
+        if self.backend_combo.currentText() != name:
+            self.backend_combo.setCurrentText(name)
+        self.worker.configure(backend=name)
+
+    def set_stages(self, n: int) -> None:
+        self._set_setting("stages", int(n))
+        if self.stages_spin.value() != n:
+            self.stages_spin.setValue(n)
+        self.worker.configure(stages=int(n))
+
+    def set_smooth(self, on: bool) -> None:
+        self._set_setting("smooth", bool(on))
+        self.smooth_check.setChecked(on)
+        self.worker.configure(smooth=bool(on))
+
+    def set_show_boxes(self, on: bool) -> None:
+        self._set_setting("show_boxes", bool(on))
+        self.boxes_check.setChecked(on)
+        self.worker.configure(show_boxes=bool(on))
+
+    # -- worker signals -----------------------------------------------------------------
+    def _on_model_loading(self, folder: str) -> None:
+        self.model = None
+        self.model_label.setText(f"loading {folder} ...")
+        self.model_state.setText(f"model: loading {Path(folder).name} ...")
+
+    def _on_model_loaded(self, model: ModelStatus) -> None:
+        self.model = model
+        self.model_error = None
+        self.model_label.setText(f"{model.name}: {model.skeleton.upper()}, {model.num_stages} stages, {model.description}")
+        self.model_label.setStyleSheet("")
+        spin = self.stages_spin
+        spin.blockSignals(True)
+        spin.setRange(1, model.num_stages)
+        spin.setValue(model.num_stages if self.settings.stages <= 0 else min(self.settings.stages, model.num_stages))
+        spin.blockSignals(False)
+        self.model_state.setText(f"model: {model.name} ({model.backend.split(' ')[0]})")
+
+    def _on_model_failed(self, message: str) -> None:
+        self.model = None
+        self.model_error = message
+        self.model_label.setText(f"not loaded: {message}")
+        self.model_label.setStyleSheet("color: #c03030")
+        self.model_state.setText("model: not loaded")
+        self.show_error(f"Model not loaded: {message}. Showing the video without poses; "
+                        "choose a model folder in Settings.")
+
+    def show_error(self, message: str) -> None:
+        """A failure the user should see: status bar (kept until the next message) and log."""
+        log.warning("%s", message)
+        self.errors.append(message)
+        self.statusBar().showMessage(message)
+
+    def _on_source_ended(self, info: dict) -> None:
+        label = info.get("label") or (self.source.label if self.source else "source")
+        err = info.get("error")
+        self.end_info = info
+        self.playing = False
+        if self.capture is not None:
+            self.capture.stop(0.5)
+            self.capture = None
+        if err:
+            self.show_error(err)
+            self.view.set_message(err)
+            if self.quit_after_frames is not None:
+                self.exit_code = 1
+        else:
+            msg = (f"End of {label}: {info.get('captured', 0)} frames read, {self.frames_shown} shown, "
+                   f"{info.get('dropped', 0)} dropped")
+            self.statusBar().showMessage(msg)
+        self._update_actions()
+        if self.quit_after_frames is not None:
+            self.finish_automation()
+
+    def _on_frame(self) -> None:
+        d = self.worker.take_display()
+        if d is None or self._finished:
+            return
+        if self.quit_after_frames is not None and self.total_frames_shown >= self.quit_after_frames:
+            return          # the last frame is on screen; closing is queued
+        now = time.perf_counter()
+        self._display_times.append(now)
+        st = self.view.stats
+        if len(self._display_times) >= 2:
+            span = self._display_times[-1] - self._display_times[0]
+            if span > 0:
+                st.fps = (len(self._display_times) - 1) / span
+        r = d.result
+        if r is not None:
+            st.detect_ms = _ema(st.detect_ms, r.detect_seconds * 1000.0)
+            ms = [s * 1000.0 for s in r.stage_seconds]
+            if len(ms) != len(st.stage_ms):
+                st.stage_ms = ms
+            else:
+                st.stage_ms = [_ema(a, b) for a, b in zip(st.stage_ms, ms)]
+            st.people = len(r.persons)
+            st.backend = self.model.backend if self.model is not None else r.backend
+        else:
+            st.backend = ""
+            st.people = 0
+            st.stage_ms = []
+        st.dropped = d.dropped
+        st.shown = self.frames_shown + 1
+        st.source_fps = d.source_fps
+        st.recording = self.recording
+        self.last_display = d
+        self.frames_shown += 1
+        self.total_frames_shown += 1
+        self.view.set_frame(d.image, d.captured)
+        if self.quit_after_frames is not None and self.total_frames_shown >= self.quit_after_frames:
+            QTimer.singleShot(0, self.finish_automation)
+
+    # -- automation and closing ---------------------------------------------------------
+    def finish_automation(self) -> None:
+        """After the last frame: save the screenshot (if asked) and close the window."""
+        if self._finished:
+            return
+        self._finished = True
+        st = self.view.stats
+        log.info("automation: %d frames shown, %d dropped, %s fps, latency %s ms, stages %s, backend %s",
+                 self.total_frames_shown, st.dropped, "-" if st.fps is None else f"{st.fps:.1f}",
+                 "-" if st.latency_ms is None else f"{st.latency_ms:.0f}", len(st.stage_ms), st.backend or "none")
+        self.save_screenshot()
+        self.automationFinished.emit()
+        self.close()
+
+    def save_screenshot(self, path: str | Path | None = None) -> Path | None:
+        """Save a grab of the whole window (view, HUD, controls) as PNG."""
+        path = Path(path) if path else self.screenshot_path
+        if path is None:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.grab().save(str(path)):
+            self.show_error(f"cannot write screenshot {path}")
+            return None
+        log.info("screenshot saved to %s", path)
+        return path
+
+    def closeEvent(self, event) -> None:
+        if not self._closing:
+            self._closing = True
+            self._finished = True
+            if self.screenshot_path is not None and not self.screenshot_path.exists():
+                self.save_screenshot()
+            self._stop_capture()
+            self.worker.stop_recording()
+            if not self.worker.stop(120000):   # a model load (ONNX export) cannot be interrupted
+                log.warning("inference thread did not stop within 120 s")
+            self.qsettings.setValue("geometry", self.saveGeometry())
+            self.qsettings.sync()
+        event.accept()

@@ -1,0 +1,349 @@
+"""The inference worker: a QThread that turns the newest captured frame into an annotated image.
+
+Threads of the app:
+
+- capture (app/capture.py, a Python thread): reads the camera or file into a
+  :class:`~app.capture.LatestFrameSlot` that holds only the newest frame;
+- inference (this module): takes the newest frame, runs :class:`engine.pipeline.PosePipeline`,
+  draws the stick figures (:func:`engine.drawing.draw_poses`), writes the recording
+  (:class:`engine.recording.PoseRecorder`) and converts the frame to a QImage;
+- GUI: only shows the newest :class:`DisplayFrame` (:meth:`InferenceWorker.take_display`).
+
+No queue grows anywhere: the capture slot and the display slot each hold one item, so a slow
+model drops frames (counted) instead of falling behind. The model is (re)loaded on this thread,
+so loading never blocks the window. Settings arrive through :meth:`InferenceWorker.configure`
+and are applied between frames.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QThread, pyqtSignal
+from PyQt6.QtGui import QImage
+
+from .capture import LatestFrameSlot
+
+log = logging.getLogger(__name__)
+
+
+def one_line(e: BaseException) -> str:
+    """A one-line description of an exception for the status bar."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if type(e).__name__ in ("ModelError", "RuntimeError", "DatasetError") else f"{type(e).__name__}: {text}"
+
+
+def bgr_to_qimage(image: np.ndarray) -> QImage:
+    """(H, W, 3) uint8 BGR -> a QImage owning a copy of the pixels (safe to hand to the GUI thread)."""
+    image = np.ascontiguousarray(image)
+    h, w = image.shape[:2]
+    return QImage(image.data, w, h, image.strides[0], QImage.Format.Format_BGR888).copy()
+
+
+@dataclass
+class ModelStatus:
+    """What the worker loaded: shown in the settings panel and the HUD."""
+
+    folder: str
+    backend: str          # short: backend, library version, device
+    description: str      # the backend's full description (with why "auto" chose it)
+    num_stages: int
+    skeleton: str
+    name: str
+
+
+@dataclass
+class DisplayFrame:
+    """One annotated frame ready for the GUI.
+
+    Attributes:
+        image: the annotated frame as a QImage (frame pixels, not scaled).
+        frame_size: (width, height) of the frame, pixels.
+        index: the frame's index in its source.
+        captured: ``time.perf_counter()`` when the frame was read (latency = display time - captured).
+        result: the :class:`engine.pipeline.FrameResult`, or None when no model is loaded.
+        dropped: frames of this source dropped so far (inference did not keep up).
+        captured_count: frames read from this source so far.
+        processed: frames the worker has processed from this source.
+        backend: backend name of the loaded model ("" when none).
+        source_fps: the source's nominal frame rate.
+    """
+
+    image: QImage
+    frame_size: tuple[int, int]
+    index: int
+    captured: float
+    result: object | None
+    dropped: int
+    captured_count: int
+    processed: int
+    backend: str
+    source_fps: float
+    recording: bool
+
+
+class InferenceWorker(QThread):
+    """Runs the pipeline on the newest frame of ``slot``; see the module docstring.
+
+    Signals (queued to the GUI thread):
+        frameReady(): a new :class:`DisplayFrame` waits in :meth:`take_display` (emitted again
+            only after the GUI took the previous one).
+        modelLoading(str): model folder being loaded.
+        modelLoaded(ModelStatus)
+        modelFailed(str): one-line reason; frames are shown without poses until a model loads.
+        failed(str): a runtime error (inference, recording); the app keeps running.
+        sourceEnded(dict): the source ended or failed: {"label", "error" (str|None),
+            "captured", "dropped", "processed"}.
+        recordingChanged(bool, str): recording on/off and a message (file names, frames written).
+    """
+
+    frameReady = pyqtSignal()
+    modelLoading = pyqtSignal(str)
+    modelLoaded = pyqtSignal(object)
+    modelFailed = pyqtSignal(str)
+    failed = pyqtSignal(str)
+    sourceEnded = pyqtSignal(object)
+    recordingChanged = pyqtSignal(bool, str)
+
+    def __init__(self, slot: LatestFrameSlot, weights: str, backend: str = "auto", stages: int = 0,
+                 smooth: bool = True, show_boxes: bool = False, parent=None):
+        super().__init__(parent)
+        self.slot = slot
+        self._lock = threading.Lock()
+        self._config = {"weights": str(weights), "backend": backend, "stages": int(stages),
+                        "smooth": bool(smooth), "show_boxes": bool(show_boxes)}
+        self._loaded_key: tuple[str, str] | None = None
+        self._reload = True
+        self._reset = False
+        self._source_label = ""
+        self._record_request: tuple | None = None
+        self._stop_event = threading.Event()
+        self._display: DisplayFrame | None = None
+        self._display_pending = False
+        self.pipeline = None
+        self.model: ModelStatus | None = None
+        self.recorder = None
+        self._record_paths: tuple[Path, Path | None] | None = None
+        self._record_frames = 0
+        self._processed = 0
+        self._ended_generation = -1
+        self._last_error: str | None = None
+        # Set while no model (re)load is pending: file sources start playing only then, so that
+        # a video does not run (and drop frames) while the model loads.
+        self.ready = threading.Event()
+
+    # -- called from the GUI thread ----------------------------------------------------
+    def configure(self, **changes) -> None:
+        """Change settings (weights, backend, stages, smooth, show_boxes); applied before the next frame."""
+        with self._lock:
+            for k, v in changes.items():
+                if k not in self._config:
+                    raise KeyError(f"unknown worker setting {k!r}")
+                if k in ("weights", "backend") and v != self._config[k]:
+                    self.ready.clear()
+                self._config[k] = v
+        self.slot.wake()
+
+    def reload_model(self) -> None:
+        """Load the model again (e.g. after the user fixed a missing model folder)."""
+        with self._lock:
+            self._reload = True
+            self.ready.clear()
+        self.slot.wake()
+
+    def new_source(self, label: str) -> None:
+        """A new source starts: reset tracks and smoothing, and finish any recording."""
+        with self._lock:
+            self._reset = True
+            self._source_label = label
+            self._processed = 0
+        self.slot.wake()
+
+    def start_recording(self, video_path: str | Path, keypoints_path: str | Path | None) -> None:
+        """Record the annotated frames to ``video_path`` and the poses to ``keypoints_path``."""
+        with self._lock:
+            self._record_request = ("start", Path(video_path), None if keypoints_path is None else Path(keypoints_path))
+        self.slot.wake()
+
+    def stop_recording(self) -> None:
+        """Finish the recording (closes and flushes both files)."""
+        with self._lock:
+            self._record_request = ("stop",)
+        self.slot.wake()
+
+    def take_display(self) -> DisplayFrame | None:
+        """The newest annotated frame (None if there is none new)."""
+        with self._lock:
+            d, self._display = self._display, None
+            self._display_pending = False
+            return d
+
+    def stop(self, timeout_ms: int = 10000) -> bool:
+        """Stop the thread (finishing any recording, releasing the model); True if it ended."""
+        self._stop_event.set()
+        self.slot.wake()
+        return self.wait(timeout_ms) if self.isRunning() else True
+
+    # -- the worker thread --------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            while not self._stop_event.is_set():
+                self._apply_requests()
+                frame = self.slot.take(timeout=0.05)
+                if self._stop_event.is_set():
+                    break
+                if frame is None:
+                    self._check_end()
+                    continue
+                self._process(frame)
+        finally:
+            self._finish_recording()
+            if self.pipeline is not None:
+                try:
+                    self.pipeline.close()
+                except Exception:
+                    log.exception("closing the pipeline failed")
+                self.pipeline = None
+
+    def _apply_requests(self) -> None:
+        with self._lock:
+            cfg = dict(self._config)
+            reload, self._reload = self._reload, False
+            reset, self._reset = self._reset, False
+            record, self._record_request = self._record_request, None
+        key = (cfg["weights"], cfg["backend"])
+        if reload or key != self._loaded_key:
+            self._load(*key)
+        with self._lock:
+            if not self._reload and (self._config["weights"], self._config["backend"]) == self._loaded_key:
+                self.ready.set()
+        if self.pipeline is not None:
+            s = self.pipeline.num_stages
+            want = s if cfg["stages"] <= 0 else min(int(cfg["stages"]), s)
+            if self.pipeline.stages != want:
+                self.pipeline.stages = want
+            self.pipeline.smooth = bool(cfg["smooth"])
+        if reset:
+            self._finish_recording()
+            if self.pipeline is not None:
+                self.pipeline.reset()
+        if record is not None:
+            if record[0] == "stop":
+                self._finish_recording()
+            else:
+                self._finish_recording()
+                if self.pipeline is None:
+                    self.recordingChanged.emit(False, "cannot record: no model is loaded")
+                else:
+                    self._record_paths = (record[1], record[2])
+                    self._record_frames = 0
+                    # the recorder opens on the next frame, when the frame size is known
+                    self.recordingChanged.emit(True, f"recording to {record[1]}")
+
+    def _load(self, weights: str, backend: str) -> None:
+        self._loaded_key = (weights, backend)
+        if self.pipeline is not None:
+            self._finish_recording()
+            try:
+                self.pipeline.close()
+            except Exception:
+                log.exception("closing the pipeline failed")
+            self.pipeline = None
+            self.model = None
+        self.modelLoading.emit(weights)
+        try:
+            from engine.pipeline import PosePipeline
+            t = time.perf_counter()
+            pipeline = PosePipeline(weights, backend=backend)
+            pipeline.warmup()   # first-call costs now, not on the first frames shown
+            log.info("loaded %s on %s in %.1f s", weights, pipeline.backend_name, time.perf_counter() - t)
+        except Exception as e:  # ModelError, a backend that is not installed, a broken detector model...
+            log.info("model load failed: %s", e)
+            self.modelFailed.emit(one_line(e))
+            return
+        self.pipeline = pipeline
+        name = pipeline.info.manifest.get("name", Path(weights).name) if hasattr(pipeline, "info") else Path(weights).name
+        desc = str(getattr(pipeline, "backend_description", pipeline.backend_name))
+        self.model = ModelStatus(str(weights), desc.split(" [")[0], desc, pipeline.num_stages, pipeline.skeleton.name,
+                                 str(name))
+        self.modelLoaded.emit(self.model)
+
+    def _process(self, frame) -> None:
+        with self._lock:
+            show_boxes = bool(self._config["show_boxes"])
+        image = frame.image
+        result = None
+        if self.pipeline is not None:
+            try:
+                result = self.pipeline.process(image, frame.timestamp, frame.index)
+                from engine.drawing import draw_poses
+                draw_poses(image, result, self.pipeline.skeleton, draw_boxes=show_boxes)
+                self._last_error = None
+            except Exception as e:
+                msg = f"inference failed: {one_line(e)}"
+                if msg != self._last_error:   # report once, not once per frame
+                    log.exception("inference failed")
+                    self.failed.emit(msg)
+                    self._last_error = msg
+                result = None
+        if result is not None and self._record_paths is not None:
+            self._record(image, result, frame.fps)
+        self._processed += 1
+        h, w = image.shape[:2]
+        display = DisplayFrame(bgr_to_qimage(image), (w, h), frame.index, frame.captured, result, self.slot.dropped,
+                               self.slot.captured, self._processed, self.pipeline.backend_name if self.pipeline else "",
+                               frame.fps, self._record_paths is not None)
+        with self._lock:
+            self._display = display
+            notify = not self._display_pending
+            self._display_pending = True
+        if notify:
+            self.frameReady.emit()
+
+    def _check_end(self) -> None:
+        gen = self.slot.generation
+        if self.slot.ended and gen != self._ended_generation and not self.slot.pending():
+            self._ended_generation = gen
+            self._finish_recording()
+            self.sourceEnded.emit({"label": self._source_label, "error": self.slot.error, "captured": self.slot.captured,
+                                   "dropped": self.slot.dropped, "processed": self._processed})
+
+    def _record(self, image: np.ndarray, result, fps: float) -> None:
+        try:
+            if self.recorder is None:
+                from engine.recording import PoseRecorder
+                video, keypoints = self._record_paths
+                video.parent.mkdir(parents=True, exist_ok=True)
+                h, w = image.shape[:2]
+                # Only processed frames are recorded: time them by their timestamps so the file
+                # plays at real speed even when frames were dropped.
+                self.recorder = PoseRecorder(video, keypoints, fps, (w, h), self.pipeline.skeleton, timestamps=True)
+            self.recorder.write(image, result)
+            self._record_frames += 1
+        except Exception as e:
+            log.exception("recording failed")
+            self.failed.emit(f"recording failed: {one_line(e)}")
+            self._finish_recording(failed=True)
+
+    def _finish_recording(self, failed: bool = False) -> None:
+        if self._record_paths is None:
+            return
+        video, keypoints = self._record_paths
+        rec, self.recorder, self._record_paths = self.recorder, None, None
+        msg = ""
+        if rec is not None:
+            try:
+                rec.close()
+            except Exception as e:
+                self.failed.emit(f"finishing the recording failed: {one_line(e)}")
+                failed = True
+            if not failed:
+                names = video.name + (f" + {keypoints.name}" if keypoints else "")
+                msg = f"saved {self._record_frames} frames to {names} in {video.parent}"
+        elif not failed:
+            msg = "recording stopped before any frame was written"
+        self.recordingChanged.emit(False, msg)

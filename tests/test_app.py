@@ -1,0 +1,498 @@
+"""The desktop app (app/): window, threads, HUD, recording, settings, failures, automation.
+
+Runs with the offscreen Qt platform on a 30-frame cut of ../shared/data/videos/walking.mp4.
+Every test points QSettings at its own INI file (DEEPPOSE_SETTINGS), so no user settings are
+read or written. A random-weights model folder stands in for weights/flic except in the
+stick-figure-on-the-person test, which needs the trained model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, require_data
+
+pytest.importorskip("pytestqt")
+from PyQt6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl  # noqa: E402
+from PyQt6.QtGui import QDropEvent, QImage  # noqa: E402
+
+from app.capture import CaptureThread, Frame, LatestFrameSlot, Source  # noqa: E402
+from app.window import MainWindow  # noqa: E402
+from engine.skeletons import FLIC  # noqa: E402
+
+torch.set_num_threads(1)   # the machine's cores are shared with a training run
+
+CUT_FRAMES = 30
+SCREENSHOT = REPO / "out" / "screenshots" / "app_walking.png"
+
+# Hand-marked joints of the walking person (pixels of walking.mp4, 1280x720) in frames 0, 15
+# and 29 of the cut; person-centric left/right (he faces the camera, so his left is image right).
+PERSON_JOINTS = {
+    0: {"l_shoulder": (830, 145), "l_elbow": (847, 230), "l_wrist": (850, 330),
+        "r_shoulder": (727, 145), "r_elbow": (695, 225), "r_wrist": (705, 285),
+        "l_hip": (820, 285), "r_hip": (732, 285)},
+    15: {"l_shoulder": (850, 130), "l_elbow": (862, 215), "l_wrist": (865, 310),
+         "r_shoulder": (740, 125), "r_elbow": (717, 210), "r_wrist": (757, 260),
+         "l_hip": (835, 270), "r_hip": (742, 270)},
+    29: {"l_shoulder": (840, 105), "l_elbow": (857, 195), "l_wrist": (855, 290),
+         "r_shoulder": (715, 105), "r_elbow": (692, 185), "r_wrist": (710, 250),
+         "l_hip": (825, 250), "r_hip": (727, 250)},
+}
+ARM_JOINTS = ("l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist")
+# Arm colours of the FLIC stick figure (yellow, orange, sky blue, violet), as RGB.
+ARM_RGB = np.array([c[::-1] for c in FLIC.edge_colors[:4]], dtype=np.int32)
+
+
+def person_joints(frame_index: int) -> dict[str, np.ndarray]:
+    """The hand-marked joints, linearly interpolated to ``frame_index`` (0..29)."""
+    keys = sorted(PERSON_JOINTS)
+    i = int(np.clip(frame_index, keys[0], keys[-1]))
+    lo = max(k for k in keys if k <= i)
+    hi = min(k for k in keys if k >= i)
+    t = 0.0 if hi == lo else (i - lo) / (hi - lo)
+    return {j: (1 - t) * np.array(PERSON_JOINTS[lo][j], float) + t * np.array(PERSON_JOINTS[hi][j], float)
+            for j in PERSON_JOINTS[lo]}
+
+
+def qimage_rgb(img: QImage) -> np.ndarray:
+    """QImage -> (H, W, 3) uint8 RGB copy."""
+    img = img.convertToFormat(QImage.Format.Format_RGB888)
+    h, w, bpl = img.height(), img.width(), img.bytesPerLine()
+    buf = np.frombuffer(img.constBits().asstring(h * bpl), np.uint8).reshape(h, bpl)
+    return buf[:, : 3 * w].reshape(h, w, 3).copy()
+
+
+def arm_colour_mask(rgb: np.ndarray, tol: float = 40.0) -> np.ndarray:
+    """(H, W) bool: pixels within ``tol`` (RGB distance) of one of the arm colours."""
+    d = np.linalg.norm(rgb[:, :, None, :].astype(np.int32) - ARM_RGB[None, None], axis=-1)
+    return d.min(axis=-1) <= tol
+
+
+@pytest.fixture(scope="module")
+def walking_cut(tmp_path_factory) -> Path:
+    """The first 30 frames of walking.mp4 (1280x720, 30 fps) as an MP4 in a tmp dir."""
+    src = require_data("videos", "walking.mp4")
+    out = tmp_path_factory.mktemp("video") / "walking30.mp4"
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for _ in range(CUT_FRAMES):
+        ok, frame = cap.read()
+        assert ok
+        writer.write(frame)
+    writer.release()
+    cap.release()
+    return out
+
+
+@pytest.fixture(scope="module")
+def walking_frames(walking_cut) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(walking_cut))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    return frames
+
+
+@pytest.fixture(autouse=True)
+def settings_file(tmp_path, monkeypatch) -> Path:
+    """Each test gets its own settings INI file."""
+    path = tmp_path / "settings.ini"
+    monkeypatch.setenv("DEEPPOSE_SETTINGS", str(path))
+    return path
+
+
+def open_window(qtbot, source=None, weights=None, backend="torch", **kw) -> MainWindow:
+    overrides = {"weights": None if weights is None else str(weights), "backend": backend}
+    win = MainWindow(source=None if source is None else Source.parse(str(source)), overrides=overrides,
+                     probe_cameras=kw.pop("probe_cameras", False), **kw)
+    qtbot.addWidget(win)
+    win.resize(1280, 800)
+    win.show()
+    return win
+
+
+def wait_end(qtbot, win: MainWindow, timeout=60000) -> dict:
+    """Wait until the current source ended; returns the sourceEnded info."""
+    qtbot.waitUntil(lambda: win.end_info is not None, timeout=timeout)
+    return win.end_info
+
+
+def close_window(win: MainWindow) -> None:
+    win.close()
+    assert win.worker.isFinished(), "inference thread still running after close"
+    assert win.capture is None
+    assert not [t for t in threading.enumerate() if t.name.startswith("capture-") and t.is_alive()]
+
+
+# -- pieces -----------------------------------------------------------------------------------
+def test_latest_frame_slot_keeps_only_the_newest():
+    slot = LatestFrameSlot()
+    gen = slot.reset()
+    img = np.zeros((4, 4, 3), np.uint8)
+    for i in range(5):
+        slot.put(Frame(img, i, i / 30, time.perf_counter(), 30.0), gen)
+    got = slot.take(0.01)
+    assert got.index == 4 and slot.dropped == 4 and slot.captured == 5
+    assert slot.take(0.01) is None
+    slot.put(Frame(img, 9, 0.3, 0.0, 30.0), gen - 1)       # a stopped capture thread's late frame
+    assert slot.take(0.01) is None
+    slot.finish(gen, "boom")
+    assert slot.ended and slot.error == "boom"
+
+
+def test_capture_reports_a_camera_that_stops_delivering(monkeypatch):
+    """A camera that goes away mid-run (reads fail) ends with a one-line error, not a hang."""
+    import app.capture as capture
+
+    class FakeCamera:   # stands in for cv2.VideoCapture of a camera unplugged after 3 frames
+        def __init__(self):
+            self.n = 0
+
+        def read(self):
+            self.n += 1
+            return (True, np.zeros((48, 64, 3), np.uint8)) if self.n <= 3 else (False, None)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(capture, "open_capture", lambda source: (FakeCamera(), 30.0))
+    monkeypatch.setattr(capture, "CAMERA_TIMEOUT_S", 0.2)
+    slot = LatestFrameSlot()
+    t = CaptureThread(Source("camera", 0), slot, slot.reset())
+    t.start()
+    t.join(5)
+    assert not t.is_alive()
+    assert slot.captured == 3 and slot.ended
+    assert "camera 0 stopped delivering frames" in slot.error
+
+
+# -- the window ---------------------------------------------------------------------------------
+def test_window_plays_video_with_overlay_and_hud(qtbot, random_model_dir, walking_cut):
+    win = open_window(qtbot, walking_cut, random_model_dir)
+    qtbot.waitUntil(lambda: win.model is not None, timeout=60000)
+    assert win.model.num_stages == 3 and win.stages_spin.maximum() == 3
+    qtbot.waitUntil(lambda: win.frames_shown >= 1, timeout=30000)
+    first = win.view.stats.shown
+    info = wait_end(qtbot, win)
+    st = win.view.stats
+    # HUD: it updates, and shows every figure the issue asks for
+    assert st.shown > first >= 1
+    assert st.fps is not None and 0 < st.fps < 100
+    assert st.latency_ms is not None and 0 < st.latency_ms < 5000
+    assert len(st.stage_ms) == 3 and all(v > 0 for v in st.stage_ms)
+    assert st.backend.startswith("torch")
+    assert st.people >= 1                     # the walking man's face is found
+    text = "\n".join(st.lines())
+    for word in ("FPS", "latency", "dropped", "s1", "s3", "backend torch", "people"):
+        assert word in text
+    assert info["captured"] == CUT_FRAMES and info["error"] is None
+    assert st.dropped == info["dropped"] and win.frames_shown + info["dropped"] == CUT_FRAMES
+    assert "End of walking30.mp4" in win.statusBar().currentMessage()
+
+    # the stick figure is drawn where the pipeline put the poses, in the scaled view
+    res = win.last_display.result
+    assert res is not None and res.persons
+    view = qimage_rgb(win.view.grab().toImage())
+    mask = arm_colour_mask(view) | np.all(np.abs(view.astype(int) - (255, 60, 60)) < 40, axis=-1)
+    ok = 0
+    for person in res.persons:
+        for j in range(FLIC.k):
+            p = win.view.map_from_image(*person.pose[j])
+            x, y = int(p.x()), int(p.y())
+            ok += bool(mask[max(0, y - 4): y + 5, max(0, x - 4): x + 5].any())
+    assert ok >= FLIC.k // 2, f"limb colours at only {ok} joints of the drawn poses"
+    close_window(win)
+
+
+def test_view_keeps_aspect_and_scales(qtbot, random_model_dir, walking_cut):
+    win = open_window(qtbot, walking_cut, random_model_dir)
+    qtbot.waitUntil(lambda: win.frames_shown >= 1, timeout=60000)
+    for size in ((1280, 800), (900, 900), (1600, 500)):
+        win.resize(*size)
+        qtbot.wait(50)
+        r = win.view.image_rect()
+        assert abs(r.width() / r.height() - 1280 / 720) < 0.01
+        vw, vh = win.view.width(), win.view.height()
+        assert abs(r.width() - vw) < 1.5 or abs(r.height() - vh) < 1.5   # fills one dimension
+    close_window(win)
+
+
+def test_slow_model_drops_frames_and_window_stays_responsive(qtbot, random_model_dir, walking_cut, monkeypatch):
+    """Inference slower than the video: frames are dropped (never queued) and the GUI thread
+    keeps handling events."""
+    import engine.pipeline
+
+    class SlowPipeline(engine.pipeline.PosePipeline):
+        def process(self, frame, timestamp=None, index=None):
+            time.sleep(0.25)
+            return super().process(frame, timestamp, index)
+
+    monkeypatch.setattr(engine.pipeline, "PosePipeline", SlowPipeline)
+    win = open_window(qtbot, walking_cut, random_model_dir)
+    gaps, last = [], [time.perf_counter()]
+
+    shown: list[int] = []
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+        if win.last_display is not None and (not shown or shown[-1] != win.last_display.index):
+            shown.append(win.last_display.index)
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    qtbot.waitUntil(lambda: win.model is not None, timeout=60000)
+    last[0] = time.perf_counter()
+    timer.start(10)
+    info = wait_end(qtbot, win)
+    timer.stop()
+    assert info["dropped"] >= CUT_FRAMES // 2, info
+    assert win.view.stats.dropped == info["dropped"]
+    # newest frame first: consecutive frames shown are several frames apart, not 1 as from a
+    # queue (the file's last frame may follow its predecessor closely, so it is left out)
+    assert len(shown) >= 3 and min(np.diff(shown[:-1])) >= 4, shown
+    # the GUI event loop never stalled for as long as one inference
+    assert max(gaps) < 0.2, f"GUI thread blocked for {max(gaps):.3f} s"
+    close_window(win)
+
+
+def test_settings_change_live_and_persist(qtbot, random_model_dir, walking_cut, settings_file):
+    win = open_window(qtbot, walking_cut, random_model_dir)
+    win.set_weights(str(random_model_dir))   # saved, unlike the command-line overrides
+    win.set_backend("torch")
+    qtbot.waitUntil(lambda: win.model is not None and win.model.backend.startswith("torch"), timeout=60000)
+    win.set_stages(1)
+    win.set_smooth(False)
+    win.set_show_boxes(True)
+    qtbot.waitUntil(lambda: win.last_display is not None and win.last_display.result is not None
+                    and win.last_display.result.stages == 1 and win.last_display.result.persons
+                    and not win.last_display.result.persons[0].smoothed, timeout=30000)
+    r = win.last_display.result
+    assert len(r.stage_seconds) == 1 and all(not p.smoothed for p in r.persons)
+    assert all(p.stage_poses.shape[0] == 1 for p in r.persons)
+    assert len(win.view.stats.stage_ms) == 1
+    # boxes drawn: the b0 outline colour (green, BGR (0,220,0)) appears in the frame shown
+    qtbot.waitUntil(lambda: qimage_rgb(win.last_display.image)[..., 1].max() >= 200
+                    and np.any(np.all(np.abs(qimage_rgb(win.last_display.image).astype(int) - (0, 220, 0)) < 30,
+                                      axis=-1)), timeout=10000)
+    wait_end(qtbot, win)
+    close_window(win)
+    assert settings_file.is_file()
+
+    win2 = open_window(qtbot, None, None, backend=None)
+    s = win2.settings
+    assert (s.weights, s.backend, s.stages, s.smooth, s.show_boxes) == (str(random_model_dir), "torch", 1, False, True)
+    assert win2.backend_combo.currentText() == "torch"
+    assert not win2.smooth_check.isChecked() and win2.boxes_check.isChecked()
+    qtbot.waitUntil(lambda: win2.model is not None, timeout=60000)
+    assert win2.stages_spin.value() == 1
+    close_window(win2)
+
+
+def test_record_writes_playable_video_and_keypoints(qtbot, random_model_dir, walking_cut, tmp_path):
+    """Record (the toolbar action) writes the annotated video and the keypoints file; the end
+    of the file finishes the recording."""
+    win = open_window(qtbot, None, random_model_dir)
+    win.record_dir_edit.setText(str(tmp_path / "rec"))
+    win.record_dir_edit.editingFinished.emit()
+    qtbot.waitUntil(lambda: win.model is not None, timeout=60000)
+    assert not win.record_action.isEnabled()           # nothing playing yet
+    win.open_file(walking_cut)
+    assert win.record_action.isEnabled()
+    with qtbot.waitSignal(win.worker.recordingChanged, timeout=60000,
+                          check_params_cb=lambda on, msg: not on) as blocker:
+        win.record_action.trigger()
+        assert win.recording and "REC" in win.state_label.text()
+    assert "saved" in blocker.args[1], blocker.args
+    assert not win.recording and not win.record_action.isChecked()
+    videos = list((tmp_path / "rec").glob("deeppose-walking30-*.mp4"))
+    assert len(videos) == 1
+    video = videos[0]
+    cap = cv2.VideoCapture(str(video))
+    assert cap.isOpened()
+    n, size = 0, None
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        n, size = n + 1, f.shape
+    assert n >= 3 and size == (720, 1280, 3)
+    # every frame shown was recorded (but perhaps the first, processed before the request)
+    assert win.frames_shown - 1 <= n <= win.frames_shown
+    lines = [json.loads(s) for s in video.with_suffix(".jsonl").read_text().splitlines()]
+    assert len(lines) == n
+    assert all(set(p["joints"]) == set(FLIC.joints) for rec in lines for p in rec["persons"])
+    assert [rec["frame"] for rec in lines] == sorted(rec["frame"] for rec in lines)
+    close_window(win)
+
+
+def test_close_while_recording_finalizes_the_file(qtbot, random_model_dir, walking_cut, tmp_path):
+    win = open_window(qtbot, walking_cut, random_model_dir, record=tmp_path / "closing.mp4")
+    qtbot.waitUntil(lambda: win.frames_shown >= 3 and win.recording, timeout=60000)
+    close_window(win)
+    cap = cv2.VideoCapture(str(tmp_path / "closing.mp4"))
+    assert cap.isOpened() and cap.read()[0]
+    assert (tmp_path / "closing.jsonl").read_text().count("\n") >= 1
+
+
+def test_bad_file_shows_error_and_app_keeps_running(qtbot, random_model_dir, walking_cut, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(os.urandom(4096))
+    win = open_window(qtbot, bad, random_model_dir)
+    info = wait_end(qtbot, win)
+    assert info["error"] and "broken.mp4" in info["error"]
+    assert "broken.mp4" in win.statusBar().currentMessage() and "broken.mp4" in win.view.message
+    assert win.isVisible() and not win.playing
+    win.open_file(tmp_path / "missing.mp4")
+    info = wait_end(qtbot, win)
+    assert "not found" in info["error"] and "missing.mp4" in win.statusBar().currentMessage()
+    # still alive: a good file plays afterwards
+    win.open_file(walking_cut)
+    qtbot.waitUntil(lambda: win.frames_shown >= 2, timeout=60000)
+    assert win.view.message == ""
+    close_window(win)
+
+
+def test_missing_model_shows_error_and_video_plays_at_its_frame_rate(qtbot, walking_cut, tmp_path):
+    """No model: a clear message, and the video still plays, at its own 30 fps (nothing slows
+    the worker, so no frame is dropped and 30 frames take about a second)."""
+    win = open_window(qtbot, walking_cut, tmp_path / "no_model_here")
+    qtbot.waitUntil(lambda: win.model_error is not None, timeout=60000)
+    assert "no_model_here" in win.model_error
+    assert "Model not loaded" in win.statusBar().currentMessage()
+    assert "not loaded" in win.model_label.text()
+    qtbot.waitUntil(lambda: win.frames_shown >= 1, timeout=30000)
+    t0 = time.perf_counter()
+    assert win.last_display.result is None
+    assert "no model loaded" in "\n".join(win.view.stats.lines())
+    assert win.start_recording(tmp_path / "x.mp4") is None and "cannot record" in win.errors[-1]
+    info = wait_end(qtbot, win)
+    elapsed = time.perf_counter() - t0
+    assert info["captured"] == CUT_FRAMES and info["dropped"] <= 3, info
+    assert 0.7 < elapsed < 2.0, f"{CUT_FRAMES} frames at 30 fps took {elapsed:.2f} s"
+    close_window(win)
+
+
+def test_no_camera_and_unopenable_camera(qtbot, random_model_dir, monkeypatch):
+    import app.window
+    monkeypatch.setattr(app.window, "list_cameras", lambda: [])   # as here; a machine may have one
+    win = open_window(qtbot, None, random_model_dir, probe_cameras=True)
+    qtbot.waitUntil(lambda: win._cameras_probed, timeout=10000)
+    items = [win.source_combo.itemText(i) for i in range(win.source_combo.count())]
+    assert items[0] == "No camera found" and "Open video file..." in items
+    assert "No camera found" in win.statusBar().currentMessage() and "No camera found" in win.view.message
+    if os.path.exists("/dev/video63"):
+        pytest.skip("a camera device /dev/video63 exists here")
+    win.start_source(Source("camera", 63))
+    info = wait_end(qtbot, win)
+    assert "camera 63 cannot be opened" in info["error"]
+    assert "camera 63" in win.statusBar().currentMessage() and win.isVisible()
+    close_window(win)
+
+
+def test_drop_a_video_file_on_the_window(qtbot, random_model_dir, walking_cut):
+    win = open_window(qtbot, None, random_model_dir)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(walking_cut))])
+    event = QDropEvent(QPointF(100, 100), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    win.dropEvent(event)
+    assert win.source == Source("file", str(walking_cut))
+    assert win.source_combo.currentText() == walking_cut.name
+    qtbot.waitUntil(lambda: win.frames_shown >= 2, timeout=60000)
+    close_window(win)
+
+
+def test_stop_and_close_finish_cleanly(qtbot, random_model_dir, walking_cut):
+    win = open_window(qtbot, walking_cut, random_model_dir)
+    qtbot.waitUntil(lambda: win.frames_shown >= 2, timeout=60000)
+    win.stop()
+    assert not win.playing and win.capture is None
+    assert win.start_action.isEnabled() and not win.stop_action.isEnabled()
+    shown = win.frames_shown
+    qtbot.wait(300)
+    assert win.frames_shown <= shown + 1          # at most the frame already in flight
+    win.start()                                   # restarts the file from its beginning
+    qtbot.waitUntil(lambda: win.frames_shown >= 2 and win.playing, timeout=30000)
+    close_window(win)
+
+
+# -- the stick figure on the person (needs the trained model) ----------------------------------
+def test_stick_figure_on_the_person(qtbot, flic_weights, walking_cut, walking_frames):
+    win = open_window(qtbot, walking_cut, flic_weights)
+    wait_end(qtbot, win)
+    d = win.last_display
+    assert d is not None and d.result is not None and d.result.persons
+    view = qimage_rgb(win.view.grab().toImage())
+    mask = arm_colour_mask(view)
+    scale = win.view.image_rect().width() / 1280.0
+    joints = person_joints(d.index)
+    radius = 45.0 * scale
+    yy, xx = np.mgrid[0: view.shape[0], 0: view.shape[1]]
+    near = []
+    for name in ARM_JOINTS:
+        p = win.view.map_from_image(*joints[name])
+        near.append(bool(mask[(xx - p.x()) ** 2 + (yy - p.y()) ** 2 <= radius ** 2].any()))
+    # the arm colours are not in the video itself: the raw frame has none near those joints
+    raw = cv2.cvtColor(walking_frames[d.index], cv2.COLOR_BGR2RGB)
+    raw_mask = arm_colour_mask(raw)
+    for name in ARM_JOINTS:
+        x, y = joints[name].astype(int)
+        assert raw_mask[y - 45: y + 46, x - 45: x + 46].sum() < 5
+    assert sum(near) >= 4, dict(zip(ARM_JOINTS, near))
+    # the arms are drawn on his upper body (hand-marked joints' box, 40 px margin); other
+    # people in the frame get their own figures, so pixels elsewhere are not counted against
+    pts = np.array(list(joints.values()))
+    (x0, y0), (x1, y1) = pts.min(0) - 40, pts.max(0) + 40
+    a, b = win.view.map_from_image(x0, y0), win.view.map_from_image(x1, y1)
+    assert mask[int(a.y()): int(b.y()), int(a.x()): int(b.x())].sum() >= 30
+    close_window(win)
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_main_py_quit_after_frames_and_screenshot(random_model_dir, walking_cut, tmp_path):
+    """`python main.py --source FILE --quit-after-frames N --screenshot X.png` (a real process)."""
+    weights = REPO / "weights" / "flic" if (REPO / "weights" / "flic" / "manifest.json").is_file() else random_model_dir
+    shot = SCREENSHOT if weights != random_model_dir else tmp_path / "app.png"
+    shot.unlink(missing_ok=True)
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "OMP_NUM_THREADS": "1",
+           "DEEPPOSE_SETTINGS": str(tmp_path / "cli.ini")}
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "main.py", "--source", str(walking_cut), "--weights", str(weights),
+                           "--backend", "torch", "--stages", "2", "--quit-after-frames", "8", "--screenshot", str(shot)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = [line for line in proc.stderr.splitlines() if "automation:" in line]
+    assert summary and "stages 2" in summary[0] and "backend torch" in summary[0], proc.stderr[-2000:]
+    shown = int(summary[0].split("automation: ")[1].split()[0])
+    assert 1 <= shown <= 8
+    img = QImage(str(shot))
+    assert not img.isNull() and img.width() >= 800 and img.height() >= 500
+    rgb = qimage_rgb(img)
+    assert rgb.std() > 20                      # a frame of video, not an empty window
+    print(f"main.py run {time.perf_counter() - t:.1f} s, screenshot {shot}")
+
+
+def test_main_py_bad_source_exits_1(tmp_path, random_model_dir):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "DEEPPOSE_SETTINGS": str(tmp_path / "cli.ini")}
+    proc = subprocess.run([sys.executable, "main.py", "--source", str(tmp_path / "nope.mp4"), "--weights",
+                           str(random_model_dir), "--backend", "torch", "--quit-after-frames", "5"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "video file not found" in proc.stderr
