@@ -8,7 +8,8 @@ Stage 1 (Sec. 3.1): crops N(x; b0) of each training person, targets N(y; b0), th
 labelled joints (unlabelled ones are left out). Augmentation: mirror with left/right swap,
 random translation and scale of b0, small rotations, brightness/contrast jitter.
 
-Stage s >= 2 (Sec. 3.2, Eq. 8): the stage s-1 cascade runs over the training split; the errors
+Stage s >= 2 (Sec. 3.2, Eq. 8): the network starts from stage s-1's weights (measured on FLIC
+val: from scratch it barely moved within the CPU budget, from stage s-1 it improves at once). The stage s-1 cascade runs over the training split; the errors
 of joint i, (y_i^{s-1} - y_i) / diam(y), are fitted with a 2-D normal N(mu_i, Sigma_i). Each
 training sample is a joint box b = (y_i + delta, sigma*diam, sigma*diam), delta ~ N(mu_i,
 Sigma_i) * diam, with diam jittered by the observed ratio diam(y^{s-1}) / diam(y); the target
@@ -36,6 +37,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=40, help="stage 1 epochs (passes over the training persons)")
     parser.add_argument("--refine-epochs", type=int, default=8,
                         help="epochs of each stage >= 2 (one pass = one simulated box per labelled joint and person)")
+    parser.add_argument("--refine-lr", type=float, default=1e-3,
+                        help="peak learning rate of stages >= 2, which start from the previous stage's weights")
+    parser.add_argument("--neighbours", action="store_true",
+                        help="stages >= 2: also supervise the other labelled joints inside each joint box "
+                             "(default: only the box's own joint, the paper's psi_i)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (cosine decay)")
     parser.add_argument("--preset", default="compact", help="network preset (engine.network.PRESETS)")
@@ -67,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         refine_epochs=args.refine_epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        refine_lr=args.refine_lr,
+        neighbours=args.neighbours,
         preset=args.preset,
         sigma=args.sigma if args.sigma is not None else (1.0 if args.dataset == "flic" else 2.0),
         seed=args.seed,
