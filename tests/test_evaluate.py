@@ -263,3 +263,25 @@ def test_cascade_on_lsp_with_the_real_b0(one_thread, tmp_path, capsys):
     assert report["b0_sources"] == {"image": 5} and [s["stage"] for s in report["stages"]] == ["stage 1"]
     assert "lsp val split (5 examples, first 5 only)" in out and "b0 from image 5" in out
     assert all(0.0 <= v <= 1.0 for _, v in scores(report["stages"][0]) if v is not None)
+
+
+def test_write_manifest_records_val_metrics(tmp_path, capsys):
+    """--write-manifest stores per-stage PDJ/PCP in the manifest; refused on partial runs."""
+    from tools.datasets import load_dataset
+    from tools.evaluate import evaluate_poses, write_manifest_metrics
+
+    require_data("flic")
+    model = make_random_model(tmp_path / "m", stages=2)
+    rc, out, err = run_cli(["--dataset", "flic", "--split", "val", "--weights", str(model), "--limit", "5",
+                            "--write-manifest"], capsys)
+    assert rc == 2 and "--write-manifest" in err + out
+    ds = load_dataset("flic", None, "val")
+    gt = ds.poses()
+    noisy = gt + np.random.default_rng(0).normal(0, 5, gt.shape)
+    report = {"split": "val", "num_examples": len(gt), "b0_sources": {"face": 1}, "backend": "torch",
+              "stages": evaluate_poses(np.stack([noisy, gt]), gt, ds.skeleton, ["stage 1", "stage 2"])}
+    write_manifest_metrics(model, report)
+    m = json.loads((model / "manifest.json").read_text())
+    assert m["format"] == "deeppose-model/1" and m["val_protocol"]["examples"] == len(gt)
+    assert m["val_metrics"]["stage2"]["pdj@0.2"]["mean"] == 1.0 and m["val_metrics"]["stage2"]["pcp"]["mean"] == 1.0
+    assert 0 < m["val_metrics"]["stage1"]["pdj@0.1"]["l_wrist"] < 1

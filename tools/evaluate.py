@@ -45,6 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "no ground truth used) or the face implied by the labelled eyes and nose")
     parser.add_argument("--limit", type=int, metavar="N", default=None,
                         help="evaluate only the first N examples of the split")
+    parser.add_argument("--write-manifest", action="store_true",
+                        help="store the per-stage PDJ@0.1/0.2 and PCP of this run as the model's validation "
+                             "metrics (manifest 'val_metrics'); needs the whole val split")
     parser.add_argument("--json", metavar="FILE", default=None, help="write all numbers to this JSON file")
     parser.add_argument("--plot", metavar="FILE.png", default=None, help="write the PDJ curves to this PNG")
     parser.add_argument("--oracle", action="store_true",
@@ -288,6 +291,9 @@ def _run(args) -> int:
         return _error(f"--limit must be >= 1, got {args.limit}")
     if args.stages is not None and args.stages < 1:
         return _error(f"--stages must be >= 1, got {args.stages}")
+    if args.write_manifest and (oracle or args.split != "val" or args.limit is not None or args.stages is not None):
+        return _error("--write-manifest records a model's metrics on the whole val split: "
+                      "use it with --split val, all stages, no --limit and no --oracle")
 
     dataset = load_dataset(args.dataset, args.data, args.split)
     limited = args.limit is not None and args.limit < len(dataset.examples)
@@ -355,6 +361,31 @@ def _run(args) -> int:
             print(f"wrote {write_json(report, args.json)}")
         if args.plot:
             print(f"wrote {plot_pdj_curves(report, args.plot)}")
+        if args.write_manifest:
+            print(f"wrote {write_manifest_metrics(weights, report)}")
     except OSError as e:  # the table above is already printed
         return _error(f"cannot write output: {e}")
     return 0
+
+
+def write_manifest_metrics(weights: Path, report: dict) -> Path:
+    """Store a val evaluation in the model's manifest as ``val_metrics`` (per stage: PDJ@0.1
+    and @0.2 per joint with their means, PCP per limb with its mean) plus how it was measured."""
+    from engine.model import read_manifest, write_manifest
+
+    manifest = read_manifest(weights).manifest
+    metrics = {}
+    for i, st in enumerate(report["stages"], start=1):
+        entry = {}
+        for key in ("pdj@0.1", "pdj@0.2"):
+            entry[key] = {j: round(float(v), 4) for j, v in st[key]["per_joint"].items()}
+            entry[key]["mean"] = round(float(st[key]["mean"]), 4)
+        entry["pcp"] = {l: round(float(v), 4) for l, v in st["pcp"]["per_limb"].items()}
+        entry["pcp"]["mean"] = round(float(st["pcp"]["mean"]), 4)
+        metrics[f"stage{i}"] = entry
+    manifest["val_metrics"] = metrics
+    manifest["val_protocol"] = {"command": "main.py evaluate --split val --write-manifest",
+                                "split": report["split"], "examples": report["num_examples"],
+                                "b0_sources": report.get("b0_sources"), "backend": report.get("backend")}
+    manifest.pop("format", None)
+    return write_manifest(weights, manifest)
