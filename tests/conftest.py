@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -66,3 +67,18 @@ def require_data(*parts: str) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def cut_video(src: Path, dst: Path, n: int) -> Path:
+    """The first ``n`` frames of ``src`` written with OpenCV's mp4v writer (same size and fps)."""
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for _ in range(n):
+        ok, frame = cap.read()
+        assert ok
+        out.write(frame)
+    out.release()
+    cap.release()
+    return dst

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, require_data
+from conftest import REPO, cut_video, require_data
 
 pytest.importorskip("pytestqt")
 from PyQt6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl  # noqa: E402
@@ -82,18 +82,7 @@ def arm_colour_mask(rgb: np.ndarray, tol: float = 40.0) -> np.ndarray:
 def walking_cut(tmp_path_factory) -> Path:
     """The first 30 frames of walking.mp4 (1280x720, 30 fps) as an MP4 in a tmp dir."""
     src = require_data("videos", "walking.mp4")
-    out = tmp_path_factory.mktemp("video") / "walking30.mp4"
-    cap = cv2.VideoCapture(str(src))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for _ in range(CUT_FRAMES):
-        ok, frame = cap.read()
-        assert ok
-        writer.write(frame)
-    writer.release()
-    cap.release()
-    return out
+    return cut_video(src, tmp_path_factory.mktemp("video") / "walking30.mp4", CUT_FRAMES)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import WEIGHTS_FLIC, require_data
+from conftest import WEIGHTS_FLIC, require_data
 from tools.datasets import load_dataset
 from tools.trainer import SampleMaker, TrainConfig, TrainingData, displacement_stats, masked_l2
 
@@ -64,7 +64,7 @@ def test_a_few_steps_lower_the_loss(small_flic):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
 
 

@@ -17,24 +17,9 @@ import main
 from engine.recording import AnnotatedVideoWriter, read_keypoints
 from engine.skeletons import FLIC
 
-from conftest import REPO, WALKING, WEIGHTS_FLIC, require_data
+from conftest import REPO, WALKING, WEIGHTS_FLIC, cut_video, require_data
 
 FULL_CUT = 36   # frames in the main test cut (the whole video has 144)
-
-
-def cut_video(src: Path, dst: Path, n: int) -> Path:
-    """The first ``n`` frames of ``src`` written with OpenCV's mp4v writer (same size and fps)."""
-    cap = cv2.VideoCapture(str(src))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for _ in range(n):
-        ok, frame = cap.read()
-        assert ok
-        out.write(frame)
-    out.release()
-    cap.release()
-    return dst
 
 
 def video_facts(path: Path) -> tuple[int, int, float, tuple[int, int], list[np.ndarray]]:
