@@ -89,11 +89,6 @@ class VideoView(QWidget):
         self._painted_new = False
         self.update()
 
-    def clear(self, message: str = "") -> None:
-        self.image = None
-        self.message = message
-        self.update()
-
     def set_message(self, message: str) -> None:
         self.message = message
         self.update()

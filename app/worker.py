@@ -255,6 +255,7 @@ class InferenceWorker(QThread):
             self.pipeline = None
             self.model = None
         self.modelLoading.emit(weights)
+        pipeline = None
         try:
             from engine.pipeline import PosePipeline
             t = time.perf_counter()
@@ -263,11 +264,13 @@ class InferenceWorker(QThread):
             log.info("loaded %s on %s in %.1f s", weights, pipeline.backend_name, time.perf_counter() - t)
         except Exception as e:  # ModelError, a backend that is not installed, a broken detector model...
             log.info("model load failed: %s", e)
+            if pipeline is not None:  # built, but its warm-up failed: release its detector
+                pipeline.close()
             self.modelFailed.emit(one_line(e))
             return
         self.pipeline = pipeline
-        name = pipeline.info.manifest.get("name", Path(weights).name) if hasattr(pipeline, "info") else Path(weights).name
-        desc = str(getattr(pipeline, "backend_description", pipeline.backend_name))
+        name = pipeline.info.manifest.get("name", Path(weights).name)
+        desc = pipeline.backend_description
         self.model = ModelStatus(str(weights), desc.split(" [")[0], desc, pipeline.num_stages, pipeline.skeleton.name,
                                  str(name))
         self.modelLoaded.emit(self.model)

@@ -348,14 +348,6 @@ class FaceScaler:
         return s
 
 
-DEFAULT_SCALER = FaceScaler(offset_x=0.124, offset_y=2.593, scale_x=7.349, scale_y=6.295)
-"""The scaler fitted on FLIC train with the full-range model at min_confidence 0.5 (weights/flic/
-scaler.json, rounded): b0 reaches 3.55 s left, 3.80 s right, 0.55 s above and 5.74 s below the
-face centre. For models whose manifest has no scaler."""
-
-
-# --------------------------------------------------------------------------- person detector
-
 def frame_box(width: int, height: int) -> np.ndarray:
     """(4,) box covering a whole width x height frame: centre ((W-1)/2, (H-1)/2), size (W, H)."""
     return np.array([(width - 1) / 2.0, (height - 1) / 2.0, float(width), float(height)])
@@ -379,6 +371,19 @@ class PersonBoxes:
 
     def __len__(self) -> int:
         return len(self.b0)
+
+
+class FullFrameDetector:
+    """The person detector of models without a face scaler (LSP, as in the paper): one person
+    per frame whose b0 is the whole frame (source "frame")."""
+
+    def detect(self, image_bgr: np.ndarray, fallback: str | None = None) -> PersonBoxes:
+        """One full-frame person for an (H, W, 3) image; ``fallback`` is accepted and ignored."""
+        h, w = image_bgr.shape[:2]
+        return PersonBoxes(frame_box(w, h)[None], np.full((1, 4), np.nan), np.zeros(1), ["frame"])
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class PersonDetector:

@@ -72,13 +72,33 @@ def read_manifest(folder: str | Path) -> ModelInfo:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot read {path}: {e}") from None
-    if manifest.get("format") != FORMAT:
-        raise ModelError(f"{path} is not a {FORMAT} manifest (format={manifest.get('format')!r})")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ModelError(f"{path} is not a {FORMAT} manifest (format={found!r})")
+    _check_manifest(path, manifest)
     info = ModelInfo(folder, manifest)
     for f in info.stage_files:
         if not f.is_file():
             raise ModelError(f"{path} names stage checkpoint {f.name}, which is missing")
     return info
+
+
+def _check_manifest(path: Path, m: dict) -> None:
+    """Raise ModelError (one line) for a manifest lacking what the runtime reads."""
+    stages = m.get("stages")
+    if not isinstance(stages, list) or not stages or not all(isinstance(s, dict) and "checkpoint" in s for s in stages):
+        raise ModelError(f"{path}: 'stages' must be a non-empty list of {{stage, checkpoint}} entries")
+    skeleton = m.get("skeleton")
+    name = skeleton.get("name") if isinstance(skeleton, dict) else None
+    try:
+        get_skeleton(name)
+    except KeyError:
+        raise ModelError(f"{path}: unknown skeleton {name!r}") from None
+    for key in ("sigma", "input_size"):
+        if not isinstance(m.get(key), (int, float)) or not m[key] > 0:
+            raise ModelError(f"{path}: {key!r} must be a positive number, got {m.get(key)!r}")
+    if m.get("scaler") is not None and not isinstance(m["scaler"], dict):
+        raise ModelError(f"{path}: 'scaler' must be an object or null")
 
 
 def write_manifest(folder: str | Path, manifest: dict) -> Path:

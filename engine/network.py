@@ -44,10 +44,9 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
-    if kind == "lrn":
-        return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
-    return nn.BatchNorm2d(channels)
+def _lrn() -> nn.Module:
+    """The paper's local response normalization (AlexNet's constants)."""
+    return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
 
 
 def _conv(cin: int, cout: int, kernel: int, stride: int, norm: str | None) -> list[nn.Module]:
@@ -79,11 +78,11 @@ class PoseRegressor(nn.Module):
         # Feature maps: 220 -> 55 (conv1, stride 4) -> 27 (pool) -> 27 -> 13 (pool) -> 13 -> 6 (pool).
         layers: list[nn.Module] = _conv(3, p.conv1, p.conv1_kernel, 4, "batch" if not lrn else None)
         if lrn:
-            layers.append(_norm("lrn", p.conv1))
+            layers.append(_lrn())
         layers.append(nn.MaxPool2d(3, 2))
         layers += _conv(p.conv1, p.conv2, p.conv2_kernel, 1, "batch" if not lrn else None)
         if lrn:
-            layers.append(_norm("lrn", p.conv2))
+            layers.append(_lrn())
         layers.append(nn.MaxPool2d(3, 2))
         norm3 = None if lrn else "batch"
         layers += _conv(p.conv2, c3, 3, 1, norm3)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .detector import frame_box
 from .smoothing import OneEuroFilter, OneEuroParams
 from .tracking import PersonTracker, TrackingFaceDetector
 
@@ -90,23 +91,6 @@ class FrameResult:
     stages: int = 0
 
 
-DEFAULT_SCALER = {"offset_x": 0.0, "offset_y": 2.0, "scale_x": 6.0, "scale_y": 7.0}
-"""Face scaler used when a model manifest has none (a hand-set guess for an upright upper
-body, in face sizes s = sqrt(w_f h_f)): b0 centre 2 s below the face centre, b0 6 s wide and
-7 s tall, i.e. from 1.5 s above the face centre to 5.5 s below it. Fitted scalers
-(``python main.py fit-scaler``) replace it."""
-
-
-def default_scaler_dict() -> dict:
-    """The face scaler used when a model manifest has none: ``engine.detector.DEFAULT_SCALER``
-    when that module defines one, else :data:`DEFAULT_SCALER`."""
-    from . import detector
-    default = getattr(detector, "DEFAULT_SCALER", None)
-    if default is not None:
-        return default.to_dict() if hasattr(default, "to_dict") else dict(default)
-    return dict(DEFAULT_SCALER)
-
-
 class PosePipeline:
     """Frames in, poses out: person detection, tracking, the cascade and smoothing.
 
@@ -117,10 +101,10 @@ class PosePipeline:
         smooth: One-Euro smoothing per person across frames.
         detector: an object with ``detect(frame) -> PersonBoxes`` (``.b0``, ``.faces``,
             ``.scores``) and ``close()`` (not closed by :meth:`close`); default: an
-            :class:`engine.detector.PersonDetector` with the model's face scaler (or
-            :func:`default_scaler_dict` when the manifest has none) over a
+            :class:`engine.detector.PersonDetector` with the model's face scaler over a
             :class:`engine.tracking.TrackingFaceDetector`, which also finds the small faces
-            of distant persons (tiles, and windows around tracked faces).
+            of distant persons (tiles, and windows around tracked faces); for a model without
+            a face scaler (LSP) an :class:`engine.detector.FullFrameDetector` (b0 = the frame).
         smoothing: One-Euro parameters (see :class:`engine.smoothing.OneEuroParams`).
         tracker: a :class:`engine.tracking.PersonTracker` (default: IoU 0.3, hold 15 frames / 0.5 s).
         full_frame_fallback: when nobody is detected or held, estimate one person with the
@@ -146,14 +130,7 @@ class PosePipeline:
             torch.set_num_threads(int(threads))
             if backend != "torch":
                 backend_options["threads"] = int(threads)
-        try:
-            self.cascade, self.info = load_cascade(self.weights, backend, **backend_options)
-        except ImportError:  # no engine.backends.create_regressors: only the torch backend exists
-            if backend != "auto":
-                raise
-            log.info("backend resolution is not available; using the torch backend")
-            backend_options.pop("threads", None)
-            self.cascade, self.info = load_cascade(self.weights, "torch", **backend_options)
+        self.cascade, self.info = load_cascade(self.weights, backend, **backend_options)
         reg = self.cascade.regressors[0]
         self._backend = getattr(reg, "backend", None) or getattr(reg, "name", None) or "torch"
         self.smoothing = smoothing or OneEuroParams()
@@ -175,12 +152,11 @@ class PosePipeline:
         self._last_stages = None
 
     def _make_detector(self, min_confidence: float | None):
-        from .detector import FaceDetector, FaceScaler, PersonDetector
-        scaler_dict = self.info.scaler
-        if scaler_dict is None:
-            scaler_dict = default_scaler_dict()
-            log.info("model %s has no face scaler; using the default scaler %s", self.weights, scaler_dict)
-        scaler = FaceScaler.from_dict(scaler_dict)
+        from .detector import FaceDetector, FaceScaler, FullFrameDetector, PersonDetector
+        if self.info.scaler is None:  # e.g. LSP: b0 is the whole frame (paper, Sec. 4.1)
+            log.info("model %s has no face scaler: b0 is the full frame", self.weights)
+            return FullFrameDetector()
+        scaler = FaceScaler.from_dict(self.info.scaler)
         if min_confidence is not None:
             scaler.min_confidence = float(min_confidence)
         self.face_search = TrackingFaceDetector(FaceDetector(scaler.face_model, scaler.min_confidence))
@@ -206,12 +182,7 @@ class PosePipeline:
     def backend_description(self) -> str:
         """One line naming the backend, its library version, device and precision (and why
         ``auto`` chose it), e.g. "onnxruntime 1.31.1 (CPUExecutionProvider, 2 threads) [...]"."""
-        try:
-            from .backends import describe_regressors
-        except ImportError:
-            reg = self.cascade.regressors[0]
-            dev = getattr(reg, "device", None)
-            return f"{self._backend} ({dev})" if dev is not None else self._backend
+        from .backends import describe_regressors
         return describe_regressors(self.cascade.regressors)
 
     @property
@@ -267,7 +238,7 @@ class PosePipeline:
         if tracks:
             b0 = np.stack([tr.b0 for tr in tracks])
         elif self.full_frame_fallback:
-            b0 = np.array([[(w - 1) / 2.0, (h - 1) / 2.0, float(w), float(h)]])
+            b0 = frame_box(w, h)[None]
         else:
             b0 = np.zeros((0, 4))
         res = self.cascade.run(frame_bgr, b0, stages)

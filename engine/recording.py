@@ -40,7 +40,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-KEYPOINT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
+KEYPOINT_FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
 
 
 class RecordingError(RuntimeError):
@@ -414,15 +414,16 @@ class PoseRecorder:
         self.timestamps = bool(timestamps)
         self.video: AnnotatedVideoWriter | None = None
         self.keypoints: KeypointsWriter | None = None
-        if keypoints_path is not None:
-            self.keypoints = KeypointsWriter(keypoints_path, skeleton)
+        # The video first: if it cannot be opened, no keypoints file has been created or truncated.
         if video_path is not None:
+            self.video = AnnotatedVideoWriter(video_path, fps, frame_size, variable_rate=self.timestamps,
+                                              **video_options)
+        if keypoints_path is not None:
             try:
-                self.video = AnnotatedVideoWriter(video_path, fps, frame_size, variable_rate=self.timestamps,
-                                                  **video_options)
+                self.keypoints = KeypointsWriter(keypoints_path, skeleton)
             except Exception:
-                if self.keypoints is not None:
-                    self.keypoints.close()
+                if self.video is not None:
+                    self.video.close()
                 raise
 
     @property

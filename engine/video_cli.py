@@ -130,12 +130,8 @@ def run(args) -> int:
     from .drawing import draw_poses
     from .model import ModelError
     from .pipeline import DEFAULT_WEIGHTS, PosePipeline
+    from .detector import DetectorError
     from .recording import PoseRecorder, RecordingError
-
-    try:
-        from .detector import DetectorError
-    except ImportError:  # pragma: no cover
-        DetectorError = RuntimeError  # noqa: N806
 
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     try:
@@ -213,6 +209,9 @@ def run(args) -> int:
         bar.close()
         try:
             recorder.close()
+        except RecordingError as e:  # e.g. the encoder failed while finishing the file
+            status, code = "failed", 1
+            failure = failure or f"finishing {output}: {str(e).splitlines()[0]}"
         finally:
             pipeline.close()
             cap.release()

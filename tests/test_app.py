@@ -221,18 +221,20 @@ def test_view_keeps_aspect_and_scales(qtbot, random_model_dir, walking_cut):
     close_window(win)
 
 
-def test_slow_model_drops_frames_and_window_stays_responsive(qtbot, random_model_dir, walking_cut, monkeypatch):
+def test_slow_model_drops_frames_and_window_stays_responsive(qtbot, random_model_dir, tmp_path, monkeypatch):
     """Inference slower than the video: frames are dropped (never queued) and the GUI thread
     keeps handling events."""
     import engine.pipeline
 
     class SlowPipeline(engine.pipeline.PosePipeline):
         def process(self, frame, timestamp=None, index=None):
-            time.sleep(0.25)
+            time.sleep(0.4)
             return super().process(frame, timestamp, index)
 
+    frames = 75  # 2.5 s of video: several slow inferences complete
+    cut = cut_video(require_data("videos", "walking.mp4"), tmp_path / "walking75.mp4", frames)
     monkeypatch.setattr(engine.pipeline, "PosePipeline", SlowPipeline)
-    win = open_window(qtbot, walking_cut, random_model_dir)
+    win = open_window(qtbot, cut, random_model_dir)
     gaps, last = [], [time.perf_counter()]
 
     shown: list[int] = []
@@ -251,13 +253,13 @@ def test_slow_model_drops_frames_and_window_stays_responsive(qtbot, random_model
     timer.start(10)
     info = wait_end(qtbot, win)
     timer.stop()
-    assert info["dropped"] >= CUT_FRAMES // 2, info
+    assert info["dropped"] >= frames // 2, info
     assert win.view.stats.dropped == info["dropped"]
     # newest frame first: consecutive frames shown are several frames apart, not 1 as from a
     # queue (the file's last frame may follow its predecessor closely, so it is left out)
     assert len(shown) >= 3 and min(np.diff(shown[:-1])) >= 4, shown
-    # the GUI event loop never stalled for as long as one inference
-    assert max(gaps) < 0.2, f"GUI thread blocked for {max(gaps):.3f} s"
+    # the GUI event loop never stalled for as long as one inference (>= 0.4 s)
+    assert max(gaps) < 0.3, f"GUI thread blocked for {max(gaps):.3f} s"
     close_window(win)
 
 

@@ -55,38 +55,25 @@ def test_stage1_maps_normalized_output_through_b0():
 
 
 def test_refinement_stage_adds_displacement_in_joint_boxes_and_batches_all_crops():
+    """A stage-2 regressor answering half of N(y_i; b_i) moves every joint halfway to the truth."""
     truth = _truth()
     image = np.zeros((400, 400, 3), np.uint8)
     b0 = np.array([[200.0, 200.0, 300.0, 300.0]] * 2)
-    stage1_u = np.zeros((K, 2))  # stage 1 puts every joint at the b0 centre
-    s1 = Fixed(stage1_u)
+    s1 = Fixed(np.zeros((K, 2)))  # stage 1 puts every joint at the b0 centre
 
-    class Stage2(Oracle):
+    class HalfWay(Oracle):
         def regress(self, crops):
-            self.prev = res_prev[0]
-            return super().regress(crops)
+            self.prev = np.full((2, K, 2), 200.0)
+            return super().regress(crops) / 2
 
-    class Stage2Half(Oracle):
-        """Moves each joint only half of the way to the truth."""
-
-        def regress(self, crops):
-            self.prev = res_prev[0]
-            full = super().regress(crops).reshape(-1, K, 2)
-            return (full / 2).reshape(len(crops), 2 * K)
-
-    # the true joint must lie within the joint box for the oracle answer to be meaningful; with
-    # sigma large enough every box covers the whole scene
-    sigma = 50.0
-    res_prev = [np.repeat(np.full((1, K, 2), 200.0), 2, 0)]
-    s2 = Stage2Half(truth, sigma)
-    cascade = Cascade([s1, s2], FLIC, sigma=sigma)
-    # diam of an all-at-centre pose is 0: boxes fall back to min_box_fraction * b0 size
-    res = cascade.run(image, b0)
+    # an all-at-centre pose has diam 0: the joint boxes fall back to 5% of the b0 side
+    s2 = HalfWay(truth, sigma=1.0, min_size=0.05 * 300)
+    res = Cascade([s1, s2], FLIC, sigma=1.0).run(image, b0)
     np.testing.assert_allclose(res.stage_poses[0], 200.0)
     assert s2.batches == [2 * K]  # all persons' joints in ONE batch
-    boxes = res.stage_boxes[0]
-    assert boxes.shape == (2, K, 4)
-    np.testing.assert_allclose(boxes[..., :2], 200.0)
+    np.testing.assert_allclose(res.stage_boxes[0][..., :2], 200.0)
+    np.testing.assert_allclose(res.stage_boxes[0][..., 2:], 15.0)
+    np.testing.assert_allclose(res.stage_poses[1], 200.0 + (truth - 200.0) / 2, atol=1e-3)
 
 
 def test_refinement_with_exact_oracle_recovers_truth():
@@ -154,6 +141,13 @@ def test_model_folder_errors(tmp_path, random_model_dir):
     (bad / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError, match="cannot read"):
         read_manifest(bad)
+    import json
+    good = json.loads((random_model_dir / "manifest.json").read_text())
+    for key, value, message in [("stages", [], "'stages' must be"), ("skeleton", {"name": "coco"}, "unknown skeleton"),
+                                ("sigma", None, "'sigma' must be"), ("scaler", [1, 2], "'scaler' must be")]:
+        (bad / "manifest.json").write_text(json.dumps({**good, key: value}))
+        with pytest.raises(ModelError, match=message):
+            read_manifest(bad)
     # corrupt checkpoint
     import shutil
     broken = tmp_path / "broken"

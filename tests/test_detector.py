@@ -211,12 +211,3 @@ def test_example_b0_flic_face_and_joints(flic_train, tmp_path):
             assert np.isfinite(boxes[i]).all() and boxes[i][2] > 0
             # the implied face sits on the eyes and nose: b0's top edge lies above them
             assert boxes[i][1] - boxes[i][3] / 2 < eyes_nose[:, 1].min()
-
-
-def test_default_scaler_matches_fitted():
-    """engine.detector.DEFAULT_SCALER (for manifests without a scaler) is the shipped fit, rounded."""
-    from engine.detector import DEFAULT_SCALER
-
-    fitted = _fitted_scaler()
-    for name in ("offset_x", "offset_y", "scale_x", "scale_y"):
-        assert getattr(DEFAULT_SCALER, name) == pytest.approx(getattr(fitted, name), abs=0.01), name

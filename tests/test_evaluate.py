@@ -253,7 +253,6 @@ def test_cascade_option_errors(two_stage_flic, stand_in_b0, tmp_path, capsys):
 def test_cascade_on_lsp_with_the_real_b0(one_thread, tmp_path, capsys):
     """tools.person_boxes.example_b0 as shipped: LSP's b0 is the full image (no face detection)."""
     require_data("lsp")
-    pytest.importorskip("tools.person_boxes")
     model = make_random_model(tmp_path / "lsp_model", stages=2, skeleton_name="lsp", seed=1)
     js = tmp_path / "lsp.json"
     rc, out, err = run_cli(["--dataset", "lsp", "--split", "val", "--weights", str(model), "--stages", "1",

@@ -352,3 +352,18 @@ def test_trained_joints_lie_on_the_walker(flic_weights):
                 ok += _pose_on_person(walker[0].pose, walker[0].b0, walker[0].face, pipe.skeleton)
     assert found >= 10
     assert ok >= 0.8 * found, f"pose on the walker in {ok} of {found} frames"
+
+
+def test_model_without_face_scaler_uses_the_full_frame_as_b0(tmp_path):
+    """An LSP model (no face scaler) takes the whole frame as b0, as in the paper; no face detector."""
+    from conftest import make_random_model
+    from engine.detector import FullFrameDetector
+    from engine.pipeline import PosePipeline
+
+    model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp")
+    with PosePipeline(model, backend="torch", smooth=False) as pipe:
+        assert isinstance(pipe.detector, FullFrameDetector)
+        result = pipe.process(np.zeros((120, 160, 3), np.uint8))
+    assert len(result.persons) == 1 and result.persons[0].b0_source == "frame"
+    np.testing.assert_allclose(result.persons[0].b0, [79.5, 59.5, 160, 120])
+    assert result.persons[0].pose.shape == (14, 2)

@@ -103,4 +103,13 @@ def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
 
     rc = main.main(["train", "--out", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--limit", "4"])
     assert rc == 2
-    assert "fit-scaler" in capsys.readouterr().out
+    assert "fit-scaler" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stages", ["0", "-1", "2,1", "x", ""])
+def test_train_rejects_bad_stage_lists(tmp_path, capsys, stages):
+    import main
+
+    assert main.main(["train", "--out", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--stages", stages]) == 2
+    assert "--stages must be" in capsys.readouterr().err
+    assert not (tmp_path / "manifest.json").exists()

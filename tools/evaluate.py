@@ -383,7 +383,7 @@ def write_manifest_metrics(weights: Path, report: dict) -> Path:
         entry["pcp"] = {l: round(float(v), 4) for l, v in st["pcp"]["per_limb"].items()}
         entry["pcp"]["mean"] = round(float(st["pcp"]["mean"]), 4)
         metrics[f"stage{i}"] = entry
-    manifest["val_metrics"] = metrics
+    manifest["val_metrics"] = _json_safe(metrics)  # a joint without counts is NaN -> null
     manifest["val_protocol"] = {"command": "main.py evaluate --split val --write-manifest",
                                 "split": report["split"], "examples": report["num_examples"],
                                 "b0_sources": report.get("b0_sources"), "backend": report.get("backend")}

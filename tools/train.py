@@ -22,6 +22,7 @@ Every epoch writes a checkpoint (model, optimizer, schedule, RNG states) to the 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         stages = [int(s) for s in str(args.stages).split(",") if s.strip()]
     except ValueError:
-        print(f"train: --stages must be comma-separated integers, got {args.stages!r}")
+        stages = []
+    if not stages or min(stages) < 1 or stages != sorted(set(stages)):
+        print(f"train: --stages must be increasing stage numbers >= 1, e.g. 1,2,3; got {args.stages!r}",
+              file=sys.stderr)
         return 2
     cfg = TrainConfig(
         dataset=args.dataset,

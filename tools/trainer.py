@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -271,8 +272,14 @@ class StageTrainer:
         lr = cfg.lr if self.stage == 1 else cfg.refine_lr
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
         epochs = cfg.epochs if self.stage == 1 else cfg.refine_epochs
-        stats = None
-        if self.stage > 1:
+        ck = None
+        if cfg.resume and self.ckpt_path.is_file():
+            ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+            if ck.get("config") != net.config():
+                raise ModelError(f"{self.ckpt_path} was trained with preset {ck.get('config', {}).get('preset')!r}, "
+                                 f"this run uses {cfg.preset!r}: drop --resume or use another --run-dir")
+        stats = ck.get("stats") if ck else None
+        if self.stage > 1 and stats is None:
             t = time.time()
             pred = predict(self.prev, self.train, cfg.sigma, self.device, f"stage {self.stage - 1} on train")
             stats = displacement_stats(pred[-1], self.train)
@@ -284,13 +291,11 @@ class StageTrainer:
         total = epochs * steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, min(300, total // 10 + 1)))
         start_epoch, history, final_metrics = 0, [], {}
-        if cfg.resume and self.ckpt_path.is_file():
-            ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
+        if ck is not None:
             net.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
             start_epoch, history = ck["epoch"], ck["history"]
-            stats = ck.get("stats", stats)
             final_metrics = ck.get("val_metrics", {})
             rng.bit_generator.state = ck["rng"]["numpy"]
             torch.set_rng_state(ck["rng"]["torch"])
@@ -436,16 +441,20 @@ def train_cascade(cfg: TrainConfig) -> int:
         train = _load_split(cfg, "train", cfg.limit, scaler)
         val = _load_split(cfg, "val", cfg.val_limit, scaler)
     except (DatasetError, ModelError) as e:
-        print(f"train: {e}")
+        print(f"train: {e}", file=sys.stderr)
         return 2
     for stage in cfg.stages:
         try:
             prev = [n.to(device) for n in _prev_stages(cfg, stage, train.ds.skeleton.k)]
         except ModelError as e:
-            print(f"train: {e}")
+            print(f"train: {e}", file=sys.stderr)
             return 2
         trainer = StageTrainer(stage, cfg, train, val, prev, device)
-        net, result, stats = trainer.run()
+        try:
+            net, result, stats = trainer.run()
+        except ModelError as e:
+            print(f"train: {e}", file=sys.stderr)
+            return 2
         final = result["val_metrics"]
         _write_stage(cfg, stage, net.cpu(), result, stats, final, train, val, scaler)
         log.info("stage %d written to %s; val %s", stage, cfg.out, _summary(final[f"stage{stage}"]))
