@@ -7,7 +7,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -18,28 +17,10 @@ WALKING = DATA / "videos" / "walking.mp4"
 
 
 def make_random_model(folder: Path, stages: int = 3, skeleton_name: str = "flic", seed: int = 0) -> Path:
-    """Write a model folder (manifest + stage checkpoints) with random compact weights."""
-    from engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD
-    from engine.model import write_manifest
-    from engine.network import build_network
-    from engine.skeletons import get_skeleton
+    """A model folder with random compact weights (tools.benchmark.make_random_model)."""
+    from tools.benchmark import make_random_model as make
 
-    skeleton = get_skeleton(skeleton_name)
-    torch.manual_seed(seed)
-    entries = []
-    for s in range(1, stages + 1):
-        net = build_network(skeleton.k, "compact").eval()
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.save({"config": net.config(), "state_dict": net.state_dict(), "stage": s}, folder / f"stage{s}.pt")
-        entries.append({"stage": s, "checkpoint": f"stage{s}.pt"})
-    scaler = {"scale_x": 5.0, "scale_y": 6.0, "offset_x": 0.0, "offset_y": 2.0} if skeleton_name == "flic" else None
-    write_manifest(folder, {
-        "name": f"random-{skeleton_name}", "skeleton": skeleton.to_dict(), "sigma": 1.0,
-        "input_size": INPUT_SIZE, "normalization": {"mean": [PIXEL_MEAN] * 3, "std": [PIXEL_STD] * 3,
-                                                    "channel_order": "BGR"},
-        "preset": "compact", "stages": entries, "scaler": scaler,
-    })
-    return folder
+    return make(folder, skeleton=skeleton_name, stages=stages, seed=seed)
 
 
 @pytest.fixture(scope="session")

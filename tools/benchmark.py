@@ -46,13 +46,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- model and frames
 
+# A typical fitted FLIC face scaler (weights/flic/scaler.json, rounded), for random FLIC models.
+RANDOM_FLIC_SCALER = {"offset_x": 0.12, "offset_y": 2.59, "scale_x": 7.35, "scale_y": 6.29}
+
+
 def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 3, preset: str = "compact",
                       seed: int = 0, output_std: float = 0.15) -> Path:
-    """Write a model folder with random weights, shaped like the shipped one (for speed only).
+    """Write a model folder with random weights, shaped like the shipped one (for speed and tests).
 
     The last layer is scaled so that the normalized outputs spread by about ``output_std``
     (a trained model's poses spread over its boxes); batch-norm statistics are randomized so
-    that exports and backends see non-trivial values.
+    that exports and backends see non-trivial values. A FLIC model gets a typical face scaler
+    (so the pipeline runs the face detector, as with the shipped model); LSP none (full frame).
 
     Returns:
         the folder.
@@ -89,7 +94,7 @@ def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 
         "name": f"random-{skeleton}-{preset}", "skeleton": sk.to_dict(), "sigma": 1.0 if skeleton == "flic" else 2.0,
         "input_size": INPUT_SIZE,
         "normalization": {"mean": [PIXEL_MEAN] * 3, "std": [PIXEL_STD] * 3, "channel_order": "BGR"},
-        "preset": preset, "stages": entries, "scaler": None,
+        "preset": preset, "stages": entries, "scaler": dict(RANDOM_FLIC_SCALER) if skeleton == "flic" else None,
         "training": {"note": "random weights, for speed measurements only"},
     })
     return folder

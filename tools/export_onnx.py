@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments to its sub-parser."""
     parser.add_argument("--weights", type=Path, default=REPO / "weights" / "flic", help="model folder (weights/flic)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="folder for the .onnx files (default: next to the weights)")
+                        help="write the .onnx files to this folder, e.g. to deploy them elsewhere (default: "
+                             "next to the weights, where the onnxruntime and tensorrt backends look)")
     parser.add_argument("--exporter", choices=("dynamo", "torchscript"), default=None,
                         help="torch.onnx exporter (default dynamo when onnxscript is installed)")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
