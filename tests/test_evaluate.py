@@ -180,8 +180,8 @@ def stand_in_b0(monkeypatch):
     """tools.person_boxes.example_b0 stand-in: the full image as b0, NaN for example 1."""
     calls = []
 
-    def example_b0(dataset, scaler, missed="joints"):
-        calls.append((len(dataset.examples), scaler, missed))
+    def example_b0(dataset, scaler, missed="joints", min_confidence=None):
+        calls.append((len(dataset.examples), scaler, missed, min_confidence))
         boxes = np.array([[(w - 1) / 2, (h - 1) / 2, w, h] for w, h in (e.image_size for e in dataset.examples)],
                          dtype=np.float64)
         sources = ["frame"] * len(boxes)
@@ -209,7 +209,7 @@ def test_cascade_path_scores_every_stage(two_stage_flic, stand_in_b0, one_thread
     report = json.loads(js.read_text())
     scaler = json.loads((two_stage_flic / "manifest.json").read_text())["scaler"]
     # example_b0 got the limited split, the model's scaler, and no ground-truth b0 for missed faces
-    assert stand_in_b0 == [(17, scaler, "frame")]
+    assert stand_in_b0 == [(17, scaler, "frame", 0.3)]
     assert [s["stage"] for s in report["stages"]] == ["stage 1", "stage 2"]
     assert report["b0_sources"] == {"frame": 16, "none": 1} and report["estimator"] == "cascade"
     assert "stage 1" in out and "stage 2" in out and "flic train split (17 examples, first 17 only)" in out

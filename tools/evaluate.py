@@ -43,6 +43,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--missed-face", choices=("frame", "joints"), default="frame",
                         help="FLIC b0 where the face detector missed the person: the full image (default; "
                              "no ground truth used) or the face implied by the labelled eyes and nose")
+    parser.add_argument("--face-confidence", type=float, metavar="P", default=0.3,
+                        help="FLIC: face detector threshold for b0 (default 0.3; only the annotated person's "
+                             "face, matched by its labelled eyes and nose, is used, so a lower threshold than "
+                             "the app's 0.5 finds more people at no cost)")
     parser.add_argument("--limit", type=int, metavar="N", default=None,
                         help="evaluate only the first N examples of the split")
     parser.add_argument("--write-manifest", action="store_true",
@@ -330,7 +334,8 @@ def _run(args) -> int:
         from tools.person_boxes import example_b0
 
         try:
-            b0, sources = example_b0(dataset, info.scaler, missed=args.missed_face)
+            b0, sources = example_b0(dataset, info.scaler, missed=args.missed_face,
+                                     min_confidence=args.face_confidence if info.scaler else None)
         except (DetectorError, ValueError) as e:
             return _error(f"cannot compute b0: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         b0 = np.asarray(b0, dtype=np.float64)
@@ -344,6 +349,7 @@ def _run(args) -> int:
         label = f"model {weights} ({info.manifest.get('name', '?')}), {runtime}"
         report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.get("name"),
                       backend=args.backend, b0_sources=dict(Counter(sources)),
+                      face_confidence=args.face_confidence if info.scaler else None,
                       stage_ms_per_example=[1000.0 * s / len(dataset.examples) for s in seconds],
                       wall_seconds=wall)
 
@@ -386,6 +392,7 @@ def write_manifest_metrics(weights: Path, report: dict) -> Path:
     manifest["val_metrics"] = _json_safe(metrics)  # a joint without counts is NaN -> null
     manifest["val_protocol"] = {"command": "main.py evaluate --split val --write-manifest",
                                 "split": report["split"], "examples": report["num_examples"],
-                                "b0_sources": report.get("b0_sources"), "backend": report.get("backend")}
+                                "b0_sources": report.get("b0_sources"), "backend": report.get("backend"),
+                                "face_confidence": report.get("face_confidence")}
     manifest.pop("format", None)
     return write_manifest(weights, manifest)

@@ -273,7 +273,8 @@ def joints_face(pose: np.ndarray, skeleton: Skeleton, params: dict | None = None
 
 
 def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path | None = None,
-               progress: bool = True, missed: str = "joints") -> tuple[np.ndarray, list[str]]:
+               progress: bool = True, missed: str = "joints",
+               min_confidence: float | None = None) -> tuple[np.ndarray, list[str]]:
     """b0 for every example of a dataset, as training and evaluation use it.
 
     - scaler None (LSP, as in the paper): the full image, (cx, cy, w, h) = ((W-1)/2, (H-1)/2,
@@ -295,6 +296,7 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
         progress: show a progress bar when images have to be detected.
         missed: b0 of a FLIC example whose face was not detected: "joints" (from its labelled
             eyes and nose; training) or "frame" (the full image; evaluation, no ground truth).
+        min_confidence: face detection threshold (default: the scaler's, which it was fitted with).
     Returns:
         boxes (N, 4) float64 b0 per example (pixels), sources (N,) list of str.
     Raises:
@@ -314,7 +316,8 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
     if len(face_joint_indices(dataset.skeleton)) != 3:
         raise ValueError(f"a face scaler was given for {dataset.name}, whose skeleton has no eyes and nose; "
                          "pass scaler=None to use the full image as b0")
-    dets = detect_dataset_faces(dataset, scaler.face_model, scaler.min_confidence, cache_dir, progress)
+    threshold = scaler.min_confidence if min_confidence is None else float(min_confidence)
+    dets = detect_dataset_faces(dataset, scaler.face_model, threshold, cache_dir, progress)
     faces, _ = match_dataset(dataset, dets)
     params = scaler.extra.get("joints_face")
     boxes = np.empty((n, 4))
