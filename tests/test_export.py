@@ -133,4 +133,4 @@ def test_export_onnx_command(model_dir, crops, tmp_path):
     assert "onnxruntime" in out.stdout   # the backend used for the check is named
     missing = subprocess.run([sys.executable, str(REPO / "main.py"), "export-onnx", "--weights", str(tmp_path / "none")],
                              capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert missing.returncode == 1 and len(missing.stdout.strip().splitlines()) == 1
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1

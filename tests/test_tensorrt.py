@@ -140,8 +140,8 @@ def test_tensorrt_backend_without_tensorrt_is_one_line(model_dir):
     assert "\n" not in str(e.value) and "tensorrt" in str(e.value).lower()
     out = subprocess.run([sys.executable, str(REPO / "main.py"), "build-engines", "--weights", str(model_dir)],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 1
-    assert out.stdout.strip().count("\n") == 0 and "TensorRT is not installed" in out.stdout
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "TensorRT is not installed" in out.stderr
 
 
 # --------------------------------------------------------------------------- stand-in tensorrt

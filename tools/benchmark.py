@@ -17,6 +17,7 @@ load average before and after) is printed with the figures.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -299,7 +300,7 @@ def run(args) -> int:
     try:
         todo, notes = variants(args.backend, args.precision)
     except BackendError as e:
-        print(f"benchmark: {e}")
+        print(f"benchmark: {e}", file=sys.stderr)
         return 2
 
     # Model.
@@ -315,13 +316,13 @@ def run(args) -> int:
     try:
         info = read_manifest(weights)
     except ModelError as e:
-        print(f"benchmark: {e}")
-        return 1
+        print(f"benchmark: {e}", file=sys.stderr)
+        return 2
     sk = info.skeleton
     stages = args.stages or len(info.stage_files)
     if not 1 <= stages <= len(info.stage_files):
-        print(f"benchmark: --stages must be in 1..{len(info.stage_files)}")
-        return 1
+        print(f"benchmark: --stages must be in 1..{len(info.stage_files)}", file=sys.stderr)
+        return 2
     persons = max(1, int(args.persons))
 
     # Frames.

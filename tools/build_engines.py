@@ -9,6 +9,7 @@ sizes the cascade uses: 1..N persons at stage 1, k..N*k joint crops at stages >=
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,10 +35,10 @@ def run(args) -> int:
     from engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, build_engines, current_environment
     from engine.model import ModelError, read_manifest
 
-    max_persons = args.max_batch or DEFAULT_MAX_PERSONS
+    max_persons = DEFAULT_MAX_PERSONS if args.max_batch is None else args.max_batch
     if max_persons < 1:
-        print("build-engines: --max-batch must be at least 1")
-        return 1
+        print(f"build-engines: --max-batch must be at least 1, got {max_persons}", file=sys.stderr)
+        return 2
     try:
         info = read_manifest(args.weights)
         env = current_environment(args.device)
@@ -45,8 +46,8 @@ def run(args) -> int:
         t = time.perf_counter()
         paths = build_engines(info, args.precision, max_persons, args.device, args.workspace_mb)
     except ModelError as e:  # BackendError included
-        print(f"build-engines: {e}")
-        return 1
+        print(f"build-engines: {e}", file=sys.stderr)
+        return 2
     for s, p in enumerate(paths, start=1):
         print(f"stage {s}: {p} ({p.stat().st_size / 1e6:.1f} MB)")
     print(f"built {len(paths)} engine(s) in {time.perf_counter() - t:.0f} s; run with --backend tensorrt")

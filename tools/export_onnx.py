@@ -9,6 +9,7 @@ frame) and prints the largest difference in normalized coordinates.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,8 +82,8 @@ def run(args) -> int:
         info = read_manifest(args.weights)
         paths = ensure_onnx(info, args.out, args.exporter, args.force, args.opset or OPSET)
     except (BackendError, ModelError) as e:
-        print(f"export-onnx: {e}")
-        return 1
+        print(f"export-onnx: {e}", file=sys.stderr)
+        return 2
     print(f"model {args.weights}: {len(paths)} stage(s); check backend: onnxruntime {onnxruntime.__version__} (CPU)")
     failed = False
     for s, (ckpt, path) in enumerate(zip(info.stage_files, paths), start=1):

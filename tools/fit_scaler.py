@@ -27,6 +27,7 @@ source "joints"): the face box implied by the labelled eyes and nose, see :func:
 from __future__ import annotations
 
 import math
+import sys
 
 COVERAGE = 0.99
 EPS = 1e-6  # face units added to each side so that float rounding never drops an extreme example
@@ -203,7 +204,7 @@ def run(args) -> int:
     log = logging.getLogger("fit-scaler")
     t0 = time.perf_counter()
     if not 0 < args.coverage <= 1:
-        print(f"fit-scaler: --coverage must be in (0, 1], got {args.coverage}")
+        print(f"fit-scaler: --coverage must be in (0, 1], got {args.coverage}", file=sys.stderr)
         return 2
     try:
         train = load_dataset("flic", args.data, "train")
@@ -214,8 +215,8 @@ def run(args) -> int:
             faces, scores = match_dataset(train, dets)
             matched[tag] = (faces, scores, time.perf_counter() - t)
     except (DatasetError, DetectorError) as e:
-        print(f"fit-scaler: {e}")
-        return 1
+        print(f"fit-scaler: {e}", file=sys.stderr)
+        return 2
 
     n = len(train)
     n_images = len({e.image_path for e in train.examples})
