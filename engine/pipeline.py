@@ -231,8 +231,7 @@ class PosePipeline:
         found = self.detector.detect(frame_bgr)
         detect_s = time.perf_counter() - t
         faces = np.asarray(found.faces, dtype=np.float64).reshape(-1, 4)
-        tracks = self.tracker.update(found.b0, faces, getattr(found, "scores", None), ts,
-                                     sources=getattr(found, "sources", None), frame_index=idx)
+        tracks = self.tracker.update(found.b0, faces, found.scores, ts, sources=found.sources, frame_index=idx)
 
         h, w = frame_bgr.shape[:2]
         if tracks:

@@ -85,7 +85,7 @@ def oracle_poses(gt, noise_px: float = 0.0, seed: int = 0):
     return pred[None]
 
 
-def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: bool = True):
+def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: bool = True, load_image=None):
     """Run the cascade on every example of ``dataset``, each image decoded once.
 
     Examples sharing one image (FLIC) go through the cascade together, as the P persons of one
@@ -97,6 +97,8 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
         b0: (N, 4) person boxes (cx, cy, w, h) in pixels, one per example.
         stages: stages to run (default all).
         progress: show a tqdm bar over examples (on a terminal).
+        load_image: image path -> (H, W, 3) BGR array (default: decode the file; the trainer
+            passes its in-memory images).
     Returns:
         (stage_poses (S, N, k, 2) pixels, stage_seconds (S,) total wall time per stage).
     Raises:
@@ -105,7 +107,8 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
     import numpy as np
     from tqdm import tqdm
 
-    from tools.datasets import load_image
+    if load_image is None:
+        from tools.datasets import load_image
 
     n = len(dataset.examples)
     s_total = cascade.num_stages if stages is None else int(stages)

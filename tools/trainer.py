@@ -80,7 +80,12 @@ class TrainingData:
         return len(self.ds)
 
     def image(self, i: int) -> np.ndarray:
+        """The decoded image of example i, (H, W, 3) uint8 BGR."""
         return self._images[self.ds.examples[i].image_path]
+
+    def image_by_path(self, path: Path) -> np.ndarray:
+        """The decoded image at ``path`` (one of the split's images)."""
+        return self._images[path]
 
 
 def _rot_inv(v: np.ndarray, angle: float) -> np.ndarray:
@@ -174,14 +179,12 @@ def masked_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     return err.sum() / pred.shape[0]
 
 
-def predict(nets: list[PoseRegressor], data: TrainingData, sigma: float, device: torch.device, desc: str) -> np.ndarray:
+def predict(nets: list[PoseRegressor], data: TrainingData, sigma: float, device: torch.device) -> np.ndarray:
     """Run the cascade of ``nets`` over every example of ``data``; returns (S, N, k, 2) pixels."""
-    regs = [TorchRegressor(n, device=str(device), fp16=False) for n in nets]
-    cascade = Cascade(regs, data.ds.skeleton, sigma)
-    out = np.zeros((len(nets), len(data), data.ds.skeleton.k, 2))
-    for i in tqdm(range(len(data)), desc=desc, unit="img", leave=False, disable=None):
-        out[:, i] = cascade.run(data.image(i), data.b0[i][None]).stage_poses[:, 0]
-    return out
+    from tools.evaluate import cascade_poses
+
+    cascade = Cascade([TorchRegressor(n, device=str(device), fp16=False) for n in nets], data.ds.skeleton, sigma)
+    return cascade_poses(data.ds, cascade, data.b0, load_image=data.image_by_path)[0]
 
 
 def displacement_stats(pred: np.ndarray, data: TrainingData) -> dict:
@@ -281,7 +284,7 @@ class StageTrainer:
         stats = ck.get("stats") if ck else None
         if self.stage > 1 and stats is None:
             t = time.time()
-            pred = predict(self.prev, self.train, cfg.sigma, self.device, f"stage {self.stage - 1} on train")
+            pred = predict(self.prev, self.train, cfg.sigma, self.device)
             stats = displacement_stats(pred[-1], self.train)
             log.info("stage %d: fitted stage %d displacement distribution on %d training persons in %.0f s; "
                      "per-joint error std (diam units): %s", self.stage, self.stage - 1, len(self.train), time.time() - t,
@@ -327,7 +330,7 @@ class StageTrainer:
                     break
             bar.close()
             net.eval()
-            metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device, "val"), self.val)
+            metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device), self.val)
             entry = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "samples_per_s": seen / (time.time() - t0),
                      "val": metrics[f"stage{self.stage}"]}
             final_metrics = metrics
