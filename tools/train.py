@@ -43,6 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--neighbours", action="store_true",
                         help="stages >= 2: also supervise the other labelled joints inside each joint box "
                              "(default: only the box's own joint, the paper's psi_i)")
+    parser.add_argument("--init", type=Path, default=None, metavar="DIR",
+                        help="model folder whose stage-s checkpoint starts stage s (fine-tuning; default: "
+                             "stage 1 from scratch, stages >= 2 from stage s-1)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (cosine decay)")
     parser.add_argument("--preset", default="compact", help="network preset (engine.network.PRESETS)")
@@ -79,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         refine_lr=args.refine_lr,
         neighbours=args.neighbours,
+        init=args.init,
         preset=args.preset,
         sigma=args.sigma if args.sigma is not None else (1.0 if args.dataset == "flic" else 2.0),
         seed=args.seed,

@@ -56,6 +56,7 @@ class TrainConfig:
     # stages >= 2
     refine_lr: float = 1e-3    # peak learning rate (the network starts from stage s-1's weights)
     neighbours: bool = False   # also supervise the other labelled joints inside each joint box
+    init: Path | None = None   # model folder whose stage-s checkpoint starts stage s (fine-tuning)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -270,7 +271,11 @@ class StageTrainer:
         rng = np.random.default_rng(cfg.seed + 1000 * self.stage)
         random.seed(cfg.seed + self.stage)
         net = build_network(self.k, cfg.preset).to(self.device)
-        if self.prev:  # start from the previous stage: its features already find body parts
+        init = _init_checkpoint(cfg, self.stage)
+        if init is not None:  # fine-tune a trained stage s
+            net.load_state_dict(load_stage_module(init, self.k).state_dict())
+            log.info("stage %d: starts from %s", self.stage, init)
+        elif self.prev:  # start from the previous stage: its features already find body parts
             net.load_state_dict(self.prev[-1].state_dict())
         lr = cfg.lr if self.stage == 1 else cfg.refine_lr
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
@@ -377,6 +382,14 @@ def _scaler(cfg: TrainConfig) -> dict | None:
     if not path.is_file():
         raise DatasetError(f"no face scaler at {path}: run `python main.py fit-scaler` first")
     return json.loads(path.read_text())
+
+
+def _init_checkpoint(cfg: TrainConfig, stage: int) -> Path | None:
+    """Stage ``stage``'s checkpoint in the ``cfg.init`` model folder, None without --init or such a stage."""
+    if cfg.init is None:
+        return None
+    files = read_manifest(cfg.init).stage_files
+    return files[stage - 1] if len(files) >= stage else None
 
 
 def _prev_stages(cfg: TrainConfig, stage: int, k: int) -> list[PoseRegressor]:
