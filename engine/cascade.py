@@ -16,6 +16,10 @@ from .geometry import INPUT_SIZE, crop_boxes, denormalize, joint_boxes, to_netwo
 from .skeletons import Skeleton
 
 
+FLIP_MODES = ("off", "first", "all")
+"""Flip test-time averaging modes of :class:`Cascade`: none, stage 1 only, every stage."""
+
+
 class Regressor(Protocol):
     """One stage's network psi behind any runtime backend.
 
@@ -70,10 +74,19 @@ class Cascade:
         input_size: crop side in pixels (220).
         min_box_fraction: joint boxes are at least this fraction of max(b0_w, b0_h), a floor
             for degenerate estimates.
+        flip: flip test-time averaging, one of :data:`FLIP_MODES`: "off"; "first" (stage 1
+            only: one more crop per person); "all" (every stage: twice the network work). A
+            flipped stage also runs every crop mirrored, in the same batch, maps the mirrored
+            output back (x negated, left and right joints swapped by ``skeleton.mirror``) and
+            averages it with the direct one. May be changed between calls. Measured on FLIC val
+            (shipped model, stage 3, PDJ@0.2 elbows / wrists): off 0.751 / 0.611, first
+            0.757 / 0.617, all 0.764 / 0.618.
+    Raises:
+        ValueError: no regressors, or an unknown ``flip`` mode.
     """
 
     def __init__(self, regressors: Sequence[Regressor], skeleton: Skeleton, sigma: float,
-                 input_size: int = INPUT_SIZE, min_box_fraction: float = 0.05):
+                 input_size: int = INPUT_SIZE, min_box_fraction: float = 0.05, flip: str = "off"):
         if not regressors:
             raise ValueError("a cascade needs at least one stage")
         self.regressors = list(regressors)
@@ -81,12 +94,25 @@ class Cascade:
         self.sigma = float(sigma)
         self.input_size = input_size
         self.min_box_fraction = min_box_fraction
+        self.flip = flip
+        self._mirror = np.asarray(skeleton.mirror, dtype=np.int64)
         self._crop_buf = np.empty((0, input_size, input_size, 3), np.uint8)
         self._input_buf = np.empty((0, 3, input_size, input_size), np.float32)
 
     @property
     def num_stages(self) -> int:
         return len(self.regressors)
+
+    @property
+    def flip(self) -> str:
+        """Flip test-time averaging mode: "off", "first" or "all" (see the class docstring)."""
+        return self._flip
+
+    @flip.setter
+    def flip(self, mode: str) -> None:
+        if mode not in FLIP_MODES:
+            raise ValueError(f"flip must be one of {', '.join(FLIP_MODES)}, got {mode!r}")
+        self._flip = mode
 
     def _inputs(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Crop (B, 4) boxes and normalize into reused buffers; returns (B, 3, S, S) float32."""
@@ -139,8 +165,15 @@ class Cascade:
         return CascadeResult(b0, poses, boxes_hist, seconds)
 
     def _regress(self, stage: int, inputs: np.ndarray, batch: int) -> np.ndarray:
+        k = self.skeleton.k
+        flip = self._flip == "all" or (self._flip == "first" and stage == 0)
+        if flip:
+            inputs = np.concatenate([inputs, inputs[..., ::-1]])
         out = np.asarray(self.regressors[stage].regress(inputs), dtype=np.float64)
-        expected = (batch, 2 * self.skeleton.k)
+        expected = ((2 if flip else 1) * batch, 2 * k)
         if out.shape != expected:
             raise ValueError(f"stage {stage + 1} regressor returned shape {out.shape}, expected {expected}")
+        if flip:
+            mirrored = out[batch:].reshape(batch, k, 2)[:, self._mirror] * np.array([-1.0, 1.0])
+            out = 0.5 * (out[:batch] + mirrored.reshape(batch, 2 * k))
         return out

@@ -158,3 +158,73 @@ def test_model_folder_errors(tmp_path, random_model_dir):
     (broken / "stage2.pt").unlink()
     with pytest.raises(ModelError, match="stage2.pt, which is missing"):
         load_cascade(broken)
+
+
+class DotReader:
+    """Regressor that finds the bright dot of each crop (intensity centroid) and answers it for every joint,
+    plus a per-joint offset (``offsets`` (K, 2), normalized units) and a constant x bias."""
+
+    def __init__(self, offsets, bias_x=0.0):
+        self.offsets, self.bias_x, self.batches = np.asarray(offsets, np.float64), bias_x, []
+
+    def regress(self, crops):
+        self.batches.append(len(crops))
+        b, _, s, _ = crops.shape
+        w = np.clip(crops[:, 0].astype(np.float64) - crops[:, 0].min(), 0, None)   # (B, S, S)
+        grid = np.arange(s, dtype=np.float64)
+        dot = np.stack([(w.sum(1) * grid).sum(1), (w.sum(2) * grid).sum(1)], axis=1) / w.sum((1, 2))[:, None]
+        u = (dot - (s - 1) / 2) / s                                  # (B, 2), Eq. 1 in crop units
+        out = u[:, None, :] + self.offsets[None] + [self.bias_x, 0.0]
+        return out.reshape(b, 2 * K).astype(np.float32)
+
+
+def _dot_image():
+    image = np.zeros((300, 400, 3), np.uint8)
+    image[140:143, 231:234] = 255                                     # a 3x3 dot centred at (232, 141)
+    return image, np.array([[200.0, 150.0, 220.0, 220.0]])
+
+
+def _symmetric_offsets():
+    """Offsets that respect the mirror: joint m(j)'s offset is joint j's with x negated."""
+    rng = np.random.default_rng(3)
+    off = rng.uniform(-0.2, 0.2, (K, 2))
+    mirror = np.asarray(FLIC.mirror)
+    for j in range(K):
+        if mirror[j] == j:
+            off[j, 0] = 0.0
+        elif mirror[j] > j:
+            off[mirror[j]] = off[j] * [-1.0, 1.0]
+    return off
+
+
+@pytest.mark.parametrize("mode", ["first", "all"])
+def test_flip_leaves_a_mirror_equivariant_regressor_unchanged(mode):
+    image, b0 = _dot_image()
+    off = _symmetric_offsets()
+    direct = Cascade([DotReader(off)], FLIC, sigma=1.0).run(image, b0).poses
+    reg = DotReader(off)
+    flipped = Cascade([reg], FLIC, sigma=1.0, flip=mode).run(image, b0).poses
+    assert reg.batches == [2]                                          # direct and mirrored crops in one batch
+    np.testing.assert_allclose(flipped, direct, atol=1e-3)
+    np.testing.assert_allclose(direct[0, 0] - off[0] * 220, [232, 141], atol=1.0)
+
+
+def test_flip_cancels_a_horizontal_bias():
+    image, b0 = _dot_image()
+    off = _symmetric_offsets()
+    exact = Cascade([DotReader(off)], FLIC, sigma=1.0).run(image, b0).poses
+    biased = Cascade([DotReader(off, bias_x=0.1)], FLIC, sigma=1.0).run(image, b0).poses
+    np.testing.assert_allclose(biased - exact, np.broadcast_to([22.0, 0.0], exact.shape), atol=1e-3)
+    averaged = Cascade([DotReader(off, bias_x=0.1)], FLIC, sigma=1.0, flip="all").run(image, b0).poses
+    np.testing.assert_allclose(averaged, exact, atol=1e-3)
+
+
+def test_flip_first_mirrors_stage_1_only_and_all_mirrors_every_stage():
+    image, b0 = _dot_image()
+    off = _symmetric_offsets()
+    for mode, expected in (("off", [1, K]), ("first", [2, K]), ("all", [2, 2 * K])):
+        s1, s2 = DotReader(off), DotReader(np.zeros((K, 2)))
+        Cascade([s1, s2], FLIC, sigma=1.0, flip=mode).run(image, b0)
+        assert s1.batches + s2.batches == expected, mode
+    with pytest.raises(ValueError, match="flip must be one of"):
+        Cascade([s1], FLIC, sigma=1.0, flip="both")

@@ -91,7 +91,7 @@ def test_scaler_fit_reproducible_and_cached(flic_train, tmp_path, monkeypatch, c
         assert fit_scaler.run(args) == 0
         results.append(json.loads(out.read_text()))
         results[-1]["fit"].pop("seconds")
-    assert (tmp_path / "cache" / "faces_flic_full.npz").is_file()
+    assert (tmp_path / "cache" / "faces_flic_full_tiles.npz").is_file()
     assert results[0] == results[1]
     fit = results[0]["fit"]
     assert fit["examples"] == 40 and fit["split"] == "train"
@@ -100,10 +100,12 @@ def test_scaler_fit_reproducible_and_cached(flic_train, tmp_path, monkeypatch, c
     assert fit["coverage_train"] >= 0.9
     assert results[0]["face_model"] == DEFAULT_FACE_MODEL and results[0]["min_confidence"] == 0.5
     assert "recall" in capsys.readouterr().out
-    # the cache holds exactly what the detector gives
+    # the cache holds exactly what the multi-scale search of a still image gives
+    from engine.tracking import TrackingFaceDetector
+
     dets = detect_dataset_faces(subset, "full", cache_dir=tmp_path / "cache", progress=False)
     with FaceDetector() as det:
-        fresh = det.detect_with_keypoints(load_image(subset.examples[3].image_path))
+        fresh = TrackingFaceDetector(det).detect_with_keypoints(load_image(subset.examples[3].image_path))
     for a, b in zip(dets[3], fresh):
         np.testing.assert_allclose(a, b)
 

@@ -236,6 +236,70 @@ def test_tracking_face_detector_finds_small_faces_in_tiles_and_windows():
     assert len(fake.calls) == 2
 
 
+class ScoredFaces:
+    """Face detector stand-in: the white squares of an image are faces; a square's score is
+    its red channel / 255 (so a test sets each face's score), keypoints at the square centre."""
+
+    def __init__(self):
+        self.calls = []
+
+    def detect_with_keypoints(self, image):
+        self.calls.append(image.shape[:2])
+        mask = (image[..., :2] == 255).all(axis=2).astype(np.uint8)
+        n, _, stats, cents = cv2.connectedComponentsWithStats(mask)
+        faces = np.array([(c[0], c[1], s[2], s[3]) for s, c in zip(stats[1:], cents[1:])]).reshape(-1, 4)
+        scores = np.array([image[int(f[1]), int(f[0]), 2] / 255.0 for f in faces])
+        return faces, scores, np.repeat(faces[:, None, :2], 6, axis=1)
+
+
+def test_small_frames_get_five_tiles_whose_hits_need_the_stricter_score():
+    det = TrackingFaceDetector(ScoredFaces(), tile=640, small_tile=0.6, tile_min_confidence=0.7)
+    tiles = det.tiles(540, 360)
+    assert len(tiles) == 5 and all((x1 - x0, y1 - y0) == (324, 216) for x0, y0, x1, y1 in tiles)
+    cover = np.zeros((360, 540), bool)
+    for x0, y0, x1, y1 in tiles:
+        cover[y0:y1, x0:x1] = True
+    assert cover.all()
+    frame = np.zeros((360, 540, 3), np.uint8)
+    frame[100:110, 50:60] = (255, 255, 140)     # score 0.55 (a whole-frame hit: kept)
+    frame[300:310, 400:410] = (255, 255, 190)   # score 0.75
+    det.face_detector.calls.clear()
+    faces, scores, kps = det.detect_with_keypoints(frame)
+    assert len(det.face_detector.calls) == 6    # whole frame + five tiles (a still: all at once)
+    assert sorted(np.round(scores, 2)) == [0.55, 0.75]           # merged: each face once
+    np.testing.assert_allclose(kps[:, 0], faces[:, :2])          # keypoints back in frame pixels
+    # Seen only by the tiles (as BlazeFace misses small faces on the whole frame), the weak
+    # face is dropped and the strong one kept.
+    class TilesOnly(ScoredFaces):
+        def detect_with_keypoints(self, image):
+            found = super().detect_with_keypoints(image)
+            return found if image.shape[:2] != (360, 540) else tuple(a[:0] for a in found)
+
+    faces, scores = TrackingFaceDetector(TilesOnly(), small_tile=0.6, tile_min_confidence=0.7).detect(frame)
+    assert np.round(scores, 2).tolist() == [0.75]
+    assert TrackingFaceDetector(ScoredFaces(), small_tile=0).tiles(540, 360) == []
+
+
+def test_tiles_find_a_small_face_that_the_whole_frame_misses_on_a_flic_still():
+    """FLIC val, funny-girl frame 00124191: a 40 px face in a 540x360 still."""
+    from engine.detector import FaceDetector
+    from tools.datasets import load_dataset, load_image
+    from tools.person_boxes import match_faces
+
+    require_data("flic", "examples.mat")
+    ds = load_dataset("flic", None, "val")
+    ex = next(e for e in ds.examples if e.image_path.name == "funny-girl-dvd-video-00124191.jpg")
+    image = load_image(ex.image_path)
+    with FaceDetector("full", 0.3) as fd:
+        faces, _ = fd.detect(image)
+        assert match_faces(ex, faces, ds.skeleton) is None
+        search = TrackingFaceDetector(fd)
+        faces, scores = search.detect(image)
+    j = match_faces(ex, faces, ds.skeleton)
+    assert j is not None and scores[j] >= search.tile_min_confidence
+    assert 25 <= faces[j, 2] <= 60
+
+
 # --------------------------------------------------------------------------- the pipeline
 
 @pytest.fixture(scope="module")

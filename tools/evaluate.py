@@ -40,6 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stages", type=int, metavar="N", default=None,
                         help="evaluate stages 1..N of the cascade (default: all)")
     parser.add_argument("--backend", metavar="NAME", default="torch", help="runtime backend (default: torch)")
+    parser.add_argument("--flip", choices=("off", "first", "all"), default="off",
+                        help="flip test-time averaging: crops also run mirrored and the two are averaged, at "
+                             "stage 1 only (first) or every stage (all: twice the network work); default: off")
     parser.add_argument("--missed-face", choices=("frame", "joints"), default="frame",
                         help="FLIC b0 where the face detector missed the person: the full image (default; "
                              "no ground truth used) or the face implied by the labelled eyes and nose")
@@ -329,6 +332,7 @@ def _run(args) -> int:
 
         weights = Path(args.weights) if args.weights else REPO_ROOT / "weights" / args.dataset
         cascade, info = load_cascade(weights, backend=args.backend)
+        cascade.flip = args.flip
         if info.skeleton.name != skeleton.name:
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")
         if args.stages is not None and args.stages > cascade.num_stages:
@@ -351,7 +355,7 @@ def _run(args) -> int:
         runtime = getattr(cascade.regressors[0], "description", None) or args.backend
         label = f"model {weights} ({info.manifest.get('name', '?')}), {runtime}"
         report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.get("name"),
-                      backend=args.backend, b0_sources=dict(Counter(sources)),
+                      backend=args.backend, flip=args.flip, b0_sources=dict(Counter(sources)),
                       face_confidence=args.face_confidence if info.scaler else None,
                       stage_ms_per_example=[1000.0 * s / len(dataset.examples) for s in seconds],
                       wall_seconds=wall)

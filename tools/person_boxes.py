@@ -63,13 +63,15 @@ class FaceCache:
         path: the .npz file (created on :meth:`save`).
         model_path: the face model file the detections come from.
         min_confidence: the detector's threshold.
+        search: how the detections were searched (tiling parameters); a cache made with
+            other parameters is discarded.
     """
 
-    def __init__(self, path: str | Path, model_path: str | Path, min_confidence: float):
+    def __init__(self, path: str | Path, model_path: str | Path, min_confidence: float, search: dict | None = None):
         self.path = Path(path)
         self.model_path = Path(model_path)
         self.meta = {"format": CACHE_FORMAT, "model": self.model_path.name, "model_sha256": _sha256(self.model_path),
-                     "min_confidence": float(min_confidence)}
+                     "min_confidence": float(min_confidence), "search": search or {"tiles": False}}
         self.entries: dict[str, Detections] = {}
         self.dirty = False
         self._load()
@@ -120,11 +122,13 @@ class FaceCache:
 
 
 def cache_path(dataset_name: str, model_path: str | Path, min_confidence: float,
-               cache_dir: str | Path | None = None) -> Path:
-    """``<cache_dir>/faces_<dataset>_<model tag>[_c<threshold>].npz`` (threshold only when not 0.5)."""
+               cache_dir: str | Path | None = None, tiles: bool = True) -> Path:
+    """``<cache_dir>/faces_<dataset>_<model tag>[_c<threshold>][_tiles].npz`` (threshold only when not 0.5)."""
     tag = model_tag(model_path)
     if not math.isclose(min_confidence, DEFAULT_MIN_CONFIDENCE):
         tag += f"_c{min_confidence:g}"
+    if tiles:
+        tag += "_tiles"
     return Path(cache_dir or DEFAULT_CACHE_DIR) / f"faces_{dataset_name}_{tag}.npz"
 
 
@@ -138,8 +142,13 @@ def image_key(dataset, image_path: Path) -> str:
 
 def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
                          cache_dir: str | Path | None = None, progress: bool = True,
-                         save_every: int = 500) -> list[Detections]:
+                         save_every: int = 500, tiles: bool = True) -> list[Detections]:
     """Face detections for every example of ``dataset`` (cached; each image detected once).
+
+    With ``tiles`` (the default) each image goes through the same multi-scale search as a
+    still image in the app (:class:`engine.tracking.TrackingFaceDetector`: the whole image at
+    ``min_confidence``, plus five overlapping tiles at its stricter tile threshold), so that
+    evaluation measures the person detector that users get.
 
     Args:
         dataset: a tools.datasets.PoseDataset.
@@ -148,6 +157,7 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
         cache_dir: where the .npz cache lives (default ``<repo>/cache``).
         progress: show a tqdm bar while detecting.
         save_every: write the cache after this many new images (work is never lost).
+        tiles: search tiles too (see above); False: the whole image only.
     Returns:
         One :data:`Detections` per example, in ``dataset.examples`` order.
     Raises:
@@ -160,7 +170,13 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
     if not model_path.is_file():
         from engine.detector import DetectorError
         raise DetectorError(f"face model missing: {model_path}")
-    cache = FaceCache(cache_path(dataset.name, model_path, min_confidence, cache_dir), model_path, min_confidence)
+    from engine.tracking import TrackingFaceDetector
+
+    search = TrackingFaceDetector(None)
+    meta = ({"tiles": True, "tile": search.tile, "small_tile": search.small_tile,
+             "tile_min_confidence": search.tile_min_confidence, "nms_iou": search.nms_iou} if tiles else {"tiles": False})
+    cache = FaceCache(cache_path(dataset.name, model_path, min_confidence, cache_dir, tiles), model_path,
+                      min_confidence, meta)
     keys = [image_key(dataset, e.image_path) for e in dataset.examples]
     todo: dict[str, Path] = {}
     for key, ex in zip(keys, dataset.examples):
@@ -172,10 +188,12 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
         log.info("detecting faces in %d images of %s %s with %s", len(todo), dataset.name, dataset.split,
                  model_path.name)
         with FaceDetector(model_path, min_confidence) as det:
+            search.face_detector = det
             try:
                 for i, (key, path) in enumerate(tqdm(todo.items(), desc=f"faces ({model_tag(model_path)})",
                                                      unit="img", disable=not progress, leave=False)):
-                    cache.put(key, det.detect_with_keypoints(load_image(path)))
+                    search.reset()  # a still image: whole image plus every tile
+                    cache.put(key, (search if tiles else det).detect_with_keypoints(load_image(path)))
                     if (i + 1) % save_every == 0:
                         cache.save()
             finally:
@@ -335,3 +353,136 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
         boxes[i] = scaler.apply(face) if face is not None else boxes_from_pose(ex.pose, margin=0.1)
         sources.append("joints")
     return boxes, sources
+
+
+# --------------------------------------------------------------------------- LSP persons for a face-based model
+
+HEAD_JOINTS = ("neck", "head_top")
+DEFAULT_HEAD_FACE = {"along": 0.55, "size_ratio": 0.75}
+"""Fallback parameters of :func:`head_face` (see :func:`fit_head_face`, which measures them on
+the LSP training images whose face BlazeFace finds)."""
+
+
+def _head(pose: np.ndarray, skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray] | None:
+    if not all(n in skeleton.joints for n in HEAD_JOINTS):
+        return None
+    neck, top = (np.asarray(pose[skeleton.joints.index(n)], dtype=np.float64) for n in HEAD_JOINTS)
+    if not (np.isfinite(neck).all() and np.isfinite(top).all()) or np.linalg.norm(top - neck) < 1e-6:
+        return None
+    return neck, top
+
+
+def head_face(pose: np.ndarray, skeleton: Skeleton, params: dict | None = None) -> np.ndarray | None:
+    """The face box implied by a labelled neck and head top (LSP), for persons whose face the
+    detector missed.
+
+    The face centre lies ``along`` of the way from the neck to the head top, and the face size
+    is ``size_ratio`` x |head_top - neck|.
+
+    Args:
+        pose: (k, 2) pixels, NaN unlabelled, in ``skeleton``'s joint order.
+        params: along, size_ratio (default :data:`DEFAULT_HEAD_FACE`).
+    Returns:
+        (4,) square face box (cx, cy, s, s) in pixels, or None unless neck and head top are labelled.
+    """
+    p = {**DEFAULT_HEAD_FACE, **(params or {})}
+    head = _head(pose, skeleton)
+    if head is None:
+        return None
+    neck, top = head
+    c = neck + p["along"] * (top - neck)
+    s = p["size_ratio"] * float(np.linalg.norm(top - neck))
+    return np.array([c[0], c[1], s, s])
+
+
+def match_head_faces(pose: np.ndarray, skeleton: Skeleton, faces: np.ndarray) -> int | None:
+    """The detected face of a person labelled with neck and head top (LSP).
+
+    A face belongs to the person when its centre lies within half the head length
+    |head_top - neck| of the head's midpoint and its size is 0.3-2 head lengths; the nearest
+    such face wins.
+
+    Args:
+        pose: (k, 2) pixels in ``skeleton``'s joint order.
+        faces: (N, 4) face boxes (cx, cy, w, h) pixels.
+    Returns:
+        Index into ``faces``, or None.
+    """
+    faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+    head = _head(pose, skeleton)
+    if head is None or len(faces) == 0:
+        return None
+    neck, top = head
+    length = float(np.linalg.norm(top - neck))
+    dist = np.linalg.norm(faces[:, :2] - (neck + top) / 2, axis=1)
+    size = face_size(faces) / length
+    ok = (dist <= 0.5 * length) & (size >= 0.3) & (size <= 2.0)
+    if not ok.any():
+        return None
+    dist[~ok] = np.inf
+    return int(np.argmin(dist))
+
+
+def fit_head_face(poses: np.ndarray, skeleton: Skeleton, faces: np.ndarray) -> dict:
+    """Fit :func:`head_face`'s parameters on persons with a matched face.
+
+    Args:
+        poses: (N, k, 2) pixels.
+        faces: (N, 4) the matched face per person, NaN rows where none.
+    Returns:
+        {"along", "size_ratio", "persons"}: the medians over the matched persons of the face
+        centre's projection on neck -> head top (in head lengths) and of face size / head length.
+    Raises:
+        ValueError: no person has both a matched face and a labelled head.
+    """
+    along, ratio = [], []
+    for pose, face in zip(poses, np.asarray(faces, dtype=np.float64).reshape(-1, 4)):
+        head = _head(pose, skeleton)
+        if head is None or not np.isfinite(face).all():
+            continue
+        neck, top = head
+        v = top - neck
+        along.append(float(np.dot(face[:2] - neck, v) / np.dot(v, v)))
+        ratio.append(float(face_size(face) / np.linalg.norm(v)))
+    if not along:
+        raise ValueError("no person with a matched face and a labelled neck and head top")
+    return {"along": round(float(np.median(along)), 4), "size_ratio": round(float(np.median(ratio)), 4),
+            "persons": len(along)}
+
+
+def head_face_b0(dataset, scaler: dict | FaceScaler, cache_dir: str | Path | None = None,
+                 progress: bool = True) -> tuple[np.ndarray, list[str], dict]:
+    """b0 from a face scaler for a dataset labelled with neck and head top (LSP), so that its
+    persons can train a face-based model (FLIC) beside its own data.
+
+    Faces are detected as for :func:`example_b0` (the scaler's face model and threshold, tiles)
+    and matched by :func:`match_head_faces`; a person whose face is missed gets the face implied
+    by the head (:func:`head_face`, parameters fitted by :func:`fit_head_face` on the matched ones).
+
+    Returns:
+        boxes (N, 4) b0 pixels; sources ("face" or "head") per example; the fitted head-face
+        parameters (with the number of persons matched).
+    Raises:
+        ValueError: the skeleton has no neck and head top, or no face was matched at all.
+    """
+    if not isinstance(scaler, FaceScaler):
+        scaler = FaceScaler.from_dict(scaler)
+    if not all(n in dataset.skeleton.joints for n in HEAD_JOINTS):
+        raise ValueError(f"{dataset.name} has no neck and head top joints")
+    dets = detect_dataset_faces(dataset, scaler.face_model, scaler.min_confidence, cache_dir, progress)
+    poses = dataset.poses()
+    n = len(poses)
+    faces = np.full((n, 4), np.nan)
+    for i, (f, _, _) in enumerate(dets):
+        j = match_head_faces(poses[i], dataset.skeleton, f)
+        if j is not None:
+            faces[i] = f[j]
+    params = fit_head_face(poses, dataset.skeleton, faces)
+    boxes = np.full((n, 4), np.nan)
+    sources = []
+    for i in range(n):
+        face = faces[i] if np.isfinite(faces[i]).all() else head_face(poses[i], dataset.skeleton, params)
+        sources.append("face" if np.isfinite(faces[i]).all() else "head")
+        if face is not None:
+            boxes[i] = scaler.apply(face)
+    return boxes, sources, params

@@ -46,6 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, default=None, metavar="DIR",
                         help="model folder whose stage-s checkpoint starts stage s (fine-tuning; default: "
                              "stage 1 from scratch, stages >= 2 from stage s-1)")
+    parser.add_argument("--extra-data", action="append", default=[], choices=["lsp", "flic"], metavar="DATASET",
+                        help="add another dataset's train split to the training persons (union of joints; joints it "
+                             "does not label are left out of the loss); repeatable. Default: none")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (cosine decay)")
     parser.add_argument("--preset", default="compact", help="network preset (engine.network.PRESETS)")
@@ -83,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         refine_lr=args.refine_lr,
         neighbours=args.neighbours,
         init=args.init,
+        extra_data=[d for d in args.extra_data if d != args.dataset],
         preset=args.preset,
         sigma=args.sigma if args.sigma is not None else (1.0 if args.dataset == "flic" else 2.0),
         seed=args.seed,

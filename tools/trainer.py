@@ -1,6 +1,7 @@
 """The training loop behind `main.py train` (see tools/train.py for the protocol)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -57,6 +58,7 @@ class TrainConfig:
     refine_lr: float = 1e-3    # peak learning rate (the network starts from stage s-1's weights)
     neighbours: bool = False   # also supervise the other labelled joints inside each joint box
     init: Path | None = None   # model folder whose stage-s checkpoint starts stage s (fine-tuning)
+    extra_data: list[str] = field(default_factory=list)  # other datasets' train splits added to train (union of joints)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -372,7 +374,47 @@ def _load_split(cfg: TrainConfig, split: str, limit: int | None, scaler: dict | 
     b0, sources = example_b0(ds, scaler, missed="joints" if split == "train" else "frame")
     counts = {s: sources.count(s) for s in sorted(set(sources))}
     log.info("%s %s: %d persons, b0 sources %s", cfg.dataset, split, len(ds), counts)
+    if split == "train":
+        for name in cfg.extra_data:
+            extra, extra_b0, extra_sources = _extra_split(name, ds.skeleton, scaler, limit)
+            ds = dataclasses.replace(ds, name=f"{ds.name}+{name}", examples=ds.examples + extra.examples)
+            b0 = np.concatenate([b0, extra_b0])
+            sources = sources + [f"{name}:{s}" for s in extra_sources]
     return TrainingData(ds, b0, sources)
+
+
+def _extra_split(name: str, skeleton, scaler: dict | None, limit: int | None):
+    """Another dataset's train split relabelled into ``skeleton``: the union of joints, where the
+    joints it does not label are NaN and so out of the loss (as the paper trains on FLIC + LSP).
+
+    b0 follows the model's protocol: with a face scaler (LSP persons for the FLIC model), the
+    detected face enlarged by the scaler, or the face implied by the neck and head top
+    (:func:`tools.person_boxes.head_face_b0`); without one, the full image.
+
+    Returns:
+        (dataset with ``skeleton``, b0 (N, 4) pixels, sources (N,)); persons without a b0 are dropped.
+    """
+    from tools.person_boxes import example_b0, head_face_b0
+
+    other = load_dataset(name, None, "train")
+    if limit:
+        other.examples = other.examples[:limit]
+    if scaler is not None:
+        b0, sources, params = head_face_b0(other, scaler)
+        log.info("%s train: %d persons as extra data, b0 sources %s, head-face fit %s", name, len(other),
+                 dict(Counter(sources)), params)
+    else:
+        b0, sources = example_b0(other, None)
+    idx = [other.skeleton.joints.index(j) if j in other.skeleton.joints else -1 for j in skeleton.joints]
+    keep = np.isfinite(b0).all(axis=1)
+    examples = []
+    for e, k in zip(other.examples, keep):
+        if k:
+            pose = np.array([e.pose[i] if i >= 0 else (np.nan, np.nan) for i in idx], dtype=np.float64)
+            vis = np.array([bool(e.visible[i]) if i >= 0 else False for i in idx])
+            examples.append(dataclasses.replace(e, pose=pose, visible=vis, group=f"{name}:{e.group}"))
+    return (dataclasses.replace(other, skeleton=skeleton, examples=examples), b0[keep],
+            [s for s, k in zip(sources, keep) if k])
 
 
 def _scaler(cfg: TrainConfig) -> dict | None:
