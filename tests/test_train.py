@@ -113,3 +113,50 @@ def test_train_rejects_bad_stage_lists(tmp_path, capsys, stages):
     assert main.main(["train", "--out", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--stages", stages]) == 2
     assert "--stages must be" in capsys.readouterr().err
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_lsp_persons_join_flic_training_with_the_union_of_joints():
+    """train --extra-data lsp: LSP persons relabelled into FLIC's joints (eyes and nose NaN, out of
+    the loss), b0 from the FLIC scaler applied to their detected face, or to the face implied by
+    neck and head top; every labelled LSP arm joint is where LSP put it."""
+    require_data("lsp", "joints.mat")
+    from engine.skeletons import FLIC
+    from tools.trainer import _extra_split
+
+    scaler = json.loads((WEIGHTS_FLIC / "scaler.json").read_text())
+    ds, b0, sources = _extra_split("lsp", FLIC, scaler, limit=20)
+    lsp = load_dataset("lsp", None, "train")
+    assert ds.skeleton is FLIC and len(ds) == len(b0) == len(sources) == 20
+    assert set(sources) <= {"face", "head"} and "face" in sources
+    for e, orig in zip(ds.examples, lsp.examples[:20]):
+        assert e.image_path == orig.image_path
+        for name in ("l_wrist", "r_elbow", "l_hip"):
+            np.testing.assert_array_equal(e.pose[FLIC.joints.index(name)], orig.pose[lsp.skeleton.joints.index(name)])
+        assert np.isnan(e.pose[[FLIC.joints.index(n) for n in ("l_eye", "r_eye", "nose")]]).all()
+    # b0 is an upper-body box around the head: it holds the shoulders of most persons
+    poses = ds.poses()
+    shoulders = poses[:, [FLIC.joints.index("l_shoulder"), FLIC.joints.index("r_shoulder")]]
+    inside = (np.abs(shoulders - b0[:, None, :2]) <= b0[:, None, 2:] / 2).all(axis=(1, 2))
+    assert inside.mean() >= 0.8
+    # the masked loss ignores the NaN joints: a stage-1 batch has finite targets, eyes masked out
+    data = TrainingData(ds, b0, sources)
+    x, target, mask = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
+    assert torch.isfinite(target).all() and not mask[:, 8:].any() and mask[:, :8].any()
+
+
+def test_head_face_fit_and_match():
+    from engine.skeletons import LSP
+    from tools.person_boxes import fit_head_face, head_face, match_head_faces
+
+    pose = np.full((LSP.k, 2), np.nan)
+    pose[LSP.joints.index("neck")] = (100.0, 200.0)
+    pose[LSP.joints.index("head_top")] = (100.0, 160.0)          # head length 40 px, upright
+    face = head_face(pose, LSP, {"along": 0.5, "size_ratio": 0.75})
+    np.testing.assert_allclose(face, [100.0, 180.0, 30.0, 30.0])
+    faces = np.array([[300.0, 180.0, 30.0, 30.0], [102.0, 178.0, 28.0, 28.0], [100.0, 180.0, 200.0, 200.0]])
+    assert match_head_faces(pose, LSP, faces) == 1                # near the head, head-sized
+    assert match_head_faces(pose, LSP, faces[[0, 2]]) is None      # too far, too big
+    fit = fit_head_face(pose[None], LSP, faces[1:2])
+    assert fit["persons"] == 1 and fit["along"] == pytest.approx(0.55) and fit["size_ratio"] == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="no person"):
+        fit_head_face(pose[None], LSP, np.full((1, 4), np.nan))
