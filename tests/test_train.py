@@ -160,3 +160,45 @@ def test_head_face_fit_and_match():
     assert fit["persons"] == 1 and fit["along"] == pytest.approx(0.55) and fit["size_ratio"] == pytest.approx(0.7)
     with pytest.raises(ValueError, match="no person"):
         fit_head_face(pose[None], LSP, np.full((1, 4), np.nan))
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_cpu_processes_trains_and_writes_the_model(tmp_path):
+    """`torchrun --nproc_per_node 2 main.py train` on a tiny run (gloo on CPU): both processes
+    join, each takes half of the batches, process 0 writes the log, checkpoints and model folder."""
+    import subprocess
+    import sys
+
+    require_data("flic", "examples.mat")
+    from conftest import REPO
+
+    out = tmp_path / "model"
+    out.mkdir()
+    shutil.copy(WEIGHTS_FLIC / "scaler.json", out)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(REPO / "main.py"), "train", "--dataset", "flic", "--out", str(out), "--run-dir", str(tmp_path / "run"),
+           "--stages", "1", "--epochs", "1", "--limit", "16", "--val-limit", "4", "--batch-size", "4",
+           "--threads", "1", "--loss", "smooth_l1"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "2 process(es)" in log and "loss smooth_l1" in log
+    assert log.count("stage 1 epoch 1/1") == 1          # one process logs
+    ck = torch.load(tmp_path / "run" / "stage1" / "last.pt", weights_only=False)
+    assert ck["epoch"] == 1 and ck["train_config"]["loss"] == "smooth_l1"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stages"][0]["stage"] == 1 and manifest["training"]["config"]["loss"] == "smooth_l1"
+
+
+def test_losses_agree_on_known_errors():
+    from tools.trainer import masked_loss
+
+    target = torch.zeros(1, 2, 2)
+    pred = torch.tensor([[0.3, -0.4, 1.0, 1.0]])
+    mask = torch.tensor([[True, False]])               # the second joint is unlabelled
+    assert masked_loss("l2", pred, target, mask).item() == pytest.approx(0.25)
+    assert masked_loss("l1", pred, target, mask).item() == pytest.approx(0.7)
+    assert masked_loss("smooth_l1", pred, target, mask).item() == pytest.approx(0.3 - 0.025 + 0.4 - 0.025)
+    with pytest.raises(ValueError, match="unknown loss"):
+        masked_loss("l3", pred, target, mask)

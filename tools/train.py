@@ -49,6 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-data", action="append", default=[], choices=["lsp", "flic"], metavar="DATASET",
                         help="add another dataset's train split to the training persons (union of joints; joints it "
                              "does not label are left out of the loss); repeatable. Default: none")
+    parser.add_argument("--loss", choices=["l2", "l1", "smooth_l1"], default="l2",
+                        help="loss on normalized joint coordinates: l2 (the paper's Eq. 4), l1 or smooth_l1. Default: l2")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (cosine decay)")
     parser.add_argument("--preset", default="compact", help="network preset (engine.network.PRESETS)")
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         refine_lr=args.refine_lr,
         neighbours=args.neighbours,
         init=args.init,
+        loss=args.loss,
         extra_data=[d for d in args.extra_data if d != args.dataset],
         preset=args.preset,
         sigma=args.sigma if args.sigma is not None else (1.0 if args.dataset == "flic" else 2.0),

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -59,6 +60,7 @@ class TrainConfig:
     neighbours: bool = False   # also supervise the other labelled joints inside each joint box
     init: Path | None = None   # model folder whose stage-s checkpoint starts stage s (fine-tuning)
     extra_data: list[str] = field(default_factory=list)  # other datasets' train splits added to train (union of joints)
+    loss: str = "l2"           # "l2" (Eq. 4), "l1" or "smooth_l1" on the normalized joint coordinates
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -182,6 +184,43 @@ def masked_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     return err.sum() / pred.shape[0]
 
 
+LOSSES = ("l2", "l1", "smooth_l1")
+
+
+def masked_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The training loss over labelled joints, summed per joint and averaged over the batch.
+
+    Args:
+        kind: "l2" (the paper's Eq. 4, :func:`masked_l2`), "l1" (|dx| + |dy|) or "smooth_l1"
+            (Huber with beta 0.05 in normalized box units, per coordinate).
+        pred: (B, 2k) network outputs; target: (B, k, 2) normalized joints; mask: (B, k) bool.
+    Raises:
+        ValueError: unknown ``kind``.
+    """
+    if kind == "l2":
+        return masked_l2(pred, target, mask)
+    diff = pred.view_as(target) - target
+    if kind == "l1":
+        per = diff.abs().sum(-1)
+    elif kind == "smooth_l1":
+        per = torch.nn.functional.smooth_l1_loss(diff, torch.zeros_like(diff), reduction="none", beta=0.05).sum(-1)
+    else:
+        raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+    return (per * mask).sum() / pred.shape[0]
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless torch.distributed is initialized (torchrun)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    if _dist()[1] > 1:
+        torch.distributed.barrier()
+
+
 def predict(nets: list[PoseRegressor], data: TrainingData, sigma: float, device: torch.device) -> np.ndarray:
     """Run the cascade of ``nets`` over every example of ``data``; returns (S, N, k, 2) pixels."""
     from tools.evaluate import cascade_poses
@@ -296,8 +335,12 @@ class StageTrainer:
             log.info("stage %d: fitted stage %d displacement distribution on %d training persons in %.0f s; "
                      "per-joint error std (diam units): %s", self.stage, self.stage - 1, len(self.train), time.time() - t,
                      np.round(np.sqrt(np.diagonal(stats["cov"], axis1=1, axis2=2)).mean(1), 3).tolist())
+        rank, world = _dist()
         n_items = len(self._epoch_items(np.random.default_rng(0)))
-        steps_per_epoch = max(1, n_items // cfg.batch_size)
+        # Under torchrun every process draws the same epoch order and takes every world-th
+        # batch; gradients are averaged by DistributedDataParallel, so one step still covers
+        # batch_size x world samples.
+        steps_per_epoch = max(1, n_items // (cfg.batch_size * world))
         total = epochs * steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, min(300, total // 10 + 1)))
         start_epoch, history, final_metrics = 0, [], {}
@@ -310,33 +353,45 @@ class StageTrainer:
             rng.bit_generator.state = ck["rng"]["numpy"]
             torch.set_rng_state(ck["rng"]["torch"])
             log.info("stage %d: resumed from %s at epoch %d/%d", self.stage, self.ckpt_path, start_epoch, epochs)
-        maker = SampleMaker(self.train, cfg, rng)
+        # augmentation draws differ per process; the epoch order (rng) is shared
+        maker = SampleMaker(self.train, cfg, rng if world == 1 else
+                            np.random.default_rng([cfg.seed, self.stage, rank, start_epoch]))
+        model = net
+        if world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         step = start_epoch * steps_per_epoch
         for epoch in range(start_epoch, epochs):
-            net.train()
-            items = self._epoch_items(rng)[: steps_per_epoch * cfg.batch_size]
+            model.train()
+            items = self._epoch_items(rng)[: steps_per_epoch * cfg.batch_size * world]
             bar = tqdm(range(steps_per_epoch), desc=f"stage {self.stage} epoch {epoch + 1}/{epochs}", unit="step",
-                       disable=None, mininterval=1.0)
+                       disable=None if rank == 0 else True, mininterval=1.0)
             t0, seen, loss_sum = time.time(), 0, 0.0
             for b in bar:
-                batch = items[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                first = (b * world + rank) * cfg.batch_size
+                batch = items[first:first + cfg.batch_size]
                 x, target, mask = maker.stage1(batch) if self.stage == 1 else maker.refine(batch, stats)
                 x, target, mask = x.to(self.device), target.to(self.device), mask.to(self.device)
-                loss = masked_l2(net(x), target, mask)
+                loss = masked_loss(cfg.loss, model(x), target, mask)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
                 opt.step()
                 sched.step()
                 step += 1
-                seen += len(batch)
-                loss_sum += loss.item() * len(batch)
+                seen += len(batch) * world
+                loss_sum += loss.item() * len(batch) * world  # this process's loss stands for all
                 bar.set_postfix(loss=f"{loss_sum / seen:.4f}", samples_s=f"{seen / (time.time() - t0):.0f}",
                                 lr=f"{sched.get_last_lr()[0]:.1e}")
                 if cfg.max_steps and step >= cfg.max_steps:
                     break
             bar.close()
             net.eval()
+            if rank != 0:  # process 0 validates and writes the checkpoint
+                _barrier()
+                if cfg.max_steps and step >= cfg.max_steps:
+                    break
+                continue
             metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device), self.val)
             entry = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "samples_per_s": seen / (time.time() - t0),
                      "val": metrics[f"stage{self.stage}"]}
@@ -349,6 +404,7 @@ class StageTrainer:
                           "val_metrics": final_metrics,
                           "train_config": cfg.to_dict(),
                           "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, self.ckpt_path)
+            _barrier()
             if cfg.max_steps and step >= cfg.max_steps:
                 break
         net.eval()
@@ -485,15 +541,45 @@ def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict,
     write_manifest(cfg.out, manifest)
 
 
+def _init_distributed(cfg: TrainConfig) -> torch.device:
+    """The training device; under torchrun (WORLD_SIZE > 1) also joins the process group:
+    NCCL with one GPU per process (LOCAL_RANK) on CUDA, gloo on CPUs."""
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else 0
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu" if cfg.device == "auto" else cfg.device)
+
+
 def train_cascade(cfg: TrainConfig) -> int:
-    """Train ``cfg.stages`` in order; returns a process exit code."""
-    _setup_logging(cfg.run_dir)
+    """Train ``cfg.stages`` in order; returns a process exit code.
+
+    Run as one process, or under ``torchrun --nproc_per_node N`` (DistributedDataParallel:
+    NCCL on GPUs, gloo on CPUs): every process loads the data and takes every N-th batch;
+    process 0 validates, logs and writes checkpoints and the model folder.
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
-    log.info("training %s stages %s on %s (%d threads), preset %s, sigma %.1f", cfg.dataset, cfg.stages, device,
-             torch.get_num_threads(), cfg.preset, cfg.sigma)
+    device = _init_distributed(cfg)
+    rank, world = _dist()
+    if rank == 0:
+        _setup_logging(cfg.run_dir)
+    else:
+        log.setLevel(logging.WARNING)
+    try:
+        return _train_stages(cfg, device, rank, world)
+    finally:
+        if world > 1:
+            torch.distributed.destroy_process_group()
+
+
+def _train_stages(cfg: TrainConfig, device: torch.device, rank: int, world: int) -> int:
+    log.info("training %s stages %s on %s (%d process(es), %d threads each), preset %s, sigma %.1f, loss %s",
+             cfg.dataset, cfg.stages, device, world, torch.get_num_threads(), cfg.preset, cfg.sigma, cfg.loss)
     try:
         scaler = _scaler(cfg)
         train = _load_split(cfg, "train", cfg.limit, scaler)
@@ -513,7 +599,9 @@ def train_cascade(cfg: TrainConfig) -> int:
         except ModelError as e:
             print(f"train: {e}", file=sys.stderr)
             return 2
-        final = result["val_metrics"]
-        _write_stage(cfg, stage, net.cpu(), result, stats, final, train, val, scaler)
-        log.info("stage %d written to %s; val %s", stage, cfg.out, _summary(final[f"stage{stage}"]))
+        if rank == 0:
+            final = result["val_metrics"]
+            _write_stage(cfg, stage, net.cpu(), result, stats, final, train, val, scaler)
+            log.info("stage %d written to %s; val %s", stage, cfg.out, _summary(final[f"stage{stage}"]))
+        _barrier()  # the next stage reads this one from the model folder
     return 0
