@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from conftest import WEIGHTS_FLIC, require_data
-from tools.datasets import load_dataset
-from tools.trainer import SampleMaker, TrainConfig, TrainingData, displacement_stats, masked_l2
+from deeppose.tools.datasets import load_dataset
+from deeppose.tools.trainer import SampleMaker, TrainConfig, TrainingData, displacement_stats, masked_l2
 
 
 @pytest.fixture(scope="module")
 def small_flic():
     require_data("flic", "examples.mat")
-    from tools.person_boxes import example_b0
+    from deeppose.tools.person_boxes import example_b0
 
     ds = load_dataset("flic", None, "train")
     ds.examples = ds.examples[:12]
@@ -51,7 +51,7 @@ def test_refine_samples_target_only_their_joint(small_flic):
 
 def test_a_few_steps_lower_the_loss(small_flic):
     torch.manual_seed(0)
-    from engine.network import build_network
+    from deeppose.engine.network import build_network
 
     cfg = TrainConfig(batch_size=12)
     maker = SampleMaker(small_flic, cfg, np.random.default_rng(0))
@@ -93,7 +93,7 @@ def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["stage"] for s in manifest["stages"]] == [1, 2]
     assert len(manifest["stages"][1]["displacement_prior"]["mean"]) == 11
-    from engine.model import load_cascade
+    from deeppose.engine.model import load_cascade
     cascade, _ = load_cascade(out)
     assert cascade.num_stages == 2
 
@@ -120,8 +120,8 @@ def test_lsp_persons_join_flic_training_with_the_union_of_joints():
     the loss), b0 from the FLIC scaler applied to their detected face, or to the face implied by
     neck and head top; every labelled LSP arm joint is where LSP put it."""
     require_data("lsp", "joints.mat")
-    from engine.skeletons import FLIC
-    from tools.trainer import _extra_split
+    from deeppose.engine.skeletons import FLIC
+    from deeppose.tools.trainer import _extra_split
 
     scaler = json.loads((WEIGHTS_FLIC / "scaler.json").read_text())
     ds, b0, sources = _extra_split("lsp", FLIC, scaler, limit=20)
@@ -145,8 +145,8 @@ def test_lsp_persons_join_flic_training_with_the_union_of_joints():
 
 
 def test_head_face_fit_and_match():
-    from engine.skeletons import LSP
-    from tools.person_boxes import fit_head_face, head_face, match_head_faces
+    from deeppose.engine.skeletons import LSP
+    from deeppose.tools.person_boxes import fit_head_face, head_face, match_head_faces
 
     pose = np.full((LSP.k, 2), np.nan)
     pose[LSP.joints.index("neck")] = (100.0, 200.0)
@@ -192,7 +192,7 @@ def test_torchrun_with_two_cpu_processes_trains_and_writes_the_model(tmp_path):
 
 
 def test_losses_agree_on_known_errors():
-    from tools.trainer import masked_loss
+    from deeppose.tools.trainer import masked_loss
 
     target = torch.zeros(1, 2, 2)
     pred = torch.tensor([[0.3, -0.4, 1.0, 1.0]])
