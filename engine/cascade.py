@@ -1,6 +1,6 @@
 """The DeepPose cascade (Sec. 3.2): stage 1 on the person box b0, refinement stages on joint boxes.
 
-The cascade is written once against :class:`Regressor`, so that the PyTorch, ONNX Runtime and
+The cascade is written once against :class:`engine.backends.base.Regressor`, so that the PyTorch, ONNX Runtime and
 TensorRT backends plug in unchanged. Every stage runs all of its crops (all persons, and at
 stages s >= 2 all k joints of every person) in ONE batch.
 """
@@ -8,24 +8,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .geometry import INPUT_SIZE, crop_boxes, denormalize, joint_boxes, to_network_input
 from .skeletons import Skeleton
 
-
-class Regressor(Protocol):
-    """One stage's network psi behind any runtime backend.
-
-    ``regress(crops)`` takes float32 crops of shape (B, 3, 220, 220), normalized as by
-    :func:`engine.geometry.to_network_input`, and returns float32 (B, 2k): for each crop the
-    k joints (x_1, y_1, ..., x_k, y_k) in coordinates normalized by the crop's box (Eq. 1).
-    B may be any size >= 1.
-    """
-
-    def regress(self, crops: np.ndarray) -> np.ndarray: ...
+if TYPE_CHECKING:  # pragma: no cover
+    from .backends.base import Regressor  # the contract every backend implements
 
 
 @dataclass

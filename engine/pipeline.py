@@ -131,8 +131,7 @@ class PosePipeline:
             if backend != "torch":
                 backend_options["threads"] = int(threads)
         self.cascade, self.info = load_cascade(self.weights, backend, **backend_options)
-        reg = self.cascade.regressors[0]
-        self._backend = getattr(reg, "backend", None) or getattr(reg, "name", None) or "torch"
+        self._backend = self.cascade.regressors[0].name
         self.smoothing = smoothing or OneEuroParams()
         self.tracker = tracker or PersonTracker()
         self.smooth = bool(smooth)
@@ -292,7 +291,9 @@ class PosePipeline:
         self._t_origin = None
 
     def close(self) -> None:
-        """Release the detector (if this pipeline made it); idempotent."""
+        """Release the detector (if this pipeline made it) and the cascade's networks; idempotent."""
+        for r in self.cascade.regressors:
+            r.close()
         if self._owns_detector and self.detector is not None:
             self.detector.close()
             if self.face_search is not None:

@@ -14,6 +14,7 @@ import torch
 
 from engine.backends import BackendError
 from engine.backends import onnxruntime_backend as ortb
+from engine.backends.common import default_cache_dir, file_sha256
 from engine.model import load_stage_module, read_manifest
 from tools.benchmark import make_random_model
 from tools.export_onnx import parity, real_crops
@@ -73,7 +74,7 @@ def test_cache_metadata_and_dynamic_axis(model_dir, monkeypatch):
     paths = ortb.ensure_onnx(info, exporter="torchscript")
     assert [p.parent for p in paths] == [model_dir, model_dir]
     for s, (ckpt, path) in enumerate(zip(info.stage_files, paths), start=1):
-        sha = ortb.file_sha256(ckpt)
+        sha = file_sha256(ckpt)
         assert path.name == f"stage{s}.{sha[:16]}.onnx"
         meta = ortb.onnx_metadata(path)
         assert meta["opset"] == meta["opset_imported"] == str(ortb.OPSET)
@@ -110,7 +111,7 @@ def test_read_only_model_folder_uses_user_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(ortb, "is_writable", lambda f: Path(f) != folder)
     (path,) = ortb.ensure_onnx(read_manifest(folder), exporter="torchscript")
-    assert path.parent == ortb.default_cache_dir(folder)
+    assert path.parent == default_cache_dir(folder)
     assert str(path).startswith(str(tmp_path / "cache" / "deeppose" / "onnx"))
 
 

@@ -391,7 +391,7 @@ def run(args) -> int:
             continue
         entry["load_seconds"] = time.perf_counter() - t0
         entry["description"] = describe_regressors(cascade.regressors)
-        entry["resolved_backend"] = getattr(cascade.regressors[0], "backend", backend)
+        entry["resolved_backend"] = cascade.regressors[0].name
 
         if b0 is None:
             b0 = _person_box(pipeline, frames, w, h)

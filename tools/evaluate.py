@@ -348,7 +348,7 @@ def _run(args) -> int:
         stage_poses, seconds = cascade_poses(dataset, cascade, b0, args.stages)
         wall = time.perf_counter() - t
         names = [f"stage {s + 1}" for s in range(len(stage_poses))]
-        runtime = getattr(cascade.regressors[0], "description", None) or args.backend
+        runtime = cascade.regressors[0].description
         label = f"model {weights} ({info.manifest.get('name', '?')}), {runtime}"
         report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.get("name"),
                       backend=args.backend, b0_sources=dict(Counter(sources)),

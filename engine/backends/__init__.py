@@ -10,9 +10,10 @@ Backends (one name each, chosen with ``--backend``):
   (optional import; needs an NVIDIA GPU; see :mod:`engine.backends.tensorrt_backend`).
 - ``auto``: the fastest one available here (:func:`resolve_backend` says which and why).
 
-Every regressor made here carries ``backend`` (its backend name) and ``description`` (one
-line naming the library version, device, precision and threads), so that every command can
-print what it runs on (:func:`describe_regressors`).
+Every regressor made here is an :class:`engine.backends.base.Regressor`: its ``name``,
+``description`` (one line naming the library version, device, precision and threads),
+``max_batch`` and ``reason`` (why it was chosen) are set when it is created, so that every
+command can print what it runs on (:func:`describe_regressors`); ``close()`` releases it.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..model import ModelError
+from .base import BackendError, Regressor
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import ModelInfo
@@ -34,10 +35,6 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 CHOICES = ("auto",) + BACKENDS + tuple(ALIASES)
 """Every name accepted by ``--backend``."""
-
-
-class BackendError(ModelError):
-    """A backend that cannot run here or cannot load this model; the message is one line."""
 
 
 def canonical_name(name: str) -> str:
@@ -172,34 +169,18 @@ def resolve_backend(name: str = "auto", folder: str | Path | None = None, precis
     return "torch", f"auto: no CUDA GPU, and {status['onnxruntime'][1]}; using PyTorch on the CPU"
 
 
-def _label(regressors: list, backend: str, reason: str) -> list:
-    for r in regressors:
-        r.backend = backend
-        r.backend_reason = reason
-        if not getattr(r, "description", None):
-            r.description = backend
-    return regressors
-
-
 def _torch_regressors(info: "ModelInfo", device: str | None = None, fp16: bool | None = None,
-                      threads: int | None = None) -> list:
+                      threads: int | None = None, reason: str = "") -> list[Regressor]:
     import torch
 
     from ..model import load_stage_module
     from .torch_backend import TorchRegressor
     if threads:
         torch.set_num_threads(int(threads))
-    out = []
-    for f in info.stage_files:
-        r = TorchRegressor(load_stage_module(f, info.skeleton.k), device=device, fp16=fp16)
-        where = str(r.device) if r.device.type == "cpu" else f"{r.device} {torch.cuda.get_device_name(r.device)}"
-        threads_txt = f", {torch.get_num_threads()} threads" if r.device.type == "cpu" else ""
-        r.description = f"torch {torch.__version__} ({where}, {'fp16' if r.fp16 else 'fp32'}{threads_txt})"
-        out.append(r)
-    return out
+    return [TorchRegressor(load_stage_module(f, info.skeleton.k), device, fp16, reason) for f in info.stage_files]
 
 
-def create_regressors(info: "ModelInfo", backend: str = "auto", **opts: Any) -> list:
+def create_regressors(info: "ModelInfo", backend: str = "auto", **opts: Any) -> list[Regressor]:
     """One regressor per stage of the model ``info`` on ``backend``, stage 1 first.
 
     Each regressor loads its network once, keeps its buffers, and runs a whole stage's batch
@@ -214,7 +195,7 @@ def create_regressors(info: "ModelInfo", backend: str = "auto", **opts: Any) -> 
             onnxruntime: ``threads`` (default: physical cores), ``spinning``, ``cache_dir``.
             tensorrt: ``precision`` ("fp16"/"fp32"), ``device``.
     Returns:
-        list of regressors with ``backend``, ``backend_reason`` and ``description`` set.
+        one :class:`Regressor` per stage, their ``reason`` saying why the backend was chosen.
     Raises:
         BackendError: unknown or unavailable backend, or a backend that cannot load this
             model (missing engines, export failure); one line, with the fix where known.
@@ -224,23 +205,26 @@ def create_regressors(info: "ModelInfo", backend: str = "auto", **opts: Any) -> 
     if key == "auto":
         name, reason = resolve_backend("auto", info.folder, opts.get("precision"))
         try:
-            return _label(create_regressors(info, name, **_opts_for(name, opts)), name, reason)
+            return _create(info, name, reason, opts)
         except BackendError as e:
             if name == "torch":
                 raise
             reason = f"auto: {name} failed to load ({e}); using PyTorch"
             log.warning("%s", reason)
-            return _label(_torch_regressors(info, **_opts_for("torch", opts)), "torch", reason)
+            return _create(info, "torch", reason, opts)
     name, reason = resolve_backend(key)
+    return _create(info, name, reason, opts)
+
+
+def _create(info: "ModelInfo", name: str, reason: str, opts: dict) -> list[Regressor]:
+    """The regressors of backend ``name`` (a canonical, available name)."""
     if name == "torch":
-        regs = _torch_regressors(info, **_opts_for("torch", opts))
-    elif name == "onnxruntime":
+        return _torch_regressors(info, **_opts_for("torch", opts), reason=reason)
+    if name == "onnxruntime":
         from .onnxruntime_backend import create_onnxruntime_regressors
-        regs = create_onnxruntime_regressors(info, **_opts_for("onnxruntime", opts))
-    else:
-        from .tensorrt_backend import create_tensorrt_regressors
-        regs = create_tensorrt_regressors(info, **_opts_for("tensorrt", opts))
-    return _label(regs, name, reason)
+        return create_onnxruntime_regressors(info, **_opts_for("onnxruntime", opts), reason=reason)
+    from .tensorrt_backend import create_tensorrt_regressors
+    return create_tensorrt_regressors(info, **_opts_for("tensorrt", opts), reason=reason)
 
 
 _OPTIONS = {
@@ -255,21 +239,12 @@ def _opts_for(name: str, opts: dict) -> dict:
     return {k: v for k, v in opts.items() if k in _OPTIONS[name] and v is not None}
 
 
-def describe_regressors(regressors: list) -> str:
+def describe_regressors(regressors: "list[Regressor]") -> str:
     """One line naming the backend a cascade runs on, e.g.
-    ``"onnxruntime 1.31.1 (CPUExecutionProvider, 2 threads) [auto: no CUDA GPU; ...]"``.
-
-    Works for any regressors (those of ``engine.model.load_cascade(folder, "torch")`` too).
+    ``"onnxruntime 1.31.1 (CPU, 2 threads) [auto: no CUDA GPU; ...]"`` (the reason is shown
+    when ``auto`` chose the backend); "no regressors" for an empty list.
     """
     if not regressors:
         return "no regressors"
     r = regressors[0]
-    desc = getattr(r, "description", None)
-    if not desc and getattr(r, "name", None) == "torch" and hasattr(r, "device"):
-        import torch  # a TorchRegressor made by engine.model.load_cascade(folder, "torch")
-        cpu = r.device.type == "cpu"
-        desc = (f"torch {torch.__version__} ({r.device}, {'fp16' if getattr(r, 'fp16', False) else 'fp32'}"
-                f"{f', {torch.get_num_threads()} threads' if cpu else ''})")
-    desc = desc or getattr(r, "name", None) or type(r).__name__
-    reason = getattr(r, "backend_reason", "")
-    return f"{desc} [{reason}]" if reason.startswith("auto") else desc
+    return f"{r.description} [{r.reason}]" if r.reason.startswith("auto") else r.description

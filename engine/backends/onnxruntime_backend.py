@@ -14,7 +14,6 @@ read-only model folder is cached under ``$XDG_CACHE_HOME/deeppose/onnx`` instead
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -24,7 +23,9 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from . import BackendError, physical_cores
+from . import physical_cores
+from .base import BackendError, Regressor
+from .common import INPUT_NAME, OUTPUT_NAME, default_cache_dir, file_sha256, is_writable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import ModelInfo
@@ -33,19 +34,8 @@ log = logging.getLogger(__name__)
 
 OPSET = 18
 """ONNX opset of exported graphs (supported by ONNX Runtime >= 1.14 and TensorRT >= 8.6)."""
-INPUT_NAME = "crops"
-OUTPUT_NAME = "coords"
 PARITY_TOLERANCE = 1e-4
 """Largest allowed |PyTorch - ONNX Runtime| difference, in normalized coordinates."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_exporter() -> str:
@@ -156,18 +146,6 @@ def onnx_metadata(path: str | Path) -> dict:
     return meta
 
 
-def default_cache_dir(folder: str | Path, kind: str = "onnx") -> Path:
-    """Fallback cache for a model folder that is not writable: $XDG_CACHE_HOME/deeppose/<kind>/<id>."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deeppose" / kind
-    folder = Path(folder).resolve()
-    return root / f"{folder.name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"
-
-
-def is_writable(folder: str | Path) -> bool:
-    """Whether files can be created in ``folder``."""
-    return os.access(folder, os.W_OK)
-
-
 def onnx_path(checkpoint: str | Path, folder: str | Path, sha: str | None = None) -> Path:
     """Cache file of one stage checkpoint in ``folder``: ``<stem>.<sha16>.onnx``."""
     checkpoint = Path(checkpoint)
@@ -214,12 +192,12 @@ def ensure_onnx(info: "ModelInfo", cache_dir: str | Path | None = None, exporter
     return paths
 
 
-class OnnxRuntimeRegressor:
-    """:class:`engine.cascade.Regressor` running one stage's ONNX graph with ONNX Runtime (CPU).
+class OnnxRuntimeRegressor(Regressor):
+    """:class:`engine.backends.base.Regressor` running one stage's ONNX graph with ONNX Runtime (CPU).
 
     One inference session, created once, with all graph optimizations (constant folding,
     batch-norm folding, conv+activation fusion), ``threads`` intra-op threads, sequential
-    execution. Each call runs the whole batch in one session run.
+    execution. Each call runs the whole batch in one session run (``max_batch`` None).
 
     Args:
         path: the stage's .onnx file.
@@ -228,13 +206,14 @@ class OnnxRuntimeRegressor:
             machine of docs/SPEED.md spinning saved nothing when idle and doubled the
             cascade's latency when other work (training, the face detector, the GUI) shared
             the cores.
+        reason: why this backend was chosen (see :class:`Regressor`).
     Raises:
         BackendError: onnxruntime missing or the file cannot be loaded.
     """
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, threads: int | None = None, spinning: bool = False):
+    def __init__(self, path: str | Path, threads: int | None = None, spinning: bool = False, reason: str = ""):
         try:
             import onnxruntime as ort
         except ImportError as e:
@@ -254,15 +233,19 @@ class OnnxRuntimeRegressor:
             raise BackendError(f"ONNX Runtime cannot load {self.path}: {str(e).splitlines()[0]}") from None
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
-        self.description = f"onnxruntime {ort.__version__} (CPU, {self.threads} threads)"
+        super().__init__(f"onnxruntime {ort.__version__} (CPU, {self.threads} threads)", None, reason)
 
     def regress(self, crops: np.ndarray) -> np.ndarray:
         """(B, 3, 220, 220) float32 -> (B, 2k) float32 normalized coordinates, one session run."""
+        self._check_open()
         x = np.ascontiguousarray(crops, dtype=np.float32)
         return self.session.run([self.output], {self.input: x})[0]
 
+    def _release(self) -> None:
+        self.session = None
+
 
 def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None, spinning: bool = False,
-                                  cache_dir: str | Path | None = None) -> list[OnnxRuntimeRegressor]:
+                                  cache_dir: str | Path | None = None, reason: str = "") -> list[OnnxRuntimeRegressor]:
     """One :class:`OnnxRuntimeRegressor` per stage of ``info`` (exporting to ONNX when needed)."""
-    return [OnnxRuntimeRegressor(p, threads, spinning) for p in ensure_onnx(info, cache_dir)]
+    return [OnnxRuntimeRegressor(p, threads, spinning, reason) for p in ensure_onnx(info, cache_dir)]

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import BackendError
+from .base import BackendError, Regressor
+from .common import INPUT_NAME, default_cache_dir, file_sha256, is_writable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import ModelInfo
@@ -126,7 +127,6 @@ def check_metadata(meta: dict, env: TrtEnvironment, precision: str, checkpoint_s
 
 
 def _engine_dirs(info_folder: Path) -> list[Path]:
-    from .onnxruntime_backend import default_cache_dir
     return [info_folder, default_cache_dir(info_folder, "engines")]
 
 
@@ -146,8 +146,6 @@ def find_engines(info: "ModelInfo", precision: str = "fp16", env: TrtEnvironment
             engine is missing, or was built for another TensorRT version, GPU, precision or
             checkpoint.
     """
-    from .onnxruntime_backend import file_sha256
-
     env = env or current_environment()
     folder = info.folder
     found = []
@@ -223,10 +221,12 @@ def to_fp16_onnx(model):
 
 def profile_batches(stage: int, k: int, max_persons: int) -> tuple[int, int, int]:
     """(min, opt, max) batch of a stage's optimization profile: stage 1 regresses one crop per
-    person (1, 1, P); stages >= 2 the k joint crops of every person (k, k, P*k); opt is one person."""
+    person (1, 1, P); stages >= 2 the k joint crops of every person (1, k, P*k). Every profile
+    starts at 1 so that the engine takes any batch B >= 1 (larger than max: run in chunks);
+    opt is one person."""
     if stage == 1:
         return 1, 1, max_persons
-    return k, k, max_persons * k
+    return 1, k, max_persons * k
 
 
 def build_engine(onnx_file: str | Path, out: str | Path, precision: str, batches: tuple[int, int, int],
@@ -247,8 +247,6 @@ def build_engine(onnx_file: str | Path, out: str | Path, precision: str, batches
     """
     import onnx
     import tensorrt as trt
-
-    from .onnxruntime_backend import INPUT_NAME, file_sha256
 
     onnx_file, out = Path(onnx_file), Path(out)
     model = onnx.load(str(onnx_file))
@@ -290,7 +288,7 @@ def build_engines(info: "ModelInfo", precision: str = "fp16", max_persons: int =
 
     Returns the engine paths, stage 1 first. Raises :class:`BackendError` (see :func:`build_engine`).
     """
-    from .onnxruntime_backend import default_cache_dir, ensure_onnx, file_sha256, is_writable
+    from .onnxruntime_backend import ensure_onnx
 
     env = current_environment(device)
     folder = info.folder if is_writable(info.folder) else default_cache_dir(info.folder, "engines")
@@ -305,25 +303,26 @@ def build_engines(info: "ModelInfo", precision: str = "fp16", max_persons: int =
     return paths
 
 
-class TensorRTRegressor:
-    """:class:`engine.cascade.Regressor` running one stage's TensorRT engine.
+class TensorRTRegressor(Regressor):
+    """:class:`engine.backends.base.Regressor` running one stage's TensorRT engine.
 
     The engine is deserialized once; input and output live in PyTorch CUDA tensors (and pinned
     host tensors for the copies) allocated once for the profile's largest batch; every call
     sets the batch's input shape and runs ``execute_async_v3`` on a private CUDA stream. A
-    batch larger than the profile's maximum runs in chunks.
+    batch larger than the profile's maximum (``max_batch``) runs in chunks.
 
     Args:
         path: the .engine file.
         device: CUDA device (default "cuda").
         rebuild_hint: command printed when the engine cannot be deserialized.
+        reason: why this backend was chosen (see :class:`Regressor`).
     Raises:
         BackendError: TensorRT missing, or the engine cannot be deserialized here.
     """
 
     name = "tensorrt"
 
-    def __init__(self, path: str | Path, device: str | None = None, rebuild_hint: str = ""):
+    def __init__(self, path: str | Path, device: str | None = None, rebuild_hint: str = "", reason: str = ""):
         try:
             import tensorrt as trt
         except ImportError as e:
@@ -342,10 +341,13 @@ class TensorRTRegressor:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        _, _, max_shape = self.engine.get_tensor_profile_shape(self.input, 0)
-        self.max_batch = int(max_shape[0])
+        min_shape, _, max_shape = self.engine.get_tensor_profile_shape(self.input, 0)
+        if int(min_shape[0]) != 1:
+            raise BackendError(f"the TensorRT engine {self.path.name} does not take a batch of 1 (profile starts at "
+                               f"{int(min_shape[0])}); rebuild with: {rebuild_hint or 'python main.py build-engines'}")
+        max_batch = int(max_shape[0])
         in_shape = tuple(int(d) for d in max_shape)
-        out_shape = (self.max_batch, int(self.engine.get_tensor_shape(self.output)[1]))
+        out_shape = (max_batch, int(self.engine.get_tensor_shape(self.output)[1]))
         dt = {name: torch.from_numpy(np.empty(0, dtype=trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
               for name in (self.input, self.output)}
         cuda = self.device.type == "cuda"
@@ -357,14 +359,12 @@ class TensorRTRegressor:
         self.context.set_tensor_address(self.output, self.d_out.data_ptr())
         self.stream = torch.cuda.Stream(self.device) if cuda else None
         gpu = torch.cuda.get_device_name(self.device) if cuda else str(self.device)
-        self.description = f"tensorrt {trt.__version__} ({gpu}, {self.engine_precision()})"
-
-    def engine_precision(self) -> str:
-        meta = _read_meta(self.path) or {}
-        return str(meta.get("precision", "?"))
+        precision = str((_read_meta(self.path) or {}).get("precision", "?"))
+        super().__init__(f"tensorrt {trt.__version__} ({gpu}, {precision})", max_batch, reason)
 
     def regress(self, crops: np.ndarray) -> np.ndarray:
-        """(B, 3, 220, 220) float32 -> (B, 2k) float32 normalized coordinates."""
+        """(B, 3, 220, 220) float32 -> (B, 2k) float32 normalized coordinates, in chunks of ``max_batch``."""
+        self._check_open()
         crops = np.ascontiguousarray(crops, dtype=np.float32)
         out = np.empty((len(crops), self.h_out.shape[1]), np.float32)
         for i in range(0, len(crops), self.max_batch):
@@ -387,8 +387,15 @@ class TensorRTRegressor:
             self.stream.synchronize()
         out[...] = self.h_out[:n].numpy()
 
+    def _release(self) -> None:
+        if self.stream is not None:
+            self.stream.synchronize()
+        self.context = self.engine = self.runtime = None
+        self.d_in = self.d_out = self.h_in = self.h_out = self.stream = None
 
-def create_tensorrt_regressors(info: "ModelInfo", precision: str = "fp16", device: str | None = None) -> list[TensorRTRegressor]:
+
+def create_tensorrt_regressors(info: "ModelInfo", precision: str = "fp16", device: str | None = None,
+                               reason: str = "") -> list[TensorRTRegressor]:
     """One :class:`TensorRTRegressor` per stage of ``info``, from engines built for this machine.
 
     Raises:
@@ -396,4 +403,4 @@ def create_tensorrt_regressors(info: "ModelInfo", precision: str = "fp16", devic
     """
     engines = find_engines(info, precision, current_environment(device))
     hint = rebuild_command(info.folder, precision)
-    return [TensorRTRegressor(path, device, hint) for path, _ in engines]
+    return [TensorRTRegressor(path, device, hint, reason) for path, _ in engines]
