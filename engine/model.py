@@ -1,24 +1,29 @@
-"""Model folders: a manifest (JSON) plus one checkpoint per cascade stage.
+"""Model folders: a manifest (JSON), one checkpoint per cascade stage and its ONNX graph.
 
 Layout of a model folder (``weights/flic/``)::
 
     manifest.json      what the model is (see :func:`write_manifest` for the keys)
     stage1.pt ...      one checkpoint per stage: {"config": PoseRegressor.config(),
-                       "state_dict": ..., "stage": s} (tensors may be stored as fp16)
+                       "state_dict": ..., "stage": s} (tensors may be stored as fp16);
+                       read by the torch backend and the build-time tools
+    stage1.onnx ...    one ONNX graph per stage (``python main.py export-onnx``), named by the
+                       manifest's stage entries; read by the ONNX Runtime backend and
+                       ``build-engines``
 
-:func:`load_cascade` turns a folder into a ready :class:`engine.cascade.Cascade`.
+This module imports neither torch nor the backends (``engine.backends.load_cascade`` turns a
+folder into a ready cascade); :func:`load_stage_module` imports torch when called.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .cascade import Cascade
-from .network import PoseRegressor, build_network
 from .skeletons import Skeleton, get_skeleton
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .network import PoseRegressor
 
 MANIFEST = "manifest.json"
 FORMAT = "deeppose-model/1"
@@ -49,7 +54,13 @@ class ModelInfo:
 
     @property
     def stage_files(self) -> list[Path]:
+        """The stage checkpoints, stage 1 first (they may be absent from a runtime-only folder)."""
         return [self.folder / s["checkpoint"] for s in self.manifest["stages"]]
+
+    @property
+    def onnx_files(self) -> list[Path | None]:
+        """The stage ONNX graphs the manifest names, stage 1 first (None: not exported yet)."""
+        return [self.folder / s["onnx"] if s.get("onnx") else None for s in self.manifest["stages"]]
 
     @property
     def scaler(self) -> dict | None:
@@ -61,8 +72,9 @@ def read_manifest(folder: str | Path) -> ModelInfo:
     """Read and check ``folder/manifest.json``.
 
     Raises:
-        ModelError: the folder or manifest is missing, unreadable, of another format, or names
-            a stage checkpoint that is absent.
+        ModelError: the folder or manifest is missing, unreadable, of another format, or lacks
+            a field the runtime reads. (Whether the stage files a backend needs exist is
+            checked by that backend.)
     """
     folder = Path(folder)
     path = folder / MANIFEST
@@ -76,18 +88,14 @@ def read_manifest(folder: str | Path) -> ModelInfo:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise ModelError(f"{path} is not a {FORMAT} manifest (format={found!r})")
     _check_manifest(path, manifest)
-    info = ModelInfo(folder, manifest)
-    for f in info.stage_files:
-        if not f.is_file():
-            raise ModelError(f"{path} names stage checkpoint {f.name}, which is missing")
-    return info
+    return ModelInfo(folder, manifest)
 
 
 def _check_manifest(path: Path, m: dict) -> None:
     """Raise ModelError (one line) for a manifest lacking what the runtime reads."""
     stages = m.get("stages")
     if not isinstance(stages, list) or not stages or not all(isinstance(s, dict) and "checkpoint" in s for s in stages):
-        raise ModelError(f"{path}: 'stages' must be a non-empty list of {{stage, checkpoint}} entries")
+        raise ModelError(f"{path}: 'stages' must be a non-empty list of {{stage, checkpoint[, onnx]}} entries")
     skeleton = m.get("skeleton")
     name = skeleton.get("name") if isinstance(skeleton, dict) else None
     try:
@@ -105,7 +113,7 @@ def write_manifest(folder: str | Path, manifest: dict) -> Path:
     """Write ``manifest`` (with ``format`` set) to ``folder/manifest.json``; returns its path.
 
     Keys: format, name, skeleton (Skeleton.to_dict()), sigma, input_size, normalization,
-    preset, stages [{stage, checkpoint, ...}], scaler, training, val_metrics.
+    preset, stages [{stage, checkpoint, onnx, ...}], scaler, training, val_metrics.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -116,14 +124,21 @@ def write_manifest(folder: str | Path, manifest: dict) -> Path:
     return path
 
 
-def load_stage_module(path: str | Path, expected_joints: int | None = None) -> PoseRegressor:
-    """Rebuild one stage's :class:`PoseRegressor` from its checkpoint, in fp32, eval mode.
+def load_stage_module(path: str | Path, expected_joints: int | None = None) -> "PoseRegressor":
+    """Rebuild one stage's :class:`engine.network.PoseRegressor` from its checkpoint, in fp32,
+    eval mode (imports torch).
 
     Raises:
-        ModelError: unreadable file, not a deeppose stage checkpoint, or a joint count that
-            does not match ``expected_joints``.
+        ModelError: missing or unreadable file, not a deeppose stage checkpoint, or a joint
+            count that does not match ``expected_joints``.
     """
+    import torch
+
+    from .network import build_network
+
     path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"stage checkpoint {path.name} is missing from {path.parent}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
@@ -139,22 +154,3 @@ def load_stage_module(path: str | Path, expected_joints: int | None = None) -> P
     except (KeyError, RuntimeError) as e:
         raise ModelError(f"{path} does not match preset {cfg.get('preset')!r}: {str(e).splitlines()[0]}") from None
     return net.eval()
-
-
-def load_cascade(folder: str | Path, backend: str = "torch", **backend_options) -> tuple[Cascade, ModelInfo]:
-    """Load a model folder as a :class:`Cascade` on the given backend.
-
-    Args:
-        folder: model folder with manifest.json and stage checkpoints.
-        backend: runtime backend: "auto" (the fastest available), "torch", "onnxruntime" or
-            "tensorrt" (see engine.backends.create_regressors for its options).
-    Returns:
-        (cascade, model info).
-    Raises:
-        ModelError: see :func:`read_manifest` and :func:`load_stage_module`.
-    """
-    from .backends import create_regressors
-
-    info = read_manifest(folder)
-    regressors = create_regressors(info, backend, **backend_options)
-    return Cascade(regressors, info.skeleton, info.sigma, info.input_size), info

@@ -122,14 +122,11 @@ class PosePipeline:
                  smooth: bool = True, detector=None, smoothing: OneEuroParams | None = None,
                  tracker: PersonTracker | None = None, full_frame_fallback: bool | None = None,
                  min_face_confidence: float | None = None, threads: int | None = None, **backend_options):
-        from .model import load_cascade
+        from .backends import load_cascade
 
         self.weights = Path(weights)
         if threads:
-            import torch
-            torch.set_num_threads(int(threads))
-            if backend != "torch":
-                backend_options["threads"] = int(threads)
+            backend_options["threads"] = int(threads)   # every CPU backend takes it (torch: set_num_threads)
         self.cascade, self.info = load_cascade(self.weights, backend, **backend_options)
         self._backend = self.cascade.regressors[0].name
         self.smoothing = smoothing or OneEuroParams()

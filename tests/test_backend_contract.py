@@ -39,8 +39,6 @@ def model(flic_weights, tmp_path_factory):
     """A copy of the shipped model folder (engines built by the tests go there, not into the repo)."""
     folder = tmp_path_factory.mktemp("contract") / "flic"
     shutil.copytree(flic_weights, folder, ignore=shutil.ignore_patterns("*.engine", "*.engine.json"))
-    from engine.backends.onnxruntime_backend import ensure_onnx
-    ensure_onnx(read_manifest(folder), exporter="torchscript")
     return read_manifest(folder)
 
 
@@ -80,14 +78,15 @@ def regressors(request, model, monkeypatch):
         ok, why = _have_tensorrt()
         if not ok:
             pytest.skip(f"TensorRT: {why}")
-        from engine.backends import tensorrt_backend as trtb
-        trtb.build_engines(model, "fp16", max_persons=1)
+        from tools.build_engines import build_engines
+        build_engines(model, "fp16", max_persons=1)
         regs = create_regressors(model, "tensorrt", precision="fp16")
     else:
         from engine.backends import tensorrt_backend as trtb
+        from tools.build_engines import build_engines
         from trt_standin import install_standin
         install_standin(monkeypatch)
-        trtb.build_engines(model, "fp32", max_persons=1)   # stage 2 takes at most k crops per run
+        build_engines(model, "fp32", max_persons=1)   # stage 2 takes at most k crops per run
         regs = trtb.create_tensorrt_regressors(model, "fp32", device="cpu")
     yield name, regs
     for r in regs:

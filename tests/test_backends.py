@@ -15,7 +15,8 @@ import engine.backends as backends
 from engine.backends import BackendError, create_regressors, describe_regressors, resolve_backend
 from engine.backends import onnxruntime_backend as ortb
 from engine.cascade import Cascade
-from engine.model import ModelError, load_cascade, read_manifest
+from engine.backends import load_cascade
+from engine.model import ModelError, read_manifest
 from tools.benchmark import make_random_model, read_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,6 @@ NO_CUDA = not torch.cuda.is_available()
 def model_dir(tmp_path_factory) -> Path:
     """2-stage random FLIC model with its ONNX files already exported (fast exporter)."""
     folder = make_random_model(tmp_path_factory.mktemp("backends") / "model", stages=2, seed=1)
-    ortb.ensure_onnx(read_manifest(folder), exporter="torchscript")
     return folder
 
 

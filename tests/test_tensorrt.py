@@ -24,6 +24,7 @@ from engine.cascade import Cascade
 from engine.model import read_manifest
 from tools.benchmark import make_random_model
 from tools.export_onnx import real_crops
+from tools.build_engines import build_engines, profile_batches, to_fp16_onnx
 from trt_standin import ENV, _Flag, install_standin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +41,6 @@ NEEDS_TRT = pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installable
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     folder = make_random_model(tmp_path_factory.mktemp("trt") / "model", stages=2, seed=2)
-    ortb.ensure_onnx(read_manifest(folder), exporter="torchscript")
     return folder
 
 
@@ -109,15 +109,15 @@ def test_find_engines_reports_engines_built_elsewhere(model_dir, tmp_path, monke
 
 
 def test_profile_batches_cover_the_cascade():
-    assert trtb.profile_batches(1, 11, 8) == (1, 1, 8)
-    assert trtb.profile_batches(2, 11, 8) == (1, 11, 88)   # any B >= 1, tuned for one person
-    assert trtb.profile_batches(3, 14, 1) == (1, 14, 14)
+    assert profile_batches(1, 11, 8) == (1, 1, 8)
+    assert profile_batches(2, 11, 8) == (1, 11, 88)   # any B >= 1, tuned for one person
+    assert profile_batches(3, 14, 1) == (1, 14, 14)
 
 
 def test_fp16_graph_keeps_float32_io(model_dir):
     info = read_manifest(model_dir)
-    path = ortb.ensure_onnx(info)[1]
-    m16 = trtb.to_fp16_onnx(onnx.load(str(path)))
+    path = info.onnx_files[1]
+    m16 = to_fp16_onnx(onnx.load(str(path)))
     assert m16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert m16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert all(i.data_type != onnx.TensorProto.FLOAT for i in m16.graph.initializer)
@@ -155,7 +155,7 @@ def test_build_and_run_engines_with_stand_in(model_dir, fake_trt, precision):
     info = read_manifest(model_dir)
     k = info.skeleton.k
     try:
-        paths = trtb.build_engines(info, precision, max_persons=2)
+        paths = build_engines(info, precision, max_persons=2)
         assert [p.name for p in paths] == [f"stage{s}.{trtb.engine_key(ENV, precision)}.engine" for s in (1, 2)]
         assert [c for c in fake_trt if c[0] == "create_network"] == [("create_network", 1 << _Flag.STRONGLY_TYPED)] * 2
         shapes = [c[1]["crops"] for c in fake_trt if c[0] == "build"]
@@ -164,7 +164,7 @@ def test_build_and_run_engines_with_stand_in(model_dir, fake_trt, precision):
         meta = json.loads(trtb.metadata_path(paths[1]).read_text())
         assert meta["precision"] == precision and meta["tensorrt_version"] == ENV.tensorrt_version
         assert meta["gpu_name"] == ENV.gpu_name and meta["compute_capability"] == "8.9"
-        assert meta["onnx_sha256"] == file_sha256(ortb.ensure_onnx(info)[1])
+        assert meta["onnx_sha256"] == file_sha256(info.onnx_files[1])
         assert meta["checkpoint_sha256"] == file_sha256(info.stage_files[1])
 
         regs = trtb.create_tensorrt_regressors(info, precision, device="cpu")
@@ -212,7 +212,7 @@ def test_undeserializable_engine_says_rebuild(tmp_path, fake_trt):
 def test_real_tensorrt_matches_onnxruntime(model_dir, precision, tol):
     info = read_manifest(model_dir)
     try:
-        trtb.build_engines(info, precision, max_persons=2)
+        build_engines(info, precision, max_persons=2)
         regs = create_regressors(info, "tensorrt", precision=precision)
         ref = ortb.create_onnxruntime_regressors(info)
         crops = real_crops(info, 2 * info.skeleton.k, stage=2)

@@ -52,13 +52,15 @@ RANDOM_FLIC_SCALER = {"offset_x": 0.12, "offset_y": 2.59, "scale_x": 7.35, "scal
 
 
 def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 3, preset: str = "compact",
-                      seed: int = 0, output_std: float = 0.15) -> Path:
+                      seed: int = 0, output_std: float = 0.15, onnx: bool = True) -> Path:
     """Write a model folder with random weights, shaped like the shipped one (for speed and tests).
 
     The last layer is scaled so that the normalized outputs spread by about ``output_std``
     (a trained model's poses spread over its boxes); batch-norm statistics are randomized so
     that exports and backends see non-trivial values. A FLIC model gets a typical face scaler
     (so the pipeline runs the face detector, as with the shipped model); LSP none (full frame).
+    With ``onnx`` the stages are also exported to ONNX (torchscript exporter, the faster one),
+    as ``export-onnx`` does, so that the onnxruntime backend can load the folder.
 
     Returns:
         the folder.
@@ -98,6 +100,9 @@ def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 
         "preset": preset, "stages": entries, "scaler": dict(RANDOM_FLIC_SCALER) if skeleton == "flic" else None,
         "training": {"note": "random weights, for speed measurements only"},
     })
+    if onnx:
+        from tools.export_onnx import export_model
+        export_model(folder, exporter="torchscript")
     return folder
 
 
@@ -448,7 +453,8 @@ def _person_box(pipeline, frames: list, w: int, h: int):
 
 def _ensure_engines(info, precision: str, persons: int) -> None:
     """Build the model's TensorRT engines for this machine when they are missing or stale."""
-    from engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, build_engines, find_engines
+    from engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, find_engines
+    from tools.build_engines import build_engines
     from engine.model import ModelError
     try:
         find_engines(info, precision)

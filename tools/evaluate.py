@@ -325,7 +325,8 @@ def _run(args) -> int:
                                          if args.oracle_noise > 0 else "")
         report.update(estimator="oracle", oracle_noise_px=args.oracle_noise, seed=args.seed)
     else:
-        from engine.model import ModelError, load_cascade
+        from engine.backends import load_cascade
+        from engine.model import ModelError
 
         weights = Path(args.weights) if args.weights else REPO_ROOT / "weights" / args.dataset
         cascade, info = load_cascade(weights, backend=args.backend)

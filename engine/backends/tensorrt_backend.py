@@ -1,7 +1,7 @@
 """TensorRT backend (optional import): one serialized engine per stage, built from its ONNX graph.
 
-Engines are built by ``python main.py build-engines`` (:func:`build_engines`) and cached next to
-the weights, one file per stage, keyed by what they were built for::
+Engines are built at build time by ``python main.py build-engines`` (:mod:`tools.build_engines`)
+and kept next to the weights, one file per stage, keyed by what they were built for::
 
     stage1.fp16.sm89-nvidia-geforce-rtx-4090.trt10.8.0.engine
     stage1.fp16.sm89-nvidia-geforce-rtx-4090.trt10.8.0.engine.json   (metadata)
@@ -13,8 +13,8 @@ elsewhere, or from an older checkpoint, raises a one-line :class:`BackendError` 
 difference and the rebuild command.
 
 TensorRT use follows its current Python API (TensorRT >= 10): strongly typed networks (fp16
-engines are built from an fp16 copy of the ONNX graph, :func:`to_fp16_onnx`), one
-optimization profile over the batch sizes the cascade uses, tensors addressed by name
+engines are built from an fp16 copy of the ONNX graph), one optimization profile over the
+batch sizes the cascade uses (any B >= 1), tensors addressed by name
 (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``). Device buffers are
 PyTorch CUDA tensors.
 """
@@ -24,14 +24,14 @@ import contextlib
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .base import BackendError, Regressor
-from .common import INPUT_NAME, default_cache_dir, file_sha256, is_writable
+from .common import default_cache_dir, file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import ModelInfo
@@ -165,7 +165,7 @@ def find_engines(info: "ModelInfo", precision: str = "fp16", env: TrtEnvironment
         if meta is None:
             raise BackendError(f"{metadata_path(path)} is missing or unreadable; rebuild with: "
                                f"{rebuild_command(folder, precision)}")
-        problem = check_metadata(meta, env, precision, file_sha256(ckpt), folder)
+        problem = check_metadata(meta, env, precision, file_sha256(ckpt) if ckpt.is_file() else None, folder)
         if problem:
             raise BackendError(problem)
         found.append((path, meta))
@@ -180,127 +180,6 @@ def engines_problem(folder: str | Path, precision: str = "fp16") -> str | None:
         return None
     except ModelError as e:  # BackendError is a ModelError
         return str(e)
-
-
-def to_fp16_onnx(model):
-    """An fp16 copy of an fp32 ONNX graph whose input and output stay float32.
-
-    Every float32 initializer (and Constant) becomes float16; a Cast to float16 follows the
-    input and a Cast to float32 precedes the output. Built for TensorRT's strongly typed
-    networks, where the graph's types fix each layer's precision.
-
-    Args:
-        model: an ``onnx.ModelProto`` with one input and one output (left unchanged).
-    Returns:
-        the converted ``onnx.ModelProto``.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    for init in g.initializer:
-        if init.data_type == TensorProto.FLOAT:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
-    for node in g.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
-                    attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16), attr.t.name))
-    inp, out = g.input[0].name, g.output[0].name
-    for node in g.node:
-        node.input[:] = [inp + "_fp16" if x == inp else x for x in node.input]
-        node.output[:] = [out + "_fp16" if x == out else x for x in node.output]
-    g.node.insert(0, helper.make_node("Cast", [inp], [inp + "_fp16"], to=TensorProto.FLOAT16, name="input_to_fp16"))
-    g.node.append(helper.make_node("Cast", [out + "_fp16"], [out], to=TensorProto.FLOAT, name="output_to_fp32"))
-    del g.value_info[:]
-    onnx.checker.check_model(m)
-    return m
-
-
-def profile_batches(stage: int, k: int, max_persons: int) -> tuple[int, int, int]:
-    """(min, opt, max) batch of a stage's optimization profile: stage 1 regresses one crop per
-    person (1, 1, P); stages >= 2 the k joint crops of every person (1, k, P*k). Every profile
-    starts at 1 so that the engine takes any batch B >= 1 (larger than max: run in chunks);
-    opt is one person."""
-    if stage == 1:
-        return 1, 1, max_persons
-    return 1, k, max_persons * k
-
-
-def build_engine(onnx_file: str | Path, out: str | Path, precision: str, batches: tuple[int, int, int],
-                 env: TrtEnvironment, metadata: dict, workspace_mb: int = 1024) -> dict:
-    """Build and serialize one TensorRT engine from an ONNX file; writes ``out`` and its metadata.
-
-    Args:
-        onnx_file: the stage's fp32 ONNX file (converted to fp16 here for ``precision="fp16"``).
-        out: the .engine file to write.
-        precision: "fp16" or "fp32".
-        batches: (min, opt, max) batch sizes of the optimization profile.
-        env: the machine the engine is built for (:func:`current_environment`).
-        metadata: extra metadata (stage, checkpoint, checksums).
-    Returns:
-        the metadata written next to the engine.
-    Raises:
-        BackendError: TensorRT missing or too old, ONNX parse errors, build failure.
-    """
-    import onnx
-    import tensorrt as trt
-
-    onnx_file, out = Path(onnx_file), Path(out)
-    model = onnx.load(str(onnx_file))
-    if precision == "fp16":
-        model = to_fp16_onnx(model)
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if flag is None:
-        raise BackendError(f"TensorRT {trt.__version__} is too old: deeppose needs TensorRT 10 or newer")
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(flag))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(model.SerializeToString()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BackendError(f"TensorRT cannot parse {onnx_file.name}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    shape = tuple(model.graph.input[0].type.tensor_type.shape.dim[i].dim_value for i in (1, 2, 3))
-    profile = builder.create_optimization_profile()
-    lo, opt, hi = batches
-    profile.set_shape(INPUT_NAME, (lo, *shape), (opt, *shape), (hi, *shape))
-    config.add_optimization_profile(profile)
-    blob = builder.build_serialized_network(network, config)
-    if blob is None:
-        raise BackendError(f"TensorRT failed to build an engine from {onnx_file.name} (see its log above)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(bytes(blob))
-    tmp.replace(out)
-    meta = {**asdict(env), "precision": precision, "min_batch": lo, "opt_batch": opt, "max_batch": hi,
-            "onnx": onnx_file.name, "onnx_sha256": file_sha256(onnx_file), **metadata}
-    metadata_path(out).write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
-
-
-def build_engines(info: "ModelInfo", precision: str = "fp16", max_persons: int = DEFAULT_MAX_PERSONS,
-                  device: str | None = None, workspace_mb: int = 1024) -> list[Path]:
-    """Build one engine per stage of ``info`` for this machine (exporting ONNX first if needed).
-
-    Returns the engine paths, stage 1 first. Raises :class:`BackendError` (see :func:`build_engine`).
-    """
-    from .onnxruntime_backend import ensure_onnx
-
-    env = current_environment(device)
-    folder = info.folder if is_writable(info.folder) else default_cache_dir(info.folder, "engines")
-    paths = []
-    for s, (ckpt, onnx_file) in enumerate(zip(info.stage_files, ensure_onnx(info)), start=1):
-        out = engine_path(ckpt, folder, env, precision)
-        log.info("building the TensorRT engine of stage %d (%s) -> %s", s, precision, out)
-        build_engine(onnx_file, out, precision, profile_batches(s, info.skeleton.k, max_persons), env,
-                     {"stage": s, "checkpoint": ckpt.name, "checkpoint_sha256": file_sha256(ckpt),
-                      "max_persons": max_persons}, workspace_mb)
-        paths.append(out)
-    return paths
 
 
 class TensorRTRegressor(Regressor):
