@@ -61,10 +61,12 @@ class Cascade:
         input_size: crop side in pixels (220).
         min_box_fraction: joint boxes are at least this fraction of max(b0_w, b0_h), a floor
             for degenerate estimates.
+        normalization: the model's pixel normalization (an :class:`engine.model.Normalization`:
+            ``mean``, ``std``, ``channel_order``); None: the defaults of engine.geometry.
     """
 
     def __init__(self, regressors: Sequence[Regressor], skeleton: Skeleton, sigma: float,
-                 input_size: int = INPUT_SIZE, min_box_fraction: float = 0.05):
+                 input_size: int = INPUT_SIZE, min_box_fraction: float = 0.05, normalization=None):
         if not regressors:
             raise ValueError("a cascade needs at least one stage")
         self.regressors = list(regressors)
@@ -72,6 +74,9 @@ class Cascade:
         self.sigma = float(sigma)
         self.input_size = input_size
         self.min_box_fraction = min_box_fraction
+        self.normalization = normalization
+        self._norm = {} if normalization is None else {"mean": normalization.mean, "std": normalization.std,
+                                                       "channel_order": normalization.channel_order}
         self._crop_buf = np.empty((0, input_size, input_size, 3), np.uint8)
         self._input_buf = np.empty((0, 3, input_size, input_size), np.float32)
 
@@ -86,7 +91,7 @@ class Cascade:
             self._crop_buf = np.empty((n, self.input_size, self.input_size, 3), np.uint8)
             self._input_buf = np.empty((n, 3, self.input_size, self.input_size), np.float32)
         crops = crop_boxes(image, boxes, self.input_size, out=self._crop_buf[:n])
-        return to_network_input(crops, out=self._input_buf[:n])
+        return to_network_input(crops, out=self._input_buf[:n], **self._norm)
 
     def run(self, image: np.ndarray, b0: np.ndarray, stages: int | None = None) -> CascadeResult:
         """Estimate the pose of every person box in ``image``.

@@ -13,7 +13,7 @@ from tools.metrics import pdj
 
 def test_manifest_is_complete_and_weights_fit_the_budget(flic_weights):
     info = read_manifest(flic_weights)
-    m = info.manifest
+    m = info.manifest.to_dict()
     assert len(m["stages"]) == 3 and m["sigma"] == 1.0 and m["input_size"] == 220
     assert m["skeleton"]["joints"] == list(info.skeleton.joints) and m["preset"] in ("compact", "paper")
     for key in ("scale_x", "scale_y", "offset_x", "offset_y"):

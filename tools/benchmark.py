@@ -348,7 +348,7 @@ def run(args) -> int:
 
     header = [
         "deeppose benchmark",
-        f"model:    {model_note}: {len(info.stage_files)} stages, preset {info.manifest.get('preset', '?')}, "
+        f"model:    {model_note}: {len(info.stage_files)} stages, preset {info.manifest.preset or '?'}, "
         f"{sk.name.upper()} k={sk.k}; running {stages} stage(s)",
         f"frames:   {frame_note}",
         f"machine:  {machine['cpu']}; {machine['physical_cores']} physical cores, {machine['logical_cpus']} logical; "
@@ -422,7 +422,7 @@ def run(args) -> int:
     print()
     print(format_table(results, stages, persons, machine))
     report = {"model": {"folder": str(weights), "note": model_note, "stages_run": stages, "k": sk.k,
-                        "preset": info.manifest.get("preset")},
+                        "preset": info.manifest.preset},
               "frames": frame_note, "persons": persons, "runs": args.runs, "warmup": args.warmup,
               "machine": machine, "auto": {"backend": chosen, "reason": chosen_reason}, "notes": notes,
               "results": results}

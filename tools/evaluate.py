@@ -350,8 +350,8 @@ def _run(args) -> int:
         wall = time.perf_counter() - t
         names = [f"stage {s + 1}" for s in range(len(stage_poses))]
         runtime = cascade.regressors[0].description
-        label = f"model {weights} ({info.manifest.get('name', '?')}), {runtime}"
-        report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.get("name"),
+        label = f"model {weights} ({info.manifest.name or '?'}), {runtime}"
+        report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.name,
                       backend=args.backend, b0_sources=dict(Counter(sources)),
                       face_confidence=args.face_confidence if info.scaler else None,
                       stage_ms_per_example=[1000.0 * s / len(dataset.examples) for s in seconds],
@@ -383,7 +383,7 @@ def write_manifest_metrics(weights: Path, report: dict) -> Path:
     and @0.2 per joint with their means, PCP per limb with its mean) plus how it was measured."""
     from engine.model import read_manifest, write_manifest
 
-    manifest = read_manifest(weights).manifest
+    manifest = read_manifest(weights).manifest.to_dict()
     metrics = {}
     for i, st in enumerate(report["stages"], start=1):
         entry = {}

@@ -260,7 +260,7 @@ def export_model(folder: str | Path, out: str | Path | None = None, exporter: st
 
     info = read_manifest(folder)
     out = Path(out) if out is not None else info.folder
-    manifest = copy.deepcopy(info.manifest)
+    manifest = info.manifest
     paths = []
     for s, ckpt in enumerate(info.stage_files, start=1):
         sha = file_sha256(ckpt)
@@ -270,7 +270,7 @@ def export_model(folder: str | Path, out: str | Path | None = None, exporter: st
             export_stage_onnx(load_stage_module(ckpt, info.skeleton.k), path,
                               batch_name="persons" if s == 1 else "persons_x_k", opset=opset, exporter=exporter,
                               metadata={"stage": s, "checkpoint": ckpt.name, "checkpoint_sha256": sha}, verify=verify)
-        manifest["stages"][s - 1]["onnx"] = path.name
+        manifest.stages[s - 1].onnx = path.name
         paths.append(path)
     write_manifest(out, manifest)
     return paths
@@ -305,7 +305,9 @@ def real_crops(info, count: int = 11, stage: int = 1, seed: int = 0):
     side = (0.6 if stage == 1 else 0.2 * info.sigma) * h
     boxes = np.column_stack([rng.uniform(0.3 * w, 0.7 * w, count), rng.uniform(0.3 * h, 0.7 * h, count),
                              side * rng.uniform(0.8, 1.2, count), side * rng.uniform(0.8, 1.2, count)])
-    return to_network_input(crop_boxes(image, boxes, info.input_size))
+    norm = info.normalization
+    return to_network_input(crop_boxes(image, boxes, info.input_size), mean=norm.mean, std=norm.std,
+                            channel_order=norm.channel_order)
 
 
 def parity(module, onnx_path, crops) -> float:

@@ -285,4 +285,4 @@ def load_cascade(folder: str | Path, backend: str = "torch", **backend_options: 
     """
     info = read_manifest(folder)
     regressors = create_regressors(info, backend, **backend_options)
-    return Cascade(regressors, info.skeleton, info.sigma, info.input_size), info
+    return Cascade(regressors, info.skeleton, info.sigma, info.input_size, normalization=info.normalization), info
