@@ -20,7 +20,8 @@ def _python(code: str, *args: str, cwd=REPO) -> subprocess.CompletedProcess:
 
 
 def test_importing_the_runtime_imports_no_build_time_package():
-    code = ("import sys\nimport engine.backends, engine.pipeline, engine.video_cli, engine.model, engine.cascade\n"
+    code = ("import sys\nimport deeppose.engine.backends, deeppose.engine.pipeline, deeppose.engine.video_cli\n"
+            "import deeppose.engine.model, deeppose.engine.cascade, deeppose.engine.api\n"
             f"print(sorted(m for m in {BUILD_TIME!r} if m in sys.modules))")
     out = _python(code)
     assert out.returncode == 0, out.stderr
