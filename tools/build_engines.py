@@ -18,12 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from engine.backends.base import BackendError
-from engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, TrtEnvironment
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover (module level stays light: `main.py --help` imports every command)
+    from engine.backends.tensorrt_backend import TrtEnvironment
     from engine.model import ModelInfo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +43,7 @@ def run(args) -> int:
     """Build the engines and print where they went; 1 with a one-line reason on failure."""
     import time
 
-    from engine.backends.tensorrt_backend import current_environment
+    from engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, current_environment
     from engine.model import ModelError, read_manifest
 
     max_persons = DEFAULT_MAX_PERSONS if args.max_batch is None else args.max_batch
@@ -84,6 +80,7 @@ def to_fp16_onnx(model):
     Returns:
         the converted ``onnx.ModelProto``.
     """
+    import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -142,6 +139,7 @@ def build_engine(onnx_file: str | Path, out: str | Path, precision: str, batches
     import onnx
     import tensorrt as trt
 
+    from engine.backends.base import BackendError
     from engine.backends.common import INPUT_NAME, file_sha256
     from engine.backends.tensorrt_backend import metadata_path
     from tools.export_onnx import expand_initializers
@@ -181,16 +179,19 @@ def build_engine(onnx_file: str | Path, out: str | Path, precision: str, batches
     return meta
 
 
-def build_engines(info: "ModelInfo", precision: str = "fp16", max_persons: int = DEFAULT_MAX_PERSONS,
+def build_engines(info: "ModelInfo", precision: str = "fp16", max_persons: int | None = None,
                   device: str | None = None, workspace_mb: int = 1024) -> list[Path]:
     """Build one engine per stage of ``info`` for this machine from the ONNX files its manifest
     names (exporting them first with :func:`tools.export_onnx.export_model` when missing).
 
     Engines go next to the weights, or to the per-user cache when the folder is read-only.
+    ``max_persons``: most persons per frame (default ``DEFAULT_MAX_PERSONS``, 8).
     Returns the engine paths, stage 1 first. Raises :class:`BackendError` (see :func:`build_engine`).
     """
     from engine.backends import tensorrt_backend as trtb
     from engine.backends.common import default_cache_dir, file_sha256, is_writable
+
+    max_persons = trtb.DEFAULT_MAX_PERSONS if max_persons is None else int(max_persons)
     from engine.model import read_manifest
     from tools.export_onnx import export_model
 
