@@ -1,13 +1,15 @@
 """The run-time path needs neither torch nor onnx nor onnxscript: importing the runtime does not
-import them, and the video command runs on ONNX Runtime with the shipped model on a real clip
-in a process where they cannot be imported (``sys.modules[name] = None``)."""
+import them, and the video command and the app run on ONNX Runtime with the shipped model on a
+real clip in a process where they cannot be imported (``sys.modules[name] = None``)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO, WALKING, cut_video, require_data
 
@@ -47,3 +49,20 @@ def test_video_command_on_onnxruntime_with_torch_blocked(flic_weights, tmp_path)
     assert len(joints) >= 8, "the walking person should be found in most of the 10 frames"
     assert all(j.shape == (11, 2) and np.isfinite(j).all() for j in joints)
     assert out.stat().st_size > 0
+
+
+def test_app_on_onnxruntime_with_torch_blocked(flic_weights, tmp_path):
+    """The desktop app (offscreen) shows frames of a real clip on ONNX Runtime without torch."""
+    require_data("videos", "walking.mp4")
+    pytest.importorskip("PyQt6")
+    clip = cut_video(WALKING, tmp_path / "walking12.mp4", 12)
+    code = BLOCK + ("import runpy\nsys.argv = ['main.py'] + sys.argv[1:]\n"
+                    "runpy.run_path('main.py', run_name='__main__')\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "DEEPPOSE_SETTINGS": str(tmp_path / "app.ini")}
+    proc = subprocess.run([sys.executable, "-c", code, "--source", str(clip), "--weights", str(flic_weights),
+                           "--backend", "auto", "--quit-after-frames", "4"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = [line for line in proc.stderr.splitlines() if "automation:" in line]
+    assert summary and "backend onnxruntime" in summary[0], proc.stderr[-2000:]
+    assert int(summary[0].split("automation: ")[1].split()[0]) >= 1

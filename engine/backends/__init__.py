@@ -1,4 +1,4 @@
-"""Runtime backends implementing the cascade's :class:`engine.cascade.Regressor` interface.
+"""Runtime backends implementing the contract of :class:`engine.backends.base.Regressor`.
 
 Backends (one name each, chosen with ``--backend``):
 

@@ -21,8 +21,9 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def default_cache_dir(folder: str | Path, kind: str = "onnx") -> Path:
-    """Fallback cache for a model folder that is not writable: $XDG_CACHE_HOME/deeppose/<kind>/<id>."""
+def default_cache_dir(folder: str | Path, kind: str) -> Path:
+    """Fallback cache for a model folder that is not writable: $XDG_CACHE_HOME/deeppose/<kind>/<id>
+    (``kind``: e.g. "engines")."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deeppose" / kind
     folder = Path(folder).resolve()
     return root / f"{folder.name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"

@@ -11,7 +11,6 @@ exports it again.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +22,6 @@ from .common import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import ModelInfo
-
-log = logging.getLogger(__name__)
 
 
 def export_command(folder: str | Path) -> str:
