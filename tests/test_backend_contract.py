@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from conftest import require_data
-from engine.backends import BackendError, create_regressors
-from engine.backends.base import Regressor
-from engine.geometry import boxes_from_pose, crop_boxes, joint_boxes, to_network_input
-from engine.model import read_manifest
+from deeppose.engine.backends import BackendError, create_regressors
+from deeppose.engine.backends.base import Regressor
+from deeppose.engine.geometry import boxes_from_pose, crop_boxes, joint_boxes, to_network_input
+from deeppose.engine.model import read_manifest
 
 BACKENDS = ["torch", "onnxruntime", "tensorrt", "tensorrt-standin"]
 TOLERANCE = {"torch": 1e-5, "onnxruntime": 1e-4, "tensorrt": 2e-2, "tensorrt-standin": 1e-4}
@@ -46,7 +46,7 @@ def model(flic_weights, tmp_path_factory):
 def crops(model):
     """{1: (1, 3, 220, 220) stage-1 crop of a FLIC person, 2: (k, 3, 220, 220) joint crops}, real."""
     require_data("flic", "examples.mat")
-    from tools.datasets import load_dataset, load_image
+    from deeppose.tools.datasets import load_dataset, load_image
     ds = load_dataset("flic", None, "val")
     image = load_image(ds.examples[0].image_path)
     b0 = boxes_from_pose(ds.poses()[0][None], margin=0.25)
@@ -78,12 +78,12 @@ def regressors(request, model, monkeypatch):
         ok, why = _have_tensorrt()
         if not ok:
             pytest.skip(f"TensorRT: {why}")
-        from tools.build_engines import build_engines
+        from deeppose.tools.build_engines import build_engines
         build_engines(model, "fp16", max_persons=1)
         regs = create_regressors(model, "tensorrt", precision="fp16")
     else:
-        from engine.backends import tensorrt_backend as trtb
-        from tools.build_engines import build_engines
+        from deeppose.engine.backends import tensorrt_backend as trtb
+        from deeppose.tools.build_engines import build_engines
         from trt_standin import install_standin
         install_standin(monkeypatch)
         build_engines(model, "fp32", max_persons=1)   # stage 2 takes at most k crops per run

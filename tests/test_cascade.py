@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from engine.cascade import Cascade
-from engine.geometry import INPUT_SIZE, diam, joint_boxes, normalize
-from engine.backends import load_cascade
-from engine.model import ModelError, read_manifest
-from engine.skeletons import FLIC
+from deeppose.engine.cascade import Cascade
+from deeppose.engine.geometry import INPUT_SIZE, diam, joint_boxes, normalize
+from deeppose.engine.backends import load_cascade
+from deeppose.engine.model import ModelError, read_manifest
+from deeppose.engine.skeletons import FLIC
 
 K = FLIC.k
 

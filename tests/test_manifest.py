@@ -9,11 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.backends import load_cascade
-from engine.backends.base import Regressor
-from engine.cascade import Cascade
-from engine.geometry import PIXEL_MEAN, PIXEL_STD, crop_boxes
-from engine.model import FORMAT, Manifest, ModelError, Normalization, read_manifest, write_manifest
+from deeppose.engine.backends import load_cascade
+from deeppose.engine.backends.base import Regressor
+from deeppose.engine.cascade import Cascade
+from deeppose.engine.geometry import PIXEL_MEAN, PIXEL_STD, crop_boxes
+from deeppose.engine.model import FORMAT, Manifest, ModelError, Normalization, read_manifest, write_manifest
 
 
 def test_shipped_manifest_round_trips_exactly(flic_weights):

@@ -11,8 +11,8 @@ import types
 import numpy as np
 import onnx
 
-from engine.backends import tensorrt_backend as trtb
-from engine.backends.tensorrt_backend import TrtEnvironment
+from deeppose.engine.backends import tensorrt_backend as trtb
+from deeppose.engine.backends.tensorrt_backend import TrtEnvironment
 
 ENV = TrtEnvironment("10.8.0.43", "NVIDIA GeForce RTX 4090", "8.9")
 """The machine the stand-in pretends to be."""

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover (module level stays light: `main.py --help` imports every command)
-    from engine.backends.tensorrt_backend import TrtEnvironment
-    from engine.model import ModelInfo
+    from deeppose.engine.backends.tensorrt_backend import TrtEnvironment
+    from deeppose.engine.model import ModelInfo
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ def run(args) -> int:
     """Build the engines and print where they went; 1 with a one-line reason on failure."""
     import time
 
-    from engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, current_environment
-    from engine.model import ModelError, read_manifest
+    from deeppose.engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, current_environment
+    from deeppose.engine.model import ModelError, read_manifest
 
     max_persons = DEFAULT_MAX_PERSONS if args.max_batch is None else args.max_batch
     if max_persons < 1:
@@ -84,7 +84,7 @@ def to_fp16_onnx(model):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from tools.export_onnx import expand_initializers
+    from deeppose.tools.export_onnx import expand_initializers
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -139,10 +139,10 @@ def build_engine(onnx_file: str | Path, out: str | Path, precision: str, batches
     import onnx
     import tensorrt as trt
 
-    from engine.backends.base import BackendError
-    from engine.backends.common import INPUT_NAME, file_sha256
-    from engine.backends.tensorrt_backend import metadata_path
-    from tools.export_onnx import expand_initializers
+    from deeppose.engine.backends.base import BackendError
+    from deeppose.engine.backends.common import INPUT_NAME, file_sha256
+    from deeppose.engine.backends.tensorrt_backend import metadata_path
+    from deeppose.tools.export_onnx import expand_initializers
 
     onnx_file, out = Path(onnx_file), Path(out)
     model = onnx.load(str(onnx_file))
@@ -188,12 +188,12 @@ def build_engines(info: "ModelInfo", precision: str = "fp16", max_persons: int |
     ``max_persons``: most persons per frame (default ``DEFAULT_MAX_PERSONS``, 8).
     Returns the engine paths, stage 1 first. Raises :class:`BackendError` (see :func:`build_engine`).
     """
-    from engine.backends import tensorrt_backend as trtb
-    from engine.backends.common import default_cache_dir, file_sha256, is_writable
+    from deeppose.engine.backends import tensorrt_backend as trtb
+    from deeppose.engine.backends.common import default_cache_dir, file_sha256, is_writable
 
     max_persons = trtb.DEFAULT_MAX_PERSONS if max_persons is None else int(max_persons)
-    from engine.model import read_manifest
-    from tools.export_onnx import export_model
+    from deeppose.engine.model import read_manifest
+    from deeppose.tools.export_onnx import export_model
 
     env = trtb.current_environment(device)
     if any(p is None or not p.is_file() for p in info.onnx_files):

@@ -163,9 +163,9 @@ def export_stage_onnx(module, path: str | Path, batch_name: str = "batch", opset
     import onnx
     import torch
 
-    from engine.backends.base import BackendError
-    from engine.backends.common import INPUT_NAME, OUTPUT_NAME
-    from engine.backends.onnxruntime_backend import OnnxRuntimeRegressor
+    from deeppose.engine.backends.base import BackendError
+    from deeppose.engine.backends.common import INPUT_NAME, OUTPUT_NAME
+    from deeppose.engine.backends.onnxruntime_backend import OnnxRuntimeRegressor
 
     path = Path(path)
     exporter = exporter or default_exporter()
@@ -255,8 +255,8 @@ def export_model(folder: str | Path, out: str | Path | None = None, exporter: st
     Raises:
         ModelError: unreadable manifest or checkpoint; BackendError: export failure.
     """
-    from engine.backends.common import file_sha256
-    from engine.model import load_stage_module, read_manifest, write_manifest
+    from deeppose.engine.backends.common import file_sha256
+    from deeppose.engine.model import load_stage_module, read_manifest, write_manifest
 
     info = read_manifest(folder)
     out = Path(out) if out is not None else info.folder
@@ -287,8 +287,8 @@ def real_crops(info, count: int = 11, stage: int = 1, seed: int = 0):
     """
     import numpy as np
 
-    from engine.geometry import crop_boxes, to_network_input
-    from tools.benchmark import default_video, read_frames
+    from deeppose.engine.geometry import crop_boxes, to_network_input
+    from deeppose.tools.benchmark import default_video, read_frames
 
     frames = read_frames(default_video(), 1, start=60)
     if frames:
@@ -315,7 +315,7 @@ def parity(module, onnx_path, crops) -> float:
     import numpy as np
     import torch
 
-    from engine.backends.onnxruntime_backend import OnnxRuntimeRegressor
+    from deeppose.engine.backends.onnxruntime_backend import OnnxRuntimeRegressor
     with torch.no_grad():
         want = module.float().eval()(torch.from_numpy(crops)).numpy()
     with OnnxRuntimeRegressor(onnx_path, threads=1) as reg:
@@ -327,7 +327,7 @@ def run(args) -> int:
     """Export (or find up to date) the ONNX files of every stage and print them; 1 on failure."""
     import onnxruntime
 
-    from engine.model import ModelError, load_stage_module, read_manifest
+    from deeppose.engine.model import ModelError, load_stage_module, read_manifest
 
     try:
         info = read_manifest(args.weights)
