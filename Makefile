@@ -1,4 +1,5 @@
-# `make run` starts the app, `make test` runs the suite; both create .venv on first use.
+# `make run` starts the app, `make test` runs the suite; both create .venv on first use (an
+# editable install with the app, training and test extras: everything the suite exercises).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,7 @@ PY     := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[app,train,test]'
 	touch $@
 
 run: $(VENV)/.installed

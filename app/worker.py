@@ -269,7 +269,7 @@ class InferenceWorker(QThread):
             self.modelFailed.emit(one_line(e))
             return
         self.pipeline = pipeline
-        name = pipeline.info.manifest.get("name", Path(weights).name)
+        name = pipeline.info.manifest.name or Path(weights).name
         desc = pipeline.backend_description
         self.model = ModelStatus(str(weights), desc.split(" [")[0], desc, pipeline.num_stages, pipeline.skeleton.name,
                                  str(name))

@@ -1,6 +1,6 @@
 """The DeepPose cascade (Sec. 3.2): stage 1 on the person box b0, refinement stages on joint boxes.
 
-The cascade is written once against :class:`Regressor`, so that the PyTorch, ONNX Runtime and
+The cascade is written once against :class:`engine.backends.base.Regressor`, so that the PyTorch, ONNX Runtime and
 TensorRT backends plug in unchanged. Every stage runs all of its crops (all persons, and at
 stages s >= 2 all k joints of every person) in ONE batch.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -19,17 +19,8 @@ from .skeletons import Skeleton
 FLIP_MODES = ("off", "first", "all")
 """Flip test-time averaging modes of :class:`Cascade`: none, stage 1 only, every stage."""
 
-
-class Regressor(Protocol):
-    """One stage's network psi behind any runtime backend.
-
-    ``regress(crops)`` takes float32 crops of shape (B, 3, 220, 220), normalized as by
-    :func:`engine.geometry.to_network_input`, and returns float32 (B, 2k): for each crop the
-    k joints (x_1, y_1, ..., x_k, y_k) in coordinates normalized by the crop's box (Eq. 1).
-    B may be any size >= 1.
-    """
-
-    def regress(self, crops: np.ndarray) -> np.ndarray: ...
+if TYPE_CHECKING:  # pragma: no cover
+    from .backends.base import Regressor  # the contract every backend implements
 
 
 @dataclass
@@ -74,6 +65,8 @@ class Cascade:
         input_size: crop side in pixels (220).
         min_box_fraction: joint boxes are at least this fraction of max(b0_w, b0_h), a floor
             for degenerate estimates.
+        normalization: the model's pixel normalization (an :class:`engine.model.Normalization`:
+            ``mean``, ``std``, ``channel_order``); None: the defaults of engine.geometry.
         flip: flip test-time averaging, one of :data:`FLIP_MODES`: "off"; "first" (stage 1
             only: one more crop per person); "all" (every stage: twice the network work). A
             flipped stage also runs every crop mirrored, in the same batch, maps the mirrored
@@ -86,7 +79,8 @@ class Cascade:
     """
 
     def __init__(self, regressors: Sequence[Regressor], skeleton: Skeleton, sigma: float,
-                 input_size: int = INPUT_SIZE, min_box_fraction: float = 0.05, flip: str = "off"):
+                 input_size: int = INPUT_SIZE, min_box_fraction: float = 0.05, normalization=None,
+                 flip: str = "off"):
         if not regressors:
             raise ValueError("a cascade needs at least one stage")
         self.regressors = list(regressors)
@@ -96,6 +90,9 @@ class Cascade:
         self.min_box_fraction = min_box_fraction
         self.flip = flip
         self._mirror = np.asarray(skeleton.mirror, dtype=np.int64)
+        self.normalization = normalization
+        self._norm = {} if normalization is None else {"mean": normalization.mean, "std": normalization.std,
+                                                       "channel_order": normalization.channel_order}
         self._crop_buf = np.empty((0, input_size, input_size, 3), np.uint8)
         self._input_buf = np.empty((0, 3, input_size, input_size), np.float32)
 
@@ -121,7 +118,7 @@ class Cascade:
             self._crop_buf = np.empty((n, self.input_size, self.input_size, 3), np.uint8)
             self._input_buf = np.empty((n, 3, self.input_size, self.input_size), np.float32)
         crops = crop_boxes(image, boxes, self.input_size, out=self._crop_buf[:n])
-        return to_network_input(crops, out=self._input_buf[:n])
+        return to_network_input(crops, out=self._input_buf[:n], **self._norm)
 
     def run(self, image: np.ndarray, b0: np.ndarray, stages: int | None = None) -> CascadeResult:
         """Estimate the pose of every person box in ``image``.

@@ -24,8 +24,9 @@ from .skeletons import Skeleton
 INPUT_SIZE = 220
 """Side of the square network input in pixels (the paper's 220x220)."""
 
-# Pixel normalization applied to crops before the network: (value - MEAN) / STD, per channel,
-# channels in OpenCV's BGR order. Recorded in every manifest.
+# Default pixel normalization applied to crops before the network: (value - MEAN) / STD, per
+# channel, channels in OpenCV's BGR order. Training writes it into every manifest, and the
+# runtime reads it from there (engine.model.Normalization).
 PIXEL_MEAN = 127.5
 PIXEL_STD = 64.0
 
@@ -155,15 +156,30 @@ def crop_boxes(image: np.ndarray, boxes: np.ndarray, size: int = INPUT_SIZE, ang
     return out
 
 
-def to_network_input(crops: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def to_network_input(crops: np.ndarray, out: np.ndarray | None = None, mean=PIXEL_MEAN, std=PIXEL_STD,
+                     channel_order: str = "BGR") -> np.ndarray:
     """Turn uint8 crops (B, S, S, 3) BGR into the network's float32 (B, 3, S, S) input.
 
-    Applies (value - PIXEL_MEAN) / PIXEL_STD; channels stay in BGR order.
+    Applies (value - mean[c]) / std[c] per channel c of ``channel_order``.
+
+    Args:
+        crops: (B, S, S, 3) uint8 crops, BGR (as :func:`crop_boxes` gives).
+        out: optional preallocated (B, 3, S, S) float32 buffer to fill.
+        mean, std: a number or 3 numbers (in ``channel_order``), 0..255 units; a model's
+            values are in its manifest (:class:`engine.model.Normalization`).
+        channel_order: "BGR" (channels as cropped) or "RGB" (reversed).
+    Returns:
+        (B, 3, S, S) float32.
     """
     if out is None:
         out = np.empty((crops.shape[0], 3, crops.shape[1], crops.shape[2]), dtype=np.float32)
-    np.subtract(crops.transpose(0, 3, 1, 2), PIXEL_MEAN, out=out, dtype=np.float32)
-    out *= 1.0 / PIXEL_STD
+    src = crops.transpose(0, 3, 1, 2)
+    if channel_order == "RGB":
+        src = src[:, ::-1]
+    elif channel_order != "BGR":
+        raise ValueError(f"channel_order must be 'BGR' or 'RGB', got {channel_order!r}")
+    np.subtract(src, np.asarray(mean, np.float32).reshape(-1, 1, 1), out=out, dtype=np.float32)
+    out *= (1.0 / np.asarray(std, np.float32)).reshape(-1, 1, 1)
     return out
 
 

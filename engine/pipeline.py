@@ -122,17 +122,13 @@ class PosePipeline:
                  smooth: bool = True, detector=None, smoothing: OneEuroParams | None = None,
                  tracker: PersonTracker | None = None, full_frame_fallback: bool | None = None,
                  min_face_confidence: float | None = None, threads: int | None = None, **backend_options):
-        from .model import load_cascade
+        from .backends import load_cascade
 
         self.weights = Path(weights)
         if threads:
-            import torch
-            torch.set_num_threads(int(threads))
-            if backend != "torch":
-                backend_options["threads"] = int(threads)
+            backend_options["threads"] = int(threads)   # every CPU backend takes it (torch: set_num_threads)
         self.cascade, self.info = load_cascade(self.weights, backend, **backend_options)
-        reg = self.cascade.regressors[0]
-        self._backend = getattr(reg, "backend", None) or getattr(reg, "name", None) or "torch"
+        self._backend = self.cascade.regressors[0].name
         self.smoothing = smoothing or OneEuroParams()
         self.tracker = tracker or PersonTracker()
         self.smooth = bool(smooth)
@@ -292,7 +288,9 @@ class PosePipeline:
         self._t_origin = None
 
     def close(self) -> None:
-        """Release the detector (if this pipeline made it); idempotent."""
+        """Release the detector (if this pipeline made it) and the cascade's networks; idempotent."""
+        for r in self.cascade.regressors:
+            r.close()
         if self._owns_detector and self.detector is not None:
             self.detector.close()
             if self.face_search is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .detector import FACE_KEYPOINTS
 
@@ -130,6 +129,7 @@ class PersonTracker:
         if n and self.tracks:
             prev = np.stack([tr.b0 for tr in self.tracks])
             iou = box_iou(prev, b0)                                   # (T, N)
+            from scipy.optimize import linear_sum_assignment  # here: scipy.optimize takes ~1 s to import
             rows, cols = linear_sum_assignment(-iou)
             for r, c in zip(rows, cols):
                 if iou[r, c] >= self.iou_threshold:

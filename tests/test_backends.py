@@ -15,7 +15,8 @@ import deeppose.engine.backends as backends
 from deeppose.engine.backends import BackendError, create_regressors, describe_regressors, resolve_backend
 from deeppose.engine.backends import onnxruntime_backend as ortb
 from deeppose.engine.cascade import Cascade
-from deeppose.engine.model import ModelError, load_cascade, read_manifest
+from deeppose.engine.backends import load_cascade
+from deeppose.engine.model import ModelError, read_manifest
 from deeppose.tools.benchmark import make_random_model, read_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,6 @@ NO_CUDA = not torch.cuda.is_available()
 def model_dir(tmp_path_factory) -> Path:
     """2-stage random FLIC model with its ONNX files already exported (fast exporter)."""
     folder = make_random_model(tmp_path_factory.mktemp("backends") / "model", stages=2, seed=1)
-    ortb.ensure_onnx(read_manifest(folder), exporter="torchscript")
     return folder
 
 
@@ -78,7 +78,7 @@ def test_onnxruntime_cascade_matches_torch(model_dir, frame):
     poses = {}
     for name in ("torch", "onnxruntime"):
         regs = create_regressors(info, name, threads=1, device="cpu")
-        assert len(regs) == 2 and all(r.backend == name for r in regs)
+        assert len(regs) == 2 and all(r.name == name for r in regs)
         desc = describe_regressors(regs)
         assert desc.startswith(name) and "1 threads" in desc
         res = Cascade(regs, info.skeleton, info.sigma, info.input_size).run(frame, b0)
@@ -110,8 +110,8 @@ def test_auto_resolves_and_says_why(model_dir):
     info = read_manifest(model_dir)
     regs = create_regressors(info, "auto", threads=1)
     expected, _ = resolve_backend("auto", model_dir)
-    assert regs[0].backend == expected
-    assert regs[0].backend_reason.startswith("auto:")
+    assert regs[0].name == expected
+    assert regs[0].reason.startswith("auto:")
     assert "[auto:" in describe_regressors(regs)
 
 
@@ -123,8 +123,8 @@ def test_auto_falls_back_to_torch_when_onnx_fails(model_dir, monkeypatch):
         raise BackendError("ONNX export failed (simulated)")
     monkeypatch.setattr(ortb, "create_onnxruntime_regressors", broken)
     regs = create_regressors(read_manifest(model_dir), "auto", threads=1)
-    assert regs[0].backend == "torch"
-    assert "onnxruntime failed" in regs[0].backend_reason and "simulated" in regs[0].backend_reason
+    assert regs[0].name == "torch"
+    assert "onnxruntime failed" in regs[0].reason and "simulated" in regs[0].reason
 
 
 def test_load_cascade_with_backends(model_dir, frame):

@@ -4,7 +4,8 @@ import pytest
 
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.geometry import INPUT_SIZE, diam, joint_boxes, normalize
-from deeppose.engine.model import ModelError, load_cascade, read_manifest
+from deeppose.engine.backends import load_cascade
+from deeppose.engine.model import ModelError, read_manifest
 from deeppose.engine.skeletons import FLIC
 
 K = FLIC.k
@@ -156,7 +157,7 @@ def test_model_folder_errors(tmp_path, random_model_dir):
     with pytest.raises(ModelError, match="cannot load checkpoint"):
         load_cascade(broken)
     (broken / "stage2.pt").unlink()
-    with pytest.raises(ModelError, match="stage2.pt, which is missing"):
+    with pytest.raises(ModelError, match="stage2.pt is missing"):
         load_cascade(broken)
 
 

@@ -199,7 +199,7 @@ def test_cascade_path_scores_every_stage(two_stage_flic, stand_in_b0, one_thread
     metrics of the estimator's poses, which equal those of one example at a time; the example
     without b0 is scored as missed."""
     require_data("flic")
-    from deeppose.engine.model import load_cascade
+    from deeppose.engine.backends import load_cascade
     from deeppose.tools.datasets import load_dataset, load_image
     from deeppose.tools.metrics import pcp, pdj
 

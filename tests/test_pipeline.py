@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from deeppose.engine.backends.base import Regressor
 from deeppose.engine.pipeline import FrameResult, PosePipeline
 from deeppose.engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
 from deeppose.engine.tracking import PersonTracker, TrackingFaceDetector, box_iou, nms
@@ -45,16 +46,21 @@ class ScriptedDetector:
         self.closed = True
 
 
-class CountingRegressor:
+class CountingRegressor(Regressor):
     """Wraps a regressor and records the batch size of every call."""
 
     def __init__(self, inner):
+        super().__init__(inner.description, inner.max_batch, inner.reason)
+        self.name = inner.name
         self.inner = inner
         self.batches: list[int] = []
 
     def regress(self, crops):
         self.batches.append(len(crops))
         return self.inner.regress(crops)
+
+    def _release(self):
+        self.inner.close()
 
 
 def walking_frames(n: int) -> list[np.ndarray]:

@@ -5,11 +5,9 @@ build-engines command, and the build/load/run glue code against a stand-in ``ten
 module that executes the graphs with ONNX Runtime on the CPU."""
 from __future__ import annotations
 
-import ctypes
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +17,17 @@ import torch
 
 from deeppose.engine.backends import BackendError, create_regressors
 from deeppose.engine.backends import onnxruntime_backend as ortb
+from deeppose.engine.backends.common import file_sha256
 from deeppose.engine.backends import tensorrt_backend as trtb
 from deeppose.engine.backends.tensorrt_backend import TrtEnvironment
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import read_manifest
 from deeppose.tools.benchmark import make_random_model
 from deeppose.tools.export_onnx import real_crops
+from deeppose.tools.build_engines import build_engines, profile_batches, to_fp16_onnx
+from trt_standin import ENV, _Flag, install_standin
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = TrtEnvironment("10.8.0.43", "NVIDIA GeForce RTX 4090", "8.9")
 
 try:
     import tensorrt  # noqa: F401
@@ -41,7 +41,6 @@ NEEDS_TRT = pytest.mark.skipif(not HAVE_TRT, reason="TensorRT is not installable
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     folder = make_random_model(tmp_path_factory.mktemp("trt") / "model", stages=2, seed=2)
-    ortb.ensure_onnx(read_manifest(folder), exporter="torchscript")
     return folder
 
 
@@ -110,15 +109,15 @@ def test_find_engines_reports_engines_built_elsewhere(model_dir, tmp_path, monke
 
 
 def test_profile_batches_cover_the_cascade():
-    assert trtb.profile_batches(1, 11, 8) == (1, 1, 8)
-    assert trtb.profile_batches(2, 11, 8) == (11, 11, 88)
-    assert trtb.profile_batches(3, 14, 1) == (14, 14, 14)
+    assert profile_batches(1, 11, 8) == (1, 1, 8)
+    assert profile_batches(2, 11, 8) == (1, 11, 88)   # any B >= 1, tuned for one person
+    assert profile_batches(3, 14, 1) == (1, 14, 14)
 
 
 def test_fp16_graph_keeps_float32_io(model_dir):
     info = read_manifest(model_dir)
-    path = ortb.ensure_onnx(info)[1]
-    m16 = trtb.to_fp16_onnx(onnx.load(str(path)))
+    path = info.onnx_files[1]
+    m16 = to_fp16_onnx(onnx.load(str(path)))
     assert m16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert m16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert all(i.data_type != onnx.TensorProto.FLOAT for i in m16.graph.initializer)
@@ -146,139 +145,9 @@ def test_tensorrt_backend_without_tensorrt_is_one_line(model_dir):
 
 # --------------------------------------------------------------------------- stand-in tensorrt
 
-class _Flag:
-    STRONGLY_TYPED = 1
-
-
-def fake_tensorrt(calls: list) -> types.ModuleType:
-    """A stand-in for the parts of the TensorRT Python API the backend uses (names, signatures
-    and return conventions as documented for TensorRT 10); engines execute with ONNX Runtime."""
-    import onnxruntime as ort
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = ENV.tensorrt_version
-
-    class Logger:
-        WARNING, ERROR = 2, 1
-
-        def __init__(self, level=None):
-            self.level = level
-
-    class Network:
-        def __init__(self, flags):
-            calls.append(("create_network", flags))
-            self.onnx = None
-
-    class OnnxParser:
-        def __init__(self, network, logger):
-            self.network, self.num_errors = network, 0
-
-        def parse(self, data):
-            onnx.checker.check_model(onnx.load_from_string(data))
-            self.network.onnx = data
-            return True
-
-        def get_error(self, i):  # pragma: no cover - parse never fails here
-            return ""
-
-    class Profile:
-        def set_shape(self, name, min, opt, max):
-            self.shapes = {name: (tuple(min), tuple(opt), tuple(max))}
-
-    class Config:
-        def set_memory_pool_limit(self, pool, size):
-            self.workspace = size
-
-        def add_optimization_profile(self, p):
-            self.profile = p
-
-    class Builder:
-        def __init__(self, logger):
-            pass
-
-        def create_network(self, flags):
-            return Network(flags)
-
-        def create_builder_config(self):
-            return Config()
-
-        def create_optimization_profile(self):
-            return Profile()
-
-        def build_serialized_network(self, network, config):
-            calls.append(("build", config.profile.shapes))
-            header = json.dumps({k: list(map(list, v)) for k, v in config.profile.shapes.items()}).encode()
-            return len(header).to_bytes(4, "little") + header + network.onnx
-
-    class Context:
-        def __init__(self, engine):
-            self.engine, self.addr, self.shape = engine, {}, {}
-
-        def set_tensor_address(self, name, ptr):
-            self.addr[name] = ptr
-
-        def set_input_shape(self, name, shape):
-            lo, _, hi = self.engine.profile[name]
-            assert lo[0] <= shape[0] <= hi[0], f"batch {shape[0]} outside the profile {lo[0]}..{hi[0]}"
-            self.shape[name] = tuple(shape)
-            return True
-
-        def execute_async_v3(self, stream_handle):
-            n = self.shape["crops"][0]
-            size = int(np.prod(self.shape["crops"]))
-            x = np.ctypeslib.as_array((ctypes.c_float * size).from_address(self.addr["crops"]))
-            y = self.engine.session.run(None, {"crops": x.reshape(self.shape["crops"])})[0]
-            out = np.ctypeslib.as_array((ctypes.c_float * y.size).from_address(self.addr["coords"]))
-            out[:] = y.reshape(-1)
-            calls.append(("execute", n))
-            return True
-
-    class Engine:
-        def __init__(self, blob):
-            n = int.from_bytes(blob[:4], "little")
-            self.profile = {k: [tuple(s) for s in v] for k, v in json.loads(blob[4:4 + n]).items()}
-            self.session = ort.InferenceSession(blob[4 + n:], providers=["CPUExecutionProvider"])
-            self.num_io_tensors = 2
-            self.k2 = self.session.get_outputs()[0].shape[1]
-
-        def get_tensor_name(self, i):
-            return ["crops", "coords"][i]
-
-        def get_tensor_mode(self, name):
-            return trt.TensorIOMode.INPUT if name == "crops" else trt.TensorIOMode.OUTPUT
-
-        def get_tensor_profile_shape(self, name, profile):
-            return self.profile[name]
-
-        def get_tensor_shape(self, name):
-            return (-1, 3, 220, 220) if name == "crops" else (-1, self.k2)
-
-        def get_tensor_dtype(self, name):
-            return "float"
-
-        def create_execution_context(self):
-            return Context(self)
-
-    class Runtime:
-        def __init__(self, logger):
-            pass
-
-        def deserialize_cuda_engine(self, blob):
-            return Engine(bytes(blob)) if blob[:1] != b"X" else None
-
-    trt.Logger, trt.Builder, trt.OnnxParser, trt.Runtime = Logger, Builder, OnnxParser, Runtime
-    trt.NetworkDefinitionCreationFlag = _Flag
-    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
-    trt.TensorIOMode = types.SimpleNamespace(INPUT="input", OUTPUT="output")
-    trt.nptype = lambda dt: np.float32
-    return trt
-
-
 @pytest.fixture
 def fake_trt(monkeypatch):
-    calls: list = []
-    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(calls))
-    monkeypatch.setattr(trtb, "current_environment", lambda device=None: ENV)
-    return calls
+    return install_standin(monkeypatch)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -286,17 +155,17 @@ def test_build_and_run_engines_with_stand_in(model_dir, fake_trt, precision):
     info = read_manifest(model_dir)
     k = info.skeleton.k
     try:
-        paths = trtb.build_engines(info, precision, max_persons=2)
+        paths = build_engines(info, precision, max_persons=2)
         assert [p.name for p in paths] == [f"stage{s}.{trtb.engine_key(ENV, precision)}.engine" for s in (1, 2)]
         assert [c for c in fake_trt if c[0] == "create_network"] == [("create_network", 1 << _Flag.STRONGLY_TYPED)] * 2
         shapes = [c[1]["crops"] for c in fake_trt if c[0] == "build"]
         assert shapes == [((1, 3, 220, 220), (1, 3, 220, 220), (2, 3, 220, 220)),
-                          ((k, 3, 220, 220), (k, 3, 220, 220), (2 * k, 3, 220, 220))]
+                          ((1, 3, 220, 220), (k, 3, 220, 220), (2 * k, 3, 220, 220))]
         meta = json.loads(trtb.metadata_path(paths[1]).read_text())
         assert meta["precision"] == precision and meta["tensorrt_version"] == ENV.tensorrt_version
         assert meta["gpu_name"] == ENV.gpu_name and meta["compute_capability"] == "8.9"
-        assert meta["onnx_sha256"] == ortb.file_sha256(ortb.ensure_onnx(info)[1])
-        assert meta["checkpoint_sha256"] == ortb.file_sha256(info.stage_files[1])
+        assert meta["onnx_sha256"] == file_sha256(info.onnx_files[1])
+        assert meta["checkpoint_sha256"] == file_sha256(info.stage_files[1])
 
         regs = trtb.create_tensorrt_regressors(info, precision, device="cpu")
         assert regs[0].max_batch == 2 and regs[1].max_batch == 2 * k
@@ -343,7 +212,7 @@ def test_undeserializable_engine_says_rebuild(tmp_path, fake_trt):
 def test_real_tensorrt_matches_onnxruntime(model_dir, precision, tol):
     info = read_manifest(model_dir)
     try:
-        trtb.build_engines(info, precision, max_persons=2)
+        build_engines(info, precision, max_persons=2)
         regs = create_regressors(info, "tensorrt", precision=precision)
         ref = ortb.create_onnxruntime_regressors(info)
         crops = real_crops(info, 2 * info.skeleton.k, stage=2)

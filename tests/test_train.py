@@ -93,7 +93,7 @@ def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["stage"] for s in manifest["stages"]] == [1, 2]
     assert len(manifest["stages"][1]["displacement_prior"]["mean"]) == 11
-    from deeppose.engine.model import load_cascade
+    from deeppose.engine.backends import load_cascade
     cascade, _ = load_cascade(out)
     assert cascade.num_stages == 2
 

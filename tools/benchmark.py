@@ -52,13 +52,15 @@ RANDOM_FLIC_SCALER = {"offset_x": 0.12, "offset_y": 2.59, "scale_x": 7.35, "scal
 
 
 def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 3, preset: str = "compact",
-                      seed: int = 0, output_std: float = 0.15) -> Path:
+                      seed: int = 0, output_std: float = 0.15, onnx: bool = True) -> Path:
     """Write a model folder with random weights, shaped like the shipped one (for speed and tests).
 
     The last layer is scaled so that the normalized outputs spread by about ``output_std``
     (a trained model's poses spread over its boxes); batch-norm statistics are randomized so
     that exports and backends see non-trivial values. A FLIC model gets a typical face scaler
     (so the pipeline runs the face detector, as with the shipped model); LSP none (full frame).
+    With ``onnx`` the stages are also exported to ONNX (torchscript exporter, the faster one),
+    as ``export-onnx`` does, so that the onnxruntime backend can load the folder.
 
     Returns:
         the folder.
@@ -98,6 +100,9 @@ def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 
         "preset": preset, "stages": entries, "scaler": dict(RANDOM_FLIC_SCALER) if skeleton == "flic" else None,
         "training": {"note": "random weights, for speed measurements only"},
     })
+    if onnx:
+        from deeppose.tools.export_onnx import export_model
+        export_model(folder, exporter="torchscript")
     return folder
 
 
@@ -343,7 +348,7 @@ def run(args) -> int:
 
     header = [
         "deeppose benchmark",
-        f"model:    {model_note}: {len(info.stage_files)} stages, preset {info.manifest.get('preset', '?')}, "
+        f"model:    {model_note}: {len(info.stage_files)} stages, preset {info.manifest.preset or '?'}, "
         f"{sk.name.upper()} k={sk.k}; running {stages} stage(s)",
         f"frames:   {frame_note}",
         f"machine:  {machine['cpu']}; {machine['physical_cores']} physical cores, {machine['logical_cpus']} logical; "
@@ -391,7 +396,7 @@ def run(args) -> int:
             continue
         entry["load_seconds"] = time.perf_counter() - t0
         entry["description"] = describe_regressors(cascade.regressors)
-        entry["resolved_backend"] = getattr(cascade.regressors[0], "backend", backend)
+        entry["resolved_backend"] = cascade.regressors[0].name
 
         if b0 is None:
             b0 = _person_box(pipeline, frames, w, h)
@@ -417,7 +422,7 @@ def run(args) -> int:
     print()
     print(format_table(results, stages, persons, machine))
     report = {"model": {"folder": str(weights), "note": model_note, "stages_run": stages, "k": sk.k,
-                        "preset": info.manifest.get("preset")},
+                        "preset": info.manifest.preset},
               "frames": frame_note, "persons": persons, "runs": args.runs, "warmup": args.warmup,
               "machine": machine, "auto": {"backend": chosen, "reason": chosen_reason}, "notes": notes,
               "results": results}
@@ -448,7 +453,8 @@ def _person_box(pipeline, frames: list, w: int, h: int):
 
 def _ensure_engines(info, precision: str, persons: int) -> None:
     """Build the model's TensorRT engines for this machine when they are missing or stale."""
-    from deeppose.engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, build_engines, find_engines
+    from deeppose.engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, find_engines
+    from deeppose.tools.build_engines import build_engines
     from deeppose.engine.model import ModelError
     try:
         find_engines(info, precision)

@@ -328,7 +328,8 @@ def _run(args) -> int:
                                          if args.oracle_noise > 0 else "")
         report.update(estimator="oracle", oracle_noise_px=args.oracle_noise, seed=args.seed)
     else:
-        from deeppose.engine.model import ModelError, load_cascade
+        from deeppose.engine.backends import load_cascade
+        from deeppose.engine.model import ModelError
 
         weights = Path(args.weights) if args.weights else REPO_ROOT / "weights" / args.dataset
         cascade, info = load_cascade(weights, backend=args.backend)
@@ -352,9 +353,9 @@ def _run(args) -> int:
         stage_poses, seconds = cascade_poses(dataset, cascade, b0, args.stages)
         wall = time.perf_counter() - t
         names = [f"stage {s + 1}" for s in range(len(stage_poses))]
-        runtime = getattr(cascade.regressors[0], "description", None) or args.backend
-        label = f"model {weights} ({info.manifest.get('name', '?')}), {runtime}"
-        report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.get("name"),
+        runtime = cascade.regressors[0].description
+        label = f"model {weights} ({info.manifest.name or '?'}), {runtime}"
+        report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.name,
                       backend=args.backend, flip=args.flip, b0_sources=dict(Counter(sources)),
                       face_confidence=args.face_confidence if info.scaler else None,
                       stage_ms_per_example=[1000.0 * s / len(dataset.examples) for s in seconds],
@@ -386,7 +387,7 @@ def write_manifest_metrics(weights: Path, report: dict) -> Path:
     and @0.2 per joint with their means, PCP per limb with its mean) plus how it was measured."""
     from deeppose.engine.model import read_manifest, write_manifest
 
-    manifest = read_manifest(weights).manifest
+    manifest = read_manifest(weights).manifest.to_dict()
     metrics = {}
     for i, st in enumerate(report["stages"], start=1):
         entry = {}

@@ -508,7 +508,7 @@ def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict,
     state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
     _save_atomic({"config": net.config(), "state_dict": state, "stage": stage}, cfg.out / name)
     try:
-        manifest = read_manifest(cfg.out).manifest
+        manifest = read_manifest(cfg.out).manifest.to_dict()
     except ModelError:
         manifest = {}
     stages = [s for s in manifest.get("stages", []) if s["stage"] < stage]

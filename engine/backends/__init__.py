@@ -1,31 +1,37 @@
-"""Runtime backends implementing the cascade's :class:`engine.cascade.Regressor` interface.
+"""Runtime backends implementing the contract of :class:`engine.backends.base.Regressor`.
 
 Backends (one name each, chosen with ``--backend``):
 
 - ``torch``: PyTorch on the CPU (fp32), or on CUDA in fp16 when a GPU is present.
 - ``onnxruntime`` (alias ``ort``): ONNX Runtime on the CPU, one session per stage with all
-  graph optimizations and one thread per physical core. Each stage is exported to ONNX once
-  and cached next to the weights (see :mod:`engine.backends.onnxruntime_backend`).
+  graph optimizations and one thread per physical core, loading the ONNX files the model
+  folder names (written at build time by ``python main.py export-onnx``; see
+  :mod:`engine.backends.onnxruntime_backend`). Needs neither torch nor onnx.
 - ``tensorrt`` (alias ``trt``): TensorRT engines built by ``python main.py build-engines``
   (optional import; needs an NVIDIA GPU; see :mod:`engine.backends.tensorrt_backend`).
 - ``auto``: the fastest one available here (:func:`resolve_backend` says which and why).
 
-Every regressor made here carries ``backend`` (its backend name) and ``description`` (one
-line naming the library version, device, precision and threads), so that every command can
-print what it runs on (:func:`describe_regressors`).
+Every regressor made here is an :class:`engine.backends.base.Regressor`: its ``name``,
+``description`` (one line naming the library version, device, precision and threads),
+``max_batch`` and ``reason`` (why it was chosen) are set when it is created, so that every
+command can print what it runs on (:func:`describe_regressors`); ``close()`` releases it.
+
+Importing this package imports no backend library: torch, onnxruntime and tensorrt are
+imported by the backend that is created (and torch, to ask about CUDA, only on a machine with
+an NVIDIA device). :func:`load_cascade` turns a model folder into a ready cascade.
 """
 from __future__ import annotations
 
 import importlib.util
 import logging
 import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..model import ModelError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..model import ModelInfo
+from ..cascade import Cascade
+from ..model import ModelInfo, read_manifest
+from .base import BackendError, Regressor
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +40,6 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 CHOICES = ("auto",) + BACKENDS + tuple(ALIASES)
 """Every name accepted by ``--backend``."""
-
-
-class BackendError(ModelError):
-    """A backend that cannot run here or cannot load this model; the message is one line."""
 
 
 def canonical_name(name: str) -> str:
@@ -91,7 +93,16 @@ def _has_module(name: str) -> bool:
         return False
 
 
+def _nvidia_device_absent() -> bool:
+    """True when this is Linux and no NVIDIA device node exists (then CUDA cannot be there)."""
+    return sys.platform.startswith("linux") and not any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def _cuda_available() -> bool:
+    """Whether PyTorch sees a CUDA GPU. Imports torch only when it is installed and, on Linux,
+    an NVIDIA device exists, so that CPU-only runs never pay torch's import."""
+    if not _has_module("torch") or _nvidia_device_absent():
+        return False
     import torch
     return torch.cuda.is_available()
 
@@ -105,11 +116,14 @@ def backend_status() -> dict[str, tuple[bool, str]]:
     """
     status: dict[str, tuple[bool, str]] = {}
     cuda = _cuda_available()
-    status["torch"] = (True, "PyTorch on CUDA (fp16)" if cuda else "PyTorch on the CPU (fp32)")
-    if _has_module("onnxruntime") and _has_module("onnx"):
+    if _has_module("torch"):
+        status["torch"] = (True, "PyTorch on CUDA (fp16)" if cuda else "PyTorch on the CPU (fp32)")
+    else:
+        status["torch"] = (False, "PyTorch is not installed (pip install 'deeppose[train]')")
+    if _has_module("onnxruntime"):
         status["onnxruntime"] = (True, "ONNX Runtime on the CPU")
     else:
-        status["onnxruntime"] = (False, "onnxruntime or onnx is not installed (pip install onnxruntime onnx)")
+        status["onnxruntime"] = (False, "onnxruntime is not installed (pip install onnxruntime)")
     if not _has_module("tensorrt"):
         status["tensorrt"] = (False, "the tensorrt package is not installed (NVIDIA's index: pip install tensorrt)")
     elif not cuda:
@@ -169,37 +183,23 @@ def resolve_backend(name: str = "auto", folder: str | Path | None = None, precis
     if status["onnxruntime"][0]:
         return "onnxruntime", ("auto: no CUDA GPU; ONNX Runtime is the fastest CPU backend "
                                "(its networks ran 1.9x to 2.8x faster than PyTorch's on 2 cores, docs/SPEED.md)")
+    if not status["torch"][0]:
+        raise BackendError(f"no backend can run here: {status['onnxruntime'][1]}, and {status['torch'][1]}")
     return "torch", f"auto: no CUDA GPU, and {status['onnxruntime'][1]}; using PyTorch on the CPU"
 
 
-def _label(regressors: list, backend: str, reason: str) -> list:
-    for r in regressors:
-        r.backend = backend
-        r.backend_reason = reason
-        if not getattr(r, "description", None):
-            r.description = backend
-    return regressors
-
-
-def _torch_regressors(info: "ModelInfo", device: str | None = None, fp16: bool | None = None,
-                      threads: int | None = None) -> list:
+def _torch_regressors(info: ModelInfo, device: str | None = None, fp16: bool | None = None,
+                      threads: int | None = None, reason: str = "") -> list[Regressor]:
     import torch
 
     from ..model import load_stage_module
     from .torch_backend import TorchRegressor
     if threads:
         torch.set_num_threads(int(threads))
-    out = []
-    for f in info.stage_files:
-        r = TorchRegressor(load_stage_module(f, info.skeleton.k), device=device, fp16=fp16)
-        where = str(r.device) if r.device.type == "cpu" else f"{r.device} {torch.cuda.get_device_name(r.device)}"
-        threads_txt = f", {torch.get_num_threads()} threads" if r.device.type == "cpu" else ""
-        r.description = f"torch {torch.__version__} ({where}, {'fp16' if r.fp16 else 'fp32'}{threads_txt})"
-        out.append(r)
-    return out
+    return [TorchRegressor(load_stage_module(f, info.skeleton.k), device, fp16, reason) for f in info.stage_files]
 
 
-def create_regressors(info: "ModelInfo", backend: str = "auto", **opts: Any) -> list:
+def create_regressors(info: ModelInfo, backend: str = "auto", **opts: Any) -> list[Regressor]:
     """One regressor per stage of the model ``info`` on ``backend``, stage 1 first.
 
     Each regressor loads its network once, keeps its buffers, and runs a whole stage's batch
@@ -211,41 +211,44 @@ def create_regressors(info: "ModelInfo", backend: str = "auto", **opts: Any) -> 
             and, if ONNX Runtime or TensorRT then fail to load, falls back to PyTorch (the
             reason says so).
         **opts: backend options. torch: ``device`` ("cpu"/"cuda"), ``fp16``, ``threads``.
-            onnxruntime: ``threads`` (default: physical cores), ``spinning``, ``cache_dir``.
+            onnxruntime: ``threads`` (default: physical cores), ``spinning``.
             tensorrt: ``precision`` ("fp16"/"fp32"), ``device``.
     Returns:
-        list of regressors with ``backend``, ``backend_reason`` and ``description`` set.
+        one :class:`Regressor` per stage, their ``reason`` saying why the backend was chosen.
     Raises:
         BackendError: unknown or unavailable backend, or a backend that cannot load this
-            model (missing engines, export failure); one line, with the fix where known.
-        ModelError: unreadable checkpoints.
+            model (missing or stale ONNX files or engines); one line, with the fix where known.
+        ModelError: missing or unreadable checkpoints (torch).
     """
     key = canonical_name(backend)
     if key == "auto":
         name, reason = resolve_backend("auto", info.folder, opts.get("precision"))
         try:
-            return _label(create_regressors(info, name, **_opts_for(name, opts)), name, reason)
+            return _create(info, name, reason, opts)
         except BackendError as e:
-            if name == "torch":
+            if name == "torch" or not backend_status()["torch"][0]:
                 raise
             reason = f"auto: {name} failed to load ({e}); using PyTorch"
             log.warning("%s", reason)
-            return _label(_torch_regressors(info, **_opts_for("torch", opts)), "torch", reason)
+            return _create(info, "torch", reason, opts)
     name, reason = resolve_backend(key)
+    return _create(info, name, reason, opts)
+
+
+def _create(info: ModelInfo, name: str, reason: str, opts: dict) -> list[Regressor]:
+    """The regressors of backend ``name`` (a canonical, available name)."""
     if name == "torch":
-        regs = _torch_regressors(info, **_opts_for("torch", opts))
-    elif name == "onnxruntime":
+        return _torch_regressors(info, **_opts_for("torch", opts), reason=reason)
+    if name == "onnxruntime":
         from .onnxruntime_backend import create_onnxruntime_regressors
-        regs = create_onnxruntime_regressors(info, **_opts_for("onnxruntime", opts))
-    else:
-        from .tensorrt_backend import create_tensorrt_regressors
-        regs = create_tensorrt_regressors(info, **_opts_for("tensorrt", opts))
-    return _label(regs, name, reason)
+        return create_onnxruntime_regressors(info, **_opts_for("onnxruntime", opts), reason=reason)
+    from .tensorrt_backend import create_tensorrt_regressors
+    return create_tensorrt_regressors(info, **_opts_for("tensorrt", opts), reason=reason)
 
 
 _OPTIONS = {
     "torch": ("device", "fp16", "threads"),
-    "onnxruntime": ("threads", "spinning", "cache_dir"),
+    "onnxruntime": ("threads", "spinning"),
     "tensorrt": ("precision", "device"),
 }
 
@@ -255,21 +258,31 @@ def _opts_for(name: str, opts: dict) -> dict:
     return {k: v for k, v in opts.items() if k in _OPTIONS[name] and v is not None}
 
 
-def describe_regressors(regressors: list) -> str:
+def describe_regressors(regressors: "list[Regressor]") -> str:
     """One line naming the backend a cascade runs on, e.g.
-    ``"onnxruntime 1.31.1 (CPUExecutionProvider, 2 threads) [auto: no CUDA GPU; ...]"``.
-
-    Works for any regressors (those of ``engine.model.load_cascade(folder, "torch")`` too).
+    ``"onnxruntime 1.31.1 (CPU, 2 threads) [auto: no CUDA GPU; ...]"`` (the reason is shown
+    when ``auto`` chose the backend); "no regressors" for an empty list.
     """
     if not regressors:
         return "no regressors"
     r = regressors[0]
-    desc = getattr(r, "description", None)
-    if not desc and getattr(r, "name", None) == "torch" and hasattr(r, "device"):
-        import torch  # a TorchRegressor made by engine.model.load_cascade(folder, "torch")
-        cpu = r.device.type == "cpu"
-        desc = (f"torch {torch.__version__} ({r.device}, {'fp16' if getattr(r, 'fp16', False) else 'fp32'}"
-                f"{f', {torch.get_num_threads()} threads' if cpu else ''})")
-    desc = desc or getattr(r, "name", None) or type(r).__name__
-    reason = getattr(r, "backend_reason", "")
-    return f"{desc} [{reason}]" if reason.startswith("auto") else desc
+    return f"{r.description} [{r.reason}]" if r.reason.startswith("auto") else r.description
+
+
+def load_cascade(folder: str | Path, backend: str = "torch", **backend_options: Any) -> tuple[Cascade, ModelInfo]:
+    """Load a model folder as a :class:`engine.cascade.Cascade` on the given backend.
+
+    Args:
+        folder: model folder (manifest.json plus the stage files the backend reads).
+        backend: "torch" (default: the training-time reference), "auto" (the fastest
+            available), "onnxruntime" or "tensorrt".
+        **backend_options: see :func:`create_regressors`.
+    Returns:
+        (cascade, model info).
+    Raises:
+        ModelError: unreadable manifest or stage files; BackendError (a ModelError): see
+            :func:`create_regressors`.
+    """
+    info = read_manifest(folder)
+    regressors = create_regressors(info, backend, **backend_options)
+    return Cascade(regressors, info.skeleton, info.sigma, info.input_size, normalization=info.normalization), info

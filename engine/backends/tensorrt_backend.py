@@ -1,7 +1,7 @@
 """TensorRT backend (optional import): one serialized engine per stage, built from its ONNX graph.
 
-Engines are built by ``python main.py build-engines`` (:func:`build_engines`) and cached next to
-the weights, one file per stage, keyed by what they were built for::
+Engines are built at build time by ``python main.py build-engines`` (:mod:`tools.build_engines`)
+and kept next to the weights, one file per stage, keyed by what they were built for::
 
     stage1.fp16.sm89-nvidia-geforce-rtx-4090.trt10.8.0.engine
     stage1.fp16.sm89-nvidia-geforce-rtx-4090.trt10.8.0.engine.json   (metadata)
@@ -13,8 +13,8 @@ elsewhere, or from an older checkpoint, raises a one-line :class:`BackendError` 
 difference and the rebuild command.
 
 TensorRT use follows its current Python API (TensorRT >= 10): strongly typed networks (fp16
-engines are built from an fp16 copy of the ONNX graph, :func:`to_fp16_onnx`), one
-optimization profile over the batch sizes the cascade uses, tensors addressed by name
+engines are built from an fp16 copy of the ONNX graph), one optimization profile over the
+batch sizes the cascade uses (any B >= 1), tensors addressed by name
 (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``). Device buffers are
 PyTorch CUDA tensors.
 """
@@ -24,13 +24,14 @@ import contextlib
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import BackendError
+from .base import BackendError, Regressor
+from .common import default_cache_dir, file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import ModelInfo
@@ -126,7 +127,6 @@ def check_metadata(meta: dict, env: TrtEnvironment, precision: str, checkpoint_s
 
 
 def _engine_dirs(info_folder: Path) -> list[Path]:
-    from .onnxruntime_backend import default_cache_dir
     return [info_folder, default_cache_dir(info_folder, "engines")]
 
 
@@ -146,8 +146,6 @@ def find_engines(info: "ModelInfo", precision: str = "fp16", env: TrtEnvironment
             engine is missing, or was built for another TensorRT version, GPU, precision or
             checkpoint.
     """
-    from .onnxruntime_backend import file_sha256
-
     env = env or current_environment()
     folder = info.folder
     found = []
@@ -167,7 +165,7 @@ def find_engines(info: "ModelInfo", precision: str = "fp16", env: TrtEnvironment
         if meta is None:
             raise BackendError(f"{metadata_path(path)} is missing or unreadable; rebuild with: "
                                f"{rebuild_command(folder, precision)}")
-        problem = check_metadata(meta, env, precision, file_sha256(ckpt), folder)
+        problem = check_metadata(meta, env, precision, file_sha256(ckpt) if ckpt.is_file() else None, folder)
         if problem:
             raise BackendError(problem)
         found.append((path, meta))
@@ -184,146 +182,26 @@ def engines_problem(folder: str | Path, precision: str = "fp16") -> str | None:
         return str(e)
 
 
-def to_fp16_onnx(model):
-    """An fp16 copy of an fp32 ONNX graph whose input and output stay float32.
-
-    Every float32 initializer (and Constant) becomes float16; a Cast to float16 follows the
-    input and a Cast to float32 precedes the output. Built for TensorRT's strongly typed
-    networks, where the graph's types fix each layer's precision.
-
-    Args:
-        model: an ``onnx.ModelProto`` with one input and one output (left unchanged).
-    Returns:
-        the converted ``onnx.ModelProto``.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    g = m.graph
-    for init in g.initializer:
-        if init.data_type == TensorProto.FLOAT:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
-    for node in g.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
-                    attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16), attr.t.name))
-    inp, out = g.input[0].name, g.output[0].name
-    for node in g.node:
-        node.input[:] = [inp + "_fp16" if x == inp else x for x in node.input]
-        node.output[:] = [out + "_fp16" if x == out else x for x in node.output]
-    g.node.insert(0, helper.make_node("Cast", [inp], [inp + "_fp16"], to=TensorProto.FLOAT16, name="input_to_fp16"))
-    g.node.append(helper.make_node("Cast", [out + "_fp16"], [out], to=TensorProto.FLOAT, name="output_to_fp32"))
-    del g.value_info[:]
-    onnx.checker.check_model(m)
-    return m
-
-
-def profile_batches(stage: int, k: int, max_persons: int) -> tuple[int, int, int]:
-    """(min, opt, max) batch of a stage's optimization profile: stage 1 regresses one crop per
-    person (1, 1, P); stages >= 2 the k joint crops of every person (k, k, P*k); opt is one person."""
-    if stage == 1:
-        return 1, 1, max_persons
-    return k, k, max_persons * k
-
-
-def build_engine(onnx_file: str | Path, out: str | Path, precision: str, batches: tuple[int, int, int],
-                 env: TrtEnvironment, metadata: dict, workspace_mb: int = 1024) -> dict:
-    """Build and serialize one TensorRT engine from an ONNX file; writes ``out`` and its metadata.
-
-    Args:
-        onnx_file: the stage's fp32 ONNX file (converted to fp16 here for ``precision="fp16"``).
-        out: the .engine file to write.
-        precision: "fp16" or "fp32".
-        batches: (min, opt, max) batch sizes of the optimization profile.
-        env: the machine the engine is built for (:func:`current_environment`).
-        metadata: extra metadata (stage, checkpoint, checksums).
-    Returns:
-        the metadata written next to the engine.
-    Raises:
-        BackendError: TensorRT missing or too old, ONNX parse errors, build failure.
-    """
-    import onnx
-    import tensorrt as trt
-
-    from .onnxruntime_backend import INPUT_NAME, file_sha256
-
-    onnx_file, out = Path(onnx_file), Path(out)
-    model = onnx.load(str(onnx_file))
-    if precision == "fp16":
-        model = to_fp16_onnx(model)
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if flag is None:
-        raise BackendError(f"TensorRT {trt.__version__} is too old: deeppose needs TensorRT 10 or newer")
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(1 << int(flag))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(model.SerializeToString()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BackendError(f"TensorRT cannot parse {onnx_file.name}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
-    shape = tuple(model.graph.input[0].type.tensor_type.shape.dim[i].dim_value for i in (1, 2, 3))
-    profile = builder.create_optimization_profile()
-    lo, opt, hi = batches
-    profile.set_shape(INPUT_NAME, (lo, *shape), (opt, *shape), (hi, *shape))
-    config.add_optimization_profile(profile)
-    blob = builder.build_serialized_network(network, config)
-    if blob is None:
-        raise BackendError(f"TensorRT failed to build an engine from {onnx_file.name} (see its log above)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(bytes(blob))
-    tmp.replace(out)
-    meta = {**asdict(env), "precision": precision, "min_batch": lo, "opt_batch": opt, "max_batch": hi,
-            "onnx": onnx_file.name, "onnx_sha256": file_sha256(onnx_file), **metadata}
-    metadata_path(out).write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
-
-
-def build_engines(info: "ModelInfo", precision: str = "fp16", max_persons: int = DEFAULT_MAX_PERSONS,
-                  device: str | None = None, workspace_mb: int = 1024) -> list[Path]:
-    """Build one engine per stage of ``info`` for this machine (exporting ONNX first if needed).
-
-    Returns the engine paths, stage 1 first. Raises :class:`BackendError` (see :func:`build_engine`).
-    """
-    from .onnxruntime_backend import default_cache_dir, ensure_onnx, file_sha256, is_writable
-
-    env = current_environment(device)
-    folder = info.folder if is_writable(info.folder) else default_cache_dir(info.folder, "engines")
-    paths = []
-    for s, (ckpt, onnx_file) in enumerate(zip(info.stage_files, ensure_onnx(info)), start=1):
-        out = engine_path(ckpt, folder, env, precision)
-        log.info("building the TensorRT engine of stage %d (%s) -> %s", s, precision, out)
-        build_engine(onnx_file, out, precision, profile_batches(s, info.skeleton.k, max_persons), env,
-                     {"stage": s, "checkpoint": ckpt.name, "checkpoint_sha256": file_sha256(ckpt),
-                      "max_persons": max_persons}, workspace_mb)
-        paths.append(out)
-    return paths
-
-
-class TensorRTRegressor:
-    """:class:`engine.cascade.Regressor` running one stage's TensorRT engine.
+class TensorRTRegressor(Regressor):
+    """:class:`engine.backends.base.Regressor` running one stage's TensorRT engine.
 
     The engine is deserialized once; input and output live in PyTorch CUDA tensors (and pinned
     host tensors for the copies) allocated once for the profile's largest batch; every call
     sets the batch's input shape and runs ``execute_async_v3`` on a private CUDA stream. A
-    batch larger than the profile's maximum runs in chunks.
+    batch larger than the profile's maximum (``max_batch``) runs in chunks.
 
     Args:
         path: the .engine file.
         device: CUDA device (default "cuda").
         rebuild_hint: command printed when the engine cannot be deserialized.
+        reason: why this backend was chosen (see :class:`Regressor`).
     Raises:
         BackendError: TensorRT missing, or the engine cannot be deserialized here.
     """
 
     name = "tensorrt"
 
-    def __init__(self, path: str | Path, device: str | None = None, rebuild_hint: str = ""):
+    def __init__(self, path: str | Path, device: str | None = None, rebuild_hint: str = "", reason: str = ""):
         try:
             import tensorrt as trt
         except ImportError as e:
@@ -342,10 +220,13 @@ class TensorRTRegressor:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self.output = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-        _, _, max_shape = self.engine.get_tensor_profile_shape(self.input, 0)
-        self.max_batch = int(max_shape[0])
+        min_shape, _, max_shape = self.engine.get_tensor_profile_shape(self.input, 0)
+        if int(min_shape[0]) != 1:
+            raise BackendError(f"the TensorRT engine {self.path.name} does not take a batch of 1 (profile starts at "
+                               f"{int(min_shape[0])}); rebuild with: {rebuild_hint or 'python main.py build-engines'}")
+        max_batch = int(max_shape[0])
         in_shape = tuple(int(d) for d in max_shape)
-        out_shape = (self.max_batch, int(self.engine.get_tensor_shape(self.output)[1]))
+        out_shape = (max_batch, int(self.engine.get_tensor_shape(self.output)[1]))
         dt = {name: torch.from_numpy(np.empty(0, dtype=trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
               for name in (self.input, self.output)}
         cuda = self.device.type == "cuda"
@@ -357,14 +238,12 @@ class TensorRTRegressor:
         self.context.set_tensor_address(self.output, self.d_out.data_ptr())
         self.stream = torch.cuda.Stream(self.device) if cuda else None
         gpu = torch.cuda.get_device_name(self.device) if cuda else str(self.device)
-        self.description = f"tensorrt {trt.__version__} ({gpu}, {self.engine_precision()})"
-
-    def engine_precision(self) -> str:
-        meta = _read_meta(self.path) or {}
-        return str(meta.get("precision", "?"))
+        precision = str((_read_meta(self.path) or {}).get("precision", "?"))
+        super().__init__(f"tensorrt {trt.__version__} ({gpu}, {precision})", max_batch, reason)
 
     def regress(self, crops: np.ndarray) -> np.ndarray:
-        """(B, 3, 220, 220) float32 -> (B, 2k) float32 normalized coordinates."""
+        """(B, 3, 220, 220) float32 -> (B, 2k) float32 normalized coordinates, in chunks of ``max_batch``."""
+        self._check_open()
         crops = np.ascontiguousarray(crops, dtype=np.float32)
         out = np.empty((len(crops), self.h_out.shape[1]), np.float32)
         for i in range(0, len(crops), self.max_batch):
@@ -387,8 +266,15 @@ class TensorRTRegressor:
             self.stream.synchronize()
         out[...] = self.h_out[:n].numpy()
 
+    def _release(self) -> None:
+        if self.stream is not None:
+            self.stream.synchronize()
+        self.context = self.engine = self.runtime = None
+        self.d_in = self.d_out = self.h_in = self.h_out = self.stream = None
 
-def create_tensorrt_regressors(info: "ModelInfo", precision: str = "fp16", device: str | None = None) -> list[TensorRTRegressor]:
+
+def create_tensorrt_regressors(info: "ModelInfo", precision: str = "fp16", device: str | None = None,
+                               reason: str = "") -> list[TensorRTRegressor]:
     """One :class:`TensorRTRegressor` per stage of ``info``, from engines built for this machine.
 
     Raises:
@@ -396,4 +282,4 @@ def create_tensorrt_regressors(info: "ModelInfo", precision: str = "fp16", devic
     """
     engines = find_engines(info, precision, current_environment(device))
     hint = rebuild_command(info.folder, precision)
-    return [TensorRTRegressor(path, device, hint) for path, _ in engines]
+    return [TensorRTRegressor(path, device, hint, reason) for path, _ in engines]

@@ -1,0 +1,6 @@
+"""``python -m deeppose ...``: the ``deeppose`` command."""
+import sys
+
+from deeppose.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""The library API: Pose(weights)(image) -> (joints, b0) on real FLIC images with the shipped
+model, PoseSmoother on real video frames, and the README's example run as written."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, WALKING, require_data
+from deeppose import Pose, PoseSmoother
+from deeppose.engine.backends import load_cascade
+
+
+@pytest.fixture(scope="module")
+def pose(flic_weights):
+    with Pose(flic_weights, fallback="frame", threads=1) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def flic_val():
+    require_data("flic", "examples.mat")
+    from deeppose.tools.datasets import load_dataset
+    ds = load_dataset("flic", None, "val")
+    ds.examples = ds.examples[::40][:12]
+    return ds
+
+
+def test_pose_finds_the_labelled_person_on_real_images(pose, flic_val):
+    from deeppose.tools.datasets import load_image
+    from deeppose.tools.metrics import pdj
+    gt = flic_val.poses()                                        # (N, k, 2)
+    best = []
+    for i, e in enumerate(flic_val.examples):
+        joints, b0 = pose(load_image(e.image_path))
+        assert joints.ndim == 3 and joints.shape[1:] == (11, 2) and b0.shape == (len(joints), 4)
+        assert len(joints) >= 1 and np.isfinite(joints).all()    # fallback "frame": never empty
+        err = np.nanmean(np.linalg.norm(joints - gt[i][None], axis=-1), axis=1)
+        best.append(joints[int(np.argmin(err))])                 # the labelled person among those found
+    score = pdj(np.stack(best), gt, flic_val.skeleton, [0.2]).mean_at(0.2)
+    assert score >= 0.6, score                                   # the shipped model: 0.79 on all of val
+
+
+def test_pose_is_the_cascade_on_the_detected_boxes(pose, flic_weights, flic_val):
+    from deeppose.tools.datasets import load_image
+    image = load_image(flic_val.examples[0].image_path)
+    est = pose.estimate(image)
+    cascade, _ = load_cascade(flic_weights, "onnxruntime", threads=1)
+    ref = cascade.run(image, est.b0)
+    assert np.array_equal(est.joints, ref.poses) and np.array_equal(est.stage_joints, ref.stage_poses)
+    assert est.sources and set(est.sources) <= {"face", "frame"}
+    assert pose.joints[:3] == ("l_shoulder", "l_elbow", "l_wrist") and pose.backend.startswith("onnxruntime")
+
+
+def test_bad_input_and_options_are_one_line_errors(pose, flic_weights):
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 BGR image"):
+        pose(np.zeros((40, 40), np.uint8))
+    with pytest.raises(ValueError, match="stages must be in 1..3"):
+        Pose(flic_weights, stages=4)
+    with pytest.raises(ValueError, match="fallback"):
+        Pose(flic_weights, fallback="everywhere")
+
+
+def test_stages_and_no_face(flic_weights, flic_val):
+    from deeppose.tools.datasets import load_image
+    blank = np.zeros((240, 320, 3), np.uint8)
+    with Pose(flic_weights, stages=1, threads=1) as p:
+        joints, b0 = p(blank)                                    # no face, no fallback: nobody
+        assert joints.shape == (0, 11, 2) and b0.shape == (0, 4)
+        est = p.estimate(load_image(flic_val.examples[1].image_path))
+        assert len(est.joints) >= 1 and est.stage_joints.shape == (1, len(est.joints), 11, 2)
+    with pytest.raises(ValueError, match="closed"):
+        p(blank)
+
+
+def test_smoother_follows_and_smooths_real_frames(pose):
+    require_data("videos", "walking.mp4")
+    from deeppose.tools.benchmark import read_frames
+    frames = read_frames(WALKING, 12, start=30)
+    smoother = PoseSmoother()
+    raw, smooth, ids = [], [], []
+    for i, frame in enumerate(frames):
+        joints, b0 = pose(frame)
+        pid, s = smoother(joints, b0, i / 30.0)
+        assert s.shape == joints.shape and pid.shape == (len(joints),)
+        k = int(np.argmax(b0[:, 2])) if len(b0) else None       # the walking person: the largest box
+        if k is not None:
+            raw.append(joints[k]); smooth.append(s[k]); ids.append(int(pid[k]))
+    assert len(ids) >= 10 and len(set(ids)) == 1, ids             # one person, one id
+    jitter = lambda x: np.abs(np.diff(np.stack(x), n=2, axis=0)).mean()   # noqa: E731
+    assert jitter(smooth) < 0.5 * jitter(raw), (jitter(smooth), jitter(raw))
+    assert np.abs(np.stack(smooth) - np.stack(raw)).max() < 60    # smoothing, not a different pose
+    with pytest.raises(ValueError, match="expected joints"):
+        smoother(np.zeros((2, 11, 2)), np.zeros((1, 4)), 1.0)
+
+
+def test_readme_example_runs_as_written(flic_val, tmp_path):
+    """The README's library example, with its image path pointed at a FLIC image, run from
+    another folder."""
+    text = (REPO / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "from deeppose import Pose" in b)
+    assert len([ln for ln in block.splitlines() if ln.strip() and not ln.strip().startswith("#")]) <= 5
+    code = block.replace('"person.jpg"', repr(str(flic_val.examples[0].image_path)))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "l_shoulder" in out.stdout and "nose" in out.stdout
