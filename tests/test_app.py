@@ -28,6 +28,7 @@ from PyQt6.QtGui import QDropEvent, QImage  # noqa: E402
 
 from app.capture import CaptureThread, Frame, LatestFrameSlot, Source  # noqa: E402
 from app.window import MainWindow  # noqa: E402
+from engine.recording import read_keypoints  # noqa: E402
 from engine.skeletons import FLIC  # noqa: E402
 
 torch.set_num_threads(1)   # the machine's cores are shared with a training run
@@ -326,7 +327,7 @@ def test_record_writes_playable_video_and_keypoints(qtbot, random_model_dir, wal
     assert n >= 3 and size == (720, 1280, 3)
     # every frame shown was recorded (but perhaps the first, processed before the request)
     assert win.frames_shown - 1 <= n <= win.frames_shown
-    lines = [json.loads(s) for s in video.with_suffix(".jsonl").read_text().splitlines()]
+    lines = read_keypoints(video.with_suffix(".jsonl"))
     assert len(lines) == n
     assert all(set(p["joints"]) == set(FLIC.joints) for rec in lines for p in rec["persons"])
     assert [rec["frame"] for rec in lines] == sorted(rec["frame"] for rec in lines)
