@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_int(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+from engine.cli_args import add_backend, add_stages, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,11 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="DIR",
                         help="model folder (manifest.json + stage checkpoints) for this run "
                              "(default: the one saved in the settings, initially weights/flic)")
-    parser.add_argument("--backend", metavar="NAME",
-                        help="runtime backend for this run: auto, torch, onnxruntime, tensorrt")
-    parser.add_argument("--stages", type=_positive_int, metavar="S",
-                        help="cascade stages to run, 1..S, for this run (default: all)")
-    parser.add_argument("--quit-after-frames", type=_positive_int, metavar="N",
+    add_backend(parser, default=None, default_text="the one saved in the settings, initially auto")
+    add_stages(parser)
+    parser.add_argument("--quit-after-frames", type=positive_int, metavar="N",
                         help="close the window after N frames were displayed, or when the source "
                              "ends or fails (for automation and tests)")
     parser.add_argument("--screenshot", metavar="FILE.png",

@@ -17,13 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments to its sub-parser."""
-    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "flic", help="model folder (weights/flic)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "flic", metavar="DIR",
+                        help="model folder (default: weights/flic)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="write the .onnx files to this folder, e.g. to deploy them elsewhere (default: "
                              "next to the weights, where the onnxruntime and tensorrt backends look)")
     parser.add_argument("--exporter", choices=("dynamo", "torchscript"), default=None,
                         help="torch.onnx exporter (default dynamo when onnxscript is installed)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    parser.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default 18)")
     parser.add_argument("--force", action="store_true", help="export even when a cached file exists")
     parser.add_argument("--no-check", action="store_true", help="skip the PyTorch-vs-ONNX Runtime check on real crops")
 

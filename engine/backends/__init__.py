@@ -36,6 +36,11 @@ CHOICES = ("auto",) + BACKENDS + tuple(ALIASES)
 """Every name accepted by ``--backend``."""
 
 
+NO_GPU = ("TensorRT needs an NVIDIA GPU with CUDA, and none was found (PyTorch sees no CUDA device; "
+          "on a GPU machine install the CUDA build of torch)")
+"""Why TensorRT cannot run on a machine without a usable NVIDIA GPU."""
+
+
 class BackendError(ModelError):
     """A backend that cannot run here or cannot load this model; the message is one line."""
 
@@ -110,10 +115,10 @@ def backend_status() -> dict[str, tuple[bool, str]]:
         status["onnxruntime"] = (True, "ONNX Runtime on the CPU")
     else:
         status["onnxruntime"] = (False, "onnxruntime or onnx is not installed (pip install onnxruntime onnx)")
-    if not _has_module("tensorrt"):
+    if not cuda:   # said first: without a GPU, installing tensorrt would not help
+        status["tensorrt"] = (False, NO_GPU)
+    elif not _has_module("tensorrt"):
         status["tensorrt"] = (False, "the tensorrt package is not installed (NVIDIA's index: pip install tensorrt)")
-    elif not cuda:
-        status["tensorrt"] = (False, "no CUDA GPU is visible to PyTorch (install the CUDA build of torch)")
     else:
         status["tensorrt"] = (True, "TensorRT on the GPU")
     return status
