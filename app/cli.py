@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli_args import add_backend, add_stages, positive_int
+from engine.cli_args import add_backend, add_stages, output_problem, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,10 +32,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start QApplication and the main window; returns the app's exit code (1 when an
-    automated run's source failed)."""
+    """Start QApplication and the main window; returns the app's exit code: 1 when the app
+    cannot open a window here or an automated run failed (source, model), 2 for bad options,
+    128 + the signal number after Ctrl-C or SIGTERM (the window closes cleanly, a recording
+    is finished)."""
+    import signal
     import sys
 
+    from .system_check import display_problem
+
+    # Before Qt: its own message for a missing display or library is an abort, and misleading.
+    problem = display_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    for path, what in ((args.screenshot, "screenshot"), (args.record, "recording")):
+        problem = output_problem(path, what) if path else None
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+
+    from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
     from .capture import Source
@@ -51,5 +68,25 @@ def run(args: argparse.Namespace) -> int:
     window = MainWindow(source=source, overrides=overrides, quit_after_frames=args.quit_after_frames,
                         screenshot=args.screenshot, record=args.record)
     window.show()
-    code = app.exec()
+
+    # Ctrl-C / SIGTERM close the window like its Quit action (finishing any recording). Python
+    # runs signal handlers only between bytecodes, so a timer gives it the chance while Qt waits.
+    def on_signal(signum, frame):
+        window.interrupted = signum
+        QTimer.singleShot(0, window.close)
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    tick = QTimer()
+    tick.timeout.connect(lambda: None)
+    tick.start(200)
+    try:
+        code = app.exec()
+    finally:
+        tick.stop()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if window.interrupted:
+        print(f"interrupted ({signal.Signals(window.interrupted).name}): the window was closed"
+              + (f"; recording saved to {window.recording_path}" if window.recording_path else ""), file=sys.stderr)
+        return 128 + window.interrupted
     return window.exit_code or code
