@@ -608,12 +608,17 @@ def test_ctrl_c_closes_the_app_and_finishes_the_recording(tmp_path, random_model
                             cwd=REPO, env=_app_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     kp = video.with_suffix(".jsonl")
     t = time.monotonic()
-    while not (kp.exists() and len(read_keypoints(kp)) >= 2):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() - t < 120, "nothing recorded"
-        time.sleep(0.1)
-    proc.send_signal(2)   # SIGINT, as Ctrl-C
-    _, stderr = proc.communicate(timeout=120)
+    try:
+        while not (kp.exists() and len(read_keypoints(kp)) >= 2):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() - t < 120, "nothing recorded"
+            time.sleep(0.1)
+        proc.send_signal(2)   # SIGINT, as Ctrl-C
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "interrupted (SIGINT)" in stderr and "recording saved" in stderr
     cap = cv2.VideoCapture(str(video))

@@ -443,17 +443,22 @@ def test_second_run_writing_the_same_output_is_refused(cuts, model_dir, tmp_path
     out, kp = tmp_path / "o.mp4", tmp_path / "k.jsonl"
     first = _start([str(cuts["full"]), "-o", str(out), "--keypoints", str(kp), "--weights", str(model_dir),
                     "--stages", "1"])
-    _wait_for_records(kp, first, 2)
-    for other_kp in (tmp_path / "other.jsonl", kp):
-        rc = main.main(["video", str(cuts["short"]), "-o", str(out), "--keypoints", str(other_kp),
-                        "--weights", str(model_dir), "--stages", "1"])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert rc == 2 and len(err) == 1 and "is being written by another run" in err[0], err
-        assert first.poll() is None, "the first run ended before the second one tried"
-    rc = main.main(["video", str(cuts["short"]), "-o", str(tmp_path / "o2.mp4"), "--keypoints", str(kp),
-                    "--weights", str(model_dir)])
-    assert rc == 2 and "is being written by another run" in capsys.readouterr().err
-    stdout, stderr = first.communicate(timeout=600)
+    try:
+        _wait_for_records(kp, first, 2)
+        for other_kp in (tmp_path / "other.jsonl", kp):
+            rc = main.main(["video", str(cuts["short"]), "-o", str(out), "--keypoints", str(other_kp),
+                            "--weights", str(model_dir), "--stages", "1"])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert rc == 2 and len(err) == 1 and "is being written by another run" in err[0], err
+            assert first.poll() is None, "the first run ended before the second one tried"
+        rc = main.main(["video", str(cuts["short"]), "-o", str(tmp_path / "o2.mp4"), "--keypoints", str(kp),
+                        "--weights", str(model_dir)])
+        assert rc == 2 and "is being written by another run" in capsys.readouterr().err
+        stdout, stderr = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
     assert first.returncode == 0, stderr
     records = read_keypoints(kp)
     assert [r["frame"] for r in records] == list(range(FULL_CUT))
