@@ -65,28 +65,36 @@ def run(args: argparse.Namespace) -> int:
     app.setApplicationDisplayName("deeppose")
     source = Source.parse(args.source) if args.source is not None else None
     overrides = {"weights": args.weights, "backend": args.backend, "stages": args.stages}
-    window = MainWindow(source=source, overrides=overrides, quit_after_frames=args.quit_after_frames,
-                        screenshot=args.screenshot, record=args.record)
-    window.show()
 
-    # Ctrl-C / SIGTERM close the window like its Quit action (finishing any recording). Python
-    # runs signal handlers only between bytecodes, so a timer gives it the chance while Qt waits.
+    # Ctrl-C / SIGTERM close the window like its Quit action (finishing any recording), also
+    # while it is being built. Python runs signal handlers only between bytecodes, so a timer
+    # gives it the chance while Qt waits for events.
+    interrupted: list[int] = []
+    holder: dict = {}
+
     def on_signal(signum, frame):
-        window.interrupted = signum
-        QTimer.singleShot(0, window.close)
+        interrupted.append(signum)
+        if "window" in holder:
+            QTimer.singleShot(0, holder["window"].close)
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     tick = QTimer()
     tick.timeout.connect(lambda: None)
     tick.start(200)
     try:
+        window = holder["window"] = MainWindow(source=source, overrides=overrides,
+                                               quit_after_frames=args.quit_after_frames,
+                                               screenshot=args.screenshot, record=args.record)
+        window.show()
+        if interrupted:   # a signal came while the window was being built
+            QTimer.singleShot(0, window.close)
         code = app.exec()
     finally:
         tick.stop()
         for sig, handler in old.items():
             signal.signal(sig, handler)
-    if window.interrupted:
-        print(f"interrupted ({signal.Signals(window.interrupted).name}): the window was closed"
+    if interrupted:
+        print(f"interrupted ({signal.Signals(interrupted[0]).name}): the window was closed"
               + (f"; recording saved to {window.recording_path}" if window.recording_path else ""), file=sys.stderr)
-        return 128 + window.interrupted
+        return 128 + interrupted[0]
     return window.exit_code or code

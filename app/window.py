@@ -85,7 +85,6 @@ class MainWindow(QMainWindow):
         self.quit_after_frames = quit_after_frames
         self.screenshot_path = Path(screenshot) if screenshot else None
         self.exit_code = 0
-        self.interrupted = 0            # the signal (Ctrl-C, SIGTERM) that closed the window
         self.recording_path: Path | None = None
         self.status_message = ""        # the whole status-bar message (the bar may show it elided)
         self._requested_stages = (overrides or {}).get("stages")   # from the command line

@@ -5,7 +5,9 @@ cascade, all persons of a frame in one batch per stage; persons tracked across f
 overlap, a missed face's b0 held briefly, joints One-Euro smoothed per person), is drawn with
 :func:`engine.drawing.draw_poses` and recorded by :class:`engine.recording.PoseRecorder`:
 OUTPUT has the input's size, frame rate and frame count. Inputs and outputs are checked
-before any work; an interrupted run (Ctrl-C, SIGTERM, an error) keeps every frame done so far
+before any work (an output that is the input, by file identity, is refused) and the outputs
+are locked while written (:class:`engine.recording.OutputLock`: a second run writing the same
+file is refused); an interrupted run (Ctrl-C, SIGTERM, an error) keeps every frame done so far
 in a playable OUTPUT and in the keypoints file.
 
 Exit codes: 0 done, 2 bad input (nothing written), 1 failed mid-way, 130 interrupted.

@@ -680,3 +680,30 @@ def test_hud_drops_rec_after_stop(qtbot, random_model_dir, tmp_path):
     qtbot.wait(300)
     assert painted and "\u25cf REC" not in painted[-1], painted[-1]
     close_window(win)
+
+
+def test_readme_lists_every_system_package_the_check_knows():
+    """The README's apt-get line and app/system_check.py name the same Debian packages."""
+    from app.system_check import GUI_LIBRARIES, XCB_LIBRARIES
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("sudo apt-get install"):]
+    block = block[:block.index("```")]
+    listed = set(block.replace("\\", " ").split()) - {"sudo", "apt-get", "install", "make", "python3-venv"}
+    assert listed == set(GUI_LIBRARIES.values()) | set(XCB_LIBRARIES.values())
+
+
+def test_ctrl_c_while_the_window_is_being_built(tmp_path, random_model_dir, walking_cut):
+    """SIGINT at once, while Qt and the model start: exit 130, no traceback, no abort."""
+    proc = subprocess.Popen([sys.executable, "main.py", "--source", str(walking_cut), "--weights",
+                             str(random_model_dir), "--backend", "torch"],
+                            cwd=REPO, env=_app_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)
+        proc.send_signal(2)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted" in stderr
