@@ -26,9 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--screenshot", metavar="FILE.png",
                         help="save a grab of the window after the last frame (with --quit-after-frames, "
                              "or when the window is closed)")
-    parser.add_argument("--record", metavar="VIDEO",
-                        help="record from the start to VIDEO (annotated video) and VIDEO with suffix "
-                             ".jsonl (keypoints)")
+    parser.add_argument("--record", metavar="FILE.mp4",
+                        help="record from the start: the annotated video to FILE.mp4, the keypoints to "
+                             "FILE.jsonl beside it")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ VIDEO_SUFFIXES = (".mp4",)
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``video`` command's arguments."""
     parser.add_argument("input", metavar="INPUT", help="video file (anything OpenCV can read)")
-    parser.add_argument("-o", "--output", metavar="OUTPUT.mp4",
+    parser.add_argument("-o", "--output", metavar="FILE.mp4",
                         help="annotated video (H.264 MP4; default: NAME.pose.mp4 next to INPUT)")
     parser.add_argument("--keypoints", metavar="FILE", help="also write keypoints: FILE.jsonl (one JSON object "
                         "per frame) or FILE.csv (one row per person per frame)")

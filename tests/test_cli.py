@@ -62,6 +62,17 @@ def test_backend_stages_threads_weights_mean_one_thing_everywhere():
         assert option(parsers[name], "--precision").choices == ("fp16", "fp32")
 
 
+def test_every_option_names_its_value():
+    """Consistent metavars: every option that takes a value shows a metavar (N, DIR, FILE, NAME,
+    ...) or its choices, never argparse's upper-cased option name."""
+    allowed = {"N", "S", "DIR", "FILE", "FILE.png", "FILE.mp4", "NAME", "DEVICE", "LR", "F",
+               "P", "PX", "MIB", "0|FILE"}
+    for name, p in command_parsers().items():
+        for a in p._actions:
+            if a.option_strings and a.nargs != 0 and a.choices is None:
+                assert a.metavar in allowed, (name, a.option_strings, a.metavar)
+
+
 @pytest.mark.parametrize("argv", [["video", "in.mp4", "--threads", "-3"], ["video", "in.mp4", "--stages", "x"],
                                   ["evaluate", "--dataset", "flic", "--backend", "cuda"],
                                   ["benchmark", "--threads", "0"], ["--stages", "0"]])
