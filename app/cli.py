@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.cli_args import add_backend, add_stages, output_problem, positive_int
+from deeppose.engine.cli_args import add_backend, add_stages, output_problem, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -245,7 +245,7 @@ class MainWindow(QMainWindow):
         """Grey out the backends that cannot run here (e.g. tensorrt without a GPU), the reason
         as the item's tooltip; "auto" and the current choice stay selectable."""
         try:
-            from engine.backends import backend_status, canonical_name
+            from deeppose.engine.backends import backend_status, canonical_name
             status = backend_status()
         except Exception:   # the list is a convenience: never keep the window from opening
             log.exception("backend status failed")

@@ -259,7 +259,7 @@ class InferenceWorker(QThread):
         self.modelLoading.emit(weights)
         pipeline = None
         try:
-            from engine.pipeline import PosePipeline
+            from deeppose.engine.pipeline import PosePipeline
             t = time.perf_counter()
             pipeline = PosePipeline(weights, backend=backend)
             pipeline.warmup()   # first-call costs now, not on the first frames shown
@@ -268,7 +268,7 @@ class InferenceWorker(QThread):
             log.info("model load failed: %s", e)
             if pipeline is not None:  # built, but its warm-up failed: release its detector
                 pipeline.close()
-            from engine.backends import BackendError
+            from deeppose.engine.backends import BackendError
             self.modelFailed.emit(one_line(e), "backend" if isinstance(e, BackendError) else "model")
             return
         self.pipeline = pipeline
@@ -286,7 +286,7 @@ class InferenceWorker(QThread):
         if self.pipeline is not None:
             try:
                 result = self.pipeline.process(image, frame.timestamp, frame.index)
-                from engine.drawing import draw_poses
+                from deeppose.engine.drawing import draw_poses
                 draw_poses(image, result, self.pipeline.skeleton, draw_boxes=show_boxes)
                 self._last_error = None
             except Exception as e:
@@ -321,7 +321,7 @@ class InferenceWorker(QThread):
     def _record(self, image: np.ndarray, result, fps: float) -> None:
         try:
             if self.recorder is None:
-                from engine.recording import PoseRecorder
+                from deeppose.engine.recording import PoseRecorder
                 video, keypoints = self._record_paths
                 video.parent.mkdir(parents=True, exist_ok=True)
                 h, w = image.shape[:2]

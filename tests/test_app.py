@@ -26,10 +26,10 @@ pytest.importorskip("pytestqt")
 from PyQt6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl  # noqa: E402
 from PyQt6.QtGui import QDropEvent, QImage  # noqa: E402
 
-from app.capture import CaptureThread, Frame, LatestFrameSlot, Source  # noqa: E402
-from app.window import MainWindow  # noqa: E402
-from engine.recording import read_keypoints  # noqa: E402
-from engine.skeletons import FLIC  # noqa: E402
+from deeppose.app.capture import CaptureThread, Frame, LatestFrameSlot, Source  # noqa: E402
+from deeppose.app.window import MainWindow  # noqa: E402
+from deeppose.engine.recording import read_keypoints  # noqa: E402
+from deeppose.engine.skeletons import FLIC  # noqa: E402
 
 torch.set_num_threads(1)   # the machine's cores are shared with a training run
 
@@ -147,7 +147,7 @@ def test_latest_frame_slot_keeps_only_the_newest():
 
 def test_capture_reports_a_camera_that_stops_delivering(monkeypatch):
     """A camera that goes away mid-run (reads fail) ends with a one-line error, not a hang."""
-    import app.capture as capture
+    import deeppose.app.capture as capture
 
     class FakeCamera:   # stands in for cv2.VideoCapture of a camera unplugged after 3 frames
         def __init__(self):
@@ -225,7 +225,8 @@ def test_view_keeps_aspect_and_scales(qtbot, random_model_dir, walking_cut):
 def test_slow_model_drops_frames_and_window_stays_responsive(qtbot, random_model_dir, tmp_path, monkeypatch):
     """Inference slower than the video: frames are dropped (never queued) and the GUI thread
     keeps handling events."""
-    import engine.pipeline
+    import deeppose.engine.pipeline
+    from deeppose import engine
 
     class SlowPipeline(engine.pipeline.PosePipeline):
         def process(self, frame, timestamp=None, index=None):
@@ -384,7 +385,8 @@ def test_missing_model_shows_error_and_video_plays_at_its_frame_rate(qtbot, walk
 
 
 def test_no_camera_and_unopenable_camera(qtbot, random_model_dir, monkeypatch):
-    import app.window
+    import deeppose.app.window
+    from deeppose import app
     monkeypatch.setattr(app.window, "list_cameras", lambda: [])   # as here; a machine may have one
     win = open_window(qtbot, None, random_model_dir, probe_cameras=True)
     qtbot.waitUntil(lambda: win._cameras_probed, timeout=10000)
@@ -512,7 +514,7 @@ def _lines(text: str) -> list[str]:
 def test_display_check_names_the_debian_packages():
     """What Qt reports as 'xcb-cursor0 or libxcb-cursor0 is needed' was libxcb-icccm4 and
     libxcb-keysyms1 missing: the check names exactly the missing packages, in one line."""
-    from app.system_check import XCB_LIBRARIES, display_problem
+    from deeppose.app.system_check import XCB_LIBRARIES, display_problem
     missing = {"libxcb-icccm.so.4", "libxcb-keysyms.so.1"}
     problem = display_problem({"DISPLAY": ":0"}, load=lambda lib: lib not in missing, platform="linux")
     assert "\n" not in problem and "sudo apt-get install libxcb-icccm4 libxcb-keysyms1`" in problem
@@ -540,7 +542,7 @@ def test_main_py_without_display_is_one_line(tmp_path):
 def test_main_py_with_a_display_but_missing_xcb_libraries(tmp_path):
     """On this kind of machine (the xcb plugin's libraries not all installed) the app stops
     before Qt with the packages to install."""
-    from app.system_check import XCB_LIBRARIES, can_load
+    from deeppose.app.system_check import XCB_LIBRARIES, can_load
     missing = [lib for lib in XCB_LIBRARIES if not can_load(lib)]
     if not missing:
         pytest.skip("every xcb library is installed here")
@@ -632,7 +634,7 @@ def test_ctrl_c_closes_the_app_and_finishes_the_recording(tmp_path, random_model
 
 
 def test_backend_list_disables_backends_that_cannot_run(qtbot, random_model_dir, monkeypatch):
-    import engine.backends as backends
+    import deeppose.engine.backends as backends
     monkeypatch.setattr(backends, "_cuda_available", lambda: False)
     win = open_window(qtbot, None, random_model_dir)
     combo = win.backend_combo
@@ -686,7 +688,7 @@ def test_hud_drops_rec_after_stop(qtbot, random_model_dir, tmp_path):
 
 def test_readme_lists_every_system_package_the_check_knows():
     """The README's apt-get line and app/system_check.py name the same Debian packages."""
-    from app.system_check import GUI_LIBRARIES, XCB_LIBRARIES
+    from deeppose.app.system_check import GUI_LIBRARIES, XCB_LIBRARIES
     readme = (REPO / "README.md").read_text()
     block = readme[readme.index("sudo apt-get install"):]
     block = block[:block.index("```")]

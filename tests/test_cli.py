@@ -91,7 +91,7 @@ def test_corrupt_checkpoint_is_not_a_valid_checkpoint(random_model_dir, tmp_path
     """Never pass on PyTorch's advice to load with weights_only=False (it would run the file's code)."""
     import torch
 
-    from engine.model import ModelError, load_cascade
+    from deeppose.engine.model import ModelError, load_cascade
 
     broken = tmp_path / "broken"
     shutil.copytree(random_model_dir, broken)
@@ -108,7 +108,7 @@ def test_corrupt_checkpoint_is_not_a_valid_checkpoint(random_model_dir, tmp_path
 
 def test_benchmark_that_measured_nothing_fails(capsys, monkeypatch):
     """Only a backend that cannot run here was asked for: nothing measured, exit 1 (not 0)."""
-    import engine.backends as backends
+    import deeppose.engine.backends as backends
 
     monkeypatch.setattr(backends, "_cuda_available", lambda: False)
     rc = main.main(["benchmark", "--backend", "tensorrt", "--no-pipeline", "--runs", "1", "--warmup", "0"])

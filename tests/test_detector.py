@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from engine.detector import (DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector, FaceScaler,
+from deeppose.engine.detector import (DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector, FaceScaler,
                              PersonDetector, frame_box)
-from tools import fit_scaler
-from tools.datasets import default_data_root, load_dataset, load_image
-from tools.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
+from deeppose.tools import fit_scaler
+from deeppose.tools.datasets import default_data_root, load_dataset, load_image
+from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
 
 from conftest import WEIGHTS_FLIC
 
@@ -79,7 +79,8 @@ def test_scaler_fit_reproducible_and_cached(flic_train, tmp_path, monkeypatch, c
     """fit-scaler end to end on 40 FLIC training examples: twice (fresh detections, then the
     cache) gives identical scalers; the target coverage is met on that subset."""
     subset = _subset(flic_train, 40)
-    import tools.datasets
+    import deeppose.tools.datasets
+    from deeppose import tools
 
     monkeypatch.setattr(tools.datasets, "load_dataset", lambda name, root, split: subset if split == "train"
                         else _subset(load_dataset(name, root, split), 10))

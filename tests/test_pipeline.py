@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.pipeline import FrameResult, PosePipeline
-from engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
-from engine.tracking import PersonTracker, TrackingFaceDetector, box_iou, nms
+from deeppose.engine.pipeline import FrameResult, PosePipeline
+from deeppose.engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
+from deeppose.engine.tracking import PersonTracker, TrackingFaceDetector, box_iou, nms
 
 from conftest import WALKING, WEIGHTS_FLIC, require_data
 
@@ -357,8 +357,8 @@ def test_trained_joints_lie_on_the_walker(flic_weights):
 def test_model_without_face_scaler_uses_the_full_frame_as_b0(tmp_path):
     """An LSP model (no face scaler) takes the whole frame as b0, as in the paper; no face detector."""
     from conftest import make_random_model
-    from engine.detector import FullFrameDetector
-    from engine.pipeline import PosePipeline
+    from deeppose.engine.detector import FullFrameDetector
+    from deeppose.engine.pipeline import PosePipeline
 
     model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp")
     with PosePipeline(model, backend="torch", smooth=False) as pipe:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import main
-from engine.recording import MAX_EXTRA_VIDEO_FRAMES, AnnotatedVideoWriter, read_keypoints, read_keypoints_header
-from engine.skeletons import FLIC
+from deeppose.engine.recording import MAX_EXTRA_VIDEO_FRAMES, AnnotatedVideoWriter, read_keypoints, read_keypoints_header
+from deeppose.engine.skeletons import FLIC
 
 from conftest import REPO, WALKING, WEIGHTS_FLIC, cut_video, require_data
 
@@ -304,9 +304,9 @@ def test_killed_run_leaves_playable_output(cuts, model_dir, tmp_path):
 KILLED_WRITER = """
 import os, sys
 import numpy as np
-from engine.pipeline import FrameResult
-from engine.recording import PoseRecorder
-from engine.skeletons import FLIC
+from deeppose.engine.pipeline import FrameResult
+from deeppose.engine.recording import PoseRecorder
+from deeppose.engine.skeletons import FLIC
 rec = PoseRecorder(sys.argv[1], sys.argv[2], 30, (64, 48), FLIC, threaded=False)
 for i in range(int(sys.argv[3])):
     rec.write(np.full((48, 64, 3), 30 * i, np.uint8), FrameResult(i, i / 30, [], 0.0, [], 0.0, "torch"))
@@ -329,8 +329,8 @@ def test_killed_recorder_keypoints_never_ahead_of_the_video(tmp_path, frames):
 def test_video_failure_stops_the_keypoints_too(tmp_path, monkeypatch):
     """A video that cannot be written (e.g. a full disk) gets no keypoints records for the
     frames it lost."""
-    from engine.pipeline import FrameResult
-    from engine.recording import PoseRecorder, RecordingError
+    from deeppose.engine.pipeline import FrameResult
+    from deeppose.engine.recording import PoseRecorder, RecordingError
     rec = PoseRecorder(tmp_path / "o.mp4", tmp_path / "k.jsonl", 30, (64, 48), FLIC, threaded=False, finalize=False)
 
     class FullDisk:   # the container, but muxing fails from the 5th frame on
@@ -356,7 +356,7 @@ def test_video_failure_stops_the_keypoints_too(tmp_path, monkeypatch):
 
 
 def test_crash_midway_keeps_frames_done(cuts, model_dir, tmp_path, capsys, monkeypatch):
-    from engine.pipeline import PosePipeline
+    from deeppose.engine.pipeline import PosePipeline
     real = PosePipeline.process
     calls = {"n": 0}
 
@@ -398,8 +398,8 @@ def test_odd_frame_size_and_fractional_fps(tmp_path):
 
 def test_recorder_timestamps_for_live_sources(tmp_path):
     """With timestamps on, unevenly spaced live frames keep their times in the video."""
-    from engine.pipeline import FrameResult
-    from engine.recording import PoseRecorder
+    from deeppose.engine.pipeline import FrameResult
+    from deeppose.engine.recording import PoseRecorder
     times = [10.0, 10.1, 10.15, 10.4, 10.5, 11.0]
     rec = PoseRecorder(tmp_path / "live.mp4", tmp_path / "live.jsonl", 30, (64, 48), FLIC, timestamps=True)
     for i, t in enumerate(times):
@@ -470,7 +470,8 @@ def test_second_run_writing_the_same_output_is_refused(cuts, model_dir, tmp_path
 def test_output_under_proc_fails_before_any_work(cuts, model_dir, monkeypatch, capsys):
     if not Path("/proc/self").is_dir():
         pytest.skip("no /proc on this system")
-    import engine.pipeline
+    import deeppose.engine.pipeline
+    from deeppose import engine
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the output was found unwritable")
@@ -482,7 +483,8 @@ def test_output_under_proc_fails_before_any_work(cuts, model_dir, monkeypatch, c
 
 
 def test_ctrl_c_during_start_up_is_one_line(cuts, model_dir, tmp_path, monkeypatch, capsys):
-    import engine.pipeline
+    import deeppose.engine.pipeline
+    from deeppose import engine
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt

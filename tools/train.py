@@ -26,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine.cli_args import positive_int
+from deeppose.engine.cli_args import positive_int
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train stages ``--from-stage`` .. ``--stages``; returns the exit code (2 on bad options)."""
-    from tools.trainer import TrainConfig, train_cascade
+    from deeppose.tools.trainer import TrainConfig, train_cascade
 
     if args.from_stage > args.stages:
         print(f"train: error: --from-stage {args.from_stage} is after the last stage to train, --stages "
