@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _positive_int(text: str) -> int:
-    n = int(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+from deeppose.engine.cli_args import add_backend, add_stages, output_problem, positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -23,26 +18,41 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", metavar="DIR",
                         help="model folder (manifest.json + stage checkpoints) for this run "
                              "(default: the one saved in the settings, initially weights/flic)")
-    parser.add_argument("--backend", metavar="NAME",
-                        help="runtime backend for this run: auto, torch, onnxruntime, tensorrt")
-    parser.add_argument("--stages", type=_positive_int, metavar="S",
-                        help="cascade stages to run, 1..S, for this run (default: all)")
-    parser.add_argument("--quit-after-frames", type=_positive_int, metavar="N",
+    add_backend(parser, default=None, default_text="the one saved in the settings, initially auto")
+    add_stages(parser)
+    parser.add_argument("--quit-after-frames", type=positive_int, metavar="N",
                         help="close the window after N frames were displayed, or when the source "
                              "ends or fails (for automation and tests)")
     parser.add_argument("--screenshot", metavar="FILE.png",
                         help="save a grab of the window after the last frame (with --quit-after-frames, "
                              "or when the window is closed)")
-    parser.add_argument("--record", metavar="VIDEO",
-                        help="record from the start to VIDEO (annotated video) and VIDEO with suffix "
-                             ".jsonl (keypoints)")
+    parser.add_argument("--record", metavar="FILE.mp4",
+                        help="record from the start: the annotated video to FILE.mp4, the keypoints to "
+                             "FILE.jsonl beside it")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Start QApplication and the main window; returns the app's exit code (1 when an
-    automated run's source failed)."""
+    """Start QApplication and the main window; returns the app's exit code: 1 when the app
+    cannot open a window here or an automated run failed (source, model), 2 for bad options,
+    128 + the signal number after Ctrl-C or SIGTERM (the window closes cleanly, a recording
+    is finished)."""
+    import signal
     import sys
 
+    from .system_check import display_problem
+
+    # Before Qt: its own message for a missing display or library is an abort, and misleading.
+    problem = display_problem()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    for path, what in ((args.screenshot, "screenshot"), (args.record, "recording")):
+        problem = output_problem(path, what) if path else None
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+
+    from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
     from .capture import Source
@@ -55,8 +65,36 @@ def run(args: argparse.Namespace) -> int:
     app.setApplicationDisplayName("deeppose")
     source = Source.parse(args.source) if args.source is not None else None
     overrides = {"weights": args.weights, "backend": args.backend, "stages": args.stages}
-    window = MainWindow(source=source, overrides=overrides, quit_after_frames=args.quit_after_frames,
-                        screenshot=args.screenshot, record=args.record)
-    window.show()
-    code = app.exec()
+
+    # Ctrl-C / SIGTERM close the window like its Quit action (finishing any recording), also
+    # while it is being built. Python runs signal handlers only between bytecodes, so a timer
+    # gives it the chance while Qt waits for events.
+    interrupted: list[int] = []
+    holder: dict = {}
+
+    def on_signal(signum, frame):
+        interrupted.append(signum)
+        if "window" in holder:
+            QTimer.singleShot(0, holder["window"].close)
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    tick = QTimer()
+    tick.timeout.connect(lambda: None)
+    tick.start(200)
+    try:
+        window = holder["window"] = MainWindow(source=source, overrides=overrides,
+                                               quit_after_frames=args.quit_after_frames,
+                                               screenshot=args.screenshot, record=args.record)
+        window.show()
+        if interrupted:   # a signal came while the window was being built
+            QTimer.singleShot(0, window.close)
+        code = app.exec()
+    finally:
+        tick.stop()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if interrupted:
+        print(f"interrupted ({signal.Signals(interrupted[0]).name}): the window was closed"
+              + (f"; recording saved to {window.recording_path}" if window.recording_path else ""), file=sys.stderr)
+        return 128 + interrupted[0]
     return window.exit_code or code

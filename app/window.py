@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from PyQt6.QtCore import QObject, QSettings, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QAction, QKeySequence
+from PyQt6.QtGui import QAction, QFontMetrics, QKeySequence
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                              QLineEdit, QMainWindow, QPushButton, QSpinBox, QToolBar, QWidget)
 
@@ -85,6 +85,9 @@ class MainWindow(QMainWindow):
         self.quit_after_frames = quit_after_frames
         self.screenshot_path = Path(screenshot) if screenshot else None
         self.exit_code = 0
+        self.recording_path: Path | None = None
+        self.status_message = ""        # the whole status-bar message (the bar may show it elided)
+        self._requested_stages = (overrides or {}).get("stages")   # from the command line
         self._finished = False
         self._closing = False
         self.source: Source | None = None
@@ -188,8 +191,7 @@ class MainWindow(QMainWindow):
         row.addWidget(self.weights_edit, 1)
         row.addWidget(browse)
         form.addRow("Model folder", row)
-        self.model_label = QLabel("loading...", panel)
-        self.model_label.setWordWrap(True)
+        self.model_label = QLabel("loading...", panel)   # short; the details are in its tooltip
         form.addRow("Model", self.model_label)
 
         self.backend_combo = QComboBox(panel)
@@ -197,6 +199,7 @@ class MainWindow(QMainWindow):
         if s.backend not in backends:
             backends.append(s.backend)
         self.backend_combo.addItems(backends)
+        self._disable_unavailable_backends()
         self.backend_combo.setCurrentText(s.backend)
         self.backend_combo.currentTextChanged.connect(self.set_backend)
         form.addRow("Backend", self.backend_combo)
@@ -237,6 +240,37 @@ class MainWindow(QMainWindow):
         self.state_label = QLabel("stopped", self)
         self.statusBar().addPermanentWidget(self.state_label)
         self._update_actions()
+
+    def _disable_unavailable_backends(self) -> None:
+        """Grey out the backends that cannot run here (e.g. tensorrt without a GPU), the reason
+        as the item's tooltip; "auto" and the current choice stay selectable."""
+        try:
+            from deeppose.engine.backends import backend_status, canonical_name
+            status = backend_status()
+        except Exception:   # the list is a convenience: never keep the window from opening
+            log.exception("backend status failed")
+            return
+        combo = self.backend_combo
+        for i in range(combo.count()):
+            try:
+                name = canonical_name(combo.itemText(i))
+            except Exception:
+                continue
+            ok, why = status.get(name, (True, ""))
+            combo.setItemData(i, why, Qt.ItemDataRole.ToolTipRole)
+            if not ok:
+                combo.model().item(i).setEnabled(False)
+                combo.setItemData(i, f"not available here: {why}", Qt.ItemDataRole.ToolTipRole)
+
+    def show_status(self, message: str) -> None:
+        """Show ``message`` in the status bar, elided to the room left of the permanent labels
+        (the whole text is in the bar's tooltip and in ``status_message``)."""
+        self.status_message = message
+        bar = self.statusBar()
+        room = bar.width() - sum(w.sizeHint().width() + 12 for w in (self.model_state, self.state_label)) - 16
+        text = QFontMetrics(bar.font()).elidedText(message, Qt.TextElideMode.ElideRight, max(room, 40))
+        bar.setToolTip(message if text != message else "")
+        bar.showMessage(text)
 
     def _set_hud(self, on: bool) -> None:
         self.view.show_hud = on
@@ -279,7 +313,11 @@ class MainWindow(QMainWindow):
                 self.start_source(Source("camera", cams[0]))
             else:
                 self.view.set_message("No camera found.\nOpen a video file (Ctrl+O, or the Source list) or drop one here.")
-                self.statusBar().showMessage("No camera found: open a video file or drop one on the window")
+                self.show_status("No camera found: open a video file or drop one on the window")
+                if self.quit_after_frames is not None:   # automation: nothing will ever play
+                    self.show_error("no camera found and no --source given: nothing to play")
+                    self.exit_code = 1
+                    self.finish_automation()
 
     def _select_current_source(self) -> None:
         combo = self.source_combo
@@ -312,10 +350,10 @@ class MainWindow(QMainWindow):
             self.open_file_dialog()
         elif data == _REFRESH:
             self._select_current_source()
-            self.statusBar().showMessage("Looking for cameras...")
+            self.show_status("Looking for cameras...")
             self._probe.start()
         elif data == _NO_CAMERA:
-            self.statusBar().showMessage("No camera found: open a video file or drop one on the window")
+            self.show_status("No camera found: open a video file or drop one on the window")
         elif isinstance(data, Source):
             self.start_source(data)
 
@@ -380,7 +418,7 @@ class MainWindow(QMainWindow):
         self.capture = CaptureThread(self.source, self.slot, generation, ready=self.worker.ready)
         self.capture.start()
         self.playing = True
-        self.statusBar().showMessage(f"Playing {self.source.label}")
+        self.show_status(f"Playing {self.source.label}")
         if self._pending_record is not None:
             video, self._pending_record = self._pending_record, None
             self.start_recording(video)
@@ -392,7 +430,7 @@ class MainWindow(QMainWindow):
             self.stop_recording()
         self._stop_capture()
         if self.source is not None:
-            self.statusBar().showMessage(f"Stopped {self.source.label}")
+            self.show_status(f"Stopped {self.source.label}")
         self._update_actions()
 
     def _stop_capture(self) -> None:
@@ -446,10 +484,11 @@ class MainWindow(QMainWindow):
     def _on_recording_changed(self, on: bool, message: str) -> None:
         self.recording = on
         self.view.stats.recording = on
+        self.view.update()      # the HUD's REC line goes with the recording, also when stopped
         if message.startswith("cannot"):
             self.show_error(message)
         elif message:
-            self.statusBar().showMessage(message)
+            self.show_status(message)
         self._update_actions()
 
     # -- settings -----------------------------------------------------------------------
@@ -503,14 +542,25 @@ class MainWindow(QMainWindow):
     # -- worker signals -----------------------------------------------------------------
     def _on_model_loading(self, folder: str) -> None:
         self.model = None
-        self.model_label.setText(f"loading {folder} ...")
+        self.model_label.setText(f"loading {Path(folder).name} ...")
+        self.model_label.setToolTip(str(folder))
         self.model_state.setText(f"model: loading {Path(folder).name} ...")
 
     def _on_model_loaded(self, model: ModelStatus) -> None:
         self.model = model
         self.model_error = None
-        self.model_label.setText(f"{model.name}: {model.skeleton.upper()}, {model.num_stages} stages, {model.description}")
+        self.model_label.setText(f"{model.name}: {model.skeleton.upper()}, {model.num_stages} stages")
+        self.model_label.setToolTip(f"{model.folder}\n{model.skeleton.upper()} joints, {model.num_stages} cascade "
+                                    f"stages\nbackend: {model.description}")
         self.model_label.setStyleSheet("")
+        asked = self._requested_stages
+        if asked and asked > model.num_stages:
+            self._requested_stages = None   # said once
+            self.show_error(f"--stages {asked}: model {model.name} has {model.num_stages} stages; "
+                            f"running all {model.num_stages}")
+            if self.quit_after_frames is not None:
+                self.exit_code = 2
+                self.finish_automation()
         spin = self.stages_spin
         spin.blockSignals(True)
         spin.setRange(1, model.num_stages)
@@ -518,20 +568,28 @@ class MainWindow(QMainWindow):
         spin.blockSignals(False)
         self.model_state.setText(f"model: {model.name} ({model.backend.split(' ')[0]})")
 
-    def _on_model_failed(self, message: str) -> None:
+    def _on_model_failed(self, message: str, kind: str = "model") -> None:
         self.model = None
         self.model_error = message
-        self.model_label.setText(f"not loaded: {message}")
+        self.model_label.setText("not loaded")
+        self.model_label.setToolTip(message)
         self.model_label.setStyleSheet("color: #c03030")
         self.model_state.setText("model: not loaded")
-        self.show_error(f"Model not loaded: {message}. Showing the video without poses; "
-                        "choose a model folder in Settings.")
+        if kind == "backend":
+            self.show_error(f"Backend {self.settings.backend} cannot run this model: {message}. Showing the video "
+                            "without poses; choose another backend in Settings.")
+        else:
+            self.show_error(f"Model not loaded: {message}. Showing the video without poses; "
+                            "choose a model folder in Settings.")
+        if self.quit_after_frames is not None:   # automation: a run without its model failed
+            self.exit_code = 1
+            self.finish_automation()
 
     def show_error(self, message: str) -> None:
         """A failure the user should see: status bar (kept until the next message) and log."""
         log.warning("%s", message)
         self.errors.append(message)
-        self.statusBar().showMessage(message)
+        self.show_status(message)
 
     def _on_source_ended(self, info: dict) -> None:
         label = info.get("label") or (self.source.label if self.source else "source")
@@ -549,7 +607,7 @@ class MainWindow(QMainWindow):
         else:
             msg = (f"End of {label}: {info.get('captured', 0)} frames read, {self.frames_shown} shown, "
                    f"{info.get('dropped', 0)} dropped")
-            self.statusBar().showMessage(msg)
+            self.show_status(msg)
         self._update_actions()
         if self.quit_after_frames is not None:
             self.finish_automation()
@@ -611,9 +669,17 @@ class MainWindow(QMainWindow):
         path = Path(path) if path else self.screenshot_path
         if path is None:
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.grab().save(str(path)):
-            self.show_error(f"cannot write screenshot {path}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            saved = self.grab().save(str(path))
+        except OSError as e:   # never out of a Qt slot: PyQt would abort the process
+            saved, why = False, f": {e.strerror or e}"
+        else:
+            why = ""
+        if not saved:
+            self.show_error(f"cannot write screenshot {path}{why}")
+            if self.quit_after_frames is not None:
+                self.exit_code = self.exit_code or 1
             return None
         log.info("screenshot saved to %s", path)
         return path

@@ -94,7 +94,9 @@ class InferenceWorker(QThread):
             only after the GUI took the previous one).
         modelLoading(str): model folder being loaded.
         modelLoaded(ModelStatus)
-        modelFailed(str): one-line reason; frames are shown without poses until a model loads.
+        modelFailed(str, str): one-line reason and its kind, "backend" (the backend cannot run
+            here or cannot load the model) or "model" (the model folder); frames are shown
+            without poses until a model loads.
         failed(str): a runtime error (inference, recording); the app keeps running.
         sourceEnded(dict): the source ended or failed: {"label", "error" (str|None),
             "captured", "dropped", "processed"}.
@@ -104,7 +106,7 @@ class InferenceWorker(QThread):
     frameReady = pyqtSignal()
     modelLoading = pyqtSignal(str)
     modelLoaded = pyqtSignal(object)
-    modelFailed = pyqtSignal(str)
+    modelFailed = pyqtSignal(str, str)
     failed = pyqtSignal(str)
     sourceEnded = pyqtSignal(object)
     recordingChanged = pyqtSignal(bool, str)
@@ -266,7 +268,8 @@ class InferenceWorker(QThread):
             log.info("model load failed: %s", e)
             if pipeline is not None:  # built, but its warm-up failed: release its detector
                 pipeline.close()
-            self.modelFailed.emit(one_line(e))
+            from deeppose.engine.backends import BackendError
+            self.modelFailed.emit(one_line(e), "backend" if isinstance(e, BackendError) else "model")
             return
         self.pipeline = pipeline
         name = pipeline.info.manifest.name or Path(weights).name

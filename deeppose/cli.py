@@ -20,11 +20,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EXAMPLES = """examples:
+  {prog}                                      the desktop app on the first camera
+  {prog} --source clip.mp4 --stages 2         the app on a video file, 2 cascade stages
+  {prog} video walking.mp4 --keypoints walking.jsonl
+                                               annotated walking.pose.mp4 + keypoints
+  {prog} evaluate --dataset flic --plot pdj.png
+                                               PCP and PDJ on FLIC val
+  {prog} train --dataset flic --stages 3      train cascade stages 1..3
+  {prog} benchmark                            speed of every backend available here
+  {prog} COMMAND --help                       the options of one command
+
+Common options mean the same everywhere: --weights DIR (a model folder), --backend NAME
+(default: auto), --stages N (cascade stages 1..N), --threads N, --precision fp16|fp32."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``error: <what> (see: PROG COMMAND --help)``, exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser(prog: str = "deeppose") -> argparse.ArgumentParser:
     """The parser of every command (imports each command module: they import only argparse-light
     modules at module level)."""
-    parser = argparse.ArgumentParser(prog=prog, description="deeppose: real-time human pose estimation "
-                                     "with the DeepPose cascade (Toshev & Szegedy, CVPR 2014).")
+    parser = ArgumentParser(prog=prog, description="deeppose: real-time human pose estimation "
+                            "with the DeepPose cascade (Toshev & Szegedy, CVPR 2014).",
+                            epilog=EXAMPLES.replace("{prog}", prog),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
@@ -34,14 +58,24 @@ def build_parser(prog: str = "deeppose") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "deeppose") -> int:
-    """Run one command; returns its exit code (0 done, 2 bad input, 1 failure)."""
+    """Run one command; returns its exit code (0 done, 1 failure, 2 with a one-line error for bad
+    options, 130 when interrupted with Ctrl-C; ``--help`` exits through SystemExit)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     # No command (or only app options such as --source) starts the app.
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-v", "--verbose")):
         argv.insert(0, "app")
     elif argv[0] in ("-v", "--verbose") and (len(argv) == 1 or argv[1] not in COMMANDS):
         argv.insert(1, "app")
-    args = build_parser(prog).parse_args(argv)
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except SystemExit as e:   # a usage error was printed (one line); --help exits 0 as argparse does
+        if e.code in (0, None):
+            raise
+        return int(e.code) if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    try:
+        module = importlib.import_module(COMMANDS[args.command][0])
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:   # Ctrl-C while starting up (importing, loading a model) or not handled
+        print(f"\ninterrupted: {prog} {args.command} stopped (Ctrl-C)", file=sys.stderr)
+        return 130

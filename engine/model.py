@@ -294,7 +294,12 @@ def load_stage_module(path: str | Path, expected_joints: int | None = None) -> "
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        raise ModelError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from None
+        # Never pass on torch's advice to retry with weights_only=False: that would run code
+        # from an untrusted file. Only a short cause that does not give that advice is kept.
+        cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or len(cause) > 120:
+            cause = "it holds something other than the tensors and numbers of a checkpoint"
+        raise ModelError(f"{path} is not a valid deeppose checkpoint ({cause})") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
         raise ModelError(f"{path} is not a deeppose stage checkpoint (no config/state_dict)")
     cfg = ckpt["config"]

@@ -9,9 +9,18 @@ Both survive an interrupted run:
   MP4 (stream copy, the index at the front) for the widest player support; if that fails
   the fragmented file stays. Without PyAV, OpenCV's 'mp4v' writer is used (that file is only
   playable once closed).
-- Keypoints: one record per frame, flushed after every frame.
+- Keypoints: one record per frame, flushed after every frame. With a video, a frame's record
+  is written only once that frame is in the video file (the MP4 muxer holds the newest frame
+  until the next one arrives), so the keypoints file never holds a frame the video lacks.
+  After an abrupt stop (the process killed, the disk full) the video may hold up to
+  :data:`MAX_EXTRA_VIDEO_FRAMES` frames more than the keypoints file has records; the JSON
+  Lines header record says so (``frames_note``).
+- Each output is locked while it is written (:class:`OutputLock`, a lock file beside it): a
+  second run writing the same file is refused before it touches anything.
 
-JSON Lines record (one line per frame)::
+JSON Lines: a header record first (``{"deeppose_keypoints": 1, "video": NAME | null, "fps",
+"width", "height", "skeleton", "joints": [...], "frames_note": ...}``), then one record per
+frame::
 
     {"frame": 12, "timestamp": 0.4, "persons": [
         {"id": 1, "b0": [cx, cy, w, h], "b0_source": "face", "face": [cx, cy, w, h] | null,
@@ -27,12 +36,15 @@ One-Euro filter was applied; ``b0_source`` is "face", "held" or "frame".
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import json
 import logging
 import math
 import os
 import queue
 import threading
+from collections import deque
 from fractions import Fraction
 from pathlib import Path
 
@@ -41,10 +53,69 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 KEYPOINT_FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
+# Most frames the video may hold beyond the keypoints records after an abrupt stop: the frame
+# whose record was being written, and the frame the muxer held when writing the record failed.
+MAX_EXTRA_VIDEO_FRAMES = 2
+KEYPOINTS_FORMAT_VERSION = 1
 
 
 class RecordingError(RuntimeError):
     """An output file that cannot be created or written (one-line message)."""
+
+
+class OutputLock:
+    """Exclusive locks on output files, so that two runs never write the same file.
+
+    Each path gets a lock file ``.<name>.lock`` in its folder (:class:`filelock.FileLock`,
+    ``flock`` on POSIX: the lock goes away with the process, even a killed one). Acquiring
+    does not wait: if another process holds a lock, :class:`RecordingError` names the file.
+    Creating the lock file also proves early that the folder can be written. The lock files
+    are removed on :meth:`release`.
+
+    Args:
+        paths: the output files (None entries are skipped).
+    Raises:
+        RecordingError: a file is being written by another run, or its folder cannot be written.
+    """
+
+    def __init__(self, paths):
+        from filelock import FileLock, Timeout
+
+        self._locks = []
+        try:
+            for path in paths:
+                if path is None:
+                    continue
+                path = Path(path)
+                lock_path = path.with_name(f".{path.name}.lock")
+                lock = FileLock(str(lock_path), timeout=0)
+                try:
+                    lock.acquire()
+                except Timeout:
+                    raise RecordingError(f"{path} is being written by another run (lock {lock_path}); "
+                                         "choose another output or wait for it to finish") from None
+                except OSError as e:
+                    raise RecordingError(f"cannot write {path}: {e.strerror or e}") from None
+                self._locks.append((lock, lock_path))
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Release every lock and remove the lock files (idempotent)."""
+        locks, self._locks = self._locks, []
+        for lock, lock_path in reversed(locks):
+            try:
+                lock_path.unlink()   # while still held, so no other run holds an unlinked file
+            except OSError:
+                pass
+            lock.release()
+
+    def __enter__(self) -> "OutputLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def keypoints_format(path: str | Path) -> str:
@@ -114,11 +185,13 @@ class KeypointsWriter:
     Args:
         path: output file; the format comes from its suffix (.jsonl or .csv).
         skeleton: the model's skeleton (joint names).
+        header: JSON Lines only: extra fields of the header record (first line), e.g. the
+            video's name, frame rate and size.
     Raises:
         RecordingError: bad suffix or the file cannot be created.
     """
 
-    def __init__(self, path: str | Path, skeleton):
+    def __init__(self, path: str | Path, skeleton, header: dict | None = None):
         self.path = Path(path)
         self.format = keypoints_format(self.path)
         self.skeleton = skeleton
@@ -131,14 +204,27 @@ class KeypointsWriter:
         if self.format == "csv":
             self._csv = csv.writer(self._f)
             self._csv.writerow(csv_columns(skeleton))
-            self._f.flush()
+        else:
+            record = {"deeppose_keypoints": KEYPOINTS_FORMAT_VERSION, "video": None, **(header or {}),
+                      "skeleton": getattr(skeleton, "name", None), "joints": list(skeleton.joints)}
+            self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._f.flush()
+
+    def serialize(self, result) -> str:
+        """The text of one :class:`engine.pipeline.FrameResult` (a JSON line, or CSV rows)."""
+        if self._csv is None:
+            return json.dumps(frame_record(result, self.skeleton), separators=(",", ":")) + "\n"
+        buf = io.StringIO()
+        csv.writer(buf).writerows(csv_rows(result, self.skeleton))
+        return buf.getvalue()
 
     def write(self, result) -> None:
         """Append the records of one :class:`engine.pipeline.FrameResult` and flush."""
-        if self._csv is not None:
-            self._csv.writerows(csv_rows(result, self.skeleton))
-        else:
-            self._f.write(json.dumps(frame_record(result, self.skeleton), separators=(",", ":")) + "\n")
+        self.write_serialized(self.serialize(result))
+
+    def write_serialized(self, text: str) -> None:
+        """Append one frame's text from :meth:`serialize` and flush."""
+        self._f.write(text)
         self._f.flush()
         self.frames_written += 1
 
@@ -152,12 +238,14 @@ def read_keypoints(path: str | Path) -> list[dict]:
     """Read a keypoints file back: one dict per frame, as the JSON Lines records.
 
     CSV files are regrouped by frame (``persons`` empty for a frame written with no person);
-    numbers come back as floats, missing values as None.
+    numbers come back as floats, missing values as None. The JSON Lines header record is
+    left out (see :func:`read_keypoints_header`).
     """
     path = Path(path)
     if keypoints_format(path) == "jsonl":
         with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            records = [json.loads(line) for line in f if line.strip()]
+        return [r for r in records if "frame" in r]
     frames: dict[int, dict] = {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
@@ -184,6 +272,17 @@ def read_keypoints(path: str | Path) -> list[dict]:
                 "joints": {j: {"x": num(row[f"{j}_x"]), "y": num(row[f"{j}_y"])} for j in joints},
             })
     return [frames[k] for k in sorted(frames)]
+
+
+def read_keypoints_header(path: str | Path) -> dict | None:
+    """The header record (first line) of a JSON Lines keypoints file; None for CSV or none."""
+    path = Path(path)
+    if keypoints_format(path) != "jsonl":
+        return None
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+    record = json.loads(first) if first.strip() else None
+    return record if isinstance(record, dict) and "deeppose_keypoints" in record else None
 
 
 def _fps_fraction(fps: float) -> Fraction:
@@ -246,6 +345,10 @@ class AnnotatedVideoWriter:
         self._queue: queue.Queue | None = None
         self._error: BaseException | None = None
         self.frames_encoded = 0
+        self._packets_muxed = 0
+        self._frames_stored = 0
+        self._on_stored: deque = deque()
+        self._callback_failed = False
         if threaded:
             self._queue = queue.Queue(maxsize=max(1, int(queue_size)))
             self._thread = threading.Thread(target=self._encode_loop, name=f"encode {self.path.name}", daemon=True)
@@ -287,11 +390,14 @@ class AnnotatedVideoWriter:
         if not self._cv.isOpened():
             raise RecordingError(f"cannot create video {self.path} with OpenCV's mp4v writer")
 
-    def write(self, frame_bgr: np.ndarray, timestamp: float | None = None) -> None:
+    def write(self, frame_bgr: np.ndarray, timestamp: float | None = None, on_stored=None) -> None:
         """Append one (H, W, 3) uint8 BGR frame of size ``frame_size``.
 
         ``timestamp`` (seconds) places the frame in time when ``variable_rate`` is on
-        (default: 1/fps after the previous frame); it is ignored otherwise.
+        (default: 1/fps after the previous frame); it is ignored otherwise. ``on_stored()``
+        is called (on the encoding thread) once the frame is in the file: with PyAV when the
+        muxer has written its fragment (on the next frame, or on :meth:`close`); an exception
+        it raises fails the writer like an encoding error.
 
         Raises:
             ValueError: wrong frame size.
@@ -305,9 +411,11 @@ class AnnotatedVideoWriter:
         if (w, h) != self.frame_size:
             raise ValueError(f"frame is {w}x{h}, video {self.path} is {self.frame_size[0]}x{self.frame_size[1]}")
         if self._queue is not None:
-            self._queue.put((np.array(frame_bgr, dtype=np.uint8, copy=True), timestamp))
+            self._queue.put((np.array(frame_bgr, dtype=np.uint8, copy=True), timestamp, on_stored))
         else:
-            self._encode(frame_bgr, timestamp)
+            self._encode(frame_bgr, timestamp, on_stored)
+            if self._error is not None:
+                raise RecordingError(f"writing video {self.path} failed: {self._error}")
         self.frames_written += 1
 
     def _encode_loop(self) -> None:
@@ -316,12 +424,17 @@ class AnnotatedVideoWriter:
             if item is None:
                 return
             if self._error is None:
-                try:
-                    self._encode(*item)
-                except BaseException as e:  # reported by the next write() or close()
-                    self._error = e
+                self._encode(*item)
 
-    def _encode(self, frame_bgr: np.ndarray, timestamp: float | None) -> None:
+    def _encode(self, frame_bgr: np.ndarray, timestamp: float | None, on_stored=None) -> None:
+        """Encode one frame; a failure is kept in ``_error`` (raised by write() or close())."""
+        try:
+            self._encode_frame(frame_bgr, timestamp, on_stored)
+        except BaseException as e:
+            self._error = e
+
+    def _encode_frame(self, frame_bgr: np.ndarray, timestamp: float | None, on_stored) -> None:
+        self._on_stored.append(on_stored)
         if self.backend == "opencv":
             self._cv.write(frame_bgr)
         else:
@@ -341,7 +454,23 @@ class AnnotatedVideoWriter:
             self._last_pts = frame.pts
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
+                self._packets_muxed += 1
         self.frames_encoded += 1
+        # The fragmented-MP4 muxer writes a frame's fragment when the next packet arrives.
+        stored = self.frames_encoded if self.backend == "opencv" else self._packets_muxed - 1
+        self._report_stored(stored)
+
+    def _report_stored(self, stored: int) -> None:
+        """Call ``on_stored`` of every frame up to number ``stored`` (frames in the file)."""
+        while self._on_stored and self._frames_stored < stored and not self._callback_failed:
+            callback = self._on_stored.popleft()
+            self._frames_stored += 1
+            if callback is not None:
+                try:
+                    callback()
+                except BaseException:
+                    self._callback_failed = True   # no later record may follow a lost one
+                    raise
 
     def close(self) -> None:
         """Flush the encoder and close the file (idempotent); then, for PyAV with ``finalize``,
@@ -359,9 +488,14 @@ class AnnotatedVideoWriter:
             try:
                 for packet in self._stream.encode():
                     self._container.mux(packet)
+                    self._packets_muxed += 1
             finally:
                 self._container.close()
         finally:
+            try:   # every frame muxed is in the file now (also after an encoding error)
+                self._report_stored(self._packets_muxed if self.backend == "pyav" else self.frames_encoded)
+            except BaseException as e:
+                self._error = self._error or e
             if self._error is not None:
                 raise RecordingError(f"writing video {self.path} failed: {self._error}")
         if self.finalize and self.frames_encoded:
@@ -404,27 +538,40 @@ class PoseRecorder:
         skeleton: the model's skeleton (joint names for the keypoints file).
         timestamps: time the video by each result's ``timestamp`` (live sources whose frames
             are unevenly spaced, e.g. when frames are dropped) instead of 1/fps apart.
+        lock: lock both files (:class:`OutputLock`) until :meth:`close`; False when the
+            caller already holds the lock.
         **video_options: passed to :class:`AnnotatedVideoWriter` (crf, preset, finalize, backend).
     Raises:
-        RecordingError: a file cannot be created (nothing is left open then).
+        RecordingError: a file cannot be created, or another run is writing it (nothing is
+            left open or truncated then).
     """
 
     def __init__(self, video_path: str | Path | None, keypoints_path: str | Path | None, fps: float,
-                 frame_size: tuple[int, int], skeleton, timestamps: bool = False, **video_options):
+                 frame_size: tuple[int, int], skeleton, timestamps: bool = False, lock: bool = True,
+                 **video_options):
         self.timestamps = bool(timestamps)
         self.video: AnnotatedVideoWriter | None = None
         self.keypoints: KeypointsWriter | None = None
-        # The video first: if it cannot be opened, no keypoints file has been created or truncated.
-        if video_path is not None:
-            self.video = AnnotatedVideoWriter(video_path, fps, frame_size, variable_rate=self.timestamps,
-                                              **video_options)
-        if keypoints_path is not None:
-            try:
-                self.keypoints = KeypointsWriter(keypoints_path, skeleton)
-            except Exception:
-                if self.video is not None:
-                    self.video.close()
-                raise
+        self._lock = OutputLock([video_path, keypoints_path]) if lock else None
+        try:
+            # The video first: if it cannot be opened, no keypoints file has been created or truncated.
+            if video_path is not None:
+                self.video = AnnotatedVideoWriter(video_path, fps, frame_size, variable_rate=self.timestamps,
+                                                  **video_options)
+            if keypoints_path is not None:
+                header = {"video": None if video_path is None else Path(video_path).name, "fps": _r(fps, 3),
+                          "width": int(frame_size[0]), "height": int(frame_size[1]),
+                          "frames_note": f"one record per video frame, in order; a record is written once its "
+                                         f"frame is in the video, so after an abrupt stop (process killed, disk "
+                                         f"full) the video may hold up to {MAX_EXTRA_VIDEO_FRAMES} frames more "
+                                         f"than this file has records, never fewer"}
+                self.keypoints = KeypointsWriter(keypoints_path, skeleton, header)
+        except BaseException:
+            if self.video is not None:
+                self.video.close()
+            if self._lock is not None:
+                self._lock.release()
+            raise
 
     @property
     def frames_written(self) -> int:
@@ -436,10 +583,15 @@ class PoseRecorder:
     def write(self, annotated_frame: np.ndarray | None, result) -> None:
         """Record one frame: the annotated image (ignored when there is no video) and its
         :class:`engine.pipeline.FrameResult`."""
-        if self.video is not None:
-            self.video.write(annotated_frame, float(result.timestamp) if self.timestamps else None)
+        on_stored = None
         if self.keypoints is not None:
-            self.keypoints.write(result)
+            text = self.keypoints.serialize(result)
+            if self.video is None:
+                self.keypoints.write_serialized(text)
+            else:   # the record follows its frame into the files (see the module docstring)
+                on_stored = functools.partial(self.keypoints.write_serialized, text)
+        if self.video is not None:
+            self.video.write(annotated_frame, float(result.timestamp) if self.timestamps else None, on_stored)
 
     def close(self) -> None:
         """Close both files (idempotent); safe in ``finally`` after an interruption."""
@@ -447,8 +599,12 @@ class PoseRecorder:
             if self.video is not None:
                 self.video.close()
         finally:
-            if self.keypoints is not None:
-                self.keypoints.close()
+            try:
+                if self.keypoints is not None:
+                    self.keypoints.close()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
 
     def __enter__(self) -> "PoseRecorder":
         return self

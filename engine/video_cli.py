@@ -5,7 +5,9 @@ cascade, all persons of a frame in one batch per stage; persons tracked across f
 overlap, a missed face's b0 held briefly, joints One-Euro smoothed per person), is drawn with
 :func:`engine.drawing.draw_poses` and recorded by :class:`engine.recording.PoseRecorder`:
 OUTPUT has the input's size, frame rate and frame count. Inputs and outputs are checked
-before any work; an interrupted run (Ctrl-C, SIGTERM, an error) keeps every frame done so far
+before any work (an output that is the input, by file identity, is refused) and the outputs
+are locked while written (:class:`engine.recording.OutputLock`: a second run writing the same
+file is refused); an interrupted run (Ctrl-C, SIGTERM, an error) keeps every frame done so far
 in a playable OUTPUT and in the keypoints file.
 
 Exit codes: 0 done, 2 bad input (nothing written), 1 failed mid-way, 130 interrupted.
@@ -18,28 +20,29 @@ import os
 import sys
 from pathlib import Path
 
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt", "ort", "trt")
+from .cli_args import add_backend, add_stages, add_threads, output_problem, positive_int
+
 VIDEO_SUFFIXES = (".mp4",)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``video`` command's arguments."""
     parser.add_argument("input", metavar="INPUT", help="video file (anything OpenCV can read)")
-    parser.add_argument("-o", "--output", metavar="OUTPUT.mp4",
+    parser.add_argument("-o", "--output", metavar="FILE.mp4",
                         help="annotated video (H.264 MP4; default: NAME.pose.mp4 next to INPUT)")
     parser.add_argument("--keypoints", metavar="FILE", help="also write keypoints: FILE.jsonl (one JSON object "
                         "per frame) or FILE.csv (one row per person per frame)")
     parser.add_argument("--weights", metavar="DIR", default=None, help="model folder (default: weights/flic)")
-    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
-                        help="runtime backend (default: auto, the fastest available here)")
-    parser.add_argument("--stages", type=int, metavar="N", help="cascade stages to run, 1..S (default: all)")
+    add_backend(parser)
+    add_stages(parser)
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
                         help="One-Euro smoothing of each person's joints across frames (default: on; "
                         "min_cutoff 1 Hz, beta 5 per box size per second, d_cutoff 1 Hz)")
     parser.add_argument("--draw-boxes", action="store_true",
                         help="also draw each person's b0 box (dashed when held) and face box")
-    parser.add_argument("--max-frames", type=int, metavar="N", help="stop after the first N frames")
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for inference (default: the backend's)")
+    parser.add_argument("--max-frames", type=positive_int, metavar="N",
+                        help="stop after the first N frames (default: the whole video)")
+    add_threads(parser)
 
 
 def _error(msg: str, code: int = 2) -> int:
@@ -48,7 +51,7 @@ def _error(msg: str, code: int = 2) -> int:
 
 
 def _check_writable_dir(path: Path, what: str) -> str | None:
-    """None if a file can be created in ``path``'s folder, else a one-line reason."""
+    """None if a file can be created in ``path``'s existing folder, else a one-line reason."""
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         return f"cannot write {what} {path}: folder {folder} does not exist"
@@ -56,7 +59,7 @@ def _check_writable_dir(path: Path, what: str) -> str | None:
         return f"cannot write {what} {path}: it is a folder"
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return f"cannot write {what} {path}: permission denied"
-    return None
+    return output_problem(path, what)   # a real probe file: e.g. /proc passes os.access for root
 
 
 def open_video(path: Path):
@@ -92,11 +95,17 @@ def open_video(path: Path):
     return cap, frame, float(fps), (w, h), max(count, 0)
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two existing paths are the same file (a hard link, a symlink or another spelling
+    of it count too), compared by file identity (device and inode), not by path text."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:   # one of them does not exist (yet)
+        return False
+
+
 def run(args) -> int:
     """Run the ``video`` command; returns the exit code (see module docstring)."""
-    import signal
-    import time
-
     input_path = Path(args.input)
     output = Path(args.output) if args.output else input_path.with_name(f"{input_path.stem}.pose.mp4")
     keypoints = Path(args.keypoints) if args.keypoints else None
@@ -106,24 +115,41 @@ def run(args) -> int:
         return _error(f"output {output} must be an .mp4 file")
     if keypoints is not None and keypoints.suffix.lower() not in (".jsonl", ".csv"):
         return _error(f"keypoints file {keypoints} must end in .jsonl or .csv")
-    if args.stages is not None and args.stages < 1:
-        return _error(f"--stages must be at least 1, got {args.stages}")
-    if args.max_frames is not None and args.max_frames < 1:
-        return _error(f"--max-frames must be at least 1, got {args.max_frames}")
     for path, what in ((output, "output video"), (keypoints, "keypoints file")):
         if path is None:
             continue
-        if input_path.exists() and path.exists() and path.resolve() == input_path.resolve():
-            return _error(f"{what} {path} would overwrite the input")
+        if _same_file(path, input_path):
+            return _error(f"{what} {path} would overwrite the input {input_path} (the same file)")
         problem = _check_writable_dir(path, what)
         if problem:
             return _error(problem)
-    if keypoints is not None and keypoints.resolve() == output.resolve():
+    if keypoints is not None and _same_file(keypoints, output):
         return _error("the keypoints file and the output video are the same file")
     try:
         cap, first, fps, size, count = open_video(input_path)
     except ValueError as e:
         return _error(str(e))
+
+    from .recording import OutputLock, RecordingError
+
+    # Taken before any work: a second run writing the same files is refused at once (and
+    # creating the lock files proves that the folders can be written, e.g. not /proc).
+    try:
+        lock = OutputLock([output, keypoints])
+    except RecordingError as e:
+        cap.release()
+        return _error(str(e))
+    try:
+        return _process(args, input_path, output, keypoints, cap, first, fps, size, count)
+    finally:
+        lock.release()
+
+
+def _process(args, input_path: Path, output: Path, keypoints: Path | None, cap, first, fps: float,
+             size: tuple[int, int], count: int) -> int:
+    """The run once the inputs are checked and the outputs locked; returns the exit code."""
+    import signal
+    import time
 
     import numpy as np
 
@@ -145,7 +171,7 @@ def run(args) -> int:
         return _error(f"--stages must be in 1..{pipeline.num_stages} for {weights}, got {args.stages}")
     pipeline.stages = args.stages
     try:
-        recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton)
+        recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton, lock=False)
     except (RecordingError, OSError) as e:
         pipeline.close()
         cap.release()

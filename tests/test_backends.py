@@ -63,12 +63,26 @@ def test_cpu_machine_choice():
 
 
 def test_unavailable_backend_is_a_one_line_error(model_dir, monkeypatch):
+    monkeypatch.setattr(backends, "_cuda_available", lambda: True)
     monkeypatch.setattr(backends, "_has_module", lambda name: name != "tensorrt")
     with pytest.raises(BackendError) as e:
         create_regressors(read_manifest(model_dir), "tensorrt")
     msg = str(e.value)
     assert "tensorrt" in msg and "not installed" in msg and "\n" not in msg
     assert isinstance(e.value, ModelError)   # commands that catch ModelError catch it too
+
+
+def test_tensorrt_without_gpu_says_so_first(model_dir, monkeypatch):
+    """Without a GPU the reason is the missing GPU, even when the tensorrt package is missing
+    too (installing it would not help); issue 12."""
+    monkeypatch.setattr(backends, "_cuda_available", lambda: False)
+    for installed in (True, False):
+        monkeypatch.setattr(backends, "_has_module", lambda name, ok=installed: ok or name != "tensorrt")
+        with pytest.raises(BackendError) as e:
+            create_regressors(read_manifest(model_dir), "tensorrt")
+        msg = str(e.value)
+        assert "needs an NVIDIA GPU with CUDA, and none was found" in msg and "\n" not in msg
+        assert "not installed" not in msg
 
 
 def test_onnxruntime_cascade_matches_torch(model_dir, frame):

@@ -154,7 +154,7 @@ def test_model_folder_errors(tmp_path, random_model_dir):
     broken = tmp_path / "broken"
     shutil.copytree(random_model_dir, broken)
     (broken / "stage2.pt").write_bytes(b"garbage")
-    with pytest.raises(ModelError, match="cannot load checkpoint"):
+    with pytest.raises(ModelError, match="is not a valid deeppose checkpoint"):
         load_cascade(broken)
     (broken / "stage2.pt").unlink()
     with pytest.raises(ModelError, match="stage2.pt is missing"):

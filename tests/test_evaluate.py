@@ -3,6 +3,7 @@ outputs, one-line errors, and the model-cascade path (random weights, stand-in b
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 import types
@@ -153,11 +154,17 @@ def test_one_line_errors(tmp_path, capsys, monkeypatch):
     assert rc == 2 and err.count("\n") == 1 and "examples.mat" in err
     rc, out, err = run_cli(["--dataset", "flic", "--oracle", "--weights", str(tmp_path)], capsys)
     assert rc == 2 and err.count("\n") == 1
-    # an output that cannot be written: the table is printed first, then one error line
+    # an output that cannot be written: one error line before the run, not after it (issue 12)
     (tmp_path / "file").write_text("")
-    rc, out, err = run_cli(["--dataset", "lsp", "--split", "val", "--oracle", "--json", str(tmp_path / "file" / "x.json")],
-                           capsys)
-    assert rc == 2 and err.count("\n") == 1 and "cannot write" in err and "PCP@0.5" in out
+    for opt in ("--json", "--plot"):
+        rc, out, err = run_cli(["--dataset", "lsp", "--split", "val", "--oracle", opt, str(tmp_path / "file" / "x.png")],
+                               capsys)
+        assert rc == 2 and err.count("\n") == 1 and "cannot write" in err and "is a file, not a folder" in err, err
+        assert "PCP@0.5" not in out
+    if Path("/proc/self").is_dir():
+        rc, out, err = run_cli(["--dataset", "lsp", "--split", "val", "--oracle", "--plot", "/proc/pdj.png"], capsys)
+        assert rc == 2 and err.count("\n") == 1 and "cannot write --plot image /proc/pdj.png" in err, err
+        assert "PCP@0.5" not in out
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def test_check_metadata_messages():
         assert msg is not None and "\n" not in msg, field
         for n in needles:
             assert n in msg, (field, n)
-        assert msg.endswith("python main.py build-engines --weights weights/flic --fp16 --max-batch 8"), msg
+        assert msg.endswith("python main.py build-engines --weights weights/flic --precision fp16 --max-batch 8"), msg
     assert "incomplete" in trtb.check_metadata({"precision": "fp16"}, ENV, "fp16", None, folder)
 
 
@@ -101,7 +101,7 @@ def test_find_engines_reports_engines_built_elsewhere(model_dir, tmp_path, monke
             trtb.find_engines(info, "fp16", ENV)
         msg = str(e.value)
         assert "built with TensorRT 10.3.0" in msg and "10.8.0.43" in msg and "\n" not in msg
-        assert f"python main.py build-engines --weights {model_dir} --fp16" in msg
+        assert f"python main.py build-engines --weights {model_dir} --precision fp16" in msg
         assert "TensorRT" in trtb.engines_problem(model_dir)   # never raises
     finally:
         for p in model_dir.glob("*.engine*"):
@@ -140,7 +140,12 @@ def test_tensorrt_backend_without_tensorrt_is_one_line(model_dir):
     out = subprocess.run([sys.executable, str(REPO / "main.py"), "build-engines", "--weights", str(model_dir)],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2
-    assert out.stderr.strip().count("\n") == 0 and "TensorRT is not installed" in out.stderr
+    first = "needs an NVIDIA GPU with CUDA, and none was found" if not torch.cuda.is_available() else "TensorRT is not installed"
+    assert out.stderr.strip().count("\n") == 0 and first in out.stderr, out.stderr
+    for precision in ("fp16", "fp32"):   # one precision flag (issue 12)
+        out = subprocess.run([sys.executable, str(REPO / "main.py"), "build-engines", "--weights", str(model_dir),
+                              "--precision", precision], capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert out.returncode == 2 and first in out.stderr, out.stderr
 
 
 # --------------------------------------------------------------------------- stand-in tensorrt
@@ -190,7 +195,7 @@ def test_build_and_run_engines_with_stand_in(model_dir, fake_trt, precision):
         torch.save({**ckpt, "note": "retrained"}, info.stage_files[1])
         with pytest.raises(BackendError) as e:
             trtb.create_tensorrt_regressors(info, precision, device="cpu")
-        assert "older checkpoint" in str(e.value) and f"--{precision}" in str(e.value)
+        assert "older checkpoint" in str(e.value) and f"--precision {precision}" in str(e.value)
         torch.save(ckpt, info.stage_files[1])
     finally:
         for p in model_dir.glob("*.engine*"):

@@ -89,7 +89,7 @@ def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
     assert [s["stage"] for s in manifest["stages"]] == [1]
     assert manifest["scaler"]["scale_x"] > 0 and "stage1" in manifest["val_metrics"]
     # stage 2 builds on the written stage 1
-    assert main.main(common + ["--stages", "2", "--refine-epochs", "1", "--max-steps", "2"]) == 0
+    assert main.main(common + ["--stages", "2", "--from-stage", "2", "--refine-epochs", "1", "--max-steps", "2"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["stage"] for s in manifest["stages"]] == [1, 2]
     assert len(manifest["stages"][1]["displacement_prior"]["mean"]) == 11
@@ -106,12 +106,18 @@ def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
     assert "fit-scaler" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("stages", ["0", "-1", "2,1", "x", ""])
-def test_train_rejects_bad_stage_lists(tmp_path, capsys, stages):
+@pytest.mark.parametrize("argv,message", [
+    (["--stages", "0"], "--stages: must be >= 1"), (["--stages", "-1"], "--stages: must be >= 1"),
+    (["--stages", "1,2,3"], "--stages: must be a whole number"), (["--stages", "x"], "--stages: must be a whole number"),
+    (["--from-stage", "3", "--stages", "2"], "--from-stage 3 is after the last stage"),
+    (["--threads", "-3"], "--threads: must be >= 1")])
+def test_train_rejects_bad_stages_in_one_line(tmp_path, capsys, argv, message):
+    """``--stages N`` is the number of cascade stages, as in every command (issue 12)."""
     import main
 
-    assert main.main(["train", "--out", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--stages", stages]) == 2
-    assert "--stages must be" in capsys.readouterr().err
+    assert main.main(["train", "--out", str(tmp_path), "--run-dir", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "manifest.json").exists()
 
 
@@ -202,3 +208,18 @@ def test_losses_agree_on_known_errors():
     assert masked_loss("smooth_l1", pred, target, mask).item() == pytest.approx(0.3 - 0.025 + 0.4 - 0.025)
     with pytest.raises(ValueError, match="unknown loss"):
         masked_loss("l3", pred, target, mask)
+def test_train_help_names_every_default(capsys):
+    """Every train option's help text says its default (issue 12)."""
+    import argparse
+
+    import main
+    parser = main.build_parser()
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    options = [a for a in train._actions if a.option_strings and a.dest != "help"]
+    assert len(options) >= 20
+    missing = [a.option_strings[0] for a in options if "default" not in (a.help or "")]
+    assert not missing, missing
+    with pytest.raises(SystemExit):
+        main.main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "--from-stage S" in text and "examples:" in text

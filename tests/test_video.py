@@ -3,6 +3,7 @@ engine/recording.py), on cuts of the real ../shared/data/videos/walking.mp4."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import main
-from deeppose.engine.recording import AnnotatedVideoWriter, read_keypoints
+from deeppose.engine.recording import MAX_EXTRA_VIDEO_FRAMES, AnnotatedVideoWriter, read_keypoints, read_keypoints_header
 from deeppose.engine.skeletons import FLIC
 
 from conftest import REPO, WALKING, WEIGHTS_FLIC, cut_video, require_data
@@ -97,8 +98,12 @@ def test_keypoints_jsonl_one_record_per_frame(full_run, model_dir):
     rc, _, stderr, out, kp = full_run
     assert rc == 0, stderr
     lines = kp.read_text().splitlines()
-    assert len(lines) == FULL_CUT
-    recs = [json.loads(line) for line in lines]
+    assert len(lines) == 1 + FULL_CUT
+    header = json.loads(lines[0])
+    assert header["deeppose_keypoints"] == 1 and header["video"] == out.name and header["joints"] == list(FLIC.joints)
+    assert (header["fps"], header["width"], header["height"]) == (30.0, 1280, 720)
+    recs = [json.loads(line) for line in lines[1:]]
+    assert recs == read_keypoints(kp)
     assert [r["frame"] for r in recs] == list(range(FULL_CUT))
     assert [r["timestamp"] for r in recs] == pytest.approx([i / 30 for i in range(FULL_CUT)], abs=1e-3)
     stages = json.loads((Path(model_dir) / "manifest.json").read_text())["stages"]
@@ -251,7 +256,7 @@ def _start(args: list[str]) -> subprocess.Popen:
 def _wait_for_records(kp: Path, proc: subprocess.Popen, n: int, timeout: float = 240) -> None:
     t = time.monotonic()
     while time.monotonic() - t < timeout:
-        if kp.exists() and len(kp.read_text().splitlines()) >= n:
+        if kp.exists() and len(kp.read_text().splitlines()) >= 1 + n:   # the header record and n frames
             return
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
@@ -267,7 +272,7 @@ def test_ctrl_c_leaves_playable_output_with_every_frame_done(cuts, model_dir, tm
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    records = len(kp.read_text().splitlines())
+    records = len(read_keypoints(kp))
     assert 4 <= records < FULL_CUT
     n, header, fps, size, _ = video_facts(out)
     assert n == header == records
@@ -285,12 +290,69 @@ def test_killed_run_leaves_playable_output(cuts, model_dir, tmp_path):
     _wait_for_records(kp, proc, 6)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
-    records = [json.loads(line) for line in kp.read_text().splitlines()]
+    records = read_keypoints(kp)
     assert [r["frame"] for r in records] == list(range(len(records)))
     n, _, fps, size, _ = video_facts(out)
-    # Frames still queued for the encoder thread or inside x264 when killed are lost (<= 4).
-    assert len(records) - 4 <= n <= len(records) + 1 and n >= 2
+    # A record is written once its frame is in the video: never more records than frames, and
+    # at most the documented number of frames more (issue 12).
+    extra = read_keypoints_header(kp)["frames_note"]
+    assert f"up to {MAX_EXTRA_VIDEO_FRAMES} frames more" in extra
+    assert len(records) <= n <= len(records) + MAX_EXTRA_VIDEO_FRAMES and n >= 2
     assert size == (1280, 720) and fps == pytest.approx(30.0)
+
+
+KILLED_WRITER = """
+import os, sys
+import numpy as np
+from deeppose.engine.pipeline import FrameResult
+from deeppose.engine.recording import PoseRecorder
+from deeppose.engine.skeletons import FLIC
+rec = PoseRecorder(sys.argv[1], sys.argv[2], 30, (64, 48), FLIC, threaded=False)
+for i in range(int(sys.argv[3])):
+    rec.write(np.full((48, 64, 3), 30 * i, np.uint8), FrameResult(i, i / 30, [], 0.0, [], 0.0, "torch"))
+os._exit(0)   # as if killed: nothing is closed or flushed by Python
+"""
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5])
+def test_killed_recorder_keypoints_never_ahead_of_the_video(tmp_path, frames):
+    """Killed right after a frame was written, the keypoints file holds exactly the frames that
+    are in the video (before issue 12 it held one record more than the video had frames)."""
+    out, kp = tmp_path / "o.mp4", tmp_path / "k.jsonl"
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(out), str(kp), str(frames)], cwd=REPO, check=True, timeout=120)
+    n = video_facts(out)[0] if frames > 1 else 0   # one frame: the muxer still holds it
+    assert n == frames - 1
+    assert len(read_keypoints(kp)) == n
+    assert read_keypoints_header(kp)["video"] == "o.mp4"
+
+
+def test_video_failure_stops_the_keypoints_too(tmp_path, monkeypatch):
+    """A video that cannot be written (e.g. a full disk) gets no keypoints records for the
+    frames it lost."""
+    from deeppose.engine.pipeline import FrameResult
+    from deeppose.engine.recording import PoseRecorder, RecordingError
+    rec = PoseRecorder(tmp_path / "o.mp4", tmp_path / "k.jsonl", 30, (64, 48), FLIC, threaded=False, finalize=False)
+
+    class FullDisk:   # the container, but muxing fails from the 5th frame on
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def mux(self, packet):
+            if rec.video.frames_encoded >= 4:
+                raise OSError(28, "No space left on device")
+            return self.inner.mux(packet)
+
+    rec.video._container = FullDisk(rec.video._container)
+    with pytest.raises(RecordingError, match="No space left"):
+        for i in range(8):
+            rec.write(np.full((48, 64, 3), 30 * i, np.uint8), FrameResult(i, i / 30, [], 0.0, [], 0.0, "torch"))
+    with pytest.raises(RecordingError):
+        rec.close()
+    n = video_facts(tmp_path / "o.mp4")[0]
+    assert n == 4 and len(read_keypoints(tmp_path / "k.jsonl")) == n
 
 
 def test_crash_midway_keeps_frames_done(cuts, model_dir, tmp_path, capsys, monkeypatch):
@@ -349,3 +411,106 @@ def test_recorder_timestamps_for_live_sources(tmp_path):
         got.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
     assert got == pytest.approx([t - times[0] for t in times], abs=0.002)
     assert [r["timestamp"] for r in read_keypoints(tmp_path / "live.jsonl")] == times
+
+
+# --------------------------------------------------------------------------- issue 12: never lose a file
+
+def test_output_that_is_a_hard_link_of_the_input_is_refused(cuts, model_dir, tmp_path, capsys):
+    """A hard link has another path text but is the same file: writing it would destroy the input."""
+    src = tmp_path / "in.mp4"
+    src.write_bytes(cuts["short"].read_bytes())
+    before = src.read_bytes()
+    for out, kp in ((tmp_path / "link.mp4", None), (tmp_path / "o.mp4", tmp_path / "link.jsonl")):
+        os.link(src, kp or out)
+        argv = ["video", str(src), "-o", str(out), "--weights", str(model_dir)] + (["--keypoints", str(kp)] if kp else [])
+        rc = main.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "would overwrite the input" in err[0], err
+        assert src.read_bytes() == before
+        (kp or out).unlink()
+    # a keypoints file that is a hard link of the output video
+    os.link(src, tmp_path / "copy.mp4")
+    os.link(tmp_path / "copy.mp4", tmp_path / "copy.jsonl")
+    rc = main.main(["video", str(cuts["short"]), "-o", str(tmp_path / "copy.mp4"), "--keypoints",
+                    str(tmp_path / "copy.jsonl"), "--weights", str(model_dir)])
+    assert rc == 2 and "are the same file" in capsys.readouterr().err
+    assert src.read_bytes() == before
+
+
+def test_second_run_writing_the_same_output_is_refused(cuts, model_dir, tmp_path, capsys):
+    """While one run writes OUTPUT, a second run (another input) refuses in one line and
+    damages nothing: the first run's video and keypoints come out whole."""
+    out, kp = tmp_path / "o.mp4", tmp_path / "k.jsonl"
+    first = _start([str(cuts["full"]), "-o", str(out), "--keypoints", str(kp), "--weights", str(model_dir),
+                    "--stages", "1"])
+    try:
+        _wait_for_records(kp, first, 2)
+        for other_kp in (tmp_path / "other.jsonl", kp):
+            rc = main.main(["video", str(cuts["short"]), "-o", str(out), "--keypoints", str(other_kp),
+                            "--weights", str(model_dir), "--stages", "1"])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert rc == 2 and len(err) == 1 and "is being written by another run" in err[0], err
+            assert first.poll() is None, "the first run ended before the second one tried"
+        rc = main.main(["video", str(cuts["short"]), "-o", str(tmp_path / "o2.mp4"), "--keypoints", str(kp),
+                        "--weights", str(model_dir)])
+        assert rc == 2 and "is being written by another run" in capsys.readouterr().err
+        stdout, stderr = first.communicate(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0, stderr
+    records = read_keypoints(kp)
+    assert [r["frame"] for r in records] == list(range(FULL_CUT))
+    assert video_facts(out)[:2] == (FULL_CUT, FULL_CUT)
+    assert not (tmp_path / "other.jsonl").exists() and not (tmp_path / "o2.mp4").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.jsonl", "o.mp4"]   # no lock file left
+
+
+def test_output_under_proc_fails_before_any_work(cuts, model_dir, monkeypatch, capsys):
+    if not Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this system")
+    import deeppose.engine.pipeline
+    from deeppose import engine
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded before the output was found unwritable")
+
+    monkeypatch.setattr(engine.pipeline.PosePipeline, "__init__", refuse)
+    rc = main.main(["video", str(cuts["short"]), "-o", "/proc/deeppose-test.mp4", "--weights", str(model_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: cannot write output video /proc/deeppose-test.mp4"), err
+
+
+def test_ctrl_c_during_start_up_is_one_line(cuts, model_dir, tmp_path, monkeypatch, capsys):
+    import deeppose.engine.pipeline
+    from deeppose import engine
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.pipeline.PosePipeline, "__init__", interrupted)
+    out = tmp_path / "o.mp4"
+    rc = main.main(["video", str(cuts["short"]), "-o", str(out), "--weights", str(model_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130 and len(err) == 1 and "interrupted" in err[0], err
+    assert list(tmp_path.iterdir()) == []   # no output, no lock file
+
+
+def test_ctrl_c_during_start_up_of_a_real_process(cuts, model_dir, tmp_path):
+    """SIGINT while the command imports and loads its model: exit 130, no traceback."""
+    proc = _start([str(cuts["short"]), "-o", str(tmp_path / "o.mp4"), "--weights", str(model_dir)])
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode in (130, 0), stderr   # 0: it was already done (a very fast machine)
+
+
+@pytest.mark.parametrize("argv,message", [(["--threads", "-3"], "--threads: must be >= 1"),
+                                          (["--max-frames", "0"], "--max-frames: must be >= 1"),
+                                          (["--backend", "gpu"], "--backend: invalid choice")])
+def test_bad_options_are_one_line(cuts, argv, message, capsys):
+    rc = main.main(["video", str(cuts["short"]), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and message in err[0], err

@@ -20,6 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from deeppose.engine.cli_args import add_precision, add_stages, add_threads, positive_int
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = REPO / "weights" / "flic"
 
@@ -29,19 +31,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", action="append", metavar="NAME",
                         help="backend(s) to measure: all (default: every available one), auto, torch, "
                              "onnxruntime, tensorrt; repeat or comma-separate")
-    parser.add_argument("--weights", type=Path, default=None,
+    parser.add_argument("--weights", type=Path, default=None, metavar="DIR",
                         help="model folder (default weights/flic; a random-weights model of the same shape "
                              "when that is not trained yet)")
-    parser.add_argument("--stages", type=int, default=None, help="stages to run, 1..S (default all)")
-    parser.add_argument("--persons", type=int, default=1, help="persons per frame in the cascade measurement (1)")
-    parser.add_argument("--runs", type=int, default=100, help="measured runs per backend and measurement (100)")
-    parser.add_argument("--warmup", type=int, default=10, help="warm-up runs before measuring (10)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch and onnxruntime (default: physical cores)")
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT engine precision")
+    add_stages(parser)
+    parser.add_argument("--persons", type=positive_int, default=1, metavar="N",
+                        help="persons per frame in the cascade measurement (default: 1)")
+    parser.add_argument("--runs", type=positive_int, default=100, metavar="N",
+                        help="measured runs per backend and measurement (default: 100)")
+    parser.add_argument("--warmup", type=int, default=10, metavar="N", help="warm-up runs before measuring (default: 10)")
+    add_threads(parser, "physical cores")
+    add_precision(parser)
     parser.add_argument("--no-build", action="store_true", help="do not build missing TensorRT engines")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end pipeline measurement")
-    parser.add_argument("--video", type=Path, default=None, help="video for the frames (default shared walking.mp4)")
+    parser.add_argument("--video", type=Path, default=None, metavar="FILE",
+                        help="video for the frames (default: the shared walking.mp4)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON")
 
 
@@ -283,7 +287,8 @@ def measure_pipeline(pipeline, frames: list, runs: int, warmup: int) -> dict:
 # --------------------------------------------------------------------------- command
 
 def run(args) -> int:
-    """Measure every requested backend and print the table (exit code 0; 1 on a bad model)."""
+    """Measure every requested backend and print the table; exit code 0, 1 when no backend
+    could be measured, 2 on bad options or a bad model."""
     import json
     import logging
     import os
@@ -433,6 +438,9 @@ def run(args) -> int:
     if tmp is not None:
         tmp.cleanup()
     log.debug("done")
+    if not any("error" not in r for r in results):
+        print("benchmark: error: no backend could be measured (see the reasons above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -22,33 +22,39 @@ if TYPE_CHECKING:  # pragma: no cover (module level stays light: `main.py --help
     from deeppose.engine.backends.tensorrt_backend import TrtEnvironment
     from deeppose.engine.model import ModelInfo
 
+from deeppose.engine.cli_args import add_precision, positive_int
+
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments to its sub-parser."""
-    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "flic", help="model folder (weights/flic)")
-    prec = parser.add_mutually_exclusive_group()
-    prec.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="half precision (default)")
-    prec.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="single precision")
-    parser.set_defaults(precision="fp16")
+    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "flic", metavar="DIR",
+                        help="model folder (default: weights/flic)")
+    add_precision(parser)
     parser.add_argument("--max-batch", type=int, default=None, metavar="N",
                         help="most persons per frame the engines accept (default 8; stages >= 2 take N*k crops)")
-    parser.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace (MiB)")
-    parser.add_argument("--device", default=None, help="CUDA device (default cuda:0)")
+    parser.add_argument("--workspace-mb", type=positive_int, default=1024, metavar="MIB",
+                        help="TensorRT builder workspace in MiB (default: 1024)")
+    parser.add_argument("--device", default=None, metavar="DEVICE", help="CUDA device (default: cuda:0)")
 
 
 def run(args) -> int:
     """Build the engines and print where they went; 1 with a one-line reason on failure."""
     import time
 
+    from deeppose.engine.backends import backend_status
     from deeppose.engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, current_environment
     from deeppose.engine.model import ModelError, read_manifest
 
     max_persons = DEFAULT_MAX_PERSONS if args.max_batch is None else args.max_batch
     if max_persons < 1:
         print(f"build-engines: --max-batch must be at least 1, got {max_persons}", file=sys.stderr)
+        return 2
+    ok, why = backend_status()["tensorrt"]
+    if not ok:   # the GPU first: without one, nothing else matters
+        print(f"build-engines: {why}", file=sys.stderr)
         return 2
     try:
         info = read_manifest(args.weights)

@@ -22,6 +22,8 @@ import math
 import sys
 from pathlib import Path
 
+from deeppose.engine.cli_args import add_backend, add_stages, output_problem, positive_int
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CURVE_MAX = 0.5
 CURVE_POINTS = 51
@@ -37,9 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="dataset split (default: val)")
     parser.add_argument("--weights", metavar="DIR", default=None,
                         help="model folder (default: weights/<dataset> in the repository)")
-    parser.add_argument("--stages", type=int, metavar="N", default=None,
-                        help="evaluate stages 1..N of the cascade (default: all)")
-    parser.add_argument("--backend", metavar="NAME", default="torch", help="runtime backend (default: torch)")
+    add_stages(parser, "evaluate")
+    add_backend(parser)
     parser.add_argument("--flip", choices=("off", "first", "all"), default="off",
                         help="flip test-time averaging: crops also run mirrored and the two are averaged, at "
                              "stage 1 only (first) or every stage (all: twice the network work); default: off")
@@ -50,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="FLIC: face detector threshold for b0 (default 0.3; only the annotated person's "
                              "face, matched by its labelled eyes and nose, is used, so a lower threshold than "
                              "the app's 0.5 finds more people at no cost)")
-    parser.add_argument("--limit", type=int, metavar="N", default=None,
+    parser.add_argument("--limit", type=positive_int, metavar="N", default=None,
                         help="evaluate only the first N examples of the split")
     parser.add_argument("--write-manifest", action="store_true",
                         help="store the per-stage PDJ@0.1/0.2 and PCP of this run as the model's validation "
@@ -62,8 +63,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--oracle-noise", type=float, metavar="PX", default=0.0,
                         help="with --oracle: add Gaussian noise of this standard deviation in pixels "
                              "to each coordinate (implies --oracle)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the oracle noise (default: 0)")
-    parser.add_argument("--pcp-threshold", type=float, default=0.5,
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the oracle noise (default: 0)")
+    parser.add_argument("--pcp-threshold", type=float, default=0.5, metavar="F",
                         help="PCP threshold as a fraction of the limb length (default: 0.5, the paper's)")
 
 
@@ -297,10 +298,10 @@ def _run(args) -> int:
         return _error(f"--oracle-noise must be >= 0, got {args.oracle_noise}")
     if oracle and (args.weights or args.stages):
         return _error("--oracle evaluates the ground truth: it takes no --weights or --stages")
-    if args.limit is not None and args.limit < 1:
-        return _error(f"--limit must be >= 1, got {args.limit}")
-    if args.stages is not None and args.stages < 1:
-        return _error(f"--stages must be >= 1, got {args.stages}")
+    for path, what in ((args.json, "--json file"), (args.plot, "--plot image")):
+        problem = output_problem(path, what) if path else None
+        if problem:   # before the run, not after it
+            return _error(problem)
     if args.write_manifest and (oracle or args.split != "val" or args.limit is not None or args.stages is not None):
         return _error("--write-manifest records a model's metrics on the whole val split: "
                       "use it with --split val, all stages, no --limit and no --oracle")
@@ -356,7 +357,7 @@ def _run(args) -> int:
         runtime = cascade.regressors[0].description
         label = f"model {weights} ({info.manifest.name or '?'}), {runtime}"
         report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.name,
-                      backend=args.backend, flip=args.flip, b0_sources=dict(Counter(sources)),
+                      backend=cascade.regressors[0].name, flip=args.flip, b0_sources=dict(Counter(sources)),
                       face_confidence=args.face_confidence if info.scaler else None,
                       stage_ms_per_example=[1000.0 * s / len(dataset.examples) for s in seconds],
                       wall_seconds=wall)

@@ -42,13 +42,14 @@ log = logging.getLogger(__name__)
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments to its sub-parser."""
-    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "flic", help="model folder (weights/flic)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "flic", metavar="DIR",
+                        help="model folder (default: weights/flic)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="write a runtime-only model folder (manifest + .onnx files) here, e.g. to deploy it "
                              "(default: into the model folder itself, next to the checkpoints)")
     parser.add_argument("--exporter", choices=("dynamo", "torchscript"), default=None,
                         help="torch.onnx exporter (default dynamo when onnxscript is installed)")
-    parser.add_argument("--opset", type=int, default=None, help=f"ONNX opset (default {OPSET})")
+    parser.add_argument("--opset", type=int, default=None, metavar="N", help=f"ONNX opset (default {OPSET})")
     parser.add_argument("--force", action="store_true", help="export even when an up-to-date file exists")
     parser.add_argument("--no-check", action="store_true", help="skip the PyTorch-vs-ONNX Runtime check on real crops")
 

@@ -35,16 +35,16 @@ EPS = 1e-6  # face units added to each side so that float rounding never drops a
 
 def configure(parser):
     """Add this command's arguments to its argparse sub-parser."""
-    parser.add_argument("--data", default=None, help="FLIC folder (examples.mat + images/); "
+    parser.add_argument("--data", default=None, metavar="DIR", help="FLIC folder (examples.mat + images/); "
                         "default ../shared/data/flic or $DEEPPOSE_DATA/flic")
     parser.add_argument("--model", default="full", choices=["full", "short"],
                         help="BlazeFace model whose detections are scaled: full range (default) or short range")
-    parser.add_argument("--out", default=None, help="where to write the scaler JSON (default weights/flic/scaler.json "
+    parser.add_argument("--out", default=None, metavar="FILE", help="where to write the scaler JSON (default weights/flic/scaler.json "
                         "in the repository)")
-    parser.add_argument("--coverage", type=float, default=COVERAGE,
+    parser.add_argument("--coverage", type=float, default=COVERAGE, metavar="F",
                         help="fraction of matched training examples whose joints must all lie inside b0 (default 0.99)")
-    parser.add_argument("--min-confidence", type=float, default=0.5, help="face detection threshold (default 0.5)")
-    parser.add_argument("--cache-dir", default=None, help="face detection cache folder (default <repo>/cache)")
+    parser.add_argument("--min-confidence", type=float, default=0.5, metavar="P", help="face detection threshold (default 0.5)")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR", help="face detection cache folder (default <repo>/cache)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -1,6 +1,7 @@
 """Train the DeepPose cascade: stage 1 on b0 crops (Eq. 4), stages s >= 2 on simulated joint boxes (Eq. 8).
 
-`python main.py train --dataset flic --stages 1,2,3` trains the stages in order. Each stage is
+`python main.py train --dataset flic --stages 3` trains stages 1, 2 and 3 in order
+(``--from-stage 2`` starts at stage 2, on the stage 1 already in the model folder). Each stage is
 written to the model folder (``--out``, default weights/<dataset>) when it finishes, together
 with an updated manifest, so the folder is a usable cascade of the stages trained so far.
 
@@ -25,56 +26,81 @@ import argparse
 import sys
 from pathlib import Path
 
+from deeppose.engine.cli_args import positive_int
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `main.py train`."""
-    parser.add_argument("--dataset", choices=["flic", "lsp"], default="flic")
-    parser.add_argument("--data", type=Path, default=None, help="dataset folder (default ../shared/data/<dataset>)")
-    parser.add_argument("--out", type=Path, default=None, help="model folder to write (default weights/<dataset>)")
-    parser.add_argument("--run-dir", type=Path, default=None, help="checkpoints and log (default runs/<dataset>)")
-    parser.add_argument("--stages", default="1,2,3", help="comma-separated stages to train, in order (default 1,2,3)")
-    parser.add_argument("--epochs", type=int, default=40, help="stage 1 epochs (passes over the training persons)")
-    parser.add_argument("--refine-epochs", type=int, default=8,
-                        help="epochs of each stage >= 2 (one pass = one simulated box per labelled joint and person)")
-    parser.add_argument("--refine-lr", type=float, default=1e-3,
-                        help="peak learning rate of stages >= 2, which start from the previous stage's weights")
+    """Arguments of `main.py train` (every help text names the default)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = ("examples:\n"
+                     "  main.py train --dataset flic                  # stages 1, 2 and 3\n"
+                     "  main.py train --dataset flic --stages 1       # stage 1 only\n"
+                     "  main.py train --dataset flic --from-stage 2   # stages 2 and 3 on the stage 1 in --out\n"
+                     "  main.py train --dataset flic --resume         # continue after a stop")
+    parser.add_argument("--dataset", choices=["flic", "lsp"], default="flic", help="dataset (default: flic)")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="dataset folder (default: ../shared/data/<dataset>)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="model folder to write (default: weights/<dataset>)")
+    parser.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
+                        help="checkpoints and log (default: runs/<dataset>)")
+    parser.add_argument("--stages", type=positive_int, default=3, metavar="N",
+                        help="train the cascade up to stage N, in order (default: 3, the paper's cascade)")
+    parser.add_argument("--from-stage", type=positive_int, default=1, metavar="S",
+                        help="first stage to train; stages 1..S-1 come from the model in --out (default: 1)")
+    parser.add_argument("--epochs", type=positive_int, default=40, metavar="N",
+                        help="stage 1 epochs, passes over the training persons (default: 40)")
+    parser.add_argument("--refine-epochs", type=positive_int, default=8, metavar="N",
+                        help="epochs of each stage >= 2; one pass = one simulated box per labelled joint and "
+                             "person (default: 8)")
+    parser.add_argument("--refine-lr", type=float, default=1e-3, metavar="LR",
+                        help="peak learning rate of stages >= 2, which start from the previous stage's weights "
+                             "(default: 1e-3)")
     parser.add_argument("--neighbours", action="store_true",
                         help="stages >= 2: also supervise the other labelled joints inside each joint box "
-                             "(default: only the box's own joint, the paper's psi_i)")
+                             "(default: off, only the box's own joint, the paper's psi_i)")
     parser.add_argument("--init", type=Path, default=None, metavar="DIR",
                         help="model folder whose stage-s checkpoint starts stage s (fine-tuning; default: "
                              "stage 1 from scratch, stages >= 2 from stage s-1)")
     parser.add_argument("--extra-data", action="append", default=[], choices=["lsp", "flic"], metavar="DATASET",
                         help="add another dataset's train split to the training persons (union of joints; joints it "
-                             "does not label are left out of the loss); repeatable. Default: none")
+                             "does not label are left out of the loss); repeatable (default: none)")
     parser.add_argument("--loss", choices=["l2", "l1", "smooth_l1"], default="l2",
-                        help="loss on normalized joint coordinates: l2 (the paper's Eq. 4), l1 or smooth_l1. Default: l2")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (cosine decay)")
-    parser.add_argument("--preset", default="compact", help="network preset (engine.network.PRESETS)")
-    parser.add_argument("--sigma", type=float, default=None, help="joint box size in diam units (default 1.0 FLIC, 2.0 LSP)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N training examples (smoke tests)")
-    parser.add_argument("--val-limit", type=int, default=None, help="use only the first N val examples")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop each stage after N optimizer steps (smoke tests)")
+                        help="loss on normalized joint coordinates: l2 (the paper's Eq. 4), l1 or smooth_l1 "
+                             "(default: l2)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="batch size (default: 64)")
+    parser.add_argument("--lr", type=float, default=2e-3, metavar="LR",
+                        help="peak Adam learning rate, cosine decay (default: 2e-3)")
+    parser.add_argument("--preset", default="compact", metavar="NAME",
+                        help="network preset of engine.network.PRESETS (default: compact)")
+    parser.add_argument("--sigma", type=float, default=None, metavar="F",
+                        help="joint box size in diam units (default: 1.0 for FLIC, 2.0 for LSP)")
+    parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                        help="torch CPU threads (default: all cores)")
+    parser.add_argument("--device", default="auto", metavar="DEVICE",
+                        help="training device: auto, cpu, cuda or cuda:N (default: auto, cuda when available)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the run folder's last checkpoint (default: off, start over)")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                        help="use only the first N training examples, for smoke tests (default: all)")
+    parser.add_argument("--val-limit", type=positive_int, default=None, metavar="N",
+                        help="use only the first N val examples (default: all)")
+    parser.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
+                        help="stop each stage after N optimizer steps, for smoke tests (default: no limit)")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train stages ``--from-stage`` .. ``--stages``; returns the exit code (2 on bad options)."""
     from deeppose.tools.trainer import TrainConfig, train_cascade
 
-    try:
-        stages = [int(s) for s in str(args.stages).split(",") if s.strip()]
-    except ValueError:
-        stages = []
-    if not stages or min(stages) < 1 or stages != sorted(set(stages)):
-        print(f"train: --stages must be increasing stage numbers >= 1, e.g. 1,2,3; got {args.stages!r}",
-              file=sys.stderr)
+    if args.from_stage > args.stages:
+        print(f"train: error: --from-stage {args.from_stage} is after the last stage to train, --stages "
+              f"{args.stages}", file=sys.stderr)
         return 2
+    stages = list(range(args.from_stage, args.stages + 1))
     cfg = TrainConfig(
         dataset=args.dataset,
         data=args.data,

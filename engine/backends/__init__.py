@@ -31,7 +31,7 @@ from typing import Any
 
 from ..cascade import Cascade
 from ..model import ModelInfo, read_manifest
-from .base import BackendError, Regressor
+from .base import NO_GPU, BackendError, Regressor
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,10 @@ def backend_status() -> dict[str, tuple[bool, str]]:
         status["onnxruntime"] = (True, "ONNX Runtime on the CPU")
     else:
         status["onnxruntime"] = (False, "onnxruntime is not installed (pip install onnxruntime)")
-    if not _has_module("tensorrt"):
+    if not cuda:   # said first: without a GPU, installing tensorrt would not help
+        status["tensorrt"] = (False, NO_GPU)
+    elif not _has_module("tensorrt"):
         status["tensorrt"] = (False, "the tensorrt package is not installed (NVIDIA's index: pip install tensorrt)")
-    elif not cuda:
-        status["tensorrt"] = (False, "no CUDA GPU is visible to PyTorch (install the CUDA build of torch)")
     else:
         status["tensorrt"] = (True, "TensorRT on the GPU")
     return status

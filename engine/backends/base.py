@@ -22,6 +22,10 @@ import numpy as np
 from ..model import ModelError
 
 
+NO_GPU = "TensorRT needs an NVIDIA GPU with CUDA, and none was found"
+"""Why TensorRT cannot run on a machine without a usable NVIDIA GPU."""
+
+
 class BackendError(ModelError):
     """A backend that cannot run here or cannot load this model; the message is one line."""
 

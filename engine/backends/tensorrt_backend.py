@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import BackendError, Regressor
+from .base import NO_GPU, BackendError, Regressor
 from .common import default_cache_dir, file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,13 +61,13 @@ def current_environment(device: str | None = None) -> TrtEnvironment:
     Raises:
         BackendError: tensorrt not installed, or no CUDA GPU.
     """
+    import torch
+    if not torch.cuda.is_available():
+        raise BackendError(NO_GPU)
     try:
         import tensorrt as trt
     except ImportError as e:
         raise BackendError(f"TensorRT is not installed ({e}); install it from NVIDIA's index: pip install tensorrt") from None
-    import torch
-    if not torch.cuda.is_available():
-        raise BackendError("TensorRT needs a CUDA GPU, and PyTorch sees none (install the CUDA build of torch)")
     dev = torch.device(device or "cuda")
     major, minor = torch.cuda.get_device_capability(dev)
     return TrtEnvironment(trt.__version__, torch.cuda.get_device_name(dev), f"{major}.{minor}")
@@ -97,7 +97,7 @@ def metadata_path(engine: str | Path) -> Path:
 
 def rebuild_command(folder: str | Path, precision: str = "fp16", max_persons: int | None = None) -> str:
     """The command that (re)builds a model folder's engines."""
-    cmd = f"python main.py build-engines --weights {folder} --{precision}"
+    cmd = f"python main.py build-engines --weights {folder} --precision {precision}"
     return cmd + (f" --max-batch {max_persons}" if max_persons else "")
 
 

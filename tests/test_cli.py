@@ -1,0 +1,133 @@
+"""One command-line convention across `main.py`'s commands, and clear one-line errors (issue 12)."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import main
+from conftest import REPO
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    parser = main.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def option(parser: argparse.ArgumentParser, name: str) -> argparse.Action | None:
+    return parser._option_string_actions.get(name)
+
+
+def test_top_level_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as e:
+        main.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text
+    for example in ("main.py video", "main.py evaluate", "main.py train", "main.py --source"):
+        assert example in text
+
+
+def test_backend_stages_threads_weights_mean_one_thing_everywhere():
+    """--backend NAME defaults to auto, --stages N is the number of cascade stages (a whole
+    number >= 1, also for train), --threads N >= 1, --weights DIR, one --precision flag."""
+    parsers = command_parsers()
+    with_backend = [n for n, p in parsers.items() if option(p, "--backend")]
+    assert {"app", "video", "evaluate", "benchmark"} <= set(with_backend)
+    for name in ("video", "evaluate"):
+        a = option(parsers[name], "--backend")
+        assert a.default == "auto" and a.metavar == "NAME" and "auto" in a.choices, name
+    assert "default: auto" in option(parsers["evaluate"], "--backend").help
+    assert "initially auto" in option(parsers["app"], "--backend").help
+    for name, p in parsers.items():
+        if (a := option(p, "--stages")) is not None:
+            assert a.metavar == "N" and a.type("3") == 3, name
+            with pytest.raises(argparse.ArgumentTypeError):
+                a.type("1,2,3")
+            with pytest.raises(argparse.ArgumentTypeError):
+                a.type("0")
+        if (a := option(p, "--threads")) is not None:
+            assert a.metavar == "N", name
+            with pytest.raises(argparse.ArgumentTypeError):
+                a.type("-3")
+        if (a := option(p, "--weights")) is not None:
+            assert a.metavar == "DIR", name
+        assert option(p, "--fp16") is None and option(p, "--fp32") is None, name
+    for name in ("build-engines", "benchmark"):
+        assert option(parsers[name], "--precision").choices == ("fp16", "fp32")
+
+
+def test_every_option_names_its_value():
+    """Consistent metavars: every option that takes a value shows a metavar (N, DIR, FILE, NAME,
+    ...) or its choices, never argparse's upper-cased option name."""
+    allowed = {"N", "S", "DIR", "FILE", "FILE.png", "FILE.mp4", "NAME", "DEVICE", "LR", "F",
+               "P", "PX", "MIB", "0|FILE"}
+    for name, p in command_parsers().items():
+        for a in p._actions:
+            if a.option_strings and a.nargs != 0 and a.choices is None:
+                assert a.metavar in allowed, (name, a.option_strings, a.metavar)
+
+
+@pytest.mark.parametrize("argv", [["video", "in.mp4", "--threads", "-3"], ["video", "in.mp4", "--stages", "x"],
+                                  ["evaluate", "--dataset", "flic", "--backend", "cuda"],
+                                  ["benchmark", "--threads", "0"], ["--stages", "0"]])
+def test_bad_options_are_one_line_exit_2(argv, capsys):
+    assert main.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: argument") and "--help" in err[0], err
+
+
+def test_evaluate_defaults_to_auto():
+    args = main.build_parser().parse_args(["evaluate", "--dataset", "flic"])
+    assert args.backend == "auto"
+
+
+def test_corrupt_checkpoint_is_not_a_valid_checkpoint(random_model_dir, tmp_path):
+    """Never pass on PyTorch's advice to load with weights_only=False (it would run the file's code)."""
+    import torch
+
+    from deeppose.engine.model import ModelError, load_cascade
+
+    broken = tmp_path / "broken"
+    shutil.copytree(random_model_dir, broken)
+    torch.save({"config": datetime.datetime(2026, 1, 1)}, broken / "stage2.pt")   # not tensors: torch advises
+    for content in (None, b"garbage"):
+        if content is not None:
+            (broken / "stage2.pt").write_bytes(content)
+        with pytest.raises(ModelError) as e:
+            load_cascade(broken)
+        msg = str(e.value)
+        assert "stage2.pt is not a valid deeppose checkpoint" in msg and "\n" not in msg
+        assert "weights_only" not in msg and "False" not in msg
+
+
+def test_benchmark_that_measured_nothing_fails(capsys, monkeypatch):
+    """Only a backend that cannot run here was asked for: nothing measured, exit 1 (not 0)."""
+    import deeppose.engine.backends as backends
+
+    monkeypatch.setattr(backends, "_cuda_available", lambda: False)
+    rc = main.main(["benchmark", "--backend", "tensorrt", "--no-pipeline", "--runs", "1", "--warmup", "0"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert "needs an NVIDIA GPU with CUDA, and none was found" in captured.out
+    assert "no backend could be measured" in captured.err
+
+
+def test_video_backend_tensorrt_without_gpu_says_gpu_first(tmp_path, random_model_dir):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    from conftest import WALKING, cut_video, require_data
+    require_data("videos", "walking.mp4")
+    src = cut_video(WALKING, tmp_path / "in.mp4", 2)
+    proc = subprocess.run([sys.executable, "main.py", "video", str(src), "-o", str(tmp_path / "o.mp4"), "--weights",
+                           str(random_model_dir), "--backend", "tensorrt"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "TensorRT needs an NVIDIA GPU with CUDA, and none was found" in err[0], err
