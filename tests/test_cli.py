@@ -25,7 +25,7 @@ def option(parser: argparse.ArgumentParser, name: str) -> argparse.Action | None
 
 def test_top_level_help_has_examples(capsys):
     with pytest.raises(SystemExit) as e:
-        main.main(["--help"])
+        main.main(["--help"], prog="main.py")
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text
@@ -91,7 +91,8 @@ def test_corrupt_checkpoint_is_not_a_valid_checkpoint(random_model_dir, tmp_path
     """Never pass on PyTorch's advice to load with weights_only=False (it would run the file's code)."""
     import torch
 
-    from deeppose.engine.model import ModelError, load_cascade
+    from deeppose.engine.backends import load_cascade
+    from deeppose.engine.model import ModelError
 
     broken = tmp_path / "broken"
     shutil.copytree(random_model_dir, broken)

@@ -82,6 +82,8 @@ def test_installed_package_runs_the_video_command_from_another_folder(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "backend: onnxruntime" in run.stdout
     records = [json.loads(line) for line in (elsewhere / "walk.jsonl").read_text().splitlines()]
+    assert records[0].get("deeppose_keypoints") == 1      # the header record, then one record per frame
+    records = records[1:]
     assert len(records) == 10 and sum(len(r["persons"]) > 0 for r in records) >= 8
     assert (elsewhere / "walk.pose.mp4").stat().st_size > 0
     assert clip.is_file()

@@ -44,6 +44,8 @@ def test_video_command_on_onnxruntime_with_torch_blocked(flic_weights, tmp_path)
     assert "backend: onnxruntime" in proc.stdout            # auto found ONNX Runtime without torch
     assert "loaded: []" in proc.stdout
     records = [json.loads(line) for line in kp.read_text().splitlines()]
+    assert records[0].get("deeppose_keypoints") == 1      # the header record, then one record per frame
+    records = records[1:]
     assert len(records) == 10
     joints = [np.array([[j["x"], j["y"]] for j in p["joints"].values()], float) for r in records for p in r["persons"]]
     assert len(joints) >= 8, "the walking person should be found in most of the 10 frames"
