@@ -223,3 +223,24 @@ def test_train_help_names_every_default(capsys):
         main.main(["train", "--help"])
     text = capsys.readouterr().out
     assert "--from-stage S" in text and "examples:" in text
+
+
+def test_init_from_another_skeleton_takes_the_features_only(tmp_path):
+    """--init: a FLIC stage starts an LSP one with every layer but the output layer; a checkpoint
+    of another preset is refused in one line."""
+    from conftest import make_random_model
+    from deeppose.engine.model import ModelError, read_manifest
+    from deeppose.engine.network import build_network
+    from deeppose.tools.trainer import start_from
+
+    flic = read_manifest(make_random_model(tmp_path / "flic", stages=1, skeleton_name="flic", seed=1)).stage_files[0]
+    same = build_network(11)
+    assert start_from(same, flic)
+    lsp = build_network(14)
+    fresh_out = lsp.head[-1].weight.detach().clone()
+    assert not start_from(lsp, flic)
+    src = torch.load(flic, weights_only=True)["state_dict"]
+    torch.testing.assert_close(lsp.features[0].weight, src["features.0.weight"].float())
+    torch.testing.assert_close(lsp.head[-1].weight, fresh_out)                # 28 outputs, not FLIC's 22
+    with pytest.raises(ModelError, match="not psi with preset 'paper'"):
+        start_from(build_network(11, "paper"), flic)

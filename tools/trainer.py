@@ -314,8 +314,9 @@ class StageTrainer:
         net = build_network(self.k, cfg.preset).to(self.device)
         init = _init_checkpoint(cfg, self.stage)
         if init is not None:  # fine-tune a trained stage s
-            net.load_state_dict(load_stage_module(init, self.k).state_dict())
-            log.info("stage %d: starts from %s", self.stage, init)
+            whole = start_from(net, init)
+            log.info("stage %d: starts from %s%s", self.stage, init, "" if whole else
+                     " (features only: it regresses another number of joints; the output layer starts afresh)")
         elif self.prev:  # start from the previous stage: its features already find body parts
             net.load_state_dict(self.prev[-1].state_dict())
         lr = cfg.lr if self.stage == 1 else cfg.refine_lr
@@ -480,6 +481,26 @@ def _scaler(cfg: TrainConfig) -> dict | None:
     if not path.is_file():
         raise DatasetError(f"no face scaler at {path}: run `python main.py fit-scaler` first")
     return json.loads(path.read_text())
+
+
+def start_from(net: PoseRegressor, checkpoint: Path) -> bool:
+    """Load a trained stage checkpoint into ``net`` (``--init``).
+
+    A checkpoint of the same preset that regresses another number of joints (a FLIC model
+    starting an LSP one) gives every layer but the 2k-wide output layer, which keeps its fresh
+    initialization. Returns True when every layer was loaded.
+
+    Raises:
+        ModelError: unreadable checkpoint, or one of another preset (layers of other shapes).
+    """
+    source = load_stage_module(checkpoint).state_dict()
+    own = net.state_dict()
+    same = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    last = f"head.{len(net.head) - 1}"
+    if set(own) - set(same) - {f"{last}.weight", f"{last}.bias"}:
+        raise ModelError(f"{checkpoint} is not psi with preset {net.preset!r}: cannot start from it")
+    net.load_state_dict(same, strict=False)
+    return len(same) == len(own)
 
 
 def _init_checkpoint(cfg: TrainConfig, stage: int) -> Path | None:
