@@ -108,7 +108,7 @@ def test_keypoints_jsonl_one_record_per_frame(full_run, model_dir):
             assert list(p["joints"]) == list(FLIC.joints)
             assert all(isinstance(v["x"], float) and isinstance(v["y"], float) for v in p["joints"].values())
             assert p["stage"] == len(stages) and p["smoothed"] is True
-            assert p["b0_source"] in ("face", "held")
+            assert p["b0_source"] in ("face", "pose", "held")
             assert (p["face"] is None) == (p["b0_source"] == "held")
     # The walker is a person in (nearly) every frame, with one id.
     walker = [[p for p in r["persons"] if is_walker(p)] for r in recs]
