@@ -30,7 +30,8 @@ import numpy as np
 from .detector import (FaceScaler, PersonBoxes, face_joint_indices, face_roll, face_size, frame_box, joints_face,
                        turn_angles)
 from .smoothing import OneEuroFilter, OneEuroParams
-from .tracking import PersonTracker, TrackingFaceDetector, VerifyParams, box_iou, box_overlap, on_bodies, verify_poses
+from .tracking import (PersonTracker, TrackingFaceDetector, TurnedFaceSearch, VerifyParams, box_iou, box_overlap,
+                       on_bodies, verify_poses)
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,9 @@ class PosePipeline:
         rotate: rotated b0: turn each b0 with the person's roll (the detected face's eyes,
             then the predicted eyes while tracked by pose) where it exceeds
             :data:`engine.detector.ROTATE_MIN_ROLL` (45 degrees), so that a lying or leaning
-            person gets an upright crop (default off).
+            person gets an upright crop; the face search then also scans the frame turned by
+            +-90 degrees (:class:`engine.tracking.TurnedFaceSearch`), as BlazeFace misses faces
+            rolled by more than about 45 degrees (default off).
         backend_options: passed to the backend (e.g. ``device="cpu"``).
     Raises:
         engine.model.ModelError: the model folder cannot be used (one-line message).
@@ -224,8 +227,14 @@ class PosePipeline:
         scaler = FaceScaler.from_dict(self.info.scaler)
         if min_confidence is not None:
             scaler.min_confidence = float(min_confidence)
-        self.face_search = TrackingFaceDetector(FaceDetector(scaler.face_model, scaler.min_confidence),
-                                                tile=FACE_SEARCH_TILE, window_min_confidence=WINDOW_MIN_CONFIDENCE)
+        faces = FaceDetector(scaler.face_model, scaler.min_confidence)
+
+        def search():
+            return TrackingFaceDetector(faces, tile=FACE_SEARCH_TILE, window_min_confidence=WINDOW_MIN_CONFIDENCE)
+
+        # Rotated b0 also searches the frame turned by quarter turns: BlazeFace misses faces
+        # rolled by more than about 45 degrees (a lying person).
+        self.face_search = TurnedFaceSearch({0: search(), 1: search(), -1: search()}) if self.rotate else search()
         return PersonDetector(scaler, self.face_search, rotate=self.rotate)
 
     # -- settings -----------------------------------------------------------------------

@@ -656,3 +656,88 @@ class TrackingFaceDetector:
         """Close the wrapped detector."""
         if hasattr(self.face_detector, "close"):
             self.face_detector.close()
+
+
+def turn_points(xy: np.ndarray, k: int, width: int, height: int, inverse: bool = False) -> np.ndarray:
+    """Pixel coordinates (..., 2) of a width x height frame in the frame turned by
+    ``np.rot90(frame, k)`` (k = 1: a quarter turn counter-clockwise on screen, -1: clockwise,
+    0: unchanged), or back with ``inverse``. Exact for the pixel-centre convention."""
+    xy = np.asarray(xy, dtype=np.float64)
+    x, y = xy[..., 0], xy[..., 1]
+    if k % 4 == 0:
+        return xy.copy()
+    if k % 4 == 1:
+        out = (y, width - 1 - x) if not inverse else (width - 1 - y, x)   # (x', y') = (y, W-1-x)
+    elif k % 4 == 3:
+        out = (height - 1 - y, x) if not inverse else (y, height - 1 - x)  # (x', y') = (H-1-y, x)
+    else:
+        raise ValueError(f"only quarter turns 0, 1, -1 are supported, got {k}")
+    return np.stack(out, axis=-1)
+
+
+class TurnedFaceSearch:
+    """Face search on the frame and on the frame turned by quarter turns, for rotated b0:
+    BlazeFace finds faces rolled by up to about 45 degrees, so a lying person's face is found
+    only in the frame turned by 90 degrees. Each turn has its own
+    :class:`TrackingFaceDetector` (tiles and windows in its own coordinates); the faces and
+    keypoints come back in frame pixels, so that :func:`engine.detector.face_roll` of the
+    keypoints gives the person's roll (about +-90 degrees for a lying person).
+
+    Args:
+        searches: {k: TrackingFaceDetector} for the turns ``np.rot90(frame, k)``, k in
+            {0, 1, -1}; they may share one wrapped face detector, closed once by :meth:`close`.
+        nms_iou, nms_overlap: merging of the faces found in several turns (see :func:`nms`).
+    """
+
+    def __init__(self, searches: dict, nms_iou: float = 0.3, nms_overlap: float = 0.6):
+        self.searches = dict(searches)
+        self.nms_iou, self.nms_overlap = float(nms_iou), float(nms_overlap)
+        self._hints = np.zeros((0, 4))
+
+    def reset(self) -> None:
+        """New video or source (see :meth:`TrackingFaceDetector.reset`)."""
+        self._hints = np.zeros((0, 4))
+        for s in self.searches.values():
+            s.reset()
+
+    def set_hints(self, faces: np.ndarray) -> None:
+        """Faces (N, 4) in frame pixels to look around in the next frame."""
+        faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+        self._hints = faces[np.isfinite(faces).all(axis=1)]
+
+    def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Faces (N, 4) (cx, cy, w, h) frame pixels and scores (N,), highest score first."""
+        faces, scores, _ = self.detect_with_keypoints(image_bgr)
+        return faces, scores
+
+    def detect_with_keypoints(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`detect` plus the six keypoints (N, 6, 2) in frame pixels."""
+        h, w = image_bgr.shape[:2]
+        out = []
+        for k, search in self.searches.items():
+            turned = image_bgr if k == 0 else np.ascontiguousarray(np.rot90(image_bgr, k))
+            hints = self._hints.copy()
+            hints[:, :2] = turn_points(hints[:, :2], k, w, h)
+            if k % 2:
+                hints[:, 2:] = hints[:, [3, 2]]
+            search.set_hints(hints)
+            faces, scores, kps = search.detect_with_keypoints(turned)
+            faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4).copy()
+            faces[:, :2] = turn_points(faces[:, :2], k, w, h, inverse=True)
+            if k % 2:
+                faces[:, 2:] = faces[:, [3, 2]]
+            out.append((faces, np.asarray(scores, dtype=np.float64), turn_points(kps, k, w, h, inverse=True)))
+        faces = np.concatenate([f for f, _, _ in out])
+        scores = np.concatenate([s for _, s, _ in out])
+        kps = np.concatenate([p for _, _, p in out]).reshape(len(faces), len(FACE_KEYPOINTS), 2)
+        keep = nms(faces, scores, self.nms_iou, self.nms_overlap) if len(faces) else np.zeros(0, np.int64)
+        return faces[keep], scores[keep], kps[keep]
+
+    def close(self) -> None:
+        """Close the wrapped face detectors (each once)."""
+        seen = set()
+        for s in self.searches.values():
+            inner = getattr(s, "face_detector", s)
+            if id(inner) not in seen:
+                seen.add(id(inner))
+                s.close()

@@ -690,3 +690,66 @@ def test_a_pose_that_jumps_or_grows_between_frames_does_not_verify():
     poses, faces = np.stack([grown, moved, _upright_pose(face)]), np.stack([face, face, face])
     assert verify_poses(poses, faces, FLIC).tolist() == [True, True, True]
     assert verify_poses(poses, faces, FLIC, from_pose=np.ones(3, bool)).tolist() == [False, False, True]
+
+
+def test_turned_face_search_finds_a_lying_face_and_its_roll():
+    """Rotated b0's face search: a detector that only sees upright faces (here: a white bar
+    wider than tall, eyes at its ends) misses a face lying on its side; the search on the frame
+    turned by +-90 degrees finds it, with its box and keypoints back in frame pixels and a roll
+    of +-90 degrees."""
+    from engine.detector import face_roll
+    from engine.tracking import TurnedFaceSearch, turn_points
+
+    class UprightOnly:
+        def detect_with_keypoints(self, image):
+            mask = (image == 255).all(axis=2).astype(np.uint8)
+            n, _, stats, cents = cv2.connectedComponentsWithStats(mask)
+            found = [(c, s) for s, c in zip(stats[1:], cents[1:]) if s[2] > s[3]]
+            faces = np.array([(c[0], c[1], s[2], s[3]) for c, s in found]).reshape(-1, 4)
+            kps = np.zeros((len(faces), 6, 2))
+            for i, f in enumerate(faces):
+                kps[i, :] = f[:2]
+                kps[i, 0] = f[:2] - (f[2] / 2 - 1, 0)      # right eye on the image's left
+                kps[i, 1] = f[:2] + (f[2] / 2 - 1, 0)
+            return faces, np.full(len(faces), 0.9), kps
+
+        def close(self):
+            pass
+
+    frame = np.zeros((240, 320, 3), np.uint8)
+    frame[100:140, 200:210] = 255                                   # a face 10 wide, 40 tall: lying
+    inner = UprightOnly()
+    assert len(inner.detect_with_keypoints(frame)[0]) == 0
+    search = TurnedFaceSearch({k: TrackingFaceDetector(inner, small_tile=0) for k in (0, 1, -1)})
+    faces, scores, kps = search.detect_with_keypoints(frame)
+    assert len(faces) == 1
+    np.testing.assert_allclose(faces[0], [204.5, 119.5, 10, 40])
+    assert abs(abs(np.degrees(face_roll(kps[0, 0], kps[0, 1]))) - 90) < 1e-6
+    xy = np.array([[3.0, 7.0], [319.0, 0.0]])
+    for k in (1, -1):
+        np.testing.assert_allclose(turn_points(turn_points(xy, k, 320, 240), k, 320, 240, inverse=True), xy)
+
+
+def test_rotated_b0_finds_and_estimates_a_lying_walker(flic_weights):
+    """walking.mp4 turned 90 degrees clockwise (the walker lies with his head on the right):
+    without rotated b0 nobody is found; with it the walker is found, his b0 turned by about
+    +90 degrees, and his skeleton lies along his body (shoulders left of the face, hips
+    further left)."""
+    from engine.skeletons import FLIC
+
+    frames = [np.ascontiguousarray(cv2.rotate(f, cv2.ROTATE_90_CLOCKWISE)) for f in walking_frames(8)]
+    with PosePipeline(flic_weights, rotate=False, smooth=False) as pipe:
+        assert not any(pipe.process(f, i / 30, i).persons for i, f in enumerate(frames[:4]))
+    lying = []
+    with PosePipeline(flic_weights, rotate=True, smooth=False) as pipe:
+        for i, f in enumerate(frames):
+            # his face: (778, 94) upright -> (719 - 94, 778) turned
+            lying += [p for p in pipe.process(f, i / 30, i).persons if abs(p.pose[FLIC.index("nose"), 0] - 625) < 60
+                      and abs(p.pose[FLIC.index("nose"), 1] - 778) < 60]
+    assert len(lying) >= 5 and len({p.track_id for p in lying}) == 1
+    for p in lying:
+        j = FLIC.index
+        assert abs(np.degrees(p.angle) - 90) < 30
+        sho = p.pose[[j("l_shoulder"), j("r_shoulder")]].mean(axis=0)
+        hips = p.pose[[j("l_hip"), j("r_hip")]].mean(axis=0)
+        assert hips[0] < sho[0] < p.pose[j("nose"), 0]
