@@ -106,10 +106,12 @@ class Track:
         good_b0, good_angle: the last b0 (and roll) whose pose verified: what a held track uses.
         detected: a detection matched it in this frame.
         verified: its estimate in this frame verified (:meth:`PersonTracker.observe`).
-        age: frames since it started, this one included.
+        age: frames the tracker was given since it started, this one included (the caller
+            may skip frames: a live source drops frames while the pipeline is busy).
         last_detected_time: timestamp (seconds) of the last frame a detection matched it in.
         pending_hit: this frame's detection counts as a hit once :meth:`PersonTracker.observe`
             verifies it.
+        first_step: the tracker's update count when it started.
     """
 
     track_id: int
@@ -137,6 +139,7 @@ class Track:
     age: int = 1
     last_detected_time: float = 0.0
     pending_hit: bool = False
+    first_step: int = 0
 
 
 class PersonTracker:
@@ -157,7 +160,8 @@ class PersonTracker:
         max_hold_seconds: ... and at most this long since it was last seen (0.5 s).
         confirm_hits: a new track is confirmed (drawn) once detected in this many frames (3;
             1 draws every detection at once) ...
-        confirm_frames: ... within its first this many frames (5); else it is dropped.
+        confirm_frames: ... within its first this many frames (5; frames given to
+            :meth:`update`, so a live source that drops frames is no harder); else it is dropped.
         anchor: a detection matched to a track followed by pose gives that frame's b0 (source
             "face"), so that the small errors of tracking by pose do not add up (True); False:
             the pose's b0 is kept and the detection only confirms the track.
@@ -183,6 +187,7 @@ class PersonTracker:
         self.tracks: list[Track] = []
         self._next_id = 1
         self._frame = -1
+        self._step = -1
 
     def _confirm(self, tr: Track) -> None:
         if tr.hits >= self.confirm_hits:
@@ -212,6 +217,7 @@ class PersonTracker:
             ``b0`` the last good box). Dropped tracks are gone from :attr:`tracks`.
         """
         self._frame = self._frame + 1 if frame_index is None else int(frame_index)
+        self._step += 1
         t = self._frame / 30.0 if timestamp is None else float(timestamp)
         b0 = np.asarray(b0, dtype=np.float64).reshape(-1, 4)
         n = len(b0)
@@ -245,7 +251,7 @@ class PersonTracker:
             if tr is None:
                 tr = Track(self._next_id, b0[i].copy(), face, float(scores_arr[i]), sources[i], self._frame, t,
                            last_face=face, first_frame=self._frame, angle=float(angles_arr[i]),
-                           hits=0 if pending else 1, last_detected_time=t,
+                           hits=0 if pending else 1, last_detected_time=t, first_step=self._step,
                            confirmed=sources[i] == "frame")   # the whole frame is no face to confirm
                 self._next_id += 1
             else:
@@ -283,7 +289,7 @@ class PersonTracker:
                 present.append(tr)
         kept = []
         for tr in present:
-            tr.age = self._frame - tr.first_frame + 1
+            tr.age = self._step - tr.first_step + 1
             tr.next_b0, tr.next_face = None, None
             tr.verified = False
             if not tr.confirmed and tr.age >= self.confirm_frames and tr.hits + tr.pending_hit < self.confirm_hits:

@@ -753,3 +753,12 @@ def test_rotated_b0_finds_and_estimates_a_lying_walker(flic_weights):
         sho = p.pose[[j("l_shoulder"), j("r_shoulder")]].mean(axis=0)
         hips = p.pose[[j("l_hip"), j("r_hip")]].mean(axis=0)
         assert hips[0] < sho[0] < p.pose[j("nose"), 0]
+
+
+def test_confirmation_counts_the_frames_given_not_the_source_index():
+    """A live source drops frames while the pipeline is busy: frame indices 0, 3, 6 are three
+    frames in a row for the tracker, enough to confirm a person."""
+    tr = PersonTracker(confirm_hits=3, confirm_frames=5)
+    box = np.array([[100.0, 100.0, 50.0, 50.0]])
+    out = [tr.update(box, box, frame_index=i, timestamp=i / 30)[0].confirmed for i in (0, 3, 6)]
+    assert out == [False, False, True]
