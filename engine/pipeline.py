@@ -328,6 +328,8 @@ class PosePipeline:
         h, w = frame_bgr.shape[:2]
         if self.verify:   # held persons wait for a detection; they are not drawn
             tracks = [tr for tr in tracks if tr.source != "held"]
+        elif not self.track_by_pose:   # nothing to verify or follow: estimate only whom we draw
+            tracks = [tr for tr in tracks if tr.confirmed]
         if tracks:
             b0 = np.stack([tr.b0 for tr in tracks])
             angles = np.array([tr.angle for tr in tracks])
