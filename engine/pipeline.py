@@ -238,7 +238,8 @@ class PosePipeline:
         faces = FaceDetector(scaler.face_model, scaler.min_confidence)
 
         def search():
-            return TrackingFaceDetector(faces, tile=FACE_SEARCH_TILE, window_min_confidence=WINDOW_MIN_CONFIDENCE)
+            return TrackingFaceDetector(faces, tile=FACE_SEARCH_TILE, window_min_confidence=WINDOW_MIN_CONFIDENCE,
+                                        nms_overlap=0.6)   # one face found at two scales: one box
 
         # Rotated b0 also searches the frame turned by quarter turns: BlazeFace misses faces
         # rolled by more than about 45 degrees (a lying person).

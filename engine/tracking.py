@@ -549,7 +549,8 @@ class TrackingFaceDetector:
         min_roi: smallest window side, pixels (192, BlazeFace's input size).
         max_rois: most windows per frame (4).
         nms_iou: IoU above which two detections are the same face (0.3).
-        nms_overlap: ... or the fraction of the smaller box inside the other (0.6).
+        nms_overlap: ... or the fraction of the smaller box inside the other above this (None:
+            IoU only, as the cached dataset detections were made; the pipeline uses 0.6).
         large_face: faces at least this fraction of the frame's longer side (0.12, i.e. 23 px
             of BlazeFace's 192 px input) need no window.
         small_tile: tile size of small frames as a fraction of the frame's width and height
@@ -562,7 +563,7 @@ class TrackingFaceDetector:
     def __init__(self, face_detector, tile: int = 640, overlap: float = 0.25, tiles_per_frame: int = 1,
                  roi_scale: float = 5.0, min_roi: int = 192, max_rois: int = 4, nms_iou: float = 0.3,
                  large_face: float = 0.12, small_tile: float = 0.6, tile_min_confidence: float = 0.7,
-                 nms_overlap: float = 0.6, window_min_confidence: float | None = None):
+                 nms_overlap: float | None = None, window_min_confidence: float | None = None):
         self.face_detector = face_detector
         self.tile = int(tile)
         self.overlap = float(overlap)
@@ -571,7 +572,7 @@ class TrackingFaceDetector:
         self.min_roi = int(min_roi)
         self.max_rois = int(max_rois)
         self.nms_iou = float(nms_iou)
-        self.nms_overlap = float(nms_overlap)
+        self.nms_overlap = None if nms_overlap is None else float(nms_overlap)
         self.large_face = float(large_face)
         self.small_tile = float(small_tile)
         self.tile_min_confidence = float(tile_min_confidence)
