@@ -8,14 +8,14 @@ import sys
 
 # command -> (module with configure(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "app": ("app.cli", "the desktop app: live webcam or video with stick figures (default)"),
-    "video": ("engine.video_cli", "process a video file into an annotated video and keypoints"),
-    "evaluate": ("tools.evaluate", "PCP and PDJ of a model (or the ground-truth oracle) on a dataset split"),
-    "train": ("tools.train", "train the cascade's stages on FLIC or LSP"),
-    "fit-scaler": ("tools.fit_scaler", "fit the face-box scaler that turns a detected face into b0"),
-    "export-onnx": ("tools.export_onnx", "export each stage of a model to ONNX"),
-    "build-engines": ("tools.build_engines", "build TensorRT engines for a model's stages"),
-    "benchmark": ("tools.benchmark", "latency and frames per second of each available backend"),
+    "app": ("deeppose.app.cli", "the desktop app: live webcam or video with stick figures (default)"),
+    "video": ("deeppose.engine.video_cli", "process a video file into an annotated video and keypoints"),
+    "evaluate": ("deeppose.tools.evaluate", "PCP and PDJ of a model (or the ground-truth oracle) on a dataset split"),
+    "train": ("deeppose.tools.train", "train the cascade's stages on FLIC or LSP"),
+    "fit-scaler": ("deeppose.tools.fit_scaler", "fit the face-box scaler that turns a detected face into b0"),
+    "export-onnx": ("deeppose.tools.export_onnx", "export each stage of a model to ONNX"),
+    "build-engines": ("deeppose.tools.build_engines", "build TensorRT engines for a model's stages"),
+    "benchmark": ("deeppose.tools.benchmark", "latency and frames per second of each available backend"),
 }
 
 

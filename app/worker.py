@@ -257,7 +257,7 @@ class InferenceWorker(QThread):
         self.modelLoading.emit(weights)
         pipeline = None
         try:
-            from engine.pipeline import PosePipeline
+            from deeppose.engine.pipeline import PosePipeline
             t = time.perf_counter()
             pipeline = PosePipeline(weights, backend=backend)
             pipeline.warmup()   # first-call costs now, not on the first frames shown
@@ -283,7 +283,7 @@ class InferenceWorker(QThread):
         if self.pipeline is not None:
             try:
                 result = self.pipeline.process(image, frame.timestamp, frame.index)
-                from engine.drawing import draw_poses
+                from deeppose.engine.drawing import draw_poses
                 draw_poses(image, result, self.pipeline.skeleton, draw_boxes=show_boxes)
                 self._last_error = None
             except Exception as e:
@@ -318,7 +318,7 @@ class InferenceWorker(QThread):
     def _record(self, image: np.ndarray, result, fps: float) -> None:
         try:
             if self.recorder is None:
-                from engine.recording import PoseRecorder
+                from deeppose.engine.recording import PoseRecorder
                 video, keypoints = self._record_paths
                 video.parent.mkdir(parents=True, exist_ok=True)
                 h, w = image.shape[:2]

@@ -26,9 +26,9 @@ pytest.importorskip("pytestqt")
 from PyQt6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl  # noqa: E402
 from PyQt6.QtGui import QDropEvent, QImage  # noqa: E402
 
-from app.capture import CaptureThread, Frame, LatestFrameSlot, Source  # noqa: E402
-from app.window import MainWindow  # noqa: E402
-from engine.skeletons import FLIC  # noqa: E402
+from deeppose.app.capture import CaptureThread, Frame, LatestFrameSlot, Source  # noqa: E402
+from deeppose.app.window import MainWindow  # noqa: E402
+from deeppose.engine.skeletons import FLIC  # noqa: E402
 
 torch.set_num_threads(1)   # the machine's cores are shared with a training run
 
@@ -146,7 +146,7 @@ def test_latest_frame_slot_keeps_only_the_newest():
 
 def test_capture_reports_a_camera_that_stops_delivering(monkeypatch):
     """A camera that goes away mid-run (reads fail) ends with a one-line error, not a hang."""
-    import app.capture as capture
+    import deeppose.app.capture as capture
 
     class FakeCamera:   # stands in for cv2.VideoCapture of a camera unplugged after 3 frames
         def __init__(self):
@@ -224,7 +224,8 @@ def test_view_keeps_aspect_and_scales(qtbot, random_model_dir, walking_cut):
 def test_slow_model_drops_frames_and_window_stays_responsive(qtbot, random_model_dir, tmp_path, monkeypatch):
     """Inference slower than the video: frames are dropped (never queued) and the GUI thread
     keeps handling events."""
-    import engine.pipeline
+    import deeppose.engine.pipeline
+    from deeppose import engine
 
     class SlowPipeline(engine.pipeline.PosePipeline):
         def process(self, frame, timestamp=None, index=None):
@@ -381,7 +382,8 @@ def test_missing_model_shows_error_and_video_plays_at_its_frame_rate(qtbot, walk
 
 
 def test_no_camera_and_unopenable_camera(qtbot, random_model_dir, monkeypatch):
-    import app.window
+    import deeppose.app.window
+    from deeppose import app
     monkeypatch.setattr(app.window, "list_cameras", lambda: [])   # as here; a machine may have one
     win = open_window(qtbot, None, random_model_dir, probe_cameras=True)
     qtbot.waitUntil(lambda: win._cameras_probed, timeout=10000)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-import engine.backends as backends
-from engine.backends import BackendError, create_regressors, describe_regressors, resolve_backend
-from engine.backends import onnxruntime_backend as ortb
-from engine.cascade import Cascade
-from engine.model import ModelError, load_cascade, read_manifest
-from tools.benchmark import make_random_model, read_frames
+import deeppose.engine.backends as backends
+from deeppose.engine.backends import BackendError, create_regressors, describe_regressors, resolve_backend
+from deeppose.engine.backends import onnxruntime_backend as ortb
+from deeppose.engine.cascade import Cascade
+from deeppose.engine.model import ModelError, load_cascade, read_manifest
+from deeppose.tools.benchmark import make_random_model, read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 WALKING = Path(os.environ.get("DEEPPOSE_DATA", REPO.parent / "shared" / "data")) / "videos" / "walking.mp4"

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from engine.cascade import Cascade
-from engine.geometry import INPUT_SIZE, diam, joint_boxes, normalize
-from engine.model import ModelError, load_cascade, read_manifest
-from engine.skeletons import FLIC
+from deeppose.engine.cascade import Cascade
+from deeppose.engine.geometry import INPUT_SIZE, diam, joint_boxes, normalize
+from deeppose.engine.model import ModelError, load_cascade, read_manifest
+from deeppose.engine.skeletons import FLIC
 
 K = FLIC.k
 

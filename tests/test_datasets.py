@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from engine.skeletons import FLIC, FLIC_COORD_ROWS, LSP
-from tools.datasets import DatasetError, default_data_root, load_dataset, load_image
+from deeppose.engine.skeletons import FLIC, FLIC_COORD_ROWS, LSP
+from deeppose.tools.datasets import DatasetError, default_data_root, load_dataset, load_image
 
 FLIC_ROOT = default_data_root("flic")
 LSP_ROOT = default_data_root("lsp")

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from engine.detector import (DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector, FaceScaler,
+from deeppose.engine.detector import (DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector, FaceScaler,
                              PersonDetector, frame_box)
-from tools import fit_scaler
-from tools.datasets import default_data_root, load_dataset, load_image
-from tools.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
+from deeppose.tools import fit_scaler
+from deeppose.tools.datasets import default_data_root, load_dataset, load_image
+from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
 
 from conftest import WEIGHTS_FLIC
 
@@ -79,7 +79,8 @@ def test_scaler_fit_reproducible_and_cached(flic_train, tmp_path, monkeypatch, c
     """fit-scaler end to end on 40 FLIC training examples: twice (fresh detections, then the
     cache) gives identical scalers; the target coverage is met on that subset."""
     subset = _subset(flic_train, 40)
-    import tools.datasets
+    import deeppose.tools.datasets
+    from deeppose import tools
 
     monkeypatch.setattr(tools.datasets, "load_dataset", lambda name, root, split: subset if split == "train"
                         else _subset(load_dataset(name, root, split), 10))
@@ -101,7 +102,7 @@ def test_scaler_fit_reproducible_and_cached(flic_train, tmp_path, monkeypatch, c
     assert results[0]["face_model"] == DEFAULT_FACE_MODEL and results[0]["min_confidence"] == 0.5
     assert "recall" in capsys.readouterr().out
     # the cache holds exactly what the multi-scale search of a still image gives
-    from engine.tracking import TrackingFaceDetector
+    from deeppose.engine.tracking import TrackingFaceDetector
 
     dets = detect_dataset_faces(subset, "full", cache_dir=tmp_path / "cache", progress=False)
     with FaceDetector() as det:
@@ -218,9 +219,9 @@ def test_example_b0_flic_face_and_joints(flic_train, tmp_path):
 def test_joints_face_is_the_fitted_model_batched_and_shared_with_tools():
     """engine.detector.joints_face (runtime, tracking by pose) is the model tools fit and use:
     d = hypot(|le - re|, w_nose |(le + re)/2 - no|), s = ratio d, centre = mean + offset s."""
-    from engine.detector import DEFAULT_JOINTS_FACE, joints_face
-    from engine.skeletons import FLIC
-    from tools.person_boxes import joints_face as tools_joints_face
+    from deeppose.engine.detector import DEFAULT_JOINTS_FACE, joints_face
+    from deeppose.engine.skeletons import FLIC
+    from deeppose.tools.person_boxes import joints_face as tools_joints_face
 
     params = {"size_ratio": 1.8, "nose_weight": 1.75, "offset_x": -0.02, "offset_y": 0.085}
     pose = np.full((2, FLIC.k, 2), np.nan)
@@ -239,7 +240,7 @@ def test_joints_face_is_the_fitted_model_batched_and_shared_with_tools():
 def test_face_roll_and_rotated_scaler():
     """The roll from the eyes is 0 upright and +90 degrees for a face turned clockwise on screen
     (lying with the head on the left); the scaler turns the face-to-b0 offset with it."""
-    from engine.detector import face_roll
+    from deeppose.engine.detector import face_roll
 
     assert face_roll(np.array([90.0, 100.0]), np.array([110.0, 100.0])) == pytest.approx(0.0)
     assert face_roll(np.array([100.0, 90.0]), np.array([100.0, 110.0])) == pytest.approx(np.pi / 2)
@@ -253,7 +254,7 @@ def test_implausible_face_keypoints_are_dropped_and_lying_faces_turn_b0():
     """A 'face' whose BlazeFace eyes and ears nearly coincide (a litter bin in walking.mp4) is
     not a face; PersonDetector drops it, and keeps faces without keypoints. With rotate=True,
     a face rolled 90 degrees (a lying person) turns its b0; an upright one does not."""
-    from engine.detector import plausible_face_keypoints
+    from deeppose.engine.detector import plausible_face_keypoints
 
     faces = np.array([[100.0, 100.0, 40.0, 40.0], [300.0, 300.0, 100.0, 100.0], [50.0, 50.0, 20.0, 20.0],
                       [100.0, 300.0, 40.0, 40.0]])

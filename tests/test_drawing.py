@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.drawing import BOX_COLORS, FACE_COLOR, draw_box, draw_pose, draw_poses, joint_colors, line_width
-from engine.pipeline import FrameResult, PersonResult
-from engine.skeletons import FLIC, LSP
+from deeppose.engine.drawing import BOX_COLORS, FACE_COLOR, draw_box, draw_pose, draw_poses, joint_colors, line_width
+from deeppose.engine.pipeline import FrameResult, PersonResult
+from deeppose.engine.skeletons import FLIC, LSP
 
 
 def _flic_pose(cx=320.0, cy=240.0, s=60.0) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import main
-import tools.evaluate as evaluate
+import deeppose.tools.evaluate as evaluate
 from conftest import REPO, make_random_model, require_data
 
 SKIP_KEYS = {"counts", "correct", "pdj_counts", "fractions", "threshold", "stage"}
@@ -41,7 +41,8 @@ def no_image_decoding(monkeypatch):
     """Make any image decode fail: the oracle must not need one."""
     import cv2
 
-    import tools.datasets
+    import deeppose.tools.datasets
+    from deeppose import tools
 
     def refuse(*a, **k):
         raise AssertionError("the oracle decoded an image")
@@ -189,7 +190,7 @@ def stand_in_b0(monkeypatch):
         sources[1] = "none"
         return boxes, sources
 
-    monkeypatch.setitem(sys.modules, "tools.person_boxes", types.SimpleNamespace(example_b0=example_b0))
+    monkeypatch.setitem(sys.modules, "deeppose.tools.person_boxes", types.SimpleNamespace(example_b0=example_b0))
     return calls
 
 
@@ -198,9 +199,9 @@ def test_cascade_path_scores_every_stage(two_stage_flic, stand_in_b0, one_thread
     metrics of the estimator's poses, which equal those of one example at a time; the example
     without b0 is scored as missed."""
     require_data("flic")
-    from engine.model import load_cascade
-    from tools.datasets import load_dataset, load_image
-    from tools.metrics import pcp, pdj
+    from deeppose.engine.model import load_cascade
+    from deeppose.tools.datasets import load_dataset, load_image
+    from deeppose.tools.metrics import pcp, pdj
 
     js = tmp_path / "cascade.json"
     rc, out, err = run_cli(["--dataset", "flic", "--split", "train", "--weights", str(two_stage_flic),
@@ -221,7 +222,7 @@ def test_cascade_path_scores_every_stage(two_stage_flic, stand_in_b0, one_thread
     gt = ds.poses()
     # the command's estimator runs examples 15 and 16 together (one decoded frame, P = 2):
     # same poses as one example at a time
-    b0 = sys.modules["tools.person_boxes"].example_b0(ds, info.scaler)[0]
+    b0 = sys.modules["deeppose.tools.person_boxes"].example_b0(ds, info.scaler)[0]
     poses, seconds = evaluate.cascade_poses(ds, cascade, b0, progress=False)
     for i in (0, 2, 15, 16):
         alone = cascade.run(load_image(ds.examples[i].image_path), b0[i:i + 1]).stage_poses[:, 0]
@@ -266,8 +267,8 @@ def test_cascade_on_lsp_with_the_real_b0(one_thread, tmp_path, capsys):
 
 def test_write_manifest_records_val_metrics(tmp_path, capsys):
     """--write-manifest stores per-stage PDJ/PCP in the manifest; refused on partial runs."""
-    from tools.datasets import load_dataset
-    from tools.evaluate import evaluate_poses, write_manifest_metrics
+    from deeppose.tools.datasets import load_dataset
+    from deeppose.tools.evaluate import evaluate_poses, write_manifest_metrics
 
     require_data("flic")
     model = make_random_model(tmp_path / "m", stages=2)

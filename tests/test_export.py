@@ -12,11 +12,11 @@ import onnx
 import pytest
 import torch
 
-from engine.backends import BackendError
-from engine.backends import onnxruntime_backend as ortb
-from engine.model import load_stage_module, read_manifest
-from tools.benchmark import make_random_model
-from tools.export_onnx import parity, real_crops
+from deeppose.engine.backends import BackendError
+from deeppose.engine.backends import onnxruntime_backend as ortb
+from deeppose.engine.model import load_stage_module, read_manifest
+from deeppose.tools.benchmark import make_random_model
+from deeppose.tools.export_onnx import parity, real_crops
 
 REPO = Path(__file__).resolve().parents[1]
 

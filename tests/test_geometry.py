@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.geometry import (INPUT_SIZE, boxes_from_pose, crop_boxes, denormalize, diam, joint_boxes,
+from deeppose.engine.geometry import (INPUT_SIZE, boxes_from_pose, crop_boxes, denormalize, diam, joint_boxes,
                              normalize, to_network_input)
-from engine.skeletons import FLIC, LSP
+from deeppose.engine.skeletons import FLIC, LSP
 
 
 def test_normalize_then_denormalize_is_identity_numpy_and_torch(rng):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.geometry import diam
-from engine.skeletons import FLIC, LSP
-from tools.datasets import default_data_root, load_dataset
-from tools.evaluate import oracle_poses
-from tools.metrics import pcp, pcp_correct, pdj, pdj_curve, pdj_distances
+from deeppose.engine.geometry import diam
+from deeppose.engine.skeletons import FLIC, LSP
+from deeppose.tools.datasets import default_data_root, load_dataset
+from deeppose.tools.evaluate import oracle_poses
+from deeppose.tools.metrics import pcp, pcp_correct, pdj, pdj_curve, pdj_distances
 
 HAVE_DATA = (default_data_root("flic") / "examples.mat").is_file() and (default_data_root("lsp") / "joints.mat").is_file()
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"shared data not found at {default_data_root('flic').parent}")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from engine.network import PRESETS, build_network
+from deeppose.engine.network import PRESETS, build_network
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

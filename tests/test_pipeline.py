@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.pipeline import FrameResult, PosePipeline
-from engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
-from engine.tracking import (PersonTracker, TrackingFaceDetector, box_iou, box_overlap, nms, on_bodies,
+from deeppose.engine.pipeline import FrameResult, PosePipeline
+from deeppose.engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
+from deeppose.engine.tracking import (PersonTracker, TrackingFaceDetector, box_iou, box_overlap, nms, on_bodies,
                              verify_poses)
 
 from conftest import WALKING, WEIGHTS_FLIC, require_data
@@ -240,7 +240,7 @@ def test_tracker_follows_by_pose_and_drops_what_no_detection_confirms():
 def _upright_pose(face: np.ndarray) -> np.ndarray:
     """A FLIC pose of an upright person facing the camera whose eyes and nose imply ``face``
     (cx, cy, s, s) under the default joints_face model (size_ratio 2, nose_weight 1.5, offset 0.09)."""
-    from engine.skeletons import FLIC
+    from deeppose.engine.skeletons import FLIC
     cx, cy, s = face[0], face[1], face[2]
     e = s / 2 / np.hypot(1.0, 1.5 * 0.5)      # eye distance e, nose e/2 below the eyes: d = s / 2
     mean_y = cy - 0.09 * s
@@ -254,8 +254,8 @@ def _upright_pose(face: np.ndarray) -> np.ndarray:
 
 
 def test_verify_poses_checks_that_the_eyes_and_nose_land_on_the_face():
-    from engine.detector import joints_face
-    from engine.skeletons import FLIC
+    from deeppose.engine.detector import joints_face
+    from deeppose.engine.skeletons import FLIC
 
     face = np.array([200.0, 100.0, 40.0, 40.0])
     pose = _upright_pose(face)
@@ -279,7 +279,7 @@ def test_verify_poses_checks_that_the_eyes_and_nose_land_on_the_face():
 
 
 def test_on_bodies_finds_points_on_arms_and_torso():
-    from engine.skeletons import FLIC
+    from deeppose.engine.skeletons import FLIC
 
     face = np.array([200.0, 100.0, 40.0, 40.0])
     pose = _upright_pose(face)
@@ -384,9 +384,9 @@ def test_small_frames_get_five_tiles_whose_hits_need_the_stricter_score():
 
 def test_tiles_find_a_small_face_that_the_whole_frame_misses_on_a_flic_still():
     """FLIC val, funny-girl frame 00124191: a 40 px face in a 540x360 still."""
-    from engine.detector import FaceDetector
-    from tools.datasets import load_dataset, load_image
-    from tools.person_boxes import match_faces
+    from deeppose.engine.detector import FaceDetector
+    from deeppose.tools.datasets import load_dataset, load_image
+    from deeppose.tools.person_boxes import match_faces
 
     require_data("flic", "examples.mat")
     ds = load_dataset("flic", None, "val")
@@ -529,8 +529,8 @@ def test_trained_joints_lie_on_the_walker(flic_weights):
 def test_model_without_face_scaler_uses_the_full_frame_as_b0(tmp_path):
     """An LSP model (no face scaler) takes the whole frame as b0, as in the paper; no face detector."""
     from conftest import make_random_model
-    from engine.detector import FullFrameDetector
-    from engine.pipeline import PosePipeline
+    from deeppose.engine.detector import FullFrameDetector
+    from deeppose.engine.pipeline import PosePipeline
 
     model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp")
     with PosePipeline(model, backend="torch", smooth=False) as pipe:
@@ -553,7 +553,7 @@ def test_tracking_by_pose_runs_the_face_detector_every_n_frames(flic_weights):
     and otherwise only while a track is new or lost; in between, each person's b0 is the
     scaler applied to the face its previous (raw) eyes and nose imply, and the walker keeps
     one id."""
-    from engine.detector import FaceScaler, joints_face
+    from deeppose.engine.detector import FaceScaler, joints_face
 
     frames = walking_frames(30)
     results, could_skip = [], []
@@ -597,7 +597,7 @@ class FaceScript:
         self.hand = self.wrist
 
     def detect(self, image):
-        from engine.detector import PersonBoxes
+        from deeppose.engine.detector import PersonBoxes
         found = self.detector.detect(image)
         faces = found.faces
         walker = faces[(faces[:, 0] > 650) & (faces[:, 0] < 850) & (faces[:, 1] < 200)][:1]
@@ -617,8 +617,8 @@ def test_faces_on_a_hand_and_twice_on_one_face_give_one_skeleton(flic_weights):
     """Person precision: of a face on the walker's hand and two boxes on his face, only one
     skeleton is drawn, on him, with one id (the duplicate's eyes and nose land on his face;
     the hand lies on his body)."""
-    from engine.detector import FaceScaler
-    from engine.skeletons import FLIC
+    from deeppose.engine.detector import FaceScaler
+    from deeppose.engine.skeletons import FLIC
 
     frames = walking_frames(12)
     with PosePipeline(flic_weights, detect_every=1, smooth=False) as pipe:
@@ -659,7 +659,7 @@ def test_every_skeleton_on_walking_mp4_is_on_a_counted_person(walking_records):
     frame, no verification): precision 1.0 on the counted frames (0.993 on every frame),
     recall 0.22."""
     import json
-    from tools.person_precision import DEFAULT_TRUTH, score
+    from deeppose.tools.person_precision import DEFAULT_TRUTH, score
 
     s = score(walking_records, json.loads(DEFAULT_TRUTH.read_text()))
     assert s["precision"] == 1.0, s["false"]
@@ -669,7 +669,7 @@ def test_every_skeleton_on_walking_mp4_is_on_a_counted_person(walking_records):
 
 def test_the_walker_keeps_one_id_through_the_whole_clip(walking_records):
     import json
-    from tools.person_precision import DEFAULT_TRUTH, score
+    from deeppose.tools.person_precision import DEFAULT_TRUTH, score
 
     s = score(walking_records, json.loads(DEFAULT_TRUTH.read_text()))
     assert len(s["walker_ids"]) == 1
@@ -682,7 +682,7 @@ def test_a_pose_that_jumps_or_grows_between_frames_does_not_verify():
     """Tracking by pose is held to frame-to-frame consistency: the same estimate that passes
     against a detected face fails when the reference is the previous pose's face and the
     face moved 0.45 face sizes or grew 1.4x in one frame (a pose sliding onto someone else)."""
-    from engine.skeletons import FLIC
+    from deeppose.engine.skeletons import FLIC
 
     face = np.array([200.0, 100.0, 40.0, 40.0])
     grown = _upright_pose(np.array([200.0, 100.0, 56.0, 56.0]))
@@ -697,8 +697,8 @@ def test_turned_face_search_finds_a_lying_face_and_its_roll():
     wider than tall, eyes at its ends) misses a face lying on its side; the search on the frame
     turned by +-90 degrees finds it, with its box and keypoints back in frame pixels and a roll
     of +-90 degrees."""
-    from engine.detector import face_roll
-    from engine.tracking import TurnedFaceSearch, turn_points
+    from deeppose.engine.detector import face_roll
+    from deeppose.engine.tracking import TurnedFaceSearch, turn_points
 
     class UprightOnly:
         def detect_with_keypoints(self, image):
@@ -735,7 +735,7 @@ def test_rotated_b0_finds_and_estimates_a_lying_walker(flic_weights):
     without rotated b0 nobody is found; with it the walker is found, his b0 turned by about
     +90 degrees, and his skeleton lies along his body (shoulders left of the face, hips
     further left)."""
-    from engine.skeletons import FLIC
+    from deeppose.engine.skeletons import FLIC
 
     frames = [np.ascontiguousarray(cv2.rotate(f, cv2.ROTATE_90_CLOCKWISE)) for f in walking_frames(8)]
     with PosePipeline(flic_weights, rotate=False, smooth=False) as pipe:

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from engine.model import load_cascade, read_manifest
+from deeppose.engine.model import load_cascade, read_manifest
 from conftest import require_data
-from tools.datasets import load_dataset, load_image
-from tools.metrics import pdj
+from deeppose.tools.datasets import load_dataset, load_image
+from deeppose.tools.metrics import pdj
 
 
 def test_manifest_is_complete_and_weights_fit_the_budget(flic_weights):
@@ -26,7 +26,7 @@ def test_manifest_is_complete_and_weights_fit_the_budget(flic_weights):
 def test_shipped_cascade_finds_joints_on_real_flic_frames(flic_weights):
     """~20 real FLIC training frames with detected faces: most joints within PDJ@0.2 at stage 3."""
     require_data("flic", "examples.mat")
-    from tools.person_boxes import example_b0
+    from deeppose.tools.person_boxes import example_b0
 
     cascade, info = load_cascade(flic_weights)
     ds = load_dataset("flic", None, "train")

@@ -17,14 +17,14 @@ import onnx
 import pytest
 import torch
 
-from engine.backends import BackendError, create_regressors
-from engine.backends import onnxruntime_backend as ortb
-from engine.backends import tensorrt_backend as trtb
-from engine.backends.tensorrt_backend import TrtEnvironment
-from engine.cascade import Cascade
-from engine.model import read_manifest
-from tools.benchmark import make_random_model
-from tools.export_onnx import real_crops
+from deeppose.engine.backends import BackendError, create_regressors
+from deeppose.engine.backends import onnxruntime_backend as ortb
+from deeppose.engine.backends import tensorrt_backend as trtb
+from deeppose.engine.backends.tensorrt_backend import TrtEnvironment
+from deeppose.engine.cascade import Cascade
+from deeppose.engine.model import read_manifest
+from deeppose.tools.benchmark import make_random_model
+from deeppose.tools.export_onnx import real_crops
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = TrtEnvironment("10.8.0.43", "NVIDIA GeForce RTX 4090", "8.9")

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from conftest import WEIGHTS_FLIC, require_data
-from tools.datasets import load_dataset
-from tools.trainer import SampleMaker, TrainConfig, TrainingData, displacement_stats, masked_l2
+from deeppose.tools.datasets import load_dataset
+from deeppose.tools.trainer import SampleMaker, TrainConfig, TrainingData, displacement_stats, masked_l2
 
 
 @pytest.fixture(scope="module")
 def small_flic():
     require_data("flic", "examples.mat")
-    from tools.person_boxes import example_b0
+    from deeppose.tools.person_boxes import example_b0
 
     ds = load_dataset("flic", None, "train")
     ds.examples = ds.examples[:12]
@@ -51,7 +51,7 @@ def test_refine_samples_target_only_their_joint(small_flic):
 
 def test_a_few_steps_lower_the_loss(small_flic):
     torch.manual_seed(0)
-    from engine.network import build_network
+    from deeppose.engine.network import build_network
 
     cfg = TrainConfig(batch_size=12)
     maker = SampleMaker(small_flic, cfg, np.random.default_rng(0))
@@ -93,7 +93,7 @@ def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["stage"] for s in manifest["stages"]] == [1, 2]
     assert len(manifest["stages"][1]["displacement_prior"]["mean"]) == 11
-    from engine.model import load_cascade
+    from deeppose.engine.model import load_cascade
     cascade, _ = load_cascade(out)
     assert cascade.num_stages == 2
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import main
-from engine.recording import AnnotatedVideoWriter, read_keypoints
-from engine.skeletons import FLIC
+from deeppose.engine.recording import AnnotatedVideoWriter, read_keypoints
+from deeppose.engine.skeletons import FLIC
 
 from conftest import REPO, WALKING, WEIGHTS_FLIC, cut_video, require_data
 
@@ -299,7 +299,7 @@ def test_killed_run_leaves_playable_output(cuts, model_dir, tmp_path):
 
 
 def test_crash_midway_keeps_frames_done(cuts, model_dir, tmp_path, capsys, monkeypatch):
-    from engine.pipeline import PosePipeline
+    from deeppose.engine.pipeline import PosePipeline
     real = PosePipeline.process
     calls = {"n": 0}
 
@@ -341,8 +341,8 @@ def test_odd_frame_size_and_fractional_fps(tmp_path):
 
 def test_recorder_timestamps_for_live_sources(tmp_path):
     """With timestamps on, unevenly spaced live frames keep their times in the video."""
-    from engine.pipeline import FrameResult
-    from engine.recording import PoseRecorder
+    from deeppose.engine.pipeline import FrameResult
+    from deeppose.engine.recording import PoseRecorder
     times = [10.0, 10.1, 10.15, 10.4, 10.5, 11.0]
     rec = PoseRecorder(tmp_path / "live.mp4", tmp_path / "live.jsonl", 30, (64, 48), FLIC, timestamps=True)
     for i, t in enumerate(times):

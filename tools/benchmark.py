@@ -65,10 +65,10 @@ def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 
     """
     import torch
 
-    from engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD
-    from engine.model import write_manifest
-    from engine.network import build_network
-    from engine.skeletons import get_skeleton
+    from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD
+    from deeppose.engine.model import write_manifest
+    from deeppose.engine.network import build_network
+    from deeppose.engine.skeletons import get_skeleton
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -162,7 +162,7 @@ def machine_info(threads: int) -> dict:
 
     import torch
 
-    from engine.backends import physical_cores
+    from deeppose.engine.backends import physical_cores
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -193,7 +193,7 @@ def variants(requested: list[str] | None, precision: str) -> tuple[list[tuple[st
     """(label, backend, options) to measure, and notes on the backends left out."""
     import torch
 
-    from engine.backends import backend_status, canonical_name
+    from deeppose.engine.backends import backend_status, canonical_name
     status = backend_status()
     names: list[str] = []
     for item in requested or ["all"]:
@@ -288,10 +288,10 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from engine.backends import (BackendError, create_regressors, describe_regressors, physical_cores,
+    from deeppose.engine.backends import (BackendError, create_regressors, describe_regressors, physical_cores,
                                  resolve_backend)
-    from engine.cascade import Cascade
-    from engine.model import ModelError, read_manifest
+    from deeppose.engine.cascade import Cascade
+    from deeppose.engine.model import ModelError, read_manifest
 
     log = logging.getLogger("benchmark")
     threads = args.threads or physical_cores()
@@ -369,7 +369,7 @@ def run(args) -> int:
             cpu_opts = {"threads": threads} if backend in ("onnxruntime", "auto") else {}
             if not args.no_pipeline:
                 try:
-                    from engine.pipeline import PosePipeline
+                    from deeppose.engine.pipeline import PosePipeline
                     popts = dict(opts, **cpu_opts)
                     if backend == "torch":
                         popts = {k: v for k, v in opts.items() if k in ("device", "fp16")}
@@ -448,8 +448,8 @@ def _person_box(pipeline, frames: list, w: int, h: int):
 
 def _ensure_engines(info, precision: str, persons: int) -> None:
     """Build the model's TensorRT engines for this machine when they are missing or stale."""
-    from engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, build_engines, find_engines
-    from engine.model import ModelError
+    from deeppose.engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, build_engines, find_engines
+    from deeppose.engine.model import ModelError
     try:
         find_engines(info, precision)
     except ModelError as e:

@@ -32,8 +32,8 @@ def run(args) -> int:
     """Build the engines and print where they went; 1 with a one-line reason on failure."""
     import time
 
-    from engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, build_engines, current_environment
-    from engine.model import ModelError, read_manifest
+    from deeppose.engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, build_engines, current_environment
+    from deeppose.engine.model import ModelError, read_manifest
 
     max_persons = DEFAULT_MAX_PERSONS if args.max_batch is None else args.max_batch
     if max_persons < 1:

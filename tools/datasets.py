@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import scipy.io
 
-from engine.skeletons import FLIC, FLIC_COORD_ROWS, LSP, Skeleton
+from deeppose.engine.skeletons import FLIC, FLIC_COORD_ROWS, LSP, Skeleton
 
 SPLITS = ("train", "val", "test", "trainval")
 VAL_FRACTION = 0.10

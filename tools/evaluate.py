@@ -111,7 +111,7 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
     from tqdm import tqdm
 
     if load_image is None:
-        from tools.datasets import load_image
+        from deeppose.tools.datasets import load_image
 
     n = len(dataset.examples)
     s_total = cascade.num_stages if stages is None else int(stages)
@@ -144,7 +144,7 @@ def stage_metrics(pred, gt, skeleton, pcp_threshold: float = 0.5) -> dict:
         per_part, mean), "pdj_counts", "pdj_curve" (see PDJResult.to_dict) and "pcp"
         (see PCPResult.to_dict).
     """
-    from tools.metrics import PDJ_FRACTIONS, pcp, pdj_curve
+    from deeppose.tools.metrics import PDJ_FRACTIONS, pcp, pdj_curve
 
     curve = pdj_curve(pred, gt, skeleton, CURVE_MAX, CURVE_POINTS)
     out: dict = {}
@@ -274,8 +274,8 @@ def _error(msg: str) -> int:
 
 def run(args) -> int:
     """Evaluate and print; returns 0, or 2 after a one-line error (bad data, model or options)."""
-    from engine.model import ModelError
-    from tools.datasets import DatasetError
+    from deeppose.engine.model import ModelError
+    from deeppose.tools.datasets import DatasetError
 
     try:
         return _run(args)
@@ -290,7 +290,7 @@ def _run(args) -> int:
 
     import numpy as np
 
-    from tools.datasets import load_dataset
+    from deeppose.tools.datasets import load_dataset
 
     oracle = args.oracle or args.oracle_noise > 0
     if args.oracle_noise < 0:
@@ -328,7 +328,7 @@ def _run(args) -> int:
                                          if args.oracle_noise > 0 else "")
         report.update(estimator="oracle", oracle_noise_px=args.oracle_noise, seed=args.seed)
     else:
-        from engine.model import ModelError, load_cascade
+        from deeppose.engine.model import ModelError, load_cascade
 
         weights = Path(args.weights) if args.weights else REPO_ROOT / "weights" / args.dataset
         cascade, info = load_cascade(weights, backend=args.backend)
@@ -337,8 +337,8 @@ def _run(args) -> int:
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")
         if args.stages is not None and args.stages > cascade.num_stages:
             return _error(f"--stages {args.stages}: model {weights} has {cascade.num_stages} stages")
-        from engine.detector import DetectorError
-        from tools.person_boxes import example_b0
+        from deeppose.engine.detector import DetectorError
+        from deeppose.tools.person_boxes import example_b0
 
         try:
             b0, sources = example_b0(dataset, info.scaler, missed=args.missed_face,
@@ -384,7 +384,7 @@ def _run(args) -> int:
 def write_manifest_metrics(weights: Path, report: dict) -> Path:
     """Store a val evaluation in the model's manifest as ``val_metrics`` (per stage: PDJ@0.1
     and @0.2 per joint with their means, PCP per limb with its mean) plus how it was measured."""
-    from engine.model import read_manifest, write_manifest
+    from deeppose.engine.model import read_manifest, write_manifest
 
     manifest = read_manifest(weights).manifest
     metrics = {}

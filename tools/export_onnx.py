@@ -37,8 +37,8 @@ def real_crops(info, count: int = 11, stage: int = 1, seed: int = 0):
     """
     import numpy as np
 
-    from engine.geometry import crop_boxes, to_network_input
-    from tools.benchmark import default_video, read_frames
+    from deeppose.engine.geometry import crop_boxes, to_network_input
+    from deeppose.tools.benchmark import default_video, read_frames
 
     frames = read_frames(default_video(), 1, start=60)
     if frames:
@@ -63,7 +63,7 @@ def parity(module, onnx_path, crops) -> float:
     import numpy as np
     import torch
 
-    from engine.backends.onnxruntime_backend import OnnxRuntimeRegressor
+    from deeppose.engine.backends.onnxruntime_backend import OnnxRuntimeRegressor
     with torch.no_grad():
         want = module.float().eval()(torch.from_numpy(crops)).numpy()
     got = OnnxRuntimeRegressor(onnx_path, threads=1).regress(crops)
@@ -74,9 +74,9 @@ def run(args) -> int:
     """Export (or find cached) ONNX files for every stage and print them; 1 on failure."""
     import onnxruntime
 
-    from engine.backends import BackendError
-    from engine.backends.onnxruntime_backend import OPSET, PARITY_TOLERANCE, ensure_onnx, onnx_metadata
-    from engine.model import ModelError, load_stage_module, read_manifest
+    from deeppose.engine.backends import BackendError
+    from deeppose.engine.backends.onnxruntime_backend import OPSET, PARITY_TOLERANCE, ensure_onnx, onnx_metadata
+    from deeppose.engine.model import ModelError, load_stage_module, read_manifest
 
     try:
         info = read_manifest(args.weights)

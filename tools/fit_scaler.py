@@ -62,7 +62,7 @@ def required_extents(poses, faces):
     """
     import numpy as np
 
-    from engine.detector import face_size
+    from deeppose.engine.detector import face_size
 
     poses = np.asarray(poses, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.float64)
@@ -125,7 +125,7 @@ def fit_box(extents, coverage: float = COVERAGE):
 
 def scaler_from_box(box, face_model: str, min_confidence: float):
     """engine.detector.FaceScaler for a box (a, b, c, d) in face units around the face centre."""
-    from engine.detector import FaceScaler
+    from deeppose.engine.detector import FaceScaler
 
     a, b, c, d = (float(x) for x in box)
     return FaceScaler(offset_x=(a + b) / 2, offset_y=(c + d) / 2, scale_x=b - a, scale_y=d - c,
@@ -163,8 +163,8 @@ def fit_joints_face(poses, faces, skeleton):
     """
     import numpy as np
 
-    from engine.detector import face_size
-    from tools.person_boxes import face_joint_indices
+    from deeppose.engine.detector import face_size
+    from deeppose.tools.person_boxes import face_joint_indices
 
     poses = np.asarray(poses, dtype=np.float64)
     li, ri, ni = face_joint_indices(skeleton)
@@ -197,9 +197,9 @@ def run(args) -> int:
 
     import numpy as np
 
-    from engine.detector import FACE_MODELS, DetectorError, face_size, resolve_face_model
-    from tools.datasets import DatasetError, load_dataset
-    from tools.person_boxes import MATCH_MARGIN, detect_dataset_faces, example_b0, match_dataset
+    from deeppose.engine.detector import FACE_MODELS, DetectorError, face_size, resolve_face_model
+    from deeppose.tools.datasets import DatasetError, load_dataset
+    from deeppose.tools.person_boxes import MATCH_MARGIN, detect_dataset_faces, example_b0, match_dataset
 
     log = logging.getLogger("fit-scaler")
     t0 = time.perf_counter()

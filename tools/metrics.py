@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.geometry import diam
-from engine.skeletons import Skeleton
+from deeppose.engine.geometry import diam
+from deeppose.engine.skeletons import Skeleton
 
 PCP_THRESHOLD = 0.5
 """The paper's PCP threshold: half the ground-truth limb length."""

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector,
+from deeppose.engine.detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector,
                              FaceScaler, face_joint_indices, face_size, frame_box, resolve_face_model)
-from engine.detector import joints_face as engine_joints_face
-from engine.skeletons import Skeleton, get_skeleton
+from deeppose.engine.detector import joints_face as engine_joints_face
+from deeppose.engine.skeletons import Skeleton, get_skeleton
 
 log = logging.getLogger(__name__)
 
@@ -164,13 +164,13 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
         engine.detector.DetectorError: the face model cannot be loaded.
         tools.datasets.DatasetError: an image cannot be read.
     """
-    from tools.datasets import load_image
+    from deeppose.tools.datasets import load_image
 
     model_path = resolve_face_model(model)
     if not model_path.is_file():
-        from engine.detector import DetectorError
+        from deeppose.engine.detector import DetectorError
         raise DetectorError(f"face model missing: {model_path}")
-    from engine.tracking import TrackingFaceDetector
+    from deeppose.engine.tracking import TrackingFaceDetector
 
     search = TrackingFaceDetector(None)
     meta = ({"tiles": True, "tile": search.tile, "small_tile": search.small_tile,
@@ -303,7 +303,7 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
         ValueError: a scaler given for a dataset without face joints.
         engine.detector.DetectorError, tools.datasets.DatasetError: from detection.
     """
-    from engine.geometry import boxes_from_pose
+    from deeppose.engine.geometry import boxes_from_pose
 
     if missed not in ("joints", "frame"):
         raise ValueError(f"missed must be 'joints' or 'frame', got {missed!r}")

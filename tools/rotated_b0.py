@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def run_cascade(dataset, cascade, b0: np.ndarray, angles: np.ndarray | None):
     """(S, N, k, 2) poses of every example; examples of one image in one call, with their angles."""
-    from tools.datasets import load_image
+    from deeppose.tools.datasets import load_image
 
     n = len(dataset.examples)
     out = np.full((cascade.num_stages, n, dataset.skeleton.k, 2), np.nan)
@@ -52,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-roll", type=float, default=0.0, help="turn b0 only where |roll| exceeds this (degrees)")
     args = ap.parse_args(argv)
 
-    from engine.detector import FaceScaler, face_roll
-    from engine.model import load_cascade
-    from tools.datasets import load_dataset
-    from tools.evaluate import stage_metrics
-    from tools.person_boxes import detect_dataset_faces, example_b0, match_faces
+    from deeppose.engine.detector import FaceScaler, face_roll
+    from deeppose.engine.model import load_cascade
+    from deeppose.tools.datasets import load_dataset
+    from deeppose.tools.evaluate import stage_metrics
+    from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_faces
 
     dataset = load_dataset(args.dataset, None, args.split)
     cascade, info = load_cascade(Path(args.weights), "auto")

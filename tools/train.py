@@ -63,7 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tools.trainer import TrainConfig, train_cascade
+    from deeppose.tools.trainer import TrainConfig, train_cascade
 
     try:
         stages = [int(s) for s in str(args.stages).split(",") if s.strip()]

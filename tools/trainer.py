@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from engine.backends.torch_backend import TorchRegressor
-from engine.cascade import Cascade
-from engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam, to_network_input
-from engine.model import ModelError, load_stage_module, read_manifest, write_manifest
-from engine.network import PoseRegressor, build_network
-from tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
+from deeppose.engine.backends.torch_backend import TorchRegressor
+from deeppose.engine.cascade import Cascade
+from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam, to_network_input
+from deeppose.engine.model import ModelError, load_stage_module, read_manifest, write_manifest
+from deeppose.engine.network import PoseRegressor, build_network
+from deeppose.tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
 
 log = logging.getLogger("deeppose.train")
 
@@ -184,7 +184,7 @@ def masked_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
 
 def predict(nets: list[PoseRegressor], data: TrainingData, sigma: float, device: torch.device) -> np.ndarray:
     """Run the cascade of ``nets`` over every example of ``data``; returns (S, N, k, 2) pixels."""
-    from tools.evaluate import cascade_poses
+    from deeppose.tools.evaluate import cascade_poses
 
     cascade = Cascade([TorchRegressor(n, device=str(device), fp16=False) for n in nets], data.ds.skeleton, sigma)
     return cascade_poses(data.ds, cascade, data.b0, load_image=data.image_by_path)[0]
@@ -214,7 +214,7 @@ def displacement_stats(pred: np.ndarray, data: TrainingData) -> dict:
 
 def val_metrics(stage_poses: np.ndarray, data: TrainingData) -> dict:
     """PDJ@0.1 and @0.2 per joint (and their means) for every stage's poses (S, N, k, 2)."""
-    from tools.metrics import pdj
+    from deeppose.tools.metrics import pdj
 
     joints = data.ds.skeleton.joints
     out = {}
@@ -364,7 +364,7 @@ def _setup_logging(run_dir: Path) -> None:
 
 
 def _load_split(cfg: TrainConfig, split: str, limit: int | None, scaler: dict | None) -> TrainingData:
-    from tools.person_boxes import example_b0
+    from deeppose.tools.person_boxes import example_b0
 
     ds = load_dataset(cfg.dataset, cfg.data, split)
     if limit:
@@ -394,7 +394,7 @@ def _extra_split(name: str, skeleton, scaler: dict | None, limit: int | None):
     Returns:
         (dataset with ``skeleton``, b0 (N, 4) pixels, sources (N,)); persons without a b0 are dropped.
     """
-    from tools.person_boxes import example_b0, head_face_b0
+    from deeppose.tools.person_boxes import example_b0, head_face_b0
 
     other = load_dataset(name, None, "train")
     if limit:
