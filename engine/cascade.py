@@ -111,24 +111,31 @@ class Cascade:
             raise ValueError(f"flip must be one of {', '.join(FLIP_MODES)}, got {mode!r}")
         self._flip = mode
 
-    def _inputs(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """Crop (B, 4) boxes and normalize into reused buffers; returns (B, 3, S, S) float32."""
+    def _inputs(self, image: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> np.ndarray:
+        """Crop (B, 4) boxes (turned by (B,) ``angles``) and normalize into reused buffers;
+        returns (B, 3, S, S) float32."""
         n = len(boxes)
         if len(self._crop_buf) < n:
             self._crop_buf = np.empty((n, self.input_size, self.input_size, 3), np.uint8)
             self._input_buf = np.empty((n, 3, self.input_size, self.input_size), np.float32)
-        crops = crop_boxes(image, boxes, self.input_size, out=self._crop_buf[:n])
+        crops = crop_boxes(image, boxes, self.input_size, angles=angles, out=self._crop_buf[:n])
         return to_network_input(crops, out=self._input_buf[:n], **self._norm)
 
-    def run(self, image: np.ndarray, b0: np.ndarray, stages: int | None = None) -> CascadeResult:
+    def run(self, image: np.ndarray, b0: np.ndarray, stages: int | None = None,
+            angles: np.ndarray | None = None) -> CascadeResult:
         """Estimate the pose of every person box in ``image``.
 
         Args:
             image: (H, W, 3) uint8 frame, BGR.
             b0: (P, 4) person boxes (cx, cy, w, h) in pixels; P may be 0.
             stages: how many stages to run, 1..S (default all).
+            angles: optional (P,) roll of each person in radians (rotated b0): every crop of
+                that person, b0 and its joint boxes, is taken turned by the angle (upright
+                person in the crop, ``engine.geometry.crop_boxes``), and the regressed joints
+                are mapped back through the same rotation (:func:`engine.geometry.denormalize`).
+                None or zeros: axis-aligned crops, as in the paper.
         Returns:
-            A :class:`CascadeResult` with every stage's poses.
+            A :class:`CascadeResult` with every stage's poses (image pixels).
         Raises:
             ValueError: if ``stages`` is outside 1..S or a regressor returns the wrong shape.
         """
@@ -144,19 +151,25 @@ class Cascade:
         if p == 0:
             return CascadeResult(b0, poses, boxes_hist, [0.0] * s_total)
 
+        if angles is not None:
+            angles = np.nan_to_num(np.asarray(angles, dtype=np.float64).reshape(p))
+            if not angles.any():
+                angles = None
+        joint_angles = None if angles is None else np.repeat(angles, k)     # (P*k,)
+
         t = time.perf_counter()
-        out = self._regress(0, self._inputs(image, b0), p)
-        poses[0] = denormalize(out.reshape(p, k, 2), b0[:, None, :])
+        out = self._regress(0, self._inputs(image, b0, angles), p)
+        poses[0] = denormalize(out.reshape(p, k, 2), b0[:, None, :], None if angles is None else angles[:, None])
         seconds.append(time.perf_counter() - t)
 
         min_size = self.min_box_fraction * b0[:, 2:4].max(axis=1)
         for s in range(1, s_total):
             t = time.perf_counter()
             boxes = joint_boxes(poses[s - 1], self.sigma, self.skeleton, min_size)  # (P, k, 4)
-            out = self._regress(s, self._inputs(image, boxes.reshape(p * k, 4)), p * k)
+            out = self._regress(s, self._inputs(image, boxes.reshape(p * k, 4), joint_angles), p * k)
             # Crop (p, i) predicts all k joints; joint i's own output is the one used (psi_i).
             own = out.reshape(p, k, k, 2)[:, np.arange(k), np.arange(k), :]  # (P, k, 2)
-            poses[s] = denormalize(own, boxes)
+            poses[s] = denormalize(own, boxes, None if angles is None else angles[:, None])
             boxes_hist[s - 1] = boxes
             seconds.append(time.perf_counter() - t)
         return CascadeResult(b0, poses, boxes_hist, seconds)

@@ -299,19 +299,28 @@ class FaceScaler:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     extra: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def apply(self, faces: np.ndarray) -> np.ndarray:
+    def apply(self, faces: np.ndarray, angles: np.ndarray | None = None) -> np.ndarray:
         """b0 boxes for face boxes.
 
         Args:
             faces: (N, 4) (or (..., 4)) face boxes (cx, cy, w, h) in pixels.
+            angles: optional (N,) (or (...)) face roll in radians (see :func:`face_roll`): the
+                offset from the face to b0's centre is turned with the face, so that b0 lies
+                along the body of a tilted or lying person (b0 is then cropped rotated by the
+                same angle, ``engine.geometry.crop_boxes(..., angles=...)``).
         Returns:
-            (N, 4) b0 boxes (cx, cy, w, h) in pixels, float64.
+            (N, 4) b0 boxes (cx, cy, w, h) in pixels, float64; w and h are the box's size in
+            its own (rotated) frame.
         """
         faces = np.asarray(faces, dtype=np.float64)
         s = face_size(faces)
+        dx, dy = self.offset_x * s, self.offset_y * s
+        if angles is not None:
+            a = np.nan_to_num(np.asarray(angles, dtype=np.float64))
+            dx, dy = np.cos(a) * dx - np.sin(a) * dy, np.sin(a) * dx + np.cos(a) * dy
         out = np.empty(faces.shape, dtype=np.float64)
-        out[..., 0] = faces[..., 0] + self.offset_x * s
-        out[..., 1] = faces[..., 1] + self.offset_y * s
+        out[..., 0] = faces[..., 0] + dx
+        out[..., 1] = faces[..., 1] + dy
         out[..., 2] = self.scale_x * s
         out[..., 3] = self.scale_y * s
         return out
@@ -353,6 +362,114 @@ def frame_box(width: int, height: int) -> np.ndarray:
     return np.array([(width - 1) / 2.0, (height - 1) / 2.0, float(width), float(height)])
 
 
+# --------------------------------------------------------------------------- faces from poses
+
+FACE_JOINTS = ("l_eye", "r_eye", "nose")
+"""The face joints of a skeleton that :func:`joints_face` uses (FLIC has them; LSP does not)."""
+
+DEFAULT_JOINTS_FACE = {"size_ratio": 2.0, "nose_weight": 1.5, "offset_x": 0.0, "offset_y": 0.09}
+"""Fallback parameters of :func:`joints_face` for a scaler without "joints_face" (the fit on FLIC
+train, rounded; ``fit-scaler`` writes the exact fitted values into the scaler's "joints_face")."""
+
+
+def face_joint_indices(skeleton) -> list[int]:
+    """Indices of the face joints (l_eye, r_eye, nose) in ``skeleton``; shorter if it lacks some."""
+    return [skeleton.joints.index(n) for n in FACE_JOINTS if n in skeleton.joints]
+
+
+def joints_face(pose: np.ndarray, skeleton, params: dict | None = None) -> np.ndarray:
+    """The face box implied by the eyes and nose of poses (labelled or predicted); fitted by
+    ``tools.fit_scaler.fit_joints_face`` on FLIC train against BlazeFace's boxes.
+
+    With le, re, no the left eye, right eye and nose (pixels)::
+
+        d = hypot(|le - re|, nose_weight * |(le + re)/2 - no|),   s = size_ratio * d
+        centre = (le + re + no)/3 + (offset_x, offset_y) * s,     box = (cx, cy, s, s)
+
+    (nose_weight keeps d's size on profile faces, where the eyes close up). Tracking by pose
+    turns this box into the next frame's b0 with the :class:`FaceScaler`.
+
+    Args:
+        pose: (..., k, 2) poses in pixels (NaN where unlabelled).
+        skeleton: their :class:`engine.skeletons.Skeleton`.
+        params: size_ratio, nose_weight, offset_x, offset_y (default :data:`DEFAULT_JOINTS_FACE`);
+            the scaler's ``extra["joints_face"]`` holds the fitted ones.
+    Returns:
+        (..., 4) square face boxes (cx, cy, s, s) in pixels; NaN where an eye or the nose is
+        missing or the skeleton has no face joints.
+    """
+    p = {**DEFAULT_JOINTS_FACE, **(params or {})}
+    pose = np.asarray(pose, dtype=np.float64)
+    out = np.full(pose.shape[:-2] + (4,), np.nan)
+    idx = face_joint_indices(skeleton)
+    if len(idx) != 3:
+        return out
+    le, re, no = (pose[..., i, :] for i in idx)
+    d = np.hypot(np.linalg.norm(le - re, axis=-1), p["nose_weight"] * np.linalg.norm((le + re) / 2 - no, axis=-1))
+    s = p["size_ratio"] * np.maximum(d, 1e-6)
+    c = (le + re + no) / 3
+    out[..., 0] = c[..., 0] + p["offset_x"] * s
+    out[..., 1] = c[..., 1] + p["offset_y"] * s
+    out[..., 2] = s
+    out[..., 3] = s
+    return out
+
+
+def face_roll(right_eye: np.ndarray, left_eye: np.ndarray) -> np.ndarray:
+    """The roll of faces from their eyes: the angle of the line from the person's right eye to
+    their left eye (BlazeFace's keypoints 0 and 1; the FLIC joints r_eye and l_eye).
+
+    Args:
+        right_eye, left_eye: (..., 2) pixels (x right, y down).
+    Returns:
+        (...,) radians in (-pi, pi]: 0 for an upright face seen from the front (the right eye
+        on the image's left), positive when the face is turned clockwise on screen; NaN where
+        an eye is missing. This is the ``angles`` convention of
+        :func:`engine.geometry.crop_boxes`: cropping with it gives an upright face.
+    """
+    v = np.asarray(left_eye, dtype=np.float64) - np.asarray(right_eye, dtype=np.float64)
+    return np.arctan2(v[..., 1], v[..., 0])
+
+
+ROTATE_MIN_ROLL = 45.0
+"""Rotated b0 turns a person only when the face's roll exceeds this many degrees. On FLIC val
+(upright persons whose heads tilt up to 38 degrees) turning b0 with every face's roll cost
+0.018 of mean PDJ@0.2 (0.817 -> 0.799, stage 3), turning it above 25 degrees 0.004: a tilted
+head is not a tilted body. Above 45 degrees (no FLIC val example) the person is lying or
+leaning, and an upright crop is what the model was trained on."""
+
+
+def turn_angles(rolls: np.ndarray, min_roll: float = ROTATE_MIN_ROLL) -> np.ndarray:
+    """The b0 rotation for face rolls: the roll where |roll| > ``min_roll`` degrees, else 0
+    (NaN -> 0). Radians in, radians out."""
+    rolls = np.nan_to_num(np.asarray(rolls, dtype=np.float64))
+    return np.where(np.abs(rolls) > np.radians(min_roll), rolls, 0.0)
+
+
+def plausible_face_keypoints(faces: np.ndarray, keypoints: np.ndarray, min_eyes: float = 0.15,
+                             min_ears: float = 0.45) -> np.ndarray:
+    """Whether BlazeFace's keypoints look like a face: the eyes at least ``min_eyes`` and the
+    ears at least ``min_ears`` face sizes apart.
+
+    Measured on walking.mp4 (every 12th frame, detections down to score 0.3): every real face
+    has eyes >= 0.20 and ears >= 0.56 face sizes apart; the large false faces on textures
+    (a litter bin, 97-127 px) have eyes <= 0.10 and ears <= 0.41 apart.
+
+    Args:
+        faces: (N, 4) face boxes (cx, cy, w, h) pixels.
+        keypoints: (N, 6, 2) pixels in :data:`FACE_KEYPOINTS` order (NaN: not given).
+    Returns:
+        (N,) bool; True where the keypoints are missing (nothing to judge).
+    """
+    faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+    kps = np.asarray(keypoints, dtype=np.float64).reshape(len(faces), -1, 2)
+    s = np.maximum(face_size(faces), 1e-6)
+    eyes = np.linalg.norm(kps[:, 0] - kps[:, 1], axis=-1) / s
+    ears = np.linalg.norm(kps[:, 4] - kps[:, 5], axis=-1) / s
+    ok = (eyes >= min_eyes) & (ears >= min_ears)
+    return np.where(np.isfinite(eyes) & np.isfinite(ears), ok, True)
+
+
 @dataclass
 class PersonBoxes:
     """The persons found in one frame (P may be 0).
@@ -362,12 +479,15 @@ class PersonBoxes:
         faces: (P, 4) the face box of each person; NaN rows where b0 is not from a face.
         scores: (P,) face detection scores; 0 where b0 is not from a face.
         sources: P strings: "face" (scaled face box) or "frame" (whole-frame fallback).
+        angles: (P,) roll of each b0 in radians (the face's roll, :func:`face_roll`; 0 for
+            upright), or None: no rotation.
     """
 
     b0: np.ndarray
     faces: np.ndarray
     scores: np.ndarray
     sources: list[str]
+    angles: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.b0)
@@ -389,23 +509,36 @@ class FullFrameDetector:
 class PersonDetector:
     """Each detected face is a person; b0 = scaler.apply(face) (the paper's FLIC protocol).
 
+    Faces whose BlazeFace keypoints are implausible (:func:`plausible_face_keypoints`) are
+    dropped when the face detector gives keypoints (``detect_with_keypoints``).
+
     Args:
         scaler: the fitted :class:`FaceScaler` (``FaceScaler.from_dict(model_info.scaler)``).
         face_detector: a :class:`FaceDetector` to use (the caller keeps ownership), or None to
             open one with the scaler's face model and min_confidence (closed by :meth:`close`).
         max_persons: keep at most this many persons (highest face scores), None for all.
+        rotate: turn each b0 with its face's roll (from the BlazeFace eyes, :func:`face_roll`)
+            when that exceeds ``min_roll`` degrees (:func:`turn_angles`), so that a lying or
+            leaning person gets an upright crop; ``PersonBoxes.angles`` then holds the angles
+            (None when off).
+        min_roll: see ``rotate`` (default :data:`ROTATE_MIN_ROLL`).
+        check_keypoints: drop faces with implausible keypoints (default on).
     Raises:
         DetectorError: the scaler's face model cannot be loaded.
     """
 
     def __init__(self, scaler: FaceScaler, face_detector: FaceDetector | None = None,
-                 max_persons: int | None = None):
+                 max_persons: int | None = None, rotate: bool = False, check_keypoints: bool = True,
+                 min_roll: float = ROTATE_MIN_ROLL):
         if isinstance(scaler, dict):
             scaler = FaceScaler.from_dict(scaler)
         self.scaler = scaler
         self._owns_detector = face_detector is None
         self.face_detector = face_detector or FaceDetector(scaler.face_model, scaler.min_confidence)
         self.max_persons = max_persons
+        self.rotate = bool(rotate)
+        self.min_roll = float(min_roll)
+        self.check_keypoints = bool(check_keypoints)
 
     def detect(self, image_bgr: np.ndarray, fallback: str | None = None) -> PersonBoxes:
         """Find the persons of one frame.
@@ -423,13 +556,26 @@ class PersonDetector:
         """
         if fallback not in (None, "frame"):
             raise ValueError(f"fallback must be None or 'frame', got {fallback!r}")
-        faces, scores = self.face_detector.detect(image_bgr)
+        if hasattr(self.face_detector, "detect_with_keypoints"):
+            faces, scores, kps = self.face_detector.detect_with_keypoints(image_bgr)
+        else:
+            faces, scores = self.face_detector.detect(image_bgr)
+            kps = np.full((len(faces), len(FACE_KEYPOINTS), 2), np.nan)
+        faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        kps = np.asarray(kps, dtype=np.float64).reshape(len(faces), len(FACE_KEYPOINTS), 2)
+        if self.check_keypoints and len(faces):
+            ok = plausible_face_keypoints(faces, kps)
+            faces, scores, kps = faces[ok], scores[ok], kps[ok]
         if self.max_persons is not None:
-            faces, scores = faces[: self.max_persons], scores[: self.max_persons]
+            faces, scores, kps = faces[: self.max_persons], scores[: self.max_persons], kps[: self.max_persons]
         if len(faces) == 0 and fallback == "frame":
             h, w = np.asarray(image_bgr).shape[:2]
-            return PersonBoxes(frame_box(w, h)[None], np.full((1, 4), np.nan), np.zeros(1), ["frame"])
-        return PersonBoxes(self.scaler.apply(faces).reshape(-1, 4), faces, scores, ["face"] * len(faces))
+            return PersonBoxes(frame_box(w, h)[None], np.full((1, 4), np.nan), np.zeros(1), ["frame"],
+                               np.zeros(1) if self.rotate else None)
+        angles = turn_angles(face_roll(kps[:, 0], kps[:, 1]), self.min_roll) if self.rotate else None
+        return PersonBoxes(self.scaler.apply(faces, angles).reshape(-1, 4), faces, scores, ["face"] * len(faces),
+                           angles)
 
     def close(self) -> None:
         """Close the face detector if this object opened it."""

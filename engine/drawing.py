@@ -14,7 +14,7 @@ _SHIFT = 4
 _ONE = 1 << _SHIFT
 
 # Box colours (BGR) by b0 source.
-BOX_COLORS = {"face": (0, 220, 0), "held": (160, 160, 160), "frame": (255, 128, 0)}
+BOX_COLORS = {"face": (0, 220, 0), "pose": (0, 170, 255), "held": (160, 160, 160), "frame": (255, 128, 0)}
 FACE_COLOR = (255, 255, 0)
 JOINT_OUTLINE = (0, 0, 0)
 
@@ -67,19 +67,29 @@ def draw_pose(frame: np.ndarray, pose: np.ndarray, skeleton, thickness: int | No
     return frame
 
 
-def draw_box(frame: np.ndarray, box: np.ndarray, color, thickness: int = 2, dashed: bool = False) -> np.ndarray:
-    """Draw a box (cx, cy, w, h) in pixels as a rectangle outline (dashed if asked)."""
+def draw_box(frame: np.ndarray, box: np.ndarray, color, thickness: int = 2, dashed: bool = False,
+             angle: float = 0.0) -> np.ndarray:
+    """Draw a box (cx, cy, w, h) in pixels as a rectangle outline (dashed if asked), turned by
+    ``angle`` radians about its centre (a rotated b0)."""
     box = np.asarray(box, dtype=np.float64)
     if not np.isfinite(box).all():
         return frame
     x0, y0 = box[0] - box[2] / 2, box[1] - box[3] / 2
     x1, y1 = box[0] + box[2] / 2, box[1] + box[3] / 2
     color = tuple(int(v) for v in color)
+    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+    if angle:
+        c, s = np.cos(angle), np.sin(angle)
+        corners = [(box[0] + c * (x - box[0]) - s * (y - box[1]), box[1] + s * (x - box[0]) + c * (y - box[1]))
+                   for x, y in corners]
+        if not dashed:
+            cv2.polylines(frame, [np.array([_pt(q) for q in corners[:-1]], np.int32)], True, color, thickness,
+                          cv2.LINE_AA, _SHIFT)
+            return frame
     if not dashed:
         cv2.rectangle(frame, _pt((x0, y0)), _pt((x1, y1)), color, thickness, cv2.LINE_AA, _SHIFT)
         return frame
     dash = max(6.0, 4.0 * thickness)
-    corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
     for (ax, ay), (bx, by) in zip(corners[:-1], corners[1:]):
         length = float(np.hypot(bx - ax, by - ay))
         n = max(1, int(length // dash))
@@ -113,8 +123,9 @@ def draw_poses(frame_bgr: np.ndarray, result, skeleton, draw_boxes: bool = False
         frame_bgr: (H, W, 3) uint8 BGR, drawn in place.
         result: the frame's :class:`engine.pipeline.FrameResult` (``persons[i].pose`` (k, 2) px).
         skeleton: the model's skeleton.
-        draw_boxes: also draw each person's b0 (green from a face, grey dashed when held,
-            orange for the full frame) and the face box (cyan).
+        draw_boxes: also draw each person's b0 (green from a face, orange when tracked by pose,
+            grey dashed when held, blue for the full frame; turned with a rotated b0) and the
+            face box (cyan).
         draw_ids: label each b0 with the person's track id (default: with ``draw_boxes``).
     Returns:
         ``frame_bgr``.
@@ -125,7 +136,8 @@ def draw_poses(frame_bgr: np.ndarray, result, skeleton, draw_boxes: bool = False
         draw_ids = draw_boxes
     for p in result.persons:
         if draw_boxes:
-            draw_box(frame_bgr, p.b0, BOX_COLORS.get(p.b0_source, (0, 220, 0)), box_th, dashed=p.b0_source == "held")
+            draw_box(frame_bgr, p.b0, BOX_COLORS.get(p.b0_source, (0, 220, 0)), box_th, dashed=p.b0_source == "held",
+                     angle=getattr(p, "angle", 0.0))
             if p.face is not None:
                 draw_box(frame_bgr, p.face, FACE_COLOR, box_th)
         if draw_ids and np.isfinite(p.b0).all():

@@ -44,16 +44,26 @@ def normalize(y, b):
     return (y - b[..., 0:2]) / b[..., 2:4]
 
 
-def denormalize(u, b):
+def denormalize(u, b, angles=None):
     """N^-1(u; b), the inverse of :func:`normalize`: normalized coordinates to pixels.
 
     Args:
         u: (..., 2) coordinates normalized by ``b``.
         b: (..., 4) boxes (cx, cy, w, h) in pixels, broadcastable as in :func:`normalize`.
+        angles: optional rotations of the boxes in radians, broadcastable against
+            ``b[..., 0]`` (numpy only): the box's axes are turned by the angle, as the crop of
+            :func:`crop_boxes` with the same ``angles``; pixel = c + R(angle) diag(w, h) u.
     Returns:
         (..., 2) pixel coordinates.
     """
-    return u * b[..., 2:4] + b[..., 0:2]
+    if angles is None:
+        return u * b[..., 2:4] + b[..., 0:2]
+    v = u * b[..., 2:4]
+    cos, sin = np.cos(angles), np.sin(angles)
+    out = np.empty(np.broadcast_shapes(v.shape, b[..., 0:2].shape), dtype=np.float64)
+    out[..., 0] = cos * v[..., 0] - sin * v[..., 1] + b[..., 0]
+    out[..., 1] = sin * v[..., 0] + cos * v[..., 1] + b[..., 1]
+    return out
 
 
 def diam(pose: np.ndarray, skeleton: Skeleton) -> np.ndarray:
@@ -101,7 +111,7 @@ def box_to_crop_affine(boxes: np.ndarray, size: int = INPUT_SIZE, angles: np.nda
 
     Output pixel (u, v) of a ``size`` x ``size`` crop has its centre at normalized coordinates
     ((u + 0.5)/size - 0.5, (v + 0.5)/size - 0.5) of box b, optionally rotated by ``angles``
-    about the box centre (used by training augmentation).
+    about the box centre (training augmentation; rotated b0 at run time).
 
     Args:
         boxes: (B, 4) boxes (cx, cy, w, h) in pixels.
@@ -138,7 +148,8 @@ def crop_boxes(image: np.ndarray, boxes: np.ndarray, size: int = INPUT_SIZE, ang
     Args:
         image: (H, W, 3) uint8 frame, BGR.
         boxes: (B, 4) boxes (cx, cy, w, h) in pixels.
-        angles: optional (B,) rotations about the box centres, radians (augmentation).
+        angles: optional (B,) rotations about the box centres, radians (augmentation; a
+            person's roll at run time), as in :func:`box_to_crop_affine`.
         out: optional preallocated (B, size, size, 3) uint8 buffer to fill.
     Returns:
         (B, size, size, 3) uint8 crops, BGR.

@@ -31,7 +31,9 @@ frame::
 columns :func:`csv_columns`; a frame with nobody is one row whose ``person`` column is empty.
 Coordinates are pixels of the frame (x right, y down, (0, 0) the centre of the top-left
 pixel); ``stage`` is the cascade stage the joints come from; ``smoothed`` says whether the
-One-Euro filter was applied; ``b0_source`` is "face", "held" or "frame".
+One-Euro filter was applied; ``b0_source`` is "face" (a face detected in this frame), "pose"
+(tracked by pose: from the eyes and nose of the previous frame), "held" or "frame", and
+``face`` the face box b0 came from (detected, or implied by the previous pose).
 """
 from __future__ import annotations
 

@@ -43,6 +43,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=positive_int, metavar="N",
                         help="stop after the first N frames (default: the whole video)")
     add_threads(parser)
+    add_tracking_options(parser)
+
+
+def add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    """Person tracking options (engine.pipeline.PosePipeline): tracking by pose, the face
+    detection interval, confirmation of new persons, rotated b0."""
+    parser.add_argument("--detect-every", type=positive_int, metavar="N", default=None,
+                        help="run the face detector every N-th frame to find newcomers while the persons are "
+                        "tracked by pose (and whenever one is new or lost); 1: every frame (default: 5)")
+    parser.add_argument("--track-by-pose", action=argparse.BooleanOptionalAction, default=True,
+                        help="take each tracked person's next b0 from the eyes and nose of their pose, and check "
+                        "every estimate (default: on)")
+    parser.add_argument("--confirm", type=positive_int, metavar="N", default=3,
+                        help="draw a new person once detected in N of their first N+2 frames (default: 3)")
+    parser.add_argument("--rotate", action="store_true",
+                        help="rotated b0: turn each person's crops with the roll of their face (tilted or lying "
+                        "persons; default: off)")
+
+
+def tracking_kwargs(args) -> dict:
+    """PosePipeline keyword arguments from the options of :func:`add_tracking_options`."""
+    from .tracking import PersonTracker
+
+    return {"detect_every": args.detect_every, "track_by_pose": None if args.track_by_pose else False,
+            "verify": None if args.track_by_pose else False, "rotate": args.rotate,
+            "tracker": PersonTracker(confirm_hits=args.confirm, confirm_frames=args.confirm + 2)}
 
 
 def _error(msg: str, code: int = 2) -> int:
@@ -161,7 +187,8 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, cap, 
 
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     try:
-        pipeline = PosePipeline(weights, backend=args.backend, stages=None, smooth=args.smooth, threads=args.threads)
+        pipeline = PosePipeline(weights, backend=args.backend, stages=None, smooth=args.smooth, threads=args.threads,
+                                **tracking_kwargs(args))
     except (ModelError, DetectorError, ValueError) as e:
         cap.release()
         return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)

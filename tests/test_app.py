@@ -274,7 +274,7 @@ def test_settings_change_live_and_persist(qtbot, random_model_dir, walking_cut, 
     win.set_smooth(False)
     win.set_show_boxes(True)
     qtbot.waitUntil(lambda: win.last_display is not None and win.last_display.result is not None
-                    and win.last_display.result.stages == 1 and win.last_display.result.persons
+                    and win.last_display.result.stages == 1 and bool(win.last_display.result.persons)
                     and not win.last_display.result.persons[0].smoothed, timeout=30000)
     r = win.last_display.result
     assert len(r.stage_seconds) == 1 and all(not p.smoothed for p in r.persons)

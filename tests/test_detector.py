@@ -214,3 +214,64 @@ def test_example_b0_flic_face_and_joints(flic_train, tmp_path):
             assert np.isfinite(boxes[i]).all() and boxes[i][2] > 0
             # the implied face sits on the eyes and nose: b0's top edge lies above them
             assert boxes[i][1] - boxes[i][3] / 2 < eyes_nose[:, 1].min()
+
+
+def test_joints_face_is_the_fitted_model_batched_and_shared_with_tools():
+    """engine.detector.joints_face (runtime, tracking by pose) is the model tools fit and use:
+    d = hypot(|le - re|, w_nose |(le + re)/2 - no|), s = ratio d, centre = mean + offset s."""
+    from deeppose.engine.detector import DEFAULT_JOINTS_FACE, joints_face
+    from deeppose.engine.skeletons import FLIC
+    from deeppose.tools.person_boxes import joints_face as tools_joints_face
+
+    params = {"size_ratio": 1.8, "nose_weight": 1.75, "offset_x": -0.02, "offset_y": 0.085}
+    pose = np.full((2, FLIC.k, 2), np.nan)
+    le, re, no = FLIC.index("l_eye"), FLIC.index("r_eye"), FLIC.index("nose")
+    pose[0, [le, re, no]] = [(110.0, 100.0), (90.0, 100.0), (100.0, 112.0)]
+    pose[1, [le, re]] = [(10.0, 10.0), (0.0, 10.0)]                 # no nose: no face
+    out = joints_face(pose, FLIC, params)
+    s = 1.8 * np.hypot(20.0, 1.75 * 12.0)
+    np.testing.assert_allclose(out[0], [100 - 0.02 * s, (100 + 100 + 112) / 3 + 0.085 * s, s, s])
+    assert np.isnan(out[1]).all()
+    np.testing.assert_allclose(tools_joints_face(pose[0], FLIC, params), out[0])
+    assert tools_joints_face(pose[1], FLIC, params) is None
+    assert joints_face(pose[0], FLIC).shape == (4,) and DEFAULT_JOINTS_FACE["size_ratio"] == 2.0
+
+
+def test_face_roll_and_rotated_scaler():
+    """The roll from the eyes is 0 upright and +90 degrees for a face turned clockwise on screen
+    (lying with the head on the left); the scaler turns the face-to-b0 offset with it."""
+    from deeppose.engine.detector import face_roll
+
+    assert face_roll(np.array([90.0, 100.0]), np.array([110.0, 100.0])) == pytest.approx(0.0)
+    assert face_roll(np.array([100.0, 90.0]), np.array([100.0, 110.0])) == pytest.approx(np.pi / 2)
+    scaler = FaceScaler(0.0, 2.5, 7.0, 6.0)
+    face = np.array([[100.0, 100.0, 20.0, 20.0]])
+    np.testing.assert_allclose(scaler.apply(face, np.zeros(1)), scaler.apply(face))
+    np.testing.assert_allclose(scaler.apply(face, np.array([np.pi / 2])), [[100 - 50.0, 100.0, 140.0, 120.0]], atol=1e-9)
+
+
+def test_implausible_face_keypoints_are_dropped_and_lying_faces_turn_b0():
+    """A 'face' whose BlazeFace eyes and ears nearly coincide (a litter bin in walking.mp4) is
+    not a face; PersonDetector drops it, and keeps faces without keypoints. With rotate=True,
+    a face rolled 90 degrees (a lying person) turns its b0; an upright one does not."""
+    from deeppose.engine.detector import plausible_face_keypoints
+
+    faces = np.array([[100.0, 100.0, 40.0, 40.0], [300.0, 300.0, 100.0, 100.0], [50.0, 50.0, 20.0, 20.0],
+                      [100.0, 300.0, 40.0, 40.0]])
+    kps = np.full((4, 6, 2), np.nan)
+    kps[0] = [(92, 95), (108, 95), (100, 104), (100, 112), (83, 98), (117, 98)]     # eyes 0.4, ears 0.85
+    kps[1] = [(300, 290), (305, 291), (298, 300), (295, 310), (290, 295), (322, 296)]  # eyes 0.05, ears 0.32
+    kps[3] = [(108, 292), (108, 308), (96, 300), (88, 300), (112, 283), (112, 317)]    # rolled +90 degrees
+    assert plausible_face_keypoints(faces, kps).tolist() == [True, False, True, True]
+
+    class Detections:
+        def detect_with_keypoints(self, image):
+            return faces, np.array([0.9, 0.8, 0.7, 0.6]), kps
+
+    scaler = FaceScaler(0.0, 2.5, 7.0, 6.0)
+    persons = PersonDetector(scaler, Detections()).detect(np.zeros((400, 400, 3), np.uint8))
+    np.testing.assert_allclose(persons.faces, faces[[0, 2, 3]])
+    assert persons.angles is None
+    rotated = PersonDetector(scaler, Detections(), rotate=True).detect(np.zeros((4, 4, 3), np.uint8))
+    assert rotated.angles == pytest.approx([0.0, 0.0, np.pi / 2])
+    np.testing.assert_allclose(rotated.b0[2], [100.0 - 2.5 * 40, 300.0, 7.0 * 40, 6.0 * 40])   # body to the left

@@ -113,7 +113,7 @@ def test_keypoints_jsonl_one_record_per_frame(full_run, model_dir):
             assert list(p["joints"]) == list(FLIC.joints)
             assert all(isinstance(v["x"], float) and isinstance(v["y"], float) for v in p["joints"].values())
             assert p["stage"] == len(stages) and p["smoothed"] is True
-            assert p["b0_source"] in ("face", "held")
+            assert p["b0_source"] in ("face", "pose", "held")
             assert (p["face"] is None) == (p["b0_source"] == "held")
     # The walker is a person in (nearly) every frame, with one id.
     walker = [[p for p in r["persons"] if is_walker(p)] for r in recs]
@@ -212,7 +212,8 @@ def test_frames_with_nobody_are_recorded(model_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["missing", "text", "image", "folder", "no_out_dir", "out_suffix",
-                                  "kp_suffix", "kp_dir", "stages0", "stages_high", "weights"])
+                                  "kp_suffix", "kp_dir", "stages0", "stages_high", "weights", "detect_every0",
+                                  "confirm0"])
 def test_bad_input_fails_early_with_one_line(case, cuts, model_dir, tmp_path, capsys):
     src, out, kp = cuts["short"], tmp_path / "o.mp4", tmp_path / "k.jsonl"
     extra: list[str] = []
@@ -241,6 +242,10 @@ def test_bad_input_fails_early_with_one_line(case, cuts, model_dir, tmp_path, ca
         extra = ["--stages", "9"]
     elif case == "weights":
         weights = str(tmp_path / "no_model")
+    elif case == "detect_every0":
+        extra = ["--detect-every", "0"]
+    elif case == "confirm0":
+        extra = ["--confirm", "0"]
     rc = main.main(["video", str(src), "-o", str(out), "--keypoints", str(kp), "--weights", weights, *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deeppose.engine.detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector, FaceScaler,
-                             face_size, frame_box, resolve_face_model)
+from deeppose.engine.detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector,
+                             FaceScaler, face_joint_indices, face_size, frame_box, resolve_face_model)
+from deeppose.engine.detector import joints_face as engine_joints_face
 from deeppose.engine.skeletons import Skeleton, get_skeleton
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ DEFAULT_CACHE_DIR = REPO_ROOT / "cache"
 MATCH_MARGIN = 0.1
 """Tolerance of :func:`match_faces`: the face box is grown by this fraction of the face size on
 each side before testing whether the labelled eyes and nose lie inside it."""
-FACE_JOINTS = ("l_eye", "r_eye", "nose")
 CACHE_FORMAT = "deeppose-faces/1"
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -203,11 +203,6 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
 
 # --------------------------------------------------------------------------- matching
 
-def face_joint_indices(skeleton: Skeleton) -> list[int]:
-    """Indices of the face joints (l_eye, r_eye, nose) in ``skeleton``; empty if it has none."""
-    return [skeleton.joints.index(n) for n in FACE_JOINTS if n in skeleton.joints]
-
-
 def match_faces(example, faces: np.ndarray, skeleton: Skeleton | None = None,
                 margin: float = MATCH_MARGIN) -> int | None:
     """The detected face that belongs to ``example``'s labelled person.
@@ -261,33 +256,20 @@ def match_dataset(dataset, detections: list[Detections]) -> tuple[np.ndarray, np
 
 # --------------------------------------------------------------------------- b0 per example
 
-DEFAULT_JOINTS_FACE = {"size_ratio": 2.0, "nose_weight": 1.5, "offset_x": 0.0, "offset_y": 0.09}
-"""Fallback parameters of :func:`joints_face` for a scaler dict without "joints_face" (the fit
-on FLIC train, rounded; ``fit-scaler`` writes the exact fitted values into the scaler)."""
-
-
 def joints_face(pose: np.ndarray, skeleton: Skeleton, params: dict | None = None) -> np.ndarray | None:
-    """The face box implied by the labelled eyes and nose of one pose (see
-    tools.fit_scaler.fit_joints_face for the model and its fit).
+    """The face box implied by the labelled eyes and nose of one pose
+    (:func:`engine.detector.joints_face`, which the runtime uses for tracking by pose).
 
     Args:
         pose: (k, 2) pixels, NaN unlabelled.
-        params: size_ratio, nose_weight, offset_x, offset_y (default :data:`DEFAULT_JOINTS_FACE`).
+        params: size_ratio, nose_weight, offset_x, offset_y (default
+            :data:`engine.detector.DEFAULT_JOINTS_FACE`).
     Returns:
         (4,) square face box (cx, cy, s, s) in pixels, or None unless both eyes and the nose are
         labelled.
     """
-    p = {**DEFAULT_JOINTS_FACE, **(params or {})}
-    idx = face_joint_indices(skeleton)
-    if len(idx) != 3:
-        return None
-    le, re, no = (np.asarray(pose[i], dtype=np.float64) for i in idx)
-    if not (np.isfinite(le).all() and np.isfinite(re).all() and np.isfinite(no).all()):
-        return None
-    d = math.hypot(np.linalg.norm(le - re), p["nose_weight"] * np.linalg.norm((le + re) / 2 - no))
-    s = p["size_ratio"] * max(d, 1e-6)
-    c = (le + re + no) / 3 + s * np.array([p["offset_x"], p["offset_y"]])
-    return np.array([c[0], c[1], s, s])
+    face = engine_joints_face(pose, skeleton, params)
+    return face if np.isfinite(face).all() else None
 
 
 def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path | None = None,
