@@ -200,7 +200,7 @@ class PosePipeline:
         self.scaler = FaceScaler.from_dict(self.info.scaler) if self.info.scaler is not None else None
         self._joints_face = self.scaler.extra.get("joints_face") if self.scaler is not None else None
         has_face_joints = len(face_joint_indices(self.skeleton)) == 3
-        trained = bool(self.info.manifest.get("val_metrics"))
+        trained = bool(self.info.manifest.val_metrics)
         if track_by_pose is None:
             track_by_pose = self.scaler is not None and has_face_joints and trained
         if track_by_pose and not (self.scaler is not None and has_face_joints):
