@@ -57,6 +57,10 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
                         "every estimate (default: on)")
     parser.add_argument("--confirm", type=positive_int, metavar="N", default=3,
                         help="draw a new person once detected in N of their first N+2 frames (default: 3)")
+    parser.add_argument("--flip", choices=("off", "first", "all"), default="first",
+                        help="flip test-time averaging: crops also run mirrored and the two are averaged, at stage 1 "
+                        "only (first: one more crop per person) or every stage (all: twice the network work) "
+                        "(default: first)")
     parser.add_argument("--rotate", action="store_true",
                         help="rotated b0: turn each person's crops with the roll of their face (tilted or lying "
                         "persons; default: off)")
@@ -67,7 +71,7 @@ def tracking_kwargs(args) -> dict:
     from .tracking import PersonTracker
 
     return {"detect_every": args.detect_every, "track_by_pose": None if args.track_by_pose else False,
-            "verify": None if args.track_by_pose else False, "rotate": args.rotate,
+            "verify": None if args.track_by_pose else False, "rotate": args.rotate, "flip": args.flip,
             "tracker": PersonTracker(confirm_hits=args.confirm, confirm_frames=args.confirm + 2)}
 
 

@@ -19,6 +19,9 @@ def test_manifest_is_complete_and_weights_fit_the_budget(flic_weights):
     for key in ("scale_x", "scale_y", "offset_x", "offset_y"):
         assert m["scaler"][key] == json.loads((flic_weights / "scaler.json").read_text())[key]
     assert set(m["val_metrics"]) == {"stage1", "stage2", "stage3"}
+    # Every refinement stage improves PDJ@0.1 on val (the condition for shipping a stage).
+    p01 = [m["val_metrics"][f"stage{s}"]["pdj@0.1"]["mean"] for s in (1, 2, 3)]
+    assert p01[0] < p01[1] < p01[2], p01
     # The runtime's ONNX files ship with the model, and the whole folder stays under 60 MB.
     assert [p.name for p in info.onnx_files] == ["stage1.onnx", "stage2.onnx", "stage3.onnx"]
     assert all(p.is_file() for p in info.onnx_files)
