@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("keypoints", help="keypoints JSONL written by main.py video --keypoints")
     ap.add_argument("--truth", default=str(DEFAULT_TRUTH), help="hand counts (default: %(default)s)")
     args = ap.parse_args(argv)
-    records = [json.loads(line) for line in Path(args.keypoints).read_text().splitlines() if line.strip()]
+    from deeppose.engine.recording import read_keypoints
+
+    records = read_keypoints(args.keypoints)   # the frame records (the header record is skipped)
     s = score(records, json.loads(Path(args.truth).read_text()))
     print(f"{args.keypoints}: precision {s['precision']:.3f} ({s['correct']}/{s['drawn']} drawn skeletons on a person; "
           f"every frame {s['precision_all']:.3f}, {s['correct_all']}/{s['drawn_all']}), "
