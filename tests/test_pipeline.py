@@ -431,7 +431,9 @@ def test_pipeline_batches_all_persons_per_stage(model_dir):
     res = pipe.process(frame, 0.0)
     k, s = pipe.skeleton.k, pipe.num_stages
     assert isinstance(res, FrameResult) and len(res.persons) == 2
-    assert [c.batches for c in counters] == [[2]] + [[2 * k]] * (s - 1)  # one batch per stage
+    # one batch per stage; the default flip averaging of stage 1 adds each person's mirrored crop
+    assert pipe.cascade.flip == "first"
+    assert [c.batches for c in counters] == [[2 * 2]] + [[2 * k]] * (s - 1)
     for p in res.persons:
         assert p.stage_poses.shape == (s, k, 2) and p.pose.shape == (k, 2)
         assert p.b0_source == "face" and p.face is not None and p.stage == s
@@ -517,18 +519,23 @@ def _pose_on_person(pose: np.ndarray, b0: np.ndarray, face: np.ndarray, skeleton
 
 
 def test_trained_joints_lie_on_the_walker(flic_weights):
-    """Every 3rd frame of the first 36 of walking.mp4 (the video test covers every frame)."""
+    """Every 3rd frame of the first 36 of walking.mp4 (the video test covers every frame). The
+    first two frames wait for confirmation; at this 10 fps, three times the motion of the clip,
+    a pose tracked from the previous frame may fail its check in one frame, and the walker comes
+    back with the same id (at 30 fps he is drawn in 142 of the 144 frames)."""
     frames = walking_frames(36)[::3]
     ok = 0
     found = 0
+    ids = set()
     with PosePipeline(flic_weights) as pipe:
         for i, f in enumerate(frames):
             r = pipe.process(f, 3 * i / 30)
             walker = [p for p in r.persons if p.face is not None and 700 < p.face[0] < 850 and p.face[1] < 200]
             if walker:
                 found += 1
+                ids.add(walker[0].track_id)
                 ok += _pose_on_person(walker[0].pose, walker[0].b0, walker[0].face, pipe.skeleton)
-    assert found >= 10
+    assert found >= 9 and len(ids) == 1, (found, ids)
     assert ok >= 0.8 * found, f"pose on the walker in {ok} of {found} frames"
 
 
