@@ -128,6 +128,16 @@ class FrameResult:
     detected: bool = True
 
 
+def face_search(face_detector) -> TrackingFaceDetector:
+    """The multi-scale face search of the app, the video command, evaluation and training:
+    :class:`engine.tracking.TrackingFaceDetector` over ``face_detector`` with
+    :data:`FACE_SEARCH_TILE` px tiles on large frames, five 0.6-size tiles on frames up to 720 px,
+    :data:`WINDOW_MIN_CONFIDENCE` for windows around known faces, and nested boxes (one face
+    found at two scales) merged into one."""
+    return TrackingFaceDetector(face_detector, tile=FACE_SEARCH_TILE, window_min_confidence=WINDOW_MIN_CONFIDENCE,
+                                nms_overlap=0.6)
+
+
 DEFAULT_FLIP = "first"
 """Flip test-time averaging of stage 1 only: one more crop per person (about +4% of the cascade's
 network work), chosen from the FLIC val figures in docs/flic_ablation.md."""
@@ -243,8 +253,7 @@ class PosePipeline:
         faces = FaceDetector(scaler.face_model, scaler.min_confidence)
 
         def search():
-            return TrackingFaceDetector(faces, tile=FACE_SEARCH_TILE, window_min_confidence=WINDOW_MIN_CONFIDENCE,
-                                        nms_overlap=0.6)   # one face found at two scales: one box
+            return face_search(faces)
 
         # Rotated b0 also searches the frame turned by quarter turns: BlazeFace misses faces
         # rolled by more than about 45 degrees (a lying person).

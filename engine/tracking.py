@@ -526,9 +526,10 @@ class TrackingFaceDetector:
       ``max_rois`` of them (largest faces first);
     - ``tiles_per_frame`` tiles, in turn, so that new small faces are found within a few
       frames; the first call after :meth:`reset` scans every tile (a still image: call
-      :meth:`reset` before each). Frames larger than ``tile`` px get a grid of ``tile`` x
-      ``tile`` windows (``overlap`` between neighbours); smaller frames get five overlapping
-      tiles of ``small_tile`` of the frame's size (four corners and the centre).
+      :meth:`reset` before each). Frames whose longer side is over ``small_frame`` (and
+      ``tile``) px get a grid of ``tile`` x ``tile`` windows (``overlap`` between
+      neighbours); smaller frames (stills such as FLIC's 540x360, a 640x480 webcam) get five
+      overlapping tiles of ``small_tile`` of the frame's size (four corners and the centre).
 
     Window and tile hits are zoomed-in views where BlazeFace also fires on hands, clothes and
     textures, so they must score at least ``tile_min_confidence`` (stricter than the whole
@@ -553,6 +554,7 @@ class TrackingFaceDetector:
             IoU only, as the cached dataset detections were made; the pipeline uses 0.6).
         large_face: faces at least this fraction of the frame's longer side (0.12, i.e. 23 px
             of BlazeFace's 192 px input) need no window.
+        small_frame: frames up to this longer side (720 px) get the five small-frame tiles.
         small_tile: tile size of small frames as a fraction of the frame's width and height
             (0.6); 0 turns the small-frame tiles off.
         tile_min_confidence: lowest score of a tile hit (0.7).
@@ -563,8 +565,10 @@ class TrackingFaceDetector:
     def __init__(self, face_detector, tile: int = 640, overlap: float = 0.25, tiles_per_frame: int = 1,
                  roi_scale: float = 5.0, min_roi: int = 192, max_rois: int = 4, nms_iou: float = 0.3,
                  large_face: float = 0.12, small_tile: float = 0.6, tile_min_confidence: float = 0.7,
-                 nms_overlap: float | None = None, window_min_confidence: float | None = None):
+                 nms_overlap: float | None = None, window_min_confidence: float | None = None,
+                 small_frame: int = 720):
         self.face_detector = face_detector
+        self.small_frame = int(small_frame)
         self.tile = int(tile)
         self.overlap = float(overlap)
         self.tiles_per_frame = int(tiles_per_frame)
@@ -594,7 +598,7 @@ class TrackingFaceDetector:
     def tiles(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         """The tiles of a frame: (x0, y0, x1, y1) pixel ranges (x1, y1 exclusive)."""
         t = self.tile
-        if max(width, height) <= t:
+        if max(width, height) <= max(t, self.small_frame):
             if not 0 < self.small_tile < 1:
                 return []
             tw, th = int(round(width * self.small_tile)), int(round(height * self.small_tile))

@@ -402,6 +402,6 @@ def write_manifest_metrics(weights: Path, report: dict) -> Path:
     manifest["val_protocol"] = {"command": "main.py evaluate --split val --write-manifest",
                                 "split": report["split"], "examples": report["num_examples"],
                                 "b0_sources": report.get("b0_sources"), "backend": report.get("backend"),
-                                "face_confidence": report.get("face_confidence")}
+                                "face_confidence": report.get("face_confidence"), "flip": report.get("flip")}
     manifest.pop("format", None)
     return write_manifest(weights, manifest)

@@ -110,7 +110,7 @@ class FaceCache:
         keys = sorted(self.entries)
         dets = [self.entries[k] for k in keys]
         nk = len(FACE_KEYPOINTS)
-        tmp = self.path.with_name(self.path.name + ".tmp.npz")
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp.npz")   # one per process (torchrun)
         np.savez_compressed(
             tmp, meta=np.array(json.dumps(self.meta)), keys=np.array(keys, dtype=str),
             counts=np.array([len(d[0]) for d in dets], dtype=np.int64),
@@ -170,11 +170,12 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
     if not model_path.is_file():
         from deeppose.engine.detector import DetectorError
         raise DetectorError(f"face model missing: {model_path}")
-    from deeppose.engine.tracking import TrackingFaceDetector
+    from deeppose.engine.pipeline import face_search
 
-    search = TrackingFaceDetector(None)
-    meta = ({"tiles": True, "tile": search.tile, "small_tile": search.small_tile,
-             "tile_min_confidence": search.tile_min_confidence, "nms_iou": search.nms_iou} if tiles else {"tiles": False})
+    search = face_search(None)
+    meta = ({"tiles": True, "tile": search.tile, "small_frame": search.small_frame, "small_tile": search.small_tile,
+             "tile_min_confidence": search.tile_min_confidence, "nms_iou": search.nms_iou,
+             "nms_overlap": search.nms_overlap} if tiles else {"tiles": False})
     cache = FaceCache(cache_path(dataset.name, model_path, min_confidence, cache_dir, tiles), model_path,
                       min_confidence, meta)
     keys = [image_key(dataset, e.image_path) for e in dataset.examples]
@@ -445,7 +446,7 @@ def head_face_b0(dataset, scaler: dict | FaceScaler, cache_dir: str | Path | Non
         boxes (N, 4) b0 pixels; sources ("face" or "head") per example; the fitted head-face
         parameters (with the number of persons matched).
     Raises:
-        ValueError: the skeleton has no neck and head top, or no face was matched at all.
+        ValueError: the skeleton has no neck and head top.
     """
     if not isinstance(scaler, FaceScaler):
         scaler = FaceScaler.from_dict(scaler)
@@ -459,7 +460,10 @@ def head_face_b0(dataset, scaler: dict | FaceScaler, cache_dir: str | Path | Non
         j = match_head_faces(poses[i], dataset.skeleton, f)
         if j is not None:
             faces[i] = f[j]
-    params = fit_head_face(poses, dataset.skeleton, faces)
+    try:
+        params = fit_head_face(poses, dataset.skeleton, faces)
+    except ValueError:   # no face matched (a few images): the fallback parameters
+        params = {**DEFAULT_HEAD_FACE, "persons": 0}
     boxes = np.full((n, 4), np.nan)
     sources = []
     for i in range(n):

@@ -64,9 +64,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, default=None, metavar="DIR",
                         help="model folder whose stage-s checkpoint starts stage s (fine-tuning; default: "
                              "stage 1 from scratch, stages >= 2 from stage s-1)")
-    parser.add_argument("--extra-data", action="append", default=[], choices=["lsp", "flic"], metavar="DATASET",
-                        help="add another dataset's train split to the training persons (union of joints; joints it "
-                             "does not label are left out of the loss); repeatable (default: none)")
+    parser.add_argument("--extra-data", action="append", default=[], choices=["lsp"], metavar="DATASET",
+                        help="add another dataset's train split to the training persons, for --dataset flic: lsp "
+                             "(union of joints; the eyes and nose LSP lacks are left out of the loss) (default: none)")
     parser.add_argument("--loss", choices=["l2", "l1", "smooth_l1"], default="l2",
                         help="loss on normalized joint coordinates: l2 (the paper's Eq. 4), l1 or smooth_l1 "
                              "(default: l2)")
@@ -100,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: error: --from-stage {args.from_stage} is after the last stage to train, --stages "
               f"{args.stages}", file=sys.stderr)
         return 2
+    if args.extra_data and args.dataset != "flic":
+        print(f"train: error: --extra-data adds LSP persons to FLIC training; it does not apply to --dataset "
+              f"{args.dataset}", file=sys.stderr)
+        return 2
     stages = list(range(args.from_stage, args.stages + 1))
     cfg = TrainConfig(
         dataset=args.dataset,
@@ -115,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         neighbours=args.neighbours,
         init=args.init,
         loss=args.loss,
-        extra_data=[d for d in args.extra_data if d != args.dataset],
+        extra_data=list(dict.fromkeys(args.extra_data)),
         preset=args.preset,
         sigma=args.sigma if args.sigma is not None else (1.0 if args.dataset == "flic" else 2.0),
         seed=args.seed,

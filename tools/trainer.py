@@ -341,7 +341,10 @@ class StageTrainer:
         # Under torchrun every process draws the same epoch order and takes every world-th
         # batch; gradients are averaged by DistributedDataParallel, so one step still covers
         # batch_size x world samples.
-        steps_per_epoch = max(1, n_items // (cfg.batch_size * world))
+        if n_items < cfg.batch_size * world:
+            raise DatasetError(f"stage {self.stage} has {n_items} training items, fewer than --batch-size "
+                               f"{cfg.batch_size} x {world} process(es): lower the batch size")
+        steps_per_epoch = n_items // (cfg.batch_size * world)
         total = epochs * steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, min(300, total // 10 + 1)))
         start_epoch, history, final_metrics = 0, [], {}
@@ -565,12 +568,15 @@ def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict,
 def _init_distributed(cfg: TrainConfig) -> torch.device:
     """The training device; under torchrun (WORLD_SIZE > 1) also joins the process group:
     NCCL with one GPU per process (LOCAL_RANK) on CUDA, gloo on CPUs."""
-    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if cuda else "gloo")
     if cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else 0
+        if world > 1:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+        else:
+            local = int(cfg.device.split(":")[1]) if ":" in cfg.device else 0
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu" if cfg.device == "auto" else cfg.device)
@@ -617,7 +623,7 @@ def _train_stages(cfg: TrainConfig, device: torch.device, rank: int, world: int)
         trainer = StageTrainer(stage, cfg, train, val, prev, device)
         try:
             net, result, stats = trainer.run()
-        except ModelError as e:
+        except (DatasetError, ModelError) as e:
             print(f"train: {e}", file=sys.stderr)
             return 2
         if rank == 0:
