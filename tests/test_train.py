@@ -171,7 +171,8 @@ def test_head_face_fit_and_match():
 @pytest.mark.slow
 def test_torchrun_with_two_cpu_processes_trains_and_writes_the_model(tmp_path):
     """`torchrun --nproc_per_node 2 main.py train` on a tiny run (gloo on CPU): both processes
-    join, each takes half of the batches, process 0 writes the log, checkpoints and model folder."""
+    join, each takes half of the batches, process 0 fits stage 2's prior and writes the log,
+    checkpoints and model folder."""
     import subprocess
     import sys
 
@@ -183,8 +184,8 @@ def test_torchrun_with_two_cpu_processes_trains_and_writes_the_model(tmp_path):
     shutil.copy(WEIGHTS_FLIC / "scaler.json", out)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            str(REPO / "main.py"), "train", "--dataset", "flic", "--out", str(out), "--run-dir", str(tmp_path / "run"),
-           "--stages", "1", "--epochs", "1", "--limit", "16", "--val-limit", "4", "--batch-size", "4",
-           "--threads", "1", "--loss", "smooth_l1"]
+           "--stages", "2", "--epochs", "1", "--refine-epochs", "1", "--limit", "16", "--val-limit", "4",
+           "--batch-size", "4", "--threads", "1", "--loss", "smooth_l1"]
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -194,7 +195,9 @@ def test_torchrun_with_two_cpu_processes_trains_and_writes_the_model(tmp_path):
     ck = torch.load(tmp_path / "run" / "stage1" / "last.pt", weights_only=False)
     assert ck["epoch"] == 1 and ck["train_config"]["loss"] == "smooth_l1"
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["stages"][0]["stage"] == 1 and manifest["training"]["config"]["loss"] == "smooth_l1"
+    assert [st["stage"] for st in manifest["stages"]] == [1, 2] and manifest["training"]["config"]["loss"] == "smooth_l1"
+    # stage 2's displacement prior is fitted once (process 0) and shared with the other process
+    assert log.count("fitted stage 1 displacement distribution") == 1 and "stage 2 epoch 1/1" in log
 
 
 def test_losses_agree_on_known_errors():

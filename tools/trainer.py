@@ -329,14 +329,19 @@ class StageTrainer:
                 raise ModelError(f"{self.ckpt_path} was trained with preset {ck.get('config', {}).get('preset')!r}, "
                                  f"this run uses {cfg.preset!r}: drop --resume or use another --run-dir")
         stats = ck.get("stats") if ck else None
-        if self.stage > 1 and stats is None:
-            t = time.time()
-            pred = predict(self.prev, self.train, cfg.sigma, self.device)
-            stats = displacement_stats(pred[-1], self.train)
-            log.info("stage %d: fitted stage %d displacement distribution on %d training persons in %.0f s; "
-                     "per-joint error std (diam units): %s", self.stage, self.stage - 1, len(self.train), time.time() - t,
-                     np.round(np.sqrt(np.diagonal(stats["cov"], axis1=1, axis2=2)).mean(1), 3).tolist())
         rank, world = _dist()
+        if self.stage > 1 and stats is None:
+            if rank == 0:   # one process runs stage s-1 over the training split; the others receive the fit
+                t = time.time()
+                pred = predict(self.prev, self.train, cfg.sigma, self.device)
+                stats = displacement_stats(pred[-1], self.train)
+                log.info("stage %d: fitted stage %d displacement distribution on %d training persons in %.0f s; "
+                         "per-joint error std (diam units): %s", self.stage, self.stage - 1, len(self.train),
+                         time.time() - t, np.round(np.sqrt(np.diagonal(stats["cov"], axis1=1, axis2=2)).mean(1), 3).tolist())
+            if world > 1:
+                box = [stats]
+                torch.distributed.broadcast_object_list(box, src=0)
+                stats = box[0]
         n_items = len(self._epoch_items(np.random.default_rng(0)))
         # Under torchrun every process draws the same epoch order and takes every world-th
         # batch; gradients are averaged by DistributedDataParallel, so one step still covers
