@@ -604,6 +604,23 @@ def test_screenshot_failure_in_the_window_is_reported_not_fatal(qtbot, random_mo
     close_window(win)
 
 
+def _ctrl_c(proc: subprocess.Popen, ready=lambda: True, waiting_for: str = "the app") -> str:
+    """Once ``ready()`` (the process still running, within 120 s), send SIGINT as Ctrl-C and
+    return the process's stderr after it exits; a process that outlives the wait is killed."""
+    t = time.monotonic()
+    try:
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() - t < 120, f"waited in vain for {waiting_for}"
+            time.sleep(0.1)
+        proc.send_signal(2)
+        return proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def test_ctrl_c_closes_the_app_and_finishes_the_recording(tmp_path, random_model_dir):
     walking = require_data("videos", "walking.mp4")   # 144 frames: still playing when interrupted
     video = tmp_path / "rec.mp4"
@@ -611,18 +628,7 @@ def test_ctrl_c_closes_the_app_and_finishes_the_recording(tmp_path, random_model
                              str(random_model_dir), "--backend", "torch", "--record", str(video)],
                             cwd=REPO, env=_app_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     kp = video.with_suffix(".jsonl")
-    t = time.monotonic()
-    try:
-        while not (kp.exists() and len(read_keypoints(kp)) >= 2):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() - t < 120, "nothing recorded"
-            time.sleep(0.1)
-        proc.send_signal(2)   # SIGINT, as Ctrl-C
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    stderr = _ctrl_c(proc, lambda: kp.exists() and len(read_keypoints(kp)) >= 2, "two recorded frames")
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "interrupted (SIGINT)" in stderr and "recording saved" in stderr
     cap = cv2.VideoCapture(str(video))
@@ -701,13 +707,7 @@ def test_ctrl_c_while_the_window_is_being_built(tmp_path, random_model_dir, walk
     proc = subprocess.Popen([sys.executable, "main.py", "--source", str(walking_cut), "--weights",
                              str(random_model_dir), "--backend", "torch"],
                             cwd=REPO, env=_app_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(2.0)
-        proc.send_signal(2)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    time.sleep(2.0)
+    stderr = _ctrl_c(proc)
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "interrupted" in stderr
