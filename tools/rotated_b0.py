@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from deeppose.engine.detector import FaceScaler, face_roll
-    from deeppose.engine.model import load_cascade
+    from deeppose.engine.backends import load_cascade
     from deeppose.tools.datasets import load_dataset
     from deeppose.tools.evaluate import stage_metrics
     from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_faces
