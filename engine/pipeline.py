@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -243,13 +243,11 @@ class PosePipeline:
         self._last_stages = None
 
     def _make_detector(self, min_confidence: float | None):
-        from .detector import FaceDetector, FaceScaler, FullFrameDetector, PersonDetector
-        if self.info.scaler is None:  # e.g. LSP: b0 is the whole frame (paper, Sec. 4.1)
+        from .detector import FaceDetector, FullFrameDetector, PersonDetector
+        if self.scaler is None:  # e.g. LSP: b0 is the whole frame (paper, Sec. 4.1)
             log.info("model %s has no face scaler: b0 is the full frame", self.weights)
             return FullFrameDetector()
-        scaler = FaceScaler.from_dict(self.info.scaler)
-        if min_confidence is not None:
-            scaler.min_confidence = float(min_confidence)
+        scaler = self.scaler if min_confidence is None else replace(self.scaler, min_confidence=float(min_confidence))
         faces = FaceDetector(scaler.face_model, scaler.min_confidence)
 
         def search():
@@ -327,9 +325,7 @@ class PosePipeline:
         detected = self._need_detection()
         if detected:
             if self.face_search is not None:
-                self.face_search.set_hints([tr.next_face if tr.next_face is not None else tr.last_face
-                                            for tr in self.tracker.tracks
-                                            if tr.next_face is not None or tr.last_face is not None])
+                self.face_search.set_hints([tr.last_face for tr in self.tracker.tracks if tr.last_face is not None])
             found = self.detector.detect(frame_bgr)
             self._since_detect = 0
         else:
@@ -407,14 +403,14 @@ class PosePipeline:
         p = len(tracks)
         skel = self.skeleton
         nan4 = np.full(4, np.nan)
+        implied = joints_face(poses, skel, self._joints_face)             # (P, 4), NaN without face joints
         if self.verify:
             ref = np.stack([tr.face if tr.face is not None else (tr.last_face if tr.last_face is not None else nan4)
                             for tr in tracks])
             ok = verify_poses(poses, ref, skel, self._joints_face, angles, self.verify_params,
-                              from_pose=np.array([tr.source == "pose" for tr in tracks]))
+                              from_pose=np.array([tr.source == "pose" for tr in tracks]), implied=implied)
         else:
             ok = np.ones(p, bool)
-        implied = joints_face(poses, skel, self._joints_face)             # (P, 4), NaN without face joints
         drop = np.zeros(p, bool)
         if self.verify:
             # One skeleton per face: of estimates whose implied faces coincide keep the oldest track.
@@ -454,7 +450,7 @@ class PosePipeline:
                 if self.rotate and li is not None and ri is not None:
                     na = float(turn_angles(face_roll(poses[i, ri], poses[i, li])))
                 nb = self.scaler.apply(nf, na)
-            self.tracker.observe(tr, bool(ok[i]), poses[i], nb, nf, na, ts)
+            self.tracker.observe(tr, bool(ok[i]), nb, nf, na, ts)
         return [i for i, tr in enumerate(tracks) if not drop[i] and tr.confirmed and (tr.verified or not self.verify)]
 
     def warmup(self, frame_size: tuple[int, int] = (640, 480)) -> None:

@@ -99,7 +99,6 @@ class Track:
         first_frame: index of the frame it started in.
         confirmed: detected in ``confirm_hits`` frames: drawn from then on.
         angle: roll of this frame's b0, radians (0: upright).
-        pose: (k, 2) its last verified pose (raw, pixels), or None.
         next_b0, next_face, next_angle: the b0, face and roll its last verified pose implies
             for the next frame (tracking by pose), or None.
         good_b0, good_angle: the last b0 (and roll) whose pose verified: what a held track uses.
@@ -127,7 +126,6 @@ class Track:
     first_frame: int = 0
     confirmed: bool = False
     angle: float = 0.0
-    pose: np.ndarray | None = None
     next_b0: np.ndarray | None = None
     next_face: np.ndarray | None = None
     next_angle: float = 0.0
@@ -228,7 +226,7 @@ class PersonTracker:
         matched_det: dict[int, Track] = {}
         if n and self.tracks:
             tb0 = np.stack([tr.next_b0 if tr.next_b0 is not None else tr.b0 for tr in self.tracks])
-            tface = [tr.next_face if tr.next_face is not None else tr.last_face for tr in self.tracks]
+            tface = [tr.last_face for tr in self.tracks]   # observe() keeps it at the pose-implied face
             iou = box_iou(tb0, b0)                                     # (T, N)
             from scipy.optimize import linear_sum_assignment  # here: scipy.optimize takes ~1 s to import
             if faces_arr is not None:
@@ -299,7 +297,7 @@ class PersonTracker:
         self.tracks = kept
         return list(kept)
 
-    def observe(self, track: Track, ok: bool, pose: np.ndarray | None = None, next_b0: np.ndarray | None = None,
+    def observe(self, track: Track, ok: bool, next_b0: np.ndarray | None = None,
                 next_face: np.ndarray | None = None, next_angle: float = 0.0, timestamp: float | None = None) -> None:
         """Report whether this frame's estimate of a track (returned by the last :meth:`update`)
         is a person.
@@ -307,7 +305,6 @@ class PersonTracker:
         Args:
             track: the track.
             ok: the estimate verified (see :func:`engine.pipeline.verify_poses`).
-            pose: (k, 2) its estimate, pixels (kept when ``ok``).
             next_b0, next_face, next_angle: the b0 (4,), face box (4,) and roll (radians) the
                 pose implies for the next frame (tracking by pose); None: no prediction (the
                 track is matched on its last face, and held when no detection matches it).
@@ -326,7 +323,6 @@ class PersonTracker:
                 track.pending_hit = False
                 self._confirm(track)
             track.last_seen_frame, track.last_seen_time, track.misses = self._frame, t, 0
-            track.pose = None if pose is None else np.asarray(pose, dtype=np.float64).copy()
             track.good_b0, track.good_angle = np.asarray(track.b0, dtype=np.float64).copy(), float(track.angle)
             track.next_b0 = None if next_b0 is None else np.asarray(next_b0, dtype=np.float64).copy()
             track.next_face = None if next_face is None else np.asarray(next_face, dtype=np.float64).copy()
@@ -382,7 +378,7 @@ class VerifyParams:
 
 def verify_poses(poses: np.ndarray, faces: np.ndarray, skeleton, joints_face_params: dict | None = None,
                  angles: np.ndarray | None = None, params: VerifyParams | None = None,
-                 from_pose: np.ndarray | None = None) -> np.ndarray:
+                 from_pose: np.ndarray | None = None, implied: np.ndarray | None = None) -> np.ndarray:
     """Whether each estimated pose is a person whose face is the reference face: the cascade
     checks its own candidate (a "face" found on a hand, a belt or a bin gets a pose whose eyes
     and nose do not land on it, or whose shoulders are not below it).
@@ -403,6 +399,8 @@ def verify_poses(poses: np.ndarray, faces: np.ndarray, skeleton, joints_face_par
         params: thresholds (default :class:`VerifyParams`).
         from_pose: (P,) bool, True where the reference face is the one the previous pose
             implied (held to the ``*_pose_*`` limits); default all False.
+        implied: (P, 4) the faces the poses imply, if the caller has them already (default:
+            computed here with ``joints_face_params``).
     Returns:
         (P,) bool.
     """
@@ -413,7 +411,8 @@ def verify_poses(poses: np.ndarray, faces: np.ndarray, skeleton, joints_face_par
     names = ("l_shoulder", "r_shoulder")
     if p == 0 or not all(n in skeleton.joints for n in names):
         return np.ones(p, bool)
-    implied = joints_face(poses, skeleton, joints_face_params)               # (P, 4)
+    if implied is None:
+        implied = joints_face(poses, skeleton, joints_face_params)           # (P, 4)
     if not np.isfinite(implied).any():
         return np.ones(p, bool)
     s = np.maximum(face_size(faces), 1e-6)
