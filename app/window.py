@@ -19,6 +19,7 @@ from PyQt6.QtGui import QAction, QFontMetrics, QKeySequence
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                              QLineEdit, QMainWindow, QPushButton, QSpinBox, QToolBar, QWidget)
 
+from ..engine.cli_args import BACKENDS as RUNTIME_BACKENDS
 from .capture import CaptureThread, LatestFrameSlot, Source, list_cameras
 from .settings import AppSettings, load_settings, open_qsettings, save_setting
 from .view import VideoView, _ema
@@ -26,7 +27,7 @@ from .worker import InferenceWorker, ModelStatus
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto",) + RUNTIME_BACKENDS
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v *.mpg *.mpeg *.wmv);;All files (*)"
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .cli_args import FLIP_MODES  # defined with the CLI options, which must stay light
 from .geometry import INPUT_SIZE, crop_boxes, denormalize, joint_boxes, to_network_input
 from .skeletons import Skeleton
 
 
-FLIP_MODES = ("off", "first", "all")
-"""Flip test-time averaging modes of :class:`Cascade`: none, stage 1 only, every stage."""
 
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.base import Regressor  # the contract every backend implements

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import argparse
 
-BACKEND_NAMES = ("auto", "torch", "onnxruntime", "tensorrt")
-BACKEND_CHOICES = BACKEND_NAMES + ("ort", "onnx", "trt", "pytorch")   # + engine.backends.ALIASES
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+"""Runtime backend names (engine.backends reads them from here, so that `--help` stays light)."""
+BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
+BACKEND_CHOICES = ("auto",) + BACKENDS + tuple(BACKEND_ALIASES)
+"""Every name accepted by ``--backend``."""
 PRECISIONS = ("fp16", "fp32")
+FLIP_MODES = ("off", "first", "all")
+"""Flip test-time averaging modes of engine.cascade.Cascade: none, stage 1 only, every stage."""
 
 
 def positive_int(text: str) -> int:
@@ -34,6 +39,14 @@ def add_backend(parser: argparse.ArgumentParser, default: str | None = "auto",
     """``--backend NAME`` (default auto)."""
     parser.add_argument("--backend", default=default, choices=BACKEND_CHOICES, metavar="NAME",
                         help=f"runtime backend: auto, torch, onnxruntime or tensorrt (default: {default_text})")
+
+
+def add_flip(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--flip {off,first,all}``: flip test-time averaging of the cascade."""
+    parser.add_argument("--flip", choices=FLIP_MODES, default=default,
+                        help="flip test-time averaging: crops also run mirrored and the two are averaged, at stage 1 "
+                        "only (first: one more crop per person) or every stage (all: twice the network work) "
+                        f"(default: {default})")
 
 
 def add_stages(parser: argparse.ArgumentParser, what: str = "run") -> None:

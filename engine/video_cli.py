@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_args import add_backend, add_stages, add_threads, output_problem, positive_int
+from .cli_args import add_backend, add_flip, add_stages, add_threads, output_problem, positive_int
 
 VIDEO_SUFFIXES = (".mp4",)
 
@@ -57,10 +57,7 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
                         "every estimate (default: on)")
     parser.add_argument("--confirm", type=positive_int, metavar="N", default=3,
                         help="draw a new person once detected in N of their first N+2 frames (default: 3)")
-    parser.add_argument("--flip", choices=("off", "first", "all"), default="first",
-                        help="flip test-time averaging: crops also run mirrored and the two are averaged, at stage 1 "
-                        "only (first: one more crop per person) or every stage (all: twice the network work) "
-                        "(default: first)")
+    add_flip(parser, default="first")   # engine.pipeline.DEFAULT_FLIP
     parser.add_argument("--rotate", action="store_true",
                         help="rotated b0: turn each person's crops with the roll of their face (tilted or lying "
                         "persons; default: off)")

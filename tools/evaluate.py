@@ -22,7 +22,7 @@ import math
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import add_backend, add_stages, output_problem, positive_int
+from deeppose.engine.cli_args import add_backend, add_flip, add_stages, output_problem, positive_int
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CURVE_MAX = 0.5
@@ -41,9 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="model folder (default: weights/<dataset> in the repository)")
     add_stages(parser, "evaluate")
     add_backend(parser)
-    parser.add_argument("--flip", choices=("off", "first", "all"), default="off",
-                        help="flip test-time averaging: crops also run mirrored and the two are averaged, at "
-                             "stage 1 only (first) or every stage (all: twice the network work); default: off")
+    add_flip(parser, default="off")
     parser.add_argument("--missed-face", choices=("frame", "joints"), default="frame",
                         help="FLIC b0 where the face detector missed the person: the full image (default; "
                              "no ground truth used) or the face implied by the labelled eyes and nose")

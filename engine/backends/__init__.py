@@ -30,16 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from ..cascade import Cascade
+from ..cli_args import BACKEND_ALIASES as ALIASES  # the names live in the light CLI module
+from ..cli_args import BACKEND_CHOICES as CHOICES
+from ..cli_args import BACKENDS
 from ..model import ModelInfo, read_manifest
 from .base import NO_GPU, BackendError, Regressor
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-"""Backend names, in no particular order (see :func:`resolve_backend` for the automatic choice)."""
-ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
-CHOICES = ("auto",) + BACKENDS + tuple(ALIASES)
-"""Every name accepted by ``--backend``."""
 
 
 def canonical_name(name: str) -> str:
