@@ -3,6 +3,9 @@
 One meaning per option name, the same metavar and the same default everywhere:
 
 - ``--weights DIR``: a model folder.
+- ``--model NAME``: a shipped model, ``flic`` (upper body) or ``lsp`` (full body): the folder
+  ``weights/NAME`` of the repository. ``--weights DIR`` wins; both given must agree (the
+  folder's manifest names the same skeleton), see :func:`resolve_weights`.
 - ``--backend NAME``: runtime backend, ``auto`` (default: the fastest available here),
   ``torch``, ``onnxruntime`` or ``tensorrt``.
 - ``--stages N``: use (or, for ``train``, train) cascade stages 1..N.
@@ -12,12 +15,19 @@ One meaning per option name, the same metavar and the same default everywhere:
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 """Runtime backend names (engine.backends reads them from here, so that `--help` stays light)."""
 BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 BACKEND_CHOICES = ("auto",) + BACKENDS + tuple(BACKEND_ALIASES)
 """Every name accepted by ``--backend``."""
+MODELS = {"flic": "upper body", "lsp": "full body"}
+"""The shipped models (``weights/NAME``) and what each estimates: FLIC's 11 upper-body joints or
+LSP's 14 full-body joints."""
+WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
+"""The repository's ``weights/`` folder, holding one folder per shipped model."""
 PRECISIONS = ("fp16", "fp32")
 FLIP_MODES = ("off", "first", "all")
 """Flip test-time averaging modes of engine.cascade.Cascade: none, stage 1 only, every stage."""
@@ -32,6 +42,77 @@ def positive_int(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
     return n
+
+
+class WeightsError(ValueError):
+    """``--model`` / ``--weights`` that name no usable model folder; the message is one line."""
+
+
+def model_folder(name: str) -> Path:
+    """The folder of shipped model ``name`` (a key of :data:`MODELS`): ``weights/NAME``."""
+    if name not in MODELS:
+        raise WeightsError(f"unknown model {name!r}; shipped models are {', '.join(MODELS)}")
+    return WEIGHTS_ROOT / name
+
+
+def model_problem(name: str) -> str | None:
+    """None if shipped model ``name`` can be loaded (its folder holds a manifest), else a one-line
+    reason naming the folder (e.g. "the lsp model (full body) is not installed: weights/lsp has no
+    manifest.json"). Reads no checkpoint: cheap enough for a menu."""
+    folder = model_folder(name)
+    where = folder.relative_to(WEIGHTS_ROOT.parent) if folder.is_relative_to(WEIGHTS_ROOT.parent) else folder
+    if not folder.is_dir():
+        return f"the {name} model ({MODELS[name]}) is not installed: {where} is missing"
+    if not (folder / "manifest.json").is_file():
+        return f"the {name} model ({MODELS[name]}) is not installed: {where} has no manifest.json"
+    return None
+
+
+def manifest_skeleton(folder: str | Path) -> str | None:
+    """The skeleton name ("flic", "lsp") in ``folder/manifest.json``, None when unreadable (the
+    model loader then says why)."""
+    try:
+        m = json.loads((Path(folder) / "manifest.json").read_text())
+        return m["skeleton"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def add_weights(parser: argparse.ArgumentParser, default_text: str = "flic") -> None:
+    """``--weights DIR`` and ``--model {flic,lsp}`` (read them with :func:`resolve_weights`)."""
+    parser.add_argument("--weights", type=Path, metavar="DIR", default=None,
+                        help="model folder (default: that of --model)")
+    parser.add_argument("--model", choices=tuple(MODELS), default=None,
+                        help="shipped model: flic (upper body, 11 joints) or lsp (full body, 14 joints), "
+                        f"the folder weights/NAME (default: {default_text})")
+
+
+def resolve_weights(weights: str | Path | None, model: str | None, default: str | None = "flic") -> Path | None:
+    """The model folder of ``--weights`` / ``--model``.
+
+    Args:
+        weights: ``--weights DIR`` or None.
+        model: ``--model NAME`` or None.
+        default: the shipped model used when neither is given (None: return None then).
+    Returns:
+        ``weights`` when given (it wins), else ``weights/<model or default>``.
+    Raises:
+        WeightsError: (one line) both given and the folder's manifest is of another skeleton
+            than ``model``; or a shipped model chosen by name that is not installed.
+    """
+    if weights is not None:
+        weights = Path(weights)
+        found = manifest_skeleton(weights)
+        if model is not None and found is not None and found != model:
+            raise WeightsError(f"--model {model} conflicts with --weights {weights}, a {found} model: give one of them")
+        return weights
+    name = model or default
+    if name is None:
+        return None
+    problem = model_problem(name)
+    if problem is not None:
+        raise WeightsError(problem)
+    return model_folder(name)
 
 
 def add_backend(parser: argparse.ArgumentParser, default: str | None = "auto",

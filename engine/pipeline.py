@@ -156,13 +156,18 @@ class PosePipeline:
             :class:`engine.detector.PersonDetector` with the model's face scaler over a
             :class:`engine.tracking.TrackingFaceDetector`, which also finds the small faces
             of distant persons (tiles, and windows around tracked faces); for a model without
-            a face scaler (LSP) an :class:`engine.detector.FullFrameDetector` (b0 = the frame).
+            a face scaler an :class:`engine.detector.FullFrameDetector` (b0 = the frame). The
+            manifest's "scaler" decides: the full-body LSP model's scaler (``fit-scaler
+            --dataset lsp``) turns each face into a box around the whole body, which may reach
+            beyond the frame (legs out of view; the crop pads it, and joints predicted outside
+            the frame are flagged, see ``engine.recording``).
         smoothing: One-Euro parameters (see :class:`engine.smoothing.OneEuroParams`).
         tracker: a :class:`engine.tracking.PersonTracker` (default: face IoU 0.2, a new person
             confirmed after 3 detections in its first 5 frames, hold 15 frames / 0.5 s).
         full_frame_fallback: when nobody is detected or held, estimate one person with the
             whole frame as b0 (source "frame"), as the paper does for LSP. Default: on for
-            models without a face scaler whose skeleton is LSP, off otherwise.
+            LSP models (trained with the whole image as b0; with a face scaler, for frames
+            where no face is found, e.g. a person seen from behind), off otherwise.
         min_face_confidence: face detector score threshold (used when ``detector`` is None;
             default: the one the scaler was fitted with). The default detector's face search
             uses :data:`FACE_SEARCH_TILE` px tiles and :data:`WINDOW_MIN_CONFIDENCE`.
@@ -214,7 +219,7 @@ class PosePipeline:
         self._stages: int | None = None
         self.stages = stages
         if full_frame_fallback is None:
-            full_frame_fallback = self.info.scaler is None and self.skeleton.name == "lsp"
+            full_frame_fallback = self.skeleton.name == "lsp"
         self.full_frame_fallback = bool(full_frame_fallback)
         self.scaler = FaceScaler.from_dict(self.info.scaler) if self.info.scaler is not None else None
         self._joints_face = self.scaler.extra.get("joints_face") if self.scaler is not None else None

@@ -20,7 +20,8 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_args import add_backend, add_flip, add_stages, add_threads, output_problem, positive_int
+from .cli_args import (WeightsError, add_backend, add_flip, add_stages, add_threads, add_weights, output_problem,
+                       positive_int, resolve_weights)
 
 VIDEO_SUFFIXES = (".mp4",)
 
@@ -32,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="annotated video (H.264 MP4; default: NAME.pose.mp4 next to INPUT)")
     parser.add_argument("--keypoints", metavar="FILE", help="also write keypoints: FILE.jsonl (one JSON object "
                         "per frame) or FILE.csv (one row per person per frame)")
-    parser.add_argument("--weights", metavar="DIR", default=None, help="model folder (default: weights/flic)")
+    add_weights(parser)
     add_backend(parser)
     add_stages(parser)
     parser.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True,
@@ -136,6 +137,10 @@ def run(args) -> int:
     input_path = Path(args.input)
     output = Path(args.output) if args.output else input_path.with_name(f"{input_path.stem}.pose.mp4")
     keypoints = Path(args.keypoints) if args.keypoints else None
+    try:
+        args.weights = resolve_weights(args.weights, args.model)
+    except WeightsError as e:
+        return _error(str(e))
 
     # -- check everything before any work ---------------------------------------------------
     if output.suffix.lower() not in VIDEO_SUFFIXES:

@@ -20,7 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import add_precision, add_stages, add_threads, positive_int
+from deeppose.engine.cli_args import (WeightsError, add_precision, add_stages, add_threads, add_weights, positive_int,
+                                     resolve_weights)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WEIGHTS = REPO / "weights" / "flic"
@@ -31,9 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", action="append", metavar="NAME",
                         help="backend(s) to measure: all (default: every available one), auto, torch, "
                              "onnxruntime, tensorrt; repeat or comma-separate")
-    parser.add_argument("--weights", type=Path, default=None, metavar="DIR",
-                        help="model folder (default weights/flic; a random-weights model of the same shape "
-                             "when that is not trained yet)")
+    add_weights(parser, default_text="flic; a random-weights model of the same shape when weights/flic is not "
+                "trained yet")
     add_stages(parser)
     parser.add_argument("--persons", type=positive_int, default=1, metavar="N",
                         help="persons per frame in the cascade measurement (default: 1)")
@@ -53,16 +53,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 # A typical fitted FLIC face scaler (weights/flic/scaler.json, rounded), for random FLIC models.
 RANDOM_FLIC_SCALER = {"offset_x": 0.12, "offset_y": 2.59, "scale_x": 7.35, "scale_y": 6.29}
+# A typical fitted full-body LSP scaler (weights/lsp/scaler.json, rounded), for random LSP models.
+RANDOM_LSP_SCALER = {"offset_x": -0.23, "offset_y": 5.28, "scale_x": 17.27, "scale_y": 20.43}
 
 
 def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 3, preset: str = "compact",
-                      seed: int = 0, output_std: float = 0.15, onnx: bool = True) -> Path:
+                      seed: int = 0, output_std: float = 0.15, onnx: bool = True,
+                      face_scaler: bool | None = None) -> Path:
     """Write a model folder with random weights, shaped like the shipped one (for speed and tests).
 
     The last layer is scaled so that the normalized outputs spread by about ``output_std``
     (a trained model's poses spread over its boxes); batch-norm statistics are randomized so
-    that exports and backends see non-trivial values. A FLIC model gets a typical face scaler
-    (so the pipeline runs the face detector, as with the shipped model); LSP none (full frame).
+    that exports and backends see non-trivial values. With ``face_scaler`` (default: for FLIC
+    only) the model gets a typical fitted face scaler of its skeleton (so the pipeline runs the
+    face detector, as with the shipped model); without, none (b0 is the full frame).
     With ``onnx`` the stages are also exported to ONNX (torchscript exporter, the faster one),
     as ``export-onnx`` does, so that the onnxruntime backend can load the folder.
 
@@ -79,6 +83,9 @@ def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sk = get_skeleton(skeleton)
+    if face_scaler is None:
+        face_scaler = skeleton == "flic"
+    scaler = dict(RANDOM_FLIC_SCALER if skeleton == "flic" else RANDOM_LSP_SCALER) if face_scaler else None
     gen = torch.Generator().manual_seed(seed)
     entries = []
     for s in range(1, stages + 1):
@@ -101,7 +108,7 @@ def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 
         "name": f"random-{skeleton}-{preset}", "skeleton": sk.to_dict(), "sigma": 1.0 if skeleton == "flic" else 2.0,
         "input_size": INPUT_SIZE,
         "normalization": {"mean": [PIXEL_MEAN] * 3, "std": [PIXEL_STD] * 3, "channel_order": "BGR"},
-        "preset": preset, "stages": entries, "scaler": dict(RANDOM_FLIC_SCALER) if skeleton == "flic" else None,
+        "preset": preset, "stages": entries, "scaler": scaler,
         "training": {"note": "random weights, for speed measurements only"},
     })
     if onnx:
@@ -315,13 +322,17 @@ def run(args) -> int:
 
     # Model.
     tmp = None
-    if args.weights is None and not (DEFAULT_WEIGHTS / "manifest.json").is_file():
+    if args.weights is None and args.model is None and not (DEFAULT_WEIGHTS / "manifest.json").is_file():
         tmp = tempfile.TemporaryDirectory(prefix="deeppose-bench-")
         weights = make_random_model(Path(tmp.name) / "random-flic")
         model_note = (f"random-weights compact FLIC model ({DEFAULT_WEIGHTS.relative_to(REPO)} is not trained yet; "
                       f"same shapes, so the same speed)")
     else:
-        weights = args.weights or DEFAULT_WEIGHTS
+        try:
+            weights = resolve_weights(args.weights, args.model)
+        except WeightsError as e:
+            print(f"benchmark: {e}", file=sys.stderr)
+            return 2
         model_note = str(weights)
     try:
         info = read_manifest(weights)

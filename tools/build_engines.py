@@ -22,16 +22,14 @@ if TYPE_CHECKING:  # pragma: no cover (module level stays light: `main.py --help
     from deeppose.engine.backends.tensorrt_backend import TrtEnvironment
     from deeppose.engine.model import ModelInfo
 
-from deeppose.engine.cli_args import add_precision, positive_int
+from deeppose.engine.cli_args import WeightsError, add_precision, add_weights, positive_int, resolve_weights
 
-REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments to its sub-parser."""
-    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "flic", metavar="DIR",
-                        help="model folder (default: weights/flic)")
+    add_weights(parser)
     add_precision(parser)
     parser.add_argument("--max-batch", type=int, default=None, metavar="N",
                         help="most persons per frame the engines accept (default 8; stages >= 2 take N*k crops)")
@@ -48,6 +46,11 @@ def run(args) -> int:
     from deeppose.engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, current_environment
     from deeppose.engine.model import ModelError, read_manifest
 
+    try:
+        args.weights = resolve_weights(args.weights, args.model)
+    except WeightsError as e:
+        print(f"build-engines: {e}", file=sys.stderr)
+        return 2
     max_persons = DEFAULT_MAX_PERSONS if args.max_batch is None else args.max_batch
     if max_persons < 1:
         print(f"build-engines: --max-batch must be at least 1, got {max_persons}", file=sys.stderr)

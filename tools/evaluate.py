@@ -2,9 +2,11 @@
 dataset split (the paper's Sec. 4.1 metrics, see :mod:`tools.metrics`).
 
 Estimators:
-- the model cascade (``--weights DIR``, default ``weights/<dataset>``): every stage's poses are
-  scored; b0 per example comes from :func:`tools.person_boxes.example_b0` (FLIC: the detected
-  face enlarged by the model's scaler; LSP: the full image).
+- the model cascade (``--weights DIR`` or ``--model NAME``, default ``weights/<dataset>``): every
+  stage's poses are scored; b0 per example comes from :func:`tools.person_boxes.example_b0`
+  (FLIC: the detected face enlarged by the model's scaler; LSP: the full image, the paper's
+  protocol, or with ``--b0 face`` the detected face enlarged by the model's full-body scaler, as
+  the video command and the app take it).
 - the ground-truth oracle (``--oracle``): returns the labels themselves, optionally with seeded
   Gaussian noise of ``--oracle-noise`` pixels per coordinate; a check of the metrics with known
   values. It never decodes an image.
@@ -22,7 +24,8 @@ import math
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import add_backend, add_flip, add_stages, output_problem, positive_int
+from deeppose.engine.cli_args import (WeightsError, add_backend, add_flip, add_stages, add_weights, output_problem,
+                                     positive_int, resolve_weights)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CURVE_MAX = 0.5
@@ -37,8 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="dataset folder (default: ../shared/data/<dataset> or $DEEPPOSE_DATA/<dataset>)")
     parser.add_argument("--split", default="val", choices=("train", "val", "test", "trainval"),
                         help="dataset split (default: val)")
-    parser.add_argument("--weights", metavar="DIR", default=None,
-                        help="model folder (default: weights/<dataset> in the repository)")
+    add_weights(parser, default_text="the --dataset's, weights/<dataset>")
+    parser.add_argument("--b0", choices=("auto", "image", "face"), default="auto",
+                        help="b0 per example: auto (default: FLIC the face enlarged by the model's scaler, LSP the "
+                        "full image, as in the paper), image (the full image) or face (the labelled person's "
+                        "detected face enlarged by the model's scaler, the full image where it is missed; the b0 "
+                        "of the video command and the app)")
     add_stages(parser, "evaluate")
     add_backend(parser)
     add_flip(parser, default="off")
@@ -294,8 +301,8 @@ def _run(args) -> int:
     oracle = args.oracle or args.oracle_noise > 0
     if args.oracle_noise < 0:
         return _error(f"--oracle-noise must be >= 0, got {args.oracle_noise}")
-    if oracle and (args.weights or args.stages):
-        return _error("--oracle evaluates the ground truth: it takes no --weights or --stages")
+    if oracle and (args.weights or args.model or args.stages):
+        return _error("--oracle evaluates the ground truth: it takes no --weights, --model or --stages")
     for path, what in ((args.json, "--json file"), (args.plot, "--plot image")):
         problem = output_problem(path, what) if path else None
         if problem:   # before the run, not after it
@@ -330,7 +337,10 @@ def _run(args) -> int:
         from deeppose.engine.backends import load_cascade
         from deeppose.engine.model import ModelError
 
-        weights = Path(args.weights) if args.weights else REPO_ROOT / "weights" / args.dataset
+        try:
+            weights = resolve_weights(args.weights, args.model, default=args.dataset)
+        except WeightsError as e:
+            return _error(str(e))
         cascade, info = load_cascade(weights, backend=args.backend)
         cascade.flip = args.flip
         if info.skeleton.name != skeleton.name:
@@ -340,9 +350,13 @@ def _run(args) -> int:
         from deeppose.engine.detector import DetectorError
         from deeppose.tools.person_boxes import example_b0
 
+        mode = args.b0 if args.b0 != "auto" else ("image" if skeleton.name == "lsp" else "face")
+        scaler = info.scaler if mode == "face" else None
+        if mode == "face" and scaler is None:
+            return _error(f"--b0 face: model {weights} has no face scaler")
         try:
-            b0, sources = example_b0(dataset, info.scaler, missed=args.missed_face,
-                                     min_confidence=args.face_confidence if info.scaler else None)
+            b0, sources = example_b0(dataset, scaler, missed=args.missed_face,
+                                     min_confidence=args.face_confidence if scaler else None)
         except (DetectorError, ValueError) as e:
             return _error(f"cannot compute b0: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         b0 = np.asarray(b0, dtype=np.float64)
@@ -356,7 +370,7 @@ def _run(args) -> int:
         label = f"model {weights} ({info.manifest.name or '?'}), {runtime}"
         report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.name,
                       backend=cascade.regressors[0].name, flip=args.flip, b0_sources=dict(Counter(sources)),
-                      face_confidence=args.face_confidence if info.scaler else None,
+                      face_confidence=args.face_confidence if scaler else None,
                       stage_ms_per_example=[1000.0 * s / len(dataset.examples) for s in seconds],
                       wall_seconds=wall)
 

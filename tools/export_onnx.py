@@ -29,7 +29,8 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
-REPO = Path(__file__).resolve().parents[1]
+from deeppose.engine.cli_args import WeightsError, add_weights, resolve_weights
+
 OPSET = 18
 """ONNX opset of exported graphs (supported by ONNX Runtime >= 1.14 and TensorRT >= 8.6)."""
 PARITY_TOLERANCE = 1e-4
@@ -42,8 +43,7 @@ log = logging.getLogger(__name__)
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments to its sub-parser."""
-    parser.add_argument("--weights", type=Path, default=REPO / "weights" / "flic", metavar="DIR",
-                        help="model folder (default: weights/flic)")
+    add_weights(parser)
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="write a runtime-only model folder (manifest + .onnx files) here, e.g. to deploy it "
                              "(default: into the model folder itself, next to the checkpoints)")
@@ -331,9 +331,10 @@ def run(args) -> int:
     from deeppose.engine.model import ModelError, load_stage_module, read_manifest
 
     try:
+        args.weights = resolve_weights(args.weights, args.model)
         info = read_manifest(args.weights)
         paths = export_model(args.weights, args.out, args.exporter, args.force, args.opset or OPSET)
-    except ModelError as e:  # BackendError included
+    except (ModelError, WeightsError) as e:  # BackendError included
         print(f"export-onnx: {e}", file=sys.stderr)
         return 2
     print(f"model {args.weights}: {len(paths)} stage(s); check backend: onnxruntime {onnxruntime.__version__} (CPU)")

@@ -2,7 +2,14 @@
 
 The paper's FLIC protocol (Sec. 4.1): b0 is the detected face box enlarged by a fixed scaler,
 fitted on the training data so that the enlarged box contains all labelled joints. Fitted on the
-FLIC **train** split only (never val or test).
+**train** split only (never val or test).
+
+``--dataset lsp`` fits the full-body scaler of the LSP model the same way, on the LSP training
+images whose face is found (matched to the labelled neck and head top,
+:func:`tools.person_boxes.match_head_faces`). The LSP model is trained and evaluated with the
+full image as b0 (the paper's LSP protocol); the scaler gives it b0 in video and the app, where
+frames are not cropped around one person. It is written to ``weights/lsp/scaler.json`` and,
+when that folder already holds an LSP model, into its manifest's "scaler".
 
 Fit, in units of the face size s = sqrt(w_f * h_f) (engine.detector.FaceScaler):
 
@@ -22,7 +29,8 @@ Fit, in units of the face size s = sqrt(w_f * h_f) (engine.detector.FaceScaler):
 4. offset = ((a + b) / 2, (c + d) / 2), scale = (b - a, d - c).
 
 Also fitted, for training examples whose face the detector missed (tools.person_boxes.example_b0,
-source "joints"): the face box implied by the labelled eyes and nose, see :func:`fit_joints_face`.
+source "joints"): the face box implied by the labelled eyes and nose, see :func:`fit_joints_face`
+(FLIC), or by the labelled neck and head top, see :func:`tools.person_boxes.fit_head_face` (LSP).
 """
 from __future__ import annotations
 
@@ -35,12 +43,16 @@ EPS = 1e-6  # face units added to each side so that float rounding never drops a
 
 def configure(parser):
     """Add this command's arguments to its argparse sub-parser."""
-    parser.add_argument("--data", default=None, metavar="DIR", help="FLIC folder (examples.mat + images/); "
-                        "default ../shared/data/flic or $DEEPPOSE_DATA/flic")
-    parser.add_argument("--model", default="full", choices=["full", "short"],
+    parser.add_argument("--dataset", default="flic", choices=("flic", "lsp"),
+                        help="fit on FLIC train (the upper-body model's scaler, default) or LSP train (the "
+                        "full-body model's)")
+    parser.add_argument("--data", default=None, metavar="DIR", help="dataset folder; "
+                        "default ../shared/data/<dataset> or $DEEPPOSE_DATA/<dataset>")
+    parser.add_argument("--face-model", default="full", choices=["full", "short"],
                         help="BlazeFace model whose detections are scaled: full range (default) or short range")
-    parser.add_argument("--out", default=None, metavar="FILE", help="where to write the scaler JSON (default weights/flic/scaler.json "
-                        "in the repository)")
+    parser.add_argument("--out", default=None, metavar="FILE", help="where to write the scaler JSON (default "
+                        "weights/<dataset>/scaler.json in the repository; for LSP also the manifest's 'scaler' of "
+                        "the model in that folder, if any)")
     parser.add_argument("--coverage", type=float, default=COVERAGE, metavar="F",
                         help="fraction of matched training examples whose joints must all lie inside b0 (default 0.99)")
     parser.add_argument("--min-confidence", type=float, default=0.5, metavar="P", help="face detection threshold (default 0.5)")
@@ -190,6 +202,8 @@ def fit_joints_face(poses, faces, skeleton):
 # --------------------------------------------------------------------------- command
 
 def run(args) -> int:
+    """Fit the scaler of ``args.dataset`` on its train split, check it on val, write it; 0 on
+    success, 2 with a one-line error."""
     import json
     import logging
     import time
@@ -198,22 +212,31 @@ def run(args) -> int:
     import numpy as np
 
     from deeppose.engine.detector import FACE_MODELS, DetectorError, face_size, resolve_face_model
+    from deeppose.engine.model import ModelError, read_manifest, write_manifest
     from deeppose.tools.datasets import DatasetError, load_dataset
-    from deeppose.tools.person_boxes import MATCH_MARGIN, detect_dataset_faces, example_b0, match_dataset
+    from deeppose.tools.person_boxes import (MATCH_MARGIN, detect_dataset_faces, example_b0, fit_head_face,
+                                             match_dataset, match_head_dataset)
 
     log = logging.getLogger("fit-scaler")
     t0 = time.perf_counter()
+    name = getattr(args, "dataset", "flic")
+    face_model = getattr(args, "face_model", None) or getattr(args, "model", "full")
     if not 0 < args.coverage <= 1:
         print(f"fit-scaler: --coverage must be in (0, 1], got {args.coverage}", file=sys.stderr)
         return 2
+    label = name.upper()
+
+    def match(ds, dets):   # FLIC: by the labelled eyes and nose; LSP: by the labelled neck and head top
+        return match_dataset(ds, dets)[0] if name == "flic" else match_head_dataset(ds, dets)
+
     try:
-        train = load_dataset("flic", args.data, "train")
+        train = load_dataset(name, args.data, "train")
         matched = {}
-        for tag in ("full", "short"):
+        # FLIC also reports the short-range model's recall (why the full-range one is used).
+        for tag in (("full", "short") if name == "flic" else (face_model,)):
             t = time.perf_counter()
             dets = detect_dataset_faces(train, tag, args.min_confidence, args.cache_dir, not args.no_progress)
-            faces, scores = match_dataset(train, dets)
-            matched[tag] = (faces, scores, time.perf_counter() - t)
+            matched[tag] = (match(train, dets), time.perf_counter() - t)
     except (DatasetError, DetectorError) as e:
         print(f"fit-scaler: {e}", file=sys.stderr)
         return 2
@@ -221,53 +244,64 @@ def run(args) -> int:
     n = len(train)
     n_images = len({e.image_path for e in train.examples})
     recall = {tag: float(np.isfinite(m[0][:, 0]).mean()) for tag, m in matched.items()}
-    for tag, (faces, _, secs) in matched.items():
-        print(f"FLIC train: {FACE_MODELS[tag]}: labelled person's face found for "
+    for tag, (faces, secs) in matched.items():
+        print(f"{label} train: {FACE_MODELS[tag]}: labelled person's face found for "
               f"{np.isfinite(faces[:, 0]).sum()}/{n} examples = {100 * recall[tag]:.1f}% recall "
               f"({n_images} images, {secs:.1f} s incl. cache)")
 
-    faces, scores, _ = matched[args.model]
+    faces, _ = matched[face_model]
     ok = np.isfinite(faces[:, 0])
+    if not ok.any():
+        print(f"fit-scaler: no face found in {label} train: nothing to fit", file=sys.stderr)
+        return 2
     poses = train.poses()
     extents = required_extents(poses[ok], faces[ok])
     box, kept = fit_box(extents, args.coverage)
-    model_file = resolve_face_model(args.model).name
+    model_file = resolve_face_model(face_model).name
     scaler = scaler_from_box(box, model_file, args.min_confidence)
     b0 = scaler.apply(faces[ok])
     inside = joints_inside(poses[ok], b0)
     coverage = float(inside.mean())
-    joints_face = fit_joints_face(poses[ok], faces[ok], train.skeleton)
 
     fit = {
-        "dataset": "flic", "split": "train", "examples": n, "images": n_images,
-        "matched_examples": int(ok.sum()), "recall_train": recall, "match_margin": MATCH_MARGIN,
+        "dataset": name, "split": "train", "examples": n, "images": n_images,
+        "matched_examples": int(ok.sum()), "recall_train": recall,
+        "match": (f"labelled eyes and nose inside the face box grown by {MATCH_MARGIN} face sizes" if name == "flic"
+                  else "face centre within half a head length (neck to head top) of the head's midpoint, "
+                  "face size 0.3-2 head lengths"),
         "target_coverage": args.coverage, "coverage_train": coverage,
         "method": "least-area box by greedy peeling, face units s = sqrt(w*h)",
         "b0_size_px_median_train": [float(np.median(b0[:, 2])), float(np.median(b0[:, 3]))],
     }
-    scaler.extra = {"face_size": "sqrt(w*h)", "joints_face": joints_face, "fit": fit}
+    if name == "flic":
+        fit["match_margin"] = MATCH_MARGIN
+        scaler.extra = {"face_size": "sqrt(w*h)", "joints_face": fit_joints_face(poses[ok], faces[ok], train.skeleton),
+                        "fit": fit}
+    else:
+        scaler.extra = {"face_size": "sqrt(w*h)", "head_face": fit_head_face(poses, train.skeleton, faces),
+                        "fit": fit}
 
     # Checks on data the fit did not see (figures only, nothing is tuned on them).
     s = scaler.to_dict()
     boxes, sources = example_b0(train, s, args.cache_dir, progress=False)
-    jmask = np.array([src == "joints" for src in sources])
+    jmask = np.array([src in ("joints", "head") for src in sources])
     if jmask.any():
         fit["coverage_train_joints_b0"] = float(joints_inside(poses[jmask], boxes[jmask]).mean())
         fit["joints_b0_examples_train"] = int(jmask.sum())
     try:
-        val = load_dataset("flic", args.data, "val")
-        vdets = detect_dataset_faces(val, args.model, args.min_confidence, args.cache_dir, not args.no_progress)
-        vfaces, _ = match_dataset(val, vdets)
+        val = load_dataset(name, args.data, "val")
+        vdets = detect_dataset_faces(val, face_model, args.min_confidence, args.cache_dir, not args.no_progress)
+        vfaces = match(val, vdets)
         vok = np.isfinite(vfaces[:, 0])
-        fit["recall_val"] = {args.model: float(vok.mean())}
-        fit["coverage_val"] = float(joints_inside(val.poses()[vok], scaler.apply(vfaces[vok])).mean())
+        fit["recall_val"] = {face_model: float(vok.mean())}
+        fit["coverage_val"] = float(joints_inside(val.poses()[vok], scaler.apply(vfaces[vok])).mean()) if vok.any() else None
         fit["matched_examples_val"] = int(vok.sum())
         fit["examples_val"] = len(val)
     except (DatasetError, DetectorError) as e:
         log.warning("no val check: %s", e)
     fit["seconds"] = round(time.perf_counter() - t0, 1)
 
-    out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "weights" / "flic" / "scaler.json"
+    out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "weights" / name / "scaler.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
@@ -275,14 +309,23 @@ def run(args) -> int:
 
     print(f"scaler ({model_file}, min_confidence {args.min_confidence}): offset ({scaler.offset_x:.3f}, "
           f"{scaler.offset_y:.3f}) x face size, scale ({scaler.scale_x:.3f}, {scaler.scale_y:.3f}) x face size")
-    print(f"FLIC train: all joints inside b0 for {100 * coverage:.2f}% of {ok.sum()} matched examples "
+    print(f"{label} train: all joints inside b0 for {100 * coverage:.2f}% of {ok.sum()} matched examples "
           f"(target {100 * args.coverage:g}%); median b0 {fit['b0_size_px_median_train'][0]:.0f}x"
           f"{fit['b0_size_px_median_train'][1]:.0f} px, median face {np.median(face_size(faces[ok])):.0f} px")
     if "coverage_train_joints_b0" in fit:
-        print(f"FLIC train: b0 from labelled eyes/nose (no face found, {fit['joints_b0_examples_train']} examples): "
+        what = "labelled eyes/nose" if name == "flic" else "labelled neck/head top"
+        print(f"{label} train: b0 from {what} (no face found, {fit['joints_b0_examples_train']} examples): "
               f"all joints inside for {100 * fit['coverage_train_joints_b0']:.1f}%")
-    if "coverage_val" in fit:
-        print(f"FLIC val (check only, not fitted): recall {100 * fit['recall_val'][args.model]:.1f}%, all joints "
+    if fit.get("coverage_val") is not None:
+        print(f"{label} val (check only, not fitted): recall {100 * fit['recall_val'][face_model]:.1f}%, all joints "
               f"inside b0 for {100 * fit['coverage_val']:.1f}% of {fit['matched_examples_val']} matched examples")
     print(f"wrote {out} in {fit['seconds']:.1f} s")
+    if name == "lsp":   # b0 at run time only: training and evaluation keep the full image
+        try:
+            info = read_manifest(out.parent)
+        except ModelError:
+            info = None   # no model there yet: train copies scaler.json into the manifest
+        if info is not None and info.skeleton.name == "lsp":
+            info.manifest.scaler = scaler.to_dict()
+            print(f"wrote {write_manifest(out.parent, info.manifest)} (its 'scaler': video and the app take b0 from faces)")
     return 0

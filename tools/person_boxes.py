@@ -289,6 +289,10 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
       tight box around its labelled joints grown by 10% per side, also source "joints".
       This uses ground truth, so it is for training only: evaluation passes ``missed="frame"``
       and gets the full image instead (source "frame"), as the app does for a still image.
+    - LSP with a fitted full-body scaler: the detected face matched to the labelled neck and
+      head top (:func:`match_head_faces`) enlarged by the scaler, source "face"; where none
+      matches, the face implied by the head (:func:`head_face`, the scaler's "head_face"
+      parameters; source "head") or, with ``missed="frame"``, the full image.
 
     Args:
         dataset: a tools.datasets.PoseDataset.
@@ -301,7 +305,7 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
     Returns:
         boxes (N, 4) float64 b0 per example (pixels), sources (N,) list of str.
     Raises:
-        ValueError: a scaler given for a dataset without face joints.
+        ValueError: a scaler given for a dataset with neither eyes and nose nor neck and head top.
         engine.detector.DetectorError, tools.datasets.DatasetError: from detection.
     """
     from deeppose.engine.geometry import boxes_from_pose
@@ -314,11 +318,28 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
         return boxes, ["image"] * n
     if not isinstance(scaler, FaceScaler):
         scaler = FaceScaler.from_dict(scaler)
-    if len(face_joint_indices(dataset.skeleton)) != 3:
-        raise ValueError(f"a face scaler was given for {dataset.name}, whose skeleton has no eyes and nose; "
-                         "pass scaler=None to use the full image as b0")
+    has_head = all(j in dataset.skeleton.joints for j in HEAD_JOINTS)
+    if len(face_joint_indices(dataset.skeleton)) != 3 and not has_head:
+        raise ValueError(f"a face scaler was given for {dataset.name}, whose skeleton has neither eyes and nose "
+                         "nor neck and head top; pass scaler=None to use the full image as b0")
     threshold = scaler.min_confidence if min_confidence is None else float(min_confidence)
     dets = detect_dataset_faces(dataset, scaler.face_model, threshold, cache_dir, progress)
+    if len(face_joint_indices(dataset.skeleton)) != 3:   # LSP: faces matched to the labelled head
+        faces = match_head_dataset(dataset, dets)
+        params = scaler.extra.get("head_face")
+        boxes = np.empty((n, 4))
+        sources = []
+        for i, ex in enumerate(dataset.examples):
+            face = faces[i] if np.isfinite(faces[i]).all() else None
+            source = "face"
+            if face is None and missed == "joints":
+                face, source = head_face(ex.pose, dataset.skeleton, params), "head"
+            if face is None:
+                boxes[i], source = frame_box(*ex.image_size), "frame"
+            else:
+                boxes[i] = scaler.apply(face)
+            sources.append(source)
+        return boxes, sources
     faces, _ = match_dataset(dataset, dets)
     params = scaler.extra.get("joints_face")
     boxes = np.empty((n, 4))
@@ -433,6 +454,18 @@ def fit_head_face(poses: np.ndarray, skeleton: Skeleton, faces: np.ndarray) -> d
             "persons": len(along)}
 
 
+def match_head_dataset(dataset, detections: list[Detections]) -> np.ndarray:
+    """(N, 4) the detected face of every example of a dataset labelled with neck and head top
+    (:func:`match_head_faces`), NaN rows where none matches."""
+    poses = dataset.poses()
+    faces = np.full((len(poses), 4), np.nan)
+    for i, (f, _, _) in enumerate(detections):
+        j = match_head_faces(poses[i], dataset.skeleton, f)
+        if j is not None:
+            faces[i] = f[j]
+    return faces
+
+
 def head_face_b0(dataset, scaler: dict | FaceScaler, cache_dir: str | Path | None = None,
                  progress: bool = True) -> tuple[np.ndarray, list[str], dict]:
     """b0 from a face scaler for a dataset labelled with neck and head top (LSP), so that its
@@ -455,11 +488,7 @@ def head_face_b0(dataset, scaler: dict | FaceScaler, cache_dir: str | Path | Non
     dets = detect_dataset_faces(dataset, scaler.face_model, scaler.min_confidence, cache_dir, progress)
     poses = dataset.poses()
     n = len(poses)
-    faces = np.full((n, 4), np.nan)
-    for i, (f, _, _) in enumerate(dets):
-        j = match_head_faces(poses[i], dataset.skeleton, f)
-        if j is not None:
-            faces[i] = f[j]
+    faces = match_head_dataset(dataset, dets)
     try:
         params = fit_head_face(poses, dataset.skeleton, faces)
     except ValueError:   # no face matched (a few images): the fallback parameters

@@ -482,7 +482,18 @@ def _extra_split(name: str, skeleton, scaler: dict | None, limit: int | None):
             [s for s, k in zip(sources, keep) if k])
 
 
+def _run_time_scaler(cfg: TrainConfig) -> dict | None:
+    """The scaler the manifest records for run time (video, app): FLIC's training one; for LSP
+    the full-body scaler in ``--out``/scaler.json (``fit-scaler --dataset lsp``) when there is one,
+    which training does not use (b0 is the full image there)."""
+    if cfg.dataset == "flic":
+        return _scaler(cfg)
+    path = cfg.out / "scaler.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _scaler(cfg: TrainConfig) -> dict | None:
+    """The scaler of training's b0: FLIC's from ``--out``/scaler.json; None for LSP."""
     if cfg.dataset != "flic":
         return None  # LSP: b0 is the full image (paper, Sec. 4.1)
     path = cfg.out / "scaler.json"
@@ -633,7 +644,7 @@ def _train_stages(cfg: TrainConfig, device: torch.device, rank: int, world: int)
             return 2
         if rank == 0:
             final = result["val_metrics"]
-            _write_stage(cfg, stage, net.cpu(), result, stats, final, train, val, scaler)
+            _write_stage(cfg, stage, net.cpu(), result, stats, final, train, val, _run_time_scaler(cfg))
             log.info("stage %d written to %s; val %s", stage, cfg.out, _summary(final[f"stage{stage}"]))
         _barrier()  # the next stage reads this one from the model folder
     return 0
