@@ -3,12 +3,18 @@ dots, line widths scaled to the frame; optionally the person box b0 and the face
 
 Coordinates follow the project convention (pixels, (0, 0) the centre of the top-left pixel),
 which is OpenCV's; points are drawn with sub-pixel precision (``shift`` = 4 bits).
-Non-finite joints are not drawn. Everything draws in place on a uint8 BGR frame.
+Non-finite joints and joints predicted outside the frame (:func:`engine.geometry.joints_in_frame`)
+are not drawn, nor the limbs that end at them. Everything draws in place on a uint8 BGR frame.
+The figure follows the model's skeleton: FLIC's upper body, or LSP's full body, whose left and
+right legs have their own colours, distinct from each other and from the arms
+(``engine.skeletons``).
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from .geometry import joints_in_frame
 
 _SHIFT = 4
 _ONE = 1 << _SHIFT
@@ -45,7 +51,8 @@ def draw_pose(frame: np.ndarray, pose: np.ndarray, skeleton, thickness: int | No
 
     Args:
         frame: (H, W, 3) uint8 BGR, drawn in place.
-        pose: (k, 2) joints in pixels; non-finite joints (and edges touching them) are skipped.
+        pose: (k, 2) joints in pixels; non-finite joints and joints outside the frame (and the
+            edges touching them) are skipped.
         skeleton: :class:`engine.skeletons.Skeleton` giving edges and edge colours.
         thickness: limb width in pixels (default :func:`line_width`).
     Returns:
@@ -53,7 +60,7 @@ def draw_pose(frame: np.ndarray, pose: np.ndarray, skeleton, thickness: int | No
     """
     pose = np.asarray(pose, dtype=np.float64)
     th = thickness or line_width(frame.shape)
-    ok = np.isfinite(pose).all(axis=-1)
+    ok = joints_in_frame(pose, frame.shape[1], frame.shape[0])
     edge_colors = skeleton.edge_colors or ((255, 255, 255),) * len(skeleton.edges)
     for (a, b), c in zip(skeleton.edges, edge_colors):
         if ok[a] and ok[b]:

@@ -212,3 +212,23 @@ def boxes_from_pose(pose: np.ndarray, margin: float = 0.0) -> np.ndarray:
     wh = (hi - lo) * (1 + 2 * margin)
     return np.concatenate([c, wh], axis=-1)
 
+
+
+def joints_in_frame(pose: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Which joints lie on the frame: inside the pixel area [-0.5, W - 0.5] x [-0.5, H - 0.5]
+    (pixel centres at integers, (0, 0) the top-left one).
+
+    A full-body b0 may reach beyond the frame (legs out of view: the crop pads it), and the
+    cascade then predicts those joints off the frame; keypoints files flag them
+    (``in_frame``) and drawing leaves them out.
+
+    Args:
+        pose: (..., k, 2) pixels; NaN joints count as not in the frame.
+        width, height: frame size in pixels.
+    Returns:
+        (..., k) bool.
+    """
+    pose = np.asarray(pose, dtype=np.float64)
+    x, y = pose[..., 0], pose[..., 1]
+    with np.errstate(invalid="ignore"):
+        return (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)

@@ -155,9 +155,12 @@ class Manifest:
         skeleton = m.get("skeleton")
         name = skeleton.get("name") if isinstance(skeleton, dict) else None
         try:
-            get_skeleton(name)
+            known = get_skeleton(name)
         except KeyError:
             raise ModelError(f"{where}: unknown skeleton {name!r}") from None
+        if "joints" in skeleton and list(skeleton["joints"]) != list(known.joints):
+            raise ModelError(f"{where}: the {name} skeleton's joints are {list(known.joints)}, "
+                             f"the manifest lists {skeleton['joints']!r}")
         for key in ("sigma", "input_size"):
             if isinstance(m.get(key), bool) or not isinstance(m.get(key), (int, float)) or not m[key] > 0:
                 raise ModelError(f"{where}: {key!r} must be a positive number, got {m.get(key)!r}")

@@ -122,3 +122,63 @@ def test_draw_box_ignores_non_finite_boxes():
     frame = np.zeros((50, 50, 3), np.uint8)
     draw_box(frame, np.array([np.nan, 10, 5, 5]), (255, 255, 255))
     assert not frame.any()
+
+
+def _lsp_pose(cx=320.0, top=60.0, s=40.0) -> np.ndarray:
+    """A standing LSP pose (k, 2) in pixels, head top at (cx, top), feet about 9 s below it."""
+    j = {n: i for i, n in enumerate(LSP.joints)}
+    pose = np.zeros((LSP.k, 2))
+    pose[j["head_top"]] = (cx, top)
+    pose[j["neck"]] = (cx, top + 1.5 * s)
+    pose[j["l_shoulder"]], pose[j["r_shoulder"]] = (cx + s, top + 2 * s), (cx - s, top + 2 * s)
+    pose[j["l_elbow"]], pose[j["r_elbow"]] = (cx + 1.8 * s, top + 3.5 * s), (cx - 1.8 * s, top + 3.5 * s)
+    pose[j["l_wrist"]], pose[j["r_wrist"]] = (cx + 2.4 * s, top + 5 * s), (cx - 2.4 * s, top + 5 * s)
+    pose[j["l_hip"]], pose[j["r_hip"]] = (cx + 0.6 * s, top + 5 * s), (cx - 0.6 * s, top + 5 * s)
+    pose[j["l_knee"]], pose[j["r_knee"]] = (cx + 0.9 * s, top + 7 * s), (cx - 0.9 * s, top + 7 * s)
+    pose[j["l_ankle"]], pose[j["r_ankle"]] = (cx + 1.1 * s, top + 9 * s), (cx - 1.1 * s, top + 9 * s)
+    return pose
+
+
+def test_flic_look_unchanged():
+    """The upper-body figure keeps its colours (BGR): arms yellow/orange (left) and sky blue/violet
+    (right), a white torso, a red face."""
+    arms = [(0, 215, 255), (0, 140, 255), (255, 191, 0), (255, 0, 128)]
+    assert list(FLIC.edge_colors) == arms + [(255, 255, 255)] * 4 + [(60, 60, 255)] * 2
+
+
+def test_lsp_each_leg_in_its_own_colour():
+    """The 14-joint figure: every limb drawn in its colour; the left leg's colours differ from the
+    right leg's, and both legs' from every arm's."""
+    colors = {(LSP.joints[a], LSP.joints[b]): c for (a, b), c in zip(LSP.edges, LSP.edge_colors)}
+    left_leg = {colors[("l_hip", "l_knee")], colors[("l_knee", "l_ankle")]}
+    right_leg = {colors[("r_hip", "r_knee")], colors[("r_knee", "r_ankle")]}
+    arms = {c for (a, b), c in colors.items() if "elbow" in a or "elbow" in b}
+    assert len(arms) == 4 and not left_leg & right_leg and not (left_leg | right_leg) & arms
+    pose = _lsp_pose()
+    frame = np.zeros((480, 640, 3), np.uint8)
+    draw_poses(frame, _result(pose), LSP)
+    for (a, b), color in zip(LSP.edges, LSP.edge_colors):
+        assert _near(frame, (pose[a] + pose[b]) / 2, color), f"edge {LSP.joints[a]}-{LSP.joints[b]} not in {color}"
+
+
+def test_joints_outside_the_frame_are_not_drawn():
+    """Legs that leave the frame (ankles predicted below it): the lower legs and the ankle dots
+    are left out; the knees and everything above them are drawn."""
+    pose = _lsp_pose(top=60.0, s=45.0)   # ankles at y = 465, knees at 375
+    frame = np.zeros((420, 640, 3), np.uint8)
+    draw_pose(frame, pose, LSP)
+    for name in ("l_ankle", "r_ankle"):
+        assert pose[LSP.index(name), 1] > frame.shape[0]
+    for a, b in (("l_knee", "l_ankle"), ("r_knee", "r_ankle")):
+        knee, ankle = pose[LSP.index(a)], pose[LSP.index(b)]
+        below_knee = knee + 0.4 * (ankle - knee)   # in the frame, past the knee's dot
+        assert below_knee[1] < frame.shape[0] - 5
+        x, y = int(round(below_knee[0])), int(round(below_knee[1]))
+        assert not frame[y - 2:y + 3, x - 2:x + 3].any(), f"{a}-{b} drawn although {b} is off the frame"
+        assert _near(frame, knee, joint_colors(LSP)[LSP.index(a)], radius=0)
+    # the same pose on a frame that holds it draws the lower legs
+    tall = np.zeros((520, 640, 3), np.uint8)
+    draw_pose(tall, pose, LSP)
+    knee, ankle = pose[LSP.index("l_knee")], pose[LSP.index("l_ankle")]
+    mid = knee + 0.4 * (ankle - knee)
+    assert tall[int(round(mid[1])) - 2:int(round(mid[1])) + 3, int(round(mid[0])) - 2:int(round(mid[0])) + 3].any()

@@ -775,3 +775,37 @@ def test_confirmation_counts_the_frames_given_not_the_source_index():
     box = np.array([[100.0, 100.0, 50.0, 50.0]])
     out = [tr.update(box, box, frame_index=i, timestamp=i / 30)[0].confirmed for i in (0, 3, 6)]
     assert out == [False, False, True]
+
+
+def test_full_body_model_takes_b0_from_faces_and_reaches_beyond_the_frame(tmp_path):
+    """An LSP model whose manifest has a full-body face scaler (``fit-scaler --dataset lsp``):
+    b0 is the walker's detected face enlarged by that scaler, the same box whether or not his
+    legs are in the frame (here cut off: b0 reaches below the frame and the crop pads it); a
+    frame without a face falls back to the whole frame."""
+    from conftest import make_random_model
+    from deeppose.engine.detector import FaceScaler, PersonDetector
+
+    model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp", face_scaler=True)
+    frames = walking_frames(4)
+    with PosePipeline(model, backend="torch", smooth=False, threads=1) as pipe:
+        assert isinstance(pipe.detector, PersonDetector) and pipe.full_frame_fallback
+        scaler = FaceScaler.from_dict(pipe.info.scaler)
+        assert scaler.scale_y > scaler.scale_x > 10   # a whole body: many face sizes, taller than wide
+        boxes = {}
+        for cut in (None, 260):   # the whole frame, then only its top 260 rows (the legs leave the frame)
+            pipe.reset()
+            for i, f in enumerate(frames):
+                r = pipe.process(np.ascontiguousarray(f[:cut]), i / 30)
+            walker = [p for p in r.persons if _is_walker(p)]
+            assert walker, [(p.b0_source, p.face) for p in r.persons]
+            p = walker[0]
+            assert p.b0_source == "face" and p.pose.shape == (14, 2)
+            np.testing.assert_allclose(p.b0, scaler.apply(p.face[None])[0])
+            assert p.b0[1] > p.face[1] + 3 * p.face[3]         # the body hangs below the face
+            boxes[cut] = p.b0
+        h = 260
+        assert boxes[260][1] + boxes[260][3] / 2 > h + 100    # b0 reaches well below the cut frame
+        np.testing.assert_allclose(boxes[260], boxes[None], atol=0.05 * boxes[None][3])
+        pipe.reset()
+        r = pipe.process(np.zeros((240, 320, 3), np.uint8), 0.0)
+        assert [p.b0_source for p in r.persons] == ["frame"]
