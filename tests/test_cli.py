@@ -132,3 +132,94 @@ def test_video_backend_tensorrt_without_gpu_says_gpu_first(tmp_path, random_mode
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "TensorRT needs an NVIDIA GPU with CUDA, and none was found" in err[0], err
+
+
+# --------------------------------------------------------------------------- --model flic|lsp
+
+WEIGHTS_COMMANDS = ("app", "video", "evaluate", "benchmark", "export-onnx", "build-engines")
+
+
+def test_every_command_with_weights_takes_model():
+    """--model NAME beside every --weights DIR, the same choices and meaning everywhere."""
+    parsers = command_parsers()
+    with_weights = {n for n, p in parsers.items() if option(p, "--weights")}
+    assert with_weights == set(WEIGHTS_COMMANDS)
+    for name in with_weights:
+        a = option(parsers[name], "--model")
+        assert a is not None and tuple(a.choices) == ("flic", "lsp") and a.default is None, name
+        assert "weights/NAME" in a.help and "full body" in a.help, name
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """A weights/ folder holding a random 1-stage flic model and a random 1-stage lsp model with a
+    full-body face scaler, as the shipped ones will be."""
+    from conftest import make_random_model
+
+    root = tmp_path_factory.mktemp("repo") / "weights"
+    make_random_model(root / "flic", stages=1)
+    make_random_model(root / "lsp", stages=1, skeleton_name="lsp", face_scaler=True)
+    return root
+
+
+def test_resolve_weights(shipped, monkeypatch, tmp_path):
+    from deeppose.engine import cli_args
+    from deeppose.engine.cli_args import WeightsError, resolve_weights
+
+    monkeypatch.setattr(cli_args, "WEIGHTS_ROOT", shipped)
+    assert resolve_weights(None, None) == shipped / "flic"
+    assert resolve_weights(None, "lsp") == shipped / "lsp"
+    assert resolve_weights(None, None, default="lsp") == shipped / "lsp"
+    assert resolve_weights(tmp_path / "mine", None) == tmp_path / "mine"      # --weights wins
+    assert resolve_weights(shipped / "lsp", "lsp") == shipped / "lsp"         # both given, they agree
+    with pytest.raises(WeightsError, match="--model flic conflicts with --weights .*lsp, a lsp model"):
+        resolve_weights(shipped / "lsp", "flic")
+    empty = tmp_path / "weights"
+    (empty / "lsp").mkdir(parents=True)
+    (empty / "lsp" / "scaler.json").write_text("{}")    # the scaler lands before the model
+    monkeypatch.setattr(cli_args, "WEIGHTS_ROOT", empty)
+    with pytest.raises(WeightsError, match=r"lsp model \(full body\) is not installed: weights/lsp has no manifest"):
+        resolve_weights(None, "lsp")
+    with pytest.raises(WeightsError, match="weights/flic is missing"):
+        resolve_weights(None, None)
+
+
+@pytest.mark.parametrize("command", [["video", "IN"], ["evaluate", "--dataset", "lsp"], ["benchmark", "--no-pipeline"],
+                                     ["export-onnx"], ["build-engines"]])
+def test_missing_or_conflicting_model_is_one_line(command, shipped, monkeypatch, tmp_path, capsys):
+    from deeppose.engine import cli_args
+    from conftest import WALKING, cut_video, require_data
+
+    if "IN" in command:
+        require_data("videos", "walking.mp4")
+        command = [c if c != "IN" else str(cut_video(WALKING, tmp_path / "in.mp4", 1)) for c in command]
+    monkeypatch.setattr(cli_args, "WEIGHTS_ROOT", tmp_path / "weights")
+    assert main.main(command + ["--model", "lsp"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "weights/lsp is missing" in err[0], err
+    monkeypatch.setattr(cli_args, "WEIGHTS_ROOT", shipped)
+    assert main.main(command + ["--model", "lsp", "--weights", str(shipped / "flic")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--model lsp conflicts with --weights" in err[0], err
+
+
+def test_video_switches_to_the_full_body_model(shipped, monkeypatch, tmp_path, capsys):
+    """video --model lsp runs the 14-joint model: its joint names in the keypoints header, 14
+    joints per person, b0 from the walker's face through the full-body scaler."""
+    import json
+
+    from deeppose.engine import cli_args
+    from deeppose.engine.skeletons import LSP
+    from conftest import WALKING, cut_video, require_data
+
+    require_data("videos", "walking.mp4")
+    src = cut_video(WALKING, tmp_path / "in.mp4", 4)
+    monkeypatch.setattr(cli_args, "WEIGHTS_ROOT", shipped)
+    kp = tmp_path / "in.jsonl"
+    rc = main.main(["video", str(src), "--model", "lsp", "--keypoints", str(kp), "--backend", "torch", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    lines = [json.loads(line) for line in kp.read_text().splitlines()]
+    assert lines[0]["joints"] == list(LSP.joints)
+    persons = [p for r in lines[1:] for p in r["persons"]]
+    assert persons and all(list(p["joints"]) == list(LSP.joints) for p in persons)
+    assert any(p["b0_source"] == "face" for p in persons)

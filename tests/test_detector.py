@@ -87,7 +87,8 @@ def test_scaler_fit_reproducible_and_cached(flic_train, tmp_path, monkeypatch, c
     results = []
     for run in range(2):
         out = tmp_path / f"scaler{run}.json"
-        args = argparse.Namespace(data=None, model="full", out=str(out), coverage=0.9, min_confidence=0.5,
+        args = argparse.Namespace(dataset="flic", data=None, face_model="full", fit=None, out=str(out), coverage=0.9,
+                                  min_confidence=0.5,
                                   cache_dir=str(tmp_path / "cache"), no_progress=True, command="fit-scaler")
         assert fit_scaler.run(args) == 0
         results.append(json.loads(out.read_text()))
@@ -275,3 +276,66 @@ def test_implausible_face_keypoints_are_dropped_and_lying_faces_turn_b0():
     rotated = PersonDetector(scaler, Detections(), rotate=True).detect(np.zeros((4, 4, 3), np.uint8))
     assert rotated.angles == pytest.approx([0.0, 0.0, np.pi / 2])
     np.testing.assert_allclose(rotated.b0[2], [100.0 - 2.5 * 40, 300.0, 7.0 * 40, 6.0 * 40])   # body to the left
+
+
+def test_fit_image_box_recovers_the_image_around_the_face():
+    """The LSP fit: faces placed in their images by a known rule (image 7 x 13 face sizes, face
+    centre 4 face sizes above the image centre) give back that rule, whatever the face size."""
+    rng = np.random.default_rng(0)
+    s = rng.uniform(8, 30, 200)
+    sizes = np.column_stack([7 * s, 13 * s]) + 1
+    faces = np.column_stack([(sizes[:, 0] - 1) / 2, (sizes[:, 1] - 1) / 2 - 4 * s, s, s])
+    faces[:20, 1] += 3 * s[:20]                  # a few outliers do not move the medians
+    scaler = fit_scaler.fit_image_box(faces, sizes, DEFAULT_FACE_MODEL, 0.5)
+    assert (scaler.offset_x, scaler.offset_y) == pytest.approx((0.0, 4.0), abs=1e-6)
+    assert (scaler.scale_x, scaler.scale_y) == pytest.approx((7.0, 13.0), abs=0.1)
+    b0 = scaler.apply(faces[20:])
+    np.testing.assert_allclose(b0[:, :2], (sizes[20:] - 1) / 2, atol=1e-6)
+    with pytest.raises(ValueError):
+        fit_scaler.fit_image_box(faces[:0], sizes[:0], DEFAULT_FACE_MODEL, 0.5)
+
+
+@needs_lsp
+def test_full_body_scaler_fit_on_lsp(tmp_path, monkeypatch, capsys):
+    """fit-scaler --dataset lsp end to end on 60 LSP training images: faces matched to the
+    labelled heads, recall printed, a full-body b0 (taller than wide, below the face) written to
+    scaler.json and into the LSP model's manifest in that folder (train and evaluation keep the
+    full image: the manifest's training records are untouched)."""
+    from conftest import make_random_model
+    import deeppose.tools.datasets
+    from deeppose import tools
+    from deeppose.engine.model import read_manifest
+
+    full = {split: load_dataset("lsp", None, split) for split in ("train", "val")}
+    monkeypatch.setattr(tools.datasets, "load_dataset",
+                        lambda name, root, split: _subset(full[split], 60 if split == "train" else 15))
+    model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp")
+    assert read_manifest(model).scaler is None
+    out = model / "scaler.json"
+    args = argparse.Namespace(dataset="lsp", data=None, face_model="full", fit=None, out=str(out), coverage=0.99,
+                              min_confidence=0.5, cache_dir=str(tmp_path / "cache"), no_progress=True)
+    assert fit_scaler.run(args) == 0
+    text = capsys.readouterr().out
+    assert "LSP train" in text and "recall" in text
+    fitted = json.loads(out.read_text())
+    fit = fitted["fit"]
+    assert fit["dataset"] == "lsp" and fit["examples"] == 60 and "median image box" in fit["method"]
+    assert 0.3 < fit["recall_train"]["full"] <= 1.0 and fit["matched_examples"] == round(60 * fit["recall_train"]["full"])
+    scaler = FaceScaler.from_dict(fitted)
+    assert scaler.scale_y > scaler.scale_x > 3 and scaler.offset_y > 2     # a body below the face
+    assert 0.3 < fitted["head_face"]["along"] < 0.8
+    info = read_manifest(model)
+    assert info.scaler == fitted and info.manifest.training["note"].startswith("random")
+    # the coverage fit of the same faces holds the joints of (nearly) every person, in a larger box
+    args.fit, args.out = "coverage", str(tmp_path / "coverage.json")
+    assert fit_scaler.run(args) == 0
+    cov = json.loads((tmp_path / "coverage.json").read_text())
+    assert cov["fit"]["coverage_train"] >= 0.99 > fit["coverage_train"]
+    assert cov["scale_x"] * cov["scale_y"] > scaler.scale_x * scaler.scale_y
+    # evaluation-style b0 of LSP persons from the scaler: their face where matched, else the image
+    ds = _subset(full["val"], 15)
+    boxes, sources = example_b0(ds, fitted, tmp_path / "cache", progress=False, missed="frame")
+    assert set(sources) <= {"face", "frame"} and "face" in sources
+    for b, src, ex in zip(boxes, sources, ds.examples):
+        if src == "frame":
+            np.testing.assert_allclose(b, frame_box(*ex.image_size))

@@ -790,7 +790,7 @@ def test_full_body_model_takes_b0_from_faces_and_reaches_beyond_the_frame(tmp_pa
     with PosePipeline(model, backend="torch", smooth=False, threads=1) as pipe:
         assert isinstance(pipe.detector, PersonDetector) and pipe.full_frame_fallback
         scaler = FaceScaler.from_dict(pipe.info.scaler)
-        assert scaler.scale_y > scaler.scale_x > 10   # a whole body: many face sizes, taller than wide
+        assert scaler.scale_y > scaler.scale_x > 5   # a whole body: many face sizes, taller than wide
         boxes = {}
         for cut in (None, 260):   # the whole frame, then only its top 260 rows (the legs leave the frame)
             pipe.reset()
@@ -804,7 +804,7 @@ def test_full_body_model_takes_b0_from_faces_and_reaches_beyond_the_frame(tmp_pa
             assert p.b0[1] > p.face[1] + 3 * p.face[3]         # the body hangs below the face
             boxes[cut] = p.b0
         h = 260
-        assert boxes[260][1] + boxes[260][3] / 2 > h + 100    # b0 reaches well below the cut frame
+        assert boxes[260][1] + boxes[260][3] / 2 > h + 50    # b0 reaches well below the cut frame
         np.testing.assert_allclose(boxes[260], boxes[None], atol=0.05 * boxes[None][3])
         pipe.reset()
         r = pipe.process(np.zeros((240, 320, 3), np.uint8), 0.0)

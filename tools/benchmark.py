@@ -54,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 # A typical fitted FLIC face scaler (weights/flic/scaler.json, rounded), for random FLIC models.
 RANDOM_FLIC_SCALER = {"offset_x": 0.12, "offset_y": 2.59, "scale_x": 7.35, "scale_y": 6.29}
 # A typical fitted full-body LSP scaler (weights/lsp/scaler.json, rounded), for random LSP models.
-RANDOM_LSP_SCALER = {"offset_x": -0.23, "offset_y": 5.28, "scale_x": 17.27, "scale_y": 20.43}
+RANDOM_LSP_SCALER = {"offset_x": 0.05, "offset_y": 4.23, "scale_x": 7.33, "scale_y": 13.4}
 
 
 def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 3, preset: str = "compact",
