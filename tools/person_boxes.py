@@ -1,7 +1,9 @@
 """b0 boxes for dataset examples (training and evaluation), face detections cached per image.
 
 FLIC follows the paper's protocol: b0 is the labelled person's detected face box enlarged by the
-fitted :class:`engine.detector.FaceScaler`. LSP uses the full image as b0.
+fitted :class:`engine.detector.FaceScaler`. LSP uses the full image as b0 (the paper's protocol);
+the full-body model's scaler (``fit-scaler --dataset lsp``) is fitted on LSP faces matched to the
+labelled neck and head top (:func:`match_head_faces`), and ``evaluate --b0 face`` measures it.
 
 Detections are cached in ``cache/faces_<dataset>_<model>.npz`` (repository root, gitignored),
 keyed by the image path relative to the dataset root, and tied to the face model's SHA-256 and
