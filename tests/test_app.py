@@ -28,7 +28,7 @@ from PyQt6.QtGui import QDropEvent, QImage  # noqa: E402
 
 from deeppose.app.capture import CaptureThread, Frame, LatestFrameSlot, Source  # noqa: E402
 from deeppose.app.window import MainWindow  # noqa: E402
-from deeppose.engine.recording import read_keypoints  # noqa: E402
+from deeppose.engine.keypoints import read_keypoints  # noqa: E402
 from deeppose.engine.skeletons import FLIC  # noqa: E402
 
 torch.set_num_threads(1)   # the machine's cores are shared with a training run
