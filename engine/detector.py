@@ -201,6 +201,40 @@ class PersonBoxes:
         return len(self.b0)
 
 
+def person_boxes(image_size: tuple[int, int], scaler: "FaceScaler | None", faces: np.ndarray | None = None,
+                 scores: np.ndarray | None = None, angles: np.ndarray | None = None,
+                 fallback: str | None = "frame") -> PersonBoxes:
+    """The b0 rule, one for the runtime (:class:`PersonDetector`, :class:`FullFrameDetector`)
+    and for training and evaluation (``tools.person_boxes.example_b0``), after the paper's
+    protocols (Sec. 4.1):
+
+    - no scaler (LSP): one person whose b0 is the whole frame (:func:`frame_box`), source "frame";
+    - each face: b0 = ``scaler.apply(face, angles)``, source "face";
+    - no face: with ``fallback`` "frame" one person whose b0 is the whole frame (source
+      "frame", angle 0 when ``angles`` is given), with None no person (P = 0).
+
+    Args:
+        image_size: (width, height) of the frame or image, pixels.
+        scaler: the fitted :class:`FaceScaler`, or None.
+        faces: (N, 4) face boxes (cx, cy, w, h) pixels (ignored without a scaler).
+        scores: (N,) their detection scores (default 1).
+        angles: (N,) b0 rotation in radians (:func:`turn_angles`), or None for upright boxes.
+        fallback: "frame" or None, see above.
+    Returns:
+        :class:`PersonBoxes` (b0 (P, 4) pixels, float64).
+    """
+    w, h = image_size
+    faces = np.zeros((0, 4)) if faces is None or scaler is None else np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+    if len(faces) == 0:
+        if scaler is not None and fallback is None:
+            return PersonBoxes(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0), [],
+                               None if angles is None else np.zeros(0))
+        return PersonBoxes(frame_box(w, h)[None], np.full((1, 4), np.nan), np.zeros(1), ["frame"],
+                           None if angles is None else np.zeros(1))
+    scores = np.ones(len(faces)) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
+    return PersonBoxes(scaler.apply(faces, angles).reshape(-1, 4), faces, scores, ["face"] * len(faces), angles)
+
+
 class FullFrameDetector:
     """The person detector of models without a face scaler (LSP, as in the paper): one person
     per frame whose b0 is the whole frame (source "frame")."""
@@ -208,7 +242,7 @@ class FullFrameDetector:
     def detect(self, image_bgr: np.ndarray, fallback: str | None = None) -> PersonBoxes:
         """One full-frame person for an (H, W, 3) image; ``fallback`` is accepted and ignored."""
         h, w = image_bgr.shape[:2]
-        return PersonBoxes(frame_box(w, h)[None], np.full((1, 4), np.nan), np.zeros(1), ["frame"])
+        return person_boxes((w, h), None)
 
     def close(self) -> None:
         """Nothing to release."""
@@ -277,13 +311,9 @@ class PersonDetector:
             faces, scores, kps = faces[ok], scores[ok], kps[ok]
         if self.max_persons is not None:
             faces, scores, kps = faces[: self.max_persons], scores[: self.max_persons], kps[: self.max_persons]
-        if len(faces) == 0 and fallback == "frame":
-            h, w = np.asarray(image_bgr).shape[:2]
-            return PersonBoxes(frame_box(w, h)[None], np.full((1, 4), np.nan), np.zeros(1), ["frame"],
-                               np.zeros(1) if self.rotate else None)
+        h, w = np.asarray(image_bgr).shape[:2]
         angles = turn_angles(face_roll(kps[:, 0], kps[:, 1]), self.min_roll) if self.rotate else None
-        return PersonBoxes(self.scaler.apply(faces, angles).reshape(-1, 4), faces, scores, ["face"] * len(faces),
-                           angles)
+        return person_boxes((w, h), self.scaler, faces, scores, angles, fallback)
 
     def close(self) -> None:
         """Close the face detector if this object opened it."""

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from deeppose.engine.detector import FaceScaler, PersonDetector, frame_box
+from deeppose.engine.detector import FaceScaler, FullFrameDetector, PersonDetector, frame_box
 from deeppose.engine.face_detector import DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector
 from deeppose.tools import fit_scaler
 from deeppose.tools.datasets import default_data_root, load_dataset, load_image
@@ -221,7 +221,7 @@ def test_scaler_dict_round_trip():
 def test_example_b0_lsp_is_full_image():
     ds = _subset(load_dataset("lsp", None, "train"), 25)
     boxes, sources = example_b0(ds, None)
-    assert boxes.shape == (25, 4) and sources == ["image"] * 25
+    assert boxes.shape == (25, 4) and sources == ["frame"] * 25
     for ex, box in zip(ds.examples[:3], boxes):
         h, w = load_image(ex.image_path).shape[:2]
         np.testing.assert_allclose(box, [(w - 1) / 2, (h - 1) / 2, w, h])
@@ -248,6 +248,39 @@ def test_example_b0_flic_face_and_joints(flic_train, tmp_path):
             assert np.isfinite(boxes[i]).all() and boxes[i][2] > 0
             # the implied face sits on the eyes and nose: b0's top edge lies above them
             assert boxes[i][1] - boxes[i][3] / 2 < eyes_nose[:, 1].min()
+
+
+
+class _OneFace:
+    """A face detector stand-in that finds the given faces (N, 4) in any image."""
+
+    def __init__(self, faces):
+        self.faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+
+    def detect(self, image):
+        return self.faces, np.ones(len(self.faces))
+
+
+@needs_flic
+def test_example_b0_is_the_runtime_b0_rule(flic_train, tmp_path):
+    """One b0 rule: evaluation's b0 of each example (missed="frame") is what the app's
+    PersonDetector gives for a frame in which that example's face is found (or none is)."""
+    ds = _subset(flic_train, 12)
+    scaler = FaceScaler(0.12, 2.6, 7.35, 6.3)
+    boxes, sources = example_b0(ds, scaler.to_dict(), cache_dir=tmp_path, progress=False, missed="frame")
+    faces, _ = match_dataset(ds, detect_dataset_faces(ds, cache_dir=tmp_path, progress=False))
+    assert set(sources) == {"face", "frame"}
+    for i, ex in enumerate(ds.examples):
+        w, h = ex.image_size
+        found = faces[i][None] if np.isfinite(faces[i]).all() else np.zeros((0, 4))
+        runtime = PersonDetector(scaler, _OneFace(found)).detect(np.zeros((h, w, 3), np.uint8), fallback="frame")
+        assert runtime.sources == [sources[i]]
+        np.testing.assert_allclose(runtime.b0[0], boxes[i])
+    lsp_like = dataclasses.replace(ds, examples=ds.examples[:2])
+    boxes, sources = example_b0(lsp_like, None)
+    full = FullFrameDetector().detect(np.zeros((ds.examples[0].image_size[1], ds.examples[0].image_size[0], 3), np.uint8))
+    assert sources == full.sources * 2
+    np.testing.assert_allclose(boxes[0], full.b0[0])
 
 
 def test_joints_face_is_the_fitted_model_batched_and_shared_with_tools():
