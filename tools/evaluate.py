@@ -41,9 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", choices=("train", "val", "test", "trainval"),
                         help="dataset split (default: val)")
     add_weights(parser, default_text="the --dataset's, weights/<dataset>")
-    parser.add_argument("--b0", choices=("auto", "image", "face"), default="auto",
+    parser.add_argument("--b0", choices=("auto", "frame", "face"), default="auto",
                         help="b0 per example: auto (default: FLIC the face enlarged by the model's scaler, LSP the "
-                        "full image, as in the paper), image (the full image) or face (the labelled person's "
+                        "full image, as in the paper), frame (the full image) or face (the labelled person's "
                         "detected face enlarged by the model's scaler, the full image where it is missed; the b0 "
                         "of the video command and the app)")
     add_stages(parser, "evaluate")
@@ -347,10 +347,10 @@ def _run(args) -> int:
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")
         if args.stages is not None and args.stages > cascade.num_stages:
             return _error(f"--stages {args.stages}: model {weights} has {cascade.num_stages} stages")
-        from deeppose.engine.detector import DetectorError
+        from deeppose.engine.face_detector import DetectorError
         from deeppose.tools.person_boxes import example_b0
 
-        mode = args.b0 if args.b0 != "auto" else ("image" if skeleton.name == "lsp" else "face")
+        mode = args.b0 if args.b0 != "auto" else ("frame" if skeleton.name == "lsp" else "face")
         scaler = info.scaler if mode == "face" else None
         if mode == "face" and scaler is None:
             return _error(f"--b0 face: model {weights} has no face scaler")

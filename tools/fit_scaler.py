@@ -89,7 +89,7 @@ def required_extents(poses, faces):
     """
     import numpy as np
 
-    from deeppose.engine.detector import face_size
+    from deeppose.engine.face_detector import face_size
 
     poses = np.asarray(poses, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.float64)
@@ -165,7 +165,8 @@ def fit_image_box(faces, image_sizes, face_model: str, min_confidence: float):
     """
     import numpy as np
 
-    from deeppose.engine.detector import FaceScaler, face_size
+    from deeppose.engine.detector import FaceScaler
+    from deeppose.engine.face_detector import face_size
 
     faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
     sizes = np.asarray(image_sizes, dtype=np.float64).reshape(-1, 2)
@@ -218,7 +219,7 @@ def fit_joints_face(poses, faces, skeleton):
     """
     import numpy as np
 
-    from deeppose.engine.detector import face_size
+    from deeppose.engine.face_detector import face_size
     from deeppose.tools.person_boxes import face_joint_indices
 
     poses = np.asarray(poses, dtype=np.float64)
@@ -254,7 +255,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from deeppose.engine.detector import FACE_MODELS, DetectorError, face_size, resolve_face_model
+    from deeppose.engine.face_detector import FACE_MODELS, DetectorError, face_size, resolve_face_model
     from deeppose.engine.model import ModelError, read_manifest, write_manifest
     from deeppose.tools.datasets import DatasetError, load_dataset
     from deeppose.tools.person_boxes import (MATCH_MARGIN, detect_dataset_faces, example_b0, fit_head_face,
