@@ -7,10 +7,15 @@ frame::
     {"frame": 12, "timestamp": 0.4, "persons": [
         {"id": 1, "b0": [cx, cy, w, h], "b0_source": "face", "face": [cx, cy, w, h] | null,
          "score": 0.93, "stage": 3, "smoothed": true,
-         "joints": {"l_shoulder": {"x": 812.4, "y": 203.1}, ...}}]}
+         "joints": {"l_shoulder": {"x": 812.4, "y": 203.1, "in_frame": true}, ...}}]}
 
-``persons`` is ``[]`` when nobody is in the frame. CSV: one row per person per frame with
-columns :func:`csv_columns`; a frame with nobody is one row whose ``person`` column is empty.
+``persons`` is ``[]`` when nobody is in the frame. ``joints`` holds the model's joints, in its
+order and under its names (the header's ``joints``: FLIC's 11 upper-body joints, LSP's 14
+full-body ones). ``in_frame`` is false for a joint predicted outside the frame (a full-body b0
+reaches beyond the frame when the legs leave it, :func:`engine.geometry.joints_in_frame`); such
+joints are not drawn. CSV: one row per person per frame with columns :func:`csv_columns` (the
+flag as ``<joint>_in_frame``, 1 or 0); a frame with nobody is one row whose ``person`` column is
+empty.
 Coordinates are pixels of the frame (x right, y down, (0, 0) the centre of the top-left
 pixel); ``stage`` is the cascade stage the joints come from; ``smoothed`` says whether the
 One-Euro filter was applied; ``b0_source`` is "face" (a face detected in this frame), "pose"
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .geometry import joints_in_frame
 from .outputs import RecordingError
 
 KEYPOINT_FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
@@ -52,11 +58,18 @@ def _box(b) -> list | None:
     return None if b is None else [_r(v) for v in np.asarray(b, dtype=np.float64)]
 
 
+def _in_frame(result, pose: np.ndarray) -> np.ndarray:
+    """(k,) bool: the joints of ``pose`` on the result's frame (finite ones when its size is unknown)."""
+    w, h = result.frame_size
+    return joints_in_frame(pose, w, h) if w and h else np.isfinite(pose).all(axis=-1)
+
+
 def frame_record(result, skeleton) -> dict:
     """The JSON Lines record of one :class:`engine.pipeline.FrameResult` (see module docstring)."""
     persons = []
     for p in result.persons:
         pose = np.asarray(p.pose, dtype=np.float64)
+        inside = _in_frame(result, pose)
         persons.append({
             "id": int(p.track_id),
             "b0": _box(p.b0),
@@ -65,18 +78,20 @@ def frame_record(result, skeleton) -> dict:
             "score": _r(p.score, 3),
             "stage": int(p.stage_poses.shape[0]),
             "smoothed": bool(p.smoothed),
-            "joints": {name: {"x": _r(pose[j, 0]), "y": _r(pose[j, 1])} for j, name in enumerate(skeleton.joints)},
+            "joints": {name: {"x": _r(pose[j, 0]), "y": _r(pose[j, 1]), "in_frame": bool(inside[j])}
+                       for j, name in enumerate(skeleton.joints)},
         })
     return {"frame": int(result.index), "timestamp": round(float(result.timestamp), 4), "persons": persons}
 
 
 def csv_columns(skeleton) -> list[str]:
     """CSV header: frame, timestamp, person, b0_source, stage, smoothed, score, b0_cx, b0_cy,
-    b0_w, b0_h, face_cx, face_cy, face_w, face_h, then <joint>_x, <joint>_y per joint."""
+    b0_w, b0_h, face_cx, face_cy, face_w, face_h, then <joint>_x, <joint>_y, <joint>_in_frame
+    per joint."""
     cols = ["frame", "timestamp", "person", "b0_source", "stage", "smoothed", "score",
             "b0_cx", "b0_cy", "b0_w", "b0_h", "face_cx", "face_cy", "face_w", "face_h"]
     for name in skeleton.joints:
-        cols += [f"{name}_x", f"{name}_y"]
+        cols += [f"{name}_x", f"{name}_y", f"{name}_in_frame"]
     return cols
 
 
@@ -90,7 +105,10 @@ def csv_rows(result, skeleton) -> list[list]:
     for p in result.persons:
         face = _box(p.face) or [""] * 4
         pose = np.asarray(p.pose, dtype=np.float64)
-        joints = [("" if _r(v) is None else _r(v)) for v in pose.reshape(-1)]
+        inside = _in_frame(result, pose)
+        joints = [v for j in range(len(pose)) for v in ("" if _r(pose[j, 0]) is None else _r(pose[j, 0]),
+                                                        "" if _r(pose[j, 1]) is None else _r(pose[j, 1]),
+                                                        int(inside[j]))]
         rows.append(base + [int(p.track_id), p.b0_source, int(p.stage_poses.shape[0]), int(bool(p.smoothed)),
                             _r(p.score, 3), *_box(p.b0), *face, *joints])
     return rows
@@ -186,7 +204,9 @@ def read_keypoints(path: str | Path) -> list[dict]:
                 "score": num(row["score"]),
                 "stage": int(row["stage"]),
                 "smoothed": row["smoothed"] == "1",
-                "joints": {j: {"x": num(row[f"{j}_x"]), "y": num(row[f"{j}_y"])} for j in joints},
+                "joints": {j: {"x": num(row[f"{j}_x"]), "y": num(row[f"{j}_y"]),
+                               **({"in_frame": row[f"{j}_in_frame"] == "1"} if f"{j}_in_frame" in row else {})}
+                           for j in joints},
             })
     return [frames[k] for k in sorted(frames)]
 

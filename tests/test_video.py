@@ -112,7 +112,8 @@ def test_keypoints_jsonl_one_record_per_frame(full_run, model_dir):
         for p in r["persons"]:
             assert set(p) >= {"id", "b0", "b0_source", "face", "stage", "smoothed", "joints"}
             assert list(p["joints"]) == list(FLIC.joints)
-            assert all(isinstance(v["x"], float) and isinstance(v["y"], float) for v in p["joints"].values())
+            assert all(isinstance(v["x"], float) and isinstance(v["y"], float) and isinstance(v["in_frame"], bool)
+                       for v in p["joints"].values())
             assert p["stage"] == len(stages) and p["smoothed"] is True
             assert p["b0_source"] in ("face", "pose", "held")
             assert (p["face"] is None) == (p["b0_source"] == "held")
@@ -183,7 +184,7 @@ def test_csv_default_output_and_options(cuts, model_dir, tmp_path, capsys):
     assert video_facts(default_out)[:2] == (8, 8)
     header = kp.read_text().splitlines()[0].split(",")
     assert header[:7] == ["frame", "timestamp", "person", "b0_source", "stage", "smoothed", "score"]
-    assert header[-2:] == ["nose_x", "nose_y"]
+    assert header[-3:] == ["nose_x", "nose_y", "nose_in_frame"]
     recs = read_keypoints(kp)
     assert [r["frame"] for r in recs] == list(range(8))
     rows = kp.read_text().strip().splitlines()[1:]
@@ -520,3 +521,32 @@ def test_bad_options_are_one_line(cuts, argv, message, capsys):
     rc = main.main(["video", str(cuts["short"]), *argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_keypoints_flag_joints_outside_the_frame(tmp_path, suffix):
+    """A 14-joint person whose ankles are predicted below a 640x360 frame (legs out of view) and
+    whose right wrist is NaN: the file carries the LSP joint names, and in_frame is false for
+    exactly those three joints (a joint on the frame's last pixel row is still in it)."""
+    from deeppose.engine.keypoints import KeypointsWriter
+    from deeppose.engine.pipeline import FrameResult, PersonResult
+    from deeppose.engine.skeletons import LSP
+
+    pose = np.column_stack([np.linspace(200, 400, LSP.k), np.linspace(20, 300, LSP.k)])
+    pose[LSP.index("r_ankle")] = (250.0, 420.0)
+    pose[LSP.index("l_ankle")] = (330.0, 361.0)
+    pose[LSP.index("r_wrist")] = np.nan
+    pose[LSP.index("head_top")] = (300.0, 359.4)
+    person = PersonResult(3, np.array([300.0, 250.0, 200.0, 400.0]), np.array([300.0, 40.0, 20.0, 20.0]), "face",
+                          pose[None], pose)
+    path = tmp_path / f"kp{suffix}"
+    writer = KeypointsWriter(path, LSP, {"width": 640, "height": 360})
+    writer.write(FrameResult(0, 0.0, [person], 0.0, [0.0], 0.0, "torch", (640, 360), 1))
+    writer.close()
+    if suffix == ".jsonl":
+        assert read_keypoints_header(path)["joints"] == list(LSP.joints)
+    rec = read_keypoints(path)[0]["persons"][0]
+    assert list(rec["joints"]) == list(LSP.joints)
+    out = {name for name, v in rec["joints"].items() if not v["in_frame"]}
+    assert out == {"r_ankle", "l_ankle", "r_wrist"}
+    assert rec["joints"]["r_ankle"]["y"] == pytest.approx(420.0)   # still recorded where predicted
