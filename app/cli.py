@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from deeppose.engine.cli_args import add_backend, add_stages, output_problem, positive_int
+from deeppose.engine.cli_args import (WeightsError, add_backend, add_stages, add_weights, output_problem, positive_int,
+                                     resolve_weights)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -15,9 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", metavar="0|FILE",
                         help="start with this source: a camera index (0, 1, ...) or a video file "
                              "(default: the first camera found)")
-    parser.add_argument("--weights", metavar="DIR",
-                        help="model folder (manifest.json + stage checkpoints) for this run "
-                             "(default: the one saved in the settings, initially weights/flic)")
+    add_weights(parser, default_text="the one chosen in the app and saved in the settings, initially flic")
     add_backend(parser, default=None, default_text="the one saved in the settings, initially auto")
     add_stages(parser)
     parser.add_argument("--quit-after-frames", type=positive_int, metavar="N",
@@ -46,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1
+    try:   # for this run only, as --backend and --stages (the settings keep the user's choice)
+        weights = resolve_weights(args.weights, args.model, default=None)
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for path, what in ((args.screenshot, "screenshot"), (args.record, "recording")):
         problem = output_problem(path, what) if path else None
         if problem:
@@ -65,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("deeppose")
     source = Source.parse(args.source) if args.source is not None else None
-    overrides = {"weights": args.weights, "backend": args.backend, "stages": args.stages}
+    overrides = {"weights": None if weights is None else str(weights), "model": args.model, "backend": args.backend,
+                 "stages": args.stages}
 
     # Ctrl-C / SIGTERM close the window like its Quit action (finishing any recording), also
     # while it is being built.

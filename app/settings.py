@@ -12,6 +12,8 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings
 
+from ..engine.cli_args import MODELS
+
 ORGANIZATION = "deeppose"
 APPLICATION = "deeppose"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +31,8 @@ class AppSettings:
 
     Attributes:
         weights: model folder (manifest.json + stage checkpoints).
+        model: the shipped model last chosen in the model chooser, "flic" (upper body) or "lsp"
+            (full body); choosing one sets ``weights`` to its folder, ``weights/NAME``.
         backend: runtime backend name, or "auto" (the fastest available).
         stages: how many cascade stages to run, 1..S; 0 = all S stages of the model.
         smooth: smooth poses across frames.
@@ -38,6 +42,7 @@ class AppSettings:
     """
 
     weights: str = str(DEFAULT_WEIGHTS)
+    model: str = "flic"
     backend: str = "auto"
     stages: int = 0
     smooth: bool = True
@@ -69,6 +74,8 @@ def load_settings(qs: QSettings) -> AppSettings:
             setattr(out, f.name, value)
     if out.stages < 0:
         out.stages = 0
+    if out.model not in MODELS:   # a name from another version: the default
+        out.model = AppSettings.model
     return out
 
 

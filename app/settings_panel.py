@@ -1,5 +1,5 @@
-"""The window's settings panel (a dock): model folder, backend, stages, smoothing, boxes, HUD,
-record folder. Every change applies live (to the inference worker) and is saved at once
+"""The window's settings panel (a dock): model chooser (upper body / full body), model folder,
+backend, stages, smoothing, boxes, HUD, record folder. Every change applies live (to the inference worker) and is saved at once
 (:func:`app.settings.save_setting`, QSettings).
 
 A mixin of :class:`app.window.MainWindow`: it uses the window's ``settings``, ``qsettings``,
@@ -14,11 +14,14 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFo
                              QLineEdit, QPushButton, QSpinBox, QWidget)
 
 from ..engine.cli_args import BACKENDS as RUNTIME_BACKENDS
+from ..engine.cli_args import MODELS, model_folder, model_problem
 from .settings import save_setting
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto",) + RUNTIME_BACKENDS
+MODEL_LABELS = {"flic": "Upper body (FLIC, 11 joints)", "lsp": "Full body (LSP, 14 joints)"}
+"""The model chooser's items, one per shipped model (engine.cli_args.MODELS)."""
 
 
 class SettingsPanelMixin:
@@ -31,6 +34,14 @@ class SettingsPanelMixin:
         panel = QWidget(dock)
         form = QFormLayout(panel)
         s = self.settings
+
+        self.model_combo = QComboBox(panel)
+        for name in MODELS:
+            self.model_combo.addItem(MODEL_LABELS.get(name, name), name)
+        self._disable_unavailable_models()
+        self._show_model_choice(s.model)
+        self.model_combo.currentIndexChanged.connect(lambda i: self.set_model(self.model_combo.itemData(i)))
+        form.addRow("Pose model", self.model_combo)
 
         self.weights_edit = QLineEdit(s.weights, panel)
         self.weights_edit.editingFinished.connect(lambda: self.set_weights(self.weights_edit.text()))
@@ -83,6 +94,38 @@ class SettingsPanelMixin:
         dock.setWidget(panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.settings_dock = dock
+
+    def _disable_unavailable_models(self) -> None:
+        """Grey out the shipped models that are not installed (e.g. weights/lsp before its
+        weights land), the reason as the item's tooltip; the others show their folder."""
+        combo = self.model_combo
+        for i in range(combo.count()):
+            name = combo.itemData(i)
+            problem = model_problem(name)
+            combo.model().item(i).setEnabled(problem is None)
+            combo.setItemData(i, f"not available: {problem}" if problem else str(model_folder(name)),
+                              Qt.ItemDataRole.ToolTipRole)
+
+    def _show_model_choice(self, name: str) -> None:
+        """Select ``name`` in the model chooser without acting on it."""
+        i = self.model_combo.findData(name)
+        if i >= 0 and i != self.model_combo.currentIndex():
+            self.model_combo.blockSignals(True)
+            self.model_combo.setCurrentIndex(i)
+            self.model_combo.blockSignals(False)
+
+    def set_model(self, name: str) -> None:
+        """Switch to shipped model ``name`` ("flic" or "lsp") now: its folder ``weights/NAME`` is
+        loaded by the running worker and both are saved. A model that is not installed is
+        refused with its reason in the status bar (the chooser keeps the current one)."""
+        problem = model_problem(name)
+        if problem is not None:
+            self._show_model_choice(self.settings.model)
+            self.show_error(f"Model not switched: {problem}")
+            return
+        self._set_setting("model", name)
+        self._show_model_choice(name)
+        self.set_weights(str(model_folder(name)))
 
     def _disable_unavailable_backends(self) -> None:
         """Grey out the backends that cannot run here (e.g. tensorrt without a GPU), the reason

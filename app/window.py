@@ -38,7 +38,7 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
 
     Args:
         source: start with this source (camera index or file) instead of the first camera.
-        overrides: settings given on the command line (weights, backend, stages) for this run
+        overrides: settings given on the command line (weights, model, backend, stages) for this run
             only; they are not saved unless changed again in the window.
         quit_after_frames: close after this many frames were displayed (or when the source
             ends or fails), for automation and tests.
@@ -288,6 +288,7 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
         self.model_label.setToolTip(f"{model.folder}\n{model.skeleton.upper()} joints, {model.num_stages} cascade "
                                     f"stages\nbackend: {model.description}")
         self.model_label.setStyleSheet("")
+        self._show_model_choice(model.skeleton)   # the chooser shows the kind of model running
         asked = self._requested_stages
         if asked and asked > model.num_stages:
             self._requested_stages = None   # said once

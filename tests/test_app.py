@@ -712,3 +712,70 @@ def test_ctrl_c_while_the_window_is_being_built(tmp_path, random_model_dir, walk
     stderr = _ctrl_c(proc)
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "interrupted" in stderr
+
+
+# -- the model chooser (upper body / full body) -------------------------------------------------
+@pytest.fixture(scope="module")
+def shipped_models(tmp_path_factory) -> Path:
+    """A weights/ folder with random 1-stage flic and lsp models (the lsp one with a full-body scaler)."""
+    from conftest import make_random_model
+
+    root = tmp_path_factory.mktemp("repo") / "weights"
+    make_random_model(root / "flic", stages=1)
+    make_random_model(root / "lsp", stages=1, skeleton_name="lsp", face_scaler=True)
+    return root
+
+
+def test_model_chooser_switches_live_and_persists(qtbot, shipped_models, walking_cut, monkeypatch):
+    """Choosing "Full body" while a video plays reloads the running model: 14-joint poses from
+    then on; the choice (and its folder) is saved and shown by the next window."""
+    from deeppose.engine import cli_args
+
+    monkeypatch.setattr(cli_args, "WEIGHTS_ROOT", shipped_models)
+    win = open_window(qtbot, walking_cut, None)
+    combo = win.model_combo
+    assert [combo.itemData(i) for i in range(combo.count())] == ["flic", "lsp"]
+    assert all(combo.model().item(i).isEnabled() for i in range(combo.count()))
+    assert "Upper body" in combo.itemText(0) and "Full body" in combo.itemText(1)
+    win.set_model("flic")
+    qtbot.waitUntil(lambda: win.model is not None and win.model.skeleton == "flic", timeout=60000)
+    assert combo.currentData() == "flic"
+    combo.setCurrentIndex(combo.findData("lsp"))          # the user picks "Full body"
+    qtbot.waitUntil(lambda: win.model is not None and win.model.skeleton == "lsp", timeout=60000)
+    qtbot.waitUntil(lambda: win.last_display is not None and win.last_display.result is not None
+                    and any(p.pose.shape == (14, 2) for p in win.last_display.result.persons), timeout=30000)
+    assert win.settings.model == "lsp" and win.settings.weights == str(shipped_models / "lsp")
+    assert win.model_error is None
+    wait_end(qtbot, win)
+    close_window(win)
+
+    win2 = open_window(qtbot, None, None, backend=None)
+    assert (win2.settings.model, win2.settings.weights) == ("lsp", str(shipped_models / "lsp"))
+    assert win2.model_combo.currentData() == "lsp"
+    qtbot.waitUntil(lambda: win2.model is not None and win2.model.skeleton == "lsp", timeout=60000)
+    close_window(win2)
+
+
+def test_unavailable_model_is_greyed_out_with_its_reason(qtbot, shipped_models, tmp_path, monkeypatch):
+    """weights/lsp without its manifest (only the scaler landed): "Full body" is greyed out, the
+    reason is its tooltip, and choosing it anyway keeps the running model and says why."""
+    from deeppose.engine import cli_args
+
+    root = tmp_path / "weights"
+    (root / "lsp").mkdir(parents=True)
+    (root / "lsp" / "scaler.json").write_text("{}")
+    import shutil
+    shutil.copytree(shipped_models / "flic", root / "flic")
+    monkeypatch.setattr(cli_args, "WEIGHTS_ROOT", root)
+    win = open_window(qtbot, None, root / "flic")
+    combo = win.model_combo
+    i = combo.findData("lsp")
+    assert not combo.model().item(i).isEnabled() and combo.model().item(combo.findData("flic")).isEnabled()
+    tip = combo.itemData(i, Qt.ItemDataRole.ToolTipRole)
+    assert tip.startswith("not available:") and "weights/lsp has no manifest.json" in tip
+    qtbot.waitUntil(lambda: win.model is not None, timeout=60000)
+    win.set_model("lsp")
+    assert win.settings.model == "flic" and combo.currentData() == "flic"
+    assert "weights/lsp has no manifest.json" in win.status_message
+    assert win.model is not None and win.model.skeleton == "flic"
+    close_window(win)

@@ -184,7 +184,7 @@ def test_resolve_weights(shipped, monkeypatch, tmp_path):
         resolve_weights(None, None)
 
 
-@pytest.mark.parametrize("command", [["video", "IN"], ["evaluate", "--dataset", "lsp"], ["benchmark", "--no-pipeline"],
+@pytest.mark.parametrize("command", [["app"], ["video", "IN"], ["evaluate", "--dataset", "lsp"], ["benchmark", "--no-pipeline"],
                                      ["export-onnx"], ["build-engines"]])
 def test_missing_or_conflicting_model_is_one_line(command, shipped, monkeypatch, tmp_path, capsys):
     from deeppose.engine import cli_args
