@@ -247,3 +247,18 @@ def test_init_from_another_skeleton_takes_the_features_only(tmp_path):
     torch.testing.assert_close(lsp.head[-1].weight, fresh_out)                # 28 outputs, not FLIC's 22
     with pytest.raises(ModelError, match="not psi with preset 'paper'"):
         start_from(build_network(11, "paper"), flic)
+
+
+def test_lsp_manifest_records_the_run_time_scaler_but_trains_on_the_image(tmp_path):
+    """LSP trains with the whole image as b0 (no scaler for training), and its manifest records
+    the full-body scaler of ``--out``/scaler.json (fit-scaler --dataset lsp) for the video command
+    and the app; without that file the manifest's scaler stays null."""
+    import json
+
+    from deeppose.tools.trainer import TrainConfig, _run_time_scaler, _scaler
+
+    cfg = TrainConfig(dataset="lsp", out=tmp_path)
+    assert _scaler(cfg) is None and _run_time_scaler(cfg) is None
+    fitted = {"offset_x": 0.05, "offset_y": 4.23, "scale_x": 7.33, "scale_y": 13.4, "fit": {"dataset": "lsp"}}
+    (tmp_path / "scaler.json").write_text(json.dumps(fitted))
+    assert _scaler(cfg) is None and _run_time_scaler(cfg) == fitted
