@@ -213,7 +213,6 @@ def boxes_from_pose(pose: np.ndarray, margin: float = 0.0) -> np.ndarray:
     return np.concatenate([c, wh], axis=-1)
 
 
-
 def joints_in_frame(pose: np.ndarray, width: int, height: int) -> np.ndarray:
     """Which joints lie on the frame: inside the pixel area [-0.5, W - 0.5] x [-0.5, H - 0.5]
     (pixel centres at integers, (0, 0) the top-left one).

@@ -160,7 +160,7 @@ class PosePipeline:
             manifest's "scaler" decides: the full-body LSP model's scaler (``fit-scaler
             --dataset lsp``) turns each face into a box around the whole body, which may reach
             beyond the frame (legs out of view; the crop pads it, and joints predicted outside
-            the frame are flagged, see ``engine.recording``).
+            the frame are flagged, see ``engine.keypoints``).
         smoothing: One-Euro parameters (see :class:`engine.smoothing.OneEuroParams`).
         tracker: a :class:`engine.tracking.PersonTracker` (default: face IoU 0.2, a new person
             confirmed after 3 detections in its first 5 frames, hold 15 frames / 0.5 s).

@@ -307,9 +307,10 @@ def _run(args) -> int:
         problem = output_problem(path, what) if path else None
         if problem:   # before the run, not after it
             return _error(problem)
-    if args.write_manifest and (oracle or args.split != "val" or args.limit is not None or args.stages is not None):
+    if args.write_manifest and (oracle or args.split != "val" or args.limit is not None or args.stages is not None
+                                or args.b0 != "auto"):
         return _error("--write-manifest records a model's metrics on the whole val split: "
-                      "use it with --split val, all stages, no --limit and no --oracle")
+                      "use it with --split val, all stages, no --limit, no --oracle and the protocol's b0 (--b0 auto)")
 
     dataset = load_dataset(args.dataset, args.data, args.split)
     limited = args.limit is not None and args.limit < len(dataset.examples)
