@@ -96,6 +96,9 @@ def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
     from deeppose.engine.backends import load_cascade
     cascade, _ = load_cascade(out)
     assert cascade.num_stages == 2
+    # the val metrics and their protocol come from this run, PCP included
+    assert manifest["val_protocol"]["command"] == "main.py train" and manifest["val_protocol"]["examples"] == 4
+    assert set(manifest["val_metrics"]) == {"stage1", "stage2"} and "mean" in manifest["val_metrics"]["stage2"]["pcp"]
 
 
 def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
