@@ -573,6 +573,22 @@ def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict,
         "b0_sources": dict(Counter(valdata.sources)), "backend": "torch", "flip": "off"})
 
 
+def _export_onnx(folder: Path) -> None:
+    """Write the ONNX files of the model folder's stages and name them in its manifest
+    (:func:`tools.export_onnx.export_model`; stages whose file is up to date are skipped), so
+    that the runtime backends, which load prebuilt files and never export, can run the folder
+    as training leaves it. A failure is logged, not fatal: the checkpoints are written, and
+    ``main.py export-onnx`` can finish the job."""
+    from deeppose.tools.export_onnx import export_model
+
+    try:
+        paths = export_model(folder)
+    except Exception as e:   # ImportError (no onnx), BackendError, ModelError, OSError: keep the training
+        log.warning("ONNX export failed (%s); run: python main.py export-onnx --weights %s", e, folder)
+        return
+    log.info("ONNX files: %s", ", ".join(p.name for p in paths))
+
+
 def _init_distributed(cfg: TrainConfig) -> torch.device:
     """The training device; under torchrun (WORLD_SIZE > 1) also joins the process group:
     NCCL with one GPU per process (LOCAL_RANK) on CUDA, gloo on CPUs."""
@@ -638,5 +654,6 @@ def _train_stages(cfg: TrainConfig, device: torch.device, rank: int, world: int)
             final = result["val_metrics"]
             _write_stage(cfg, stage, net.cpu(), result, stats, final, train, val, scaler)
             log.info("stage %d written to %s; val %s", stage, cfg.out, _summary(final[f"stage{stage}"]))
+            _export_onnx(cfg.out)
         _barrier()  # the next stage reads this one from the model folder
     return 0
