@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from deeppose.engine.detector import (DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector, FaceScaler,
-                             PersonDetector, frame_box)
+from deeppose.engine.detector import FaceScaler, FullFrameDetector, PersonDetector, frame_box
+from deeppose.engine.face_detector import DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector
 from deeppose.tools import fit_scaler
 from deeppose.tools.datasets import default_data_root, load_dataset, load_image
 from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
@@ -171,6 +171,41 @@ def test_bad_model_is_one_line_error(tmp_path, capfd):
     assert (FACE_MODEL_DIR / DEFAULT_FACE_MODEL).is_file()
 
 
+def test_native_stderr_filter_is_thread_safe_and_reentrant(capfd, monkeypatch):
+    """The fd-2 filter around MediaPipe: blocks from several threads at once and a block nested
+    in the same thread (a detector closed by the garbage collector inside another's block) end
+    with fd 2 restored; known chatter is dropped, every other line is passed on exactly once."""
+    import os
+    import threading
+
+    from deeppose.engine.native_stderr import filtered_native_stderr
+
+    def block(tag: str, nested: bool) -> None:
+        with filtered_native_stderr():
+            os.write(2, f"INFO: [environment.cc:36] chatter {tag}\nkept {tag}\n".encode())
+            if nested:
+                with filtered_native_stderr():
+                    os.write(2, f"WARNING: Logging before InitGoogle() {tag}\nkept inner {tag}\n".encode())
+
+    monkeypatch.delenv("DEEPPOSE_MEDIAPIPE_LOGS", raising=False)   # that turns the filter off
+    capfd.readouterr()
+    nested = threading.Thread(target=block, args=("n", True), daemon=True)
+    nested.start()
+    nested.join(timeout=10)
+    assert not nested.is_alive(), "a nested block deadlocked"
+    threads = [threading.Thread(target=block, args=(str(i), i % 2 == 0)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err.splitlines()
+    expected = ["kept n", "kept inner n", "after"]
+    for i in range(8):
+        expected += [f"kept {i}"] + ([f"kept inner {i}"] if i % 2 == 0 else [])
+    assert sorted(err) == sorted(expected), err
+
+
 def test_scaler_dict_round_trip():
     s = FaceScaler(0.1, 2.6, 7.3, 6.3, extra={"fit": {"coverage_train": 0.99}})
     d = s.to_dict()
@@ -187,7 +222,7 @@ def test_scaler_dict_round_trip():
 def test_example_b0_lsp_is_full_image():
     ds = _subset(load_dataset("lsp", None, "train"), 25)
     boxes, sources = example_b0(ds, None)
-    assert boxes.shape == (25, 4) and sources == ["image"] * 25
+    assert boxes.shape == (25, 4) and sources == ["frame"] * 25
     for ex, box in zip(ds.examples[:3], boxes):
         h, w = load_image(ex.image_path).shape[:2]
         np.testing.assert_allclose(box, [(w - 1) / 2, (h - 1) / 2, w, h])
@@ -216,6 +251,39 @@ def test_example_b0_flic_face_and_joints(flic_train, tmp_path):
             assert boxes[i][1] - boxes[i][3] / 2 < eyes_nose[:, 1].min()
 
 
+
+class _OneFace:
+    """A face detector stand-in that finds the given faces (N, 4) in any image."""
+
+    def __init__(self, faces):
+        self.faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+
+    def detect(self, image):
+        return self.faces, np.ones(len(self.faces))
+
+
+@needs_flic
+def test_example_b0_is_the_runtime_b0_rule(flic_train, tmp_path):
+    """One b0 rule: evaluation's b0 of each example (missed="frame") is what the app's
+    PersonDetector gives for a frame in which that example's face is found (or none is)."""
+    ds = _subset(flic_train, 12)
+    scaler = FaceScaler(0.12, 2.6, 7.35, 6.3)
+    boxes, sources = example_b0(ds, scaler.to_dict(), cache_dir=tmp_path, progress=False, missed="frame")
+    faces, _ = match_dataset(ds, detect_dataset_faces(ds, cache_dir=tmp_path, progress=False))
+    assert set(sources) == {"face", "frame"}
+    for i, ex in enumerate(ds.examples):
+        w, h = ex.image_size
+        found = faces[i][None] if np.isfinite(faces[i]).all() else np.zeros((0, 4))
+        runtime = PersonDetector(scaler, _OneFace(found)).detect(np.zeros((h, w, 3), np.uint8), fallback="frame")
+        assert runtime.sources == [sources[i]]
+        np.testing.assert_allclose(runtime.b0[0], boxes[i])
+    lsp_like = dataclasses.replace(ds, examples=ds.examples[:2])
+    boxes, sources = example_b0(lsp_like, None)
+    full = FullFrameDetector().detect(np.zeros((ds.examples[0].image_size[1], ds.examples[0].image_size[0], 3), np.uint8))
+    assert sources == full.sources * 2
+    np.testing.assert_allclose(boxes[0], full.b0[0])
+
+
 def test_joints_face_is_the_fitted_model_batched_and_shared_with_tools():
     """engine.detector.joints_face (runtime, tracking by pose) is the model tools fit and use:
     d = hypot(|le - re|, w_nose |(le + re)/2 - no|), s = ratio d, centre = mean + offset s."""
@@ -240,7 +308,7 @@ def test_joints_face_is_the_fitted_model_batched_and_shared_with_tools():
 def test_face_roll_and_rotated_scaler():
     """The roll from the eyes is 0 upright and +90 degrees for a face turned clockwise on screen
     (lying with the head on the left); the scaler turns the face-to-b0 offset with it."""
-    from deeppose.engine.detector import face_roll
+    from deeppose.engine.face_detector import face_roll
 
     assert face_roll(np.array([90.0, 100.0]), np.array([110.0, 100.0])) == pytest.approx(0.0)
     assert face_roll(np.array([100.0, 90.0]), np.array([100.0, 110.0])) == pytest.approx(np.pi / 2)
@@ -254,7 +322,7 @@ def test_implausible_face_keypoints_are_dropped_and_lying_faces_turn_b0():
     """A 'face' whose BlazeFace eyes and ears nearly coincide (a litter bin in walking.mp4) is
     not a face; PersonDetector drops it, and keeps faces without keypoints. With rotate=True,
     a face rolled 90 degrees (a lying person) turns its b0; an upright one does not."""
-    from deeppose.engine.detector import plausible_face_keypoints
+    from deeppose.engine.face_detector import plausible_face_keypoints
 
     faces = np.array([[100.0, 100.0, 40.0, 40.0], [300.0, 300.0, 100.0, 100.0], [50.0, 50.0, 20.0, 20.0],
                       [100.0, 300.0, 40.0, 40.0]])

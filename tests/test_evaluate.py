@@ -267,8 +267,8 @@ def test_cascade_on_lsp_with_the_real_b0(one_thread, tmp_path, capsys):
                             "--limit", "5", "--json", str(js)], capsys)
     assert rc == 0, err
     report = json.loads(js.read_text())
-    assert report["b0_sources"] == {"image": 5} and [s["stage"] for s in report["stages"]] == ["stage 1"]
-    assert "lsp val split (5 examples, first 5 only)" in out and "b0 from image 5" in out
+    assert report["b0_sources"] == {"frame": 5} and [s["stage"] for s in report["stages"]] == ["stage 1"]
+    assert "lsp val split (5 examples, first 5 only)" in out and "b0 from frame 5" in out
     assert all(0.0 <= v <= 1.0 for _, v in scores(report["stages"][0]) if v is not None)
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deeppose.engine.detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector,
-                             FaceScaler, face_joint_indices, face_size, frame_box, resolve_face_model)
+from deeppose.engine.detector import FaceScaler, face_joint_indices, person_boxes
+from deeppose.engine.face_detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector, face_size,
+                                           resolve_face_model)
 from deeppose.engine.detector import joints_face as engine_joints_face
 from deeppose.engine.skeletons import Skeleton, get_skeleton
 
@@ -152,7 +153,7 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
 
     Args:
         dataset: a tools.datasets.PoseDataset.
-        model: face model (see engine.detector.resolve_face_model); None = full range.
+        model: face model (see engine.face_detector.resolve_face_model); None = full range.
         min_confidence: detection threshold.
         cache_dir: where the .npz cache lives (default ``<repo>/cache``).
         progress: show a tqdm bar while detecting.
@@ -161,14 +162,14 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
     Returns:
         One :data:`Detections` per example, in ``dataset.examples`` order.
     Raises:
-        engine.detector.DetectorError: the face model cannot be loaded.
+        engine.face_detector.DetectorError: the face model cannot be loaded.
         tools.datasets.DatasetError: an image cannot be read.
     """
     from deeppose.tools.datasets import load_image
 
     model_path = resolve_face_model(model)
     if not model_path.is_file():
-        from deeppose.engine.detector import DetectorError
+        from deeppose.engine.face_detector import DetectorError
         raise DetectorError(f"face model missing: {model_path}")
     from deeppose.engine.pipeline import face_search
 
@@ -276,10 +277,11 @@ def joints_face(pose: np.ndarray, skeleton: Skeleton, params: dict | None = None
 def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path | None = None,
                progress: bool = True, missed: str = "joints",
                min_confidence: float | None = None) -> tuple[np.ndarray, list[str]]:
-    """b0 for every example of a dataset, as training and evaluation use it.
+    """b0 for every example of a dataset, as training and evaluation use it: the runtime's b0
+    rule (:func:`engine.detector.person_boxes`) applied to each example's own face.
 
     - scaler None (LSP, as in the paper): the full image, (cx, cy, w, h) = ((W-1)/2, (H-1)/2,
-      W, H); source "image".
+      W, H); source "frame".
     - FLIC with a fitted scaler: the example's detected face (:func:`match_faces`, detections
       with the scaler's face_model and min_confidence, cached) enlarged by the scaler; source
       "face".
@@ -302,7 +304,7 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
         boxes (N, 4) float64 b0 per example (pixels), sources (N,) list of str.
     Raises:
         ValueError: a scaler given for a dataset without face joints.
-        engine.detector.DetectorError, tools.datasets.DatasetError: from detection.
+        engine.face_detector.DetectorError, tools.datasets.DatasetError: from detection.
     """
     from deeppose.engine.geometry import boxes_from_pose
 
@@ -310,8 +312,8 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
         raise ValueError(f"missed must be 'joints' or 'frame', got {missed!r}")
     n = len(dataset.examples)
     if scaler is None:
-        boxes = np.array([frame_box(*e.image_size) for e in dataset.examples]).reshape(n, 4)
-        return boxes, ["image"] * n
+        persons = [person_boxes(e.image_size, None) for e in dataset.examples]
+        return np.array([p.b0[0] for p in persons]).reshape(n, 4), [p.sources[0] for p in persons]
     if not isinstance(scaler, FaceScaler):
         scaler = FaceScaler.from_dict(scaler)
     if len(face_joint_indices(dataset.skeleton)) != 3:
@@ -324,13 +326,11 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
     boxes = np.empty((n, 4))
     sources: list[str] = []
     for i, ex in enumerate(dataset.examples):
-        if np.isfinite(faces[i, 0]):
-            boxes[i] = scaler.apply(faces[i])
-            sources.append("face")
-            continue
-        if missed == "frame":
-            boxes[i] = frame_box(*ex.image_size)
-            sources.append("frame")
+        found = faces[i][None] if np.isfinite(faces[i, 0]) else None
+        if found is not None or missed == "frame":
+            person = person_boxes(ex.image_size, scaler, found, fallback="frame")
+            boxes[i] = person.b0[0]
+            sources.append(person.sources[0])
             continue
         face = joints_face(ex.pose, dataset.skeleton, params)
         boxes[i] = scaler.apply(face) if face is not None else boxes_from_pose(ex.pose, margin=0.1)
