@@ -59,9 +59,9 @@ def resolve_face_model(model: str | Path | None) -> Path:
     return path
 
 
+# --------------------------------------------------------------------------- face detector
+
 _QUIET_CALLS = 3  # LiteRT warns about input alignment on the second image; filter the first few
-
-
 _OPEN_DETECTORS: "weakref.WeakSet[FaceDetector]" = weakref.WeakSet()
 
 
@@ -200,6 +200,7 @@ class FaceDetector:
             self.close()
         except Exception:  # interpreter teardown
             pass
+
 
 # --------------------------------------------------------------------------- face geometry
 

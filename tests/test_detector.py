@@ -172,7 +172,7 @@ def test_bad_model_is_one_line_error(tmp_path, capfd):
     assert (FACE_MODEL_DIR / DEFAULT_FACE_MODEL).is_file()
 
 
-def test_native_stderr_filter_is_thread_safe_and_reentrant(capfd):
+def test_native_stderr_filter_is_thread_safe_and_reentrant(capfd, monkeypatch):
     """The fd-2 filter around MediaPipe: blocks from several threads at once and a block nested
     in the same thread (a detector closed by the garbage collector inside another's block) end
     with fd 2 restored; known chatter is dropped, every other line is passed on exactly once."""
@@ -188,6 +188,7 @@ def test_native_stderr_filter_is_thread_safe_and_reentrant(capfd):
                 with filtered_native_stderr():
                     os.write(2, f"WARNING: Logging before InitGoogle() {tag}\nkept inner {tag}\n".encode())
 
+    monkeypatch.delenv("DEEPPOSE_MEDIAPIPE_LOGS", raising=False)   # that turns the filter off
     capfd.readouterr()
     nested = threading.Thread(target=block, args=("n", True), daemon=True)
     nested.start()

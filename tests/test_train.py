@@ -96,6 +96,18 @@ def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
     from deeppose.engine.backends import load_cascade
     cascade, _ = load_cascade(out)
     assert cascade.num_stages == 2
+    # the val metrics and their protocol come from this run, PCP included
+    assert manifest["val_protocol"]["command"] == "main.py train" and manifest["val_protocol"]["examples"] == 4
+    assert set(manifest["val_metrics"]) == {"stage1", "stage2"} and "mean" in manifest["val_metrics"]["stage2"]["pcp"]
+    # train exported both stages to ONNX: the folder runs on ONNX Runtime as written
+    assert [s.get("onnx") for s in manifest["stages"]] == ["stage1.onnx", "stage2.onnx"]
+    onnx_cascade, _ = load_cascade(out, backend="onnxruntime")
+    crops = np.random.default_rng(0).standard_normal((2, 3, 220, 220)).astype(np.float32)
+    from deeppose.engine.model import load_stage_module
+    torch_net = load_stage_module(out / "stage2.pt", 11)
+    with torch.no_grad():
+        expected = torch_net(torch.from_numpy(crops)).numpy()
+    np.testing.assert_allclose(onnx_cascade.regressors[1].regress(crops), expected, atol=1e-3)
 
 
 def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
@@ -110,7 +122,8 @@ def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
     (["--stages", "0"], "--stages: must be >= 1"), (["--stages", "-1"], "--stages: must be >= 1"),
     (["--stages", "1,2,3"], "--stages: must be a whole number"), (["--stages", "x"], "--stages: must be a whole number"),
     (["--from-stage", "3", "--stages", "2"], "--from-stage 3 is after the last stage"),
-    (["--threads", "-3"], "--threads: must be >= 1")])
+    (["--threads", "-3"], "--threads: must be >= 1"),
+    (["--rotate", "200"], "--rotate must be within 0..180"), (["--scale", "-0.1"], "--scale within 0..1")])
 def test_train_rejects_bad_stages_in_one_line(tmp_path, capsys, argv, message):
     """``--stages N`` is the number of cascade stages, as in every command (issue 12)."""
     import main

@@ -28,8 +28,6 @@ from deeppose.engine.cli_args import (WeightsError, add_backend, add_flip, add_s
                                      positive_int, resolve_weights)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CURVE_MAX = 0.5
-CURVE_POINTS = 51
 TABLE_PDJ = 0.2
 
 
@@ -140,34 +138,10 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
 
 # ------------------------------------------------------------------------------ metrics
 
-def stage_metrics(pred, gt, skeleton, pcp_threshold: float = 0.5) -> dict:
-    """All numbers for one stage's poses: PDJ@0.1, PDJ@0.2, the PDJ curve and PCP.
-
-    Args:
-        pred, gt: (N, k, 2) poses in pixels.
-    Returns:
-        JSON-able dict (NaN where a count is 0) with keys "pdj@0.1", "pdj@0.2" (per_joint,
-        per_part, mean), "pdj_counts", "pdj_curve" (see PDJResult.to_dict) and "pcp"
-        (see PCPResult.to_dict).
-    """
-    from deeppose.tools.metrics import PDJ_FRACTIONS, pcp, pdj_curve
-
-    curve = pdj_curve(pred, gt, skeleton, CURVE_MAX, CURVE_POINTS)
-    out: dict = {}
-    for f in PDJ_FRACTIONS:
-        out[f"pdj@{f:g}"] = {
-            "per_joint": dict(zip(skeleton.joints, map(float, curve.at(f)))),
-            "per_part": curve.per_part_at(f),
-            "mean": curve.mean_at(f),
-        }
-    out["pdj_counts"] = dict(zip(skeleton.joints, map(int, curve.counts)))
-    out["pdj_curve"] = curve.to_dict()
-    out["pcp"] = pcp(pred, gt, skeleton, pcp_threshold).to_dict()
-    return out
-
-
 def evaluate_poses(stage_poses, gt, skeleton, stage_names: list[str], pcp_threshold: float = 0.5) -> list[dict]:
-    """:func:`stage_metrics` for each stage; ``stage_poses`` is (S, N, k, 2) pixels."""
+    """:func:`tools.metrics.stage_metrics` for each stage; ``stage_poses`` is (S, N, k, 2) pixels."""
+    from deeppose.tools.metrics import stage_metrics
+
     return [{"stage": name, **stage_metrics(p, gt, skeleton, pcp_threshold)}
             for name, p in zip(stage_names, stage_poses)]
 
@@ -252,7 +226,7 @@ def plot_pdj_curves(report: dict, path: str | Path) -> Path:
             y = curve["mean"] if part == "mean over joints" else curve["per_part"][part]
             ax.plot(curve["fractions"], [float("nan") if v is None else v for v in y], label=f"{s['stage']}")
         ax.set_title(part)
-        ax.set_xlim(0, CURVE_MAX)
+        ax.set_xlim(0, curve["fractions"][-1])
         ax.set_ylim(0, 1.02)
         ax.grid(True, alpha=0.3)
         if n + ncols >= len(parts):
@@ -399,22 +373,10 @@ def _run(args) -> int:
 def write_manifest_metrics(weights: Path, report: dict) -> Path:
     """Store a val evaluation in the model's manifest as ``val_metrics`` (per stage: PDJ@0.1
     and @0.2 per joint with their means, PCP per limb with its mean) plus how it was measured."""
-    from deeppose.engine.model import read_manifest, write_manifest
+    from deeppose.tools.metrics import record_val_metrics, val_metrics_entry
 
-    manifest = read_manifest(weights).manifest.to_dict()
-    metrics = {}
-    for i, st in enumerate(report["stages"], start=1):
-        entry = {}
-        for key in ("pdj@0.1", "pdj@0.2"):
-            entry[key] = {j: round(float(v), 4) for j, v in st[key]["per_joint"].items()}
-            entry[key]["mean"] = round(float(st[key]["mean"]), 4)
-        entry["pcp"] = {l: round(float(v), 4) for l, v in st["pcp"]["per_limb"].items()}
-        entry["pcp"]["mean"] = round(float(st["pcp"]["mean"]), 4)
-        metrics[f"stage{i}"] = entry
-    manifest["val_metrics"] = _json_safe(metrics)  # a joint without counts is NaN -> null
-    manifest["val_protocol"] = {"command": "main.py evaluate --split val --write-manifest",
-                                "split": report["split"], "examples": report["num_examples"],
-                                "b0_sources": report.get("b0_sources"), "backend": report.get("backend"),
-                                "face_confidence": report.get("face_confidence"), "flip": report.get("flip")}
-    manifest.pop("format", None)
-    return write_manifest(weights, manifest)
+    metrics = {f"stage{i}": val_metrics_entry(st) for i, st in enumerate(report["stages"], start=1)}
+    return record_val_metrics(weights, metrics, {
+        "command": "main.py evaluate --split val --write-manifest", "split": report["split"],
+        "examples": report["num_examples"], "b0_sources": report.get("b0_sources"), "backend": report.get("backend"),
+        "face_confidence": report.get("face_confidence"), "flip": report.get("flip")})

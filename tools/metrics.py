@@ -28,6 +28,9 @@ from deeppose.engine.geometry import diam
 from deeppose.engine.skeletons import Skeleton
 
 PCP_THRESHOLD = 0.5
+# The PDJ curve of stage_metrics: CURVE_POINTS evenly spaced fractions in [0, CURVE_MAX].
+CURVE_MAX = 0.5
+CURVE_POINTS = 51
 """The paper's PCP threshold: half the ground-truth limb length."""
 
 PDJ_FRACTIONS = (0.1, 0.2)
@@ -290,3 +293,69 @@ def pdj_curve(pred: np.ndarray, gt: np.ndarray, skeleton: Skeleton, max_fraction
     See :func:`pdj`; the default gives fractions 0, 0.01, ..., 0.5.
     """
     return pdj(pred, gt, skeleton, np.linspace(0.0, max_fraction, num))
+
+
+# --------------------------------------------------------------------------- one stage, and the manifest's val_metrics
+
+def stage_metrics(pred, gt, skeleton, pcp_threshold: float = 0.5) -> dict:
+    """All numbers for one stage's poses: PDJ@0.1, PDJ@0.2, the PDJ curve and PCP.
+
+    Args:
+        pred, gt: (N, k, 2) poses in pixels.
+    Returns:
+        JSON-able dict (NaN where a count is 0) with keys "pdj@0.1", "pdj@0.2" (per_joint,
+        per_part, mean), "pdj_counts", "pdj_curve" (see PDJResult.to_dict) and "pcp"
+        (see PCPResult.to_dict).
+    """
+    curve = pdj_curve(pred, gt, skeleton, CURVE_MAX, CURVE_POINTS)
+    out: dict = {}
+    for f in PDJ_FRACTIONS:
+        out[f"pdj@{f:g}"] = {
+            "per_joint": dict(zip(skeleton.joints, map(float, curve.at(f)))),
+            "per_part": curve.per_part_at(f),
+            "mean": curve.mean_at(f),
+        }
+    out["pdj_counts"] = dict(zip(skeleton.joints, map(int, curve.counts)))
+    out["pdj_curve"] = curve.to_dict()
+    out["pcp"] = pcp(pred, gt, skeleton, pcp_threshold).to_dict()
+    return out
+
+
+def val_metrics_entry(stage: dict) -> dict:
+    """The model manifest's ``val_metrics`` entry of one stage, from :func:`stage_metrics`'s
+    result: PDJ@0.1 and PDJ@0.2 per joint with their mean, PCP per limb with its mean, rounded
+    to 4 decimals; None where a count is 0."""
+    def r(v):
+        v = float(v)
+        return round(v, 4) if np.isfinite(v) else None
+
+    entry = {}
+    for key in ("pdj@0.1", "pdj@0.2"):
+        entry[key] = {j: r(v) for j, v in stage[key]["per_joint"].items()} | {"mean": r(stage[key]["mean"])}
+    entry["pcp"] = {limb: r(v) for limb, v in stage["pcp"]["per_limb"].items()} | {"mean": r(stage["pcp"]["mean"])}
+    return entry
+
+
+def record_val_metrics(folder, metrics: dict, protocol: dict):
+    """Write a model's validation metrics into its manifest: ``val_metrics`` (per stage
+    "stage1".."stageS", entries of :func:`val_metrics_entry`) replaced as a whole, and
+    ``val_protocol`` (how they were measured: command, split, examples, b0 sources, backend,
+    ...) with them, so that the two never disagree. The one writer of both, for ``train`` and
+    ``evaluate --write-manifest``.
+
+    Args:
+        folder: the model folder (its manifest.json must exist).
+        metrics: {"stage<i>": entry}.
+        protocol: JSON-able dict.
+    Returns:
+        The manifest's path.
+    Raises:
+        engine.model.ModelError: no readable manifest.
+    """
+    from deeppose.engine.model import read_manifest, write_manifest
+
+    manifest = read_manifest(folder).manifest.to_dict()
+    manifest["val_metrics"] = metrics
+    manifest["val_protocol"] = protocol
+    manifest.pop("format", None)
+    return write_manifest(folder, manifest)

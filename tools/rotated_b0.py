@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from deeppose.engine.face_detector import face_roll
     from deeppose.engine.backends import load_cascade
     from deeppose.tools.datasets import load_dataset
-    from deeppose.tools.evaluate import stage_metrics
+    from deeppose.tools.metrics import stage_metrics
     from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_faces
 
     dataset = load_dataset(args.dataset, None, args.split)

@@ -70,6 +70,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loss", choices=["l2", "l1", "smooth_l1"], default="l2",
                         help="loss on normalized joint coordinates: l2 (the paper's Eq. 4), l1 or smooth_l1 "
                              "(default: l2)")
+    parser.add_argument("--rotate", type=float, default=12.0, metavar="DEG",
+                        help="augmentation: largest rotation of a training box, degrees (default: 12)")
+    parser.add_argument("--scale", type=float, default=0.12, metavar="F",
+                        help="augmentation: largest log-scale change of a training box, exp(+-F) (default: 0.12)")
     parser.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="batch size (default: 64)")
     parser.add_argument("--lr", type=float, default=2e-3, metavar="LR",
                         help="peak Adam learning rate, cosine decay (default: 2e-3)")
@@ -104,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: error: --extra-data adds LSP persons to FLIC training; it does not apply to --dataset "
               f"{args.dataset}", file=sys.stderr)
         return 2
+    if not 0.0 <= args.rotate <= 180.0 or not 0.0 <= args.scale <= 1.0:
+        print(f"train: error: --rotate must be within 0..180 degrees and --scale within 0..1 (got {args.rotate:g}, "
+              f"{args.scale:g})", file=sys.stderr)
+        return 2
     stages = list(range(args.from_stage, args.stages + 1))
     cfg = TrainConfig(
         dataset=args.dataset,
@@ -129,5 +137,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         val_limit=args.val_limit,
         max_steps=args.max_steps,
+        rotate_deg=args.rotate,
+        scale=args.scale,
     )
     return train_cascade(cfg)

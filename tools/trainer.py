@@ -23,6 +23,7 @@ from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_box
 from deeppose.engine.model import ModelError, load_stage_module, read_manifest, write_manifest
 from deeppose.engine.network import PoseRegressor, build_network
 from deeppose.tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
+from deeppose.tools.metrics import record_val_metrics
 
 log = logging.getLogger("deeppose.train")
 
@@ -252,26 +253,25 @@ def displacement_stats(pred: np.ndarray, data: TrainingData) -> dict:
 
 
 def val_metrics(stage_poses: np.ndarray, data: TrainingData) -> dict:
-    """PDJ@0.1 and @0.2 per joint (and their means) for every stage's poses (S, N, k, 2)."""
-    from deeppose.tools.metrics import pdj
+    """The manifest's val metrics ({"stage<s>": PDJ@0.1 and @0.2 per joint, PCP per limb, and
+    their means; :func:`tools.metrics.val_metrics_entry`) for every stage's poses (S, N, k, 2)."""
+    from deeppose.tools.metrics import stage_metrics, val_metrics_entry
 
-    joints = data.ds.skeleton.joints
-    out = {}
-    for s, poses in enumerate(stage_poses, start=1):
-        res = {}
-        r = pdj(poses, data.poses, data.ds.skeleton, [0.1, 0.2])
-        for f in (0.1, 0.2):
-            res[f"pdj@{f}"] = {name: round(float(v), 4) for name, v in zip(joints, r.at(f))}
-            res[f"pdj@{f}"]["mean"] = round(r.mean_at(f), 4)
-        out[f"stage{s}"] = res
-    return out
+    return {f"stage{s}": val_metrics_entry(stage_metrics(poses, data.poses, data.ds.skeleton))
+            for s, poses in enumerate(stage_poses, start=1)}
 
 
 def _summary(m: dict) -> str:
     p1, p2 = m["pdj@0.1"], m["pdj@0.2"]
-    elb = (p2.get("l_elbow", np.nan) + p2.get("r_elbow", np.nan)) / 2
-    wri = (p2.get("l_wrist", np.nan) + p2.get("r_wrist", np.nan)) / 2
-    return f"PDJ@0.1 {p1['mean']:.3f}  PDJ@0.2 {p2['mean']:.3f} (elbows {elb:.3f}, wrists {wri:.3f})"
+
+    def v(d, name):   # None: nothing to count (val_metrics_entry)
+        x = d.get(name)
+        return np.nan if x is None else x
+
+    elb = (v(p2, "l_elbow") + v(p2, "r_elbow")) / 2
+    wri = (v(p2, "l_wrist") + v(p2, "r_wrist")) / 2
+    return (f"PDJ@0.1 {v(p1, 'mean'):.3f}  PDJ@0.2 {v(p2, 'mean'):.3f} (elbows {elb:.3f}, wrists {wri:.3f})"
+            + (f"  PCP {v(m['pcp'], 'mean'):.3f}" if "pcp" in m else ""))
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -560,8 +560,8 @@ def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict,
                                        "cov": np.round(stats["cov"], 5).tolist()}
     stages.append(entry)
     skeleton = train.ds.skeleton
-    val_metrics_all = {k: v for k, v in manifest.get("val_metrics", {}).items() if int(k[5:]) < stage}
-    val_metrics_all.update(val)
+    for stale in ("val_metrics", "val_protocol"):   # written below, together (record_val_metrics)
+        manifest.pop(stale, None)
     manifest.update({
         "name": cfg.dataset,
         "skeleton": skeleton.to_dict(),
@@ -576,9 +576,28 @@ def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict,
                      "val_split": "val", "val_persons": len(valdata), "seed": cfg.seed,
                      "b0": {"train": dict(Counter(train.sources)), "val": dict(Counter(valdata.sources))},
                      "config": {k: v for k, v in cfg.to_dict().items() if k not in ("data", "out", "run_dir", "resume")}},
-        "val_metrics": val_metrics_all,
     })
     write_manifest(cfg.out, manifest)
+    # ``val`` holds every stage 1..stage, measured now with this stage's cascade.
+    record_val_metrics(cfg.out, val, {
+        "command": "main.py train", "split": "val", "examples": len(valdata),
+        "b0_sources": dict(Counter(valdata.sources)), "backend": "torch", "flip": "off"})
+
+
+def _export_onnx(folder: Path) -> None:
+    """Write the ONNX files of the model folder's stages and name them in its manifest
+    (:func:`tools.export_onnx.export_model`; stages whose file is up to date are skipped), so
+    that the runtime backends, which load prebuilt files and never export, can run the folder
+    as training leaves it. A failure is logged, not fatal: the checkpoints are written, and
+    ``main.py export-onnx`` can finish the job."""
+    from deeppose.tools.export_onnx import export_model
+
+    try:
+        paths = export_model(folder)
+    except Exception as e:   # ImportError (no onnx), BackendError, ModelError, OSError: keep the training
+        log.warning("ONNX export failed (%s); run: python main.py export-onnx --weights %s", e, folder)
+        return
+    log.info("ONNX files: %s", ", ".join(p.name for p in paths))
 
 
 def _init_distributed(cfg: TrainConfig) -> torch.device:
@@ -646,5 +665,6 @@ def _train_stages(cfg: TrainConfig, device: torch.device, rank: int, world: int)
             final = result["val_metrics"]
             _write_stage(cfg, stage, net.cpu(), result, stats, final, train, val, _run_time_scaler(cfg))
             log.info("stage %d written to %s; val %s", stage, cfg.out, _summary(final[f"stage{stage}"]))
+            _export_onnx(cfg.out)
         _barrier()  # the next stage reads this one from the model folder
     return 0
