@@ -140,11 +140,13 @@ def test_plot_is_a_png(tmp_path, capsys, no_image_decoding):
 
 def test_one_line_errors(tmp_path, capsys, monkeypatch):
     require_data("flic")
-    # default weights (weights/<dataset> in the repository) missing: the ModelError line, exit 2
-    monkeypatch.setattr(evaluate, "REPO_ROOT", tmp_path)
+    # default weights (weights/<dataset> in the repository) missing: one line naming the folder, exit 2
+    from deeppose.engine import cli_args
+    monkeypatch.setattr(cli_args, "WEIGHTS_ROOT", tmp_path / "weights")
     rc, out, err = run_cli(["--dataset", "flic", "--split", "val"], capsys)
-    assert rc == 2 and err.count("\n") == 1 and "manifest.json is missing" in err
-    assert str(tmp_path / "weights" / "flic") in err
+    assert rc == 2 and err.count("\n") == 1 and "weights/flic is missing" in err
+    rc, out, err = run_cli(["--dataset", "flic", "--split", "val", "--model", "lsp"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "weights/lsp is missing" in err
     rc, out, err = run_cli(["--dataset", "flic", "--split", "val", "--weights", str(tmp_path / "nope")], capsys)
     assert rc == 2 and err.count("\n") == 1 and "nope" in err
     # test split: images held out -> the DatasetError line

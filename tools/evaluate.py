@@ -27,7 +27,6 @@ from pathlib import Path
 from deeppose.engine.cli_args import (WeightsError, add_backend, add_flip, add_stages, add_weights, output_problem,
                                      positive_int, resolve_weights)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TABLE_PDJ = 0.2
 
 
