@@ -25,14 +25,15 @@ EXAMPLES = """examples:
   {prog} --source clip.mp4 --stages 2         the app on a video file, 2 cascade stages
   {prog} video walking.mp4 --keypoints walking.jsonl
                                                annotated walking.pose.mp4 + keypoints
+  {prog} video walking.mp4 --model lsp        the same with the full-body model
   {prog} evaluate --dataset flic --plot pdj.png
                                                PCP and PDJ on FLIC val
   {prog} train --dataset flic --stages 3      train cascade stages 1..3
   {prog} benchmark                            speed of every backend available here
   {prog} COMMAND --help                       the options of one command
 
-Common options mean the same everywhere: --weights DIR (a model folder), --backend NAME
-(default: auto), --stages N (cascade stages 1..N), --threads N, --precision fp16|fp32."""
+Common options mean the same everywhere: --model flic|lsp (upper or full body), --weights DIR
+(a model folder), --backend NAME (default: auto), --stages N (cascade stages 1..N), --threads N, --precision fp16|fp32."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
