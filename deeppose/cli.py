@@ -33,7 +33,8 @@ EXAMPLES = """examples:
   {prog} COMMAND --help                       the options of one command
 
 Common options mean the same everywhere: --model flic|lsp (upper or full body), --weights DIR
-(a model folder), --backend NAME (default: auto), --stages N (cascade stages 1..N), --threads N, --precision fp16|fp32."""
+(a model folder), --backend NAME (default: auto), --stages N (cascade stages 1..N),
+--threads N, --precision fp16|fp32."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
