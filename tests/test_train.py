@@ -123,7 +123,8 @@ def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
     (["--stages", "1,2,3"], "--stages: must be a whole number"), (["--stages", "x"], "--stages: must be a whole number"),
     (["--from-stage", "3", "--stages", "2"], "--from-stage 3 is after the last stage"),
     (["--threads", "-3"], "--threads: must be >= 1"),
-    (["--rotate", "200"], "--rotate must be within 0..180"), (["--scale", "-0.1"], "--scale within 0..1")])
+    (["--rotate", "200"], "--rotate must be within 0..180"), (["--scale", "-0.1"], "--scale within 0..1"),
+    (["--shift", "2"], "--shift and --scale within 0..1")])
 def test_train_rejects_bad_stages_in_one_line(tmp_path, capsys, argv, message):
     """``--stages N`` is the number of cascade stages, as in every command (issue 12)."""
     import main

@@ -72,6 +72,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: l2)")
     parser.add_argument("--rotate", type=float, default=12.0, metavar="DEG",
                         help="augmentation: largest rotation of a training box, degrees (default: 12)")
+    parser.add_argument("--shift", type=float, default=0.08, metavar="F",
+                        help="augmentation: largest shift of a training box, fraction of its side (default: 0.08)")
     parser.add_argument("--scale", type=float, default=0.12, metavar="F",
                         help="augmentation: largest log-scale change of a training box, exp(+-F) (default: 0.12)")
     parser.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="batch size (default: 64)")
@@ -108,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: error: --extra-data adds LSP persons to FLIC training; it does not apply to --dataset "
               f"{args.dataset}", file=sys.stderr)
         return 2
-    if not 0.0 <= args.rotate <= 180.0 or not 0.0 <= args.scale <= 1.0:
-        print(f"train: error: --rotate must be within 0..180 degrees and --scale within 0..1 (got {args.rotate:g}, "
-              f"{args.scale:g})", file=sys.stderr)
+    if not 0.0 <= args.rotate <= 180.0 or not 0.0 <= args.scale <= 1.0 or not 0.0 <= args.shift <= 1.0:
+        print(f"train: error: --rotate must be within 0..180 degrees, --shift and --scale within 0..1 (got "
+              f"{args.rotate:g}, {args.shift:g}, {args.scale:g})", file=sys.stderr)
         return 2
     stages = list(range(args.from_stage, args.stages + 1))
     cfg = TrainConfig(
@@ -138,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         val_limit=args.val_limit,
         max_steps=args.max_steps,
         rotate_deg=args.rotate,
+        shift=args.shift,
         scale=args.scale,
     )
     return train_cascade(cfg)
