@@ -11,6 +11,11 @@ Two measurements per backend, each a median and 90th percentile over ``--runs`` 
    face detector cannot be used here, the end-to-end figures are the cascade's and the
    output says so.
 
+3. Side by side (``--peer FILE.task``): our pipeline (``auto`` backend) and MediaPipe's pose
+   landmarker (:mod:`tools.peer`) on the same frames, interleaved frame by frame in one
+   process so that both see the same load; ms per frame, fps, their ratio and the resident
+   memory each adds when loaded.
+
 Frames per second = 1 / median end-to-end latency. The machine (CPU, cores, threads, GPU,
 load average before and after) is printed with the figures.
 """
@@ -47,6 +52,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", type=Path, default=None, metavar="FILE",
                         help="video for the frames (default: the shared walking.mp4)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--peer", type=Path, default=None, metavar="FILE.task",
+                        help="also run a peer, MediaPipe's pose landmarker (e.g. ../shared/models/peers/"
+                             "pose_landmarker_full.task, VIDEO mode), on the same frames interleaved with our "
+                             "pipeline (auto backend), and print both side by side with their ratio")
+    parser.add_argument("--peer-poses", type=positive_int, default=1, metavar="N",
+                        help="most persons the peer looks for (default: 1, MediaPipe's default)")
 
 
 # --------------------------------------------------------------------------- model and frames
@@ -304,6 +315,13 @@ def run(args) -> int:
     from deeppose.engine.model import ModelError, read_manifest
 
     log = logging.getLogger("benchmark")
+    if args.peer is not None:   # before any measuring: a bad peer file fails at once
+        from deeppose.tools.peer import MediaPipePeer, PeerError
+        try:
+            MediaPipePeer(args.peer).close()
+        except PeerError as e:
+            print(f"benchmark: error: {e}", file=sys.stderr)
+            return 2
     threads = args.threads or physical_cores()
     torch.set_num_threads(threads)
     machine = machine_info(threads)
@@ -420,17 +438,29 @@ def run(args) -> int:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    side = None
+    if args.peer is not None:
+        from deeppose.tools.peer import PeerError
+        try:
+            side = measure_side_by_side(weights, stages, threads, frames, args.peer, args.peer_poses, args.runs,
+                                        args.warmup)
+        except PeerError as e:
+            print(f"benchmark: error: {e}", file=sys.stderr)
+            return 2
     try:
         machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         pass
     print()
     print(format_table(results, stages, persons, machine))
+    if side is not None:
+        print()
+        print(format_side_by_side(side))
     report = {"model": {"folder": str(weights), "note": model_note, "stages_run": stages, "k": sk.k,
                         "preset": info.manifest.preset},
               "frames": frame_note, "persons": persons, "runs": args.runs, "warmup": args.warmup,
               "machine": machine, "auto": {"backend": chosen, "reason": chosen_reason}, "notes": notes,
-              "results": results}
+              "results": results, "side_by_side": side}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -442,6 +472,105 @@ def run(args) -> int:
         print("benchmark: error: no backend could be measured (see the reasons above)", file=sys.stderr)
         return 1
     return 0
+
+
+def rss_mib() -> float:
+    """Resident memory of this process now, MiB (Linux /proc; NaN elsewhere)."""
+    import os
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB."""
+    import resource
+    import sys as _sys
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if _sys.platform == "darwin" else peak / 1024
+
+
+def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list, peer_path: Path,
+                         peer_poses: int, runs: int, warmup: int) -> dict:
+    """Our ``PosePipeline`` (auto backend) and the peer on the same frames, interleaved.
+
+    Each of ``warmup + runs`` steps takes the next frame (played forth and back, timestamps
+    1/30 s apart) and runs ours, then the peer, on it; each side's whole per-frame job is
+    timed (the peer's BGR -> RGB conversion included). Both run in this process, so the load
+    is the same for both; memory is given as the resident memory each adds when loaded.
+
+    Returns:
+        {"ours": {...}, "peer": {...}, "ratio": our median ms / peer median ms, "peak_rss_mib"}:
+        each side has "name", "per_frame" (median_ms, p90_ms, n), "fps", "persons_median",
+        "load_seconds", "rss_added_mib".
+    Raises:
+        tools.peer.PeerError: the peer model cannot be loaded (one line).
+    """
+    import time
+
+    import numpy as np
+
+    from deeppose.engine.pipeline import PosePipeline
+    from deeppose.tools.peer import MediaPipePeer
+
+    rss0, t0 = rss_mib(), time.perf_counter()
+    peer = MediaPipePeer(peer_path, num_poses=peer_poses)
+    peer_load, rss1 = time.perf_counter() - t0, rss_mib()
+    try:
+        t0 = time.perf_counter()
+        ours = PosePipeline(weights, backend="auto", stages=stages, smooth=True, threads=threads)
+        ours_load, rss2 = time.perf_counter() - t0, rss_mib()
+        order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) if len(frames) > 1 else [0]
+        t_ours, t_peer, n_ours, n_peer = [], [], [], []
+        try:
+            for i in range(warmup + runs):
+                frame = frames[order[i % len(order)]]
+                t = time.perf_counter()
+                r = ours.process(frame, timestamp=i / 30.0, index=i)
+                t_mid = time.perf_counter()
+                found = peer.process(frame, i / 30.0)
+                t_end = time.perf_counter()
+                if i >= warmup:
+                    t_ours.append(t_mid - t)
+                    t_peer.append(t_end - t_mid)
+                    n_ours.append(len(r.persons))
+                    n_peer.append(len(found))
+            name = ours.backend_description.split(" [")[0]
+        finally:
+            ours.close()
+    finally:
+        peer.close()
+
+    def side(label, seconds, persons, load, rss):
+        s = summary(seconds)
+        return {"name": label, "per_frame": s, "fps": 1000.0 / s["median_ms"] if s["median_ms"] > 0 else float("nan"),
+                "persons_median": float(np.median(persons)) if persons else 0.0, "load_seconds": load,
+                "rss_added_mib": rss}
+
+    mine = side(f"deeppose ({name})", t_ours, n_ours, ours_load, rss2 - rss1)
+    other = side(f"MediaPipe {peer_path.name} (VIDEO mode, num_poses {peer_poses})", t_peer, n_peer, peer_load,
+                 rss1 - rss0)
+    ratio = mine["per_frame"]["median_ms"] / other["per_frame"]["median_ms"]
+    return {"ours": mine, "peer": other, "ratio": ratio, "runs": runs, "warmup": warmup,
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def format_side_by_side(side: dict) -> str:
+    """The printed side-by-side table of :func:`measure_side_by_side`."""
+    rows = [side["ours"], side["peer"]]
+    width = max(len(r["name"]) for r in rows) + 2
+    lines = [f"Side by side, interleaved on the same frames ({side['runs']} runs after {side['warmup']} warm-up); "
+             f"whole per-frame job, ms:",
+             f"{'':<{width}}{'median':>8}{'p90':>8}{'fps':>8}{'persons':>9}{'load s':>8}{'RSS added':>11}"]
+    for r in rows:
+        p = r["per_frame"]
+        lines.append(f"{r['name']:<{width}}{p['median_ms']:8.1f}{p['p90_ms']:8.1f}{r['fps']:8.1f}"
+                     f"{r['persons_median']:9g}{r['load_seconds']:8.1f}{r['rss_added_mib']:8.0f} MiB")
+    lines.append(f"ratio (ours / peer, median ms per frame): {side['ratio']:.2f}; "
+                 f"peak RSS of this process (both loaded, every backend measured): {side['peak_rss_mib']:.0f} MiB")
+    return "\n".join(lines)
 
 
 def _person_box(pipeline, frames: list, w: int, h: int):
