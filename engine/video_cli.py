@@ -89,39 +89,6 @@ def _check_writable_dir(path: Path, what: str) -> str | None:
     return output_problem(path, what)   # a real probe file: e.g. /proc passes os.access for root
 
 
-def open_video(path: Path):
-    """Open ``path`` with OpenCV and read its first frame.
-
-    Returns:
-        (capture, first frame, fps, (width, height), frame count or 0 if unknown).
-    Raises:
-        ValueError: missing, not a file, not a video, or no readable frame (one line).
-    """
-    import cv2
-
-    if not path.exists():
-        raise ValueError(f"input video {path} does not exist")
-    if not path.is_file():
-        raise ValueError(f"input video {path} is not a file")
-    if not os.access(path, os.R_OK):
-        raise ValueError(f"cannot read input video {path}: permission denied")
-    if cv2.haveImageReader(str(path)):  # FFmpeg would open a still image as a 1-frame video
-        raise ValueError(f"{path} is an image, not a video")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"cannot read {path} as a video")
-    ok, frame = cap.read()
-    if not ok or frame is None or frame.ndim != 3:
-        cap.release()
-        raise ValueError(f"cannot read {path} as a video: no decodable frame")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    if not fps or fps != fps or fps <= 0 or fps > 1000:
-        fps = 30.0
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    h, w = frame.shape[:2]
-    return cap, frame, float(fps), (w, h), max(count, 0)
-
-
 def _same_file(a: Path, b: Path) -> bool:
     """Whether two existing paths are the same file (a hard link, a symlink or another spelling
     of it count too), compared by file identity (device and inode), not by path text."""
@@ -152,9 +119,11 @@ def run(args) -> int:
             return _error(problem)
     if keypoints is not None and _same_file(keypoints, output):
         return _error("the keypoints file and the output video are the same file")
+    from .frames import SourceError, open_source
+
     try:
-        cap, first, fps, size, count = open_video(input_path)
-    except ValueError as e:
+        opened = open_source(input_path)
+    except SourceError as e:
         return _error(str(e))
 
     from .recording import OutputLock, RecordingError
@@ -164,45 +133,45 @@ def run(args) -> int:
     try:
         lock = OutputLock([output, keypoints])
     except RecordingError as e:
-        cap.release()
+        opened.release()
         return _error(str(e))
     try:
-        return _process(args, input_path, output, keypoints, cap, first, fps, size, count)
+        return _process(args, input_path, output, keypoints, opened)
     finally:
         lock.release()
 
 
-def _process(args, input_path: Path, output: Path, keypoints: Path | None, cap, first, fps: float,
-             size: tuple[int, int], count: int) -> int:
+def _process(args, input_path: Path, output: Path, keypoints: Path | None, opened) -> int:
     """The run once the inputs are checked and the outputs locked; returns the exit code."""
     import signal
     import time
 
     import numpy as np
 
-    from .drawing import draw_poses
+    from .frames import FrameLoop, FrameReader, RecordingFailed
     from .model import ModelError
     from .pipeline import DEFAULT_WEIGHTS, PosePipeline
     from .detector import DetectorError
     from .recording import PoseRecorder, RecordingError
 
+    fps, size, count = opened.fps, opened.size, opened.count
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     try:
         pipeline = PosePipeline(weights, backend=args.backend, stages=None, smooth=args.smooth, threads=args.threads,
                                 **tracking_kwargs(args))
     except (ModelError, DetectorError, ValueError) as e:
-        cap.release()
+        opened.release()
         return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)
     if args.stages is not None and args.stages > pipeline.num_stages:
         pipeline.close()
-        cap.release()
+        opened.release()
         return _error(f"--stages must be in 1..{pipeline.num_stages} for {weights}, got {args.stages}")
     pipeline.stages = args.stages
     try:
         recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton, lock=False)
     except (RecordingError, OSError) as e:
         pipeline.close()
-        cap.release()
+        opened.release()
         return _error(str(e))
 
     total = min(count, args.max_frames) if count and args.max_frames else (count or args.max_frames or None)
@@ -235,29 +204,26 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, cap, 
 
     status, code, failure = "done", 0, None
     t_start = time.perf_counter()
+    # Decoding runs on its own thread (FrameReader) and encoding on the writer's, so this
+    # thread does inference and drawing only.
+    loop = FrameLoop(pipeline, recorder, draw_boxes=args.draw_boxes)
+    reader = FrameReader(opened, args.max_frames)
     try:
-        frame = first
-        index = 0
-        while frame is not None:
-            result = pipeline.process(frame, timestamp=index / fps, index=index)
-            draw_poses(frame, result, pipeline.skeleton, draw_boxes=args.draw_boxes)
-            recorder.write(frame, result)
+        for index, frame in reader:
+            result = loop.step(frame, index / fps, index)
             people.append(len(result.persons))
             pipeline_s.append(result.total_seconds)
             detect_s.append(result.detect_seconds)
             bar.update(1)
-            index += 1
             if stop:
                 status, code = "interrupted", 130
                 break
-            if args.max_frames and index >= args.max_frames:
-                break
-            ok, frame = cap.read()
-            if not ok:
-                frame = None
+        if reader.error and status == "done":
+            status, code, failure = "failed", 1, f"decoding {input_path}: {reader.error.splitlines()[0]}"
     except KeyboardInterrupt:
         status, code = "interrupted", 130
     except Exception as e:  # any failure mid-way: keep what was done
+        e = e.__cause__ if isinstance(e, RecordingFailed) and e.__cause__ is not None else e
         status, code, failure = "failed", 1, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     finally:
         bar.close()
@@ -268,7 +234,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, cap, 
             failure = failure or f"finishing {output}: {str(e).splitlines()[0]}"
         finally:
             pipeline.close()
-            cap.release()
+            reader.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
     wall = time.perf_counter() - t_start
