@@ -52,8 +52,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--video", type=Path, default=None, metavar="FILE",
                         help="video for the frames (default: the shared walking.mp4)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON")
-    parser.add_argument("--peer", type=Path, default=None, metavar="FILE.task",
-                        help="also run a peer, MediaPipe's pose landmarker (e.g. ../shared/models/peers/"
+    parser.add_argument("--peer", type=Path, default=None, metavar="FILE",
+                        help="also run a peer, MediaPipe's pose landmarker (a .task bundle, e.g. ../shared/models/peers/"
                              "pose_landmarker_full.task, VIDEO mode), on the same frames interleaved with our "
                              "pipeline (auto backend), and print both side by side with their ratio")
     parser.add_argument("--peer-poses", type=positive_int, default=1, metavar="N",
