@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
+    from .automation import close_on_signals
     from .capture import Source
     from .settings import APPLICATION, ORGANIZATION
     from .window import MainWindow
@@ -67,21 +68,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"weights": args.weights, "backend": args.backend, "stages": args.stages}
 
     # Ctrl-C / SIGTERM close the window like its Quit action (finishing any recording), also
-    # while it is being built. Python runs signal handlers only between bytecodes, so a timer
-    # gives it the chance while Qt waits for events.
-    interrupted: list[int] = []
+    # while it is being built.
     holder: dict = {}
-
-    def on_signal(signum, frame):
-        interrupted.append(signum)
-        if "window" in holder:
-            QTimer.singleShot(0, holder["window"].close)
-
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    tick = QTimer()
-    tick.timeout.connect(lambda: None)
-    tick.start(200)
-    try:
+    with close_on_signals(holder) as interrupted:
         window = holder["window"] = MainWindow(source=source, overrides=overrides,
                                                quit_after_frames=args.quit_after_frames,
                                                screenshot=args.screenshot, record=args.record)
@@ -89,10 +78,6 @@ def run(args: argparse.Namespace) -> int:
         if interrupted:   # a signal came while the window was being built
             QTimer.singleShot(0, window.close)
         code = app.exec()
-    finally:
-        tick.stop()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
     if interrupted:
         print(f"interrupted ({signal.Signals(interrupted[0]).name}): the window was closed"
               + (f"; recording saved to {window.recording_path}" if window.recording_path else ""), file=sys.stderr)

@@ -4,58 +4,36 @@ The GUI thread only draws and reacts to the user; capture runs on a Python threa
 (app/capture.py) and inference on a QThread (app/worker.py). Every failure (no camera, a
 camera unplugged, an unreadable file, a missing model or backend) ends as a message in the
 status bar and over the view; the window keeps running.
+
+The window's parts live beside it as mixins of :class:`MainWindow`: the source chooser, camera
+probe and opened or dropped files (app/sources.py), the settings panel (app/settings_panel.py;
+persisted by app/settings.py) and command-line automation (app/automation.py: screenshot, exit
+code, Ctrl-C and SIGTERM).
 """
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from datetime import datetime
 from pathlib import Path
 
-from PyQt6.QtCore import QObject, QSettings, Qt, QTimer, pyqtSignal
+from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QFontMetrics, QKeySequence
-from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                             QLineEdit, QMainWindow, QPushButton, QSpinBox, QToolBar, QWidget)
+from PyQt6.QtWidgets import QLabel, QMainWindow, QToolBar
 
-from ..engine.cli_args import BACKENDS as RUNTIME_BACKENDS
-from .capture import CaptureThread, LatestFrameSlot, Source, list_cameras
-from .settings import AppSettings, load_settings, open_qsettings, save_setting
+from .automation import AutomationMixin
+from .capture import CaptureThread, LatestFrameSlot, Source
+from .settings import AppSettings, load_settings, open_qsettings
+from .settings_panel import SettingsPanelMixin
+from .sources import SourcesMixin
 from .view import VideoView, _ema
 from .worker import InferenceWorker, ModelStatus
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto",) + RUNTIME_BACKENDS
-VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v *.mpg *.mpeg *.wmv);;All files (*)"
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 
-# data of the source chooser's special items
-_NO_CAMERA = "none"
-_OPEN_FILE = "open"
-_REFRESH = "refresh"
-
-
-class _CameraProbe(QObject):
-    """Lists cameras on a Python thread (opening a camera may take a second)."""
-
-    found = pyqtSignal(list)
-
-    def start(self) -> None:
-        threading.Thread(target=self._run, name="camera-probe", daemon=True).start()
-
-    def _run(self) -> None:
-        try:
-            cams = list_cameras()
-        except Exception:
-            log.exception("camera probe failed")
-            cams = []
-        self.found.emit(cams)
-
-
-
-class MainWindow(QMainWindow):
+class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow):
     """The deeppose desktop app.
 
     Args:
@@ -124,18 +102,7 @@ class MainWindow(QMainWindow):
             self.resize(1180, 720)
 
         self.worker.start()
-        self._probe = _CameraProbe()
-        self._probe.found.connect(self._on_cameras)
-        self._cameras_probed = False
-        if probe_cameras:
-            self._probe.start()
-        else:
-            self._on_cameras([], start_first=False)
-        if source is not None:
-            self._add_source_item(source)
-            self.start_source(source)
-        elif not probe_cameras:
-            self.view.set_message("Choose a camera or open a video file (or drop one here).")
+        self._open_first_source(source, probe_cameras)
 
     # -- UI -----------------------------------------------------------------------------
     def _build_ui(self) -> None:
@@ -147,11 +114,7 @@ class MainWindow(QMainWindow):
         tb.setObjectName("playback")
         tb.setMovable(False)
         self.addToolBar(tb)
-        tb.addWidget(QLabel(" Source: "))
-        self.source_combo = QComboBox(self)
-        self.source_combo.setMinimumContentsLength(22)
-        self.source_combo.activated.connect(self._on_source_chosen)
-        tb.addWidget(self.source_combo)
+        self._build_source_chooser(tb)
         tb.addSeparator()
         self.start_action = QAction("Start", self)
         self.start_action.setShortcut(QKeySequence("Ctrl+Return"))
@@ -176,92 +139,13 @@ class MainWindow(QMainWindow):
         quit_action.triggered.connect(self.close)
         self.addAction(quit_action)
 
-        # settings dock
-        dock = QDockWidget("Settings", self)
-        dock.setObjectName("settings")
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
-        panel = QWidget(dock)
-        form = QFormLayout(panel)
-        s = self.settings
-
-        self.weights_edit = QLineEdit(s.weights, panel)
-        self.weights_edit.editingFinished.connect(lambda: self.set_weights(self.weights_edit.text()))
-        browse = QPushButton("Browse...", panel)
-        browse.clicked.connect(self._browse_weights)
-        row = QHBoxLayout()
-        row.addWidget(self.weights_edit, 1)
-        row.addWidget(browse)
-        form.addRow("Model folder", row)
-        self.model_label = QLabel("loading...", panel)   # short; the details are in its tooltip
-        form.addRow("Model", self.model_label)
-
-        self.backend_combo = QComboBox(panel)
-        backends = list(BACKENDS)
-        if s.backend not in backends:
-            backends.append(s.backend)
-        self.backend_combo.addItems(backends)
-        self._disable_unavailable_backends()
-        self.backend_combo.setCurrentText(s.backend)
-        self.backend_combo.currentTextChanged.connect(self.set_backend)
-        form.addRow("Backend", self.backend_combo)
-
-        self.stages_spin = QSpinBox(panel)
-        self.stages_spin.setRange(1, max(1, s.stages or 3))
-        self.stages_spin.setValue(max(1, s.stages or 3))
-        self.stages_spin.valueChanged.connect(self.set_stages)
-        form.addRow("Cascade stages", self.stages_spin)
-
-        self.smooth_check = QCheckBox("Smooth poses across frames", panel)
-        self.smooth_check.setChecked(s.smooth)
-        self.smooth_check.toggled.connect(self.set_smooth)
-        form.addRow(self.smooth_check)
-        self.boxes_check = QCheckBox("Show person and face boxes", panel)
-        self.boxes_check.setChecked(s.show_boxes)
-        self.boxes_check.toggled.connect(self.set_show_boxes)
-        form.addRow(self.boxes_check)
-        self.hud_check = QCheckBox("Show HUD", panel)
-        self.hud_check.setChecked(True)
-        self.hud_check.toggled.connect(self._set_hud)
-        form.addRow(self.hud_check)
-
-        self.record_dir_edit = QLineEdit(s.record_dir, panel)
-        self.record_dir_edit.editingFinished.connect(lambda: self._set_setting("record_dir", self.record_dir_edit.text()))
-        rbrowse = QPushButton("Browse...", panel)
-        rbrowse.clicked.connect(self._browse_record_dir)
-        row = QHBoxLayout()
-        row.addWidget(self.record_dir_edit, 1)
-        row.addWidget(rbrowse)
-        form.addRow("Record to", row)
-        dock.setWidget(panel)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        self.settings_dock = dock
+        self._build_settings_panel()
 
         self.model_state = QLabel("model: -", self)
         self.statusBar().addPermanentWidget(self.model_state)
         self.state_label = QLabel("stopped", self)
         self.statusBar().addPermanentWidget(self.state_label)
         self._update_actions()
-
-    def _disable_unavailable_backends(self) -> None:
-        """Grey out the backends that cannot run here (e.g. tensorrt without a GPU), the reason
-        as the item's tooltip; "auto" and the current choice stay selectable."""
-        try:
-            from deeppose.engine.backends import backend_status, canonical_name
-            status = backend_status()
-        except Exception:   # the list is a convenience: never keep the window from opening
-            log.exception("backend status failed")
-            return
-        combo = self.backend_combo
-        for i in range(combo.count()):
-            try:
-                name = canonical_name(combo.itemText(i))
-            except Exception:
-                continue
-            ok, why = status.get(name, (True, ""))
-            combo.setItemData(i, why, Qt.ItemDataRole.ToolTipRole)
-            if not ok:
-                combo.model().item(i).setEnabled(False)
-                combo.setItemData(i, f"not available here: {why}", Qt.ItemDataRole.ToolTipRole)
 
     def show_status(self, message: str) -> None:
         """Show ``message`` in the status bar, elided to the room left of the permanent labels
@@ -289,108 +173,6 @@ class MainWindow(QMainWindow):
         if self.recording:
             state += "  \u25cf REC"
         self.state_label.setText(state)
-
-    # -- sources ------------------------------------------------------------------------
-    def _on_cameras(self, cams: list, start_first: bool = True) -> None:
-        self._cameras_probed = True
-        combo = self.source_combo
-        keep = [(combo.itemText(i), combo.itemData(i)) for i in range(combo.count())
-                if isinstance(combo.itemData(i), Source) and combo.itemData(i).kind == "file"]
-        combo.blockSignals(True)
-        combo.clear()
-        if cams:
-            for i in cams:
-                combo.addItem(f"Camera {i}", Source("camera", i))
-        else:
-            combo.addItem("No camera found", _NO_CAMERA)
-        for text, data in keep:
-            combo.addItem(text, data)
-        combo.addItem("Open video file...", _OPEN_FILE)
-        combo.addItem("Look for cameras again", _REFRESH)
-        combo.blockSignals(False)
-        self._select_current_source()
-        if start_first and self.source is None:
-            if cams:
-                self.start_source(Source("camera", cams[0]))
-            else:
-                self.view.set_message("No camera found.\nOpen a video file (Ctrl+O, or the Source list) or drop one here.")
-                self.show_status("No camera found: open a video file or drop one on the window")
-                if self.quit_after_frames is not None:   # automation: nothing will ever play
-                    self.show_error("no camera found and no --source given: nothing to play")
-                    self.exit_code = 1
-                    self.finish_automation()
-
-    def _select_current_source(self) -> None:
-        combo = self.source_combo
-        for i in range(combo.count()):
-            if combo.itemData(i) == self.source and self.source is not None:
-                combo.setCurrentIndex(i)
-                return
-        if self.source is None:
-            combo.setCurrentIndex(0)
-
-    def _add_source_item(self, source: Source) -> None:
-        combo = self.source_combo
-        for i in range(combo.count()):
-            if combo.itemData(i) == source:
-                return
-        if source.kind == "camera":
-            combo.insertItem(0, f"Camera {source.value}", source)
-            idx = combo.findData(_NO_CAMERA)
-            if idx >= 0:
-                combo.removeItem(idx)
-        else:
-            at = combo.findData(_OPEN_FILE)
-            combo.insertItem(at if at >= 0 else combo.count(), Path(str(source.value)).name, source)
-            combo.setItemData(at if at >= 0 else combo.count() - 1, str(source.value), Qt.ItemDataRole.ToolTipRole)
-
-    def _on_source_chosen(self, index: int) -> None:
-        data = self.source_combo.itemData(index)
-        if data == _OPEN_FILE:
-            self._select_current_source()
-            self.open_file_dialog()
-        elif data == _REFRESH:
-            self._select_current_source()
-            self.show_status("Looking for cameras...")
-            self._probe.start()
-        elif data == _NO_CAMERA:
-            self.show_status("No camera found: open a video file or drop one on the window")
-        elif isinstance(data, Source):
-            self.start_source(data)
-
-    def open_file_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open video file", self.settings.last_dir or str(Path.home()), VIDEO_FILTER)
-        if path:
-            self.open_file(path)
-
-    def open_file(self, path: str | Path) -> None:
-        """Play a video file (as chosen in the dialog or dropped on the window)."""
-        path = Path(path)
-        self._set_setting("last_dir", str(path.parent))
-        source = Source("file", str(path))
-        self._add_source_item(source)
-        self.start_source(source)
-
-    def dragEnterEvent(self, event) -> None:
-        if self._dropped_file(event.mimeData()) is not None:
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dropEvent(self, event) -> None:
-        path = self._dropped_file(event.mimeData())
-        if path is not None:
-            event.acceptProposedAction()
-            self.open_file(path)
-
-    @staticmethod
-    def _dropped_file(mime) -> Path | None:
-        if mime is None or not mime.hasUrls():
-            return None
-        for url in mime.urls():
-            if url.isLocalFile():
-                return Path(url.toLocalFile())
-        return None
 
     # -- playback -----------------------------------------------------------------------
     def start_source(self, source: Source) -> None:
@@ -492,54 +274,6 @@ class MainWindow(QMainWindow):
             self.show_status(message)
         self._update_actions()
 
-    # -- settings -----------------------------------------------------------------------
-    def _set_setting(self, name: str, value) -> None:
-        setattr(self.settings, name, value)
-        save_setting(self.qsettings, name, value)
-
-    def set_weights(self, folder: str) -> None:
-        folder = str(folder).strip()
-        if folder == self.settings.weights and self.model is not None:
-            return
-        self._set_setting("weights", folder)
-        if self.weights_edit.text() != folder:
-            self.weights_edit.setText(folder)
-        self.worker.configure(weights=folder)
-        self.worker.reload_model()
-
-    def _browse_weights(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Model folder", self.settings.weights)
-        if folder:
-            self.set_weights(folder)
-
-    def _browse_record_dir(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Record to folder", self.settings.record_dir)
-        if folder:
-            self.record_dir_edit.setText(folder)
-            self._set_setting("record_dir", folder)
-
-    def set_backend(self, name: str) -> None:
-        self._set_setting("backend", name)
-        if self.backend_combo.currentText() != name:
-            self.backend_combo.setCurrentText(name)
-        self.worker.configure(backend=name)
-
-    def set_stages(self, n: int) -> None:
-        self._set_setting("stages", int(n))
-        if self.stages_spin.value() != n:
-            self.stages_spin.setValue(n)
-        self.worker.configure(stages=int(n))
-
-    def set_smooth(self, on: bool) -> None:
-        self._set_setting("smooth", bool(on))
-        self.smooth_check.setChecked(on)
-        self.worker.configure(smooth=bool(on))
-
-    def set_show_boxes(self, on: bool) -> None:
-        self._set_setting("show_boxes", bool(on))
-        self.boxes_check.setChecked(on)
-        self.worker.configure(show_boxes=bool(on))
-
     # -- worker signals -----------------------------------------------------------------
     def _on_model_loading(self, folder: str) -> None:
         self.model = None
@@ -559,9 +293,7 @@ class MainWindow(QMainWindow):
             self._requested_stages = None   # said once
             self.show_error(f"--stages {asked}: model {model.name} has {model.num_stages} stages; "
                             f"running all {model.num_stages}")
-            if self.quit_after_frames is not None:
-                self.exit_code = 2
-                self.finish_automation()
+            self.automation_failed(2)
         spin = self.stages_spin
         spin.blockSignals(True)
         spin.setRange(1, model.num_stages)
@@ -582,9 +314,7 @@ class MainWindow(QMainWindow):
         else:
             self.show_error(f"Model not loaded: {message}. Showing the video without poses; "
                             "choose a model folder in Settings.")
-        if self.quit_after_frames is not None:   # automation: a run without its model failed
-            self.exit_code = 1
-            self.finish_automation()
+        self.automation_failed(1)   # automation: a run without its model failed
 
     def show_error(self, message: str) -> None:
         """A failure the user should see: status bar (kept until the next message) and log."""
@@ -603,8 +333,7 @@ class MainWindow(QMainWindow):
         if err:
             self.show_error(err)
             self.view.set_message(err)
-            if self.quit_after_frames is not None:
-                self.exit_code = 1
+            self.automation_failed(1, finish=False)   # finished below
         else:
             msg = (f"End of {label}: {info.get('captured', 0)} frames read, {self.frames_shown} shown, "
                    f"{info.get('dropped', 0)} dropped")
@@ -651,40 +380,7 @@ class MainWindow(QMainWindow):
         if self.quit_after_frames is not None and self.total_frames_shown >= self.quit_after_frames:
             QTimer.singleShot(0, self.finish_automation)
 
-    # -- automation and closing ---------------------------------------------------------
-    def finish_automation(self) -> None:
-        """After the last frame: save the screenshot (if asked) and close the window."""
-        if self._finished:
-            return
-        self._finished = True
-        st = self.view.stats
-        log.info("automation: %d frames shown, %d dropped, %s fps, latency %s ms, stages %s, backend %s",
-                 self.total_frames_shown, st.dropped, "-" if st.fps is None else f"{st.fps:.1f}",
-                 "-" if st.latency_ms is None else f"{st.latency_ms:.0f}", len(st.stage_ms), st.backend or "none")
-        self.save_screenshot()
-        self.automationFinished.emit()
-        self.close()
-
-    def save_screenshot(self, path: str | Path | None = None) -> Path | None:
-        """Save a grab of the whole window (view, HUD, controls) as PNG."""
-        path = Path(path) if path else self.screenshot_path
-        if path is None:
-            return None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            saved = self.grab().save(str(path))
-        except OSError as e:   # never out of a Qt slot: PyQt would abort the process
-            saved, why = False, f": {e.strerror or e}"
-        else:
-            why = ""
-        if not saved:
-            self.show_error(f"cannot write screenshot {path}{why}")
-            if self.quit_after_frames is not None:
-                self.exit_code = self.exit_code or 1
-            return None
-        log.info("screenshot saved to %s", path)
-        return path
-
+    # -- closing ------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
         if not self._closing:
             self._closing = True

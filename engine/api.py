@@ -67,7 +67,7 @@ class Pose:
     Raises:
         engine.model.ModelError: the model folder cannot be used (one line; BackendError for
             a backend that cannot run it).
-        engine.detector.DetectorError: the face model cannot be loaded.
+        engine.face_detector.DetectorError: the face model cannot be loaded.
     """
 
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, backend: str = "auto", stages: int | None = None,

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .detector import (FaceScaler, PersonBoxes, face_joint_indices, face_roll, face_size, frame_box, joints_face,
-                       turn_angles)
+from .detector import FaceScaler, PersonBoxes, face_joint_indices, frame_box, joints_face, turn_angles
+from .face_detector import face_roll, face_size
 from .smoothing import OneEuroFilter, OneEuroParams
 from .tracking import (PersonTracker, TrackingFaceDetector, TurnedFaceSearch, VerifyParams, box_iou, box_overlap,
                        on_bodies, verify_poses)
@@ -243,7 +243,8 @@ class PosePipeline:
         self._last_stages = None
 
     def _make_detector(self, min_confidence: float | None):
-        from .detector import FaceDetector, FullFrameDetector, PersonDetector
+        from .detector import FullFrameDetector, PersonDetector
+        from .face_detector import FaceDetector
         if self.scaler is None:  # e.g. LSP: b0 is the whole frame (paper, Sec. 4.1)
             log.info("model %s has no face scaler: b0 is the full frame", self.weights)
             return FullFrameDetector()

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detector import FACE_KEYPOINTS, face_size, joints_face
+from .detector import joints_face
+from .face_detector import FACE_KEYPOINTS, face_size
 
 
 def _intersections(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -510,7 +511,7 @@ def _starts(n: int, tile: int, stride: int) -> list[int]:
 
 class TrackingFaceDetector:
     """A multi-scale face detector that also finds small faces, with the interface of
-    :class:`engine.detector.FaceDetector` (``detect(image) -> (faces (N, 4), scores (N,))`` and
+    :class:`engine.face_detector.FaceDetector` (``detect(image) -> (faces (N, 4), scores (N,))`` and
     ``detect_with_keypoints``); used by the video command, the app and evaluation alike.
 
     BlazeFace sees the whole frame at 192x192, so a face under ~10% of the frame's longer side
@@ -631,7 +632,7 @@ class TrackingFaceDetector:
 
     def detect_with_keypoints(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`detect`, plus BlazeFace's six keypoints (N, 6, 2) in frame pixels (NaN where
-        the wrapped detector gives none), in :data:`engine.detector.FACE_KEYPOINTS` order."""
+        the wrapped detector gives none), in :data:`engine.face_detector.FACE_KEYPOINTS` order."""
         h, w = image_bgr.shape[:2]
         found: list = []
         self._run(image_bgr, 0, 0, w, h, found)

@@ -17,8 +17,8 @@ WALKING = DATA / "videos" / "walking.mp4"
 
 
 def make_random_model(folder: Path, stages: int = 3, skeleton_name: str = "flic", seed: int = 0) -> Path:
-    """A model folder with random compact weights (tools.benchmark.make_random_model)."""
-    from deeppose.tools.benchmark import make_random_model as make
+    """A model folder with random compact weights (tools.random_model.make_random_model)."""
+    from deeppose.tools.random_model import make_random_model as make
 
     return make(folder, skeleton=skeleton_name, stages=stages, seed=seed)
 

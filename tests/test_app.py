@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -28,7 +29,7 @@ from PyQt6.QtGui import QDropEvent, QImage  # noqa: E402
 
 from deeppose.app.capture import CaptureThread, Frame, LatestFrameSlot, Source  # noqa: E402
 from deeppose.app.window import MainWindow  # noqa: E402
-from deeppose.engine.recording import read_keypoints  # noqa: E402
+from deeppose.engine.keypoints import read_keypoints  # noqa: E402
 from deeppose.engine.skeletons import FLIC  # noqa: E402
 
 torch.set_num_threads(1)   # the machine's cores are shared with a training run
@@ -386,9 +387,9 @@ def test_missing_model_shows_error_and_video_plays_at_its_frame_rate(qtbot, walk
 
 
 def test_no_camera_and_unopenable_camera(qtbot, random_model_dir, monkeypatch):
-    import deeppose.app.window
+    import deeppose.app.sources
     from deeppose import app
-    monkeypatch.setattr(app.window, "list_cameras", lambda: [])   # as here; a machine may have one
+    monkeypatch.setattr(app.sources, "list_cameras", lambda: [])   # as here; a machine may have one
     win = open_window(qtbot, None, random_model_dir, probe_cameras=True)
     qtbot.waitUntil(lambda: win._cameras_probed, timeout=10000)
     items = [win.source_combo.itemText(i) for i in range(win.source_combo.count())]
@@ -477,7 +478,7 @@ def test_main_py_quit_after_frames_and_screenshot(random_model_dir, walking_cut,
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = [line for line in proc.stderr.splitlines() if "automation:" in line]
     assert summary and "stages 2" in summary[0] and "backend torch" in summary[0], proc.stderr[-2000:]
-    shown = int(summary[0].split("automation: ")[1].split()[0])
+    shown = int(re.search(r"automation: (\d+) frames shown", summary[0]).group(1))
     assert 1 <= shown <= 8
     img = QImage(str(shot))
     assert not img.isNull() and img.width() >= 800 and img.height() >= 500

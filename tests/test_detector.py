@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from deeppose.engine.detector import (DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector, FaceScaler,
-                             PersonDetector, frame_box)
+from deeppose.engine.detector import FaceScaler, PersonDetector, frame_box
+from deeppose.engine.face_detector import DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector
 from deeppose.tools import fit_scaler
 from deeppose.tools.datasets import default_data_root, load_dataset, load_image
 from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
@@ -171,6 +171,40 @@ def test_bad_model_is_one_line_error(tmp_path, capfd):
     assert (FACE_MODEL_DIR / DEFAULT_FACE_MODEL).is_file()
 
 
+def test_native_stderr_filter_is_thread_safe_and_reentrant(capfd):
+    """The fd-2 filter around MediaPipe: blocks from several threads at once and a block nested
+    in the same thread (a detector closed by the garbage collector inside another's block) end
+    with fd 2 restored; known chatter is dropped, every other line is passed on exactly once."""
+    import os
+    import threading
+
+    from deeppose.engine.native_stderr import filtered_native_stderr
+
+    def block(tag: str, nested: bool) -> None:
+        with filtered_native_stderr():
+            os.write(2, f"INFO: [environment.cc:36] chatter {tag}\nkept {tag}\n".encode())
+            if nested:
+                with filtered_native_stderr():
+                    os.write(2, f"WARNING: Logging before InitGoogle() {tag}\nkept inner {tag}\n".encode())
+
+    capfd.readouterr()
+    nested = threading.Thread(target=block, args=("n", True), daemon=True)
+    nested.start()
+    nested.join(timeout=10)
+    assert not nested.is_alive(), "a nested block deadlocked"
+    threads = [threading.Thread(target=block, args=(str(i), i % 2 == 0)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err.splitlines()
+    expected = ["kept n", "kept inner n", "after"]
+    for i in range(8):
+        expected += [f"kept {i}"] + ([f"kept inner {i}"] if i % 2 == 0 else [])
+    assert sorted(err) == sorted(expected), err
+
+
 def test_scaler_dict_round_trip():
     s = FaceScaler(0.1, 2.6, 7.3, 6.3, extra={"fit": {"coverage_train": 0.99}})
     d = s.to_dict()
@@ -240,7 +274,7 @@ def test_joints_face_is_the_fitted_model_batched_and_shared_with_tools():
 def test_face_roll_and_rotated_scaler():
     """The roll from the eyes is 0 upright and +90 degrees for a face turned clockwise on screen
     (lying with the head on the left); the scaler turns the face-to-b0 offset with it."""
-    from deeppose.engine.detector import face_roll
+    from deeppose.engine.face_detector import face_roll
 
     assert face_roll(np.array([90.0, 100.0]), np.array([110.0, 100.0])) == pytest.approx(0.0)
     assert face_roll(np.array([100.0, 90.0]), np.array([100.0, 110.0])) == pytest.approx(np.pi / 2)
@@ -254,7 +288,7 @@ def test_implausible_face_keypoints_are_dropped_and_lying_faces_turn_b0():
     """A 'face' whose BlazeFace eyes and ears nearly coincide (a litter bin in walking.mp4) is
     not a face; PersonDetector drops it, and keeps faces without keypoints. With rotate=True,
     a face rolled 90 degrees (a lying person) turns its b0; an upright one does not."""
-    from deeppose.engine.detector import plausible_face_keypoints
+    from deeppose.engine.face_detector import plausible_face_keypoints
 
     faces = np.array([[100.0, 100.0, 40.0, 40.0], [300.0, 300.0, 100.0, 100.0], [50.0, 50.0, 20.0, 20.0],
                       [100.0, 300.0, 40.0, 40.0]])

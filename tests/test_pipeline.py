@@ -390,7 +390,7 @@ def test_small_frames_get_five_tiles_whose_hits_need_the_stricter_score():
 
 def test_tiles_find_a_small_face_that_the_whole_frame_misses_on_a_flic_still():
     """FLIC val, funny-girl frame 00124191: a 40 px face in a 540x360 still."""
-    from deeppose.engine.detector import FaceDetector
+    from deeppose.engine.face_detector import FaceDetector
     from deeppose.tools.datasets import load_dataset, load_image
     from deeppose.tools.person_boxes import match_faces
 
@@ -710,7 +710,7 @@ def test_turned_face_search_finds_a_lying_face_and_its_roll():
     wider than tall, eyes at its ends) misses a face lying on its side; the search on the frame
     turned by +-90 degrees finds it, with its box and keypoints back in frame pixels and a roll
     of +-90 degrees."""
-    from deeppose.engine.detector import face_roll
+    from deeppose.engine.face_detector import face_roll
     from deeppose.engine.tracking import TurnedFaceSearch, turn_points
 
     class UprightOnly:

@@ -22,7 +22,7 @@ from deeppose.engine.backends import tensorrt_backend as trtb
 from deeppose.engine.backends.tensorrt_backend import TrtEnvironment
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import read_manifest
-from deeppose.tools.benchmark import make_random_model
+from deeppose.tools.random_model import make_random_model
 from deeppose.tools.export_onnx import real_crops
 from deeppose.tools.build_engines import build_engines, profile_batches, to_fp16_onnx
 from trt_standin import ENV, _Flag, install_standin

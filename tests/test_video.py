@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import main
-from deeppose.engine.recording import MAX_EXTRA_VIDEO_FRAMES, AnnotatedVideoWriter, read_keypoints, read_keypoints_header
+from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
+from deeppose.engine.recording import MAX_EXTRA_VIDEO_FRAMES, AnnotatedVideoWriter
 from deeppose.engine.skeletons import FLIC
 
 from conftest import REPO, WALKING, WEIGHTS_FLIC, cut_video, require_data

@@ -337,7 +337,7 @@ def _run(args) -> int:
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")
         if args.stages is not None and args.stages > cascade.num_stages:
             return _error(f"--stages {args.stages}: model {weights} has {cascade.num_stages} stages")
-        from deeppose.engine.detector import DetectorError
+        from deeppose.engine.face_detector import DetectorError
         from deeppose.tools.person_boxes import example_b0
 
         try:

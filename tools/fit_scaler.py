@@ -62,7 +62,7 @@ def required_extents(poses, faces):
     """
     import numpy as np
 
-    from deeppose.engine.detector import face_size
+    from deeppose.engine.face_detector import face_size
 
     poses = np.asarray(poses, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.float64)
@@ -163,7 +163,7 @@ def fit_joints_face(poses, faces, skeleton):
     """
     import numpy as np
 
-    from deeppose.engine.detector import face_size
+    from deeppose.engine.face_detector import face_size
     from deeppose.tools.person_boxes import face_joint_indices
 
     poses = np.asarray(poses, dtype=np.float64)
@@ -197,7 +197,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from deeppose.engine.detector import FACE_MODELS, DetectorError, face_size, resolve_face_model
+    from deeppose.engine.face_detector import FACE_MODELS, DetectorError, face_size, resolve_face_model
     from deeppose.tools.datasets import DatasetError, load_dataset
     from deeppose.tools.person_boxes import MATCH_MARGIN, detect_dataset_faces, example_b0, match_dataset
 

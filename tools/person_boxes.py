@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deeppose.engine.detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector,
-                             FaceScaler, face_joint_indices, face_size, frame_box, resolve_face_model)
+from deeppose.engine.detector import FaceScaler, face_joint_indices, frame_box
+from deeppose.engine.face_detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector, face_size,
+                                           resolve_face_model)
 from deeppose.engine.detector import joints_face as engine_joints_face
 from deeppose.engine.skeletons import Skeleton, get_skeleton
 
@@ -152,7 +153,7 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
 
     Args:
         dataset: a tools.datasets.PoseDataset.
-        model: face model (see engine.detector.resolve_face_model); None = full range.
+        model: face model (see engine.face_detector.resolve_face_model); None = full range.
         min_confidence: detection threshold.
         cache_dir: where the .npz cache lives (default ``<repo>/cache``).
         progress: show a tqdm bar while detecting.
@@ -161,14 +162,14 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
     Returns:
         One :data:`Detections` per example, in ``dataset.examples`` order.
     Raises:
-        engine.detector.DetectorError: the face model cannot be loaded.
+        engine.face_detector.DetectorError: the face model cannot be loaded.
         tools.datasets.DatasetError: an image cannot be read.
     """
     from deeppose.tools.datasets import load_image
 
     model_path = resolve_face_model(model)
     if not model_path.is_file():
-        from deeppose.engine.detector import DetectorError
+        from deeppose.engine.face_detector import DetectorError
         raise DetectorError(f"face model missing: {model_path}")
     from deeppose.engine.pipeline import face_search
 
@@ -302,7 +303,7 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
         boxes (N, 4) float64 b0 per example (pixels), sources (N,) list of str.
     Raises:
         ValueError: a scaler given for a dataset without face joints.
-        engine.detector.DetectorError, tools.datasets.DatasetError: from detection.
+        engine.face_detector.DetectorError, tools.datasets.DatasetError: from detection.
     """
     from deeppose.engine.geometry import boxes_from_pose
 

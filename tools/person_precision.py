@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("keypoints", help="keypoints JSONL written by main.py video --keypoints")
     ap.add_argument("--truth", default=str(DEFAULT_TRUTH), help="hand counts (default: %(default)s)")
     args = ap.parse_args(argv)
-    from deeppose.engine.recording import read_keypoints
+    from deeppose.engine.keypoints import read_keypoints
 
     records = read_keypoints(args.keypoints)   # the frame records (the header record is skipped)
     s = score(records, json.loads(Path(args.truth).read_text()))

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-roll", type=float, default=0.0, help="turn b0 only where |roll| exceeds this (degrees)")
     args = ap.parse_args(argv)
 
-    from deeppose.engine.detector import FaceScaler, face_roll
+    from deeppose.engine.detector import FaceScaler
+    from deeppose.engine.face_detector import face_roll
     from deeppose.engine.backends import load_cascade
     from deeppose.tools.datasets import load_dataset
     from deeppose.tools.evaluate import stage_metrics

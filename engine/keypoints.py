@@ -1,0 +1,202 @@
+"""The keypoints file of a run: one record per frame, JSON Lines or CSV, flushed after every frame.
+
+JSON Lines: a header record first (``{"deeppose_keypoints": 1, "video": NAME | null, "fps",
+"width", "height", "skeleton", "joints": [...], "frames_note": ...}``), then one record per
+frame::
+
+    {"frame": 12, "timestamp": 0.4, "persons": [
+        {"id": 1, "b0": [cx, cy, w, h], "b0_source": "face", "face": [cx, cy, w, h] | null,
+         "score": 0.93, "stage": 3, "smoothed": true,
+         "joints": {"l_shoulder": {"x": 812.4, "y": 203.1}, ...}}]}
+
+``persons`` is ``[]`` when nobody is in the frame. CSV: one row per person per frame with
+columns :func:`csv_columns`; a frame with nobody is one row whose ``person`` column is empty.
+Coordinates are pixels of the frame (x right, y down, (0, 0) the centre of the top-left
+pixel); ``stage`` is the cascade stage the joints come from; ``smoothed`` says whether the
+One-Euro filter was applied; ``b0_source`` is "face" (a face detected in this frame), "pose"
+(tracked by pose: from the eyes and nose of the previous frame), "held" or "frame", and
+``face`` the face box b0 came from (detected, or implied by the previous pose).
+
+Written alongside the annotated video by :class:`engine.recording.PoseRecorder`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .outputs import RecordingError
+
+KEYPOINT_FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
+KEYPOINTS_FORMAT_VERSION = 1
+
+
+def keypoints_format(path: str | Path) -> str:
+    """"jsonl" or "csv" from a keypoints file name; raises :class:`RecordingError` otherwise."""
+    fmt = KEYPOINT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise RecordingError(f"keypoints file {path} must end in .jsonl or .csv")
+    return fmt
+
+
+def _r(v: float, nd: int = 2):
+    v = float(v)
+    return round(v, nd) if math.isfinite(v) else None
+
+
+def _box(b) -> list | None:
+    return None if b is None else [_r(v) for v in np.asarray(b, dtype=np.float64)]
+
+
+def frame_record(result, skeleton) -> dict:
+    """The JSON Lines record of one :class:`engine.pipeline.FrameResult` (see module docstring)."""
+    persons = []
+    for p in result.persons:
+        pose = np.asarray(p.pose, dtype=np.float64)
+        persons.append({
+            "id": int(p.track_id),
+            "b0": _box(p.b0),
+            "b0_source": p.b0_source,
+            "face": _box(p.face),
+            "score": _r(p.score, 3),
+            "stage": int(p.stage_poses.shape[0]),
+            "smoothed": bool(p.smoothed),
+            "joints": {name: {"x": _r(pose[j, 0]), "y": _r(pose[j, 1])} for j, name in enumerate(skeleton.joints)},
+        })
+    return {"frame": int(result.index), "timestamp": round(float(result.timestamp), 4), "persons": persons}
+
+
+def csv_columns(skeleton) -> list[str]:
+    """CSV header: frame, timestamp, person, b0_source, stage, smoothed, score, b0_cx, b0_cy,
+    b0_w, b0_h, face_cx, face_cy, face_w, face_h, then <joint>_x, <joint>_y per joint."""
+    cols = ["frame", "timestamp", "person", "b0_source", "stage", "smoothed", "score",
+            "b0_cx", "b0_cy", "b0_w", "b0_h", "face_cx", "face_cy", "face_w", "face_h"]
+    for name in skeleton.joints:
+        cols += [f"{name}_x", f"{name}_y"]
+    return cols
+
+
+def csv_rows(result, skeleton) -> list[list]:
+    """CSV rows of one frame: one per person, or one row with an empty ``person`` if none."""
+    base = [int(result.index), round(float(result.timestamp), 4)]
+    n_rest = len(csv_columns(skeleton)) - 2
+    if not result.persons:
+        return [base + [""] * n_rest]
+    rows = []
+    for p in result.persons:
+        face = _box(p.face) or [""] * 4
+        pose = np.asarray(p.pose, dtype=np.float64)
+        joints = [("" if _r(v) is None else _r(v)) for v in pose.reshape(-1)]
+        rows.append(base + [int(p.track_id), p.b0_source, int(p.stage_poses.shape[0]), int(bool(p.smoothed)),
+                            _r(p.score, 3), *_box(p.b0), *face, *joints])
+    return rows
+
+
+class KeypointsWriter:
+    """Writes one record per frame to a JSON Lines or CSV file, flushed after every frame.
+
+    Args:
+        path: output file; the format comes from its suffix (.jsonl or .csv).
+        skeleton: the model's skeleton (joint names).
+        header: JSON Lines only: extra fields of the header record (first line), e.g. the
+            video's name, frame rate and size.
+    Raises:
+        RecordingError: bad suffix or the file cannot be created.
+    """
+
+    def __init__(self, path: str | Path, skeleton, header: dict | None = None):
+        self.path = Path(path)
+        self.format = keypoints_format(self.path)
+        self.skeleton = skeleton
+        self.frames_written = 0
+        try:
+            self._f = open(self.path, "w", newline="" if self.format == "csv" else None, encoding="utf-8")
+        except OSError as e:
+            raise RecordingError(f"cannot create keypoints file {self.path}: {e.strerror or e}") from None
+        self._csv = None
+        if self.format == "csv":
+            self._csv = csv.writer(self._f)
+            self._csv.writerow(csv_columns(skeleton))
+        else:
+            record = {"deeppose_keypoints": KEYPOINTS_FORMAT_VERSION, "video": None, **(header or {}),
+                      "skeleton": getattr(skeleton, "name", None), "joints": list(skeleton.joints)}
+            self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._f.flush()
+
+    def serialize(self, result) -> str:
+        """The text of one :class:`engine.pipeline.FrameResult` (a JSON line, or CSV rows)."""
+        if self._csv is None:
+            return json.dumps(frame_record(result, self.skeleton), separators=(",", ":")) + "\n"
+        buf = io.StringIO()
+        csv.writer(buf).writerows(csv_rows(result, self.skeleton))
+        return buf.getvalue()
+
+    def write(self, result) -> None:
+        """Append the records of one :class:`engine.pipeline.FrameResult` and flush."""
+        self.write_serialized(self.serialize(result))
+
+    def write_serialized(self, text: str) -> None:
+        """Append one frame's text from :meth:`serialize` and flush."""
+        self._f.write(text)
+        self._f.flush()
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if not self._f.closed:
+            self._f.close()
+
+
+def read_keypoints(path: str | Path) -> list[dict]:
+    """Read a keypoints file back: one dict per frame, as the JSON Lines records.
+
+    CSV files are regrouped by frame (``persons`` empty for a frame written with no person);
+    numbers come back as floats, missing values as None. The JSON Lines header record is
+    left out (see :func:`read_keypoints_header`).
+    """
+    path = Path(path)
+    if keypoints_format(path) == "jsonl":
+        with open(path, encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        return [r for r in records if "frame" in r]
+    frames: dict[int, dict] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        joints = [c[:-2] for c in (reader.fieldnames or []) if c.endswith("_x") and c not in ("b0_x",)
+                  and not c.startswith(("b0_", "face_"))]
+
+        def num(v):
+            return None if v in ("", None) else float(v)
+
+        for row in reader:
+            rec = frames.setdefault(int(row["frame"]), {"frame": int(row["frame"]),
+                                                         "timestamp": float(row["timestamp"]), "persons": []})
+            if row["person"] == "":
+                continue
+            face = [num(row[f"face_{c}"]) for c in ("cx", "cy", "w", "h")]
+            rec["persons"].append({
+                "id": int(row["person"]),
+                "b0": [num(row[f"b0_{c}"]) for c in ("cx", "cy", "w", "h")],
+                "b0_source": row["b0_source"],
+                "face": None if face[0] is None else face,
+                "score": num(row["score"]),
+                "stage": int(row["stage"]),
+                "smoothed": row["smoothed"] == "1",
+                "joints": {j: {"x": num(row[f"{j}_x"]), "y": num(row[f"{j}_y"])} for j in joints},
+            })
+    return [frames[k] for k in sorted(frames)]
+
+
+def read_keypoints_header(path: str | Path) -> dict | None:
+    """The header record (first line) of a JSON Lines keypoints file; None for CSV or none."""
+    path = Path(path)
+    if keypoints_format(path) != "jsonl":
+        return None
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+    record = json.loads(first) if first.strip() else None
+    return record if isinstance(record, dict) and "deeppose_keypoints" in record else None
