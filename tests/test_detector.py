@@ -309,3 +309,22 @@ def test_implausible_face_keypoints_are_dropped_and_lying_faces_turn_b0():
     rotated = PersonDetector(scaler, Detections(), rotate=True).detect(np.zeros((4, 4, 3), np.uint8))
     assert rotated.angles == pytest.approx([0.0, 0.0, np.pi / 2])
     np.testing.assert_allclose(rotated.b0[2], [100.0 - 2.5 * 40, 300.0, 7.0 * 40, 6.0 * 40])   # body to the left
+
+
+def test_mediapipe_import_defers_pyplot():
+    """MediaPipe's drawing helpers import matplotlib.pyplot; the pose path defers it (about
+    20 MiB of resident memory), yet a helper that uses it still gets the real module."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys, importlib\n"
+            "from deeppose.engine.face_detector import import_mediapipe\n"
+            "import_mediapipe()\n"
+            "assert 'matplotlib.figure' not in sys.modules, 'pyplot was loaded'\n"
+            "du = importlib.import_module('mediapipe.tasks.python.vision.drawing_utils')\n"
+            "assert callable(du.plt.figure) and 'matplotlib.figure' in sys.modules\n"
+            "assert type(sys.modules['matplotlib.pyplot']).__name__ == 'module'\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

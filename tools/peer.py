@@ -32,9 +32,10 @@ class MediaPipePeer:
             raise PeerError(f"peer model {self.path} does not exist")
         if not self.path.is_file():
             raise PeerError(f"peer model {self.path} is not a file")
+        from deeppose.engine.face_detector import import_mediapipe
+
         try:
-            import mediapipe as mp
-            from mediapipe.tasks.python import BaseOptions, vision
+            mp, BaseOptions, vision = import_mediapipe()
         except ImportError as e:
             raise PeerError(f"mediapipe is not installed ({e})") from None
         self._mp = mp
