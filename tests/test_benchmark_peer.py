@@ -51,3 +51,24 @@ def test_side_by_side_on_walking(random_model_dir):
     assert side["ratio"] == pytest.approx(side["ours"]["per_frame"]["median_ms"] / side["peer"]["per_frame"]["median_ms"])
     text = format_side_by_side(side)
     assert "MediaPipe pose_landmarker_full.task" in text and "ratio (ours / peer" in text
+
+
+def test_peer_video_needs_peer(capsys):
+    assert main.main(["benchmark", "--peer-video"]) == 2
+    assert "--peer-video needs --peer" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not PEER.is_file(), reason=f"peer model {PEER} absent")
+@pytest.mark.skipif(not WALKING.is_file(), reason=f"{WALKING} absent")
+def test_video_jobs_side_by_side(random_model_dir, tmp_path):
+    """Both whole video jobs run as processes on a short cut and are accounted for."""
+    from conftest import cut_video
+    from deeppose.tools.benchmark import format_video_jobs, measure_video_jobs
+
+    clip = cut_video(WALKING, tmp_path / "walking4.mp4", 4)
+    jobs = measure_video_jobs(clip, PEER, random_model_dir)
+    for side in ("ours", "peer"):
+        r = jobs[side]
+        assert r["rc"] == 0, (side, r)
+        assert r["wall_s"] > 0 and r["cpu_s"] > 0 and r["peak_rss_mib"] > 50
+    assert "ratio (ours / peer, wall time)" in format_video_jobs(jobs, clip)

@@ -14,7 +14,9 @@ Two measurements per backend, each a median and 90th percentile over ``--runs`` 
 3. Side by side (``--peer FILE.task``): our pipeline (``auto`` backend) and MediaPipe's pose
    landmarker (:mod:`tools.peer`) on the same frames, interleaved frame by frame in one
    process so that both see the same load; ms per frame, fps, their ratio and the resident
-   memory each adds when loaded.
+   memory each adds when loaded. With ``--peer-video``, also the whole video job on
+   ``--video``: ``main.py video`` and the peer's (``python -m deeppose.tools.peer``) as
+   processes run one after the other, wall time, CPU time and peak RSS of each.
 
 Frames per second = 1 / median end-to-end latency. The machine (CPU, cores, threads, GPU,
 load average before and after) is printed with the figures.
@@ -57,6 +59,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also run a peer, MediaPipe's pose landmarker (a .task bundle, e.g. ../shared/models/peers/"
                              "pose_landmarker_full.task, VIDEO mode), on the same frames interleaved with our "
                              "pipeline (auto backend), and print both side by side with their ratio")
+    parser.add_argument("--peer-video", action="store_true",
+                        help="with --peer: also time the whole video job on --video (all frames) as two processes "
+                             "run one after the other, `main.py video` and the peer's (decode, landmarks, drawing, "
+                             "the same H.264 writer): wall time, CPU time and peak RSS of each")
     parser.add_argument("--peer-poses", type=positive_int, default=1, metavar="N",
                         help="most persons the peer looks for (default: 1, MediaPipe's default)")
 
@@ -257,6 +263,9 @@ def run(args) -> int:
     from deeppose.engine.model import ModelError, read_manifest
 
     log = logging.getLogger("benchmark")
+    if args.peer_video and args.peer is None:
+        print("benchmark: error: --peer-video needs --peer FILE", file=sys.stderr)
+        return 2
     if args.peer is not None:   # before any measuring: a bad peer file fails at once
         from deeppose.tools.peer import MediaPipePeer, PeerError
         try:
@@ -389,6 +398,8 @@ def run(args) -> int:
         except PeerError as e:
             print(f"benchmark: error: {e}", file=sys.stderr)
             return 2
+        if args.peer_video:
+            side["video_job"] = measure_video_jobs(video, args.peer, weights)
     try:
         machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -398,6 +409,9 @@ def run(args) -> int:
     if side is not None:
         print()
         print(format_side_by_side(side))
+        if side.get("video_job"):
+            print()
+            print(format_video_jobs(side["video_job"], video))
     report = {"model": {"folder": str(weights), "note": model_note, "stages_run": stages, "k": sk.k,
                         "preset": info.manifest.preset},
               "frames": frame_note, "persons": persons, "runs": args.runs, "warmup": args.warmup,
@@ -497,6 +511,46 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
     ratio = mine["per_frame"]["median_ms"] / other["per_frame"]["median_ms"]
     return {"ours": mine, "peer": other, "ratio": ratio, "runs": runs, "warmup": warmup,
             "peak_rss_mib": peak_rss_mib()}
+
+
+def _timed_process(cmd: list[str]) -> dict:
+    """Run ``cmd`` (output discarded); its exit code, wall seconds, CPU seconds (user + system)
+    and peak resident memory in MiB, from the kernel's accounting of that child (os.wait4)."""
+    import os
+    import subprocess
+    import time
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"rc": proc.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def measure_video_jobs(video: Path, peer_path: Path, weights: Path) -> dict:
+    """``main.py video VIDEO`` (defaults, the auto backend) and the peer's video job
+    (:func:`tools.peer.video_job`) on the whole of ``video``, one process after the other,
+    each writing into a temporary folder; see :func:`_timed_process` for the figures."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="deeppose-peer-video-") as tmp:
+        ours = _timed_process([sys.executable, str(REPO / "main.py"), "video", str(video), "-o",
+                               str(Path(tmp) / "ours.mp4"), "--weights", str(weights)])
+        peer = _timed_process([sys.executable, "-m", "deeppose.tools.peer", str(peer_path), str(video),
+                               str(Path(tmp) / "peer.mp4")])
+    return {"ours": ours, "peer": peer, "wall_ratio": ours["wall_s"] / peer["wall_s"]}
+
+
+def format_video_jobs(jobs: dict, video: Path) -> str:
+    """The printed table of :func:`measure_video_jobs`."""
+    lines = [f"Whole video job on {video.name} (decode, pose, draw, H.264 encode), one process after the other:",
+             f"{'':<34}{'wall s':>8}{'CPU s':>8}{'peak RSS':>12}{'exit':>6}"]
+    for label, r in (("main.py video (deeppose)", jobs["ours"]), ("MediaPipe pose landmarker", jobs["peer"])):
+        lines.append(f"{label:<34}{r['wall_s']:8.1f}{r['cpu_s']:8.1f}{r['peak_rss_mib']:8.0f} MiB{r['rc']:6d}")
+    lines.append(f"ratio (ours / peer, wall time): {jobs['wall_ratio']:.2f}")
+    return "\n".join(lines)
 
 
 def format_side_by_side(side: dict) -> str:

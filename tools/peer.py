@@ -1,8 +1,10 @@
 """A peer pose estimator for side-by-side speed measurements: MediaPipe's pose landmarker
 (BlazePose, a ``.task`` bundle such as ``../shared/models/peers/pose_landmarker_full.task``).
 
-Used only by ``main.py benchmark --peer`` and ``tools/dev`` comparisons; it is never part of
-our pose path (``engine/`` does not import it).
+Used only by ``main.py benchmark --peer``; it is never part of our pose path (``engine/``
+does not import it). ``python -m deeppose.tools.peer TASK INPUT OUTPUT`` runs the peer's whole
+video job (decode, landmarks, drawing, the same H.264 writer as ours), for
+``benchmark --peer-video`` to time against ``main.py video``.
 """
 from __future__ import annotations
 
@@ -80,3 +82,54 @@ class MediaPipePeer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def video_job(task_path: str | Path, input_path: str | Path, output_path: str | Path) -> int:
+    """The peer doing what ``main.py video`` does: every frame of ``input_path`` decoded,
+    landmarked (VIDEO mode), its skeleton drawn, and written to ``output_path`` with our
+    :class:`engine.recording.AnnotatedVideoWriter` (the same encoder and settings).
+
+    Returns:
+        frames processed.
+    Raises:
+        PeerError: the peer model cannot be loaded; engine.frames.SourceError: the input.
+    """
+    import cv2
+
+    from deeppose.engine.face_detector import import_mediapipe
+    from deeppose.engine.frames import FrameReader, open_source
+    from deeppose.engine.recording import AnnotatedVideoWriter
+
+    _, _, vision = import_mediapipe()
+    lines = [(c.start, c.end) for c in vision.PoseLandmarksConnections.POSE_LANDMARKS]
+    opened = open_source(input_path)
+    reader = FrameReader(opened)
+    writer = AnnotatedVideoWriter(output_path, opened.fps, opened.size)
+    n = 0
+    try:
+        with MediaPipePeer(task_path) as peer:
+            for index, frame in reader:
+                for pose in peer.process(frame, index / opened.fps):
+                    pts = np.round(pose).astype(np.int32)
+                    for a, b in lines:
+                        cv2.line(frame, tuple(map(int, pts[a])), tuple(map(int, pts[b])), (0, 255, 255), 2, cv2.LINE_AA)
+                writer.write(frame)
+                n += 1
+    finally:
+        writer.close()
+        reader.close()
+    return n
+
+
+if __name__ == "__main__":
+    import sys
+    import time
+
+    if len(sys.argv) != 4:
+        sys.exit("usage: python -m deeppose.tools.peer TASK INPUT OUTPUT.mp4")
+    t0 = time.perf_counter()
+    try:
+        frames = video_job(*sys.argv[1:])
+    except (PeerError, ValueError) as e:
+        sys.exit(f"error: {e}")
+    print(f"peer: {frames} frames in {time.perf_counter() - t0:.1f} s")
