@@ -26,7 +26,8 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_args import add_backend, add_flip, add_stages, add_threads, output_problem, positive_int
+from .cli_args import (add_backend, add_flip, add_int8, add_stages, add_threads, int8_problem, output_problem,
+                       positive_int)
 
 VIDEO_SUFFIXES = (".mp4",)
 # Files a folder or glob INPUT contributes (what OpenCV's FFmpeg reads); our own outputs
@@ -61,6 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=positive_int, metavar="N",
                         help="stop after the first N frames (default: the whole video)")
     add_threads(parser)
+    add_int8(parser)
     add_tracking_options(parser)
 
 
@@ -177,6 +179,8 @@ def run(args) -> int:
     except ValueError as e:
         return _error(str(e))
     several = len(inputs) > 1
+    if int8_problem(args):
+        return _error(int8_problem(args))
     if several and args.output:
         return _error(f"-o/--output names one file, but {len(inputs)} inputs were given; use --out-dir DIR")
     if several and args.keypoints and args.keypoints.lower().lstrip(".") not in ("jsonl", "csv"):
@@ -365,7 +369,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     try:
         pipeline = PosePipeline(weights, backend=args.backend, stages=None, smooth=args.smooth, threads=args.threads,
-                                **tracking_kwargs(args))
+                                **tracking_kwargs(args), **({"int8": True} if args.int8 else {}))
     except (ModelError, DetectorError, ValueError) as e:
         opened.release()
         return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)

@@ -27,7 +27,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import add_precision, add_stages, add_threads, positive_int
+from deeppose.engine.cli_args import add_int8, add_precision, add_stages, add_threads, positive_int
 from deeppose.tools.random_model import make_random_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="measured runs per backend and measurement (default: 100)")
     parser.add_argument("--warmup", type=int, default=10, metavar="N", help="warm-up runs before measuring (default: 10)")
     add_threads(parser, "physical cores")
+    add_int8(parser)
     add_precision(parser)
     parser.add_argument("--no-build", action="store_true", help="do not build missing TensorRT engines")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end pipeline measurement")
@@ -157,8 +158,10 @@ def machine_info(threads: int) -> dict:
     return info
 
 
-def variants(requested: list[str] | None, precision: str) -> tuple[list[tuple[str, str, dict]], list[str]]:
-    """(label, backend, options) to measure, and notes on the backends left out."""
+def variants(requested: list[str] | None, precision: str,
+             int8: bool = False) -> tuple[list[tuple[str, str, dict]], list[str]]:
+    """(label, backend, options) to measure, and notes on the backends left out; with ``int8``,
+    ONNX Runtime is measured twice, float and int8."""
     import torch
 
     from deeppose.engine.backends import backend_status, canonical_name
@@ -189,6 +192,8 @@ def variants(requested: list[str] | None, precision: str) -> tuple[list[tuple[st
             out.append(("torch-cpu", "torch", {"device": "cpu"}))
         elif name == "onnxruntime":
             out.append(("onnxruntime-cpu", "onnxruntime", {}))
+            if int8:
+                out.append(("onnxruntime-cpu-int8", "onnxruntime", {"int8": True}))
         elif name == "tensorrt":
             out.append((f"tensorrt-{precision}", "tensorrt", {"precision": precision}))
     return out, notes
@@ -277,7 +282,7 @@ def run(args) -> int:
     torch.set_num_threads(threads)
     machine = machine_info(threads)
     try:
-        todo, notes = variants(args.backend, args.precision)
+        todo, notes = variants(args.backend, args.precision, args.int8)
     except BackendError as e:
         print(f"benchmark: {e}", file=sys.stderr)
         return 2
@@ -394,12 +399,12 @@ def run(args) -> int:
         from deeppose.tools.peer import PeerError
         try:
             side = measure_side_by_side(weights, stages, threads, frames, args.peer, args.peer_poses, args.runs,
-                                        args.warmup)
+                                        args.warmup, int8=args.int8)
         except PeerError as e:
             print(f"benchmark: error: {e}", file=sys.stderr)
             return 2
         if args.peer_video:
-            side["video_job"] = measure_video_jobs(video, args.peer, weights)
+            side["video_job"] = measure_video_jobs(video, args.peer, weights, args.int8)
     try:
         machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -449,10 +454,10 @@ def peak_rss_mib() -> float:
 
 
 def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list, peer_path: Path,
-                         peer_poses: int, runs: int, warmup: int) -> dict:
+                         peer_poses: int, runs: int, warmup: int, int8: bool = False) -> dict:
     """Our ``PosePipeline`` (auto backend) and the peer on the same frames, interleaved.
 
-    Each of ``warmup + runs`` steps takes the next frame (played forth and back, timestamps
+    Ours runs float, or int8 with ``int8``. Each of ``warmup + runs`` steps takes the next frame (played forth and back, timestamps
     1/30 s apart) and runs ours, then the peer, on it; each side's whole per-frame job is
     timed (the peer's BGR -> RGB conversion included). Both run in this process, so the load
     is the same for both; memory is given as the resident memory each adds when loaded.
@@ -476,7 +481,8 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
     peer_load, rss1 = time.perf_counter() - t0, rss_mib()
     try:
         t0 = time.perf_counter()
-        ours = PosePipeline(weights, backend="auto", stages=stages, smooth=True, threads=threads)
+        ours = PosePipeline(weights, backend="auto", stages=stages, smooth=True, threads=threads,
+                            **({"int8": True} if int8 else {}))
         ours_load, rss2 = time.perf_counter() - t0, rss_mib()
         order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) if len(frames) > 1 else [0]
         t_ours, t_peer, n_ours, n_peer = [], [], [], []
@@ -505,7 +511,7 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
                 "persons_median": float(np.median(persons)) if persons else 0.0, "load_seconds": load,
                 "rss_added_mib": rss}
 
-    mine = side(f"deeppose ({name})", t_ours, n_ours, ours_load, rss2 - rss1)
+    mine = side(f"deeppose ({name}{', int8' if int8 else ''})", t_ours, n_ours, ours_load, rss2 - rss1)
     other = side(f"MediaPipe {peer_path.name} (VIDEO mode, num_poses {peer_poses})", t_peer, n_peer, peer_load,
                  rss1 - rss0)
     ratio = mine["per_frame"]["median_ms"] / other["per_frame"]["median_ms"]
@@ -529,7 +535,7 @@ def _timed_process(cmd: list[str]) -> dict:
             "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
-def measure_video_jobs(video: Path, peer_path: Path, weights: Path) -> dict:
+def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool = False) -> dict:
     """``main.py video VIDEO`` (defaults, the auto backend) and the peer's video job
     (:func:`tools.peer.video_job`) on the whole of ``video``, one process after the other,
     each writing into a temporary folder; see :func:`_timed_process` for the figures."""
@@ -537,17 +543,17 @@ def measure_video_jobs(video: Path, peer_path: Path, weights: Path) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="deeppose-peer-video-") as tmp:
         ours = _timed_process([sys.executable, str(REPO / "main.py"), "video", str(video), "-o",
-                               str(Path(tmp) / "ours.mp4"), "--weights", str(weights)])
+                               str(Path(tmp) / "ours.mp4"), "--weights", str(weights)] + (["--int8"] if int8 else []))
         peer = _timed_process([sys.executable, "-m", "deeppose.tools.peer", str(peer_path), str(video),
                                str(Path(tmp) / "peer.mp4")])
-    return {"ours": ours, "peer": peer, "wall_ratio": ours["wall_s"] / peer["wall_s"]}
+    return {"ours": ours, "peer": peer, "wall_ratio": ours["wall_s"] / peer["wall_s"], "int8": int8}
 
 
 def format_video_jobs(jobs: dict, video: Path) -> str:
     """The printed table of :func:`measure_video_jobs`."""
     lines = [f"Whole video job on {video.name} (decode, pose, draw, H.264 encode), one process after the other:",
              f"{'':<34}{'wall s':>8}{'CPU s':>8}{'peak RSS':>12}{'exit':>6}"]
-    for label, r in (("main.py video (deeppose)", jobs["ours"]), ("MediaPipe pose landmarker", jobs["peer"])):
+    for label, r in (("main.py video (deeppose)" + (" --int8" if jobs.get("int8") else ""), jobs["ours"]), ("MediaPipe pose landmarker", jobs["peer"])):
         lines.append(f"{label:<34}{r['wall_s']:8.1f}{r['cpu_s']:8.1f}{r['peak_rss_mib']:8.0f} MiB{r['rc']:6d}")
     lines.append(f"ratio (ours / peer, wall time): {jobs['wall_ratio']:.2f}")
     return "\n".join(lines)

@@ -22,7 +22,8 @@ import math
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import add_backend, add_flip, add_stages, output_problem, positive_int
+from deeppose.engine.cli_args import (add_backend, add_flip, add_int8, add_stages, int8_problem, output_problem,
+                                     positive_int)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CURVE_MAX = 0.5
@@ -41,6 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="model folder (default: weights/<dataset> in the repository)")
     add_stages(parser, "evaluate")
     add_backend(parser)
+    add_int8(parser)
     add_flip(parser, default="off")
     parser.add_argument("--missed-face", choices=("frame", "joints"), default="frame",
                         help="FLIC b0 where the face detector missed the person: the full image (default; "
@@ -300,6 +302,10 @@ def _run(args) -> int:
         problem = output_problem(path, what) if path else None
         if problem:   # before the run, not after it
             return _error(problem)
+    if int8_problem(args):
+        return _error(int8_problem(args))
+    if args.write_manifest and args.int8:
+        return _error("--write-manifest records the float model's metrics; run --int8 without it")
     if args.write_manifest and (oracle or args.split != "val" or args.limit is not None or args.stages is not None):
         return _error("--write-manifest records a model's metrics on the whole val split: "
                       "use it with --split val, all stages, no --limit and no --oracle")
@@ -331,7 +337,7 @@ def _run(args) -> int:
         from deeppose.engine.model import ModelError
 
         weights = Path(args.weights) if args.weights else REPO_ROOT / "weights" / args.dataset
-        cascade, info = load_cascade(weights, backend=args.backend)
+        cascade, info = load_cascade(weights, backend=args.backend, **({"int8": True} if args.int8 else {}))
         cascade.flip = args.flip
         if info.skeleton.name != skeleton.name:
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")

@@ -24,6 +24,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..model import ModelInfo
 
 
+INT8_SUFFIX = ".int8.onnx"
+
+
+def int8_path(onnx_path: Path) -> Path:
+    """A stage's int8 graph, written by ``quantize-int8`` beside it: ``stageN.onnx`` ->
+    ``stageN.int8.onnx``."""
+    return onnx_path.with_name(onnx_path.name[: -len(".onnx")] + INT8_SUFFIX)
+
+
 def export_command(folder: str | Path) -> str:
     """The command that (re-)exports a model folder's ONNX files."""
     return f"python main.py export-onnx --weights {folder}"
@@ -115,8 +124,10 @@ class OnnxRuntimeRegressor(Regressor):
 
 
 def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None, spinning: bool = False,
-                                  reason: str = "") -> list[OnnxRuntimeRegressor]:
-    """One :class:`OnnxRuntimeRegressor` per stage of ``info``, from the ONNX files its manifest names.
+                                  reason: str = "", int8: bool = False) -> list[OnnxRuntimeRegressor]:
+    """One :class:`OnnxRuntimeRegressor` per stage of ``info``, from the ONNX files its manifest names
+    (with ``int8``, their int8 copies from ``quantize-int8``, :func:`int8_path`; off by default:
+    see tools/quantize_int8.py for the accuracy check they need).
 
     Raises:
         BackendError: (one line, with the export command) a stage has no ONNX file, the file
@@ -128,6 +139,11 @@ def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None,
             if path is None or not path.is_file():
                 what = "names no ONNX file" if path is None else f"names {path.name}, which is missing"
                 raise BackendError(f"stage {s} of {info.folder} {what}; export it with: {export_command(info.folder)}")
+            if int8:
+                path = int8_path(path)
+                if not path.is_file():
+                    raise BackendError(f"{path.name} is missing in {info.folder}; build the int8 stages with: "
+                                       f"python main.py quantize-int8 --weights {info.folder}")
             reg = OnnxRuntimeRegressor(path, threads, spinning, reason)
             regs.append(reg)
             exported_from = reg.metadata.get("checkpoint_sha256")
