@@ -202,7 +202,8 @@ def run(args) -> int:
 
 
 def _job(args, input_path: Path, output: Path, keypoints: Path | None, position: int) -> tuple[int, str]:
-    """One input of a several-input run, in a worker process: (exit code, its one-line report)."""
+    """One input of a several-input run (in a worker process, or in this one with --jobs 1):
+    (exit code, its one-line report)."""
     import contextlib
     import io
 
@@ -222,9 +223,8 @@ class _TeeTqdm:
     stderr, every other line is kept for the one-line report."""
 
     def __init__(self, keep):
-        import sys as _sys
         self.keep = keep
-        self.real = _sys.__stderr__
+        self.real = sys.__stderr__
 
     def write(self, text: str) -> int:
         if "\r" in text or "\x1b[" in text:
