@@ -42,6 +42,7 @@ def test_quantized_stages_load_and_follow_the_float_ones(model_dir):
     info = read_manifest(model_dir)
     float_regs = create_regressors(info, "onnxruntime", threads=1)
     int8_regs = create_regressors(info, "onnxruntime", threads=1, int8=True)
+    assert "int8" in int8_regs[0].description and "int8" not in float_regs[0].description
     meta = int8_regs[0].metadata
     assert "int8" in meta["quantization"]
     assert meta["checkpoint_sha256"] == float_regs[0].metadata["checkpoint_sha256"]   # staleness check covers it

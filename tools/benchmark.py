@@ -511,7 +511,7 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
                 "persons_median": float(np.median(persons)) if persons else 0.0, "load_seconds": load,
                 "rss_added_mib": rss}
 
-    mine = side(f"deeppose ({name}{', int8' if int8 else ''})", t_ours, n_ours, ours_load, rss2 - rss1)
+    mine = side(f"deeppose ({name})", t_ours, n_ours, ours_load, rss2 - rss1)
     other = side(f"MediaPipe {peer_path.name} (VIDEO mode, num_poses {peer_poses})", t_peer, n_peer, peer_load,
                  rss1 - rss0)
     ratio = mine["per_frame"]["median_ms"] / other["per_frame"]["median_ms"]
@@ -520,19 +520,37 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
 
 
 def _timed_process(cmd: list[str]) -> dict:
-    """Run ``cmd`` (output discarded); its exit code, wall seconds, CPU seconds (user + system)
-    and peak resident memory in MiB, from the kernel's accounting of that child (os.wait4)."""
+    """Run ``cmd`` (output discarded); its exit code, wall seconds, CPU seconds (user + system,
+    from os.wait4) and peak resident memory in MiB.
+
+    The peak is the child's VmHWM (/proc/PID/status), read every 0.05 s until it exits: the
+    rusage maximum of a child also counts the memory of this process it was forked from.
+    NaN where /proc is missing.
+    """
     import os
     import subprocess
     import time
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak_kib = float("nan")
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        kib = float(line.split()[1])
+                        peak_kib = kib if peak_kib != peak_kib else max(peak_kib, kib)
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"rc": proc.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "peak_rss_mib": usage.ru_maxrss / 1024}
+            "peak_rss_mib": peak_kib / 1024}
 
 
 def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool = False) -> dict:

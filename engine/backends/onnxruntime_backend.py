@@ -104,7 +104,9 @@ class OnnxRuntimeRegressor(Regressor):
             raise BackendError(f"ONNX Runtime cannot load {self.path}: {str(e).splitlines()[0]}") from None
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
-        super().__init__(f"onnxruntime {ort.__version__} (CPU, {self.threads} threads)", None, reason)
+        int8 = self.path.name.endswith(INT8_SUFFIX)
+        super().__init__(f"onnxruntime {ort.__version__} (CPU, {self.threads} threads{', int8' if int8 else ''})",
+                         None, reason)
 
     def regress(self, crops: np.ndarray) -> np.ndarray:
         """(B, 3, 220, 220) float32 -> (B, 2k) float32 normalized coordinates, one session run."""
