@@ -311,6 +311,9 @@ def run(args) -> int:
 
     # Frames.
     video = args.video or default_video()
+    if args.peer_video and not Path(video).is_file():
+        print(f"benchmark: error: --peer-video needs a video file, {video} is not one", file=sys.stderr)
+        return 2
     frames = read_frames(video, 40, start=30)
     if frames:
         frame_note = f"{video.name} frames 30..{30 + len(frames) - 1}, {frames[0].shape[1]}x{frames[0].shape[0]}"
@@ -448,9 +451,8 @@ def rss_mib() -> float:
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, MiB."""
     import resource
-    import sys as _sys
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if _sys.platform == "darwin" else peak / 1024
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list, peer_path: Path,
