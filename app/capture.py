@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import logging
-import os
 import re
 import sys
 import threading
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from deeppose.engine.frames import SourceError, open_source, quiet_opencv
 
 log = logging.getLogger(__name__)
 
@@ -139,52 +140,13 @@ class LatestFrameSlot:
             self._cond.notify_all()
 
 
-def _quiet_opencv() -> None:
-    """Silence OpenCV's warnings for cameras that are not there."""
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-    os.environ.setdefault("OPENCV_VIDEOIO_PRIORITY_OBSENSOR", "0")
-    try:
-        import cv2
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    except Exception:  # older/newer cv2 without the logging module
-        pass
-
-
-def open_capture(source: Source):
-    """Open ``source`` with OpenCV; returns (cv2.VideoCapture, fps).
-
-    Raises:
-        RuntimeError: one-line message when the camera or file cannot be opened.
-    """
-    _quiet_opencv()
-    import cv2
-
-    if source.kind == "camera":
-        cap = cv2.VideoCapture(int(source.value))
-        if not cap.isOpened():
-            cap.release()
-            raise RuntimeError(f"camera {source.value} cannot be opened (not connected, or in use by another program)")
-    else:
-        path = Path(str(source.value))
-        if not path.is_file():
-            raise RuntimeError(f"video file not found: {path}")
-        cap = cv2.VideoCapture(str(path))
-        if not cap.isOpened():
-            cap.release()
-            raise RuntimeError(f"cannot open {path.name}: not a video file OpenCV can read")
-    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    if not 1.0 <= fps <= 240.0:
-        fps = 30.0
-    return cap, fps
-
-
 def list_cameras(max_index: int = 4) -> list[int]:
     """Indices of the cameras that open and deliver a frame.
 
     On Linux only the indices of existing ``/dev/video*`` nodes are probed (fast when there is
     no camera); elsewhere indices 0..max_index-1.
     """
-    _quiet_opencv()
+    quiet_opencv()
     import cv2
 
     if sys.platform.startswith("linux"):
@@ -234,40 +196,39 @@ class CaptureThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            cap, fps = open_capture(self.source)
-        except RuntimeError as e:
+            opened = open_source(self.source.value)
+        except SourceError as e:
             self.slot.finish(self.generation, str(e))
             return
         except Exception as e:  # anything else from OpenCV: still one line, never a crash
             self.slot.finish(self.generation, f"cannot open {self.source.label}: {e}")
             return
-        self.slot.source_fps = fps
+        self.slot.source_fps = opened.fps
         try:
             if self.source.kind == "file":
-                self._run_file(cap, fps)
+                self._run_file(opened.capture, opened.fps, opened.first)
             else:
-                self._run_camera(cap, fps)
+                self._run_camera(opened.capture, opened.fps)
         except Exception as e:
             log.exception("capture failed")
             self.slot.finish(self.generation, f"{self.source.label}: capture failed: {e}")
         finally:
-            cap.release()
+            opened.release()
 
-    def _run_file(self, cap, fps: float) -> None:
+    def _run_file(self, cap, fps: float, first: np.ndarray) -> None:
         if self.ready is not None:
             while not self.ready.wait(0.1):
                 if self._stop_event.is_set():
                     return
         start = time.perf_counter()
         index = 0
+        image = first   # open_source read it (a file without one is refused there)
         while not self._stop_event.is_set():
-            ok, image = cap.read()
-            if not ok or image is None:
-                if index == 0:
-                    self.slot.finish(self.generation, f"{self.source.label} has no readable frames (corrupt or unsupported file)")
-                else:
+            if index > 0:
+                ok, image = cap.read()
+                if not ok or image is None:
                     self.slot.finish(self.generation, None)
-                return
+                    return
             if self.realtime:
                 delay = start + index / fps - time.perf_counter()
                 if delay > 0 and self._stop_event.wait(delay):

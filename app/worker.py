@@ -4,9 +4,10 @@ Threads of the app:
 
 - capture (app/capture.py, a Python thread): reads the camera or file into a
   :class:`~app.capture.LatestFrameSlot` that holds only the newest frame;
-- inference (this module): takes the newest frame, runs :class:`engine.pipeline.PosePipeline`,
-  draws the stick figures (:func:`engine.drawing.draw_poses`), writes the recording
-  (:class:`engine.recording.PoseRecorder`) and converts the frame to a QImage;
+- inference (this module): takes the newest frame through the frame loop that the video
+  command runs too (:class:`engine.frames.FrameLoop`: :class:`engine.pipeline.PosePipeline`,
+  drawing, recording with :class:`engine.recording.PoseRecorder`) and converts the frame to a
+  QImage;
 - GUI: only shows the newest :class:`DisplayFrame` (:meth:`InferenceWorker.take_display`).
 
 No queue grows anywhere: the capture slot and the display slot each hold one item, so a slow
@@ -279,16 +280,26 @@ class InferenceWorker(QThread):
         self.modelLoaded.emit(self.model)
 
     def _process(self, frame) -> None:
+        from deeppose.engine.frames import FrameLoop, RecordingFailed
+
         with self._lock:
             show_boxes = bool(self._config["show_boxes"])
         image = frame.image
         result = None
         if self.pipeline is not None:
+            if self._record_paths is not None and self.recorder is None:
+                self._open_recorder(image, frame.fps)
             try:
-                result = self.pipeline.process(image, frame.timestamp, frame.index)
-                from deeppose.engine.drawing import draw_poses
-                draw_poses(image, result, self.pipeline.skeleton, draw_boxes=show_boxes)
+                result = FrameLoop(self.pipeline, self.recorder, draw_boxes=show_boxes).step(
+                    image, frame.timestamp, frame.index)
                 self._last_error = None
+                if self.recorder is not None:
+                    self._record_frames += 1
+            except RecordingFailed as e:
+                result = e.result
+                log.error("recording failed: %s", e)
+                self.failed.emit(f"recording failed: {one_line(e.__cause__ or e)}")
+                self._finish_recording(failed=True)
             except Exception as e:
                 msg = f"inference failed: {one_line(e)}"
                 if msg != self._last_error:   # report once, not once per frame
@@ -296,8 +307,6 @@ class InferenceWorker(QThread):
                     self.failed.emit(msg)
                     self._last_error = msg
                 result = None
-        if result is not None and self._record_paths is not None:
-            self._record(image, result, frame.fps)
         self._processed += 1
         h, w = image.shape[:2]
         display = DisplayFrame(bgr_to_qimage(image), (w, h), frame.index, frame.captured, result, self.slot.dropped,
@@ -318,18 +327,16 @@ class InferenceWorker(QThread):
             self.sourceEnded.emit({"label": self._source_label, "error": self.slot.error, "captured": self.slot.captured,
                                    "dropped": self.slot.dropped, "processed": self._processed})
 
-    def _record(self, image: np.ndarray, result, fps: float) -> None:
+    def _open_recorder(self, image: np.ndarray, fps: float) -> None:
+        """Open the recording requested, now that the frame size is known."""
         try:
-            if self.recorder is None:
-                from deeppose.engine.recording import PoseRecorder
-                video, keypoints = self._record_paths
-                video.parent.mkdir(parents=True, exist_ok=True)
-                h, w = image.shape[:2]
-                # Only processed frames are recorded: time them by their timestamps so the file
-                # plays at real speed even when frames were dropped.
-                self.recorder = PoseRecorder(video, keypoints, fps, (w, h), self.pipeline.skeleton, timestamps=True)
-            self.recorder.write(image, result)
-            self._record_frames += 1
+            from deeppose.engine.recording import PoseRecorder
+            video, keypoints = self._record_paths
+            video.parent.mkdir(parents=True, exist_ok=True)
+            h, w = image.shape[:2]
+            # Only processed frames are recorded: time them by their timestamps so the file
+            # plays at real speed even when frames were dropped.
+            self.recorder = PoseRecorder(video, keypoints, fps, (w, h), self.pipeline.skeleton, timestamps=True)
         except Exception as e:
             log.exception("recording failed")
             self.failed.emit(f"recording failed: {one_line(e)}")

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("deeppose.tools.train", "train the cascade's stages on FLIC or LSP"),
     "fit-scaler": ("deeppose.tools.fit_scaler", "fit the face-box scaler that turns a detected face into b0"),
     "export-onnx": ("deeppose.tools.export_onnx", "export each stage of a model to ONNX (build time)"),
+    "quantize-int8": ("deeppose.tools.quantize_int8", "int8 copies of a model's ONNX stages, calibrated on training crops (build time)"),
     "build-engines": ("deeppose.tools.build_engines", "build TensorRT engines for a model's stages (build time)"),
     "benchmark": ("deeppose.tools.benchmark", "latency and frames per second of each available backend"),
 }

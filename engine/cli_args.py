@@ -142,6 +142,20 @@ def add_threads(parser: argparse.ArgumentParser, default_text: str = "the backen
                         help=f"CPU threads for inference (default: {default_text})")
 
 
+def add_int8(parser: argparse.ArgumentParser) -> None:
+    """``--int8``: ONNX Runtime runs the stages' int8 copies (``quantize-int8``); off by default."""
+    parser.add_argument("--int8", action="store_true",
+                        help="ONNX Runtime: run the int8 copies of the stages (build them with quantize-int8; "
+                        "off by default until their accuracy is checked with evaluate --int8)")
+
+
+def int8_problem(args) -> str | None:
+    """None, or why ``--int8`` cannot be used with the chosen ``--backend`` (one line)."""
+    if getattr(args, "int8", False) and getattr(args, "backend", "auto") not in ("auto", "onnxruntime", "ort", "onnx"):
+        return f"--int8 runs on ONNX Runtime, not on --backend {args.backend}"
+    return None
+
+
 def add_precision(parser: argparse.ArgumentParser) -> None:
     """``--precision {fp16,fp32}`` (default fp16): TensorRT engine precision."""
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16",

@@ -12,12 +12,57 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
+import importlib.util
+import sys
+import types
 import weakref
 from pathlib import Path
 
 import numpy as np
 
 from .native_stderr import filtered_native_stderr
+
+class _DeferredPyplot(types.ModuleType):
+    """Stands in for ``matplotlib.pyplot`` until one of its attributes is used; then the real
+    module is imported and answers (this object copies its names, so later look-ups are
+    direct)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if sys.modules.get("matplotlib.pyplot") is self:
+            del sys.modules["matplotlib.pyplot"]
+        real = importlib.import_module("matplotlib.pyplot")
+        self.__dict__.update(real.__dict__)
+        return getattr(real, name)
+
+
+def import_mediapipe():
+    """``(mediapipe, BaseOptions, vision)`` of MediaPipe Tasks, without loading pyplot.
+
+    ``mediapipe.tasks.python.vision`` imports its drawing helpers, which import
+    ``matplotlib.pyplot`` at module level: about 0.5 s and 20 MiB of resident memory that the
+    pose path never uses. Unless something imported it already, pyplot is first registered
+    as a :class:`_DeferredPyplot`, which imports the real module only if one of those helpers
+    is ever called.
+
+    Raises:
+        ImportError: mediapipe is not installed.
+    """
+    if "matplotlib.pyplot" not in sys.modules:
+        try:
+            spec = importlib.util.find_spec("matplotlib.pyplot")
+        except (ImportError, ValueError):   # no matplotlib: mediapipe's own import decides
+            spec = None
+        if spec is not None:
+            stub = _DeferredPyplot("matplotlib.pyplot")
+            stub.__spec__ = spec
+            sys.modules["matplotlib.pyplot"] = stub
+    import mediapipe
+    from mediapipe.tasks.python import BaseOptions, vision
+    return mediapipe, BaseOptions, vision
+
 
 FACE_MODEL_DIR = Path(__file__).resolve().parents[1] / "weights" / "face"
 """Folder of the bundled BlazeFace models (Apache-2.0, from the mediapipe 0.10.21 wheel)."""
@@ -97,8 +142,7 @@ class FaceDetector:
         if not self.model_path.is_file():
             raise DetectorError(f"face model missing: {self.model_path}")
         try:
-            import mediapipe as mp
-            from mediapipe.tasks.python import BaseOptions, vision
+            mp, BaseOptions, vision = import_mediapipe()
         except ImportError as e:  # pragma: no cover - mediapipe is a dependency
             raise DetectorError(f"mediapipe is not installed ({e}); pip install mediapipe") from None
         self._mp = mp

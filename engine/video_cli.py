@@ -1,4 +1,4 @@
-"""`python main.py video INPUT`: a video file in, an annotated video and keypoints out.
+"""`python main.py video INPUT [INPUT ...]`: video files in, annotated videos and keypoints out.
 
 Every frame of INPUT goes through :class:`engine.pipeline.PosePipeline` (faces -> b0 -> the
 cascade, all persons of a frame in one batch per stage; persons tracked across frames by box
@@ -10,7 +10,13 @@ are locked while written (:class:`engine.recording.OutputLock`: a second run wri
 file is refused); an interrupted run (Ctrl-C, SIGTERM, an error) keeps every frame done so far
 in a playable OUTPUT and in the keypoints file.
 
-Exit codes: 0 done, 2 bad input (nothing written), 1 failed mid-way, 130 interrupted.
+Several inputs (files, folders, glob patterns) run as ``--jobs N`` worker processes, each with
+a progress bar, under an overall one; each input gets its own outputs (next to it, or in
+``--out-dir``) and its own locks, and a failing input is reported in one line while the
+others go on.
+
+Exit codes: 0 done, 2 bad input (nothing written), 1 failed mid-way, 130 interrupted; with
+several inputs, 0 only when every input is done, else 1 (130 when interrupted).
 Module-level imports stay light (argparse only): ``main.py --help`` imports every command.
 """
 from __future__ import annotations
@@ -20,19 +26,31 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_args import (WeightsError, add_backend, add_flip, add_stages, add_threads, add_weights, output_problem,
-                       positive_int, resolve_weights)
+from .cli_args import (WeightsError, add_backend, add_flip, add_int8, add_stages, add_threads, add_weights,
+                       int8_problem, output_problem, positive_int, resolve_weights)
 
 VIDEO_SUFFIXES = (".mp4",)
+# Files a folder or glob INPUT contributes (what OpenCV's FFmpeg reads); our own outputs
+# (NAME.pose.mp4) are left out, so that a second run over a folder does not process them.
+INPUT_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+OUTPUT_TAG = ".pose"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``video`` command's arguments."""
-    parser.add_argument("input", metavar="INPUT", help="video file (anything OpenCV can read)")
+    parser.add_argument("input", metavar="INPUT", nargs="+",
+                        help="video file (anything OpenCV can read), a folder (its video files), or a glob "
+                        "pattern such as 'clips/*.mp4'; several may be given")
     parser.add_argument("-o", "--output", metavar="FILE.mp4",
-                        help="annotated video (H.264 MP4; default: NAME.pose.mp4 next to INPUT)")
+                        help="annotated video (H.264 MP4; default: NAME.pose.mp4 next to INPUT); one input only")
+    parser.add_argument("--out-dir", metavar="DIR", default=None,
+                        help="write each input's NAME.pose.mp4 (and keypoints) into DIR instead of next to it")
     parser.add_argument("--keypoints", metavar="FILE", help="also write keypoints: FILE.jsonl (one JSON object "
-                        "per frame) or FILE.csv (one row per person per frame)")
+                        "per frame) or FILE.csv (one row per person per frame); with several inputs, give just "
+                        "the format, jsonl or csv, for a NAME.pose.jsonl|csv beside each video")
+    parser.add_argument("--jobs", type=positive_int, metavar="N", default=1,
+                        help="process N inputs at once in worker processes, each with --threads cores / N "
+                        "inference threads by default (default: 1)")
     add_weights(parser)
     add_backend(parser)
     add_stages(parser)
@@ -44,6 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=positive_int, metavar="N",
                         help="stop after the first N frames (default: the whole video)")
     add_threads(parser)
+    add_int8(parser)
     add_tracking_options(parser)
 
 
@@ -90,39 +109,6 @@ def _check_writable_dir(path: Path, what: str) -> str | None:
     return output_problem(path, what)   # a real probe file: e.g. /proc passes os.access for root
 
 
-def open_video(path: Path):
-    """Open ``path`` with OpenCV and read its first frame.
-
-    Returns:
-        (capture, first frame, fps, (width, height), frame count or 0 if unknown).
-    Raises:
-        ValueError: missing, not a file, not a video, or no readable frame (one line).
-    """
-    import cv2
-
-    if not path.exists():
-        raise ValueError(f"input video {path} does not exist")
-    if not path.is_file():
-        raise ValueError(f"input video {path} is not a file")
-    if not os.access(path, os.R_OK):
-        raise ValueError(f"cannot read input video {path}: permission denied")
-    if cv2.haveImageReader(str(path)):  # FFmpeg would open a still image as a 1-frame video
-        raise ValueError(f"{path} is an image, not a video")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"cannot read {path} as a video")
-    ok, frame = cap.read()
-    if not ok or frame is None or frame.ndim != 3:
-        cap.release()
-        raise ValueError(f"cannot read {path} as a video: no decodable frame")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    if not fps or fps != fps or fps <= 0 or fps > 1000:
-        fps = 30.0
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    h, w = frame.shape[:2]
-    return cap, frame, float(fps), (w, h), max(count, 0)
-
-
 def _same_file(a: Path, b: Path) -> bool:
     """Whether two existing paths are the same file (a hard link, a symlink or another spelling
     of it count too), compared by file identity (device and inode), not by path text."""
@@ -132,16 +118,206 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def expand_inputs(items: list[str]) -> list[Path]:
+    """The input files that INPUT arguments name, in order, each once.
+
+    A folder contributes its video files (:data:`INPUT_SUFFIXES`, sorted, not recursive), a
+    pattern with ``*``, ``?`` or ``[`` that names no existing file contributes its matches
+    (the same filter), anything else is taken as a file as given (checked when it is opened).
+    Our own outputs (``*.pose.mp4``) are skipped in folders and patterns.
+
+    Raises:
+        ValueError: a folder or pattern without any video file (one line).
+    """
+    import glob
+
+    def videos(paths) -> list[Path]:
+        return sorted(p for p in paths if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES
+                      and not p.stem.endswith(OUTPUT_TAG))
+
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = videos(path.iterdir())
+            if not found:
+                raise ValueError(f"folder {path} holds no video file ({', '.join(INPUT_SUFFIXES)})")
+        elif not path.exists() and any(c in item for c in "*?["):
+            found = videos(Path(p) for p in glob.glob(item))
+            if not found:
+                raise ValueError(f"no video file matches {item}")
+        else:
+            found = [path]
+        out += found
+    unique: dict[str, Path] = {}
+    for p in out:
+        unique.setdefault(os.path.abspath(p), p)
+    return list(unique.values())
+
+
+def output_paths(input_path: Path, args, several: bool) -> tuple[Path, Path | None]:
+    """(annotated video, keypoints file or None) of one input, from -o, --out-dir and --keypoints."""
+    if args.output and not several:
+        output = Path(args.output)
+    else:
+        folder = Path(args.out_dir) if args.out_dir else input_path.parent
+        output = folder / f"{input_path.stem}{OUTPUT_TAG}.mp4"
+    keypoints = None
+    if args.keypoints:
+        fmt = args.keypoints.lower().lstrip(".")
+        if several or fmt in ("jsonl", "csv"):
+            keypoints = output.with_suffix(f".{fmt}")
+        else:
+            keypoints = Path(args.keypoints)
+    return output, keypoints
+
+
 def run(args) -> int:
     """Run the ``video`` command; returns the exit code (see module docstring)."""
-    input_path = Path(args.input)
-    output = Path(args.output) if args.output else input_path.with_name(f"{input_path.stem}.pose.mp4")
-    keypoints = Path(args.keypoints) if args.keypoints else None
     try:
         args.weights = resolve_weights(args.weights, args.model)
     except WeightsError as e:
         return _error(str(e))
+    try:
+        inputs = expand_inputs(args.input)
+    except ValueError as e:
+        return _error(str(e))
+    several = len(inputs) > 1
+    if int8_problem(args):
+        return _error(int8_problem(args))
+    if several and args.output:
+        return _error(f"-o/--output names one file, but {len(inputs)} inputs were given; use --out-dir DIR")
+    if several and args.keypoints and args.keypoints.lower().lstrip(".") not in ("jsonl", "csv"):
+        return _error("with several inputs, --keypoints takes the format only: jsonl or csv")
+    if args.out_dir:
+        out_dir = Path(args.out_dir)
+        if not out_dir.is_dir():
+            return _error(f"--out-dir {out_dir} is not an existing folder")
+    if not several:
+        output, keypoints = output_paths(inputs[0], args, False)
+        return run_one(args, inputs[0], output, keypoints)
+    outputs = [output_paths(p, args, True) for p in inputs]
+    seen: dict[str, Path] = {}
+    for p, (o, _) in zip(inputs, outputs):
+        other = seen.setdefault(os.path.abspath(o), p)
+        if other is not p:
+            return _error(f"{other} and {p} would both write {o}; use separate runs or rename one")
+    return _run_many(args, inputs, outputs)
 
+
+def _job(args, input_path: Path, output: Path, keypoints: Path | None, position: int) -> tuple[int, str]:
+    """One input of a several-input run (in a worker process, or in this one with --jobs 1):
+    (exit code, its one-line report)."""
+    import contextlib
+    import io
+
+    args._summary = ""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(_TeeTqdm(err)):
+        code = run_one(args, input_path, output, keypoints, position=position, quiet=True)
+    lines = [line for line in err.getvalue().splitlines() if line.strip()]
+    if code == 0:
+        return code, f"{input_path}: {getattr(args, '_summary', '') or 'done'}"
+    reason = next((line for line in lines if line.startswith("error: ")), lines[-1] if lines else f"exit {code}")
+    return code, f"{input_path}: {reason}"
+
+
+class _TeeTqdm:
+    """stderr for a worker: tqdm's bar output (carriage returns, cursor moves) goes to the real
+    stderr, every other line is kept for the one-line report."""
+
+    def __init__(self, keep):
+        self.keep = keep
+        self.real = sys.__stderr__
+
+    def write(self, text: str) -> int:
+        if "\r" in text or "\x1b[" in text:
+            return self.real.write(text)
+        return self.keep.write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def isatty(self) -> bool:
+        return self.real.isatty()
+
+    def fileno(self) -> int:
+        return self.real.fileno()
+
+
+def _init_worker(lock) -> None:
+    """Worker process start: share tqdm's lock (bars do not overwrite each other); Ctrl-C is
+    ignored between inputs and handled by each run (stop after the current frame)."""
+    import signal
+
+    from tqdm import tqdm
+    tqdm.set_lock(lock)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_many(args, inputs: list[Path], outputs: list[tuple[Path, Path | None]]) -> int:
+    """Several inputs in ``--jobs`` worker processes; one line per input, an overall bar."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    from .backends import physical_cores
+
+    jobs = min(args.jobs, len(inputs))
+    if args.threads is None:
+        args.threads = max(1, physical_cores() // jobs)
+    print(f"{len(inputs)} inputs, {jobs} job(s) at once, {args.threads} inference thread(s) each", flush=True)
+    overall = tqdm(total=len(inputs), unit="file", desc="all", position=0, dynamic_ncols=True,
+                   disable=not sys.stderr.isatty(), file=sys.stderr)
+    codes: list[int] = []
+
+    def report(code: int, line: str) -> None:
+        codes.append(code)
+        overall.write(("ok     " if code == 0 else "FAILED ") + line, file=sys.stdout)
+        overall.update(1)
+
+    try:
+        if jobs == 1:   # in this process: no start-up cost, and the same code path as one input
+            for p, (o, k) in zip(inputs, outputs):
+                report(*_job(args, p, o, k, 1))
+                if codes[-1] == 130:
+                    break
+        else:
+            ctx = multiprocessing.get_context("spawn")   # no fork of a process with threads
+            lock = ctx.RLock()
+            tqdm.set_lock(lock)
+            pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(lock,))
+            futures = {pool.submit(_job, args, p, o, k, 1 + i % jobs): p
+                       for i, (p, (o, k)) in enumerate(zip(inputs, outputs))}
+            try:
+                for f in as_completed(futures):
+                    try:
+                        report(*f.result())
+                    except Exception as e:   # the worker process died (killed, out of memory)
+                        report(1, f"{futures[f]}: error: worker failed: {type(e).__name__}: {e}")
+            finally:
+                # Ctrl-C: inputs not started are dropped; running ones stop after their frame
+                # (each keeps a playable video), and this waits for them.
+                pool.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        codes.append(130)
+    finally:
+        overall.close()
+    failed = sum(c != 0 for c in codes)
+    done = len(codes) - failed
+    print(f"{done} of {len(inputs)} inputs done" + (f", {failed} failed" if failed else ""), flush=True)
+    if 130 in codes:
+        return 130
+    return 0 if done == len(inputs) else 1
+
+
+def run_one(args, input_path: Path, output: Path, keypoints: Path | None, position: int = 0,
+            quiet: bool = False) -> int:
+    """The ``video`` command on one input; returns its exit code (see the module docstring).
+
+    ``position`` is the line of its progress bar; ``quiet`` leaves out the backend and input
+    lines and keeps the summary in ``args._summary`` (several-input runs report one line)."""
     # -- check everything before any work ---------------------------------------------------
     if output.suffix.lower() not in VIDEO_SUFFIXES:
         return _error(f"output {output} must be an .mp4 file")
@@ -157,9 +333,11 @@ def run(args) -> int:
             return _error(problem)
     if keypoints is not None and _same_file(keypoints, output):
         return _error("the keypoints file and the output video are the same file")
+    from .frames import SourceError, open_source
+
     try:
-        cap, first, fps, size, count = open_video(input_path)
-    except ValueError as e:
+        opened = open_source(input_path)
+    except SourceError as e:
         return _error(str(e))
 
     from .recording import OutputLock, RecordingError
@@ -169,55 +347,58 @@ def run(args) -> int:
     try:
         lock = OutputLock([output, keypoints])
     except RecordingError as e:
-        cap.release()
+        opened.release()
         return _error(str(e))
     try:
-        return _process(args, input_path, output, keypoints, cap, first, fps, size, count)
+        return _process(args, input_path, output, keypoints, opened, position, quiet)
     finally:
         lock.release()
 
 
-def _process(args, input_path: Path, output: Path, keypoints: Path | None, cap, first, fps: float,
-             size: tuple[int, int], count: int) -> int:
+def _process(args, input_path: Path, output: Path, keypoints: Path | None, opened, position: int = 0,
+             quiet: bool = False) -> int:
     """The run once the inputs are checked and the outputs locked; returns the exit code."""
     import signal
     import time
 
     import numpy as np
 
-    from .drawing import draw_poses
+    from .frames import FrameLoop, FrameReader, RecordingFailed
     from .model import ModelError
     from .pipeline import DEFAULT_WEIGHTS, PosePipeline
     from .detector import DetectorError
     from .recording import PoseRecorder, RecordingError
 
+    fps, size, count = opened.fps, opened.size, opened.count
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     try:
         pipeline = PosePipeline(weights, backend=args.backend, stages=None, smooth=args.smooth, threads=args.threads,
-                                **tracking_kwargs(args))
+                                **tracking_kwargs(args), **({"int8": True} if args.int8 else {}))
     except (ModelError, DetectorError, ValueError) as e:
-        cap.release()
+        opened.release()
         return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)
     if args.stages is not None and args.stages > pipeline.num_stages:
         pipeline.close()
-        cap.release()
+        opened.release()
         return _error(f"--stages must be in 1..{pipeline.num_stages} for {weights}, got {args.stages}")
     pipeline.stages = args.stages
     try:
         recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton, lock=False)
     except (RecordingError, OSError) as e:
         pipeline.close()
-        cap.release()
+        opened.release()
         return _error(str(e))
 
     total = min(count, args.max_frames) if count and args.max_frames else (count or args.max_frames or None)
-    print(f"backend: {pipeline.backend_description}", flush=True)
-    print(f"{input_path}: {size[0]}x{size[1]}, {fps:g} fps, {count or '?'} frames -> {output}"
-          + (f" + {keypoints}" if keypoints else ""), flush=True)
+    if not quiet:
+        print(f"backend: {pipeline.backend_description}", flush=True)
+        print(f"{input_path}: {size[0]}x{size[1]}, {fps:g} fps, {count or '?'} frames -> {output}"
+              + (f" + {keypoints}" if keypoints else ""), flush=True)
 
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="frame", dynamic_ncols=True, disable=not sys.stderr.isatty(), file=sys.stderr)
+    bar = tqdm(total=total, unit="frame", dynamic_ncols=True, disable=not sys.stderr.isatty(), file=sys.stderr,
+               position=position, leave=position == 0, desc=input_path.name if position else None)
     people: list[int] = []
     pipeline_s: list[float] = []
     detect_s: list[float] = []
@@ -240,29 +421,26 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, cap, 
 
     status, code, failure = "done", 0, None
     t_start = time.perf_counter()
+    # Decoding runs on its own thread (FrameReader) and encoding on the writer's, so this
+    # thread does inference and drawing only.
+    loop = FrameLoop(pipeline, recorder, draw_boxes=args.draw_boxes)
+    reader = FrameReader(opened, args.max_frames)
     try:
-        frame = first
-        index = 0
-        while frame is not None:
-            result = pipeline.process(frame, timestamp=index / fps, index=index)
-            draw_poses(frame, result, pipeline.skeleton, draw_boxes=args.draw_boxes)
-            recorder.write(frame, result)
+        for index, frame in reader:
+            result = loop.step(frame, index / fps, index)
             people.append(len(result.persons))
             pipeline_s.append(result.total_seconds)
             detect_s.append(result.detect_seconds)
             bar.update(1)
-            index += 1
             if stop:
                 status, code = "interrupted", 130
                 break
-            if args.max_frames and index >= args.max_frames:
-                break
-            ok, frame = cap.read()
-            if not ok:
-                frame = None
+        if reader.error and status == "done":
+            status, code, failure = "failed", 1, f"decoding {input_path}: {reader.error.splitlines()[0]}"
     except KeyboardInterrupt:
         status, code = "interrupted", 130
     except Exception as e:  # any failure mid-way: keep what was done
+        e = e.__cause__ if isinstance(e, RecordingFailed) and e.__cause__ is not None else e
         status, code, failure = "failed", 1, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     finally:
         bar.close()
@@ -273,7 +451,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, cap, 
             failure = failure or f"finishing {output}: {str(e).splitlines()[0]}"
         finally:
             pipeline.close()
-            cap.release()
+            reader.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
     wall = time.perf_counter() - t_start
@@ -289,8 +467,12 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, cap, 
     if n:
         ppl = np.asarray(people)
         ms = 1000 * float(np.mean(pipeline_s))
-        print(f"{status}: {n} frames in {wall:.1f} s ({n / wall:.1f} fps overall); people per frame "
-              f"{ppl.mean():.2f} (max {ppl.max()}, {int((ppl == 0).sum())} frames with nobody); "
-              f"{ms:.1f} ms per frame in the pipeline (detection {1000 * float(np.mean(detect_s)):.1f} ms); "
-              f"backend {pipeline.backend_name}", flush=True)
+        summary = (f"{status}: {n} frames in {wall:.1f} s ({n / wall:.1f} fps overall); people per frame "
+                   f"{ppl.mean():.2f} (max {ppl.max()}, {int((ppl == 0).sum())} frames with nobody); "
+                   f"{ms:.1f} ms per frame in the pipeline (detection {1000 * float(np.mean(detect_s)):.1f} ms); "
+                   f"backend {pipeline.backend_name}")
+        if quiet:
+            args._summary = f"{summary.split(';')[0]} -> {output}"
+        else:
+            print(summary, flush=True)
     return code

@@ -161,7 +161,8 @@ def test_capture_reports_a_camera_that_stops_delivering(monkeypatch):
         def release(self):
             pass
 
-    monkeypatch.setattr(capture, "open_capture", lambda source: (FakeCamera(), 30.0))
+    from deeppose.engine.frames import OpenedSource
+    monkeypatch.setattr(capture, "open_source", lambda source: OpenedSource(FakeCamera(), None, 30.0, (0, 0), 0))
     monkeypatch.setattr(capture, "CAMERA_TIMEOUT_S", 0.2)
     slot = LatestFrameSlot()
     t = CaptureThread(Source("camera", 0), slot, slot.reset())

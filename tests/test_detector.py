@@ -410,3 +410,22 @@ def test_full_body_scaler_fit_on_lsp(tmp_path, monkeypatch, capsys):
     for b, src, ex in zip(boxes, sources, ds.examples):
         if src == "frame":
             np.testing.assert_allclose(b, frame_box(*ex.image_size))
+
+
+def test_mediapipe_import_defers_pyplot():
+    """MediaPipe's drawing helpers import matplotlib.pyplot; the pose path defers it (about
+    20 MiB of resident memory), yet a helper that uses it still gets the real module."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys, importlib\n"
+            "from deeppose.engine.face_detector import import_mediapipe\n"
+            "import_mediapipe()\n"
+            "assert 'matplotlib.figure' not in sys.modules, 'pyplot was loaded'\n"
+            "du = importlib.import_module('mediapipe.tasks.python.vision.drawing_utils')\n"
+            "assert callable(du.plt.figure) and 'matplotlib.figure' in sys.modules\n"
+            "assert type(sys.modules['matplotlib.pyplot']).__name__ == 'module'\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

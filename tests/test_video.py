@@ -550,3 +550,70 @@ def test_keypoints_flag_joints_outside_the_frame(tmp_path, suffix):
     out = {name for name, v in rec["joints"].items() if not v["in_frame"]}
     assert out == {"r_ankle", "l_ankle", "r_wrist"}
     assert rec["joints"]["r_ankle"]["y"] == pytest.approx(420.0)   # still recorded where predicted
+
+
+# -- several inputs, --jobs (issue 10 part 6) ---------------------------------------------------
+def _tiny_clip(path: Path, frames: int, shade: int = 0) -> Path:
+    """A small generated clip (96x64, 10 fps) with nobody in it: fast through the pipeline."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for i in range(frames):
+        writer.write(np.full((64, 96, 3), (shade + 30 * i) % 256, np.uint8))
+    writer.release()
+    return path
+
+
+def test_expand_inputs_folders_globs_and_duplicates(tmp_path):
+    from deeppose.engine.video_cli import expand_inputs
+
+    a, b = _tiny_clip(tmp_path / "a.mp4", 2), _tiny_clip(tmp_path / "b.mov", 2)
+    (tmp_path / "a.pose.mp4").write_bytes(b"an earlier output")   # our own output: skipped
+    (tmp_path / "notes.txt").write_text("not a video")
+    assert expand_inputs([str(tmp_path)]) == [a, b]
+    assert expand_inputs([str(tmp_path / "*.mp4"), str(a), str(tmp_path / "b.mov")]) == [a, b]
+    assert expand_inputs(["missing.mp4"]) == [Path("missing.mp4")]   # reported when opened
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for item in (str(empty), str(tmp_path / "*.avi")):
+        with pytest.raises(ValueError, match="no video file"):
+            expand_inputs([item])
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_several_inputs_with_jobs_one_failing(tmp_path, capsys, model_dir, jobs):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    clips = [_tiny_clip(src / "a.mp4", 5), _tiny_clip(src / "b.mp4", 7, shade=90)]
+    bad = src / "c.mp4"
+    bad.write_bytes(os.urandom(3000))
+    rc = main.main(["video", str(src), "--jobs", str(jobs), "--out-dir", str(out), "--keypoints", "jsonl",
+                    "--weights", str(model_dir)])
+    stdout = capsys.readouterr().out
+    assert rc == 1, stdout   # one input failed
+    lines = stdout.splitlines()
+    failed = [line for line in lines if line.startswith("FAILED")]
+    assert len(failed) == 1 and "c.mp4" in failed[0] and "error: cannot read" in failed[0]
+    assert sum(line.startswith("ok ") for line in lines) == 2 and "2 of 3 inputs done, 1 failed" in stdout
+    for clip, n in zip(clips, (5, 7)):
+        video = out / f"{clip.stem}.pose.mp4"
+        assert video_facts(video)[0] == n
+        assert len(read_keypoints(out / f"{clip.stem}.pose.jsonl")) == n
+        assert not (src / f"{clip.stem}.pose.mp4").exists()
+    assert not (out / "c.pose.mp4").exists()
+
+
+def test_several_inputs_bad_options(tmp_path, capsys):
+    a, b = _tiny_clip(tmp_path / "a.mp4", 2), _tiny_clip(tmp_path / "b.mp4", 2)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    c = _tiny_clip(sub / "a.mp4", 2)
+    for extra, msg in ((["-o", str(tmp_path / "x.mp4")], "use --out-dir"),
+                       (["--keypoints", str(tmp_path / "k.jsonl")], "the format only"),
+                       (["--out-dir", str(tmp_path / "nope")], "not an existing folder")):
+        rc = main.main(["video", str(a), str(b), *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and msg in err[0], err
+    rc = main.main(["video", str(a), str(c), "--out-dir", str(tmp_path)])   # both would write a.pose.mp4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "would both write" in err[0], err
+    assert not list(tmp_path.glob("*.pose.mp4"))

@@ -11,6 +11,13 @@ Two measurements per backend, each a median and 90th percentile over ``--runs`` 
    face detector cannot be used here, the end-to-end figures are the cascade's and the
    output says so.
 
+3. Side by side (``--peer FILE.task``): our pipeline (``auto`` backend) and MediaPipe's pose
+   landmarker (:mod:`tools.peer`) on the same frames, interleaved frame by frame in one
+   process so that both see the same load; ms per frame, fps, their ratio and the resident
+   memory each adds when loaded. With ``--peer-video``, also the whole video job on
+   ``--video``: ``main.py video`` and the peer's (``python -m deeppose.tools.peer``) as
+   processes run one after the other, wall time, CPU time and peak RSS of each.
+
 Frames per second = 1 / median end-to-end latency. The machine (CPU, cores, threads, GPU,
 load average before and after) is printed with the figures.
 """
@@ -20,8 +27,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import (WeightsError, add_precision, add_stages, add_threads, add_weights, positive_int,
-                                     resolve_weights)
+from deeppose.engine.cli_args import (WeightsError, add_int8, add_precision, add_stages, add_threads, add_weights,
+                                     positive_int, resolve_weights)
 from deeppose.tools.random_model import make_random_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,12 +49,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="measured runs per backend and measurement (default: 100)")
     parser.add_argument("--warmup", type=int, default=10, metavar="N", help="warm-up runs before measuring (default: 10)")
     add_threads(parser, "physical cores")
+    add_int8(parser)
     add_precision(parser)
     parser.add_argument("--no-build", action="store_true", help="do not build missing TensorRT engines")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end pipeline measurement")
     parser.add_argument("--video", type=Path, default=None, metavar="FILE",
                         help="video for the frames (default: the shared walking.mp4)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--peer", type=Path, default=None, metavar="FILE",
+                        help="also run a peer, MediaPipe's pose landmarker (a .task bundle, e.g. ../shared/models/peers/"
+                             "pose_landmarker_full.task, VIDEO mode), on the same frames interleaved with our "
+                             "pipeline (auto backend), and print both side by side with their ratio")
+    parser.add_argument("--peer-video", action="store_true",
+                        help="with --peer: also time the whole video job on --video (all frames) as two processes "
+                             "run one after the other, `main.py video` and the peer's (decode, landmarks, drawing, "
+                             "the same H.264 writer): wall time, CPU time and peak RSS of each")
+    parser.add_argument("--peer-poses", type=positive_int, default=1, metavar="N",
+                        help="most persons the peer looks for (default: 1, MediaPipe's default)")
 
 
 # --------------------------------------------------------------------------- frames
@@ -140,8 +158,10 @@ def machine_info(threads: int) -> dict:
     return info
 
 
-def variants(requested: list[str] | None, precision: str) -> tuple[list[tuple[str, str, dict]], list[str]]:
-    """(label, backend, options) to measure, and notes on the backends left out."""
+def variants(requested: list[str] | None, precision: str,
+             int8: bool = False) -> tuple[list[tuple[str, str, dict]], list[str]]:
+    """(label, backend, options) to measure, and notes on the backends left out; with ``int8``,
+    ONNX Runtime is measured twice, float and int8."""
     import torch
 
     from deeppose.engine.backends import backend_status, canonical_name
@@ -172,6 +192,8 @@ def variants(requested: list[str] | None, precision: str) -> tuple[list[tuple[st
             out.append(("torch-cpu", "torch", {"device": "cpu"}))
         elif name == "onnxruntime":
             out.append(("onnxruntime-cpu", "onnxruntime", {}))
+            if int8:
+                out.append(("onnxruntime-cpu-int8", "onnxruntime", {"int8": True}))
         elif name == "tensorrt":
             out.append((f"tensorrt-{precision}", "tensorrt", {"precision": precision}))
     return out, notes
@@ -246,11 +268,21 @@ def run(args) -> int:
     from deeppose.engine.model import ModelError, read_manifest
 
     log = logging.getLogger("benchmark")
+    if args.peer_video and args.peer is None:
+        print("benchmark: error: --peer-video needs --peer FILE", file=sys.stderr)
+        return 2
+    if args.peer is not None:   # before any measuring: a bad peer file fails at once
+        from deeppose.tools.peer import MediaPipePeer, PeerError
+        try:
+            MediaPipePeer(args.peer).close()
+        except PeerError as e:
+            print(f"benchmark: error: {e}", file=sys.stderr)
+            return 2
     threads = args.threads or physical_cores()
     torch.set_num_threads(threads)
     machine = machine_info(threads)
     try:
-        todo, notes = variants(args.backend, args.precision)
+        todo, notes = variants(args.backend, args.precision, args.int8)
     except BackendError as e:
         print(f"benchmark: {e}", file=sys.stderr)
         return 2
@@ -283,6 +315,9 @@ def run(args) -> int:
 
     # Frames.
     video = args.video or default_video()
+    if args.peer_video and not Path(video).is_file():
+        print(f"benchmark: error: --peer-video needs a video file, {video} is not one", file=sys.stderr)
+        return 2
     frames = read_frames(video, 40, start=30)
     if frames:
         frame_note = f"{video.name} frames 30..{30 + len(frames) - 1}, {frames[0].shape[1]}x{frames[0].shape[0]}"
@@ -366,17 +401,34 @@ def run(args) -> int:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    side = None
+    if args.peer is not None:
+        from deeppose.tools.peer import PeerError
+        try:
+            side = measure_side_by_side(weights, stages, threads, frames, args.peer, args.peer_poses, args.runs,
+                                        args.warmup, int8=args.int8)
+        except PeerError as e:
+            print(f"benchmark: error: {e}", file=sys.stderr)
+            return 2
+        if args.peer_video:
+            side["video_job"] = measure_video_jobs(video, args.peer, weights, args.int8)
     try:
         machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         pass
     print()
     print(format_table(results, stages, persons, machine))
+    if side is not None:
+        print()
+        print(format_side_by_side(side))
+        if side.get("video_job"):
+            print()
+            print(format_video_jobs(side["video_job"], video))
     report = {"model": {"folder": str(weights), "note": model_note, "stages_run": stages, "k": sk.k,
                         "preset": info.manifest.preset},
               "frames": frame_note, "persons": persons, "runs": args.runs, "warmup": args.warmup,
               "machine": machine, "auto": {"backend": chosen, "reason": chosen_reason}, "notes": notes,
-              "results": results}
+              "results": results, "side_by_side": side}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -388,6 +440,163 @@ def run(args) -> int:
         print("benchmark: error: no backend could be measured (see the reasons above)", file=sys.stderr)
         return 1
     return 0
+
+
+def rss_mib() -> float:
+    """Resident memory of this process now, MiB (Linux /proc; NaN elsewhere)."""
+    import os
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB."""
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list, peer_path: Path,
+                         peer_poses: int, runs: int, warmup: int, int8: bool = False) -> dict:
+    """Our ``PosePipeline`` (auto backend) and the peer on the same frames, interleaved.
+
+    Ours runs float, or int8 with ``int8``. Each of ``warmup + runs`` steps takes the next frame (played forth and back, timestamps
+    1/30 s apart) and runs ours, then the peer, on it; each side's whole per-frame job is
+    timed (the peer's BGR -> RGB conversion included). Both run in this process, so the load
+    is the same for both; memory is given as the resident memory each adds when loaded.
+
+    Returns:
+        {"ours": {...}, "peer": {...}, "ratio": our median ms / peer median ms, "peak_rss_mib"}:
+        each side has "name", "per_frame" (median_ms, p90_ms, n), "fps", "persons_median",
+        "load_seconds", "rss_added_mib".
+    Raises:
+        tools.peer.PeerError: the peer model cannot be loaded (one line).
+    """
+    import time
+
+    import numpy as np
+
+    from deeppose.engine.pipeline import PosePipeline
+    from deeppose.tools.peer import MediaPipePeer
+
+    rss0, t0 = rss_mib(), time.perf_counter()
+    peer = MediaPipePeer(peer_path, num_poses=peer_poses)
+    peer_load, rss1 = time.perf_counter() - t0, rss_mib()
+    try:
+        t0 = time.perf_counter()
+        ours = PosePipeline(weights, backend="auto", stages=stages, smooth=True, threads=threads,
+                            **({"int8": True} if int8 else {}))
+        ours_load, rss2 = time.perf_counter() - t0, rss_mib()
+        order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) if len(frames) > 1 else [0]
+        t_ours, t_peer, n_ours, n_peer = [], [], [], []
+        try:
+            for i in range(warmup + runs):
+                frame = frames[order[i % len(order)]]
+                t = time.perf_counter()
+                r = ours.process(frame, timestamp=i / 30.0, index=i)
+                t_mid = time.perf_counter()
+                found = peer.process(frame, i / 30.0)
+                t_end = time.perf_counter()
+                if i >= warmup:
+                    t_ours.append(t_mid - t)
+                    t_peer.append(t_end - t_mid)
+                    n_ours.append(len(r.persons))
+                    n_peer.append(len(found))
+            name = ours.backend_description.split(" [")[0]
+        finally:
+            ours.close()
+    finally:
+        peer.close()
+
+    def side(label, seconds, persons, load, rss):
+        s = summary(seconds)
+        return {"name": label, "per_frame": s, "fps": 1000.0 / s["median_ms"] if s["median_ms"] > 0 else float("nan"),
+                "persons_median": float(np.median(persons)) if persons else 0.0, "load_seconds": load,
+                "rss_added_mib": rss}
+
+    mine = side(f"deeppose ({name})", t_ours, n_ours, ours_load, rss2 - rss1)
+    other = side(f"MediaPipe {peer_path.name} (VIDEO mode, num_poses {peer_poses})", t_peer, n_peer, peer_load,
+                 rss1 - rss0)
+    ratio = mine["per_frame"]["median_ms"] / other["per_frame"]["median_ms"]
+    return {"ours": mine, "peer": other, "ratio": ratio, "runs": runs, "warmup": warmup,
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def _timed_process(cmd: list[str]) -> dict:
+    """Run ``cmd`` (output discarded); its exit code, wall seconds, CPU seconds (user + system,
+    from os.wait4) and peak resident memory in MiB.
+
+    The peak is the child's VmHWM (/proc/PID/status), read every 0.05 s until it exits: the
+    rusage maximum of a child also counts the memory of this process it was forked from.
+    NaN where /proc is missing.
+    """
+    import os
+    import subprocess
+    import time
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak_kib = float("nan")
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        kib = float(line.split()[1])
+                        peak_kib = kib if peak_kib != peak_kib else max(peak_kib, kib)
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"rc": proc.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mib": peak_kib / 1024}
+
+
+def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool = False) -> dict:
+    """``main.py video VIDEO`` (defaults, the auto backend) and the peer's video job
+    (:func:`tools.peer.video_job`) on the whole of ``video``, one process after the other,
+    each writing into a temporary folder; see :func:`_timed_process` for the figures."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="deeppose-peer-video-") as tmp:
+        ours = _timed_process([sys.executable, str(REPO / "main.py"), "video", str(video), "-o",
+                               str(Path(tmp) / "ours.mp4"), "--weights", str(weights)] + (["--int8"] if int8 else []))
+        peer = _timed_process([sys.executable, "-m", "deeppose.tools.peer", str(peer_path), str(video),
+                               str(Path(tmp) / "peer.mp4")])
+    return {"ours": ours, "peer": peer, "wall_ratio": ours["wall_s"] / peer["wall_s"], "int8": int8}
+
+
+def format_video_jobs(jobs: dict, video: Path) -> str:
+    """The printed table of :func:`measure_video_jobs`."""
+    lines = [f"Whole video job on {video.name} (decode, pose, draw, H.264 encode), one process after the other:",
+             f"{'':<34}{'wall s':>8}{'CPU s':>8}{'peak RSS':>12}{'exit':>6}"]
+    for label, r in (("main.py video (deeppose)" + (" --int8" if jobs.get("int8") else ""), jobs["ours"]), ("MediaPipe pose landmarker", jobs["peer"])):
+        lines.append(f"{label:<34}{r['wall_s']:8.1f}{r['cpu_s']:8.1f}{r['peak_rss_mib']:8.0f} MiB{r['rc']:6d}")
+    lines.append(f"ratio (ours / peer, wall time): {jobs['wall_ratio']:.2f}")
+    return "\n".join(lines)
+
+
+def format_side_by_side(side: dict) -> str:
+    """The printed side-by-side table of :func:`measure_side_by_side`."""
+    rows = [side["ours"], side["peer"]]
+    width = max(len(r["name"]) for r in rows) + 2
+    lines = [f"Side by side, interleaved on the same frames ({side['runs']} runs after {side['warmup']} warm-up); "
+             f"whole per-frame job, ms:",
+             f"{'':<{width}}{'median':>8}{'p90':>8}{'fps':>8}{'persons':>9}{'load s':>8}{'RSS added':>11}"]
+    for r in rows:
+        p = r["per_frame"]
+        lines.append(f"{r['name']:<{width}}{p['median_ms']:8.1f}{p['p90_ms']:8.1f}{r['fps']:8.1f}"
+                     f"{r['persons_median']:9g}{r['load_seconds']:8.1f}{r['rss_added_mib']:8.0f} MiB")
+    lines.append(f"ratio (ours / peer, median ms per frame): {side['ratio']:.2f}; "
+                 f"peak RSS of this process (both loaded, every backend measured): {side['peak_rss_mib']:.0f} MiB")
+    return "\n".join(lines)
 
 
 def _person_box(pipeline, frames: list, w: int, h: int):

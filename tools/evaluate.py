@@ -24,8 +24,8 @@ import math
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import (WeightsError, add_backend, add_flip, add_stages, add_weights, output_problem,
-                                     positive_int, resolve_weights)
+from deeppose.engine.cli_args import (WeightsError, add_backend, add_flip, add_int8, add_stages, add_weights,
+                                     int8_problem, output_problem, positive_int, resolve_weights)
 
 TABLE_PDJ = 0.2
 
@@ -45,6 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "of the video command and the app)")
     add_stages(parser, "evaluate")
     add_backend(parser)
+    add_int8(parser)
     add_flip(parser, default="off")
     parser.add_argument("--missed-face", choices=("frame", "joints"), default="frame",
                         help="FLIC b0 where the face detector missed the person: the full image (default; "
@@ -280,6 +281,10 @@ def _run(args) -> int:
         problem = output_problem(path, what) if path else None
         if problem:   # before the run, not after it
             return _error(problem)
+    if int8_problem(args):
+        return _error(int8_problem(args))
+    if args.write_manifest and args.int8:
+        return _error("--write-manifest records the float model's metrics; run --int8 without it")
     if args.write_manifest and (oracle or args.split != "val" or args.limit is not None or args.stages is not None
                                 or args.b0 != "auto"):
         return _error("--write-manifest records a model's metrics on the whole val split: "
@@ -315,7 +320,7 @@ def _run(args) -> int:
             weights = resolve_weights(args.weights, args.model, default=args.dataset)
         except WeightsError as e:
             return _error(str(e))
-        cascade, info = load_cascade(weights, backend=args.backend)
+        cascade, info = load_cascade(weights, backend=args.backend, **({"int8": True} if args.int8 else {}))
         cascade.flip = args.flip
         if info.skeleton.name != skeleton.name:
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")

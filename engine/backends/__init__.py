@@ -208,7 +208,8 @@ def create_regressors(info: ModelInfo, backend: str = "auto", **opts: Any) -> li
             and, if ONNX Runtime or TensorRT then fail to load, falls back to PyTorch (the
             reason says so).
         **opts: backend options. torch: ``device`` ("cpu"/"cuda"), ``fp16``, ``threads``.
-            onnxruntime: ``threads`` (default: physical cores), ``spinning``.
+            onnxruntime: ``threads`` (default: physical cores), ``spinning``, ``int8`` (the
+            stages' int8 copies, tools/quantize_int8.py).
             tensorrt: ``precision`` ("fp16"/"fp32"), ``device``.
     Returns:
         one :class:`Regressor` per stage, their ``reason`` saying why the backend was chosen.
@@ -245,7 +246,7 @@ def _create(info: ModelInfo, name: str, reason: str, opts: dict) -> list[Regress
 
 _OPTIONS = {
     "torch": ("device", "fp16", "threads"),
-    "onnxruntime": ("threads", "spinning"),
+    "onnxruntime": ("threads", "spinning", "int8"),
     "tensorrt": ("precision", "device"),
 }
 

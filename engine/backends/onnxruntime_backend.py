@@ -24,9 +24,41 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..model import ModelInfo
 
 
+INT8_SUFFIX = ".int8.onnx"
+
+
+def int8_path(onnx_path: Path) -> Path:
+    """A stage's int8 graph, written by ``quantize-int8`` beside it: ``stageN.onnx`` ->
+    ``stageN.int8.onnx``."""
+    return onnx_path.with_name(onnx_path.name[: -len(".onnx")] + INT8_SUFFIX)
+
+
 def export_command(folder: str | Path) -> str:
     """The command that (re-)exports a model folder's ONNX files."""
     return f"python main.py export-onnx --weights {folder}"
+
+
+_SHARED_ARENA: bool | None = None   # None: not tried yet
+
+
+def shared_cpu_arena(ort) -> bool:
+    """Register one CPU memory arena for every session of this process (once); True if it is.
+
+    Each session otherwise grows its own arena to its largest batch (stage >= 2 runs k crops
+    per person), so the three stages held three arenas; the stages run one after another,
+    so one shared arena serves them all. On the 2-core VM this cut the video command's
+    resident memory by about 50 MiB at the same speed. False when this ONNX Runtime cannot
+    register one (each session then keeps its own).
+    """
+    global _SHARED_ARENA
+    if _SHARED_ARENA is None:
+        try:
+            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))
+            _SHARED_ARENA = True
+        except Exception:  # an ONNX Runtime build without the API: per-session arenas
+            _SHARED_ARENA = False
+    return _SHARED_ARENA
 
 
 class OnnxRuntimeRegressor(Regressor):
@@ -34,7 +66,7 @@ class OnnxRuntimeRegressor(Regressor):
 
     One inference session, created once, with all graph optimizations (constant folding,
     batch-norm folding, conv+activation fusion), ``threads`` intra-op threads, sequential
-    execution. Each call runs the whole batch in one session run (``max_batch`` None).
+    execution, and the process's shared CPU arena (:func:`shared_cpu_arena`). Each call runs the whole batch in one session run (``max_batch`` None).
 
     Args:
         path: the stage's .onnx file.
@@ -64,13 +96,17 @@ class OnnxRuntimeRegressor(Regressor):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         so.log_severity_level = 3
+        if shared_cpu_arena(ort):
+            so.add_session_config_entry("session.use_env_allocators", "1")
         try:
             self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise BackendError(f"ONNX Runtime cannot load {self.path}: {str(e).splitlines()[0]}") from None
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
-        super().__init__(f"onnxruntime {ort.__version__} (CPU, {self.threads} threads)", None, reason)
+        int8 = self.path.name.endswith(INT8_SUFFIX)
+        super().__init__(f"onnxruntime {ort.__version__} (CPU, {self.threads} threads{', int8' if int8 else ''})",
+                         None, reason)
 
     def regress(self, crops: np.ndarray) -> np.ndarray:
         """(B, 3, 220, 220) float32 -> (B, 2k) float32 normalized coordinates, one session run."""
@@ -90,8 +126,10 @@ class OnnxRuntimeRegressor(Regressor):
 
 
 def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None, spinning: bool = False,
-                                  reason: str = "") -> list[OnnxRuntimeRegressor]:
-    """One :class:`OnnxRuntimeRegressor` per stage of ``info``, from the ONNX files its manifest names.
+                                  reason: str = "", int8: bool = False) -> list[OnnxRuntimeRegressor]:
+    """One :class:`OnnxRuntimeRegressor` per stage of ``info``, from the ONNX files its manifest names
+    (with ``int8``, their int8 copies from ``quantize-int8``, :func:`int8_path`; off by default:
+    see tools/quantize_int8.py for the accuracy check they need).
 
     Raises:
         BackendError: (one line, with the export command) a stage has no ONNX file, the file
@@ -103,6 +141,11 @@ def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None,
             if path is None or not path.is_file():
                 what = "names no ONNX file" if path is None else f"names {path.name}, which is missing"
                 raise BackendError(f"stage {s} of {info.folder} {what}; export it with: {export_command(info.folder)}")
+            if int8:
+                path = int8_path(path)
+                if not path.is_file():
+                    raise BackendError(f"{path.name} is missing in {info.folder}; build the int8 stages with: "
+                                       f"python main.py quantize-int8 --weights {info.folder}")
             reg = OnnxRuntimeRegressor(path, threads, spinning, reason)
             regs.append(reg)
             exported_from = reg.metadata.get("checkpoint_sha256")

@@ -1,0 +1,74 @@
+"""`main.py benchmark --peer FILE.task`: MediaPipe's pose landmarker side by side with our
+pipeline (tools/peer.py, tools/benchmark.py; issue 10 part 5). No timings are asserted."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import main
+from conftest import REPO, WALKING
+
+PEER = REPO.parent / "shared" / "models" / "peers" / "pose_landmarker_full.task"
+
+
+def test_peer_option_parses():
+    args = main.build_parser().parse_args(["benchmark", "--peer", "x.task", "--peer-poses", "2"])
+    assert args.peer == Path("x.task") and args.peer_poses == 2
+    assert main.build_parser().parse_args(["benchmark"]).peer is None
+
+
+@pytest.mark.parametrize("what", ["missing", "folder", "not a task bundle"])
+def test_bad_peer_file_is_one_line_error(tmp_path, capsys, what):
+    path = {"missing": tmp_path / "nope.task", "folder": tmp_path}.get(what, tmp_path / "bad.task")
+    if what == "not a task bundle":
+        path.write_bytes(b"not a zip archive" * 10)
+    rc = main.main(["benchmark", "--peer", str(path), "--runs", "1", "--warmup", "0"])
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if line.startswith("benchmark:")]
+    assert rc == 2
+    assert len(err) == 1 and str(path) in err[0], captured.err
+    assert "Cascade only" not in captured.out   # failed before measuring anything
+
+
+@pytest.mark.skipif(not PEER.is_file(), reason=f"peer model {PEER} absent")
+@pytest.mark.skipif(not WALKING.is_file(), reason=f"{WALKING} absent")
+def test_side_by_side_on_walking(random_model_dir):
+    from deeppose.tools.benchmark import format_side_by_side, measure_side_by_side, read_frames
+    from deeppose.tools.peer import MediaPipePeer
+
+    frames = read_frames(WALKING, 3, start=30)
+    with MediaPipePeer(PEER) as peer:
+        found = peer.process(frames[0], 0.0)
+    h, w = frames[0].shape[:2]
+    assert found.shape == (1, 33, 2)   # the walker
+    assert np.all(np.isfinite(found)) and 0 < np.median(found[0, :, 0]) < w and 0 < np.median(found[0, :, 1]) < h
+
+    side = measure_side_by_side(random_model_dir, 3, 2, frames, PEER, peer_poses=1, runs=3, warmup=1)
+    assert side["ours"]["per_frame"]["n"] == 3 and side["peer"]["per_frame"]["n"] == 3
+    assert side["peer"]["persons_median"] == 1
+    assert side["ratio"] == pytest.approx(side["ours"]["per_frame"]["median_ms"] / side["peer"]["per_frame"]["median_ms"])
+    text = format_side_by_side(side)
+    assert "MediaPipe pose_landmarker_full.task" in text and "ratio (ours / peer" in text
+
+
+def test_peer_video_needs_peer(capsys):
+    assert main.main(["benchmark", "--peer-video"]) == 2
+    assert "--peer-video needs --peer" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not PEER.is_file(), reason=f"peer model {PEER} absent")
+@pytest.mark.skipif(not WALKING.is_file(), reason=f"{WALKING} absent")
+def test_video_jobs_side_by_side(random_model_dir, tmp_path):
+    """Both whole video jobs run as processes on a short cut and are accounted for."""
+    from conftest import cut_video
+    from deeppose.tools.benchmark import format_video_jobs, measure_video_jobs
+
+    clip = cut_video(WALKING, tmp_path / "walking4.mp4", 4)
+    jobs = measure_video_jobs(clip, PEER, random_model_dir)
+    for side in ("ours", "peer"):
+        r = jobs[side]
+        assert r["rc"] == 0, (side, r)
+        assert r["wall_s"] > 0 and r["cpu_s"] > 0 and r["peak_rss_mib"] > 50
+    assert "ratio (ours / peer, wall time)" in format_video_jobs(jobs, clip)
