@@ -136,7 +136,7 @@ def test_video_backend_tensorrt_without_gpu_says_gpu_first(tmp_path, random_mode
 
 # --------------------------------------------------------------------------- --model flic|lsp
 
-WEIGHTS_COMMANDS = ("app", "video", "evaluate", "benchmark", "export-onnx", "build-engines")
+WEIGHTS_COMMANDS = ("app", "video", "evaluate", "benchmark", "export-onnx", "build-engines", "quantize-int8")
 
 
 def test_every_command_with_weights_takes_model():

@@ -18,12 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import positive_int
+from deeppose.engine.cli_args import WeightsError, add_weights, positive_int, resolve_weights
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""
-    parser.add_argument("--weights", metavar="DIR", default=None, help="model folder (default: weights/flic)")
+    add_weights(parser)
     parser.add_argument("--examples", type=positive_int, default=64, metavar="N",
                         help="training images whose crops calibrate the activations (default: 64)")
     parser.add_argument("--data", metavar="DIR", default=None, help="dataset folder (default: the shared one)")
@@ -134,13 +134,12 @@ def run(args) -> int:
     """Run the command; exit code 0, or 2 with a one-line error."""
     from deeppose.engine.backends import BackendError
     from deeppose.engine.model import ModelError
-    from deeppose.engine.pipeline import DEFAULT_WEIGHTS
     from deeppose.tools.datasets import DatasetError
 
-    folder = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     try:
+        folder = resolve_weights(args.weights, args.model)
         written = quantize_model(folder, args.examples, args.data)
-    except (BackendError, ModelError, DatasetError, ImportError, OSError) as e:
+    except (WeightsError, BackendError, ModelError, DatasetError, ImportError, OSError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     for p in written:
