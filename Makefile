@@ -1,10 +1,12 @@
 # `make run` starts the app, `make test` runs the suite; both create .venv on first use (an
-# editable install with the app, training and test extras: everything the suite exercises).
+# editable install with the app, training and test extras: everything the suite exercises) and
+# build the ONNX files of the shipped models from their checkpoints (`make onnx`; they are
+# build outputs, not tracked, and ONNX Runtime, the CPU run time, loads them).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test clean-venv
+.PHONY: run test onnx clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +14,20 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[app,train,test]'
 	touch $@
 
-run: $(VENV)/.installed
+# one stamp per shipped model, remade when its manifest or checkpoints change
+ONNX_STAMPS := $(patsubst %/manifest.json,%/.onnx.stamp,$(wildcard weights/*/manifest.json))
+
+.SECONDEXPANSION:
+weights/%/.onnx.stamp: weights/%/manifest.json $$(wildcard weights/%/stage*.pt) $(VENV)/.installed
+	$(PY) main.py export-onnx --weights weights/$*
+	touch $@
+
+onnx: $(ONNX_STAMPS)
+
+run: $(VENV)/.installed onnx
 	$(PY) main.py $(ARGS)
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed onnx
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean-venv:
