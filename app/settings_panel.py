@@ -43,14 +43,7 @@ class SettingsPanelMixin:
         self.model_combo.currentIndexChanged.connect(lambda i: self.set_model(self.model_combo.itemData(i)))
         form.addRow("Pose model", self.model_combo)
 
-        self.weights_edit = QLineEdit(s.weights, panel)
-        self.weights_edit.editingFinished.connect(lambda: self.set_weights(self.weights_edit.text()))
-        browse = QPushButton("Browse...", panel)
-        browse.clicked.connect(self._browse_weights)
-        row = QHBoxLayout()
-        row.addWidget(self.weights_edit, 1)
-        row.addWidget(browse)
-        form.addRow("Model folder", row)
+        self.weights_edit = self._folder_row(form, "Model folder", s.weights, self.set_weights, self._browse_weights)
         self.model_label = QLabel("loading...", panel)   # short; the details are in its tooltip
         form.addRow("Model", self.model_label)
 
@@ -83,17 +76,27 @@ class SettingsPanelMixin:
         self.hud_check.toggled.connect(self._set_hud)
         form.addRow(self.hud_check)
 
-        self.record_dir_edit = QLineEdit(s.record_dir, panel)
-        self.record_dir_edit.editingFinished.connect(lambda: self._set_setting("record_dir", self.record_dir_edit.text()))
-        rbrowse = QPushButton("Browse...", panel)
-        rbrowse.clicked.connect(self._browse_record_dir)
-        row = QHBoxLayout()
-        row.addWidget(self.record_dir_edit, 1)
-        row.addWidget(rbrowse)
-        form.addRow("Record to", row)
+        self.record_dir_edit = self._folder_row(form, "Record to", s.record_dir,
+                                                lambda text: self._set_setting("record_dir", text),
+                                                self._browse_record_dir)
         dock.setWidget(panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.settings_dock = dock
+
+    @staticmethod
+    def _folder_row(form, label: str, text: str, on_edited, on_browse) -> QLineEdit:
+        """A folder field with its Browse... button as one row of ``form``; ``on_edited(text)``
+        runs when the field is edited. Returns the field."""
+        panel = form.parentWidget()
+        edit = QLineEdit(text, panel)
+        edit.editingFinished.connect(lambda: on_edited(edit.text()))
+        browse = QPushButton("Browse...", panel)
+        browse.clicked.connect(on_browse)
+        row = QHBoxLayout()
+        row.addWidget(edit, 1)
+        row.addWidget(browse)
+        form.addRow(label, row)
+        return edit
 
     def _disable_unavailable_models(self) -> None:
         """Grey out the shipped models that are not installed (e.g. weights/lsp before its
