@@ -13,6 +13,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("DEEPPOSE_DATA", REPO.parent / "shared" / "data"))
 WEIGHTS_FLIC = REPO / "weights" / "flic"
+WEIGHTS_LSP = REPO / "weights" / "lsp"
 WALKING = DATA / "videos" / "walking.mp4"
 
 
@@ -37,6 +38,14 @@ def flic_weights() -> Path:
     if not (WEIGHTS_FLIC / "manifest.json").is_file():
         pytest.skip("weights/flic not trained yet")
     return WEIGHTS_FLIC
+
+
+@pytest.fixture(scope="session")
+def lsp_weights() -> Path:
+    """The shipped full-body (LSP) model folder; skips while it is not installed."""
+    if not (WEIGHTS_LSP / "manifest.json").is_file():
+        pytest.skip("weights/lsp is not installed")
+    return WEIGHTS_LSP
 
 
 def require_data(*parts: str) -> Path:

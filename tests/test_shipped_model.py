@@ -45,15 +45,6 @@ def test_shipped_cascade_finds_joints_on_real_flic_frames(flic_weights):
     assert pdj(poses[-1], ds.poses(), ds.skeleton, [0.2]).mean_at(0.2) >= 0.6
 
 
-@pytest.fixture(scope="module")
-def lsp_weights():
-    from conftest import REPO
-    folder = REPO / "weights" / "lsp"
-    if not (folder / "manifest.json").is_file():
-        pytest.skip("weights/lsp is not installed")
-    return folder
-
-
 def test_shipped_full_body_model_is_complete_and_fits_the_budget(lsp_weights):
     """weights/lsp: 14 joints, sigma 2 (the paper's LSP setting), the full-body face scaler in
     the manifest, val figures of every stage, ONNX files, under 60 MB."""
