@@ -22,10 +22,13 @@ from deeppose.cli import COMMANDS
 
 
 def _source_copy(dest: Path) -> Path:
-    """The repository's tracked files (a build writes build/ and *.egg-info into its source)."""
+    """The repository's tracked files plus the shipped models' ONNX files, which `make onnx`
+    builds in the checkout before packaging (a build writes build/ and *.egg-info into its
+    source, hence the copy)."""
     listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, text=True)
     if listed.returncode == 0 and listed.stdout:
-        for rel in listed.stdout.split("\0"):
+        built = [p.relative_to(REPO).as_posix() for p in REPO.glob("weights/*/stage[0-9].onnx")]
+        for rel in listed.stdout.split("\0") + built:
             if rel and (REPO / rel).is_file():
                 (dest / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(REPO / rel, dest / rel)
