@@ -29,7 +29,8 @@ class CascadeResult:
     Attributes:
         b0: (P, 4) person boxes (cx, cy, w, h), pixels.
         stage_poses: (S, P, k, 2) pose of each stage in pixels; ``stage_poses[-1]`` is final.
-        stage_boxes: (S-1, P, k, 4) the joint boxes stage s >= 2 cropped (Eq. 7), pixels.
+        stage_boxes: (S-1, P, k, 4) the joint boxes of stage s >= 2 (Eq. 7), pixels; NaN for
+            the joints a stage does not refine (``Cascade.stage_joints``).
         stage_seconds: wall time of each stage (crop + regress + update), seconds.
     """
 
@@ -61,7 +62,13 @@ class Cascade:
         regressors: one :class:`Regressor` per stage, stage 1 first.
         skeleton: the joints regressed (k = skeleton.k; each regressor outputs 2k numbers).
         sigma: joint box size in units of diam(y).
-        input_size: crop side in pixels (220).
+        input_size: crop side in pixels: one int for every stage (220), or one per stage
+            (a model whose refinement stages take smaller crops, ``ModelInfo.stage_input_sizes``).
+        stage_joints: per stage, the indices of the joints it refines, or None for all k
+            (``ModelInfo.stage_joints``). A stage s >= 2 crops only its joints' boxes and the
+            other joints keep their stage s-1 position: the paper refines every joint, but a
+            stage whose network helps only some joints (stage 3 of the shipped FLIC model: the
+            elbows and wrists) then costs only those crops. Stage 1 always regresses all k.
         min_box_fraction: joint boxes are at least this fraction of max(b0_w, b0_h), a floor
             for degenerate estimates.
         normalization: the model's pixel normalization (an :class:`engine.model.Normalization`:
@@ -74,26 +81,41 @@ class Cascade:
             (shipped model, stage 3, PDJ@0.2 elbows / wrists): off 0.751 / 0.611, first
             0.757 / 0.617, all 0.764 / 0.618.
     Raises:
-        ValueError: no regressors, or an unknown ``flip`` mode.
+        ValueError: no regressors, an unknown ``flip`` mode, not one input size (or joint
+            list) per stage, or a joint list for stage 1 or with an index outside 0..k-1.
     """
 
     def __init__(self, regressors: Sequence[Regressor], skeleton: Skeleton, sigma: float,
-                 input_size: int = INPUT_SIZE, min_box_fraction: float = 0.05, normalization=None,
-                 flip: str = "off"):
+                 input_size: int | Sequence[int] = INPUT_SIZE, min_box_fraction: float = 0.05, normalization=None,
+                 flip: str = "off", stage_joints: Sequence[Sequence[int] | None] | None = None):
         if not regressors:
             raise ValueError("a cascade needs at least one stage")
         self.regressors = list(regressors)
         self.skeleton = skeleton
         self.sigma = float(sigma)
-        self.input_size = input_size
+        sizes = [int(input_size)] * len(self.regressors) if np.isscalar(input_size) else [int(v) for v in input_size]
+        if len(sizes) != len(self.regressors):
+            raise ValueError(f"{len(sizes)} input sizes for {len(self.regressors)} stages")
+        self.input_sizes = sizes
+        joints = [None] * len(self.regressors) if stage_joints is None else list(stage_joints)
+        if len(joints) != len(self.regressors):
+            raise ValueError(f"{len(joints)} joint lists for {len(self.regressors)} stages")
+        if joints[0] is not None:
+            raise ValueError("stage 1 regresses every joint; its joint list must be None")
+        k = skeleton.k
+        self.stage_joints: list[np.ndarray | None] = []
+        for j in joints:
+            idx = None if j is None else np.asarray(j, dtype=np.int64).reshape(-1)
+            if idx is not None and (len(idx) == 0 or idx.min() < 0 or idx.max() >= k or len(set(idx.tolist())) != len(idx)):
+                raise ValueError(f"a stage's joints must be distinct indices in 0..{k - 1}, got {j!r}")
+            self.stage_joints.append(None if idx is not None and len(idx) == k and (idx == np.arange(k)).all() else idx)
         self.min_box_fraction = min_box_fraction
         self.flip = flip
         self._mirror = np.asarray(skeleton.mirror, dtype=np.int64)
         self.normalization = normalization
         self._norm = {} if normalization is None else {"mean": normalization.mean, "std": normalization.std,
                                                        "channel_order": normalization.channel_order}
-        self._crop_buf = np.empty((0, input_size, input_size, 3), np.uint8)
-        self._input_buf = np.empty((0, 3, input_size, input_size), np.float32)
+        self._bufs: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # crop side -> (crops, inputs)
 
     @property
     def num_stages(self) -> int:
@@ -110,15 +132,18 @@ class Cascade:
             raise ValueError(f"flip must be one of {', '.join(FLIP_MODES)}, got {mode!r}")
         self._flip = mode
 
-    def _inputs(self, image: np.ndarray, boxes: np.ndarray, angles: np.ndarray | None = None) -> np.ndarray:
-        """Crop (B, 4) boxes (turned by (B,) ``angles``) and normalize into reused buffers;
-        returns (B, 3, S, S) float32."""
-        n = len(boxes)
-        if len(self._crop_buf) < n:
-            self._crop_buf = np.empty((n, self.input_size, self.input_size, 3), np.uint8)
-            self._input_buf = np.empty((n, 3, self.input_size, self.input_size), np.float32)
-        crops = crop_boxes(image, boxes, self.input_size, angles=angles, out=self._crop_buf[:n])
-        return to_network_input(crops, out=self._input_buf[:n], **self._norm)
+    def _inputs(self, stage: int, image: np.ndarray, boxes: np.ndarray,
+                angles: np.ndarray | None = None) -> np.ndarray:
+        """Crop (B, 4) boxes (turned by (B,) ``angles``) at stage ``stage``'s (0-based) input
+        size S and normalize into reused buffers; returns (B, 3, S, S) float32."""
+        n, size = len(boxes), self.input_sizes[stage]
+        crop_buf, input_buf = self._bufs.get(size, (np.empty((0,)), None))
+        if len(crop_buf) < n:
+            crop_buf = np.empty((n, size, size, 3), np.uint8)
+            input_buf = np.empty((n, 3, size, size), np.float32)
+            self._bufs[size] = (crop_buf, input_buf)
+        crops = crop_boxes(image, boxes, size, angles=angles, out=crop_buf[:n])
+        return to_network_input(crops, out=input_buf[:n], **self._norm)
 
     def run(self, image: np.ndarray, b0: np.ndarray, stages: int | None = None,
             angles: np.ndarray | None = None) -> CascadeResult:
@@ -154,10 +179,9 @@ class Cascade:
             angles = np.nan_to_num(np.asarray(angles, dtype=np.float64).reshape(p))
             if not angles.any():
                 angles = None
-        joint_angles = None if angles is None else np.repeat(angles, k)     # (P*k,)
 
         t = time.perf_counter()
-        out = self._regress(0, self._inputs(image, b0, angles), p)
+        out = self._regress(0, self._inputs(0, image, b0, angles), p)
         poses[0] = denormalize(out.reshape(p, k, 2), b0[:, None, :], None if angles is None else angles[:, None])
         seconds.append(time.perf_counter() - t)
 
@@ -165,10 +189,19 @@ class Cascade:
         for s in range(1, s_total):
             t = time.perf_counter()
             boxes = joint_boxes(poses[s - 1], self.sigma, self.skeleton, min_size)  # (P, k, 4)
-            out = self._regress(s, self._inputs(image, boxes.reshape(p * k, 4), joint_angles), p * k)
+            idx = self.stage_joints[s]
+            if idx is None:
+                idx = np.arange(k)
+            else:   # only these joints are refined; the others keep stage s-1's position
+                boxes[:, np.setdiff1d(np.arange(k), idx)] = np.nan
+            m = len(idx)
+            sel = boxes[:, idx]                                                      # (P, m, 4)
+            crop_angles = None if angles is None else np.repeat(angles, m)
+            out = self._regress(s, self._inputs(s, image, sel.reshape(p * m, 4), crop_angles), p * m)
             # Crop (p, i) predicts all k joints; joint i's own output is the one used (psi_i).
-            own = out.reshape(p, k, k, 2)[:, np.arange(k), np.arange(k), :]  # (P, k, 2)
-            poses[s] = denormalize(own, boxes, None if angles is None else angles[:, None])
+            own = out.reshape(p, m, k, 2)[:, np.arange(m), idx, :]                   # (P, m, 2)
+            poses[s] = poses[s - 1]
+            poses[s][:, idx] = denormalize(own, sel, None if angles is None else angles[:, None])
             boxes_hist[s - 1] = boxes
             seconds.append(time.perf_counter() - t)
         return CascadeResult(b0, poses, boxes_hist, seconds)

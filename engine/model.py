@@ -111,7 +111,9 @@ class Manifest:
         name: model name ("flic").
         skeleton: the skeleton's definition (``Skeleton.to_dict()``; its name must be known).
         sigma: joint box size in units of diam(y) (Eq. 7).
-        input_size: side of the network input in pixels (220).
+        input_size: side of the network input in pixels (220); a stage entry may give its own
+            (``ModelInfo.stage_input_sizes``), and a stage s >= 2 entry may name the joints it
+            refines (``joints``; ``ModelInfo.stage_joints``).
         normalization: pixel normalization of the network input.
         stages: one entry per stage, stage 1 first.
         preset: network preset of the checkpoints ("compact", "paper"), None if unknown.
@@ -216,6 +218,33 @@ class ModelInfo:
         return self.manifest.input_size
 
     @property
+    def stage_input_sizes(self) -> list[int]:
+        """Crop side of each stage in pixels, stage 1 first: a stage entry's own ``input_size``
+        (refinement stages may take smaller crops), else the manifest's ``input_size``."""
+        return [int(s.extra.get("input_size", self.manifest.input_size)) for s in self.manifest.stages]
+
+    @property
+    def stage_joints(self) -> list[list[int] | None]:
+        """Per stage, the indices of the joints it refines (a stage entry's ``joints``, names of
+        the skeleton's joints), or None for every joint (stage 1 always; a stage without the key).
+
+        Raises:
+            ModelError: a ``joints`` entry on stage 1, or a name the skeleton does not have.
+        """
+        names = self.skeleton.joints
+        out: list[list[int] | None] = []
+        for i, s in enumerate(self.manifest.stages):
+            joints = s.extra.get("joints")
+            if joints is None:
+                out.append(None)
+                continue
+            if i == 0 or not isinstance(joints, list) or not joints or not all(j in names for j in joints):
+                raise ModelError(f"{self.folder}: stage {i + 1}'s 'joints' must name joints of the "
+                                 f"{self.skeleton.name} skeleton, on a stage >= 2, got {joints!r}")
+            out.append([names.index(j) for j in joints])
+        return out
+
+    @property
     def normalization(self) -> Normalization:
         return self.manifest.normalization
 
@@ -289,6 +318,7 @@ def load_stage_module(path: str | Path, expected_joints: int | None = None) -> "
     """
     import torch
 
+    from .geometry import INPUT_SIZE
     from .network import build_network
 
     path = Path(path)
@@ -309,8 +339,8 @@ def load_stage_module(path: str | Path, expected_joints: int | None = None) -> "
     if expected_joints is not None and cfg["num_joints"] != expected_joints:
         raise ModelError(f"{path} regresses {cfg['num_joints']} joints, the model has {expected_joints}")
     try:
-        net = build_network(cfg["num_joints"], cfg["preset"])
+        net = build_network(cfg["num_joints"], cfg["preset"], cfg.get("input_size", INPUT_SIZE))
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
-    except (KeyError, RuntimeError) as e:
+    except (KeyError, RuntimeError, ValueError) as e:
         raise ModelError(f"{path} does not match preset {cfg.get('preset')!r}: {str(e).splitlines()[0]}") from None
     return net.eval()

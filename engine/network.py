@@ -59,23 +59,30 @@ def _conv(cin: int, cout: int, kernel: int, stride: int, norm: str | None) -> li
 
 
 class PoseRegressor(nn.Module):
-    """psi(x; theta): crops (B, 3, 220, 220) float32 -> (B, 2k) normalized joint coordinates.
+    """psi(x; theta): crops (B, 3, S, S) float32 -> (B, 2k) normalized joint coordinates.
+
+    S is ``input_size``: the paper's 220, or smaller for cheaper refinement stages (the joint
+    box of stage s >= 2 covers sigma*diam(y), a few hundred pixels at most, so a 128-pixel crop
+    keeps most of its detail at about a quarter of the multiply-adds).
 
     Input pixels are normalized as in :func:`engine.geometry.to_network_input`. Output row b
     is (x_1, y_1, ..., x_k, y_k) in the coordinates of the crop's box (Eq. 1), trained with
     the L2 loss of Eq. 4.
     """
 
-    def __init__(self, num_joints: int, preset: str = "compact"):
+    def __init__(self, num_joints: int, preset: str = "compact", input_size: int = INPUT_SIZE):
         super().__init__()
         if preset not in PRESETS:
             raise KeyError(f"unknown network preset {preset!r}; known: {sorted(PRESETS)}")
         p = PRESETS[preset]
         self.preset = preset
         self.num_joints = num_joints
+        self.input_size = int(input_size)
+        side = feature_side(self.input_size, p.conv1_kernel)
         c3, c4, c5 = p.conv345
         lrn = p.norm == "lrn"
-        # Feature maps: 220 -> 55 (conv1, stride 4) -> 27 (pool) -> 27 -> 13 (pool) -> 13 -> 6 (pool).
+        # Feature maps: 220 -> 55 (conv1, stride 4) -> 27 (pool) -> 27 -> 13 (pool) -> 13 -> 6 (pool);
+        # a 128 input: 32 -> 15 -> 7 -> 3 (a quarter of the work; the first layer of F grows with the side).
         layers: list[nn.Module] = _conv(3, p.conv1, p.conv1_kernel, 4, "batch" if not lrn else None)
         if lrn:
             layers.append(_lrn())
@@ -92,7 +99,7 @@ class PoseRegressor(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(c5 * 6 * 6, p.fc), nn.ReLU(inplace=True), nn.Dropout(p.dropout),
+            nn.Linear(c5 * side * side, p.fc), nn.ReLU(inplace=True), nn.Dropout(p.dropout),
             nn.Linear(p.fc, p.fc), nn.ReLU(inplace=True), nn.Dropout(p.dropout),
             nn.Linear(p.fc, 2 * num_joints),
         )
@@ -101,15 +108,27 @@ class PoseRegressor(nn.Module):
         nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 220, 220) float32 -> (B, 2k) normalized coordinates."""
+        """(B, 3, S, S) float32 -> (B, 2k) normalized coordinates."""
         return self.head(self.features(x))
 
     def config(self) -> dict:
         """What :func:`build_network` needs to rebuild this module (stored in checkpoints)."""
-        return {"preset": self.preset, "num_joints": self.num_joints, "input_size": INPUT_SIZE,
+        return {"preset": self.preset, "num_joints": self.num_joints, "input_size": self.input_size,
                 "layers": asdict(PRESETS[self.preset])}
 
 
-def build_network(num_joints: int, preset: str = "compact") -> PoseRegressor:
-    """A freshly initialized psi for k = ``num_joints`` joints; raises KeyError for an unknown preset."""
-    return PoseRegressor(num_joints, preset)
+def feature_side(input_size: int, conv1_kernel: int) -> int:
+    """Side of psi's last feature map for an S x S input: conv1 (stride 4, padding k//2), then
+    three 3x3 stride-2 max pools. Raises ValueError for an input too small to leave one cell."""
+    side = (input_size + 2 * (conv1_kernel // 2) - conv1_kernel) // 4 + 1
+    for _ in range(3):
+        side = (side - 3) // 2 + 1
+    if side < 1:
+        raise ValueError(f"input size {input_size} is too small for psi (it needs at least 60 pixels)")
+    return side
+
+
+def build_network(num_joints: int, preset: str = "compact", input_size: int = INPUT_SIZE) -> PoseRegressor:
+    """A freshly initialized psi for k = ``num_joints`` joints on S x S = ``input_size`` crops;
+    raises KeyError for an unknown preset, ValueError for an input side below 60 pixels."""
+    return PoseRegressor(num_joints, preset, input_size)

@@ -44,7 +44,8 @@ def model(flic_weights, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def crops(model):
-    """{1: (1, 3, 220, 220) stage-1 crop of a FLIC person, 2: (k, 3, 220, 220) joint crops}, real."""
+    """{1: (1, 3, 220, 220) stage-1 crop of a FLIC person, 2: (k, 3, S, S) joint crops at stage 2's
+    input side S}, real."""
     require_data("flic", "examples.mat")
     from deeppose.tools.datasets import load_dataset, load_image
     ds = load_dataset("flic", None, "val")
@@ -56,7 +57,7 @@ def crops(model):
     u = ref[0].regress(stage1).reshape(1, model.skeleton.k, 2)
     pose = u * b0[:, None, 2:] + b0[:, None, :2]     # N^-1 (Eq. 1)
     boxes = joint_boxes(pose, model.sigma, model.skeleton, 0.05 * b0[0, 2])[0]
-    stage2 = to_network_input(crop_boxes(image, boxes, model.input_size))
+    stage2 = to_network_input(crop_boxes(image, boxes, model.stage_input_sizes[1]))
     return {1: stage1, 2: stage2}
 
 

@@ -253,3 +253,51 @@ def test_rotated_b0_on_a_rotated_image_gives_the_rotated_pose(random_model_dir):
     # Without the angle the crop is of a lying person: a different answer.
     flat = cascade.run(turned, b0_turned)
     assert np.abs(flat.stage_poses[0] - turn(upright.stage_poses[0])).max() > 1.0
+
+
+def test_each_stage_gets_crops_of_its_own_input_size():
+    """A model whose refinement stages take smaller crops (ModelInfo.stage_input_sizes): stage 1
+    sees 220-pixel b0 crops, stages >= 2 their own side; a size list of the wrong length is refused."""
+    seen = []
+
+    class Sized:
+        def __init__(self, answer):
+            self.answer = answer
+
+        def regress(self, crops):
+            seen.append(crops.shape[1:])
+            return np.repeat(self.answer, len(crops), axis=0)
+
+    u = np.zeros((1, 2 * K), np.float32)
+    u[0, 0::2] = np.linspace(-0.3, 0.3, K)
+    cascade = Cascade([Sized(u), Sized(np.zeros((1, 2 * K), np.float32)), Sized(np.zeros((1, 2 * K), np.float32))],
+                      FLIC, sigma=1.0, input_size=[220, 96, 64])
+    res = cascade.run(np.zeros((300, 400, 3), np.uint8), np.array([[200.0, 150.0, 100.0, 80.0]]))
+    assert seen == [(3, 220, 220), (3, 96, 96), (3, 64, 64)]
+    np.testing.assert_allclose(res.poses, res.stage_poses[0])   # zero displacement keeps stage 1's pose
+    with pytest.raises(ValueError, match="2 input sizes for 3 stages"):
+        Cascade([Sized(u)] * 3, FLIC, sigma=1.0, input_size=[220, 96])
+
+
+def test_a_stage_refines_only_its_joints_and_crops_only_theirs():
+    """stage_joints: stage 2 refines joints 1 and 2 only. It crops 2 boxes per person (one
+    batch for all persons), moves those joints by its answer, and the other joints keep stage
+    1's position; their stage-2 boxes are NaN (not cropped)."""
+    u = np.zeros((1, 2 * K), np.float32)
+    u[0, 0::2] = np.linspace(-0.3, 0.3, K)
+    shift = np.full((1, 2 * K), 0.25, np.float32)       # every crop answers (+0.25, +0.25) box units
+    first, second = Fixed(u), Fixed(shift)
+    second.regress = lambda crops: (second.batches.append(len(crops)), np.repeat(shift, len(crops), axis=0))[1]
+    b0 = np.array([[200.0, 150.0, 100.0, 80.0], [100.0, 100.0, 60.0, 60.0]])
+    cascade = Cascade([first, second], FLIC, sigma=1.0, stage_joints=[None, [1, 2]])
+    res = cascade.run(np.zeros((300, 400, 3), np.uint8), b0)
+    assert second.batches == [4]                          # 2 persons x 2 joints
+    s1, s2 = res.stage_poses
+    others = [i for i in range(K) if i not in (1, 2)]
+    np.testing.assert_array_equal(s2[:, others], s1[:, others])
+    side = res.stage_boxes[0][:, [1, 2], 2]               # (P, 2) box sides
+    np.testing.assert_allclose(s2[:, [1, 2]], s1[:, [1, 2]] + 0.25 * side[..., None])
+    assert np.isnan(res.stage_boxes[0][:, others]).all() and np.isfinite(res.stage_boxes[0][:, [1, 2]]).all()
+    for bad in ([[0], [1]], [None, [K]], [None, [1, 1]], [None, []]):
+        with pytest.raises(ValueError):
+            Cascade([first, second], FLIC, sigma=1.0, stage_joints=bad)

@@ -100,3 +100,27 @@ def test_load_cascade_reads_normalization_from_the_manifest(random_model_dir, tm
     same, _ = load_cascade(random_model_dir, "onnxruntime", threads=1)
     # Same weights, different input normalization: different poses.
     assert np.abs(changed.run(image, b0).poses - same.run(image, b0).poses).max() > 0.5
+
+
+def test_stage_entries_may_name_their_input_size_and_joints(random_model_dir, tmp_path):
+    """A stage entry's ``input_size`` and ``joints`` (the joints a stage s >= 2 refines) reach
+    the cascade; joints on stage 1 or names the skeleton lacks are one-line errors."""
+    folder = tmp_path / "m"
+    shutil.copytree(random_model_dir, folder)
+    raw = json.loads((folder / "manifest.json").read_text())
+    assert len(raw["stages"]) >= 2
+    raw["stages"][1]["joints"] = ["l_wrist", "r_wrist"]
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    info = read_manifest(folder)
+    assert info.stage_input_sizes == [220] * len(raw["stages"])
+    assert info.stage_joints[:2] == [None, [2, 5]]
+    cascade, _ = load_cascade(folder)
+    assert cascade.stage_joints[1].tolist() == [2, 5]
+    for stage, joints in ((0, ["l_wrist"]), (1, ["l_knee"]), (1, [])):
+        bad = json.loads(json.dumps(raw))
+        bad["stages"][1].pop("joints")
+        bad["stages"][stage]["joints"] = joints
+        (folder / "manifest.json").write_text(json.dumps(bad))
+        with pytest.raises(ModelError, match="'joints' must name joints of the flic skeleton") as e:
+            read_manifest(folder).stage_joints
+        assert "\n" not in str(e.value)

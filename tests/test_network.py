@@ -41,3 +41,23 @@ def test_paper_preset_channels_and_compact_budget():
 def test_unknown_preset():
     with pytest.raises(KeyError, match="unknown network preset"):
         build_network(11, "huge")
+
+
+@pytest.mark.parametrize("size,side", [(220, 6), (128, 3), (96, 2), (60, 1)])
+def test_smaller_inputs_shrink_the_last_feature_map_and_the_first_f_layer(size, side):
+    """Refinement stages may take smaller crops: the feature maps shrink with the input, the
+    first F layer takes C x side x side inputs, and the checkpoint config records the size."""
+    from deeppose.engine.network import feature_side
+
+    net = build_network(11, "compact", size).eval()
+    assert feature_side(size, 7) == side
+    with torch.no_grad():
+        assert net.features(torch.zeros(1, 3, size, size)).shape[-1] == side
+        assert net(torch.zeros(2, 3, size, size)).shape == (2, 22)
+    assert net.head[1].in_features == 128 * side * side
+    assert net.config()["input_size"] == size
+
+
+def test_too_small_input_is_refused():
+    with pytest.raises(ValueError, match="too small"):
+        build_network(11, "compact", 40)

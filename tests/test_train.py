@@ -88,26 +88,37 @@ def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["stage"] for s in manifest["stages"]] == [1]
     assert manifest["scaler"]["scale_x"] > 0 and "stage1" in manifest["val_metrics"]
-    # stage 2 builds on the written stage 1
-    assert main.main(common + ["--stages", "2", "--from-stage", "2", "--refine-epochs", "1", "--max-steps", "2"]) == 0
+    # stage 2 builds on the written stage 1, here on 96-pixel joint crops (--refine-input-size)
+    # and refining the arms only (--refine-joints)
+    arms = ["l_elbow", "l_wrist", "r_elbow", "r_wrist"]
+    assert main.main(common + ["--stages", "2", "--from-stage", "2", "--refine-epochs", "1", "--max-steps", "2",
+                               "--refine-input-size", "96", "--refine-joints", ",".join(arms)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["stage"] for s in manifest["stages"]] == [1, 2]
+    assert "input_size" not in manifest["stages"][0] and manifest["stages"][1]["input_size"] == 96
+    assert "joints" not in manifest["stages"][0] and manifest["stages"][1]["joints"] == arms
     assert len(manifest["stages"][1]["displacement_prior"]["mean"]) == 11
     from deeppose.engine.backends import load_cascade
-    cascade, _ = load_cascade(out)
-    assert cascade.num_stages == 2
+    cascade, info = load_cascade(out)
+    assert cascade.num_stages == 2 and info.stage_input_sizes == [220, 96] == cascade.input_sizes
+    assert info.stage_joints == [None, [1, 2, 4, 5]] and cascade.stage_joints[1].tolist() == [1, 2, 4, 5]
     # the val metrics and their protocol come from this run, PCP included
     assert manifest["val_protocol"]["command"] == "main.py train" and manifest["val_protocol"]["examples"] == 4
     assert set(manifest["val_metrics"]) == {"stage1", "stage2"} and "mean" in manifest["val_metrics"]["stage2"]["pcp"]
     # train exported both stages to ONNX: the folder runs on ONNX Runtime as written
     assert [s.get("onnx") for s in manifest["stages"]] == ["stage1.onnx", "stage2.onnx"]
     onnx_cascade, _ = load_cascade(out, backend="onnxruntime")
-    crops = np.random.default_rng(0).standard_normal((2, 3, 220, 220)).astype(np.float32)
+    crops = np.random.default_rng(0).standard_normal((2, 3, 96, 96)).astype(np.float32)
     from deeppose.engine.model import load_stage_module
     torch_net = load_stage_module(out / "stage2.pt", 11)
     with torch.no_grad():
         expected = torch_net(torch.from_numpy(crops)).numpy()
     np.testing.assert_allclose(onnx_cascade.regressors[1].regress(crops), expected, atol=1e-3)
+    image = np.full((300, 400, 3), 128, np.uint8)
+    result = onnx_cascade.run(image, np.array([[200.0, 150.0, 160.0, 200.0]]))
+    assert result.stage_poses.shape == (2, 1, 11, 2) and np.isfinite(result.poses).all()
+    others = [i for i in range(11) if i not in (1, 2, 4, 5)]   # not refined: stage 1's position
+    np.testing.assert_array_equal(result.stage_poses[1][:, others], result.stage_poses[0][:, others])
 
 
 def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
@@ -124,7 +135,10 @@ def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
     (["--from-stage", "3", "--stages", "2"], "--from-stage 3 is after the last stage"),
     (["--threads", "-3"], "--threads: must be >= 1"),
     (["--rotate", "200"], "--rotate must be within 0..180"), (["--scale", "-0.1"], "--scale within 0..1"),
-    (["--shift", "2"], "--shift and --scale within 0..1")])
+    (["--shift", "2"], "--shift and --scale within 0..1"),
+    (["--refine-input-size", "40"], "--refine-input-size must be at least 60"),
+    (["--refine-joints", "l_wrist,l_knee"], "--refine-joints must name distinct flic joints"),
+    (["--refine-joints", "l_wrist,l_wrist"], "--refine-joints must name distinct flic joints")])
 def test_train_rejects_bad_stages_in_one_line(tmp_path, capsys, argv, message):
     """``--stages N`` is the number of cascade stages, as in every command (issue 12)."""
     import main
@@ -162,6 +176,47 @@ def test_lsp_persons_join_flic_training_with_the_union_of_joints():
     data = TrainingData(ds, b0, sources)
     x, target, mask = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
     assert torch.isfinite(target).all() and not mask[:, 8:].any() and mask[:, :8].any()
+
+
+def test_flic_persons_join_lsp_training_with_body_boxes_from_their_faces(tmp_path, capsys):
+    """train --dataset lsp --extra-data flic: FLIC persons relabelled into LSP's 14 joints (legs,
+    neck and head top NaN, out of the loss), b0 = their face enlarged by the full-body scaler: a
+    tall box that holds the upper body and reaches below it, where the legs would be. Without
+    the full-body scaler the run stops with a one-line error naming fit-scaler."""
+    require_data("flic", "examples.mat")
+    from conftest import WEIGHTS_LSP
+    from deeppose.engine.skeletons import LSP
+    from deeppose.tools.trainer import _extra_split
+
+    scaler = json.loads((WEIGHTS_LSP / "scaler.json").read_text())
+    ds, b0, sources = _extra_split("flic", LSP, scaler, limit=20)
+    flic = load_dataset("flic", None, "train")
+    assert ds.skeleton is LSP and len(ds) == len(b0) == len(sources) == 20
+    assert set(sources) <= {"face", "joints"} and "face" in sources
+    for e, orig in zip(ds.examples, flic.examples[:20]):
+        for name in ("l_wrist", "r_elbow", "l_hip", "r_shoulder"):
+            np.testing.assert_array_equal(e.pose[LSP.joints.index(name)], orig.pose[flic.skeleton.joints.index(name)])
+        assert np.isnan(e.pose[[LSP.joints.index(n) for n in ("l_knee", "r_ankle", "neck", "head_top")]]).all()
+    poses = ds.poses()
+    upper = poses[:, [LSP.joints.index(n) for n in ("l_shoulder", "r_shoulder", "l_hip", "r_hip")]]
+    inside = (np.abs(upper - b0[:, None, :2]) <= b0[:, None, 2:] / 2).all(axis=(1, 2))
+    assert inside.mean() >= 0.8
+    assert (b0[:, 3] > 1.4 * b0[:, 2]).all()                                   # a standing body's box
+    hips_y = np.nanmean(poses[:, [LSP.joints.index("l_hip"), LSP.joints.index("r_hip")], 1], axis=1)
+    assert (b0[:, 1] + b0[:, 3] / 2 > hips_y + 0.5 * b0[:, 3] / 2).mean() >= 0.8  # room for the legs below the hips
+    data = TrainingData(ds, b0, sources)
+    x, target, mask = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
+    legs = [LSP.joints.index(n) for n in ("r_ankle", "r_knee", "l_knee", "l_ankle", "neck", "head_top")]
+    assert torch.isfinite(target).all() and not mask[:, legs].any() and mask.any()
+
+    import main
+    out = tmp_path / "lsp"
+    rc = main.main(["train", "--dataset", "lsp", "--extra-data", "flic", "--out", str(out),
+                    "--run-dir", str(tmp_path / "run"), "--limit", "4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "fit-scaler --dataset lsp" in err[0], err
+    assert main.main(["train", "--dataset", "lsp", "--extra-data", "lsp", "--out", str(out)]) == 2
+    assert "is the training dataset itself" in capsys.readouterr().err
 
 
 def test_head_face_fit_and_match():
@@ -252,15 +307,37 @@ def test_init_from_another_skeleton_takes_the_features_only(tmp_path):
 
     flic = read_manifest(make_random_model(tmp_path / "flic", stages=1, skeleton_name="flic", seed=1)).stage_files[0]
     same = build_network(11)
-    assert start_from(same, flic)
+    assert start_from(same, flic) == "every layer"
     lsp = build_network(14)
     fresh_out = lsp.head[-1].weight.detach().clone()
-    assert not start_from(lsp, flic)
+    assert "output layer starts afresh" in start_from(lsp, flic)
     src = torch.load(flic, weights_only=True)["state_dict"]
     torch.testing.assert_close(lsp.features[0].weight, src["features.0.weight"].float())
     torch.testing.assert_close(lsp.head[-1].weight, fresh_out)                # 28 outputs, not FLIC's 22
     with pytest.raises(ModelError, match="not psi with preset 'paper'"):
         start_from(build_network(11, "paper"), flic)
+
+
+def test_a_220_stage_starts_a_smaller_input_stage_with_its_features_and_a_resampled_f_layer(tmp_path):
+    """--refine-input-size: a 96-pixel stage starts from a 220-pixel one. The convolutions carry
+    over unchanged; the first F layer is resampled from 6x6 to 2x2 cells so that a uniform
+    feature map gives the same pre-activation as before; the later F layers carry over."""
+    from conftest import make_random_model
+    from deeppose.engine.model import read_manifest
+    from deeppose.engine.network import build_network
+    from deeppose.tools.trainer import start_from
+
+    ckpt = read_manifest(make_random_model(tmp_path / "m", stages=1, skeleton_name="flic", seed=2)).stage_files[0]
+    src = {k: v.float() for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items()}
+    small = build_network(11, "compact", 96)
+    assert "resampled from 6x6 to 2x2" in start_from(small, ckpt)
+    torch.testing.assert_close(small.features[0].weight, src["features.0.weight"])
+    torch.testing.assert_close(small.head[-1].weight, src["head.7.weight"])
+    uniform = torch.rand(128, 1, 1, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        big_out = torch.nn.functional.linear(uniform.expand(128, 6, 6).reshape(1, -1), src["head.1.weight"])
+        small_out = small.head[1](uniform.expand(128, 2, 2).reshape(1, -1))
+    torch.testing.assert_close(small_out, big_out + small.head[1].bias, rtol=1e-4, atol=1e-4)
 
 
 def test_lsp_manifest_records_the_run_time_scaler_but_trains_on_the_image(tmp_path):

@@ -374,7 +374,7 @@ def run(args) -> int:
                 cascade = pipeline.cascade
             else:
                 regs = create_regressors(info, backend, **opts, **cpu_opts)
-                cascade = Cascade(regs, sk, info.sigma, info.input_size)
+                cascade = Cascade(regs, sk, info.sigma, info.stage_input_sizes, stage_joints=info.stage_joints)
         except (BackendError, ModelError) as e:
             print(f"\n{label}: not measured: {e}")
             entry["error"] = str(e)

@@ -307,7 +307,7 @@ def real_crops(info, count: int = 11, stage: int = 1, seed: int = 0):
     boxes = np.column_stack([rng.uniform(0.3 * w, 0.7 * w, count), rng.uniform(0.3 * h, 0.7 * h, count),
                              side * rng.uniform(0.8, 1.2, count), side * rng.uniform(0.8, 1.2, count)])
     norm = info.normalization
-    return to_network_input(crop_boxes(image, boxes, info.input_size), mean=norm.mean, std=norm.std,
+    return to_network_input(crop_boxes(image, boxes, info.stage_input_sizes[stage - 1]), mean=norm.mean, std=norm.std,
                             channel_order=norm.channel_order)
 
 

@@ -58,15 +58,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-lr", type=float, default=1e-3, metavar="LR",
                         help="peak learning rate of stages >= 2, which start from the previous stage's weights "
                              "(default: 1e-3)")
+    parser.add_argument("--refine-input-size", type=positive_int, default=220, metavar="S",
+                        help="crop side in pixels of stages >= 2 (at least 60; default: 220, the paper's). A "
+                             "smaller crop makes the joint-box stages cheaper: 96 is about a sixth of the work")
+    parser.add_argument("--refine-joints", default=None, metavar="NAMES",
+                        help="comma-separated joints that the trained stages >= 2 refine and train on; the other "
+                             "joints keep the previous stage's position, and their crops are not run "
+                             "(default: every joint, as in the paper)")
     parser.add_argument("--neighbours", action="store_true",
                         help="stages >= 2: also supervise the other labelled joints inside each joint box "
                              "(default: off, only the box's own joint, the paper's psi_i)")
     parser.add_argument("--init", type=Path, default=None, metavar="DIR",
                         help="model folder whose stage-s checkpoint starts stage s (fine-tuning; default: "
                              "stage 1 from scratch, stages >= 2 from stage s-1)")
-    parser.add_argument("--extra-data", action="append", default=[], choices=["lsp"], metavar="DATASET",
-                        help="add another dataset's train split to the training persons, for --dataset flic: lsp "
-                             "(union of joints; the eyes and nose LSP lacks are left out of the loss) (default: none)")
+    parser.add_argument("--extra-data", action="append", default=[], choices=["lsp", "flic"], metavar="DATASET",
+                        help="add the other dataset's train split to the training persons: lsp for --dataset flic, "
+                             "flic for --dataset lsp (union of joints; the joints it lacks are left out of the loss; "
+                             "b0 from its faces through the model's scaler) (default: none)")
     parser.add_argument("--loss", choices=["l2", "l1", "smooth_l1"], default="l2",
                         help="loss on normalized joint coordinates: l2 (the paper's Eq. 4), l1 or smooth_l1 "
                              "(default: l2)")
@@ -106,14 +114,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: error: --from-stage {args.from_stage} is after the last stage to train, --stages "
               f"{args.stages}", file=sys.stderr)
         return 2
-    if args.extra_data and args.dataset != "flic":
-        print(f"train: error: --extra-data adds LSP persons to FLIC training; it does not apply to --dataset "
-              f"{args.dataset}", file=sys.stderr)
+    if args.dataset in args.extra_data:
+        print(f"train: error: --extra-data {args.dataset} is the training dataset itself; add the other one "
+              f"({'lsp' if args.dataset == 'flic' else 'flic'})", file=sys.stderr)
         return 2
     if not 0.0 <= args.rotate <= 180.0 or not 0.0 <= args.scale <= 1.0 or not 0.0 <= args.shift <= 1.0:
         print(f"train: error: --rotate must be within 0..180 degrees, --shift and --scale within 0..1 (got "
               f"{args.rotate:g}, {args.shift:g}, {args.scale:g})", file=sys.stderr)
         return 2
+    if args.refine_input_size < 60:
+        print(f"train: error: --refine-input-size must be at least 60 pixels, got {args.refine_input_size}",
+              file=sys.stderr)
+        return 2
+    refine_joints = None
+    if args.refine_joints is not None:
+        from deeppose.engine.skeletons import get_skeleton
+        known = get_skeleton(args.dataset).joints
+        refine_joints = [j.strip() for j in args.refine_joints.split(",") if j.strip()]
+        unknown = [j for j in refine_joints if j not in known]
+        if unknown or not refine_joints or len(set(refine_joints)) != len(refine_joints):
+            print(f"train: error: --refine-joints must name distinct {args.dataset} joints ({', '.join(known)}); "
+                  f"got {args.refine_joints!r}", file=sys.stderr)
+            return 2
     stages = list(range(args.from_stage, args.stages + 1))
     cfg = TrainConfig(
         dataset=args.dataset,
@@ -126,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         refine_lr=args.refine_lr,
+        refine_input_size=args.refine_input_size,
+        refine_joints=refine_joints,
         neighbours=args.neighbours,
         init=args.init,
         loss=args.loss,

@@ -58,6 +58,8 @@ class TrainConfig:
     color: float = 0.25        # max brightness/contrast change (normalized units / factor)
     # stages >= 2
     refine_lr: float = 1e-3    # peak learning rate (the network starts from stage s-1's weights)
+    refine_input_size: int = INPUT_SIZE  # crop side of stages >= 2, pixels
+    refine_joints: list[str] | None = None  # joints stages >= 2 refine (None: all)
     neighbours: bool = False   # also supervise the other labelled joints inside each joint box
     init: Path | None = None   # model folder whose stage-s checkpoint starts stage s (fine-tuning)
     extra_data: list[str] = field(default_factory=list)  # other datasets' train splits added to train (union of joints)
@@ -103,13 +105,14 @@ def _rot_inv(v: np.ndarray, angle: float) -> np.ndarray:
 class SampleMaker:
     """Builds augmented training batches (crops and normalized targets) for one stage."""
 
-    def __init__(self, data: TrainingData, cfg: TrainConfig, rng: np.random.Generator):
+    def __init__(self, data: TrainingData, cfg: TrainConfig, rng: np.random.Generator, size: int = INPUT_SIZE):
         self.data = data
         self.cfg = cfg
         self.rng = rng
         self.mirror = np.asarray(data.ds.skeleton.mirror)
         self.k = data.ds.skeleton.k
-        self._crop = np.empty((cfg.batch_size, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+        self.size = size   # crop side, pixels
+        self._crop = np.empty((cfg.batch_size, size, size, 3), np.uint8)
 
     def _jitter(self, box: np.ndarray) -> tuple[np.ndarray, float]:
         c = self.cfg
@@ -136,7 +139,7 @@ class SampleMaker:
         flips = self.rng.random(n) < 0.5
         for j, i in enumerate(idx):
             box, angle = self._jitter(self.data.b0[i])
-            crop_boxes(self.data.image(i), box[None], angles=np.array([angle]), out=self._crop[j:j + 1])
+            crop_boxes(self.data.image(i), box[None], self.size, angles=np.array([angle]), out=self._crop[j:j + 1])
             t = _rot_inv(self.data.poses[i] - box[:2], angle) / box[2:4]
             if flips[j]:
                 t = t[self.mirror]
@@ -166,7 +169,7 @@ class SampleMaker:
             side = self.cfg.sigma * d * ratios[self.rng.integers(len(ratios))]
             box = np.array([y[0] + delta[0], y[1] + delta[1], side, side])
             angle = math.radians(self.rng.uniform(-self.cfg.rotate_deg, self.cfg.rotate_deg))
-            crop_boxes(self.data.image(i), box[None], angles=np.array([angle]), out=self._crop[j:j + 1])
+            crop_boxes(self.data.image(i), box[None], self.size, angles=np.array([angle]), out=self._crop[j:j + 1])
             t = _rot_inv(self.data.poses[i] - box[:2], angle) / box[2:4]  # (k, 2)
             m = np.zeros(self.k, bool)
             if self.cfg.neighbours:
@@ -222,11 +225,14 @@ def _barrier() -> None:
         torch.distributed.barrier()
 
 
-def predict(nets: list[PoseRegressor], data: TrainingData, sigma: float, device: torch.device) -> np.ndarray:
-    """Run the cascade of ``nets`` over every example of ``data``; returns (S, N, k, 2) pixels."""
+def predict(nets: list[PoseRegressor], data: TrainingData, sigma: float, device: torch.device,
+            stage_joints: list | None = None) -> np.ndarray:
+    """Run the cascade of ``nets`` (stage s refining the joints ``stage_joints[s - 1]``, None:
+    all) over every example of ``data``; returns (S, N, k, 2) pixels."""
     from deeppose.tools.evaluate import cascade_poses
 
-    cascade = Cascade([TorchRegressor(n, device=str(device), fp16=False) for n in nets], data.ds.skeleton, sigma)
+    cascade = Cascade([TorchRegressor(n, device=str(device), fp16=False) for n in nets], data.ds.skeleton, sigma,
+                      [n.input_size for n in nets], stage_joints=stage_joints)
     return cascade_poses(data.ds, cascade, data.b0, load_image=data.image_by_path)[0]
 
 
@@ -293,8 +299,12 @@ class StageTrainer:
     """Trains one stage with checkpoints every epoch and resume."""
 
     def __init__(self, stage: int, cfg: TrainConfig, train: TrainingData, val: TrainingData,
-                 prev: list[PoseRegressor], device: torch.device):
+                 prev: list[PoseRegressor], device: torch.device, prev_joints: list | None = None):
         self.stage, self.cfg, self.train, self.val, self.prev, self.device = stage, cfg, train, val, prev, device
+        names = train.ds.skeleton.joints
+        # the joints each stage refines: stages 1..s-1 as the model folder has them, this one from the config
+        self.own_joints = None if stage == 1 or cfg.refine_joints is None else [names.index(j) for j in cfg.refine_joints]
+        self.stage_joints = list(prev_joints or [None] * len(prev)) + [self.own_joints]
         self.dir = cfg.run_dir / f"stage{stage}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_path = self.dir / "last.pt"
@@ -303,7 +313,12 @@ class StageTrainer:
     def _epoch_items(self, rng: np.random.Generator) -> np.ndarray:
         if self.stage == 1:
             return rng.permutation(len(self.train))
-        pairs = np.argwhere(np.isfinite(self.train.poses).all(-1) & np.isfinite(self.train.diam)[:, None])
+        labelled = np.isfinite(self.train.poses).all(-1) & np.isfinite(self.train.diam)[:, None]
+        if self.own_joints is not None:   # only the joints this stage refines
+            keep = np.zeros(labelled.shape[1], bool)
+            keep[self.own_joints] = True
+            labelled &= keep
+        pairs = np.argwhere(labelled)
         return pairs[rng.permutation(len(pairs))]
 
     def run(self) -> tuple[PoseRegressor, dict, dict | None]:
@@ -311,14 +326,15 @@ class StageTrainer:
         torch.manual_seed(cfg.seed + self.stage)
         rng = np.random.default_rng(cfg.seed + 1000 * self.stage)
         random.seed(cfg.seed + self.stage)
-        net = build_network(self.k, cfg.preset).to(self.device)
+        size = INPUT_SIZE if self.stage == 1 else cfg.refine_input_size
+        net = build_network(self.k, cfg.preset, size).to(self.device)
         init = _init_checkpoint(cfg, self.stage)
         if init is not None:  # fine-tune a trained stage s
-            whole = start_from(net, init)
-            log.info("stage %d: starts from %s%s", self.stage, init, "" if whole else
-                     " (features only: it regresses another number of joints; the output layer starts afresh)")
+            loaded = start_from(net, init)
+            log.info("stage %d: starts from %s (%s)", self.stage, init, loaded)
         elif self.prev:  # start from the previous stage: its features already find body parts
-            net.load_state_dict(self.prev[-1].state_dict())
+            loaded = transfer_weights(net, self.prev[-1].state_dict(), f"stage {self.stage - 1}")
+            log.info("stage %d: starts from stage %d (%s)", self.stage, self.stage - 1, loaded)
         lr = cfg.lr if self.stage == 1 else cfg.refine_lr
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
         epochs = cfg.epochs if self.stage == 1 else cfg.refine_epochs
@@ -333,7 +349,7 @@ class StageTrainer:
         if self.stage > 1 and stats is None:
             if rank == 0:   # one process runs stage s-1 over the training split; the others receive the fit
                 t = time.time()
-                pred = predict(self.prev, self.train, cfg.sigma, self.device)
+                pred = predict(self.prev, self.train, cfg.sigma, self.device, self.stage_joints[:-1])
                 stats = displacement_stats(pred[-1], self.train)
                 log.info("stage %d: fitted stage %d displacement distribution on %d training persons in %.0f s; "
                          "per-joint error std (diam units): %s", self.stage, self.stage - 1, len(self.train),
@@ -364,7 +380,7 @@ class StageTrainer:
             log.info("stage %d: resumed from %s at epoch %d/%d", self.stage, self.ckpt_path, start_epoch, epochs)
         # augmentation draws differ per process; the epoch order (rng) is shared
         maker = SampleMaker(self.train, cfg, rng if world == 1 else
-                            np.random.default_rng([cfg.seed, self.stage, rank, start_epoch]))
+                            np.random.default_rng([cfg.seed, self.stage, rank, start_epoch]), size)
         model = net
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(
@@ -401,7 +417,8 @@ class StageTrainer:
                 if cfg.max_steps and step >= cfg.max_steps:
                     break
                 continue
-            metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device), self.val)
+            metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device, self.stage_joints),
+                                  self.val)
             entry = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "samples_per_s": seen / (time.time() - t0),
                      "val": metrics[f"stage{self.stage}"]}
             final_metrics = metrics
@@ -439,9 +456,14 @@ def _load_split(cfg: TrainConfig, split: str, limit: int | None, scaler: dict | 
     b0, sources = example_b0(ds, scaler, missed="joints" if split == "train" else "frame")
     counts = {s: sources.count(s) for s in sorted(set(sources))}
     log.info("%s %s: %d persons, b0 sources %s", cfg.dataset, split, len(ds), counts)
-    if split == "train":
+    if split == "train" and cfg.extra_data:
+        extra_scaler = scaler if cfg.dataset == "flic" else _run_time_scaler(cfg)
+        if extra_scaler is None:
+            raise DatasetError(f"--extra-data for an LSP model needs the full-body scaler at {cfg.out / 'scaler.json'} "
+                               "(it places a body box b0 on the other dataset's faces): run `python main.py "
+                               "fit-scaler --dataset lsp` first")
         for name in cfg.extra_data:
-            extra, extra_b0, extra_sources = _extra_split(name, ds.skeleton, scaler, limit)
+            extra, extra_b0, extra_sources = _extra_split(name, ds.skeleton, extra_scaler, limit)
             ds = dataclasses.replace(ds, name=f"{ds.name}+{name}", examples=ds.examples + extra.examples)
             b0 = np.concatenate([b0, extra_b0])
             sources = sources + [f"{name}:{s}" for s in extra_sources]
@@ -452,9 +474,13 @@ def _extra_split(name: str, skeleton, scaler: dict | None, limit: int | None):
     """Another dataset's train split relabelled into ``skeleton``: the union of joints, where the
     joints it does not label are NaN and so out of the loss (as the paper trains on FLIC + LSP).
 
-    b0 follows the model's protocol: with a face scaler (LSP persons for the FLIC model), the
-    detected face enlarged by the scaler, or the face implied by the neck and head top
-    (:func:`tools.person_boxes.head_face_b0`); without one, the full image.
+    b0 follows the model's run-time protocol, the detected face enlarged by the model's scaler:
+    - LSP persons for the FLIC model: the face matched to the neck and head top, or the face
+      they imply (:func:`tools.person_boxes.head_face_b0`);
+    - FLIC persons for the LSP model (``scaler`` = the full-body scaler): the matched face, or
+      the face implied by the labelled eyes and nose, enlarged to a body box that reaches below
+      the frame where the legs are out of view (:func:`tools.person_boxes.example_b0`);
+    - without a scaler: the full image.
 
     Returns:
         (dataset with ``skeleton``, b0 (N, 4) pixels, sources (N,)); persons without a b0 are dropped.
@@ -464,7 +490,10 @@ def _extra_split(name: str, skeleton, scaler: dict | None, limit: int | None):
     other = load_dataset(name, None, "train")
     if limit:
         other.examples = other.examples[:limit]
-    if scaler is not None:
+    if scaler is not None and name == "flic":
+        b0, sources = example_b0(other, scaler, missed="joints")
+        log.info("%s train: %d persons as extra data, b0 sources %s", name, len(other), dict(Counter(sources)))
+    elif scaler is not None:
         b0, sources, params = head_face_b0(other, scaler)
         log.info("%s train: %d persons as extra data, b0 sources %s, head-face fit %s", name, len(other),
                  dict(Counter(sources)), params)
@@ -502,24 +531,53 @@ def _scaler(cfg: TrainConfig) -> dict | None:
     return json.loads(path.read_text())
 
 
-def start_from(net: PoseRegressor, checkpoint: Path) -> bool:
-    """Load a trained stage checkpoint into ``net`` (``--init``).
-
-    A checkpoint of the same preset that regresses another number of joints (a FLIC model
-    starting an LSP one) gives every layer but the 2k-wide output layer, which keeps its fresh
-    initialization. Returns True when every layer was loaded.
+def start_from(net: PoseRegressor, checkpoint: Path) -> str:
+    """Load a trained stage checkpoint into ``net`` (``--init``); see :func:`transfer_weights`.
 
     Raises:
         ModelError: unreadable checkpoint, or one of another preset (layers of other shapes).
     """
-    source = load_stage_module(checkpoint).state_dict()
+    return transfer_weights(net, load_stage_module(checkpoint).state_dict(), str(checkpoint))
+
+
+def transfer_weights(net: PoseRegressor, source: dict, name: str) -> str:
+    """Start ``net`` from the state dict of a trained psi of the same preset.
+
+    - Another number of joints (a FLIC model starting an LSP one): every layer but the
+      2k-wide output layer, which keeps its fresh initialization.
+    - Another input side S (a 220 stage starting a 96 refinement stage): the convolutions
+      carry over as they are; the first fully connected layer, whose inputs are the C x s x s
+      cells of the last feature map, is resampled from the source's s' x s' grid to s x s by
+      area averaging, scaled by s'^2 / s^2 so that a uniform feature map gives the same output.
+
+    Returns a short description of what was carried over.
+    Raises:
+        ModelError: ``source`` is not psi with ``net``'s preset (layers of other shapes).
+    """
+    import torch.nn.functional as F
+
     own = net.state_dict()
     same = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-    last = f"head.{len(net.head) - 1}"
+    fc1, last = "head.1.weight", f"head.{len(net.head) - 1}"
+    notes = []
+    if fc1 in source and fc1 in own and fc1 not in same:
+        w, cin = source[fc1], own["features.%d.weight" % _last_conv(net)].shape[0]
+        s_src, s_dst = math.isqrt(w.shape[1] // cin), math.isqrt(own[fc1].shape[1] // cin)
+        if s_src * s_src * cin == w.shape[1] and w.shape[0] == own[fc1].shape[0]:
+            grid = w.reshape(w.shape[0], cin, s_src, s_src)
+            same[fc1] = (F.adaptive_avg_pool2d(grid, s_dst) * (s_src * s_src / (s_dst * s_dst))).reshape(own[fc1].shape)
+            notes.append(f"first F layer resampled from {s_src}x{s_src} to {s_dst}x{s_dst} cells")
     if set(own) - set(same) - {f"{last}.weight", f"{last}.bias"}:
-        raise ModelError(f"{checkpoint} is not psi with preset {net.preset!r}: cannot start from it")
+        raise ModelError(f"{name} is not psi with preset {net.preset!r}: cannot start from it")
+    if f"{last}.weight" not in same:
+        notes.append("features only: it regresses another number of joints; the output layer starts afresh")
     net.load_state_dict(same, strict=False)
-    return len(same) == len(own)
+    return "; ".join(notes) or "every layer"
+
+
+def _last_conv(net: PoseRegressor) -> int:
+    """Index in ``net.features`` of the last convolution."""
+    return max(i for i, m in enumerate(net.features) if isinstance(m, torch.nn.Conv2d))
 
 
 def _init_checkpoint(cfg: TrainConfig, stage: int) -> Path | None:
@@ -553,6 +611,8 @@ def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict,
         manifest = {}
     stages = [s for s in manifest.get("stages", []) if s["stage"] < stage]
     entry = {"stage": stage, "checkpoint": name, "epochs": result["epochs"],
+             **({"input_size": net.input_size} if net.input_size != INPUT_SIZE else {}),
+             **({"joints": list(cfg.refine_joints)} if stage > 1 and cfg.refine_joints is not None else {}),
              "final_train_loss": round(result["history"][-1]["loss"], 5) if result["history"] else None,
              "samples_per_s": round(result["history"][-1]["samples_per_s"], 1) if result["history"] else None}
     if stats is not None:
@@ -652,10 +712,11 @@ def _train_stages(cfg: TrainConfig, device: torch.device, rank: int, world: int)
     for stage in cfg.stages:
         try:
             prev = [n.to(device) for n in _prev_stages(cfg, stage, train.ds.skeleton.k)]
+            prev_joints = read_manifest(cfg.out).stage_joints[: stage - 1] if stage > 1 else []
         except ModelError as e:
             print(f"train: {e}", file=sys.stderr)
             return 2
-        trainer = StageTrainer(stage, cfg, train, val, prev, device)
+        trainer = StageTrainer(stage, cfg, train, val, prev, device, prev_joints)
         try:
             net, result, stats = trainer.run()
         except (DatasetError, ModelError) as e:

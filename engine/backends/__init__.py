@@ -283,4 +283,5 @@ def load_cascade(folder: str | Path, backend: str = "torch", **backend_options: 
     """
     info = read_manifest(folder)
     regressors = create_regressors(info, backend, **backend_options)
-    return Cascade(regressors, info.skeleton, info.sigma, info.input_size, normalization=info.normalization), info
+    return (Cascade(regressors, info.skeleton, info.sigma, info.stage_input_sizes, normalization=info.normalization,
+                    stage_joints=info.stage_joints), info)
