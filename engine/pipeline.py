@@ -193,6 +193,11 @@ class PosePipeline:
             rolled by more than about 45 degrees (default off).
         flip: flip test-time averaging of the cascade, "off", "first" or "all" (see
             :class:`engine.cascade.Cascade`); default :data:`DEFAULT_FLIP`.
+        max_persons: follow at most this many persons (None: everyone found). Once that many
+            are confirmed, the longest-tracked ones (largest face first among equals) are kept,
+            newly found faces are ignored until one of them is lost, and the face detector runs
+            only every ``detect_every`` frames: a webcam user alone in view (MediaPipe's
+            ``num_poses`` 1) pays for one person, not for faces in the background.
         backend_options: passed to the backend (e.g. ``device="cpu"``).
     Raises:
         engine.model.ModelError: the model folder cannot be used (one-line message).
@@ -204,7 +209,7 @@ class PosePipeline:
                  min_face_confidence: float | None = None, threads: int | None = None,
                  detect_every: int | None = None, track_by_pose: bool | None = None, verify: bool | None = None,
                  verify_params: VerifyParams | None = None, rotate: bool = False, flip: str = DEFAULT_FLIP,
-                 **backend_options):
+                 max_persons: int | None = None, **backend_options):
         from .backends import load_cascade
 
         self.weights = Path(weights)
@@ -236,6 +241,9 @@ class PosePipeline:
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be at least 1, got {detect_every}")
         self.rotate = bool(rotate)
+        if max_persons is not None and int(max_persons) < 1:
+            raise ValueError(f"max_persons must be at least 1, got {max_persons}")
+        self.max_persons = None if max_persons is None else int(max_persons)
         self._since_detect: int | None = None
         self._owns_detector = detector is None
         self.face_search: TrackingFaceDetector | None = None
@@ -342,6 +350,8 @@ class PosePipeline:
         tracks = self.tracker.update(found.b0, faces, found.scores, ts, sources=found.sources, frame_index=idx,
                                      angles=getattr(found, "angles", None), pending=self.verify)
 
+        if self.max_persons is not None:
+            tracks = self._limit_persons(tracks)
         h, w = frame_bgr.shape[:2]
         if self.verify:   # held persons wait for a detection; they are not drawn
             tracks = [tr for tr in tracks if tr.source != "held"]
@@ -352,6 +362,9 @@ class PosePipeline:
             angles = np.array([tr.angle for tr in tracks])
             res = self.cascade.run(frame_bgr, b0, stages, angles if angles.any() else None)
             drawn = self._observe(tracks, res.stage_poses[-1], angles, ts)
+            if self.max_persons is not None:   # several may have been confirmed in this frame
+                kept = self._limit_persons([tracks[i] for i in drawn])
+                drawn = [i for i in drawn if any(tracks[i] is k for k in kept)]
         else:
             drawn = []
         if not drawn and self.full_frame_fallback:
@@ -389,6 +402,25 @@ class PosePipeline:
             self._frame_filter = None
         return FrameResult(idx, ts, persons, detect_s, list(res.stage_seconds), time.perf_counter() - t_start,
                            self._backend, (w, h), stages, detected)
+
+    def _limit_persons(self, tracks: list) -> list:
+        """With ``max_persons`` confirmed tracks or more in the tracker: keep the
+        ``max_persons`` tracked longest (then largest face), drop every other track from the
+        tracker, tentative ones included, so that they cost neither crops nor forced
+        detections; returns the kept ones among ``tracks``."""
+        confirmed = [tr for tr in self.tracker.tracks if tr.confirmed]
+        if len(confirmed) < self.max_persons:
+            return tracks
+
+        def size(tr):
+            face = tr.face if tr.face is not None else tr.last_face
+            return float(face_size(np.asarray(face))) if face is not None else 0.0
+
+        keep = sorted(confirmed, key=lambda tr: (tr.first_frame, -size(tr), tr.track_id))[: self.max_persons]
+        for tr in list(self.tracker.tracks):
+            if not any(tr is k for k in keep):
+                self.tracker.drop(tr)
+        return [tr for tr in tracks if any(tr is k for k in keep)]
 
     def _need_detection(self) -> bool:
         """Run the face detector on this frame? Always without tracking by pose; else every

@@ -77,6 +77,9 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
                         "every estimate (default: on)")
     parser.add_argument("--confirm", type=positive_int, metavar="N", default=3,
                         help="draw a new person once detected in N of their first N+2 frames (default: 3)")
+    parser.add_argument("--max-persons", type=positive_int, metavar="N", default=None,
+                        help="follow at most N persons, those tracked longest; faces found beyond them are "
+                        "ignored until one is lost (default: everyone found)")
     add_flip(parser, default="first")   # engine.pipeline.DEFAULT_FLIP
     parser.add_argument("--rotate", action="store_true",
                         help="rotated b0: turn each person's crops with the roll of their face (tilted or lying "
@@ -89,6 +92,7 @@ def tracking_kwargs(args) -> dict:
 
     return {"detect_every": args.detect_every, "track_by_pose": None if args.track_by_pose else False,
             "verify": None if args.track_by_pose else False, "rotate": args.rotate, "flip": args.flip,
+            "max_persons": args.max_persons,
             "tracker": PersonTracker(confirm_hits=args.confirm, confirm_frames=args.confirm + 2)}
 
 

@@ -66,9 +66,10 @@ def test_video_jobs_side_by_side(random_model_dir, tmp_path):
     from deeppose.tools.benchmark import format_video_jobs, measure_video_jobs
 
     clip = cut_video(WALKING, tmp_path / "walking4.mp4", 4)
-    jobs = measure_video_jobs(clip, PEER, random_model_dir)
+    jobs = measure_video_jobs(clip, PEER, random_model_dir, max_persons=1)   # like the peer's num_poses 1
     for side in ("ours", "peer"):
         r = jobs[side]
         assert r["rc"] == 0, (side, r)
         assert r["wall_s"] > 0 and r["cpu_s"] > 0 and r["peak_rss_mib"] > 50
-    assert "ratio (ours / peer, wall time)" in format_video_jobs(jobs, clip)
+    text = format_video_jobs(jobs, clip)
+    assert "ratio (ours / peer, wall time)" in text and "--max-persons 1" in text

@@ -600,6 +600,25 @@ def test_tracking_by_pose_runs_the_face_detector_every_n_frames(flic_weights):
     assert pose_frames >= 10
 
 
+def test_max_persons_follows_the_walker_alone_and_detects_every_nth_frame(flic_weights):
+    """max_persons=1 (video --max-persons 1) on the first 40 frames of walking.mp4: at most one
+    skeleton per frame, on the walker (the largest face of the first confirmed), with one id;
+    the seated people in the background get no crops, and once he is confirmed the face
+    detector runs every 5th frame only (no new tentative tracks force it)."""
+    frames = walking_frames(40)
+    with PosePipeline(flic_weights, detect_every=5, smooth=False, max_persons=1) as pipe:
+        results = [pipe.process(f, i / 30, i) for i, f in enumerate(frames)]
+        assert len(pipe.tracker.tracks) == 1
+    assert all(len(r.persons) <= 1 for r in results)
+    drawn = [r.persons[0] for r in results if r.persons]
+    assert len(drawn) >= 36 and all(_is_walker(p) for p in drawn) and len({p.track_id for p in drawn}) == 1
+    first = next(r.index for r in results if r.persons)
+    detected = [r.index for r in results if r.detected and r.index > first]
+    assert len(detected) <= 9 and np.diff(detected).max() <= 5, detected
+    with pytest.raises(ValueError, match="max_persons must be at least 1"):
+        PosePipeline(flic_weights, max_persons=0)
+
+
 class FaceScript:
     """The pipeline's own person detector, plus scripted false faces: a face on the walker's
     hand (at his last left wrist) and a second, larger box on his face."""

@@ -45,6 +45,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_stages(parser)
     parser.add_argument("--persons", type=positive_int, default=1, metavar="N",
                         help="persons per frame in the cascade measurement (default: 1)")
+    parser.add_argument("--max-persons", type=positive_int, default=None, metavar="N",
+                        help="end to end, side by side and in the video job: follow at most N persons, as "
+                             "`video --max-persons` (1: one tracked person, like the peer's default; default: "
+                             "everyone found)")
     parser.add_argument("--runs", type=positive_int, default=100, metavar="N",
                         help="measured runs per backend and measurement (default: 100)")
     parser.add_argument("--warmup", type=int, default=10, metavar="N", help="warm-up runs before measuring (default: 10)")
@@ -364,7 +368,8 @@ def run(args) -> int:
                     popts = dict(opts, **cpu_opts)
                     if backend == "torch":
                         popts = {k: v for k, v in opts.items() if k in ("device", "fp16")}
-                    pipeline = PosePipeline(weights, backend=backend, stages=stages, smooth=True, **popts)
+                    pipeline = PosePipeline(weights, backend=backend, stages=stages, smooth=True,
+                                            max_persons=args.max_persons, **popts)
                 except BackendError:
                     raise
                 except Exception as e:  # pipeline or detector unavailable: cascade-only figures
@@ -406,12 +411,12 @@ def run(args) -> int:
         from deeppose.tools.peer import PeerError
         try:
             side = measure_side_by_side(weights, stages, threads, frames, args.peer, args.peer_poses, args.runs,
-                                        args.warmup, int8=args.int8)
+                                        args.warmup, int8=args.int8, max_persons=args.max_persons)
         except PeerError as e:
             print(f"benchmark: error: {e}", file=sys.stderr)
             return 2
         if args.peer_video:
-            side["video_job"] = measure_video_jobs(video, args.peer, weights, args.int8)
+            side["video_job"] = measure_video_jobs(video, args.peer, weights, args.int8, args.max_persons)
     try:
         machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -426,7 +431,8 @@ def run(args) -> int:
             print(format_video_jobs(side["video_job"], video))
     report = {"model": {"folder": str(weights), "note": model_note, "stages_run": stages, "k": sk.k,
                         "preset": info.manifest.preset},
-              "frames": frame_note, "persons": persons, "runs": args.runs, "warmup": args.warmup,
+              "frames": frame_note, "persons": persons, "max_persons": args.max_persons,
+              "runs": args.runs, "warmup": args.warmup,
               "machine": machine, "auto": {"backend": chosen, "reason": chosen_reason}, "notes": notes,
               "results": results, "side_by_side": side}
     if args.json:
@@ -460,8 +466,10 @@ def peak_rss_mib() -> float:
 
 
 def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list, peer_path: Path,
-                         peer_poses: int, runs: int, warmup: int, int8: bool = False) -> dict:
-    """Our ``PosePipeline`` (auto backend) and the peer on the same frames, interleaved.
+                         peer_poses: int, runs: int, warmup: int, int8: bool = False,
+                         max_persons: int | None = None) -> dict:
+    """Our ``PosePipeline`` (auto backend; following at most ``max_persons`` persons, None:
+    everyone) and the peer on the same frames, interleaved.
 
     Ours runs float, or int8 with ``int8``. Each of ``warmup + runs`` steps takes the next frame (played forth and back, timestamps
     1/30 s apart) and runs ours, then the peer, on it; each side's whole per-frame job is
@@ -488,7 +496,7 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
     try:
         t0 = time.perf_counter()
         ours = PosePipeline(weights, backend="auto", stages=stages, smooth=True, threads=threads,
-                            **({"int8": True} if int8 else {}))
+                            max_persons=max_persons, **({"int8": True} if int8 else {}))
         ours_load, rss2 = time.perf_counter() - t0, rss_mib()
         order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) if len(frames) > 1 else [0]
         t_ours, t_peer, n_ours, n_peer = [], [], [], []
@@ -559,26 +567,33 @@ def _timed_process(cmd: list[str]) -> dict:
             "peak_rss_mib": peak_kib / 1024}
 
 
-def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool = False) -> dict:
-    """``main.py video VIDEO`` (defaults, the auto backend) and the peer's video job
+def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool = False,
+                       max_persons: int | None = None) -> dict:
+    """``main.py video VIDEO`` (defaults, the auto backend, ``--max-persons`` when given) and the peer's video job
     (:func:`tools.peer.video_job`) on the whole of ``video``, one process after the other,
     each writing into a temporary folder; see :func:`_timed_process` for the figures."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="deeppose-peer-video-") as tmp:
         ours = _timed_process([sys.executable, str(REPO / "main.py"), "video", str(video), "-o",
-                               str(Path(tmp) / "ours.mp4"), "--weights", str(weights)] + (["--int8"] if int8 else []))
+                               str(Path(tmp) / "ours.mp4"), "--weights", str(weights)] + (["--int8"] if int8 else [])
+                              + (["--max-persons", str(max_persons)] if max_persons else []))
         peer = _timed_process([sys.executable, "-m", "deeppose.tools.peer", str(peer_path), str(video),
                                str(Path(tmp) / "peer.mp4")])
-    return {"ours": ours, "peer": peer, "wall_ratio": ours["wall_s"] / peer["wall_s"], "int8": int8}
+    return {"ours": ours, "peer": peer, "wall_ratio": ours["wall_s"] / peer["wall_s"], "int8": int8,
+            "max_persons": max_persons}
 
 
 def format_video_jobs(jobs: dict, video: Path) -> str:
     """The printed table of :func:`measure_video_jobs`."""
     lines = [f"Whole video job on {video.name} (decode, pose, draw, H.264 encode), one process after the other:",
              f"{'':<34}{'wall s':>8}{'CPU s':>8}{'peak RSS':>12}{'exit':>6}"]
-    for label, r in (("main.py video (deeppose)" + (" --int8" if jobs.get("int8") else ""), jobs["ours"]), ("MediaPipe pose landmarker", jobs["peer"])):
-        lines.append(f"{label:<34}{r['wall_s']:8.1f}{r['cpu_s']:8.1f}{r['peak_rss_mib']:8.0f} MiB{r['rc']:6d}")
+    ours = "main.py video (deeppose)" + (" --int8" if jobs.get("int8") else "")
+    ours += f" --max-persons {jobs['max_persons']}" if jobs.get("max_persons") else ""
+    width = max(34, len(ours) + 2)
+    lines[1] = f"{'':<{width}}{'wall s':>8}{'CPU s':>8}{'peak RSS':>12}{'exit':>6}"
+    for label, r in ((ours, jobs["ours"]), ("MediaPipe pose landmarker", jobs["peer"])):
+        lines.append(f"{label:<{width}}{r['wall_s']:8.1f}{r['cpu_s']:8.1f}{r['peak_rss_mib']:8.0f} MiB{r['rc']:6d}")
     lines.append(f"ratio (ours / peer, wall time): {jobs['wall_ratio']:.2f}")
     return "\n".join(lines)
 
