@@ -37,6 +37,8 @@ class AppSettings:
         stages: how many cascade stages to run, 1..S; 0 = all S stages of the model.
         smooth: smooth poses across frames.
         show_boxes: draw the person boxes b0 (and faces) with the stick figures.
+        max_persons: follow at most this many persons, those tracked longest (0: everyone
+            found; 1: just the user at a webcam, whatever is behind them).
         record_dir: folder where Record writes its video and keypoints files.
         last_dir: folder last used in "Open video file...".
     """
@@ -47,6 +49,7 @@ class AppSettings:
     stages: int = 0
     smooth: bool = True
     show_boxes: bool = False
+    max_persons: int = 0
     record_dir: str = field(default_factory=lambda: str(default_record_dir()))
     last_dir: str = ""
 
@@ -74,6 +77,8 @@ def load_settings(qs: QSettings) -> AppSettings:
             setattr(out, f.name, value)
     if out.stages < 0:
         out.stages = 0
+    if out.max_persons < 0:
+        out.max_persons = 0
     if out.model not in MODELS:   # a name from another version: the default
         out.model = AppSettings.model
     return out

@@ -63,6 +63,15 @@ class SettingsPanelMixin:
         self.stages_spin.valueChanged.connect(self.set_stages)
         form.addRow("Cascade stages", self.stages_spin)
 
+        self.persons_spin = QSpinBox(panel)
+        self.persons_spin.setRange(0, 20)
+        self.persons_spin.setSpecialValueText("everyone")   # 0
+        self.persons_spin.setValue(s.max_persons)
+        self.persons_spin.setToolTip("Follow at most this many persons, those tracked longest; 1: just you at a "
+                                     "webcam, whatever is behind you")
+        self.persons_spin.valueChanged.connect(self.set_max_persons)
+        form.addRow("Follow at most", self.persons_spin)
+
         self.smooth_check = QCheckBox("Smooth poses across frames", panel)
         self.smooth_check.setChecked(s.smooth)
         self.smooth_check.toggled.connect(self.set_smooth)
@@ -187,6 +196,14 @@ class SettingsPanelMixin:
         if self.stages_spin.value() != n:
             self.stages_spin.setValue(n)
         self.worker.configure(stages=int(n))
+
+    def set_max_persons(self, n: int) -> None:
+        """Follow at most ``n`` persons (0: everyone); saved, and applied from the next frame."""
+        n = max(0, int(n))
+        self._set_setting("max_persons", n)
+        if self.persons_spin.value() != n:
+            self.persons_spin.setValue(n)
+        self.worker.configure(max_persons=n)
 
     def set_smooth(self, on: bool) -> None:
         self._set_setting("smooth", bool(on))

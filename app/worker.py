@@ -113,12 +113,12 @@ class InferenceWorker(QThread):
     recordingChanged = pyqtSignal(bool, str)
 
     def __init__(self, slot: LatestFrameSlot, weights: str, backend: str = "auto", stages: int = 0,
-                 smooth: bool = True, show_boxes: bool = False, parent=None):
+                 smooth: bool = True, show_boxes: bool = False, max_persons: int = 0, parent=None):
         super().__init__(parent)
         self.slot = slot
         self._lock = threading.Lock()
         self._config = {"weights": str(weights), "backend": backend, "stages": int(stages),
-                        "smooth": bool(smooth), "show_boxes": bool(show_boxes)}
+                        "smooth": bool(smooth), "show_boxes": bool(show_boxes), "max_persons": int(max_persons)}
         self._loaded_key: tuple[str, str] | None = None
         self._reload = True
         self._reset = False
@@ -141,7 +141,8 @@ class InferenceWorker(QThread):
 
     # -- called from the GUI thread ----------------------------------------------------
     def configure(self, **changes) -> None:
-        """Change settings (weights, backend, stages, smooth, show_boxes); applied before the next frame."""
+        """Change settings (weights, backend, stages, smooth, show_boxes, max_persons: 0 for
+        everyone); applied before the next frame."""
         with self._lock:
             for k, v in changes.items():
                 if k not in self._config:
@@ -230,6 +231,7 @@ class InferenceWorker(QThread):
             if self.pipeline.stages != want:
                 self.pipeline.stages = want
             self.pipeline.smooth = bool(cfg["smooth"])
+            self.pipeline.max_persons = int(cfg["max_persons"]) or None
         if reset:
             self._finish_recording()
             if self.pipeline is not None:

@@ -286,13 +286,17 @@ def test_settings_change_live_and_persist(qtbot, random_model_dir, walking_cut, 
     qtbot.waitUntil(lambda: qimage_rgb(win.last_display.image)[..., 1].max() >= 200
                     and np.any(np.all(np.abs(qimage_rgb(win.last_display.image).astype(int) - (0, 220, 0)) < 30,
                                       axis=-1)), timeout=10000)
+    win.set_max_persons(1)
+    qtbot.waitUntil(lambda: win.worker.pipeline is not None and win.worker.pipeline.max_persons == 1, timeout=10000)
     wait_end(qtbot, win)
     close_window(win)
     assert settings_file.is_file()
 
     win2 = open_window(qtbot, None, None, backend=None)
     s = win2.settings
-    assert (s.weights, s.backend, s.stages, s.smooth, s.show_boxes) == (str(random_model_dir), "torch", 1, False, True)
+    assert (s.weights, s.backend, s.stages, s.smooth, s.show_boxes, s.max_persons) == (
+        str(random_model_dir), "torch", 1, False, True, 1)
+    assert win2.persons_spin.value() == 1
     assert win2.backend_combo.currentText() == "torch"
     assert not win2.smooth_check.isChecked() and win2.boxes_check.isChecked()
     qtbot.waitUntil(lambda: win2.model is not None, timeout=60000)
