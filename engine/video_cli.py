@@ -80,7 +80,7 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-persons", type=positive_int, metavar="N", default=None,
                         help="follow at most N persons, those tracked longest; faces found beyond them are "
                         "ignored until one is lost (default: everyone found)")
-    add_flip(parser, default="first")   # engine.pipeline.DEFAULT_FLIP
+    add_flip(parser, default="off")   # engine.pipeline.DEFAULT_FLIP
     parser.add_argument("--rotate", action="store_true",
                         help="rotated b0: turn each person's crops with the roll of their face (tilted or lying "
                         "persons; default: off)")

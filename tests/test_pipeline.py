@@ -431,9 +431,11 @@ def test_pipeline_batches_all_persons_per_stage(model_dir):
     res = pipe.process(frame, 0.0)
     k, s = pipe.skeleton.k, pipe.num_stages
     assert isinstance(res, FrameResult) and len(res.persons) == 2
-    # one batch per stage; the default flip averaging of stage 1 adds each person's mirrored crop
-    assert pipe.cascade.flip == "first"
-    assert [c.batches for c in counters] == [[2 * 2]] + [[2 * k]] * (s - 1)
+    # one batch per stage, every person in it (no flip averaging by default): at a stage
+    # s >= 2 the boxes of the joints that stage refines (every joint unless the manifest says)
+    assert pipe.cascade.flip == "off"
+    refined = [k if j is None else len(j) for j in pipe.cascade.stage_joints[1:]]
+    assert [c.batches for c in counters] == [[2]] + [[2 * m] for m in refined]
     for p in res.persons:
         assert p.stage_poses.shape == (s, k, 2) and p.pose.shape == (k, 2)
         assert p.b0_source == "face" and p.face is not None and p.stage == s
