@@ -61,9 +61,10 @@ def _conv(cin: int, cout: int, kernel: int, stride: int, norm: str | None) -> li
 class PoseRegressor(nn.Module):
     """psi(x; theta): crops (B, 3, S, S) float32 -> (B, 2k) normalized joint coordinates.
 
-    S is ``input_size``: the paper's 220, or smaller for cheaper refinement stages (the joint
-    box of stage s >= 2 covers sigma*diam(y), a few hundred pixels at most, so a 128-pixel crop
-    keeps most of its detail at about a quarter of the multiply-adds).
+    S is ``input_size``: the paper's 220, or smaller for cheaper refinement stages (compact:
+    about 92 M multiply-adds per crop at 220, 28 M at 128, 15 M at 96). Whether a stage keeps
+    its accuracy on smaller crops is a measurement: on FLIC val a 96-pixel stage 2 lost little,
+    a 96- or 128-pixel stage 3 lost 5 points of wrists (docs/flic_ablation.md).
 
     Input pixels are normalized as in :func:`engine.geometry.to_network_input`. Output row b
     is (x_1, y_1, ..., x_k, y_k) in the coordinates of the crop's box (Eq. 1), trained with
@@ -82,7 +83,7 @@ class PoseRegressor(nn.Module):
         c3, c4, c5 = p.conv345
         lrn = p.norm == "lrn"
         # Feature maps: 220 -> 55 (conv1, stride 4) -> 27 (pool) -> 27 -> 13 (pool) -> 13 -> 6 (pool);
-        # a 128 input: 32 -> 15 -> 7 -> 3 (a quarter of the work; the first layer of F grows with the side).
+        # a 128 input: 32 -> 15 -> 7 -> 3, a 96 input: 24 -> 11 -> 5 -> 2 (the first F layer follows the side).
         layers: list[nn.Module] = _conv(3, p.conv1, p.conv1_kernel, 4, "batch" if not lrn else None)
         if lrn:
             layers.append(_lrn())
