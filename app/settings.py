@@ -25,6 +25,10 @@ def default_record_dir() -> Path:
     return REPO_ROOT / "out" / "recordings"
 
 
+MAX_PERSONS_SETTING = 20
+"""The largest "Follow at most" value the settings panel offers (0 there means everyone)."""
+
+
 @dataclass
 class AppSettings:
     """What a user can change while the app runs.
@@ -38,7 +42,8 @@ class AppSettings:
         smooth: smooth poses across frames.
         show_boxes: draw the person boxes b0 (and faces) with the stick figures.
         max_persons: follow at most this many persons, those tracked longest (0: everyone
-            found; 1: just the user at a webcam, whatever is behind them).
+            found; 1: one person, e.g. the user at a webcam when in view first); 0 to
+            :data:`MAX_PERSONS_SETTING`.
         record_dir: folder where Record writes its video and keypoints files.
         last_dir: folder last used in "Open video file...".
     """
@@ -77,8 +82,7 @@ def load_settings(qs: QSettings) -> AppSettings:
             setattr(out, f.name, value)
     if out.stages < 0:
         out.stages = 0
-    if out.max_persons < 0:
-        out.max_persons = 0
+    out.max_persons = min(max(out.max_persons, 0), MAX_PERSONS_SETTING)
     if out.model not in MODELS:   # a name from another version: the default
         out.model = AppSettings.model
     return out

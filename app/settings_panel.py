@@ -15,7 +15,7 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFo
 
 from ..engine.cli_args import BACKENDS as RUNTIME_BACKENDS
 from ..engine.cli_args import MODELS, model_folder, model_problem
-from .settings import save_setting
+from .settings import MAX_PERSONS_SETTING, save_setting
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,12 @@ class SettingsPanelMixin:
         form.addRow("Cascade stages", self.stages_spin)
 
         self.persons_spin = QSpinBox(panel)
-        self.persons_spin.setRange(0, 20)
+        self.persons_spin.setRange(0, MAX_PERSONS_SETTING)
         self.persons_spin.setSpecialValueText("everyone")   # 0
         self.persons_spin.setValue(s.max_persons)
-        self.persons_spin.setToolTip("Follow at most this many persons, those tracked longest; 1: just you at a "
-                                     "webcam, whatever is behind you")
+        self.persons_spin.setToolTip("Follow at most this many persons, those tracked longest (largest face first "
+                                     "among those found together); 1: one person, e.g. you at a webcam when you "
+                                     "are in view first")
         self.persons_spin.valueChanged.connect(self.set_max_persons)
         form.addRow("Follow at most", self.persons_spin)
 

@@ -2,7 +2,8 @@
 
 The cascade is written once against :class:`engine.backends.base.Regressor`, so that the PyTorch, ONNX Runtime and
 TensorRT backends plug in unchanged. Every stage runs all of its crops (all persons, and at
-stages s >= 2 all k joints of every person) in ONE batch.
+stages s >= 2 the joints the stage refines, all k unless the model names fewer, of every
+person) in ONE batch, at the stage's own crop side.
 """
 from __future__ import annotations
 
@@ -67,8 +68,9 @@ class Cascade:
         stage_joints: per stage, the indices of the joints it refines, or None for all k
             (``ModelInfo.stage_joints``). A stage s >= 2 crops only its joints' boxes and the
             other joints keep their stage s-1 position: the paper refines every joint, but a
-            stage whose network helps only some joints (stage 3 of the shipped FLIC model: the
-            elbows and wrists) then costs only those crops. Stage 1 always regresses all k.
+            stage whose network helps only some joints (stage 3 of the shipped FLIC model:
+            elbows, wrists, eyes and nose) then costs only those crops. Stage 1 always
+            regresses all k.
         min_box_fraction: joint boxes are at least this fraction of max(b0_w, b0_h), a floor
             for degenerate estimates.
         normalization: the model's pixel normalization (an :class:`engine.model.Normalization`:

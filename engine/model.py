@@ -220,16 +220,29 @@ class ModelInfo:
     @property
     def stage_input_sizes(self) -> list[int]:
         """Crop side of each stage in pixels, stage 1 first: a stage entry's own ``input_size``
-        (refinement stages may take smaller crops), else the manifest's ``input_size``."""
-        return [int(s.extra.get("input_size", self.manifest.input_size)) for s in self.manifest.stages]
+        (refinement stages may take smaller crops), else the manifest's ``input_size``.
+
+        Raises:
+            ModelError: a side that is not a whole number of at least 60 pixels.
+        """
+        out = []
+        for i, s in enumerate(self.manifest.stages, start=1):
+            size = s.extra.get("input_size", self.manifest.input_size)
+            if isinstance(size, bool) or not isinstance(size, (int, float)) or size != int(size) or size < 60:
+                raise ModelError(f"{self.folder}: stage {i}'s 'input_size' must be a whole number of at least 60 "
+                                 f"pixels, got {size!r}")
+            out.append(int(size))
+        return out
 
     @property
     def stage_joints(self) -> list[list[int] | None]:
-        """Per stage, the indices of the joints it refines (a stage entry's ``joints``, names of
-        the skeleton's joints), or None for every joint (stage 1 always; a stage without the key).
+        """Per stage, the indices of the joints it refines (a stage entry's ``joints``, distinct
+        names of the skeleton's joints), or None for every joint (stage 1 always; a stage
+        without the key).
 
         Raises:
-            ModelError: a ``joints`` entry on stage 1, or a name the skeleton does not have.
+            ModelError: a ``joints`` entry on stage 1, an empty list, a repeated name, or a name
+                the skeleton does not have.
         """
         names = self.skeleton.joints
         out: list[list[int] | None] = []
@@ -238,9 +251,10 @@ class ModelInfo:
             if joints is None:
                 out.append(None)
                 continue
-            if i == 0 or not isinstance(joints, list) or not joints or not all(j in names for j in joints):
+            if (i == 0 or not isinstance(joints, list) or not joints or not all(j in names for j in joints)
+                    or len(set(joints)) != len(joints)):
                 raise ModelError(f"{self.folder}: stage {i + 1}'s 'joints' must name joints of the "
-                                 f"{self.skeleton.name} skeleton, on a stage >= 2, got {joints!r}")
+                                 f"{self.skeleton.name} skeleton, each once, on a stage >= 2, got {joints!r}")
             out.append([names.index(j) for j in joints])
         return out
 

@@ -196,7 +196,9 @@ class PosePipeline:
         flip: flip test-time averaging of the cascade, "off", "first" or "all" (see
             :class:`engine.cascade.Cascade`); default :data:`DEFAULT_FLIP`.
         max_persons: follow at most this many persons (None: everyone found). Once that many
-            are confirmed, the longest-tracked ones (largest face first among equals) are kept,
+            are confirmed, the longest-tracked ones (largest face first among those that
+            started in the same frame) are kept, so a face confirmed before the user's (a
+            poster, a person passing first) keeps its place while it is tracked;
             newly found faces are ignored until one of them is lost, and the face detector runs
             only every ``detect_every`` frames: a webcam user alone in view (MediaPipe's
             ``num_poses`` 1) pays for one person, not for faces in the background.

@@ -96,7 +96,8 @@ def test_export_model_names_files_in_manifest(model_dir, monkeypatch):
 def test_fp16_initializers_are_lossless_and_half_size(flic_weights, tmp_path):
     """The shipped graphs store fp16-exact weights as fp16 + Cast: expanding them back gives
     the same outputs bit for bit, in about half the bytes for those weights."""
-    path = read_manifest(flic_weights).onnx_files[1]
+    info = read_manifest(flic_weights)
+    path, side = info.onnx_files[1], info.stage_input_sizes[1]
     compact = onnx.load(str(path))
     assert int(onnx_metadata(path)["fp16_initializers"]) > 0
     n16 = sum(i.data_type == onnx.TensorProto.FLOAT16 for i in compact.graph.initializer)
@@ -105,7 +106,7 @@ def test_fp16_initializers_are_lossless_and_half_size(flic_weights, tmp_path):
     assert all(i.data_type != onnx.TensorProto.FLOAT16 for i in plain.graph.initializer)
     onnx.save(plain, str(tmp_path / "plain.onnx"))
     assert path.stat().st_size < 0.75 * (tmp_path / "plain.onnx").stat().st_size
-    x = np.random.default_rng(0).normal(size=(4, 3, 220, 220)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(4, 3, side, side)).astype(np.float32)
     with ortb.OnnxRuntimeRegressor(path, threads=1) as a, ortb.OnnxRuntimeRegressor(tmp_path / "plain.onnx", threads=1) as b:
         assert np.array_equal(a.regress(x), b.regress(x))
     assert compact_initializers(plain) == n16   # and compacting again gives the same conversion

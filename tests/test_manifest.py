@@ -116,11 +116,22 @@ def test_stage_entries_may_name_their_input_size_and_joints(random_model_dir, tm
     assert info.stage_joints[:2] == [None, [2, 5]]
     cascade, _ = load_cascade(folder)
     assert cascade.stage_joints[1].tolist() == [2, 5]
-    for stage, joints in ((0, ["l_wrist"]), (1, ["l_knee"]), (1, [])):
+    for stage, joints in ((0, ["l_wrist"]), (1, ["l_knee"]), (1, []), (1, ["l_wrist", "l_wrist"])):
         bad = json.loads(json.dumps(raw))
         bad["stages"][1].pop("joints")
         bad["stages"][stage]["joints"] = joints
         (folder / "manifest.json").write_text(json.dumps(bad))
         with pytest.raises(ModelError, match="'joints' must name joints of the flic skeleton") as e:
-            read_manifest(folder).stage_joints
+            load_cascade(folder)
         assert "\n" not in str(e.value)
+    bad = json.loads(json.dumps(raw))
+    bad["stages"][1]["input_size"] = 96      # a valid side, but not the one its network takes
+    (folder / "manifest.json").write_text(json.dumps(bad))
+    with pytest.raises(ModelError, match="stage 2's network takes 220-pixel crops, the manifest says 96"):
+        load_cascade(folder)
+    for size in (40, 96.5, "96"):
+        bad = json.loads(json.dumps(raw))
+        bad["stages"][1]["input_size"] = size
+        (folder / "manifest.json").write_text(json.dumps(bad))
+        with pytest.raises(ModelError, match="stage 2's 'input_size' must be a whole number of at least 60"):
+            load_cascade(folder)

@@ -586,12 +586,11 @@ def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool =
 
 def format_video_jobs(jobs: dict, video: Path) -> str:
     """The printed table of :func:`measure_video_jobs`."""
-    lines = [f"Whole video job on {video.name} (decode, pose, draw, H.264 encode), one process after the other:",
-             f"{'':<34}{'wall s':>8}{'CPU s':>8}{'peak RSS':>12}{'exit':>6}"]
     ours = "main.py video (deeppose)" + (" --int8" if jobs.get("int8") else "")
     ours += f" --max-persons {jobs['max_persons']}" if jobs.get("max_persons") else ""
     width = max(34, len(ours) + 2)
-    lines[1] = f"{'':<{width}}{'wall s':>8}{'CPU s':>8}{'peak RSS':>12}{'exit':>6}"
+    lines = [f"Whole video job on {video.name} (decode, pose, draw, H.264 encode), one process after the other:",
+             f"{'':<{width}}{'wall s':>8}{'CPU s':>8}{'peak RSS':>12}{'exit':>6}"]
     for label, r in ((ours, jobs["ours"]), ("MediaPipe pose landmarker", jobs["peer"])):
         lines.append(f"{label:<{width}}{r['wall_s']:8.1f}{r['cpu_s']:8.1f}{r['peak_rss_mib']:8.0f} MiB{r['rc']:6d}")
     lines.append(f"ratio (ours / peer, wall time): {jobs['wall_ratio']:.2f}")

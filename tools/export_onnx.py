@@ -3,7 +3,7 @@
 Each stage's :class:`engine.network.PoseRegressor` (fp32, eval mode) becomes ``stage<s>.onnx`` in
 the model folder, and the manifest's stage entry names it (``"onnx": "stage<s>.onnx"``): the
 runtime backends (ONNX Runtime, and TensorRT's ``build-engines``) load these prebuilt files and
-never export. Graph: input ``crops`` float32 (B, 3, 220, 220), output ``coords`` float32
+never export. Graph: input ``crops`` float32 (B, 3, S, S) (S the stage's crop side), output ``coords`` float32
 (B, 2k), B a dynamic axis (``persons`` at stage 1, ``persons_x_k`` at stages >= 2). The graph's
 metadata records the opset, exporter, torch version and the checkpoint's SHA-256 (the runtime
 refuses a file exported from another checkpoint).

@@ -300,6 +300,8 @@ class StageTrainer:
 
     def __init__(self, stage: int, cfg: TrainConfig, train: TrainingData, val: TrainingData,
                  prev: list[PoseRegressor], device: torch.device, prev_joints: list | None = None):
+        """``prev``: the trained stages 1..s-1; ``prev_joints``: the joint indices each of them
+        refines (``ModelInfo.stage_joints``; None entries or None: every joint)."""
         self.stage, self.cfg, self.train, self.val, self.prev, self.device = stage, cfg, train, val, prev, device
         names = train.ds.skeleton.joints
         # the joints each stage refines: stages 1..s-1 as the model folder has them, this one from the config
@@ -341,9 +343,13 @@ class StageTrainer:
         ck = None
         if cfg.resume and self.ckpt_path.is_file():
             ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-            if ck.get("config") != net.config():
-                raise ModelError(f"{self.ckpt_path} was trained with preset {ck.get('config', {}).get('preset')!r}, "
-                                 f"this run uses {cfg.preset!r}: drop --resume or use another --run-dir")
+            was = {**(ck.get("config") or {}),
+                   "refine_joints": (ck.get("train_config") or {}).get("refine_joints") if self.stage > 1 else None}
+            now = {**net.config(), "refine_joints": cfg.refine_joints if self.stage > 1 else None}
+            differ = [key for key in ("preset", "num_joints", "input_size", "refine_joints") if was.get(key) != now.get(key)]
+            if differ or was.get("layers") != now.get("layers"):
+                what = ", ".join(f"{key} {was.get(key)!r} (this run: {now.get(key)!r})" for key in differ) or "other layers"
+                raise ModelError(f"{self.ckpt_path} was trained with {what}: drop --resume or use another --run-dir")
         stats = ck.get("stats") if ck else None
         rank, world = _dist()
         if self.stage > 1 and stats is None:
@@ -470,7 +476,7 @@ def _load_split(cfg: TrainConfig, split: str, limit: int | None, scaler: dict | 
     return TrainingData(ds, b0, sources)
 
 
-def _extra_split(name: str, skeleton, scaler: dict | None, limit: int | None):
+def _extra_split(name: str, skeleton, scaler: dict, limit: int | None):
     """Another dataset's train split relabelled into ``skeleton``: the union of joints, where the
     joints it does not label are NaN and so out of the loss (as the paper trains on FLIC + LSP).
 
@@ -480,7 +486,6 @@ def _extra_split(name: str, skeleton, scaler: dict | None, limit: int | None):
     - FLIC persons for the LSP model (``scaler`` = the full-body scaler): the matched face, or
       the face implied by the labelled eyes and nose, enlarged to a body box that reaches below
       the frame where the legs are out of view (:func:`tools.person_boxes.example_b0`);
-    - without a scaler: the full image.
 
     Returns:
         (dataset with ``skeleton``, b0 (N, 4) pixels, sources (N,)); persons without a b0 are dropped.
@@ -490,15 +495,13 @@ def _extra_split(name: str, skeleton, scaler: dict | None, limit: int | None):
     other = load_dataset(name, None, "train")
     if limit:
         other.examples = other.examples[:limit]
-    if scaler is not None and name == "flic":
+    if name == "flic":
         b0, sources = example_b0(other, scaler, missed="joints")
         log.info("%s train: %d persons as extra data, b0 sources %s", name, len(other), dict(Counter(sources)))
-    elif scaler is not None:
+    else:
         b0, sources, params = head_face_b0(other, scaler)
         log.info("%s train: %d persons as extra data, b0 sources %s, head-face fit %s", name, len(other),
                  dict(Counter(sources)), params)
-    else:
-        b0, sources = example_b0(other, None)
     idx = [other.skeleton.joints.index(j) if j in other.skeleton.joints else -1 for j in skeleton.joints]
     keep = np.isfinite(b0).all(axis=1)
     examples = []

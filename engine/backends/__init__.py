@@ -33,7 +33,7 @@ from ..cascade import Cascade
 from ..cli_args import BACKEND_ALIASES as ALIASES  # the names live in the light CLI module
 from ..cli_args import BACKEND_CHOICES as CHOICES
 from ..cli_args import BACKENDS
-from ..model import ModelInfo, read_manifest
+from ..model import ModelError, ModelInfo, read_manifest
 from .base import NO_GPU, BackendError, Regressor
 
 log = logging.getLogger(__name__)
@@ -282,6 +282,14 @@ def load_cascade(folder: str | Path, backend: str = "torch", **backend_options: 
             :func:`create_regressors`.
     """
     info = read_manifest(folder)
+    sizes, joints = info.stage_input_sizes, info.stage_joints   # ModelError before any backend loads
     regressors = create_regressors(info, backend, **backend_options)
-    return (Cascade(regressors, info.skeleton, info.sigma, info.stage_input_sizes, normalization=info.normalization,
-                    stage_joints=info.stage_joints), info)
+    for s, (reg, size) in enumerate(zip(regressors, sizes), start=1):
+        side = getattr(reg, "input_side", None)   # known for torch and ONNX Runtime networks
+        if side is not None and side != size:
+            for r in regressors:
+                r.close()
+            raise ModelError(f"{info.folder}: stage {s}'s network takes {side}-pixel crops, the manifest says "
+                             f"{size} (its stage entry's 'input_size')")
+    return (Cascade(regressors, info.skeleton, info.sigma, sizes, normalization=info.normalization,
+                    stage_joints=joints), info)

@@ -56,7 +56,7 @@ class Regressor(ABC):
         """Regress the joints of a batch of crops.
 
         Args:
-            crops: (B, 3, S, S) float32 network inputs, B >= 1 (S = 220), normalized as by
+            crops: (B, 3, S, S) float32 network inputs, B >= 1 (S: the stage's crop side), normalized as by
                 :func:`engine.geometry.to_network_input`.
         Returns:
             (B, 2k) float32: per crop the k joints (x_1, y_1, ..., x_k, y_k) in coordinates

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 INPUT_NAME = "crops"
-"""Name of every stage graph's input: float32 (B, 3, 220, 220) crops."""
+"""Name of every stage graph's input: float32 (B, 3, S, S) crops (S: the stage's crop side)."""
 OUTPUT_NAME = "coords"
 """Name of every stage graph's output: float32 (B, 2k) normalized joint coordinates."""
 

@@ -2,7 +2,7 @@
 folder names (run time: needs onnxruntime and numpy only, neither torch nor onnx).
 
 The files are written at build time by ``python main.py export-onnx`` (:mod:`tools.export_onnx`):
-input ``crops`` float32 (B, 3, 220, 220), output ``coords`` float32 (B, 2k), B dynamic. Their
+input ``crops`` float32 (B, 3, S, S) (S the stage's crop side), output ``coords`` float32 (B, 2k), B dynamic. Their
 weights may be stored as float16 followed by Casts to float32, which ONNX Runtime's constant
 folding resolves once when the session is created; its graph optimizations also fold the
 batch norms into the convolutions. A file exported from another checkpoint than the one in
@@ -104,12 +104,15 @@ class OnnxRuntimeRegressor(Regressor):
             raise BackendError(f"ONNX Runtime cannot load {self.path}: {str(e).splitlines()[0]}") from None
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
+        shape = self.session.get_inputs()[0].shape    # [batch, 3, S, S]; S an int unless exported dynamic
+        self.input_side = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) else None
         int8 = self.path.name.endswith(INT8_SUFFIX)
         super().__init__(f"onnxruntime {ort.__version__} (CPU, {self.threads} threads{', int8' if int8 else ''})",
                          None, reason)
 
     def regress(self, crops: np.ndarray) -> np.ndarray:
-        """(B, 3, 220, 220) float32 -> (B, 2k) float32 normalized coordinates, one session run."""
+        """(B, 3, S, S) float32 -> (B, 2k) float32 normalized coordinates, one session run (S:
+        the stage's crop side, ``input_side``)."""
         self._check_open()
         x = np.ascontiguousarray(crops, dtype=np.float32)
         return self.session.run([self.output], {self.input: x})[0]

@@ -242,7 +242,7 @@ class TensorRTRegressor(Regressor):
         super().__init__(f"tensorrt {trt.__version__} ({gpu}, {precision})", max_batch, reason)
 
     def regress(self, crops: np.ndarray) -> np.ndarray:
-        """(B, 3, 220, 220) float32 -> (B, 2k) float32 normalized coordinates, in chunks of ``max_batch``."""
+        """(B, 3, S, S) float32 -> (B, 2k) float32 normalized coordinates, in chunks of ``max_batch``."""
         self._check_open()
         crops = np.ascontiguousarray(crops, dtype=np.float32)
         out = np.empty((len(crops), self.h_out.shape[1]), np.float32)

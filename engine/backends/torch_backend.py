@@ -33,6 +33,7 @@ class TorchRegressor(Regressor):
             raise BackendError(f"torch: device {device!r} asked for, but PyTorch sees no CUDA GPU")
         self.fp16 = bool(fp16 if fp16 is not None else self.device.type == "cuda") and self.device.type == "cuda"
         self.module = module.to(self.device).eval()
+        self.input_side = getattr(module, "input_size", None)   # the crop side S the network takes
         if self.fp16:
             self.module.half()
         if self.device.type == "cpu":
@@ -43,7 +44,7 @@ class TorchRegressor(Regressor):
 
     @torch.inference_mode()
     def regress(self, crops: np.ndarray) -> np.ndarray:
-        """(B, 3, 220, 220) float32 -> (B, 2k) float32 normalized coordinates (see :class:`Regressor`)."""
+        """(B, 3, S, S) float32 -> (B, 2k) float32 normalized coordinates (see :class:`Regressor`)."""
         self._check_open()
         x = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.float32)).to(self.device, non_blocking=True)
         if self.fp16:
