@@ -64,8 +64,8 @@ def test_backend_stages_threads_weights_mean_one_thing_everywhere():
 
 def test_every_option_names_its_value():
     """Consistent metavars: every option that takes a value shows a metavar (N, DIR, FILE, NAME,
-    ...) or its choices, never argparse's upper-cased option name."""
-    allowed = {"N", "S", "DIR", "FILE", "FILE.png", "FILE.mp4", "NAME", "DEVICE", "LR", "F",
+    NAMES for a comma-separated list, ...) or its choices, never argparse's upper-cased option name."""
+    allowed = {"N", "S", "DIR", "FILE", "FILE.png", "FILE.mp4", "NAME", "NAMES", "DEVICE", "LR", "F",
                "P", "PX", "MIB", "DEG", "0|FILE"}
     for name, p in command_parsers().items():
         for a in p._actions:

@@ -211,6 +211,7 @@ def test_flic_persons_join_lsp_training_with_body_boxes_from_their_faces(tmp_pat
 
     import main
     out = tmp_path / "lsp"
+    capsys.readouterr()   # drop the face search's progress bars above (a fresh checkout has no face cache)
     rc = main.main(["train", "--dataset", "lsp", "--extra-data", "flic", "--out", str(out),
                     "--run-dir", str(tmp_path / "run"), "--limit", "4"])
     err = capsys.readouterr().err.strip().splitlines()
