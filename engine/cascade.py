@@ -106,11 +106,13 @@ class Cascade:
             raise ValueError("stage 1 regresses every joint; its joint list must be None")
         k = skeleton.k
         self.stage_joints: list[np.ndarray | None] = []
+        self._refined: list[tuple[np.ndarray, np.ndarray]] = []   # per stage: (refined, kept) joint indices
         for j in joints:
-            idx = None if j is None else np.asarray(j, dtype=np.int64).reshape(-1)
-            if idx is not None and (len(idx) == 0 or idx.min() < 0 or idx.max() >= k or len(set(idx.tolist())) != len(idx)):
+            idx = np.arange(k) if j is None else np.asarray(j, dtype=np.int64).reshape(-1)
+            if len(idx) == 0 or idx.min() < 0 or idx.max() >= k or len(np.unique(idx)) != len(idx):
                 raise ValueError(f"a stage's joints must be distinct indices in 0..{k - 1}, got {j!r}")
-            self.stage_joints.append(None if idx is not None and len(idx) == k and (idx == np.arange(k)).all() else idx)
+            self.stage_joints.append(None if len(idx) == k and (idx == np.arange(k)).all() else idx)
+            self._refined.append((idx, np.setdiff1d(np.arange(k), idx)))
         self.min_box_fraction = min_box_fraction
         self.flip = flip
         self._mirror = np.asarray(skeleton.mirror, dtype=np.int64)
@@ -139,11 +141,10 @@ class Cascade:
         """Crop (B, 4) boxes (turned by (B,) ``angles``) at stage ``stage``'s (0-based) input
         size S and normalize into reused buffers; returns (B, 3, S, S) float32."""
         n, size = len(boxes), self.input_sizes[stage]
-        crop_buf, input_buf = self._bufs.get(size, (np.empty((0,)), None))
-        if len(crop_buf) < n:
-            crop_buf = np.empty((n, size, size, 3), np.uint8)
-            input_buf = np.empty((n, 3, size, size), np.float32)
-            self._bufs[size] = (crop_buf, input_buf)
+        bufs = self._bufs.get(size)
+        if bufs is None or len(bufs[0]) < n:
+            bufs = self._bufs[size] = (np.empty((n, size, size, 3), np.uint8), np.empty((n, 3, size, size), np.float32))
+        crop_buf, input_buf = bufs
         crops = crop_boxes(image, boxes, size, angles=angles, out=crop_buf[:n])
         return to_network_input(crops, out=input_buf[:n], **self._norm)
 
@@ -191,17 +192,14 @@ class Cascade:
         for s in range(1, s_total):
             t = time.perf_counter()
             boxes = joint_boxes(poses[s - 1], self.sigma, self.skeleton, min_size)  # (P, k, 4)
-            idx = self.stage_joints[s]
-            if idx is None:
-                idx = np.arange(k)
-            else:   # only these joints are refined; the others keep stage s-1's position
-                boxes[:, np.setdiff1d(np.arange(k), idx)] = np.nan
+            idx, kept = self._refined[s]   # only these joints are refined; the others keep stage s-1's position
+            boxes[:, kept] = np.nan
             m = len(idx)
             sel = boxes[:, idx]                                                      # (P, m, 4)
             crop_angles = None if angles is None else np.repeat(angles, m)
             out = self._regress(s, self._inputs(s, image, sel.reshape(p * m, 4), crop_angles), p * m)
             # Crop (p, i) predicts all k joints; joint i's own output is the one used (psi_i).
-            own = out.reshape(p, m, k, 2)[:, np.arange(m), idx, :]                   # (P, m, 2)
+            own = out.reshape(p, m, k, 2)[:, np.arange(m), idx, :]                   # (P, m, 2) own joints
             poses[s] = poses[s - 1]
             poses[s][:, idx] = denormalize(own, sel, None if angles is None else angles[:, None])
             boxes_hist[s - 1] = boxes

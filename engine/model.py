@@ -332,7 +332,6 @@ def load_stage_module(path: str | Path, expected_joints: int | None = None) -> "
     """
     import torch
 
-    from .geometry import INPUT_SIZE
     from .network import build_network
 
     path = Path(path)
@@ -353,7 +352,7 @@ def load_stage_module(path: str | Path, expected_joints: int | None = None) -> "
     if expected_joints is not None and cfg["num_joints"] != expected_joints:
         raise ModelError(f"{path} regresses {cfg['num_joints']} joints, the model has {expected_joints}")
     try:
-        net = build_network(cfg["num_joints"], cfg["preset"], cfg.get("input_size", INPUT_SIZE))
+        net = build_network(cfg["num_joints"], cfg["preset"], cfg["input_size"])
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
     except (KeyError, RuntimeError, ValueError) as e:
         raise ModelError(f"{path} does not match preset {cfg.get('preset')!r}: {str(e).splitlines()[0]}") from None

@@ -367,8 +367,8 @@ class PosePipeline:
             res = self.cascade.run(frame_bgr, b0, stages, angles if angles.any() else None)
             drawn = self._observe(tracks, res.stage_poses[-1], angles, ts)
             if self.max_persons is not None:   # several may have been confirmed in this frame
-                kept = self._limit_persons([tracks[i] for i in drawn])
-                drawn = [i for i in drawn if any(tracks[i] is k for k in kept)]
+                kept = {id(tr) for tr in self._limit_persons([tracks[i] for i in drawn])}
+                drawn = [i for i in drawn if id(tracks[i]) in kept]
         else:
             drawn = []
         if not drawn and self.full_frame_fallback:
@@ -420,11 +420,12 @@ class PosePipeline:
             face = tr.face if tr.face is not None else tr.last_face
             return float(face_size(np.asarray(face))) if face is not None else 0.0
 
-        keep = sorted(confirmed, key=lambda tr: (tr.first_frame, -size(tr), tr.track_id))[: self.max_persons]
+        ranked = sorted(confirmed, key=lambda tr: (tr.first_frame, -size(tr), tr.track_id))
+        keep = {id(tr) for tr in ranked[: self.max_persons]}
         for tr in list(self.tracker.tracks):
-            if not any(tr is k for k in keep):
+            if id(tr) not in keep:
                 self.tracker.drop(tr)
-        return [tr for tr in tracks if any(tr is k for k in keep)]
+        return [tr for tr in tracks if id(tr) in keep]
 
     def _need_detection(self) -> bool:
         """Run the face detector on this frame? Always without tracking by pose; else every

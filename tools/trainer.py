@@ -21,7 +21,7 @@ from deeppose.engine.backends.torch_backend import TorchRegressor
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam, to_network_input
 from deeppose.engine.model import ModelError, load_stage_module, read_manifest, write_manifest
-from deeppose.engine.network import PoseRegressor, build_network
+from deeppose.engine.network import PRESETS, PoseRegressor, build_network
 from deeppose.tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
 from deeppose.tools.metrics import record_val_metrics
 
@@ -343,12 +343,11 @@ class StageTrainer:
         ck = None
         if cfg.resume and self.ckpt_path.is_file():
             ck = torch.load(self.ckpt_path, map_location=self.device, weights_only=False)
-            was = {**(ck.get("config") or {}),
-                   "refine_joints": (ck.get("train_config") or {}).get("refine_joints") if self.stage > 1 else None}
-            now = {**net.config(), "refine_joints": cfg.refine_joints if self.stage > 1 else None}
-            differ = [key for key in ("preset", "num_joints", "input_size", "refine_joints") if was.get(key) != now.get(key)]
-            if differ or was.get("layers") != now.get("layers"):
-                what = ", ".join(f"{key} {was.get(key)!r} (this run: {now.get(key)!r})" for key in differ) or "other layers"
+            was = dict(ck.get("config") or {}, refine_joints=(ck.get("train_config") or {}).get("refine_joints"))
+            now = dict(net.config(), refine_joints=cfg.refine_joints)
+            differ = [key for key in now if was.get(key) != now[key] and (key != "refine_joints" or self.stage > 1)]
+            if differ:
+                what = ", ".join(f"{key} {was.get(key)!r} (this run: {now[key]!r})" for key in differ)
                 raise ModelError(f"{self.ckpt_path} was trained with {what}: drop --resume or use another --run-dir")
         stats = ck.get("stats") if ck else None
         rank, world = _dist()
@@ -564,7 +563,7 @@ def transfer_weights(net: PoseRegressor, source: dict, name: str) -> str:
     fc1, last = "head.1.weight", f"head.{len(net.head) - 1}"
     notes = []
     if fc1 in source and fc1 in own and fc1 not in same:
-        w, cin = source[fc1], own["features.%d.weight" % _last_conv(net)].shape[0]
+        w, cin = source[fc1], PRESETS[net.preset].conv345[-1]   # the last feature map's channels
         s_src, s_dst = math.isqrt(w.shape[1] // cin), math.isqrt(own[fc1].shape[1] // cin)
         if s_src * s_src * cin == w.shape[1] and w.shape[0] == own[fc1].shape[0]:
             grid = w.reshape(w.shape[0], cin, s_src, s_src)
@@ -578,10 +577,6 @@ def transfer_weights(net: PoseRegressor, source: dict, name: str) -> str:
     return "; ".join(notes) or "every layer"
 
 
-def _last_conv(net: PoseRegressor) -> int:
-    """Index in ``net.features`` of the last convolution."""
-    return max(i for i, m in enumerate(net.features) if isinstance(m, torch.nn.Conv2d))
-
 
 def _init_checkpoint(cfg: TrainConfig, stage: int) -> Path | None:
     """Stage ``stage``'s checkpoint in the ``cfg.init`` model folder, None without --init or such a stage."""
@@ -591,14 +586,16 @@ def _init_checkpoint(cfg: TrainConfig, stage: int) -> Path | None:
     return files[stage - 1] if len(files) >= stage else None
 
 
-def _prev_stages(cfg: TrainConfig, stage: int, k: int) -> list[PoseRegressor]:
+def _prev_stages(cfg: TrainConfig, stage: int, k: int) -> tuple[list[PoseRegressor], list]:
+    """Stages 1..stage-1 of the model in ``cfg.out``: their networks and the joints each refines
+    (``ModelInfo.stage_joints``). Raises ModelError when the folder has fewer stages."""
     if stage == 1:
-        return []
+        return [], []
     info = read_manifest(cfg.out)
     files = info.stage_files
     if len(files) < stage - 1:
         raise ModelError(f"stage {stage} needs stages 1..{stage - 1} in {cfg.out}; it has {len(files)}")
-    return [load_stage_module(f, k) for f in files[: stage - 1]]
+    return [load_stage_module(f, k) for f in files[: stage - 1]], info.stage_joints[: stage - 1]
 
 
 def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict, stats: dict | None,
@@ -714,8 +711,8 @@ def _train_stages(cfg: TrainConfig, device: torch.device, rank: int, world: int)
         return 2
     for stage in cfg.stages:
         try:
-            prev = [n.to(device) for n in _prev_stages(cfg, stage, train.ds.skeleton.k)]
-            prev_joints = read_manifest(cfg.out).stage_joints[: stage - 1] if stage > 1 else []
+            prev, prev_joints = _prev_stages(cfg, stage, train.ds.skeleton.k)
+            prev = [n.to(device) for n in prev]
         except ModelError as e:
             print(f"train: {e}", file=sys.stderr)
             return 2
