@@ -44,6 +44,17 @@ def positive_int(text: str) -> int:
     return n
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a one-line usage error otherwise, never a traceback)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 class WeightsError(ValueError):
     """``--model`` / ``--weights`` that name no usable model folder; the message is one line."""
 

@@ -27,8 +27,8 @@ def test_stage1_samples_put_targets_where_the_joints_are(small_flic):
     """With augmentation off, the target of joint i is N(y_i; b0), mirrored when flipped."""
     cfg = TrainConfig(batch_size=4, shift=0, scale=0, rotate_deg=0, color=0)
     maker = SampleMaker(small_flic, cfg, np.random.default_rng(0))
-    x, target, mask = maker.stage1(np.arange(4))
-    assert x.shape == (4, 3, 220, 220) and target.shape == (4, 11, 2)
+    x, _, _, target, mask = maker.stage1(np.arange(4))
+    assert x.shape == (4, 220, 220, 3) and x.dtype == torch.uint8 and target.shape == (4, 11, 2)
     for j in range(4):
         expect = (small_flic.poses[j] - small_flic.b0[j, :2]) / small_flic.b0[j, 2:]
         got = target[j].numpy()
@@ -43,7 +43,7 @@ def test_refine_samples_target_only_their_joint(small_flic):
     maker = SampleMaker(small_flic, cfg, np.random.default_rng(1))
     stats = displacement_stats(small_flic.poses + 3.0, small_flic)
     pairs = np.array([[0, 0], [1, 2], [2, 5], [3, 7], [4, 9], [5, 10]])
-    x, target, mask = maker.refine(pairs, stats)
+    _, _, _, target, mask = maker.refine(pairs, stats)
     assert mask.sum() == 6 and (mask.sum(1) == 1).all()
     # targets are the displacement in box units: bounded by the box jitter (a few diam / sigma)
     assert np.abs(target.numpy()[mask.numpy()]).max() < 2.0
@@ -55,7 +55,8 @@ def test_a_few_steps_lower_the_loss(small_flic):
 
     cfg = TrainConfig(batch_size=12)
     maker = SampleMaker(small_flic, cfg, np.random.default_rng(0))
-    x, target, mask = maker.stage1(np.arange(12))
+    batch = maker.stage1(np.arange(12))
+    x, target, mask = batch.network_input(), batch.target, batch.mask
     net = build_network(11, "compact")
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses = []
@@ -66,6 +67,52 @@ def test_a_few_steps_lower_the_loss(small_flic):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_batch_network_input_is_the_run_time_normalization_with_colour_jitter(small_flic):
+    """The crops travel as uint8; on the device they get exactly to_network_input, then gain and bias."""
+    from deeppose.engine.geometry import to_network_input
+
+    batch = SampleMaker(small_flic, TrainConfig(color=0.25), np.random.default_rng(3)).stage1(np.arange(5))
+    expect = to_network_input(batch.crops.numpy()) * batch.gain.numpy()[:, None, None, None] \
+        + batch.bias.numpy()[:, None, None, None]
+    np.testing.assert_allclose(batch.network_input().numpy(), expect, rtol=1e-6, atol=1e-5)
+    assert not np.allclose(batch.gain.numpy(), 1.0)
+
+
+def test_stage_batches_are_the_same_with_worker_processes_and_differ_per_step(small_flic):
+    """A batch depends on (seed, stage, step) only: worker processes make the very batches the
+    training process would, so --workers and --resume do not change a run."""
+    from deeppose.tools.trainer import StageBatches
+
+    cfg = TrainConfig(batch_size=4)
+    def batches(workers):
+        ds = StageBatches(SampleMaker(small_flic, cfg, np.random.default_rng(0)), 1, None, None, 3, range(1, 5))
+        loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers,
+                                             **({"multiprocessing_context": "fork"} if workers else {}))
+        return list(loader)
+    inline, forked = batches(0), batches(2)
+    assert len(inline) == len(forked) == 4
+    for a, b in zip(inline, forked):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y)
+    assert not torch.equal(inline[0].crops, inline[1].crops)
+
+
+def test_train_cli_validates_every_n_epochs_and_after_the_last(tmp_path):
+    require_data("flic", "examples.mat")
+    import main
+
+    out, run = tmp_path / "model", tmp_path / "run"
+    out.mkdir()
+    shutil.copy(WEIGHTS_FLIC / "scaler.json", out / "scaler.json")
+    assert main.main(["train", "--dataset", "flic", "--out", str(out), "--run-dir", str(run), "--limit", "16",
+                      "--val-limit", "4", "--batch-size", "8", "--stages", "1", "--threads", "1",
+                      "--epochs", "3", "--val-every", "2"]) == 0
+    ck = torch.load(run / "stage1" / "last.pt", weights_only=False)
+    assert ck["epoch"] == 3 and [h["epoch"] for h in ck["history"]] == [2, 3]
+    log = (run / "train.log").read_text()
+    assert "epoch 2/3" in log and "epoch 3/3" in log and "epoch 1/3" not in log
 
 
 def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
@@ -80,8 +127,8 @@ def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
     assert main.main(common + ["--epochs", "1"]) == 0
     ck = torch.load(run / "stage1" / "last.pt", weights_only=False)
     assert ck["epoch"] == 1 and len(ck["history"]) == 1
-    # resume: continues at epoch 2 of 2 instead of starting over
-    assert main.main(common + ["--epochs", "2", "--resume"]) == 0
+    # resume: continues at epoch 2 of 2 instead of starting over (batches made by a worker process)
+    assert main.main(common + ["--epochs", "2", "--resume", "--workers", "1"]) == 0
     ck2 = torch.load(run / "stage1" / "last.pt", weights_only=False)
     assert ck2["epoch"] == 2 and [h["epoch"] for h in ck2["history"]] == [1, 2]
     assert "resumed from" in (run / "train.log").read_text()
@@ -174,7 +221,7 @@ def test_lsp_persons_join_flic_training_with_the_union_of_joints():
     assert inside.mean() >= 0.8
     # the masked loss ignores the NaN joints: a stage-1 batch has finite targets, eyes masked out
     data = TrainingData(ds, b0, sources)
-    x, target, mask = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
+    _, _, _, target, mask = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
     assert torch.isfinite(target).all() and not mask[:, 8:].any() and mask[:, :8].any()
 
 
@@ -205,7 +252,7 @@ def test_flic_persons_join_lsp_training_with_body_boxes_from_their_faces(tmp_pat
     hips_y = np.nanmean(poses[:, [LSP.joints.index("l_hip"), LSP.joints.index("r_hip")], 1], axis=1)
     assert (b0[:, 1] + b0[:, 3] / 2 > hips_y + 0.5 * b0[:, 3] / 2).mean() >= 0.8  # room for the legs below the hips
     data = TrainingData(ds, b0, sources)
-    x, target, mask = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
+    _, _, _, target, mask = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
     legs = [LSP.joints.index(n) for n in ("r_ankle", "r_knee", "l_knee", "l_ankle", "neck", "head_top")]
     assert torch.isfinite(target).all() and not mask[:, legs].any() and mask.any()
 

@@ -336,6 +336,24 @@ def val_metrics_entry(stage: dict) -> dict:
     return entry
 
 
+FOUR_LIMBS = ("upper_arm", "lower_arm", "upper_leg", "lower_leg")
+"""The limbs of the paper's LSP table (Table 1), whose mean is the full-body model's headline PCP."""
+
+
+def four_limb_pcp(pcp_per_limb: dict) -> dict | None:
+    """PCP of the paper's four limbs, left and right averaged, and their "mean_of_four", from a
+    per-limb PCP dict (a manifest's ``val_metrics`` "pcp" entry: "l_upper_arm", ... 0..1);
+    None when a limb is missing (an upper-body skeleton) or has no count."""
+    out = {}
+    for part in FOUR_LIMBS:
+        values = [pcp_per_limb.get(f"{side}_{part}") for side in "lr"]
+        if any(v is None or not np.isfinite(v) for v in values):
+            return None
+        out[part] = float(np.mean(values))
+    out["mean_of_four"] = float(np.mean([out[p] for p in FOUR_LIMBS]))
+    return out
+
+
 def record_val_metrics(folder, metrics: dict, protocol: dict):
     """Write a model's validation metrics into its manifest: ``val_metrics`` (per stage
     "stage1".."stageS", entries of :func:`val_metrics_entry`) replaced as a whole, and

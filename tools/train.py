@@ -17,8 +17,10 @@ Sigma_i) * diam, with diam jittered by the observed ratio diam(y^{s-1}) / diam(y
 is N(y_i; b), the displacement that the stage regresses (only output i is in the loss, psi_i).
 Fresh deltas are drawn every epoch (the paper used 40 boxes per joint and image); mirrored.
 
-Every epoch writes a checkpoint (model, optimizer, schedule, RNG states) to the run folder;
-``--resume`` continues from the last one. Progress bar, val PDJ after each epoch, and a log file.
+Every epoch (every ``--val-every``-th) writes a checkpoint (model, optimizer, schedule) to the run
+folder; ``--resume`` continues from the last one with the same batches, which are drawn from the
+seed, the stage and the step (``--workers`` processes make them ahead of the loop). Progress bar,
+val PDJ after each validated epoch, and a log file.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import positive_int
+from deeppose.engine.cli_args import non_negative_int, positive_int
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,6 +98,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (default: all cores)")
     parser.add_argument("--device", default="auto", metavar="DEVICE",
                         help="training device: auto, cpu, cuda or cuda:N (default: auto, cuda when available)")
+    parser.add_argument("--workers", type=non_negative_int, default=0, metavar="N",
+                        help="processes that make the augmented batches ahead of the training loop; on a GPU the "
+                             "crops, not the network, are the limit (default: 0, in the training process)")
+    parser.add_argument("--val-every", type=positive_int, default=1, metavar="N",
+                        help="validate and write the resumable checkpoint every N epochs and after the last "
+                             "(default: 1)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run folder's last checkpoint (default: off, start over)")
     parser.add_argument("--limit", type=positive_int, default=None, metavar="N",
@@ -163,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         val_limit=args.val_limit,
         max_steps=args.max_steps,
+        workers=args.workers,
+        val_every=args.val_every,
         rotate_deg=args.rotate,
         shift=args.shift,
         scale=args.scale,

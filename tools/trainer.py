@@ -6,12 +6,12 @@ import json
 import logging
 import math
 import os
-import random
 import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from deeppose.engine.backends.torch_backend import TorchRegressor
 from deeppose.engine.cascade import Cascade
-from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam, to_network_input
+from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam
 from deeppose.engine.model import ModelError, load_stage_module, read_manifest, write_manifest
 from deeppose.engine.network import PRESETS, PoseRegressor, build_network
 from deeppose.tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
-from deeppose.tools.metrics import record_val_metrics
+from deeppose.tools.metrics import four_limb_pcp, record_val_metrics
 
 log = logging.getLogger("deeppose.train")
 
@@ -51,6 +51,8 @@ class TrainConfig:
     limit: int | None = None
     val_limit: int | None = None
     max_steps: int | None = None
+    workers: int = 0           # DataLoader worker processes making batches (0: in the training process)
+    val_every: int = 1         # validate and checkpoint every N epochs (and after the last)
     # augmentation (stage 1: of b0; stages >= 2: of the simulated joint box)
     shift: float = 0.08        # max translation, fraction of the box side
     scale: float = 0.12        # max log-scale change (exp(+-scale))
@@ -102,8 +104,43 @@ def _rot_inv(v: np.ndarray, angle: float) -> np.ndarray:
     return np.stack([c * v[..., 0] + s * v[..., 1], -s * v[..., 0] + c * v[..., 1]], axis=-1)
 
 
+class Batch(NamedTuple):
+    """One training batch as :class:`SampleMaker` builds it on the CPU.
+
+    The crops stay uint8 until they reach the training device, where :meth:`network_input`
+    normalizes them (a quarter of the bytes to copy, and the float work off the data workers).
+
+    Fields:
+        crops: (n, S, S, 3) uint8, BGR, the crops N(x; b) of the (jittered) boxes.
+        gain, bias: (n,) float32 contrast factor and brightness offset of each crop, applied
+            in normalized pixel units (colour augmentation).
+        target: (n, k, 2) float32 normalized joints N(y; b) (Eq. 1), 0 where unlabelled.
+        mask: (n, k) bool, the joints in the loss.
+    """
+
+    crops: torch.Tensor
+    gain: torch.Tensor
+    bias: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+
+    def to(self, device: torch.device) -> "Batch":
+        """The batch on ``device`` (non-blocking copies; pinned memory makes them asynchronous)."""
+        return Batch(*(t.to(device, non_blocking=True) for t in self))
+
+    def network_input(self) -> torch.Tensor:
+        """psi's input (n, 3, S, S) float32 on the batch's device: :func:`engine.geometry.to_network_input`
+        of the crops, times ``gain`` plus ``bias``."""
+        x = self.crops.permute(0, 3, 1, 2).float()
+        return (x - PIXEL_MEAN) * (self.gain / PIXEL_STD)[:, None, None, None] + self.bias[:, None, None, None]
+
+
 class SampleMaker:
-    """Builds augmented training batches (crops and normalized targets) for one stage."""
+    """Builds augmented training batches (crops and normalized targets) for one stage.
+
+    ``rng`` draws the augmentation; the training loop gives it a generator seeded per batch
+    (:class:`StageBatches`), so the batches do not depend on which process makes them.
+    """
 
     def __init__(self, data: TrainingData, cfg: TrainConfig, rng: np.random.Generator, size: int = INPUT_SIZE):
         self.data = data
@@ -112,7 +149,6 @@ class SampleMaker:
         self.mirror = np.asarray(data.ds.skeleton.mirror)
         self.k = data.ds.skeleton.k
         self.size = size   # crop side, pixels
-        self._crop = np.empty((cfg.batch_size, size, size, 3), np.uint8)
 
     def _jitter(self, box: np.ndarray) -> tuple[np.ndarray, float]:
         c = self.cfg
@@ -121,34 +157,37 @@ class SampleMaker:
         box[2:4] *= math.exp(self.rng.uniform(-c.scale, c.scale))
         return box, math.radians(self.rng.uniform(-c.rotate_deg, c.rotate_deg))
 
-    def _finish(self, n: int, targets: np.ndarray, mask: np.ndarray, flips: np.ndarray):
-        crops = self._crop[:n]
-        crops[flips] = crops[flips][:, :, ::-1]
-        x = torch.from_numpy(to_network_input(crops))
-        c = self.cfg.color
-        contrast = torch.from_numpy(self.rng.uniform(1 - c, 1 + c, (n, 1, 1, 1)).astype(np.float32))
-        bright = torch.from_numpy(self.rng.uniform(-c, c, (n, 1, 1, 1)).astype(np.float32))
-        x = x * contrast + bright
-        return x, torch.from_numpy(targets.astype(np.float32)), torch.from_numpy(mask)
+    def _crop(self, crops: np.ndarray, j: int, image: np.ndarray, box: np.ndarray, angle: float, flip: bool) -> None:
+        crop_boxes(image, box[None], self.size, angles=np.array([angle]), out=crops[j:j + 1])
+        if flip:
+            crops[j] = crops[j, :, ::-1]
 
-    def stage1(self, idx: np.ndarray):
+    def _finish(self, crops: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> Batch:
+        n, c = len(crops), self.cfg.color
+        gain = self.rng.uniform(1 - c, 1 + c, n).astype(np.float32)
+        bias = self.rng.uniform(-c, c, n).astype(np.float32)
+        return Batch(torch.from_numpy(crops), torch.from_numpy(gain), torch.from_numpy(bias),
+                     torch.from_numpy(targets.astype(np.float32)), torch.from_numpy(mask))
+
+    def stage1(self, idx: np.ndarray) -> Batch:
         """Batch for stage 1: crops N(x; b0~) and targets N(y; b0~) (k, 2), mask (k,)."""
         n = len(idx)
+        crops = np.empty((n, self.size, self.size, 3), np.uint8)
         targets = np.zeros((n, self.k, 2))
         mask = np.zeros((n, self.k), bool)
         flips = self.rng.random(n) < 0.5
         for j, i in enumerate(idx):
             box, angle = self._jitter(self.data.b0[i])
-            crop_boxes(self.data.image(i), box[None], self.size, angles=np.array([angle]), out=self._crop[j:j + 1])
+            self._crop(crops, j, self.data.image(i), box, angle, flips[j])
             t = _rot_inv(self.data.poses[i] - box[:2], angle) / box[2:4]
             if flips[j]:
                 t = t[self.mirror]
                 t[:, 0] = -t[:, 0]
             mask[j] = np.isfinite(t).all(1)
             targets[j] = np.nan_to_num(t)
-        return self._finish(n, targets, mask, flips)
+        return self._finish(crops, targets, mask)
 
-    def refine(self, pairs: np.ndarray, stats: dict):
+    def refine(self, pairs: np.ndarray, stats: dict) -> Batch:
         """Batch for a stage s >= 2 (Eq. 8): pairs (n, 2) of (example, joint).
 
         Returns crops of b = (y_i + delta, sigma*diam~) and targets N(y_j; b) (n, k, 2). The
@@ -158,6 +197,7 @@ class SampleMaker:
         default, like the paper, supervises psi_i alone).
         """
         n = len(pairs)
+        crops = np.empty((n, self.size, self.size, 3), np.uint8)
         targets = np.zeros((n, self.k, 2))
         mask = np.zeros((n, self.k), bool)
         flips = self.rng.random(n) < 0.5
@@ -169,7 +209,7 @@ class SampleMaker:
             side = self.cfg.sigma * d * ratios[self.rng.integers(len(ratios))]
             box = np.array([y[0] + delta[0], y[1] + delta[1], side, side])
             angle = math.radians(self.rng.uniform(-self.cfg.rotate_deg, self.cfg.rotate_deg))
-            crop_boxes(self.data.image(i), box[None], self.size, angles=np.array([angle]), out=self._crop[j:j + 1])
+            self._crop(crops, j, self.data.image(i), box, angle, flips[j])
             t = _rot_inv(self.data.poses[i] - box[:2], angle) / box[2:4]  # (k, 2)
             m = np.zeros(self.k, bool)
             if self.cfg.neighbours:
@@ -179,7 +219,54 @@ class SampleMaker:
                 t, m = t[self.mirror] * np.array([-1.0, 1.0]), m[self.mirror]
             targets[j] = np.nan_to_num(t)
             mask[j] = m
-        return self._finish(n, targets, mask, flips)
+        return self._finish(crops, targets, mask)
+
+
+def epoch_items(stage: int, train: TrainingData, joints: list[int] | None, rng: np.random.Generator) -> np.ndarray:
+    """One epoch's training items in a random order: stage 1, the persons (N,); a stage s >= 2,
+    the (person, joint) pairs (M, 2) of every labelled joint it refines (``joints``; None: all)."""
+    if stage == 1:
+        return rng.permutation(len(train))
+    labelled = np.isfinite(train.poses).all(-1) & np.isfinite(train.diam)[:, None]
+    if joints is not None:   # only the joints this stage refines
+        keep = np.zeros(labelled.shape[1], bool)
+        keep[joints] = True
+        labelled &= keep
+    pairs = np.argwhere(labelled)
+    return pairs[rng.permutation(len(pairs))]
+
+
+class StageBatches(torch.utils.data.Dataset):
+    """The batches of one stage's training run, item g = optimizer step g (a ``DataLoader``
+    with ``batch_size=None`` and ``--workers`` processes makes them ahead of the training loop).
+
+    Step g is batch b = g mod steps_per_epoch of epoch e = g div steps_per_epoch. The epoch's
+    order is drawn from (seed, stage, e) and the batch's augmentation from (seed, stage, rank, g),
+    so a run makes the same batches with any number of workers and after ``--resume``. Under
+    torchrun process ``rank`` takes every ``world``-th batch of the epoch's order.
+    """
+
+    def __init__(self, maker: SampleMaker, stage: int, joints: list[int] | None, stats: dict | None,
+                 steps_per_epoch: int, steps: range, world: int = 1, rank: int = 0):
+        self.maker, self.stage, self.joints, self.stats = maker, stage, joints, stats
+        self.steps_per_epoch, self.steps, self.world, self.rank = steps_per_epoch, steps, world, rank
+        self._epoch, self._items = -1, None
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, i: int) -> Batch:
+        g = self.steps[i]
+        epoch, b = divmod(g, self.steps_per_epoch)
+        seed, bs = self.maker.cfg.seed, self.maker.cfg.batch_size
+        if epoch != self._epoch:
+            order = np.random.default_rng([seed, self.stage, epoch])
+            self._items = epoch_items(self.stage, self.maker.data, self.joints, order)
+            self._epoch = epoch
+        first = (b * self.world + self.rank) * bs
+        self.maker.rng = np.random.default_rng([seed, self.stage, self.rank, g])
+        batch = self._items[first:first + bs]
+        return self.maker.stage1(batch) if self.stage == 1 else self.maker.refine(batch, self.stats)
 
 
 def masked_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -276,8 +363,11 @@ def _summary(m: dict) -> str:
 
     elb = (v(p2, "l_elbow") + v(p2, "r_elbow")) / 2
     wri = (v(p2, "l_wrist") + v(p2, "r_wrist")) / 2
+    four = four_limb_pcp(m["pcp"]) if "pcp" in m else None
     return (f"PDJ@0.1 {v(p1, 'mean'):.3f}  PDJ@0.2 {v(p2, 'mean'):.3f} (elbows {elb:.3f}, wrists {wri:.3f})"
-            + (f"  PCP {v(m['pcp'], 'mean'):.3f}" if "pcp" in m else ""))
+            + (f"  PCP {v(m['pcp'], 'mean'):.3f}" if "pcp" in m else "")
+            + (f" (arms {four['upper_arm']:.3f}/{four['lower_arm']:.3f}, legs {four['upper_leg']:.3f}/"
+               f"{four['lower_leg']:.3f}, mean of four {four['mean_of_four']:.3f})" if four else ""))
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -296,7 +386,7 @@ def _lr_lambda(total: int, warmup: int):
 
 
 class StageTrainer:
-    """Trains one stage with checkpoints every epoch and resume."""
+    """Trains one stage, with a checkpoint every validated epoch and resume."""
 
     def __init__(self, stage: int, cfg: TrainConfig, train: TrainingData, val: TrainingData,
                  prev: list[PoseRegressor], device: torch.device, prev_joints: list | None = None):
@@ -312,22 +402,9 @@ class StageTrainer:
         self.ckpt_path = self.dir / "last.pt"
         self.k = train.ds.skeleton.k
 
-    def _epoch_items(self, rng: np.random.Generator) -> np.ndarray:
-        if self.stage == 1:
-            return rng.permutation(len(self.train))
-        labelled = np.isfinite(self.train.poses).all(-1) & np.isfinite(self.train.diam)[:, None]
-        if self.own_joints is not None:   # only the joints this stage refines
-            keep = np.zeros(labelled.shape[1], bool)
-            keep[self.own_joints] = True
-            labelled &= keep
-        pairs = np.argwhere(labelled)
-        return pairs[rng.permutation(len(pairs))]
-
     def run(self) -> tuple[PoseRegressor, dict, dict | None]:
         cfg = self.cfg
         torch.manual_seed(cfg.seed + self.stage)
-        rng = np.random.default_rng(cfg.seed + 1000 * self.stage)
-        random.seed(cfg.seed + self.stage)
         size = INPUT_SIZE if self.stage == 1 else cfg.refine_input_size
         net = build_network(self.k, cfg.preset, size).to(self.device)
         init = _init_checkpoint(cfg, self.stage)
@@ -363,7 +440,7 @@ class StageTrainer:
                 box = [stats]
                 torch.distributed.broadcast_object_list(box, src=0)
                 stats = box[0]
-        n_items = len(self._epoch_items(np.random.default_rng(0)))
+        n_items = len(epoch_items(self.stage, self.train, self.own_joints, np.random.default_rng(0)))
         # Under torchrun every process draws the same epoch order and takes every world-th
         # batch; gradients are averaged by DistributedDataParallel, so one step still covers
         # batch_size x world samples.
@@ -380,64 +457,62 @@ class StageTrainer:
             sched.load_state_dict(ck["scheduler"])
             start_epoch, history = ck["epoch"], ck["history"]
             final_metrics = ck.get("val_metrics", {})
-            rng.bit_generator.state = ck["rng"]["numpy"]
-            torch.set_rng_state(ck["rng"]["torch"])
             log.info("stage %d: resumed from %s at epoch %d/%d", self.stage, self.ckpt_path, start_epoch, epochs)
-        # augmentation draws differ per process; the epoch order (rng) is shared
-        maker = SampleMaker(self.train, cfg, rng if world == 1 else
-                            np.random.default_rng([cfg.seed, self.stage, rank, start_epoch]), size)
         model = net
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(
                 net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        step = start_epoch * steps_per_epoch
-        for epoch in range(start_epoch, epochs):
-            model.train()
-            items = self._epoch_items(rng)[: steps_per_epoch * cfg.batch_size * world]
-            bar = tqdm(range(steps_per_epoch), desc=f"stage {self.stage} epoch {epoch + 1}/{epochs}", unit="step",
-                       disable=None if rank == 0 else True, mininterval=1.0)
-            t0, seen, loss_sum = time.time(), 0, 0.0
-            for b in bar:
-                first = (b * world + rank) * cfg.batch_size
-                batch = items[first:first + cfg.batch_size]
-                x, target, mask = maker.stage1(batch) if self.stage == 1 else maker.refine(batch, stats)
-                x, target, mask = x.to(self.device), target.to(self.device), mask.to(self.device)
-                loss = masked_loss(cfg.loss, model(x), target, mask)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-                opt.step()
-                sched.step()
-                step += 1
-                seen += len(batch) * world
-                loss_sum += loss.item() * len(batch) * world  # this process's loss stands for all
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", samples_s=f"{seen / (time.time() - t0):.0f}",
-                                lr=f"{sched.get_last_lr()[0]:.1e}")
-                if cfg.max_steps and step >= cfg.max_steps:
-                    break
-            bar.close()
-            net.eval()
-            if rank != 0:  # process 0 validates and writes the checkpoint
-                _barrier()
-                if cfg.max_steps and step >= cfg.max_steps:
-                    break
+        last = total if not cfg.max_steps else min(total, cfg.max_steps)
+        steps = range(start_epoch * steps_per_epoch, last)
+        batches = StageBatches(SampleMaker(self.train, cfg, np.random.default_rng(0), size), self.stage,
+                               self.own_joints, stats, steps_per_epoch, steps, world, rank)
+        # Workers are forked: they share the decoded images and never touch the GPU.
+        loader = torch.utils.data.DataLoader(
+            batches, batch_size=None, shuffle=False, num_workers=cfg.workers, pin_memory=self.device.type == "cuda",
+            **({"multiprocessing_context": "fork", "prefetch_factor": 4}
+               if cfg.workers else {}))
+        bar = tqdm(total=len(steps), desc=f"stage {self.stage}", unit="step", disable=None if rank == 0 else True,
+                   mininterval=1.0)
+        t0, seen, loss_sum = time.time(), 0, 0.0
+        model.train()
+        for step, batch in zip(steps, loader):
+            batch = batch.to(self.device)
+            loss = masked_loss(cfg.loss, model(batch.network_input()), batch.target, batch.mask)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+            opt.step()
+            sched.step()
+            n = len(batch.mask) * world
+            seen += n
+            loss_sum += loss.item() * n  # this process's loss stands for all
+            epoch, b = divmod(step + 1, steps_per_epoch)
+            bar.update()
+            bar.set_postfix(epoch=f"{epoch if b == 0 else epoch + 1}/{epochs}", loss=f"{loss_sum / seen:.4f}",
+                            samples_s=f"{seen / (time.time() - t0):.0f}", lr=f"{sched.get_last_lr()[0]:.1e}",
+                            refresh=False)
+            end = step + 1 == last
+            if not end and (b != 0 or epoch % cfg.val_every != 0):
                 continue
-            metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device, self.stage_joints),
-                                  self.val)
-            entry = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "samples_per_s": seen / (time.time() - t0),
-                     "val": metrics[f"stage{self.stage}"]}
-            final_metrics = metrics
-            history.append(entry)
-            log.info("stage %d epoch %d/%d: train loss %.4f, %.0f samples/s; val %s", self.stage, epoch + 1, epochs,
-                     entry["loss"], entry["samples_per_s"], _summary(entry["val"]))
-            _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                          "epoch": epoch + 1, "history": history, "stats": stats, "config": net.config(),
-                          "val_metrics": final_metrics,
-                          "train_config": cfg.to_dict(),
-                          "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}, self.ckpt_path)
+            # the end of a validated epoch (every --val-every-th, and the last), or of --max-steps
+            net.eval()
+            if rank == 0:  # process 0 validates and writes the checkpoint; the others wait
+                metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device, self.stage_joints),
+                                      self.val)
+                entry = {"epoch": epoch if b == 0 else epoch + 1, "loss": loss_sum / max(seen, 1),
+                         "samples_per_s": seen / (time.time() - t0), "val": metrics[f"stage{self.stage}"]}
+                final_metrics = metrics
+                history.append(entry)
+                log.info("stage %d epoch %d/%d: train loss %.4f, %.0f samples/s; val %s", self.stage, entry["epoch"],
+                         epochs, entry["loss"], entry["samples_per_s"], _summary(entry["val"]))
+                _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(),
+                              "scheduler": sched.state_dict(), "epoch": entry["epoch"], "history": history,
+                              "stats": stats, "config": net.config(), "val_metrics": final_metrics,
+                              "train_config": cfg.to_dict()}, self.ckpt_path)
             _barrier()
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
+            model.train()
+            t0, seen, loss_sum = time.time(), 0, 0.0
+        bar.close()
         net.eval()
         return net, {"history": history, "epochs": epochs, "val_metrics": final_metrics}, stats
 
