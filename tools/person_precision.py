@@ -6,7 +6,7 @@ The truth file (``tests/data/walking_persons.json`` for walking.mp4) lists, for 
 frame, each person whose head is in view with an approximate head box, whether some of the
 face is visible, whether the face is hard to see (mostly hidden or turned away), and which
 one is the walker. A drawn skeleton *lies on* a person when the midpoint of its eyes and nose
-falls inside that person's head box grown to twice its size; skeletons and persons are paired
+(of its neck and head top for the full-body model, which has no face joints) falls inside that person's head box grown to twice its size; skeletons and persons are paired
 one to one (nearest first), so a second skeleton on one person is a false one.
 
 - precision: drawn skeletons that lie on a real person / drawn skeletons, over the annotated
@@ -25,18 +25,23 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_TRUTH = Path(__file__).resolve().parents[1] / "tests" / "data" / "walking_persons.json"
-HEAD_JOINTS = ("l_eye", "r_eye", "nose")
+HEAD_JOINTS = (("l_eye", "r_eye", "nose"), ("neck", "head_top"))
+"""The joints whose midpoint is a skeleton's head: the upper-body model's face, else the
+full-body model's neck and head top (the middle of the head)."""
 GROW = 2.0
 """A head box is grown to this many times its size before testing whether a skeleton's head lies in it."""
 
 
 def head_points(persons: list[dict]) -> np.ndarray:
-    """(P, 2) midpoints of the eyes and nose of keypoints-JSONL persons, pixels (NaN if missing)."""
+    """(P, 2) head points of keypoints-JSONL persons (:data:`HEAD_JOINTS`), pixels (NaN if missing)."""
     out = np.full((len(persons), 2), np.nan)
     for i, p in enumerate(persons):
-        pts = [(p["joints"][n]["x"], p["joints"][n]["y"]) for n in HEAD_JOINTS if n in p.get("joints", {})]
-        if pts:
-            out[i] = np.mean(np.asarray(pts, dtype=np.float64), axis=0)
+        joints = p.get("joints", {})
+        for names in HEAD_JOINTS:
+            pts = [(joints[n]["x"], joints[n]["y"]) for n in names if n in joints]
+            if pts:
+                out[i] = np.mean(np.asarray(pts, dtype=np.float64), axis=0)
+                break
     return out
 
 
@@ -103,7 +108,8 @@ def score(records: list[dict], truth: dict) -> dict:
         m = match(pts, heads)
         drawn += len(persons)
         correct += len(m)
-        false += [(a["frame"], persons[i]["id"], [round(float(v)) for v in pts[i]]) for i in range(len(persons)) if i not in m]
+        false += [(a["frame"], persons[i]["id"], [None if np.isnan(v) else round(float(v)) for v in pts[i]])
+                  for i in range(len(persons)) if i not in m]
         hit = set(m.values())
         for j, p in enumerate(a["persons"]):
             if p["face_visible"] and not p.get("hard"):
