@@ -75,6 +75,65 @@ def box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0)
 
 
+def max_weight_assignment(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns paired one to one so that the summed weight is largest (the assignment
+    problem; the Hungarian method with potentials, O(n^2 m) for an n x m matrix, n <= m).
+
+    The tracker pairs its tracks with a frame's detections by this on their box IoU. Its
+    matrices are a few persons across, so this costs microseconds, where importing
+    ``scipy.optimize`` for ``linear_sum_assignment`` took half a second of every start-up.
+
+    Args:
+        weight: (T, N) finite weights, any sign.
+    Returns:
+        (rows, cols): int arrays of length min(T, N), rows ascending; row rows[i] is paired
+        with column cols[i]. Every row (T <= N) or every column (T > N) is paired.
+    Raises:
+        ValueError: ``weight`` is not 2-D or holds a non-finite value.
+    """
+    w = np.asarray(weight, dtype=np.float64)
+    if w.ndim != 2 or not np.isfinite(w).all():
+        raise ValueError(f"expected a finite 2-D weight matrix, got shape {w.shape}")
+    if w.shape[0] > w.shape[1]:
+        cols, rows = max_weight_assignment(w.T)
+        order = np.argsort(rows)
+        return rows[order], cols[order]
+    n, m = w.shape
+    if n == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    cost = w.max() - w                      # minimise cost = maximise weight
+    u, v = np.zeros(n + 1), np.zeros(m + 1)  # potentials of rows and columns (1-based, 0 is a sentinel)
+    row_of = np.zeros(m + 1, int)            # row_of[j]: row paired with column j, 0 when free
+    for i in range(1, n + 1):                # add row i and find a shortest augmenting path for it
+        row_of[0], j0 = i, 0
+        minv = np.full(m + 1, np.inf)
+        way = np.zeros(m + 1, int)
+        used = np.zeros(m + 1, bool)
+        while row_of[j0] != 0:
+            used[j0] = True
+            i0 = row_of[j0]
+            free = ~used[1:]
+            reduced = cost[i0 - 1] - u[i0] - v[1:]
+            better = free & (reduced < minv[1:])
+            minv[1:][better] = reduced[better]
+            way[1:][better] = j0
+            cand = np.where(free, minv[1:], np.inf)
+            j1 = int(np.argmin(cand)) + 1
+            delta = cand[j1 - 1]
+            u[row_of[used]] += delta
+            v[used] -= delta
+            minv[1:][free] -= delta
+            j0 = j1
+        while j0:                            # flip the path
+            j1 = way[j0]
+            row_of[j0] = row_of[j1]
+            j0 = j1
+    cols = np.flatnonzero(row_of[1:])
+    rows = row_of[1:][cols] - 1
+    order = np.argsort(rows)
+    return rows[order], cols[order]
+
+
 @dataclass
 class Track:
     """One person followed across frames.
@@ -229,7 +288,6 @@ class PersonTracker:
             tb0 = np.stack([tr.next_b0 if tr.next_b0 is not None else tr.b0 for tr in self.tracks])
             tface = [tr.last_face for tr in self.tracks]   # observe() keeps it at the pose-implied face
             iou = box_iou(tb0, b0)                                     # (T, N)
-            from scipy.optimize import linear_sum_assignment  # here: scipy.optimize takes ~1 s to import
             if faces_arr is not None:
                 have = np.array([f is not None and np.isfinite(f).all() for f in tface])
                 det_ok = np.isfinite(faces_arr).all(axis=1)
@@ -237,7 +295,7 @@ class PersonTracker:
                     fi = box_iou(np.stack([f if h else np.zeros(4) for f, h in zip(tface, have)]), faces_arr)
                     both = have[:, None] & det_ok[None, :]
                     iou = np.where(both, fi, iou)
-            rows, cols = linear_sum_assignment(-iou)
+            rows, cols = max_weight_assignment(iou)
             for r, c in zip(rows, cols):
                 if iou[r, c] >= self.iou_threshold:
                     matched_det[int(c)] = self.tracks[r]

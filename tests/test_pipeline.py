@@ -11,8 +11,8 @@ import pytest
 from deeppose.engine.backends.base import Regressor
 from deeppose.engine.pipeline import FrameResult, PosePipeline
 from deeppose.engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
-from deeppose.engine.tracking import (PersonTracker, TrackingFaceDetector, box_iou, box_overlap, nms, on_bodies,
-                                      verify_poses)
+from deeppose.engine.tracking import (PersonTracker, TrackingFaceDetector, box_iou, box_overlap, max_weight_assignment,
+                                      nms, on_bodies, verify_poses)
 
 from conftest import WALKING, WEIGHTS_FLIC, require_data
 
@@ -142,6 +142,30 @@ def test_box_iou_values():
     assert box_iou(nested, nested)[0, 1] < 0.2 and box_overlap(nested, nested)[0, 1] == pytest.approx(1.0)
     assert list(nms(nested, np.array([0.6, 0.9, 0.8]), 0.3)) == [1, 2, 0]
     assert list(nms(nested, np.array([0.6, 0.9, 0.8]), 0.3, overlap_threshold=0.6)) == [1, 2]
+
+
+def test_max_weight_assignment_is_optimal_on_every_shape():
+    """The tracker's own Hungarian method gives the largest total weight that any one-to-one
+    pairing gives (scipy's linear_sum_assignment as the oracle), on square, wide, tall, empty
+    and tied matrices, and refuses a NaN in one line."""
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        t, n = rng.integers(0, 7, 2)
+        w = rng.random((t, n)) * (rng.random((t, n)) < 0.7)
+        if rng.random() < 0.3:
+            w = np.round(w, 1)            # ties
+        rows, cols = max_weight_assignment(w)
+        assert len(rows) == len(set(rows.tolist())) == len(set(cols.tolist())) == min(t, n)
+        assert (np.diff(rows) > 0).all()
+        r2, c2 = linear_sum_assignment(-w)
+        assert w[rows, cols].sum() == pytest.approx(w[r2, c2].sum(), abs=1e-12)
+    # a greedy pairing would take 0.9 and leave 0.1: the optimum pairs 0.8 + 0.8
+    rows, cols = max_weight_assignment(np.array([[0.9, 0.8], [0.8, 0.1]]))
+    assert rows.tolist() == [0, 1] and cols.tolist() == [1, 0]
+    with pytest.raises(ValueError, match="finite 2-D"):
+        max_weight_assignment(np.array([[np.nan]]))
 
 
 def test_tracker_keeps_ids_holds_and_drops():
