@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
-import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -24,56 +23,42 @@ import numpy as np
 
 from .native_stderr import filtered_native_stderr
 
-_DEFERRED = ("matplotlib", "matplotlib.pyplot")
-"""The modules :func:`import_mediapipe` defers: pyplot, and the matplotlib package that
-``import matplotlib.pyplot as plt`` loads first."""
-
-
-class _DeferredModule(types.ModuleType):
-    """Stands in for one of :data:`_DEFERRED` until one of its attributes is used (``__path__``
-    too: importing another matplotlib submodule uses it); then every stand-in leaves
-    ``sys.modules``, the real modules are imported and this object answers for its own (it
-    copies its names, so later look-ups are direct)."""
+class _DeferredPyplot(types.ModuleType):
+    """Stands in for ``matplotlib.pyplot`` until one of its attributes is used; then the real
+    module is imported and answers (this object copies its names, so later look-ups are
+    direct)."""
 
     def __getattr__(self, name: str):
-        if name.startswith("__") and name != "__path__":
+        if name.startswith("__"):
             raise AttributeError(name)
-        for other in _DEFERRED:
-            if isinstance(sys.modules.get(other), _DeferredModule):
-                del sys.modules[other]
-        importlib.import_module("matplotlib.pyplot")
-        real = sys.modules[self.__name__]
+        if sys.modules.get("matplotlib.pyplot") is self:
+            del sys.modules["matplotlib.pyplot"]
+        real = importlib.import_module("matplotlib.pyplot")
         self.__dict__.update(real.__dict__)
         return getattr(real, name)
 
 
 def import_mediapipe():
-    """``(mediapipe, BaseOptions, vision)`` of MediaPipe Tasks, without loading matplotlib.
+    """``(mediapipe, BaseOptions, vision)`` of MediaPipe Tasks, without loading pyplot.
 
     ``mediapipe.tasks.python.vision`` imports its drawing helpers, which import
-    ``matplotlib.pyplot`` at module level: about 0.7 s of start-up (0.2 s of it the
-    matplotlib package) and 20 MiB of resident memory that the pose path never uses. Unless
-    something imported them already, matplotlib and pyplot are first registered as
-    :class:`_DeferredModule` objects, which import the real modules only if one of those
-    helpers is ever called.
+    ``matplotlib.pyplot`` at module level: about 0.5 s and 20 MiB of resident memory that the
+    pose path never uses. Unless something imported it already, pyplot is first registered
+    as a :class:`_DeferredPyplot`, which imports the real module only if one of those helpers
+    is ever called.
 
     Raises:
         ImportError: mediapipe is not installed.
     """
-    if not any(name in sys.modules for name in _DEFERRED):
-        # find_spec("matplotlib.pyplot") would import the matplotlib package: look pyplot up
-        # in the package's folder instead
+    if "matplotlib.pyplot" not in sys.modules:
         try:
-            package_spec = importlib.util.find_spec(_DEFERRED[0])
-            specs = [package_spec, package_spec and importlib.machinery.PathFinder.find_spec(
-                _DEFERRED[1], package_spec.submodule_search_locations)]
+            spec = importlib.util.find_spec("matplotlib.pyplot")
         except (ImportError, ValueError):   # no matplotlib: mediapipe's own import decides
-            specs = [None]
-        if all(spec is not None for spec in specs):
-            package, pyplot = (_DeferredModule(name) for name in _DEFERRED)
-            package.__spec__, pyplot.__spec__ = specs
-            package.pyplot = pyplot   # what ``import matplotlib.pyplot as plt`` reads
-            sys.modules.update(zip(_DEFERRED, (package, pyplot)))
+            spec = None
+        if spec is not None:
+            stub = _DeferredPyplot("matplotlib.pyplot")
+            stub.__spec__ = spec
+            sys.modules["matplotlib.pyplot"] = stub
     import mediapipe
     from mediapipe.tasks.python import BaseOptions, vision
     return mediapipe, BaseOptions, vision

@@ -156,6 +156,8 @@ def test_max_weight_assignment_is_optimal_on_every_shape():
         w = rng.random((t, n)) * (rng.random((t, n)) < 0.7)
         if rng.random() < 0.3:
             w = np.round(w, 1)            # ties
+        if rng.random() < 0.3:
+            w = w - 0.5                   # negative weights
         rows, cols = max_weight_assignment(w)
         assert len(rows) == len(set(rows.tolist())) == len(set(cols.tolist())) == min(t, n)
         assert (np.diff(rows) > 0).all()

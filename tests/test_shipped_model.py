@@ -88,7 +88,7 @@ def test_shipped_full_body_figure_follows_the_walker_upright_through_walking_mp4
     (tools.person_precision) in nearly every frame, and is upright in each of them, head top
     above neck above hips above knees above ankles, spanning at least 0.6 of b0's height. A
     model that regressed his head onto his chest in 13 frames (a stage 1 trained 800 epochs
-    more, docs/lsp_gpu_runs.md) matched him in only 125 frames."""
+    more, docs/lsp_gpu_runs.md) matched him in only 125 frames; v2 matches him in 141."""
     from test_pipeline import walking_frames
     from deeppose.engine.pipeline import PosePipeline
     from deeppose.tools.person_precision import DEFAULT_TRUTH, head_points, match, walker_box

@@ -97,6 +97,12 @@ def test_stage_batches_are_the_same_with_worker_processes_and_differ_per_step(sm
         for x, y in zip(a, b):
             assert torch.equal(x, y)
     assert not torch.equal(inline[0].crops, inline[1].crops)
+    # a resumed run (steps from 2) makes step 2's batch again; under torchrun rank 1 another one
+    resumed = StageBatches(SampleMaker(small_flic, cfg, np.random.default_rng(5)), 1, None, None, 3, range(2, 5))[0]
+    assert all(torch.equal(x, y) for x, y in zip(resumed, inline[1]))
+    other = StageBatches(SampleMaker(small_flic, cfg, np.random.default_rng(0)), 1, None, None, 3, range(1, 5),
+                         world=2, rank=1)[1]
+    assert not torch.equal(other.crops, inline[1].crops)
 
 
 def test_train_cli_validates_every_n_epochs_and_after_the_last(tmp_path):
@@ -106,13 +112,20 @@ def test_train_cli_validates_every_n_epochs_and_after_the_last(tmp_path):
     out, run = tmp_path / "model", tmp_path / "run"
     out.mkdir()
     shutil.copy(WEIGHTS_FLIC / "scaler.json", out / "scaler.json")
-    assert main.main(["train", "--dataset", "flic", "--out", str(out), "--run-dir", str(run), "--limit", "16",
-                      "--val-limit", "4", "--batch-size", "8", "--stages", "1", "--threads", "1",
-                      "--epochs", "3", "--val-every", "2"]) == 0
+    common = ["train", "--dataset", "flic", "--out", str(out), "--run-dir", str(run), "--limit", "16",
+              "--val-limit", "4", "--batch-size", "8", "--stages", "1", "--threads", "1", "--epochs", "3"]
+    assert main.main(common + ["--val-every", "2"]) == 0     # 2 steps per epoch
     ck = torch.load(run / "stage1" / "last.pt", weights_only=False)
-    assert ck["epoch"] == 3 and [h["epoch"] for h in ck["history"]] == [2, 3]
+    assert ck["epoch"] == 3 and ck["step"] == 6 and [h["epoch"] for h in ck["history"]] == [2, 3]
     log = (run / "train.log").read_text()
     assert "epoch 2/3" in log and "epoch 3/3" in log and "epoch 1/3" not in log
+    # a --max-steps stop inside epoch 2 resumes at its step, not at the next epoch
+    shutil.rmtree(run)
+    assert main.main(common + ["--max-steps", "3"]) == 0
+    assert torch.load(run / "stage1" / "last.pt", weights_only=False)["step"] == 3
+    assert main.main(common + ["--resume"]) == 0
+    ck = torch.load(run / "stage1" / "last.pt", weights_only=False)
+    assert ck["step"] == 6 and "resumed from" in (run / "train.log").read_text()
 
 
 def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):

@@ -6,7 +6,8 @@ The truth file (``tests/data/walking_persons.json`` for walking.mp4) lists, for 
 frame, each person whose head is in view with an approximate head box, whether some of the
 face is visible, whether the face is hard to see (mostly hidden or turned away), and which
 one is the walker. A drawn skeleton *lies on* a person when the midpoint of its eyes and nose
-(of its neck and head top for the full-body model, which has no face joints) falls inside that person's head box grown to twice its size; skeletons and persons are paired
+(of its neck and head top for the full-body model, which has no face joints) falls inside
+that person's head box grown to twice its size; skeletons and persons are paired
 one to one (nearest first), so a second skeleton on one person is a false one.
 
 - precision: drawn skeletons that lie on a real person / drawn skeletons, over the annotated

@@ -138,8 +138,9 @@ class Batch(NamedTuple):
 class SampleMaker:
     """Builds augmented training batches (crops and normalized targets) for one stage.
 
-    ``rng`` draws the augmentation; the training loop gives it a generator seeded per batch
-    (:class:`StageBatches`), so the batches do not depend on which process makes them.
+    ``rng`` draws the augmentation. In training, :class:`StageBatches` replaces it with a
+    generator seeded per batch, so the batches do not depend on which process makes them; the
+    generator given here serves direct calls (tests).
     """
 
     def __init__(self, data: TrainingData, cfg: TrainConfig, rng: np.random.Generator, size: int = INPUT_SIZE):
@@ -223,8 +224,9 @@ class SampleMaker:
 
 
 def epoch_items(stage: int, train: TrainingData, joints: list[int] | None, rng: np.random.Generator) -> np.ndarray:
-    """One epoch's training items in a random order: stage 1, the persons (N,); a stage s >= 2,
-    the (person, joint) pairs (M, 2) of every labelled joint it refines (``joints``; None: all)."""
+    """One epoch's training items in a random order: stage 1, the person indices (N,) int; a
+    stage s >= 2, the (person, joint) index pairs (M, 2) int of every labelled joint it refines
+    (``joints``: joint indices; None: all), each pair one simulated box per epoch (Eq. 8)."""
     if stage == 1:
         return rng.permutation(len(train))
     labelled = np.isfinite(train.poses).all(-1) & np.isfinite(train.diam)[:, None]
@@ -403,6 +405,20 @@ class StageTrainer:
         self.k = train.ds.skeleton.k
 
     def run(self) -> tuple[PoseRegressor, dict, dict | None]:
+        """Train the stage (resuming from the run folder's checkpoint with ``--resume``).
+
+        Every ``--val-every``-th epoch, after the last one and at a ``--max-steps`` stop, the
+        cascade up to this stage is validated, a history entry is added (train loss and
+        samples/s averaged over the steps since the previous entry, and the val metrics), and
+        the checkpoint (model, optimizer, schedule, step, dropout RNG) is written.
+
+        Returns:
+            (the trained network in eval mode, {"history", "epochs", "val_metrics"}, the fitted
+            displacement distribution of stage s-1 (Eq. 8), None for stage 1).
+        Raises:
+            ModelError: ``--resume`` from a checkpoint of another network configuration.
+            DatasetError: fewer training items than one batch per process.
+        """
         cfg = self.cfg
         torch.manual_seed(cfg.seed + self.stage)
         size = INPUT_SIZE if self.stage == 1 else cfg.refine_input_size
@@ -450,20 +466,24 @@ class StageTrainer:
         steps_per_epoch = n_items // (cfg.batch_size * world)
         total = epochs * steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, min(300, total // 10 + 1)))
-        start_epoch, history, final_metrics = 0, [], {}
+        first_step, history, final_metrics = 0, [], {}
         if ck is not None:
             net.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
-            start_epoch, history = ck["epoch"], ck["history"]
+            # the step to go on from (a --max-steps stop can fall inside an epoch)
+            first_step, history = ck.get("step", ck["epoch"] * steps_per_epoch), ck["history"]
             final_metrics = ck.get("val_metrics", {})
-            log.info("stage %d: resumed from %s at epoch %d/%d", self.stage, self.ckpt_path, start_epoch, epochs)
+            torch.set_rng_state(ck["rng"]["torch"])   # dropout
+            if self.device.type == "cuda" and ck["rng"].get("cuda") is not None:
+                torch.cuda.set_rng_state(ck["rng"]["cuda"], self.device)
+            log.info("stage %d: resumed from %s at epoch %d/%d", self.stage, self.ckpt_path, ck["epoch"], epochs)
         model = net
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(
                 net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         last = total if not cfg.max_steps else min(total, cfg.max_steps)
-        steps = range(start_epoch * steps_per_epoch, last)
+        steps = range(first_step, last)
         batches = StageBatches(SampleMaker(self.train, cfg, np.random.default_rng(0), size), self.stage,
                                self.own_joints, stats, steps_per_epoch, steps, world, rank)
         # Workers are forked: they share the decoded images and never touch the GPU.
@@ -506,9 +526,13 @@ class StageTrainer:
                 log.info("stage %d epoch %d/%d: train loss %.4f, %.0f samples/s; val %s", self.stage, entry["epoch"],
                          epochs, entry["loss"], entry["samples_per_s"], _summary(entry["val"]))
                 _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(),
-                              "scheduler": sched.state_dict(), "epoch": entry["epoch"], "history": history,
+                              "scheduler": sched.state_dict(), "epoch": entry["epoch"], "step": step + 1,
+                              "history": history,
                               "stats": stats, "config": net.config(), "val_metrics": final_metrics,
-                              "train_config": cfg.to_dict()}, self.ckpt_path)
+                              "train_config": cfg.to_dict(),
+                              "rng": {"torch": torch.get_rng_state(),
+                                      "cuda": torch.cuda.get_rng_state(self.device)
+                                      if self.device.type == "cuda" else None}}, self.ckpt_path)
             _barrier()
             model.train()
             t0, seen, loss_sum = time.time(), 0, 0.0
