@@ -194,3 +194,17 @@ def test_pdj_curve_is_monotone():
     assert c.per_joint[0].max() == 0.0 and c.mean[-1] > 0.9
     d = c.to_dict()
     assert len(d["fractions"]) == 51 and set(d["per_part"]) == {"shoulder", "elbow", "wrist", "hip", "eye", "nose"}
+
+
+def test_four_limb_pcp_averages_left_and_right_of_the_papers_limbs():
+    """The LSP headline figure: upper arm, lower arm, upper leg, lower leg (left and right
+    averaged) and their mean; None for an upper-body model's limbs (no legs) or a missing count."""
+    from deeppose.tools.metrics import four_limb_pcp
+
+    pcp = {"torso": 0.9, "head": 0.8, "l_upper_arm": 0.4, "r_upper_arm": 0.5, "l_lower_arm": 0.1,
+           "r_lower_arm": 0.3, "l_upper_leg": 0.6, "r_upper_leg": 0.7, "l_lower_leg": 0.5, "r_lower_leg": 0.5}
+    out = four_limb_pcp(pcp)
+    assert out == pytest.approx({"upper_arm": 0.45, "lower_arm": 0.2, "upper_leg": 0.65, "lower_leg": 0.5,
+                                 "mean_of_four": 0.45})
+    assert four_limb_pcp({k: v for k, v in pcp.items() if "leg" not in k}) is None
+    assert four_limb_pcp(dict(pcp, r_lower_leg=None)) is None
