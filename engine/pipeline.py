@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_args import DEFAULT_FLIP
 from .detector import FaceScaler, PersonBoxes, face_joint_indices, frame_box, joints_face, turn_angles
 from .face_detector import face_roll, face_size
 from .smoothing import OneEuroFilter, OneEuroParams
@@ -138,13 +139,6 @@ def face_search(face_detector) -> TrackingFaceDetector:
                                 nms_overlap=0.6)
 
 
-DEFAULT_FLIP = "off"
-"""No flip test-time averaging by default. Measured on FLIC val with the shipped v4 model
-(docs/flic_ablation.md): averaging stage 1 with its mirror image ("first", one more 220-pixel
-crop per person, about a tenth of v4's network work) read wrists 0.673 against 0.682 without,
-elbows 0.803 against 0.804 (v3 had gained 0.7 points of wrists from it)."""
-
-
 class PosePipeline:
     """Frames in, poses out: person detection, tracking, the cascade and smoothing.
 
@@ -195,13 +189,13 @@ class PosePipeline:
             rolled by more than about 45 degrees (default off).
         flip: flip test-time averaging of the cascade, "off", "first" or "all" (see
             :class:`engine.cascade.Cascade`); default :data:`DEFAULT_FLIP`.
-        max_persons: follow at most this many persons (None: everyone found). Once that many
-            are confirmed, the longest-tracked ones (largest face first among those that
-            started in the same frame) are kept, so a face confirmed before the user's (a
-            poster, a person passing first) keeps its place while it is tracked;
-            newly found faces are ignored until one of them is lost, and the face detector runs
-            only every ``detect_every`` frames: a webcam user alone in view (MediaPipe's
-            ``num_poses`` 1) pays for one person, not for faces in the background.
+        max_persons: follow at most this many persons (None: everyone found; the tracker's
+            ``max_confirmed``, settable as :attr:`max_persons`). Once that many are confirmed,
+            they keep their places while tracked, so a face confirmed before the user's (a
+            poster, a person passing first) keeps its place; newly found faces are ignored
+            until one of them is lost, and the face detector runs only every ``detect_every``
+            frames: a webcam user alone in view (MediaPipe's ``num_poses`` 1) pays for one
+            person, not for faces in the background.
         backend_options: passed to the backend (e.g. ``device="cpu"``).
     Raises:
         engine.model.ModelError: the model folder cannot be used (one-line message).
@@ -245,9 +239,7 @@ class PosePipeline:
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be at least 1, got {detect_every}")
         self.rotate = bool(rotate)
-        if max_persons is not None and int(max_persons) < 1:
-            raise ValueError(f"max_persons must be at least 1, got {max_persons}")
-        self.max_persons = None if max_persons is None else int(max_persons)
+        self.max_persons = max_persons
         self._since_detect: int | None = None
         self._owns_detector = detector is None
         self.face_search: TrackingFaceDetector | None = None
@@ -354,8 +346,6 @@ class PosePipeline:
         tracks = self.tracker.update(found.b0, faces, found.scores, ts, sources=found.sources, frame_index=idx,
                                      angles=getattr(found, "angles", None), pending=self.verify)
 
-        if self.max_persons is not None:
-            tracks = self._limit_persons(tracks)
         h, w = frame_bgr.shape[:2]
         if self.verify:   # held persons wait for a detection; they are not drawn
             tracks = [tr for tr in tracks if tr.source != "held"]
@@ -366,9 +356,6 @@ class PosePipeline:
             angles = np.array([tr.angle for tr in tracks])
             res = self.cascade.run(frame_bgr, b0, stages, angles if angles.any() else None)
             drawn = self._observe(tracks, res.stage_poses[-1], angles, ts)
-            if self.max_persons is not None:   # several may have been confirmed in this frame
-                kept = {id(tr) for tr in self._limit_persons([tracks[i] for i in drawn])}
-                drawn = [i for i in drawn if id(tracks[i]) in kept]
         else:
             drawn = []
         if not drawn and self.full_frame_fallback:
@@ -407,25 +394,16 @@ class PosePipeline:
         return FrameResult(idx, ts, persons, detect_s, list(res.stage_seconds), time.perf_counter() - t_start,
                            self._backend, (w, h), stages, detected)
 
-    def _limit_persons(self, tracks: list) -> list:
-        """With ``max_persons`` confirmed tracks or more in the tracker: keep the
-        ``max_persons`` tracked longest (then largest face), drop every other track from the
-        tracker, tentative ones included, so that they cost neither crops nor forced
-        detections; returns the kept ones among ``tracks``."""
-        confirmed = [tr for tr in self.tracker.tracks if tr.confirmed]
-        if len(confirmed) < self.max_persons:
-            return tracks
+    @property
+    def max_persons(self) -> int | None:
+        """Follow at most this many persons (None: everyone found); the tracker's capacity."""
+        return self.tracker.max_confirmed
 
-        def size(tr):
-            face = tr.face if tr.face is not None else tr.last_face
-            return float(face_size(np.asarray(face))) if face is not None else 0.0
-
-        ranked = sorted(confirmed, key=lambda tr: (tr.first_frame, -size(tr), tr.track_id))
-        keep = {id(tr) for tr in ranked[: self.max_persons]}
-        for tr in list(self.tracker.tracks):
-            if id(tr) not in keep:
-                self.tracker.drop(tr)
-        return [tr for tr in tracks if id(tr) in keep]
+    @max_persons.setter
+    def max_persons(self, n: int | None) -> None:
+        if n is not None and int(n) < 1:
+            raise ValueError(f"max_persons must be at least 1, got {n}")
+        self.tracker.max_confirmed = None if n is None else int(n)
 
     def _need_detection(self) -> bool:
         """Run the face detector on this frame? Always without tracking by pose; else every

@@ -225,11 +225,16 @@ class PersonTracker:
         max_undetected_seconds: a track followed by pose that no detection has matched for
             longer than this is dropped (1.0 s): the pose may have slid onto someone passing in
             front, or onto the background. None: no limit.
+        max_confirmed: the tracker's capacity (None: no limit; settable at any time). A track
+            is confirmed only while fewer are; once that many are, tentative tracks are
+            dropped (they cost neither crops nor forced detections), so newly found faces are
+            ignored until a confirmed track is lost. Lowered below the confirmed count, the
+            longest-tracked ones are kept (earliest first frame, then lowest id).
     """
 
     def __init__(self, iou_threshold: float = 0.2, max_hold_frames: int = 15, max_hold_seconds: float = 0.5,
                  confirm_hits: int = 3, confirm_frames: int = 5, anchor: bool = True,
-                 max_undetected_seconds: float | None = 1.0):
+                 max_undetected_seconds: float | None = 1.0, max_confirmed: int | None = None):
         self.iou_threshold = float(iou_threshold)
         self.max_hold_frames = int(max_hold_frames)
         self.max_hold_seconds = float(max_hold_seconds)
@@ -237,6 +242,7 @@ class PersonTracker:
         self.confirm_frames = max(self.confirm_hits, int(confirm_frames))
         self.anchor = bool(anchor)
         self.max_undetected_seconds = None if max_undetected_seconds is None else float(max_undetected_seconds)
+        self.max_confirmed = max_confirmed
         self.reset()
 
     def reset(self) -> None:
@@ -246,8 +252,12 @@ class PersonTracker:
         self._frame = -1
         self._step = -1
 
+    def _full(self) -> bool:
+        """At capacity: ``max_confirmed`` tracks or more are confirmed."""
+        return self.max_confirmed is not None and sum(tr.confirmed for tr in self.tracks) >= self.max_confirmed
+
     def _confirm(self, tr: Track) -> None:
-        if tr.hits >= self.confirm_hits:
+        if not tr.confirmed and tr.hits >= self.confirm_hits and not self._full():
             tr.confirmed = True
 
     def update(self, b0: np.ndarray, faces: np.ndarray | None = None, scores: np.ndarray | None = None,
@@ -353,6 +363,12 @@ class PersonTracker:
                 continue                                   # never confirmed: a spurious face
             kept.append(tr)
         kept.sort(key=lambda tr: tr.track_id)
+        if self.max_confirmed is not None:   # the capacity: tentative tracks go once it is reached
+            confirmed = [tr for tr in kept if tr.confirmed]
+            if len(confirmed) >= self.max_confirmed:
+                keep = {id(tr) for tr in sorted(confirmed, key=lambda tr: (tr.first_frame, tr.track_id))
+                        [: self.max_confirmed]}
+                kept = [tr for tr in kept if id(tr) in keep]
         self.tracks = kept
         return list(kept)
 

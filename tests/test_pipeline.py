@@ -170,6 +170,35 @@ def test_max_weight_assignment_is_optimal_on_every_shape():
         max_weight_assignment(np.array([[np.nan]]))
 
 
+def test_tracker_capacity_confirms_first_comers_and_drops_tentative_tracks():
+    """max_confirmed (PosePipeline's max_persons) is the tracker's own rule: once full, no
+    other track is confirmed and tentative ones are dropped in the same update, so they cost no
+    crops; lowered below the confirmed count, the longest-tracked are kept; a lost track frees
+    its place for a newcomer."""
+    a, b = np.array([[100.0, 100, 40, 40]]), np.array([[400.0, 100, 40, 40]])
+    both = np.concatenate([a, b])
+    tracker = PersonTracker(confirm_hits=2, confirm_frames=4, max_hold_frames=1, max_hold_seconds=10.0,
+                            max_confirmed=1)
+    assert len(tracker.update(both, both, timestamp=0.0)) == 2                   # both tentative, below capacity
+    tracks = tracker.update(both, both, timestamp=0.1)
+    assert [(tr.track_id, tr.confirmed) for tr in tracks] == [(1, True)]         # 2 was refused and dropped
+    for t in (0.2, 0.3):
+        assert [tr.track_id for tr in tracker.update(both, both, timestamp=t)] == [1]
+    # without a capacity both are confirmed; lowering it keeps the one tracked longest
+    tracker = PersonTracker(confirm_hits=2, confirm_frames=4)
+    tracker.update(a, a, timestamp=0.0)
+    for t in (0.1, 0.2):
+        tracker.update(both, both, timestamp=t)
+    assert [tr.confirmed for tr in tracker.tracks] == [True, True]
+    tracker.max_confirmed = 1
+    assert [tr.track_id for tr in tracker.update(both, both, timestamp=0.3)] == [1]
+    # the followed person leaves: held for 0.5 s (b stays out meanwhile), then a newcomer takes the place
+    seen = [[tr.track_id for tr in tracker.update(b, b, timestamp=0.4 + 0.1 * i)] for i in range(9)]
+    assert seen[:5] == [[1]] * 5
+    assert tracker.tracks[0].track_id != 1 and tracker.tracks[0].confirmed
+    assert np.array_equal(tracker.tracks[0].b0, b[0])
+
+
 def test_tracker_keeps_ids_holds_and_drops():
     tracker = PersonTracker(iou_threshold=0.3, max_hold_frames=3, max_hold_seconds=10.0, confirm_hits=1)
 
