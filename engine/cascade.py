@@ -105,14 +105,12 @@ class Cascade:
         if joints[0] is not None:
             raise ValueError("stage 1 regresses every joint; its joint list must be None")
         k = skeleton.k
-        self.stage_joints: list[np.ndarray | None] = []
-        self._refined: list[tuple[np.ndarray, np.ndarray]] = []   # per stage: (refined, kept) joint indices
+        self._refined: list[np.ndarray] = []   # per stage: the indices of the joints it refines
         for j in joints:
             idx = np.arange(k) if j is None else np.asarray(j, dtype=np.int64).reshape(-1)
             if len(idx) == 0 or idx.min() < 0 or idx.max() >= k or len(np.unique(idx)) != len(idx):
                 raise ValueError(f"a stage's joints must be distinct indices in 0..{k - 1}, got {j!r}")
-            self.stage_joints.append(None if len(idx) == k and (idx == np.arange(k)).all() else idx)
-            self._refined.append((idx, np.setdiff1d(np.arange(k), idx)))
+            self._refined.append(idx)
         self.min_box_fraction = min_box_fraction
         self.flip = flip
         self._mirror = np.asarray(skeleton.mirror, dtype=np.int64)
@@ -120,6 +118,12 @@ class Cascade:
         self._norm = {} if normalization is None else {"mean": normalization.mean, "std": normalization.std,
                                                        "channel_order": normalization.channel_order}
         self._bufs: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # crop side -> (crops, inputs)
+
+    @property
+    def stage_joints(self) -> list[np.ndarray | None]:
+        """Per stage, the indices of the joints it refines, None for all k (stage 1 always)."""
+        k = self.skeleton.k
+        return [None if len(idx) == k and (idx == np.arange(k)).all() else idx for idx in self._refined]
 
     @property
     def num_stages(self) -> int:
@@ -173,7 +177,7 @@ class Cascade:
         b0 = np.asarray(b0, dtype=np.float64).reshape(-1, 4)
         p = len(b0)
         poses = np.zeros((s_total, p, k, 2))
-        boxes_hist = np.zeros((s_total - 1, p, k, 4))
+        boxes_hist = np.full((s_total - 1, p, k, 4), np.nan)   # NaN: joints a stage does not refine
         seconds: list[float] = []
         if p == 0:
             return CascadeResult(b0, poses, boxes_hist, [0.0] * s_total)
@@ -192,8 +196,7 @@ class Cascade:
         for s in range(1, s_total):
             t = time.perf_counter()
             boxes = joint_boxes(poses[s - 1], self.sigma, self.skeleton, min_size)  # (P, k, 4)
-            idx, kept = self._refined[s]   # only these joints are refined; the others keep stage s-1's position
-            boxes[:, kept] = np.nan
+            idx = self._refined[s]   # only these joints are refined; the others keep stage s-1's position
             m = len(idx)
             sel = boxes[:, idx]                                                      # (P, m, 4)
             crop_angles = None if angles is None else np.repeat(angles, m)
@@ -202,7 +205,7 @@ class Cascade:
             own = out.reshape(p, m, k, 2)[:, np.arange(m), idx, :]                   # (P, m, 2) own joints
             poses[s] = poses[s - 1]
             poses[s][:, idx] = denormalize(own, sel, None if angles is None else angles[:, None])
-            boxes_hist[s - 1] = boxes
+            boxes_hist[s - 1][:, idx] = sel
             seconds.append(time.perf_counter() - t)
         return CascadeResult(b0, poses, boxes_hist, seconds)
 

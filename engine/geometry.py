@@ -23,6 +23,9 @@ from .skeletons import Skeleton
 
 INPUT_SIZE = 220
 """Side of the square network input in pixels (the paper's 220x220)."""
+MIN_INPUT_SIZE = 60
+"""The smallest crop side psi takes (a cheaper refinement stage's, engine.network), pixels: its
+last feature map keeps at least one cell."""
 
 # Default pixel normalization applied to crops before the network: (value - MEAN) / STD, per
 # channel, channels in OpenCV's BGR order. Training writes it into every manifest, and the

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .geometry import PIXEL_MEAN, PIXEL_STD
+from .geometry import MIN_INPUT_SIZE, PIXEL_MEAN, PIXEL_STD
 from .skeletons import Skeleton, get_skeleton
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -228,9 +228,10 @@ class ModelInfo:
         out = []
         for i, s in enumerate(self.manifest.stages, start=1):
             size = s.extra.get("input_size", self.manifest.input_size)
-            if isinstance(size, bool) or not isinstance(size, (int, float)) or size != int(size) or size < 60:
-                raise ModelError(f"{self.folder}: stage {i}'s 'input_size' must be a whole number of at least 60 "
-                                 f"pixels, got {size!r}")
+            whole = not isinstance(size, bool) and isinstance(size, (int, float)) and size == int(size)
+            if not whole or size < MIN_INPUT_SIZE:
+                raise ModelError(f"{self.folder}: stage {i}'s 'input_size' must be a whole number of at least "
+                                 f"{MIN_INPUT_SIZE} pixels, got {size!r}")
             out.append(int(size))
         return out
 

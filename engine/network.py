@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .geometry import INPUT_SIZE
+from .geometry import INPUT_SIZE, MIN_INPUT_SIZE
 
 
 @dataclass(frozen=True)
@@ -124,12 +124,12 @@ def feature_side(input_size: int, conv1_kernel: int) -> int:
     side = (input_size + 2 * (conv1_kernel // 2) - conv1_kernel) // 4 + 1
     for _ in range(3):
         side = (side - 3) // 2 + 1
-    if side < 1:
-        raise ValueError(f"input size {input_size} is too small for psi (it needs at least 60 pixels)")
+    if input_size < MIN_INPUT_SIZE or side < 1:
+        raise ValueError(f"input size {input_size} is too small for psi (it needs at least {MIN_INPUT_SIZE} pixels)")
     return side
 
 
 def build_network(num_joints: int, preset: str = "compact", input_size: int = INPUT_SIZE) -> PoseRegressor:
     """A freshly initialized psi for k = ``num_joints`` joints on S x S = ``input_size`` crops;
-    raises KeyError for an unknown preset, ValueError for an input side below 60 pixels."""
+    raises KeyError for an unknown preset, ValueError for an input side below MIN_INPUT_SIZE (60) pixels."""
     return PoseRegressor(num_joints, preset, input_size)

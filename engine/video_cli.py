@@ -26,7 +26,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_args import (WeightsError, add_backend, add_flip, add_int8, add_stages, add_threads, add_weights,
+from .cli_args import (DEFAULT_FLIP, WeightsError, add_backend, add_flip, add_int8, add_stages, add_threads, add_weights,
                        int8_problem, output_problem, positive_int, resolve_weights)
 
 VIDEO_SUFFIXES = (".mp4",)
@@ -80,7 +80,7 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-persons", type=positive_int, metavar="N", default=None,
                         help="follow at most N persons, those tracked longest; faces found beyond them are "
                         "ignored until one is lost (default: everyone found)")
-    add_flip(parser, default="off")   # engine.pipeline.DEFAULT_FLIP
+    add_flip(parser, default=DEFAULT_FLIP)
     parser.add_argument("--rotate", action="store_true",
                         help="rotated b0: turn each person's crops with the roll of their face (tilted or lying "
                         "persons; default: off)")

@@ -266,9 +266,8 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from deeppose.engine.backends import (BackendError, create_regressors, describe_regressors, physical_cores,
-                                 resolve_backend)
-    from deeppose.engine.cascade import Cascade
+    from deeppose.engine.backends import (BackendError, cascade_from, create_regressors, describe_regressors,
+                                          physical_cores, resolve_backend)
     from deeppose.engine.model import ModelError, read_manifest
 
     log = logging.getLogger("benchmark")
@@ -379,7 +378,7 @@ def run(args) -> int:
                 cascade = pipeline.cascade
             else:
                 regs = create_regressors(info, backend, **opts, **cpu_opts)
-                cascade = Cascade(regs, sk, info.sigma, info.stage_input_sizes, stage_joints=info.stage_joints)
+                cascade = cascade_from(info, regs)
         except (BackendError, ModelError) as e:
             print(f"\n{label}: not measured: {e}")
             entry["error"] = str(e)

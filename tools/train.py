@@ -130,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: error: --rotate must be within 0..180 degrees, --shift and --scale within 0..1 (got "
               f"{args.rotate:g}, {args.shift:g}, {args.scale:g})", file=sys.stderr)
         return 2
-    if args.refine_input_size < 60:
-        print(f"train: error: --refine-input-size must be at least 60 pixels, got {args.refine_input_size}",
-              file=sys.stderr)
+    from deeppose.engine.geometry import MIN_INPUT_SIZE
+    if args.refine_input_size < MIN_INPUT_SIZE:
+        print(f"train: error: --refine-input-size must be at least {MIN_INPUT_SIZE} pixels, got "
+              f"{args.refine_input_size}", file=sys.stderr)
         return 2
     refine_joints = None
     if args.refine_joints is not None:

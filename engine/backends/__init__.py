@@ -282,8 +282,20 @@ def load_cascade(folder: str | Path, backend: str = "torch", **backend_options: 
             :func:`create_regressors`.
     """
     info = read_manifest(folder)
-    sizes, joints = info.stage_input_sizes, info.stage_joints   # ModelError before any backend loads
-    regressors = create_regressors(info, backend, **backend_options)
+    _ = info.stage_input_sizes, info.stage_joints   # a bad stage entry fails before any backend loads
+    return cascade_from(info, create_regressors(info, backend, **backend_options)), info
+
+
+def cascade_from(info: ModelInfo, regressors: list) -> Cascade:
+    """The :class:`engine.cascade.Cascade` of a model's stage regressors (one per stage, as
+    :func:`create_regressors` gives them): the manifest's sigma, crop sides, joint subsets and
+    pixel normalization.
+
+    Raises:
+        ModelError: a network takes crops of another side than its stage entry's ``input_size``
+            (the regressors are closed first), or a bad stage entry (``ModelInfo``).
+    """
+    sizes = info.stage_input_sizes
     for s, (reg, size) in enumerate(zip(regressors, sizes), start=1):
         side = getattr(reg, "input_side", None)   # known for torch and ONNX Runtime networks
         if side is not None and side != size:
@@ -291,5 +303,5 @@ def load_cascade(folder: str | Path, backend: str = "torch", **backend_options: 
                 r.close()
             raise ModelError(f"{info.folder}: stage {s}'s network takes {side}-pixel crops, the manifest says "
                              f"{size} (its stage entry's 'input_size')")
-    return (Cascade(regressors, info.skeleton, info.sigma, sizes, normalization=info.normalization,
-                    stage_joints=joints), info)
+    return Cascade(regressors, info.skeleton, info.sigma, sizes, normalization=info.normalization,
+                   stage_joints=info.stage_joints)
