@@ -25,8 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deeppose.engine.detector import FACE_JOINTS
+from deeppose.tools.person_boxes import HEAD_JOINTS as NECK_HEAD_TOP
+
 DEFAULT_TRUTH = Path(__file__).resolve().parents[1] / "tests" / "data" / "walking_persons.json"
-HEAD_JOINTS = (("l_eye", "r_eye", "nose"), ("neck", "head_top"))
+HEAD_JOINTS = (FACE_JOINTS, NECK_HEAD_TOP)
 """The joints whose midpoint is a skeleton's head: the upper-body model's face, else the
 full-body model's neck and head top (the middle of the head)."""
 GROW = 2.0

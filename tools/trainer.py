@@ -378,6 +378,10 @@ def _save_atomic(obj, path: Path) -> None:
     tmp.replace(path)
 
 
+POSTFIX_EVERY = 20
+"""Optimizer steps between two updates of the progress bar's loss and speed."""
+
+
 def _lr_lambda(total: int, warmup: int):
     def f(step: int) -> float:
         if step < warmup:
@@ -493,7 +497,9 @@ class StageTrainer:
                if cfg.workers else {}))
         bar = tqdm(total=len(steps), desc=f"stage {self.stage}", unit="step", disable=None if rank == 0 else True,
                    mininterval=1.0)
-        t0, seen, loss_sum = time.time(), 0, 0.0
+        # the loss is summed on the device and read back only for the progress bar and the log
+        # (a .item() per step would make the CPU wait for the GPU at every step)
+        t0, seen, loss_sum = time.time(), 0, torch.zeros((), device=self.device)
         model.train()
         for step, batch in zip(steps, loader):
             batch = batch.to(self.device)
@@ -505,12 +511,13 @@ class StageTrainer:
             sched.step()
             n = len(batch.mask) * world
             seen += n
-            loss_sum += loss.item() * n  # this process's loss stands for all
+            loss_sum += loss.detach() * n  # this process's loss stands for all
             epoch, b = divmod(step + 1, steps_per_epoch)
             bar.update()
-            bar.set_postfix(epoch=f"{epoch if b == 0 else epoch + 1}/{epochs}", loss=f"{loss_sum / seen:.4f}",
-                            samples_s=f"{seen / (time.time() - t0):.0f}", lr=f"{sched.get_last_lr()[0]:.1e}",
-                            refresh=False)
+            if (step + 1) % POSTFIX_EVERY == 0:
+                bar.set_postfix(epoch=f"{epoch if b == 0 else epoch + 1}/{epochs}",
+                                loss=f"{loss_sum.item() / seen:.4f}", samples_s=f"{seen / (time.time() - t0):.0f}",
+                                lr=f"{sched.get_last_lr()[0]:.1e}", refresh=False)
             end = step + 1 == last
             if not end and (b != 0 or epoch % cfg.val_every != 0):
                 continue
@@ -519,7 +526,7 @@ class StageTrainer:
             if rank == 0:  # process 0 validates and writes the checkpoint; the others wait
                 metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device, self.stage_joints),
                                       self.val)
-                entry = {"epoch": epoch if b == 0 else epoch + 1, "loss": loss_sum / max(seen, 1),
+                entry = {"epoch": epoch if b == 0 else epoch + 1, "loss": loss_sum.item() / max(seen, 1),
                          "samples_per_s": seen / (time.time() - t0), "val": metrics[f"stage{self.stage}"]}
                 final_metrics = metrics
                 history.append(entry)
@@ -535,7 +542,7 @@ class StageTrainer:
                                       if self.device.type == "cuda" else None}}, self.ckpt_path)
             _barrier()
             model.train()
-            t0, seen, loss_sum = time.time(), 0, 0.0
+            t0, seen, loss_sum = time.time(), 0, torch.zeros((), device=self.device)
         bar.close()
         net.eval()
         return net, {"history": history, "epochs": epochs, "val_metrics": final_metrics}, stats
@@ -674,7 +681,6 @@ def transfer_weights(net: PoseRegressor, source: dict, name: str) -> str:
         notes.append("features only: it regresses another number of joints; the output layer starts afresh")
     net.load_state_dict(same, strict=False)
     return "; ".join(notes) or "every layer"
-
 
 
 def _init_checkpoint(cfg: TrainConfig, stage: int) -> Path | None:
