@@ -155,6 +155,22 @@ def fake_trt(monkeypatch):
     return install_standin(monkeypatch)
 
 
+def test_engines_of_a_stage_refining_some_joints_are_tuned_for_its_crops(tmp_path, fake_trt):
+    """A stage that refines 4 of the 11 joints (its manifest ``joints``) crops 4 boxes per
+    person: its engine's profile is tuned for 4 crops and takes up to 4 per person, not 11. Its
+    regressor reports the crop side it takes, which load_cascade checks."""
+    folder = make_random_model(tmp_path / "model", stages=2, seed=3)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["stages"][1]["joints"] = ["l_elbow", "l_wrist", "r_elbow", "r_wrist"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    info = read_manifest(folder)
+    build_engines(info, "fp32", max_persons=2)
+    shapes = [c[1]["crops"] for c in fake_trt if c[0] == "build"]
+    assert [tuple(s[0] for s in shape) for shape in shapes] == [(1, 1, 2), (1, 4, 8)]
+    regs = trtb.create_tensorrt_regressors(info, "fp32", device="cpu")
+    assert [r.input_side for r in regs] == [220, 220]
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_build_and_run_engines_with_stand_in(model_dir, fake_trt, precision):
     info = read_manifest(model_dir)

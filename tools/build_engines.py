@@ -120,9 +120,10 @@ def to_fp16_onnx(model):
 
 def profile_batches(stage: int, k: int, max_persons: int) -> tuple[int, int, int]:
     """(min, opt, max) batch of a stage's optimization profile: stage 1 regresses one crop per
-    person (1, 1, P); stages >= 2 the k joint crops of every person (1, k, P*k). Every profile
-    starts at 1 so that the engine takes any batch B >= 1 (larger than max: run in chunks);
-    opt is one person."""
+    person (1, 1, P); stages >= 2 the k joint crops of every person (1, k, P*k), k being the
+    number of joints the stage refines (``ModelInfo.stage_joints``). Every profile starts at 1
+    so that the engine takes any batch B >= 1 (larger than max: run in chunks); opt is one
+    person."""
     if stage == 1:
         return 1, 1, max_persons
     return 1, k, max_persons * k
@@ -213,7 +214,8 @@ def build_engines(info: "ModelInfo", precision: str = "fp16", max_persons: int |
     for s, (ckpt, onnx_file) in enumerate(zip(info.stage_files, info.onnx_files), start=1):
         out = trtb.engine_path(ckpt, folder, env, precision)
         log.info("building the TensorRT engine of stage %d (%s) -> %s", s, precision, out)
-        build_engine(onnx_file, out, precision, profile_batches(s, info.skeleton.k, max_persons), env,
+        crops = len(joints) if (joints := info.stage_joints[s - 1]) is not None else info.skeleton.k
+        build_engine(onnx_file, out, precision, profile_batches(s, crops, max_persons), env,
                      {"stage": s, "checkpoint": ckpt.name,
                       "checkpoint_sha256": file_sha256(ckpt) if ckpt.is_file() else None,
                       "max_persons": max_persons}, workspace_mb)

@@ -297,7 +297,7 @@ def cascade_from(info: ModelInfo, regressors: list) -> Cascade:
     """
     sizes = info.stage_input_sizes
     for s, (reg, size) in enumerate(zip(regressors, sizes), start=1):
-        side = getattr(reg, "input_side", None)   # known for torch and ONNX Runtime networks
+        side = reg.input_side
         if side is not None and side != size:
             for r in regressors:
                 r.close()

@@ -39,9 +39,15 @@ class Regressor(ABC):
             B >= 1 regardless, splitting larger batches.
         reason: why the backend was chosen (``"auto: ..."`` when :func:`engine.backends.resolve_backend`
             picked it).
+
+    Attributes:
+        input_side: the crop side S in pixels the network takes, where the backend can read it
+            from the network (None: unknown); checked against the manifest by
+            :func:`engine.backends.cascade_from`.
     """
 
     name: ClassVar[str] = ""
+    input_side: int | None = None
 
     def __init__(self, description: str, max_batch: int | None = None, reason: str = ""):
         if max_batch is not None and int(max_batch) < 1:

@@ -225,6 +225,7 @@ class TensorRTRegressor(Regressor):
             raise BackendError(f"the TensorRT engine {self.path.name} does not take a batch of 1 (profile starts at "
                                f"{int(min_shape[0])}); rebuild with: {rebuild_hint or 'python main.py build-engines'}")
         max_batch = int(max_shape[0])
+        self.input_side = int(max_shape[-1])
         in_shape = tuple(int(d) for d in max_shape)
         out_shape = (max_batch, int(self.engine.get_tensor_shape(self.output)[1]))
         dt = {name: torch.from_numpy(np.empty(0, dtype=trt.nptype(self.engine.get_tensor_dtype(name)))).dtype
