@@ -14,7 +14,9 @@ import atexit
 import contextlib
 import importlib
 import importlib.util
+import signal
 import sys
+import threading
 import types
 import weakref
 from pathlib import Path
@@ -59,9 +61,31 @@ def import_mediapipe():
             stub = _DeferredPyplot("matplotlib.pyplot")
             stub.__spec__ = spec
             sys.modules["matplotlib.pyplot"] = stub
-    import mediapipe
-    from mediapipe.tasks.python import BaseOptions, vision
+    with _ctrl_c_after():
+        import mediapipe
+        from mediapipe.tasks.python import BaseOptions, vision
     return mediapipe, BaseOptions, vision
+
+
+@contextlib.contextmanager
+def _ctrl_c_after():
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block and raise KeyboardInterrupt after it.
+
+    MediaPipe's native initialization does not survive a KeyboardInterrupt raised inside it: it
+    reported "mediapipe is not installed" and the interpreter then aborted while exiting. Only
+    the main thread can change the handler; elsewhere the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
 
 
 FACE_MODEL_DIR = Path(__file__).resolve().parents[1] / "weights" / "face"

@@ -444,3 +444,25 @@ def test_mediapipe_import_defers_pyplot(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_ctrl_c_during_the_mediapipe_import_is_raised_after_it(tmp_path):
+    """A Ctrl-C that lands inside MediaPipe's import (about 0.5 s of native initialization) is
+    held and raised as KeyboardInterrupt once the import is done: raised inside, it left
+    "mediapipe is not installed" and an interpreter that aborted while exiting (rc -6)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import os, signal, sys, threading, time\n"
+            "import matplotlib  # loaded first: what is left to import is MediaPipe itself\n"
+            "from deeppose.engine.face_detector import import_mediapipe\n"
+            "threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+            "try:\n"
+            "    import_mediapipe()\n"
+            "except KeyboardInterrupt:\n"
+            "    assert 'mediapipe.tasks.python.vision' in sys.modules\n"
+            "    print('held'); sys.exit(3)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3 and proc.stdout.strip() == "held", (proc.returncode, proc.stderr[-2000:])
