@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib
+import importlib.machinery
 import importlib.util
 import signal
 import sys
 import threading
-import types
 import weakref
 from pathlib import Path
 
@@ -25,45 +24,45 @@ import numpy as np
 
 from .native_stderr import filtered_native_stderr
 
-class _DeferredPyplot(types.ModuleType):
-    """Stands in for ``matplotlib.pyplot`` until one of its attributes is used; then the real
-    module is imported and answers (this object copies its names, so later look-ups are
-    direct)."""
+_LAZY_MEDIAPIPE_MODULES = frozenset({"mediapipe.tasks.python.vision.drawing_utils",
+                                     "mediapipe.tasks.python.vision.drawing_styles"})
+"""MediaPipe modules that ``mediapipe.tasks.python.vision`` imports but the pose path never uses;
+drawing_utils imports ``matplotlib.pyplot`` at module level (with the matplotlib package, about
+0.3 s of start-up and 20 MiB of resident memory)."""
 
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if sys.modules.get("matplotlib.pyplot") is self:
-            del sys.modules["matplotlib.pyplot"]
-        real = importlib.import_module("matplotlib.pyplot")
-        self.__dict__.update(real.__dict__)
-        return getattr(real, name)
+
+class _LazyMediaPipeDrawing:
+    """A ``sys.meta_path`` finder that gives :data:`_LAZY_MEDIAPIPE_MODULES` the standard
+    library's :class:`importlib.util.LazyLoader`: each is imported as usual (bound on its
+    package, in ``sys.modules``) but runs only when one of its attributes is first used."""
+
+    @staticmethod
+    def find_spec(fullname, path=None, target=None):
+        if fullname not in _LAZY_MEDIAPIPE_MODULES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec
 
 
 def import_mediapipe():
-    """``(mediapipe, BaseOptions, vision)`` of MediaPipe Tasks, without loading pyplot.
+    """``(mediapipe, BaseOptions, vision)`` of MediaPipe Tasks, without loading matplotlib.
 
     ``mediapipe.tasks.python.vision`` imports its drawing helpers, which import
-    ``matplotlib.pyplot`` at module level: about 0.5 s and 20 MiB of resident memory that the
-    pose path never uses. Unless something imported it already, pyplot is first registered
-    as a :class:`_DeferredPyplot`, which imports the real module only if one of those helpers
-    is ever called.
+    ``matplotlib.pyplot`` at module level. Those two modules are imported lazily
+    (:class:`_LazyMediaPipeDrawing`): they, and matplotlib, load only if a helper is ever used.
 
     Raises:
         ImportError: mediapipe is not installed.
     """
-    if "matplotlib.pyplot" not in sys.modules:
-        try:
-            spec = importlib.util.find_spec("matplotlib.pyplot")
-        except (ImportError, ValueError):   # no matplotlib: mediapipe's own import decides
-            spec = None
-        if spec is not None:
-            stub = _DeferredPyplot("matplotlib.pyplot")
-            stub.__spec__ = spec
-            sys.modules["matplotlib.pyplot"] = stub
-    with _ctrl_c_after():
-        import mediapipe
-        from mediapipe.tasks.python import BaseOptions, vision
+    sys.meta_path.insert(0, _LazyMediaPipeDrawing)
+    try:
+        with _ctrl_c_after():
+            import mediapipe
+            from mediapipe.tasks.python import BaseOptions, vision
+    finally:
+        sys.meta_path.remove(_LazyMediaPipeDrawing)
     return mediapipe, BaseOptions, vision
 
 
