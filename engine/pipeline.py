@@ -194,8 +194,8 @@ class PosePipeline:
             they keep their places while tracked, so a face confirmed before the user's (a
             poster, a person passing first) keeps its place; newly found faces are ignored
             until one of them is lost, and the face detector runs only every ``detect_every``
-            frames: a webcam user alone in view (MediaPipe's ``num_poses`` 1) pays for one
-            person, not for faces in the background.
+            frames and only in windows around the tracked faces: a webcam user alone in view
+            (MediaPipe's ``num_poses`` 1) pays for one person, not for faces in the background.
         backend_options: passed to the backend (e.g. ``device="cpu"``).
     Raises:
         engine.model.ModelError: the model folder cannot be used (one-line message).
@@ -335,7 +335,11 @@ class PosePipeline:
         detected = self._need_detection()
         if detected:
             if self.face_search is not None:
-                self.face_search.set_hints([tr.last_face for tr in self.tracker.tracks if tr.last_face is not None])
+                tracks = self.tracker.tracks
+                # full (max_persons reached): new faces would be ignored; look only where the
+                # tracked faces are (one BlazeFace call per person instead of three)
+                windows_only = self.tracker.full and all(tr.last_face is not None for tr in tracks)
+                self.face_search.set_hints([tr.last_face for tr in tracks if tr.last_face is not None], windows_only)
             found = self.detector.detect(frame_bgr)
             self._since_detect = 0
         else:

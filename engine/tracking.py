@@ -252,12 +252,13 @@ class PersonTracker:
         self._frame = -1
         self._step = -1
 
-    def _full(self) -> bool:
-        """At capacity: ``max_confirmed`` tracks or more are confirmed."""
+    @property
+    def full(self) -> bool:
+        """At capacity: ``max_confirmed`` tracks or more are confirmed (new faces are ignored)."""
         return self.max_confirmed is not None and sum(tr.confirmed for tr in self.tracks) >= self.max_confirmed
 
     def _confirm(self, tr: Track) -> None:
-        if not tr.confirmed and tr.hits >= self.confirm_hits and not self._full():
+        if not tr.confirmed and tr.hits >= self.confirm_hits and not self.full:
             tr.confirmed = True
 
     def update(self, b0: np.ndarray, faces: np.ndarray | None = None, scores: np.ndarray | None = None,
@@ -605,6 +606,12 @@ class TrackingFaceDetector:
       neighbours); smaller frames (stills such as FLIC's 540x360, a 640x480 webcam) get five
       overlapping tiles of ``small_tile`` of the frame's size (four corners and the centre).
 
+    ``set_hints(faces, windows_only=True)`` makes the next call look only around the hinted
+    faces: a window around every one of them (a face too large for a window gets the whole
+    frame), no whole-frame pass for the others and no tiles. The pipeline does this when its
+    tracker is full (``max_persons`` reached): new faces would be ignored, and the detector only
+    has to find the tracked faces again (one BlazeFace call per person instead of three).
+
     Window and tile hits are zoomed-in views where BlazeFace also fires on hands, clothes and
     textures, so they must score at least ``tile_min_confidence`` (stricter than the whole
     frame's). Detections are merged by non-maximum suppression (IoU ``nms_iou``, or one box
@@ -661,13 +668,17 @@ class TrackingFaceDetector:
     def reset(self) -> None:
         """New video or source: forget hints; the next frame scans every tile."""
         self._hints = np.zeros((0, 4))
+        self._windows_only = False
         self._next_tile = 0
         self._full_scan = True
 
-    def set_hints(self, faces: np.ndarray) -> None:
-        """Faces (N, 4) to look around in the next frame (the tracked persons' last faces)."""
+    def set_hints(self, faces: np.ndarray, windows_only: bool = False) -> None:
+        """Faces (N, 4) to look around in the next frame (the tracked persons' last faces);
+        with ``windows_only``, the next frame is searched only around them (see the class
+        docstring; without any finite face, the whole search runs)."""
         faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
         self._hints = faces[np.isfinite(faces).all(axis=1)]
+        self._windows_only = bool(windows_only) and len(self._hints) > 0
 
     def tiles(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
         """The tiles of a frame: (x0, y0, x1, y1) pixel ranges (x1, y1 exclusive)."""
@@ -707,8 +718,47 @@ class TrackingFaceDetector:
     def detect_with_keypoints(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`detect`, plus BlazeFace's six keypoints (N, 6, 2) in frame pixels (NaN where
         the wrapped detector gives none), in :data:`engine.face_detector.FACE_KEYPOINTS` order."""
-        h, w = image_bgr.shape[:2]
         found: list = []
+        if self._windows_only and not self._full_scan:
+            self._windows(image_bgr, found)
+        else:
+            self._search(image_bgr, found)
+        self._windows_only = False
+        if not found:
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, len(FACE_KEYPOINTS), 2))
+        faces = np.concatenate([f for f, _, _ in found])
+        scores = np.concatenate([s for _, s, _ in found])
+        kps = np.concatenate([k for _, _, k in found])
+        keep = nms(faces, scores, self.nms_iou, self.nms_overlap)
+        return faces[keep], scores[keep], kps[keep]
+
+    def _window(self, face: np.ndarray, w: int, h: int) -> tuple[int, int, int]:
+        """(x0, y0, side) of the square window around one hinted face, inside a w x h frame."""
+        size = float(np.sqrt(face[2] * face[3]))
+        side = int(min(max(self.roi_scale * size, self.min_roi), w, h))
+        x0 = int(min(max(round(face[0] - side / 2), 0), w - side))
+        y0 = int(min(max(round(face[1] - side / 2), 0), h - side))
+        return x0, y0, side
+
+    def _windows(self, image_bgr: np.ndarray, found: list) -> None:
+        """Windows-only search: a window around every hinted face (small ones at
+        ``window_min_confidence``), the whole frame once for those too large for one."""
+        h, w = image_bgr.shape[:2]
+        hints = self._hints
+        sizes = np.sqrt(hints[:, 2] * hints[:, 3])
+        whole = False
+        for i in np.argsort(-sizes):
+            x0, y0, side = self._window(hints[i], w, h)
+            if sizes[i] >= self.large_face * max(w, h) or side >= max(w, h):
+                whole = True
+            else:
+                self._run(image_bgr, x0, y0, x0 + side, y0 + side, found, self.window_min_confidence)
+        if whole:
+            self._run(image_bgr, 0, 0, w, h, found)
+
+    def _search(self, image_bgr: np.ndarray, found: list) -> None:
+        """The whole search: the whole frame, windows around small hinted faces, tiles."""
+        h, w = image_bgr.shape[:2]
         self._run(image_bgr, 0, 0, w, h, found)
         strict = self.tile_min_confidence
         hints = self._hints
@@ -716,9 +766,7 @@ class TrackingFaceDetector:
             sizes = np.sqrt(hints[:, 2] * hints[:, 3])
             small = np.flatnonzero(sizes < self.large_face * max(w, h))
             for i in small[np.argsort(-sizes[small])][: self.max_rois]:
-                side = int(min(max(self.roi_scale * sizes[i], self.min_roi), w, h))
-                x0 = int(min(max(round(hints[i, 0] - side / 2), 0), w - side))
-                y0 = int(min(max(round(hints[i, 1] - side / 2), 0), h - side))
+                x0, y0, side = self._window(hints[i], w, h)
                 if side < max(w, h):
                     self._run(image_bgr, x0, y0, x0 + side, y0 + side, found, self.window_min_confidence)
         grid = self.tiles(w, h)
@@ -729,13 +777,6 @@ class TrackingFaceDetector:
                 self._run(image_bgr, *grid[j], found, strict)
             self._next_tile = (self._next_tile + (0 if self._full_scan else len(todo))) % len(grid)
         self._full_scan = False
-        if not found:
-            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, len(FACE_KEYPOINTS), 2))
-        faces = np.concatenate([f for f, _, _ in found])
-        scores = np.concatenate([s for _, s, _ in found])
-        kps = np.concatenate([k for _, _, k in found])
-        keep = nms(faces, scores, self.nms_iou, self.nms_overlap)
-        return faces[keep], scores[keep], kps[keep]
 
     def close(self) -> None:
         """Close the wrapped detector."""
@@ -778,17 +819,21 @@ class TurnedFaceSearch:
         self.searches = dict(searches)
         self.nms_iou, self.nms_overlap = float(nms_iou), float(nms_overlap)
         self._hints = np.zeros((0, 4))
+        self._windows_only = False
 
     def reset(self) -> None:
         """New video or source (see :meth:`TrackingFaceDetector.reset`)."""
         self._hints = np.zeros((0, 4))
+        self._windows_only = False
         for s in self.searches.values():
             s.reset()
 
-    def set_hints(self, faces: np.ndarray) -> None:
-        """Faces (N, 4) in frame pixels to look around in the next frame."""
+    def set_hints(self, faces: np.ndarray, windows_only: bool = False) -> None:
+        """Faces (N, 4) in frame pixels to look around in the next frame; ``windows_only``:
+        only around them, in every turn (see :meth:`TrackingFaceDetector.set_hints`)."""
         faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
         self._hints = faces[np.isfinite(faces).all(axis=1)]
+        self._windows_only = bool(windows_only)
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Faces (N, 4) (cx, cy, w, h) frame pixels and scores (N,), highest score first."""
@@ -805,13 +850,14 @@ class TurnedFaceSearch:
             hints[:, :2] = turn_points(hints[:, :2], k, w, h)
             if k % 2:
                 hints[:, 2:] = hints[:, [3, 2]]
-            search.set_hints(hints)
+            search.set_hints(hints, self._windows_only)
             faces, scores, kps = search.detect_with_keypoints(turned)
             faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4).copy()
             faces[:, :2] = turn_points(faces[:, :2], k, w, h, inverse=True)
             if k % 2:
                 faces[:, 2:] = faces[:, [3, 2]]
             out.append((faces, np.asarray(scores, dtype=np.float64), turn_points(kps, k, w, h, inverse=True)))
+        self._windows_only = False
         faces = np.concatenate([f for f, _, _ in out])
         scores = np.concatenate([s for _, s, _ in out])
         kps = np.concatenate([p for _, _, p in out]).reshape(len(faces), len(FACE_KEYPOINTS), 2)

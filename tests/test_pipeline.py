@@ -399,6 +399,40 @@ def test_tracking_face_detector_finds_small_faces_in_tiles_and_windows():
     assert len(fake.calls) == 2
 
 
+def test_windows_only_search_looks_only_around_the_hinted_faces():
+    """set_hints(..., windows_only=True) (the pipeline's tracker is full): the next call runs one
+    window per small hinted face and the whole frame once for large ones, no tiles; the call
+    after it is the whole search again, and so is the first call after reset()."""
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[80:120, 1000:1040] = 255                     # a 40 px tracked face
+    frame[400:440, 100:140] = 255                      # a newcomer elsewhere
+    fake = FakeFaceDetector()
+    det = TrackingFaceDetector(fake, tile=640, overlap=0.25)
+    assert len(det.detect(frame)[0]) == 2              # first frame: every tile
+    tracked = np.array([[1019.5, 99.5, 40.0, 40.0]])
+    fake.calls.clear()
+    det.set_hints(tracked, windows_only=True)
+    faces, _ = det.detect(frame)
+    assert fake.calls == [(200, 200)]                  # one window of 5 face sizes, nothing else
+    assert len(faces) == 1 and faces[0] == pytest.approx(tracked[0])
+    fake.calls.clear()
+    det.set_hints(np.array([*tracked, [600.0, 300.0, 200.0, 200.0], [np.nan] * 4]), windows_only=True)
+    det.detect(frame)
+    assert sorted(fake.calls) == [(200, 200), (720, 1280)]   # the large face: the whole frame, once
+    fake.calls.clear()
+    det.set_hints(tracked)                             # not full: frame, window, one tile
+    assert len(det.detect(frame)[0]) == 2 and len(fake.calls) == 3
+    fake.calls.clear()
+    det.set_hints(np.full((1, 4), np.nan), windows_only=True)   # no face to look around: whole search
+    det.detect(frame)
+    assert len(fake.calls) == 2
+    det.reset()
+    fake.calls.clear()
+    det.set_hints(tracked, windows_only=True)          # after reset: every tile first
+    det.detect(frame)
+    assert len(fake.calls) == 1 + 1 + 6                # frame, window, every tile
+
+
 class ScoredFaces:
     """Face detector stand-in: the white squares of an image are faces; a square's score is
     its red channel / 255 (so a test sets each face's score), keypoints at the square centre."""
@@ -661,10 +695,24 @@ def test_max_persons_follows_the_walker_alone_and_detects_every_nth_frame(flic_w
     """max_persons=1 (video --max-persons 1) on the first 40 frames of walking.mp4: at most one
     skeleton per frame, on the walker (the largest face of the first confirmed), with one id;
     the seated people in the background get no crops, and once he is confirmed the face
-    detector runs every 5th frame only (no new tentative tracks force it)."""
+    detector runs every 5th frame only (no new tentative tracks force it), and only in a
+    window around his face."""
     frames = walking_frames(40)
     with PosePipeline(flic_weights, detect_every=5, smooth=False, max_persons=1) as pipe:
-        results = [pipe.process(f, i / 30, i) for i, f in enumerate(frames)]
+        inner = pipe.face_search.face_detector
+        sizes: list[list] = []
+
+        class Counting:
+            def detect_with_keypoints(self, image):
+                sizes[-1].append(image.shape[:2])
+                return inner.detect_with_keypoints(image)
+
+        pipe.face_search.face_detector = Counting()
+        results = []
+        for i, f in enumerate(frames):
+            sizes.append([])
+            results.append(pipe.process(f, i / 30, i))
+        pipe.face_search.face_detector = inner
         assert len(pipe.tracker.tracks) == 1
     assert all(len(r.persons) <= 1 for r in results)
     drawn = [r.persons[0] for r in results if r.persons]
@@ -672,6 +720,9 @@ def test_max_persons_follows_the_walker_alone_and_detects_every_nth_frame(flic_w
     first = next(r.index for r in results if r.persons)
     detected = [r.index for r in results if r.detected and r.index > first]
     assert len(detected) <= 9 and np.diff(detected).max() <= 5, detected
+    confirmed = next(r.index for r in results if r.persons and pipe.tracker.full) + 1
+    later = [sizes[i] for i in detected if i > confirmed + 5]
+    assert later and all(len(s) == 1 and s[0][0] == s[0][1] < 720 for s in later), later   # one square window
     with pytest.raises(ValueError, match="max_persons must be at least 1"):
         PosePipeline(flic_weights, max_persons=0)
 
