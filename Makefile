@@ -1,7 +1,8 @@
 # `make run` starts the app, `make test` runs the suite; both create .venv on first use (an
 # editable install with the app, training and test extras: everything the suite exercises) and
 # build the ONNX files of the shipped models from their checkpoints (`make onnx`; they are
-# build outputs, not tracked, and ONNX Runtime, the CPU run time, loads them).
+# build outputs, not tracked, and ONNX Runtime, the CPU run time, loads them), and their int8
+# copies from the shipped calibration caches (stageN.int8-calibration.json; no data needed).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -18,8 +19,9 @@ $(VENV)/.installed: pyproject.toml
 ONNX_STAMPS := $(patsubst %/manifest.json,%/.onnx.stamp,$(wildcard weights/*/manifest.json))
 
 .SECONDEXPANSION:
-weights/%/.onnx.stamp: weights/%/manifest.json $$(wildcard weights/%/stage*.pt) $(VENV)/.installed
+weights/%/.onnx.stamp: weights/%/manifest.json $$(wildcard weights/%/stage*.pt) $$(wildcard weights/%/stage*.int8-calibration.json) $(VENV)/.installed
 	$(PY) main.py export-onnx --weights weights/$*
+	if [ -n "$(wildcard weights/$*/stage*.int8-calibration.json)" ]; then $(PY) main.py quantize-int8 --weights weights/$*; fi
 	touch $@
 
 onnx: $(ONNX_STAMPS)

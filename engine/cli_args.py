@@ -158,16 +158,21 @@ def add_threads(parser: argparse.ArgumentParser, default_text: str = "the backen
                         help=f"CPU threads for inference (default: {default_text})")
 
 
-def add_int8(parser: argparse.ArgumentParser) -> None:
-    """``--int8``: ONNX Runtime runs the stages' int8 copies (``quantize-int8``); off by default."""
-    parser.add_argument("--int8", action="store_true",
-                        help="ONNX Runtime: run the int8 copies of the stages (build them with quantize-int8; "
-                        "off by default until their accuracy is checked with evaluate --int8)")
+def add_int8(parser: argparse.ArgumentParser, default_text: str | None = None) -> None:
+    """``--int8 / --no-int8``: ONNX Runtime runs the stages' int8 copies, or their float graphs;
+    neither (None): the model's default (int8 where its int8 record passes, see
+    :func:`engine.backends.onnxruntime_backend.int8_record`)."""
+    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                        help="ONNX Runtime: run the int8 copies of the stages (built by make onnx or quantize-int8), "
+                        "or with --no-int8 the float ones (default: " + (default_text or "the stages whose int8 copies "
+                        "the model's manifest records as checked on val, within 0.01 PDJ@0.2 of float: stage 3 of the "
+                        "shipped models")
+                        + ")")
 
 
 def int8_problem(args) -> str | None:
     """None, or why ``--int8`` cannot be used with the chosen ``--backend`` (one line)."""
-    if getattr(args, "int8", False) and getattr(args, "backend", "auto") not in ("auto", "onnxruntime", "ort", "onnx"):
+    if getattr(args, "int8", None) is True and getattr(args, "backend", "auto") not in ("auto", "onnxruntime", "ort", "onnx"):
         return f"--int8 runs on ONNX Runtime, not on --backend {args.backend}"
     return None
 

@@ -377,7 +377,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     try:
         pipeline = PosePipeline(weights, backend=args.backend, stages=None, smooth=args.smooth, threads=args.threads,
-                                **tracking_kwargs(args), **({"int8": True} if args.int8 else {}))
+                                **tracking_kwargs(args), int8=args.int8)
     except (ModelError, DetectorError, ValueError) as e:
         opened.release()
         return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)

@@ -18,9 +18,11 @@ from deeppose.engine.backends.base import Regressor
 from deeppose.engine.geometry import boxes_from_pose, crop_boxes, joint_boxes, to_network_input
 from deeppose.engine.model import read_manifest
 
-BACKENDS = ["torch", "onnxruntime", "tensorrt", "tensorrt-standin"]
-TOLERANCE = {"torch": 1e-5, "onnxruntime": 1e-4, "tensorrt": 2e-2, "tensorrt-standin": 1e-4}
-"""Largest |backend - PyTorch fp32| output allowed, normalized coordinates (TensorRT: fp16)."""
+BACKENDS = ["torch", "onnxruntime", "onnxruntime-int8", "tensorrt", "tensorrt-standin"]
+TOLERANCE = {"torch": 1e-5, "onnxruntime": 1e-4, "onnxruntime-int8": 2e-2, "tensorrt": 2e-2, "tensorrt-standin": 1e-4}
+"""Largest |backend - PyTorch fp32| output allowed, normalized coordinates (TensorRT: fp16;
+ONNX Runtime int8: the shipped int8 copies, up to 0.013 seen here, whose accuracy the val check in the
+manifest covers)."""
 
 
 def _have_tensorrt() -> tuple[bool, str]:
@@ -74,7 +76,9 @@ def regressors(request, model, monkeypatch):
     if name == "torch":
         regs = create_regressors(model, "torch", device="cpu")
     elif name == "onnxruntime":
-        regs = create_regressors(model, "onnxruntime", threads=1)
+        regs = create_regressors(model, "onnxruntime", threads=1, int8=False)
+    elif name == "onnxruntime-int8":
+        regs = create_regressors(model, "onnxruntime", threads=1, int8=True)
     elif name == "tensorrt":
         ok, why = _have_tensorrt()
         if not ok:
@@ -103,7 +107,7 @@ def test_backend_conforms(regressors, model, crops, reference):
     for stage in (1, 2):
         r = regs[stage - 1]
         assert isinstance(r, Regressor)
-        assert r.name == name.removesuffix("-standin")
+        assert r.name == name.removesuffix("-standin").removesuffix("-int8")
         assert r.description.startswith(r.name) and "\n" not in r.description
         assert r.max_batch is None or r.max_batch >= 1
         assert isinstance(r.reason, str)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import main
-from deeppose.engine.backends import BackendError, create_regressors
+from deeppose.engine.backends import BackendError, create_regressors, describe_regressors
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import read_manifest
 from deeppose.tools.benchmark import read_frames
@@ -53,3 +53,141 @@ def test_quantized_stages_load_and_follow_the_float_ones(model_dir):
     assert not np.array_equal(poses[0], poses[1])   # really another graph
     # Quantization noise only: the joints stay within a few percent of the 600 px box.
     assert np.abs(poses[0] - poses[1]).max() < 0.05 * 600
+
+
+def test_calibration_caches_build_the_same_int8_stages_without_data(model_dir, tmp_path):
+    """quantize-int8 keeps the measured activation ranges (stageN.int8-calibration.json, tagged
+    with the checkpoint's SHA-256); from them the int8 stages are built again, byte for byte,
+    without any training data (what make onnx does for the shipped models), and a cache
+    measured for another checkpoint is refused with the command that measures it again."""
+    require_data("flic")
+    import json
+    import shutil
+
+    from deeppose.engine.backends.common import file_sha256
+    from deeppose.tools.quantize_int8 import calibration_path, quantize_model
+
+    folder = shutil.copytree(model_dir, tmp_path / "model")
+    first = [p.read_bytes() for p in quantize_model(folder, examples=4, recalibrate=True)]
+    info = read_manifest(folder)
+    for onnx, ckpt in zip(info.onnx_files, info.stage_files):
+        tag = json.loads(calibration_path(onnx).read_text())["deeppose"]
+        assert tag["checkpoint_sha256"] == file_sha256(ckpt) and tag["examples"] == 4
+        onnx.with_name(onnx.stem + ".int8.onnx").unlink()
+    again = quantize_model(folder, data=str(tmp_path / "no-data-here"))
+    assert [p.read_bytes() for p in again] == first
+    with open(folder / "stage2.pt", "ab") as f:   # a retrained stage 2
+        f.write(b"\0")
+    with pytest.raises(ValueError, match=r"stage2.int8-calibration.json was measured for another stage2.pt.*"
+                                         r"--recalibrate"):
+        quantize_model(folder, data=str(tmp_path / "no-data-here"))
+
+
+def _with_records(folder, float_pdj: float | None, int8_pdj: float | None, shas) -> None:
+    """Give a model folder float val metrics and an int8 record of its last stage in int8 (last
+    stage's mean PDJ@0.2)."""
+    from deeppose.engine.model import write_manifest
+
+    m = read_manifest(folder).manifest.to_dict()
+    m.pop("format", None)
+    last = f"stage{len(m['stages'])}"
+    m["val_metrics"] = None if float_pdj is None else {last: {"pdj@0.2": {"mean": float_pdj}}}
+    m.pop("int8", None)
+    if int8_pdj is not None:
+        m["int8"] = {"stages": [len(m["stages"])], "val_metrics": {last: {"pdj@0.2": {"mean": int8_pdj}}},
+                     "val_protocol": {"checkpoint_sha256": shas}}
+    write_manifest(folder, m)
+
+
+def test_auto_precision_runs_int8_only_where_its_validation_passes(model_dir, tmp_path):
+    """The default (int8=None): the int8 copies of the stages the manifest's int8 record names
+    run where it is within 0.01 PDJ@0.2 of the float model (issue 10's rule), was measured with
+    these checkpoints, and the copies are built; otherwise the float graphs, with the reason."""
+    require_data("flic")
+    import shutil
+
+    from deeppose.tools.quantize_int8 import quantize_model
+
+    folder = shutil.copytree(model_dir, tmp_path / "model")
+    quantize_model(folder, examples=4, recalibrate=True)
+    shas = [r.metadata["checkpoint_sha256"] for r in create_regressors(read_manifest(folder), "onnxruntime")]
+
+    def chosen(**kw):
+        regs = create_regressors(read_manifest(folder), "onnxruntime", threads=1, **kw)
+        return "".join("i" if r.int8 else "f" for r in regs), regs[0].reason
+
+    _with_records(folder, 0.861, None, shas)
+    kind, reason = chosen()
+    assert kind == "ff" and reason.endswith("; float (no int8 validation in the manifest)")
+    _with_records(folder, 0.861, 0.853, shas)
+    kind, reason = chosen()
+    assert kind == "fi" and reason.endswith("; stage 2 int8: val PDJ@0.2 0.853, float 0.861")
+    assert "int8 stage 2" in describe_regressors(create_regressors(read_manifest(folder), "onnxruntime"))
+    assert chosen(int8=False)[0] == "ff" and chosen(int8=True)[0] == "ii" and chosen(int8=[1])[0] == "if"
+    _with_records(folder, 0.861, 0.850, shas)   # 0.011 lower
+    kind, reason = chosen()
+    assert kind == "ff" and reason.endswith("; float (stage 2 int8: val PDJ@0.2 0.850, float 0.861: more than 0.01 lower)")
+    _with_records(folder, 0.861, 0.870, shas[::-1])
+    kind, reason = chosen()
+    assert kind == "ff" and "measured with other checkpoints" in reason and "evaluate --int8 --write-manifest" in reason
+    _with_records(folder, 0.861, 0.870, shas)
+    (folder / "stage2.int8.onnx").unlink()
+    kind, reason = chosen()
+    assert kind == "ff" and "stage2.int8.onnx is missing" in reason
+    with pytest.raises(BackendError, match="stage2.int8.onnx is missing"):
+        create_regressors(read_manifest(folder), "onnxruntime", int8=True)
+
+
+@pytest.mark.parametrize("model", ["flic", "lsp"])
+def test_shipped_models_run_stage_3_in_int8_by_default(model):
+    """Both shipped models carry calibration caches and a passing int8 record of stage 3 (the
+    costliest; stages 1 and 2 in int8 cost the walker of walking.mp4 frames and made tracking by
+    pose lose him more often), and make onnx builds their int8 copies: the default CPU backend
+    runs stage 3 in int8 (--no-int8: float)."""
+    from conftest import REPO
+
+    folder = REPO / "weights" / model
+    info = read_manifest(folder)
+    if not all(p is not None and p.is_file() for p in info.onnx_files):
+        pytest.skip(f"the ONNX files of {folder} are not built (make onnx)")
+    regs = create_regressors(info, "onnxruntime", threads=1)
+    assert [r.int8 for r in regs] == [False, False, True], regs[0].reason
+    assert "; stage 3 int8: val PDJ@0.2" in regs[0].reason
+    assert not any(r.int8 for r in create_regressors(info, "onnxruntime", threads=1, int8=False))
+
+
+def test_a_calibration_cache_of_another_export_is_refused(model_dir, tmp_path):
+    """A cache whose tensor names the exported graph lacks (another exporter version) is
+    refused in one line instead of quantizing with missing ranges."""
+    require_data("flic")
+    import json
+    import shutil
+
+    from deeppose.tools.quantize_int8 import calibration_path, quantize_model
+
+    folder = shutil.copytree(model_dir, tmp_path / "model")
+    quantize_model(folder, examples=4, recalibrate=True)
+    cache = calibration_path(folder / "stage1.onnx")
+    payload = json.loads(cache.read_text())
+    payload["data"] = {f"renamed_{k}": v for k, v in payload["data"].items()}
+    cache.write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match=r"stage1.int8-calibration.json names tensors that stage1.onnx lacks "
+                                         r"\(renamed_.*--recalibrate") as e:
+        quantize_model(folder, data=str(tmp_path / "no-data-here"))
+    assert "\n" not in str(e.value)
+
+
+def test_int8_stages_option(capsys):
+    """evaluate --int8-stages takes stage numbers (what --write-manifest records as the default)."""
+    import argparse
+
+    from deeppose.tools.evaluate import _stage_list
+
+    assert _stage_list("3") == [3] and _stage_list("2,3") == [2, 3]
+    for bad in ("0", "x", "", "1,-2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _stage_list(bad)
+    assert main.main(["evaluate", "--int8", "--int8-stages", "zero"]) == 2
+    assert "expected stage numbers" in capsys.readouterr().err
+    assert main.main(["evaluate", "--dataset", "flic", "--int8-stages", "3"]) == 2
+    assert "give --int8 too" in capsys.readouterr().err

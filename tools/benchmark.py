@@ -53,7 +53,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="measured runs per backend and measurement (default: 100)")
     parser.add_argument("--warmup", type=int, default=10, metavar="N", help="warm-up runs before measuring (default: 10)")
     add_threads(parser, "physical cores")
-    add_int8(parser)
+    add_int8(parser, default_text="the model's default, as the video command; --int8 measures ONNX Runtime both "
+             "float and int8, and runs the side-by-side and video job in int8")
     add_precision(parser)
     parser.add_argument("--no-build", action="store_true", help="do not build missing TensorRT engines")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end pipeline measurement")
@@ -163,9 +164,10 @@ def machine_info(threads: int) -> dict:
 
 
 def variants(requested: list[str] | None, precision: str,
-             int8: bool = False) -> tuple[list[tuple[str, str, dict]], list[str]]:
-    """(label, backend, options) to measure, and notes on the backends left out; with ``int8``,
-    ONNX Runtime is measured twice, float and int8."""
+             int8: bool | None = None) -> tuple[list[tuple[str, str, dict]], list[str]]:
+    """(label, backend, options) to measure, and notes on the backends left out. ONNX Runtime
+    runs the model's default precision (``int8`` None), float (False), or with True twice,
+    float and int8."""
     import torch
 
     from deeppose.engine.backends import backend_status, canonical_name
@@ -195,7 +197,7 @@ def variants(requested: list[str] | None, precision: str,
         elif name == "torch":
             out.append(("torch-cpu", "torch", {"device": "cpu"}))
         elif name == "onnxruntime":
-            out.append(("onnxruntime-cpu", "onnxruntime", {}))
+            out.append(("onnxruntime-cpu", "onnxruntime", {"int8": False if int8 else int8}))
             if int8:
                 out.append(("onnxruntime-cpu-int8", "onnxruntime", {"int8": True}))
         elif name == "tensorrt":
@@ -465,12 +467,12 @@ def peak_rss_mib() -> float:
 
 
 def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list, peer_path: Path,
-                         peer_poses: int, runs: int, warmup: int, int8: bool = False,
+                         peer_poses: int, runs: int, warmup: int, int8: bool | None = None,
                          max_persons: int | None = None) -> dict:
     """Our ``PosePipeline`` (auto backend; following at most ``max_persons`` persons, None:
     everyone) and the peer on the same frames, interleaved.
 
-    Ours runs float, or int8 with ``int8``. Each of ``warmup + runs`` steps takes the next frame (played forth and back, timestamps
+    Ours runs the model's default precision (``int8`` None), float (False) or int8 (True). Each of ``warmup + runs`` steps takes the next frame (played forth and back, timestamps
     1/30 s apart) and runs ours, then the peer, on it; each side's whole per-frame job is
     timed (the peer's BGR -> RGB conversion included). Both run in this process, so the load
     is the same for both; memory is given as the resident memory each adds when loaded.
@@ -495,7 +497,7 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
     try:
         t0 = time.perf_counter()
         ours = PosePipeline(weights, backend="auto", stages=stages, smooth=True, threads=threads,
-                            max_persons=max_persons, **({"int8": True} if int8 else {}))
+                            max_persons=max_persons, int8=int8)
         ours_load, rss2 = time.perf_counter() - t0, rss_mib()
         order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) if len(frames) > 1 else [0]
         t_ours, t_peer, n_ours, n_peer = [], [], [], []
@@ -566,16 +568,18 @@ def _timed_process(cmd: list[str]) -> dict:
             "peak_rss_mib": peak_kib / 1024}
 
 
-def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool = False,
+def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool | None = None,
                        max_persons: int | None = None) -> dict:
-    """``main.py video VIDEO`` (defaults, the auto backend, ``--max-persons`` when given) and the peer's video job
+    """``main.py video VIDEO`` (defaults, the auto backend, ``--max-persons`` when given, ``--int8`` /
+    ``--no-int8`` when ``int8`` is True / False) and the peer's video job
     (:func:`tools.peer.video_job`) on the whole of ``video``, one process after the other,
     each writing into a temporary folder; see :func:`_timed_process` for the figures."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="deeppose-peer-video-") as tmp:
         ours = _timed_process([sys.executable, str(REPO / "main.py"), "video", str(video), "-o",
-                               str(Path(tmp) / "ours.mp4"), "--weights", str(weights)] + (["--int8"] if int8 else [])
+                               str(Path(tmp) / "ours.mp4"), "--weights", str(weights)]
+                              + {True: ["--int8"], False: ["--no-int8"], None: []}[int8]
                               + (["--max-persons", str(max_persons)] if max_persons else []))
         peer = _timed_process([sys.executable, "-m", "deeppose.tools.peer", str(peer_path), str(video),
                                str(Path(tmp) / "peer.mp4")])
@@ -585,7 +589,7 @@ def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool =
 
 def format_video_jobs(jobs: dict, video: Path) -> str:
     """The printed table of :func:`measure_video_jobs`."""
-    ours = "main.py video (deeppose)" + (" --int8" if jobs.get("int8") else "")
+    ours = "main.py video (deeppose)" + {True: " --int8", False: " --no-int8"}.get(jobs.get("int8"), "")
     ours += f" --max-persons {jobs['max_persons']}" if jobs.get("max_persons") else ""
     width = max(34, len(ours) + 2)
     lines = [f"Whole video job on {video.name} (decode, pose, draw, H.264 encode), one process after the other:",

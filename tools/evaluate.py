@@ -45,7 +45,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "of the video command and the app)")
     add_stages(parser, "evaluate")
     add_backend(parser)
-    add_int8(parser)
+    add_int8(parser, default_text="the float model; with --int8 and --write-manifest the int8 figures go to the "
+             "manifest's int8 record, which lets the other commands run those stages in int8 by default")
+    parser.add_argument("--int8-stages", type=_stage_list, metavar="S", default=None,
+                        help="with --int8: only these stages run their int8 copies, one number or several with commas "
+                        "(e.g. 3 or 2,3; default: all)")
     add_flip(parser, default="off")
     parser.add_argument("--missed-face", choices=("frame", "joints"), default="frame",
                         help="FLIC b0 where the face detector missed the person: the full image (default; "
@@ -283,8 +287,8 @@ def _run(args) -> int:
             return _error(problem)
     if int8_problem(args):
         return _error(int8_problem(args))
-    if args.write_manifest and args.int8:
-        return _error("--write-manifest records the float model's metrics; run --int8 without it")
+    if args.int8_stages and not args.int8:
+        return _error("--int8-stages picks the stages of --int8; give --int8 too")
     if args.write_manifest and (oracle or args.split != "val" or args.limit is not None or args.stages is not None
                                 or args.b0 != "auto"):
         return _error("--write-manifest records a model's metrics on the whole val split: "
@@ -320,7 +324,8 @@ def _run(args) -> int:
             weights = resolve_weights(args.weights, args.model, default=args.dataset)
         except WeightsError as e:
             return _error(str(e))
-        cascade, info = load_cascade(weights, backend=args.backend, **({"int8": True} if args.int8 else {}))
+        int8 = (args.int8_stages or True) if args.int8 else False
+        cascade, info = load_cascade(weights, backend=args.backend, int8=int8)
         cascade.flip = args.flip
         if info.skeleton.name != skeleton.name:
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")
@@ -345,12 +350,15 @@ def _run(args) -> int:
         stage_poses, seconds = cascade_poses(dataset, cascade, b0, args.stages)
         wall = time.perf_counter() - t
         names = [f"stage {s + 1}" for s in range(len(stage_poses))]
-        runtime = cascade.regressors[0].description
+        from deeppose.engine.backends import describe_regressors
+        runtime = describe_regressors(cascade.regressors).split(" [")[0]
         label = f"model {weights} ({info.manifest.name or '?'}), {runtime}"
         report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.name,
                       backend=cascade.regressors[0].name, flip=args.flip, b0_sources=dict(Counter(sources)),
                       face_confidence=args.face_confidence if scaler else None,
                       stage_ms_per_example=[1000.0 * s / len(dataset.examples) for s in seconds],
+                      int8_stages=[s for s, r in enumerate(cascade.regressors, start=1) if getattr(r, "int8", False)]
+                      if args.int8_stages else None,
                       wall_seconds=wall)
 
     report["estimator_label"] = label
@@ -367,11 +375,50 @@ def _run(args) -> int:
             print(f"wrote {write_json(report, args.json)}")
         if args.plot:
             print(f"wrote {plot_pdj_curves(report, args.plot)}")
-        if args.write_manifest:
+        if args.write_manifest and args.int8:
+            shas = [r.metadata.get("checkpoint_sha256") for r in cascade.regressors]
+            stages = [s for s, r in enumerate(cascade.regressors, start=1) if getattr(r, "int8", False)]
+            print(f"wrote {write_manifest_int8_metrics(weights, report, stages, shas)}")
+        elif args.write_manifest:
             print(f"wrote {write_manifest_metrics(weights, report)}")
     except OSError as e:  # the table above is already printed
         return _error(f"cannot write output: {e}")
     return 0
+
+
+def write_manifest_int8_metrics(weights: Path, report: dict, stages: list, checkpoint_sha256: list) -> Path:
+    """Store a val evaluation with the int8 copies of ``stages`` (1-based) in the model's
+    manifest as its int8 record (``"int8": {"stages", "val_metrics", "val_protocol"}``, the
+    protocol naming the stage checkpoints measured), which
+    :func:`engine.backends.onnxruntime_backend.int8_record` checks."""
+    from deeppose.engine.model import read_manifest, write_manifest
+    from deeppose.tools.metrics import val_metrics_entry
+
+    manifest = read_manifest(weights).manifest.to_dict()
+    manifest.pop("format", None)
+    manifest["int8"] = {
+        "stages": list(stages),
+        "val_metrics": {f"stage{i}": val_metrics_entry(st) for i, st in enumerate(report["stages"], start=1)},
+        "val_protocol": {"command": "main.py evaluate --split val --int8 --write-manifest"
+                         + (f" --int8-stages {','.join(map(str, stages))}" if report.get("int8_stages") else ""),
+                         "split": report["split"],
+                         "examples": report["num_examples"], "b0_sources": report.get("b0_sources"),
+                         "backend": report.get("backend"), "face_confidence": report.get("face_confidence"),
+                         "flip": report.get("flip"), "checkpoint_sha256": list(checkpoint_sha256),
+                         "quantization": "int8 static QDQ, per-channel weights, uint8 activations, MinMax ranges of "
+                         "the stageN.int8-calibration.json caches"}}
+    return write_manifest(weights, manifest)
+
+
+def _stage_list(text: str) -> list[int]:
+    """argparse type of --int8-stages: "3" or "2,3" -> [3] / [2, 3] (stage numbers >= 1)."""
+    try:
+        stages = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        stages = []
+    if not stages or min(stages) < 1:
+        raise argparse.ArgumentTypeError(f"expected stage numbers such as 3 or 2,3, got {text!r}")
+    return stages
 
 
 def write_manifest_metrics(weights: Path, report: dict) -> Path:

@@ -1,16 +1,23 @@
 """`python main.py quantize-int8`: int8 copies of a model's ONNX stages for ONNX Runtime on a
-CPU (build time; needs onnx and onnxruntime, not torch).
+CPU (build time; needs onnx and onnxruntime >= 1.27, not torch).
 
 Static quantization (QDQ format, int8 weights per output channel, uint8 activations),
 calibrated on training crops: the float cascade runs on ``--examples`` training images of
 the model's dataset from a b0 around their labelled joints, and every stage's inputs are
 recorded, so each stage is calibrated on the crops it sees at run time (b0 crops for stage
-1, joint crops for stages >= 2). Writes ``stageN.int8.onnx`` beside each ``stageN.onnx``; the
-video command and the benchmark use them with ``--int8`` (off by default).
+1, joint crops for stages >= 2). Writes ``stageN.int8.onnx`` beside each ``stageN.onnx``.
 
-On the 2-core VM a stage >= 2 batch of 11 crops ran about 2x faster in int8. Issue 10 allows
-int8 only if FLIC val stage-3 PDJ@0.2 (mean) drops by at most 0.01: check with
-``python main.py evaluate --int8`` before making it a default anywhere.
+The activation ranges found (MinMax) are kept as ONNX Runtime's calibration cache,
+``stageN.int8-calibration.json`` in the model folder (tracked: a few kB), with the SHA-256 of
+the checkpoint they were measured for. With those files the int8 copies are built without the
+training data (``make onnx`` does it for every shipped model); ``--recalibrate`` measures them
+again from the data (needed after retraining a stage: a cache made for another checkpoint is
+refused).
+
+Issue 10 allows int8 only if val stage-S PDJ@0.2 (mean) drops by at most 0.01: ``python
+main.py evaluate --int8 --write-manifest`` records the int8 figures under the manifest's
+"int8", and the default precision (:func:`engine.backends.onnxruntime_backend.int8_record`)
+is int8 only for a model whose record passes that rule.
 """
 from __future__ import annotations
 
@@ -25,8 +32,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments."""
     add_weights(parser)
     parser.add_argument("--examples", type=positive_int, default=64, metavar="N",
-                        help="training images whose crops calibrate the activations (default: 64)")
+                        help="training images whose crops calibrate the activations, when they are measured "
+                        "(default: 64)")
     parser.add_argument("--data", metavar="DIR", default=None, help="dataset folder (default: the shared one)")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="measure the activation ranges on the training data again, even where the model folder "
+                        "has calibration caches (stageN.int8-calibration.json); needed after retraining")
 
 
 def calibration_inputs(folder: Path, examples: int, data: str | None = None, seed: int = 0) -> list:
@@ -78,24 +89,66 @@ def calibration_inputs(folder: Path, examples: int, data: str | None = None, see
     return recorded
 
 
-def quantize_model(folder: Path, examples: int = 64, data: str | None = None) -> list[Path]:
+CALIBRATION_SUFFIX = ".int8-calibration.json"
+
+
+def calibration_path(onnx_path: Path) -> Path:
+    """A stage's calibration cache beside its float graph: ``stageN.onnx`` ->
+    ``stageN.int8-calibration.json``."""
+    return onnx_path.with_name(onnx_path.name[: -len(".onnx")] + CALIBRATION_SUFFIX)
+
+
+def check_calibration(cache: Path, checkpoint: Path) -> None:
+    """Refuse a calibration cache measured for another checkpoint than ``checkpoint``.
+
+    Raises:
+        ValueError: unreadable cache, or made for another checkpoint (one line, with the fix).
+    """
+    import json
+
+    from deeppose.engine.backends.common import file_sha256
+
+    try:
+        made_for = json.loads(cache.read_text()).get("deeppose", {}).get("checkpoint_sha256")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"cannot read the calibration cache {cache}: {e}") from None
+    if made_for != file_sha256(checkpoint):
+        raise ValueError(f"{cache.name} was measured for another {checkpoint.name}; measure it again from the "
+                         f"training data with: python main.py quantize-int8 --weights {cache.parent} --recalibrate")
+
+
+def quantize_model(folder: Path, examples: int = 64, data: str | None = None, recalibrate: bool = False) -> list[Path]:
     """Write ``stageN.int8.onnx`` for every stage of ``folder``; returns their paths.
+
+    Each stage's activation ranges come from its calibration cache (:func:`calibration_path`)
+    when there is one and ``recalibrate`` is off; otherwise they are measured on ``examples``
+    training images (:func:`calibration_inputs`, which needs the dataset) and the cache is
+    written, tagged with the checkpoint's SHA-256.
 
     Raises:
         engine.backends.BackendError / engine.model.ModelError: the float ONNX files are
             missing or stale (export them first).
+        ValueError: a cache made for another checkpoint (see :func:`check_calibration`).
+        tools.datasets.DatasetError: calibration is needed and the dataset is missing.
         ImportError: onnxruntime's quantization tools (they need the onnx package).
     """
+    import json
     import tempfile
 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from deeppose.engine.backends.common import file_sha256
     from deeppose.engine.backends.onnxruntime_backend import int8_path
     from deeppose.engine.model import read_manifest
 
     info = read_manifest(folder)
-    inputs = calibration_inputs(folder, examples, data)
+    caches = [calibration_path(p) for p in info.onnx_files]
+    measure = recalibrate or not all(c.is_file() for c in caches)
+    if not measure:
+        for cache, ckpt in zip(caches, info.stage_files):
+            check_calibration(cache, ckpt)
+    inputs = calibration_inputs(folder, examples, data) if measure else [None] * len(caches)
 
     class Reader(CalibrationDataReader):
         def __init__(self, batches):
@@ -106,15 +159,47 @@ def quantize_model(folder: Path, examples: int = 64, data: str | None = None) ->
 
     written = []
     with tempfile.TemporaryDirectory(prefix="deeppose-int8-") as tmp:
-        for s, (path, batches) in enumerate(zip(info.onnx_files, inputs), start=1):
+        for s, (path, ckpt, cache, batches) in enumerate(zip(info.onnx_files, info.stage_files, caches, inputs), start=1):
             pre = Path(tmp) / f"stage{s}.pre.onnx"
             quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
             out = int8_path(path)
-            quantize_static(str(pre), str(out), Reader(batches), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            if measure:
+                cache.unlink(missing_ok=True)   # quantize_static measures and writes it
+            else:
+                _check_tensor_names(cache, pre)
+            quantize_static(str(pre), str(out), Reader(batches) if measure else None, quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibration_cache_path=str(cache))
+            if measure:
+                payload = json.loads(cache.read_text())
+                payload["deeppose"] = {"checkpoint_sha256": file_sha256(ckpt), "stage": s,
+                                       "dataset": info.skeleton.name, "split": "train", "examples": examples,
+                                       "method": "MinMax over the crops the float cascade gives this stage"}
+                cache.write_text(json.dumps(payload, indent=1) + "\n")
+                cache.chmod(0o644)   # ONNX Runtime writes it through mkstemp (0600)
             _copy_metadata(path, out)
             written.append(out)
     return written
+
+
+def _check_tensor_names(cache: Path, graph: Path) -> None:
+    """Refuse a calibration cache whose tensors the graph does not have (an ONNX file exported
+    by another exporter version names its tensors otherwise).
+
+    Raises:
+        ValueError: one line, with the command that measures the cache again.
+    """
+    import json
+
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    names = {v.name for v in model.graph.input} | {o for n in model.graph.node for o in n.output}
+    missing = sorted(set(json.loads(cache.read_text())["data"]) - names)
+    if missing:
+        raise ValueError(f"{cache.name} names tensors that {graph.name.replace('.pre', '')} lacks ({', '.join(missing[:3])}"
+                         f"{', ...' if len(missing) > 3 else ''}: exported by another version?); measure it again with: "
+                         f"python main.py quantize-int8 --weights {cache.parent} --recalibrate")
 
 
 def _copy_metadata(src: Path, dst: Path) -> None:
@@ -138,8 +223,8 @@ def run(args) -> int:
 
     try:
         folder = resolve_weights(args.weights, args.model)
-        written = quantize_model(folder, args.examples, args.data)
-    except (WeightsError, BackendError, ModelError, DatasetError, ImportError, OSError) as e:
+        written = quantize_model(folder, args.examples, args.data, args.recalibrate)
+    except (WeightsError, BackendError, ModelError, DatasetError, ImportError, OSError, ValueError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     for p in written:

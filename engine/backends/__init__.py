@@ -208,8 +208,10 @@ def create_regressors(info: ModelInfo, backend: str = "auto", **opts: Any) -> li
             and, if ONNX Runtime or TensorRT then fail to load, falls back to PyTorch (the
             reason says so).
         **opts: backend options. torch: ``device`` ("cpu"/"cuda"), ``fp16``, ``threads``.
-            onnxruntime: ``threads`` (default: physical cores), ``spinning``, ``int8`` (the
-            stages' int8 copies, tools/quantize_int8.py).
+            onnxruntime: ``threads`` (default: physical cores), ``spinning``, ``int8`` (True:
+            the stages' int8 copies, tools/quantize_int8.py; False: the float graphs; None or
+            absent: int8 where the model's int8 record passes, see
+            :func:`engine.backends.onnxruntime_backend.create_onnxruntime_regressors`).
             tensorrt: ``precision`` ("fp16"/"fp32"), ``device``.
     Returns:
         one :class:`Regressor` per stage, their ``reason`` saying why the backend was chosen.
@@ -259,12 +261,18 @@ def _opts_for(name: str, opts: dict) -> dict:
 def describe_regressors(regressors: "list[Regressor]") -> str:
     """One line naming the backend a cascade runs on, e.g.
     ``"onnxruntime 1.31.1 (CPU, 2 threads) [auto: no CUDA GPU; ...]"`` (the reason is shown
-    when ``auto`` chose the backend); "no regressors" for an empty list.
+    when ``auto`` chose the backend), stage 1's description with the int8 stages added where
+    only some run in int8 (``"... (CPU, 2 threads, int8 stage 3)"``); "no regressors" for an
+    empty list.
     """
     if not regressors:
         return "no regressors"
     r = regressors[0]
-    return f"{r.description} [{r.reason}]" if r.reason.startswith("auto") else r.description
+    text = r.description
+    int8 = [s for s, reg in enumerate(regressors, start=1) if getattr(reg, "int8", False)]
+    if int8 and len(int8) < len(regressors) and text.endswith(")"):
+        text = f"{text[:-1]}, int8 stage{'s' if len(int8) > 1 else ''} {', '.join(map(str, int8))})"
+    return f"{text} [{r.reason}]" if r.reason.startswith("auto") else text
 
 
 def load_cascade(folder: str | Path, backend: str = "torch", **backend_options: Any) -> tuple[Cascade, ModelInfo]:

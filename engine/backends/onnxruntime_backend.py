@@ -106,8 +106,8 @@ class OnnxRuntimeRegressor(Regressor):
         self.output = self.session.get_outputs()[0].name
         shape = self.session.get_inputs()[0].shape    # [batch, 3, S, S]; S an int unless exported dynamic
         self.input_side = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) else None
-        int8 = self.path.name.endswith(INT8_SUFFIX)
-        super().__init__(f"onnxruntime {ort.__version__} (CPU, {self.threads} threads{', int8' if int8 else ''})",
+        self.int8 = self.path.name.endswith(INT8_SUFFIX)
+        super().__init__(f"onnxruntime {ort.__version__} (CPU, {self.threads} threads{', int8' if self.int8 else ''})",
                          None, reason)
 
     def regress(self, crops: np.ndarray) -> np.ndarray:
@@ -128,27 +128,107 @@ class OnnxRuntimeRegressor(Regressor):
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
 
-def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None, spinning: bool = False,
-                                  reason: str = "", int8: bool = False) -> list[OnnxRuntimeRegressor]:
-    """One :class:`OnnxRuntimeRegressor` per stage of ``info``, from the ONNX files its manifest names
-    (with ``int8``, their int8 copies from ``quantize-int8``, :func:`int8_path`; off by default:
-    see tools/quantize_int8.py for the accuracy check they need).
+INT8_MAX_DROP = 0.01
+"""Issue 10's rule for int8: val mean PDJ@0.2 of the last stage may drop by at most this much."""
+
+
+def int8_record(manifest) -> tuple[tuple[int, ...], str]:
+    """The stages a model runs in int8 by default, and a short account of why.
+
+    The record is the manifest's "int8" entry (``evaluate --int8 --write-manifest``): the
+    stages measured in int8 (``stages``), val metrics per stage, and the checkpoints they were
+    measured with. It passes when the last stage's mean PDJ@0.2 is at most
+    :data:`INT8_MAX_DROP` below the float one (``val_metrics``); then its stages run in int8.
+
+    Args:
+        manifest: an :class:`engine.model.Manifest`.
+    Returns:
+        (stages, 1-based; empty when the record is missing or fails, account), e.g.
+        ((3,), "stage 3 int8: val PDJ@0.2 0.862, float 0.861").
+    """
+    rec = manifest.extra.get("int8") if isinstance(manifest.extra, dict) else None
+    last = f"stage{len(manifest.stages)}"
+    try:
+        stages = tuple(sorted({int(s) for s in rec["stages"]}))
+        i8 = float(rec["val_metrics"][last]["pdj@0.2"]["mean"])
+        fl = float(manifest.val_metrics[last]["pdj@0.2"]["mean"])
+    except (KeyError, TypeError, ValueError):
+        return (), "no int8 validation in the manifest"
+    if not stages or not all(1 <= s <= len(manifest.stages) for s in stages):
+        return (), f"the int8 record names stages {list(rec['stages'])}"
+    account = f"stage{'s' if len(stages) > 1 else ''} {', '.join(map(str, stages))} int8: val PDJ@0.2 {i8:.3f}, float {fl:.3f}"
+    if i8 < fl - INT8_MAX_DROP:
+        return (), f"{account}: more than {INT8_MAX_DROP} lower"
+    return stages, account
+
+
+def int8_stages(int8, num_stages: int) -> tuple[int, ...]:
+    """The 1-based stages that ``int8`` asks for: True all, False or None none, or the
+    stage numbers given (an iterable).
 
     Raises:
-        BackendError: (one line, with the export command) a stage has no ONNX file, the file
-            is missing, unloadable, or was exported from another checkpoint than the folder's.
+        BackendError: a stage number outside 1..num_stages.
     """
+    if int8 is True:
+        return tuple(range(1, num_stages + 1))
+    if not int8:
+        return ()
+    stages = tuple(sorted({int(s) for s in int8}))
+    if not all(1 <= s <= num_stages for s in stages):
+        raise BackendError(f"int8 stages must be in 1..{num_stages}, got {list(stages)}")
+    return stages
+
+
+def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None, spinning: bool = False,
+                                  reason: str = "", int8=None) -> list[OnnxRuntimeRegressor]:
+    """One :class:`OnnxRuntimeRegressor` per stage of ``info``, from the ONNX files its manifest names.
+
+    ``int8``: True runs every stage's int8 copy (``quantize-int8``, :func:`int8_path`), False
+    the float graphs, a list of stage numbers the int8 copies of those; None (default) the
+    stages of the model's int8 record where it passes (:func:`int8_record`), their copies are
+    built and come from the checkpoints the record was measured with; else the float graphs
+    (the regressors' ``reason`` says why).
+
+    Raises:
+        BackendError: (one line, with the command that fixes it) a stage has no ONNX file, the
+            file is missing, unloadable, or was exported from another checkpoint than the
+            folder's; an int8 copy asked for explicitly is missing.
+    """
+    if int8 is None:
+        stages, why = int8_record(info.manifest)
+        if stages:
+            try:
+                regs = _stage_regressors(info, threads, spinning, f"{reason}; {why}" if reason else why, stages)
+            except BackendError as e:
+                why = f"float: the int8 copies cannot be used ({e})"
+            else:
+                measured = (info.manifest.extra.get("int8", {}).get("val_protocol") or {}).get("checkpoint_sha256")
+                if measured == [r.metadata.get("checkpoint_sha256") for r in regs]:
+                    return regs
+                for r in regs:
+                    r.close()
+                why = ("float: the int8 validation was measured with other checkpoints (check them with "
+                       f"python main.py evaluate --int8 --write-manifest --weights {info.folder})")
+        else:
+            why = f"float ({why})"
+        return _stage_regressors(info, threads, spinning, f"{reason}; {why}" if reason else why, ())
+    return _stage_regressors(info, threads, spinning, reason, int8_stages(int8, len(info.stage_files)))
+
+
+def _stage_regressors(info: "ModelInfo", threads: int | None, spinning: bool, reason: str,
+                      int8: tuple[int, ...]) -> list[OnnxRuntimeRegressor]:
+    """The regressors of :func:`create_onnxruntime_regressors`, stages ``int8`` (1-based) in int8."""
     regs: list[OnnxRuntimeRegressor] = []
     try:
         for s, (path, ckpt) in enumerate(zip(info.onnx_files, info.stage_files), start=1):
             if path is None or not path.is_file():
                 what = "names no ONNX file" if path is None else f"names {path.name}, which is missing"
                 raise BackendError(f"stage {s} of {info.folder} {what}; export it with: {export_command(info.folder)}")
-            if int8:
+            if s in int8:
                 path = int8_path(path)
                 if not path.is_file():
                     raise BackendError(f"{path.name} is missing in {info.folder}; build the int8 stages with: "
-                                       f"python main.py quantize-int8 --weights {info.folder}")
+                                       f"python main.py quantize-int8 --weights {info.folder} (or make onnx)")
             reg = OnnxRuntimeRegressor(path, threads, spinning, reason)
             regs.append(reg)
             exported_from = reg.metadata.get("checkpoint_sha256")
