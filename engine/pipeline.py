@@ -337,7 +337,8 @@ class PosePipeline:
             if self.face_search is not None:
                 tracks = self.tracker.tracks
                 # full (max_persons reached): new faces would be ignored; look only where the
-                # tracked faces are (one BlazeFace call per person instead of three)
+                # tracked faces are (one BlazeFace call per person instead of three; per turn
+                # with rotate)
                 windows_only = self.tracker.full and all(tr.last_face is not None for tr in tracks)
                 self.face_search.set_hints([tr.last_face for tr in tracks if tr.last_face is not None], windows_only)
             found = self.detector.detect(frame_bgr)

@@ -608,9 +608,11 @@ class TrackingFaceDetector:
 
     ``set_hints(faces, windows_only=True)`` makes the next call look only around the hinted
     faces: a window around every one of them (a face too large for a window gets the whole
-    frame), no whole-frame pass for the others and no tiles. The pipeline does this when its
-    tracker is full (``max_persons`` reached): new faces would be ignored, and the detector only
-    has to find the tracked faces again (one BlazeFace call per person instead of three).
+    frame), no whole-frame pass for the others and no tiles; more than ``max_rois`` faces get
+    the whole search instead. The pipeline does this when its tracker is full (``max_persons``
+    reached): new faces would be ignored, and the detector only has to find the tracked faces
+    again (one BlazeFace call per person instead of three). A tracked face under
+    ``large_face`` is held to ``window_min_confidence`` there, as in the whole search's windows.
 
     Window and tile hits are zoomed-in views where BlazeFace also fires on hands, clothes and
     textures, so they must score at least ``tile_min_confidence`` (stricter than the whole
@@ -719,11 +721,13 @@ class TrackingFaceDetector:
         """:meth:`detect`, plus BlazeFace's six keypoints (N, 6, 2) in frame pixels (NaN where
         the wrapped detector gives none), in :data:`engine.face_detector.FACE_KEYPOINTS` order."""
         found: list = []
-        if self._windows_only and not self._full_scan:
-            self._windows(image_bgr, found)
-        else:
-            self._search(image_bgr, found)
-        self._windows_only = False
+        try:
+            if self._windows_only and not self._full_scan and len(self._hints) <= self.max_rois:
+                self._windows(image_bgr, found)
+            else:
+                self._search(image_bgr, found)
+        finally:
+            self._windows_only = False
         if not found:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, len(FACE_KEYPOINTS), 2))
         faces = np.concatenate([f for f, _, _ in found])
@@ -830,7 +834,8 @@ class TurnedFaceSearch:
 
     def set_hints(self, faces: np.ndarray, windows_only: bool = False) -> None:
         """Faces (N, 4) in frame pixels to look around in the next frame; ``windows_only``:
-        only around them, in every turn (see :meth:`TrackingFaceDetector.set_hints`)."""
+        only around them, in each of the three turns (three BlazeFace calls per person; see
+        :meth:`TrackingFaceDetector.set_hints`)."""
         faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
         self._hints = faces[np.isfinite(faces).all(axis=1)]
         self._windows_only = bool(windows_only)
@@ -844,20 +849,22 @@ class TurnedFaceSearch:
         """:meth:`detect` plus the six keypoints (N, 6, 2) in frame pixels."""
         h, w = image_bgr.shape[:2]
         out = []
-        for k, search in self.searches.items():
-            turned = image_bgr if k == 0 else np.ascontiguousarray(np.rot90(image_bgr, k))
-            hints = self._hints.copy()
-            hints[:, :2] = turn_points(hints[:, :2], k, w, h)
-            if k % 2:
-                hints[:, 2:] = hints[:, [3, 2]]
-            search.set_hints(hints, self._windows_only)
-            faces, scores, kps = search.detect_with_keypoints(turned)
-            faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4).copy()
-            faces[:, :2] = turn_points(faces[:, :2], k, w, h, inverse=True)
-            if k % 2:
-                faces[:, 2:] = faces[:, [3, 2]]
-            out.append((faces, np.asarray(scores, dtype=np.float64), turn_points(kps, k, w, h, inverse=True)))
-        self._windows_only = False
+        try:
+            for k, search in self.searches.items():
+                turned = image_bgr if k == 0 else np.ascontiguousarray(np.rot90(image_bgr, k))
+                hints = self._hints.copy()
+                hints[:, :2] = turn_points(hints[:, :2], k, w, h)
+                if k % 2:
+                    hints[:, 2:] = hints[:, [3, 2]]
+                search.set_hints(hints, self._windows_only)
+                faces, scores, kps = search.detect_with_keypoints(turned)
+                faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4).copy()
+                faces[:, :2] = turn_points(faces[:, :2], k, w, h, inverse=True)
+                if k % 2:
+                    faces[:, 2:] = faces[:, [3, 2]]
+                out.append((faces, np.asarray(scores, dtype=np.float64), turn_points(kps, k, w, h, inverse=True)))
+        finally:
+            self._windows_only = False
         faces = np.concatenate([f for f, _, _ in out])
         scores = np.concatenate([s for _, s, _ in out])
         kps = np.concatenate([p for _, _, p in out]).reshape(len(faces), len(FACE_KEYPOINTS), 2)

@@ -708,9 +708,10 @@ def test_max_persons_follows_the_walker_alone_and_detects_every_nth_frame(flic_w
                 return inner.detect_with_keypoints(image)
 
         pipe.face_search.face_detector = Counting()
-        results = []
+        results, alone = [], []
         for i, f in enumerate(frames):
             sizes.append([])
+            alone.append(pipe.tracker.full and len(pipe.tracker.tracks) == 1)   # before the frame
             results.append(pipe.process(f, i / 30, i))
         pipe.face_search.face_detector = inner
         assert len(pipe.tracker.tracks) == 1
@@ -720,8 +721,8 @@ def test_max_persons_follows_the_walker_alone_and_detects_every_nth_frame(flic_w
     first = next(r.index for r in results if r.persons)
     detected = [r.index for r in results if r.detected and r.index > first]
     assert len(detected) <= 9 and np.diff(detected).max() <= 5, detected
-    confirmed = next(r.index for r in results if r.persons and pipe.tracker.full) + 1
-    later = [sizes[i] for i in detected if i > confirmed + 5]
+    later = [sizes[i] for i in detected if alone[i]]   # full, the tentative tracks gone: windows only
+    assert len(later) >= 5
     assert later and all(len(s) == 1 and s[0][0] == s[0][1] < 720 for s in later), later   # one square window
     with pytest.raises(ValueError, match="max_persons must be at least 1"):
         PosePipeline(flic_weights, max_persons=0)
@@ -868,6 +869,26 @@ def test_turned_face_search_finds_a_lying_face_and_its_roll():
     xy = np.array([[3.0, 7.0], [319.0, 0.0]])
     for k in (1, -1):
         np.testing.assert_allclose(turn_points(turn_points(xy, k, 320, 240), k, 320, 240, inverse=True), xy)
+    # windows only (the pipeline's tracker full): one window per turn around the hinted face, and
+    # the lying face found again there; the next call is the whole search again
+    sizes = []
+
+    class Recording(UprightOnly):
+        def detect_with_keypoints(self, image):
+            sizes.append(image.shape[:2])
+            return super().detect_with_keypoints(image)
+
+    search = TurnedFaceSearch({k: TrackingFaceDetector(Recording(), small_tile=0, large_face=0.5) for k in (0, 1, -1)})
+    search.detect_with_keypoints(frame)
+    sizes.clear()
+    search.set_hints(faces, windows_only=True)
+    again, _, _ = search.detect_with_keypoints(frame)
+    assert sizes == [(192, 192)] * 3 and len(again) == 1
+    np.testing.assert_allclose(again[0], faces[0])
+    sizes.clear()
+    search.set_hints(faces)
+    search.detect_with_keypoints(frame)
+    assert len(sizes) == 3 * 2   # whole frame and window in each turn
 
 
 def test_rotated_b0_finds_and_estimates_a_lying_walker(flic_weights):
