@@ -65,7 +65,7 @@ def test_calibration_caches_build_the_same_int8_stages_without_data(model_dir, t
     import shutil
 
     from deeppose.engine.backends.common import file_sha256
-    from deeppose.tools.quantize_int8 import calibration_path, quantize_model
+    from deeppose.tools.quantize_int8 import calibration_path, check_calibration, quantize_model
 
     folder = shutil.copytree(model_dir, tmp_path / "model")
     first = [p.read_bytes() for p in quantize_model(folder, examples=4, recalibrate=True)]
@@ -76,26 +76,31 @@ def test_calibration_caches_build_the_same_int8_stages_without_data(model_dir, t
         onnx.with_name(onnx.stem + ".int8.onnx").unlink()
     again = quantize_model(folder, data=str(tmp_path / "no-data-here"))
     assert [p.read_bytes() for p in again] == first
-    with open(folder / "stage2.pt", "ab") as f:   # a retrained stage 2
+    with open(folder / "stage2.pt", "ab") as f:   # a retrained stage 2: export first, then recalibrate
         f.write(b"\0")
+    with pytest.raises(BackendError, match="stage2.onnx .* was exported from an older stage2.pt"):
+        quantize_model(folder, data=str(tmp_path / "no-data-here"))
     with pytest.raises(ValueError, match=r"stage2.int8-calibration.json was measured for another stage2.pt.*"
                                          r"--recalibrate"):
-        quantize_model(folder, data=str(tmp_path / "no-data-here"))
+        check_calibration(calibration_path(folder / "stage2.onnx"), folder / "stage2.pt")
+    check_calibration(calibration_path(folder / "stage1.onnx"), folder / "stage1.pt")
 
 
-def _with_records(folder, float_pdj: float | None, int8_pdj: float | None, shas) -> None:
-    """Give a model folder float val metrics and an int8 record of its last stage in int8 (last
-    stage's mean PDJ@0.2)."""
+def _with_records(folder, float_pdj: float | None, int8_pdj: float | None, shas, calibration, flip="off") -> None:
+    """Give a model folder float val metrics (flip off) and an int8 record of its last stage in
+    int8 (last stage's mean PDJ@0.2, measured with ``flip``)."""
     from deeppose.engine.model import write_manifest
 
     m = read_manifest(folder).manifest.to_dict()
     m.pop("format", None)
     last = f"stage{len(m['stages'])}"
     m["val_metrics"] = None if float_pdj is None else {last: {"pdj@0.2": {"mean": float_pdj}}}
+    m["val_protocol"] = {"split": "val", "examples": 531, "flip": "off"}
     m.pop("int8", None)
     if int8_pdj is not None:
         m["int8"] = {"stages": [len(m["stages"])], "val_metrics": {last: {"pdj@0.2": {"mean": int8_pdj}}},
-                     "val_protocol": {"checkpoint_sha256": shas}}
+                     "val_protocol": {"split": "val", "examples": 531, "flip": flip, "checkpoint_sha256": shas,
+                                      "calibration_sha256": calibration}}
     write_manifest(folder, m)
 
 
@@ -110,27 +115,42 @@ def test_auto_precision_runs_int8_only_where_its_validation_passes(model_dir, tm
 
     folder = shutil.copytree(model_dir, tmp_path / "model")
     quantize_model(folder, examples=4, recalibrate=True)
-    shas = [r.metadata["checkpoint_sha256"] for r in create_regressors(read_manifest(folder), "onnxruntime")]
+    regs = create_regressors(read_manifest(folder), "onnxruntime", int8=[2])
+    shas = [r.metadata["checkpoint_sha256"] for r in regs]
+    calibration = [r.metadata.get("calibration_sha256") for r in regs]
+    assert calibration[0] is None and len(calibration[1]) == 64   # the int8 copy names its calibration cache
+    for r in regs:
+        r.close()
 
     def chosen(**kw):
         regs = create_regressors(read_manifest(folder), "onnxruntime", threads=1, **kw)
+        for r in regs:
+            r.close()
         return "".join("i" if r.int8 else "f" for r in regs), regs[0].reason
 
-    _with_records(folder, 0.861, None, shas)
+    _with_records(folder, 0.861, None, shas, calibration)
     kind, reason = chosen()
     assert kind == "ff" and reason.endswith("; float (no int8 validation in the manifest)")
-    _with_records(folder, 0.861, 0.853, shas)
+    _with_records(folder, 0.861, 0.853, shas, calibration)
     kind, reason = chosen()
     assert kind == "fi" and reason.endswith("; stage 2 int8: val PDJ@0.2 0.853, float 0.861")
-    assert "int8 stage 2" in describe_regressors(create_regressors(read_manifest(folder), "onnxruntime"))
+    regs = create_regressors(read_manifest(folder), "onnxruntime")
+    assert describe_regressors(regs).endswith("threads, int8 stage 2)")
+    for r in regs:
+        r.close()
     assert chosen(int8=False)[0] == "ff" and chosen(int8=True)[0] == "ii" and chosen(int8=[1])[0] == "if"
-    _with_records(folder, 0.861, 0.850, shas)   # 0.011 lower
+    _with_records(folder, 0.861, 0.853, shas, calibration, flip="all")
+    kind, reason = chosen()
+    assert kind == "ff" and reason.endswith("; float (the int8 record was measured with another flip than the float metrics)")
+    _with_records(folder, 0.861, 0.850, shas, calibration)   # 0.011 lower
     kind, reason = chosen()
     assert kind == "ff" and reason.endswith("; float (stage 2 int8: val PDJ@0.2 0.850, float 0.861: more than 0.01 lower)")
-    _with_records(folder, 0.861, 0.870, shas[::-1])
-    kind, reason = chosen()
-    assert kind == "ff" and "measured with other checkpoints" in reason and "evaluate --int8 --write-manifest" in reason
-    _with_records(folder, 0.861, 0.870, shas)
+    for other in ((shas[::-1], calibration), (shas, calibration[::-1])):   # retrained, or recalibrated
+        _with_records(folder, 0.861, 0.870, *other)
+        kind, reason = chosen()
+        assert kind == "ff" and "measured with other checkpoints or calibration" in reason, reason
+        assert "evaluate --int8 --int8-stages 2 --write-manifest" in reason
+    _with_records(folder, 0.861, 0.870, shas, calibration)
     (folder / "stage2.int8.onnx").unlink()
     kind, reason = chosen()
     assert kind == "ff" and "stage2.int8.onnx is missing" in reason
@@ -191,3 +211,32 @@ def test_int8_stages_option(capsys):
     assert "expected stage numbers" in capsys.readouterr().err
     assert main.main(["evaluate", "--dataset", "flic", "--int8-stages", "3"]) == 2
     assert "give --int8 too" in capsys.readouterr().err
+
+
+def test_a_failed_recalibration_leaves_the_caches_and_copies_as_they_were(model_dir, tmp_path, monkeypatch):
+    """--recalibrate writes the new caches and int8 copies only once every stage is done: a
+    failure at stage 2 leaves stage 1's tracked cache and copy untouched."""
+    require_data("flic")
+    import shutil
+
+    import onnxruntime.quantization as q
+
+    from deeppose.tools.quantize_int8 import calibration_path, quantize_model
+
+    folder = shutil.copytree(model_dir, tmp_path / "model")
+    quantize_model(folder, examples=4, recalibrate=True)
+    files = [calibration_path(folder / f"stage{s}.onnx") for s in (1, 2)] + [folder / "stage1.int8.onnx",
+                                                                              folder / "stage2.int8.onnx"]
+    before = [p.read_bytes() for p in files]
+    real, calls = q.quantize_static, []
+
+    def failing(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(q, "quantize_static", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        quantize_model(folder, examples=3, recalibrate=True)
+    assert [p.read_bytes() for p in files] == before

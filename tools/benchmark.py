@@ -166,8 +166,9 @@ def machine_info(threads: int) -> dict:
 def variants(requested: list[str] | None, precision: str,
              int8: bool | None = None) -> tuple[list[tuple[str, str, dict]], list[str]]:
     """(label, backend, options) to measure, and notes on the backends left out. ONNX Runtime
-    runs the model's default precision (``int8`` None), float (False), or with True twice,
-    float and int8."""
+    runs the model's default precision (``int8`` None, label "onnxruntime-cpu"), float (False,
+    "onnxruntime-cpu-float"), or with True twice, float and every stage in int8
+    ("onnxruntime-cpu-int8"); ``auto`` follows ``int8`` too."""
     import torch
 
     from deeppose.engine.backends import backend_status, canonical_name
@@ -183,7 +184,7 @@ def variants(requested: list[str] | None, precision: str,
     cuda = torch.cuda.is_available()
     for name in dict.fromkeys(names):
         if name == "auto":
-            out.append(("auto", "auto", {"precision": precision}))
+            out.append(("auto", "auto", {"precision": precision, "int8": int8}))
             continue
         ok, why = status[name]
         if not ok:
@@ -197,7 +198,10 @@ def variants(requested: list[str] | None, precision: str,
         elif name == "torch":
             out.append(("torch-cpu", "torch", {"device": "cpu"}))
         elif name == "onnxruntime":
-            out.append(("onnxruntime-cpu", "onnxruntime", {"int8": False if int8 else int8}))
+            if int8 is None:   # the model's default precision (stage 3 in int8 for the shipped models)
+                out.append(("onnxruntime-cpu", "onnxruntime", {}))
+            else:
+                out.append(("onnxruntime-cpu-float", "onnxruntime", {"int8": False}))
             if int8:
                 out.append(("onnxruntime-cpu-int8", "onnxruntime", {"int8": True}))
         elif name == "tensorrt":

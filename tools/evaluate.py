@@ -325,7 +325,7 @@ def _run(args) -> int:
         except WeightsError as e:
             return _error(str(e))
         int8 = (args.int8_stages or True) if args.int8 else False
-        cascade, info = load_cascade(weights, backend=args.backend, int8=int8)
+        cascade, info = load_cascade(weights, backend="onnxruntime" if args.int8 else args.backend, int8=int8)
         cascade.flip = args.flip
         if info.skeleton.name != skeleton.name:
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")
@@ -376,9 +376,7 @@ def _run(args) -> int:
         if args.plot:
             print(f"wrote {plot_pdj_curves(report, args.plot)}")
         if args.write_manifest and args.int8:
-            shas = [r.metadata.get("checkpoint_sha256") for r in cascade.regressors]
-            stages = [s for s, r in enumerate(cascade.regressors, start=1) if getattr(r, "int8", False)]
-            print(f"wrote {write_manifest_int8_metrics(weights, report, stages, shas)}")
+            print(f"wrote {write_manifest_int8_metrics(weights, report, cascade.regressors)}")
         elif args.write_manifest:
             print(f"wrote {write_manifest_metrics(weights, report)}")
     except OSError as e:  # the table above is already printed
@@ -386,25 +384,28 @@ def _run(args) -> int:
     return 0
 
 
-def write_manifest_int8_metrics(weights: Path, report: dict, stages: list, checkpoint_sha256: list) -> Path:
-    """Store a val evaluation with the int8 copies of ``stages`` (1-based) in the model's
-    manifest as its int8 record (``"int8": {"stages", "val_metrics", "val_protocol"}``, the
-    protocol naming the stage checkpoints measured), which
-    :func:`engine.backends.onnxruntime_backend.int8_record` checks."""
+def write_manifest_int8_metrics(weights: Path, report: dict, regressors: list) -> Path:
+    """Store a val evaluation with some stages in int8 (ONNX Runtime ``regressors``, as
+    evaluated) in the model's manifest as its int8 record (``"int8": {"stages", "val_metrics",
+    "val_protocol"}``, the protocol naming the stage checkpoints and the int8 copies'
+    calibration caches), which :func:`engine.backends.onnxruntime_backend.int8_record` checks."""
     from deeppose.engine.model import read_manifest, write_manifest
     from deeppose.tools.metrics import val_metrics_entry
 
+    stages = [s for s, r in enumerate(regressors, start=1) if r.int8]
     manifest = read_manifest(weights).manifest.to_dict()
     manifest.pop("format", None)
     manifest["int8"] = {
-        "stages": list(stages),
+        "stages": stages,
         "val_metrics": {f"stage{i}": val_metrics_entry(st) for i, st in enumerate(report["stages"], start=1)},
         "val_protocol": {"command": "main.py evaluate --split val --int8 --write-manifest"
                          + (f" --int8-stages {','.join(map(str, stages))}" if report.get("int8_stages") else ""),
                          "split": report["split"],
                          "examples": report["num_examples"], "b0_sources": report.get("b0_sources"),
                          "backend": report.get("backend"), "face_confidence": report.get("face_confidence"),
-                         "flip": report.get("flip"), "checkpoint_sha256": list(checkpoint_sha256),
+                         "flip": report.get("flip"),
+                         "checkpoint_sha256": [r.metadata.get("checkpoint_sha256") for r in regressors],
+                         "calibration_sha256": [r.metadata.get("calibration_sha256") for r in regressors],
                          "quantization": "int8 static QDQ, per-channel weights, uint8 activations, MinMax ranges of "
                          "the stageN.int8-calibration.json caches"}}
     return write_manifest(weights, manifest)

@@ -56,7 +56,7 @@ def calibration_inputs(folder: Path, examples: int, data: str | None = None, see
     from deeppose.engine.geometry import boxes_from_pose
     from deeppose.tools.datasets import load_dataset, load_image
 
-    cascade, info = load_cascade(folder, "onnxruntime")
+    cascade, info = load_cascade(folder, "onnxruntime", int8=False)
     recorded: list[list] = [[] for _ in cascade.regressors]
 
     class Recorder:
@@ -125,24 +125,30 @@ def quantize_model(folder: Path, examples: int = 64, data: str | None = None, re
     training images (:func:`calibration_inputs`, which needs the dataset) and the cache is
     written, tagged with the checkpoint's SHA-256.
 
+    The caches and int8 copies are replaced only once every stage is done.
+
     Raises:
         engine.backends.BackendError / engine.model.ModelError: the float ONNX files are
             missing or stale (export them first).
-        ValueError: a cache made for another checkpoint (see :func:`check_calibration`).
+        ValueError: a cache made for another checkpoint (see :func:`check_calibration`) or
+            another export (tensor names).
         tools.datasets.DatasetError: calibration is needed and the dataset is missing.
         ImportError: onnxruntime's quantization tools (they need the onnx package).
     """
     import json
+    import shutil
     import tempfile
 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from deeppose.engine.backends.common import file_sha256
-    from deeppose.engine.backends.onnxruntime_backend import int8_path
+    from deeppose.engine.backends.onnxruntime_backend import create_onnxruntime_regressors, int8_path
     from deeppose.engine.model import read_manifest
 
     info = read_manifest(folder)
+    for reg in create_onnxruntime_regressors(info, threads=1, int8=False):   # every float graph there and fresh
+        reg.close()
     caches = [calibration_path(p) for p in info.onnx_files]
     measure = recalibrate or not all(c.is_file() for c in caches)
     if not measure:
@@ -157,29 +163,34 @@ def quantize_model(folder: Path, examples: int = 64, data: str | None = None, re
         def get_next(self):
             return {"crops": self.batches.pop()} if self.batches else None
 
-    written = []
+    written, measured = [], []
     with tempfile.TemporaryDirectory(prefix="deeppose-int8-") as tmp:
         for s, (path, ckpt, cache, batches) in enumerate(zip(info.onnx_files, info.stage_files, caches, inputs), start=1):
             pre = Path(tmp) / f"stage{s}.pre.onnx"
             quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
-            out = int8_path(path)
-            if measure:
-                cache.unlink(missing_ok=True)   # quantize_static measures and writes it
+            if measure:   # quantize_static measures the ranges and writes them here
+                use = Path(tmp) / cache.name
             else:
+                use = cache
                 _check_tensor_names(cache, pre)
+            out = Path(tmp) / int8_path(path).name
             quantize_static(str(pre), str(out), Reader(batches) if measure else None, quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibration_cache_path=str(cache))
+                            calibration_cache_path=str(use))
             if measure:
-                payload = json.loads(cache.read_text())
+                payload = json.loads(use.read_text())
                 payload["deeppose"] = {"checkpoint_sha256": file_sha256(ckpt), "stage": s,
                                        "dataset": info.skeleton.name, "split": "train", "examples": examples,
                                        "method": "MinMax over the crops the float cascade gives this stage"}
-                cache.write_text(json.dumps(payload, indent=1) + "\n")
-                cache.chmod(0o644)   # ONNX Runtime writes it through mkstemp (0600)
-            _copy_metadata(path, out)
-            written.append(out)
-    return written
+                use.write_text(json.dumps(payload, indent=1) + "\n")
+                measured.append((use, cache))
+            _copy_metadata(path, out, use)
+            written.append((out, int8_path(path)))
+        # every stage done: only now replace the caches and int8 copies (a failure leaves them as they were)
+        for src, dst in measured + written:
+            shutil.move(str(src), str(dst))
+            dst.chmod(0o644)
+    return [dst for _, dst in written]
 
 
 def _check_tensor_names(cache: Path, graph: Path) -> None:
@@ -202,15 +213,20 @@ def _check_tensor_names(cache: Path, graph: Path) -> None:
                          f"python main.py quantize-int8 --weights {cache.parent} --recalibrate")
 
 
-def _copy_metadata(src: Path, dst: Path) -> None:
+def _copy_metadata(src: Path, dst: Path, cache: Path) -> None:
     """Carry the float graph's metadata (stage, checkpoint SHA-256, ...) into the int8 one,
-    with ``quantization`` added, so the backend's staleness check covers it too."""
+    with ``quantization`` and the SHA-256 of the calibration cache it was built from
+    (``calibration_sha256``, which the manifest's int8 record names), so the backend's
+    staleness checks cover it too."""
     import onnx
+
+    from deeppose.engine.backends.common import file_sha256
 
     meta = {p.key: p.value for p in onnx.load(str(src), load_external_data=False).metadata_props}
     model = onnx.load(str(dst))
     del model.metadata_props[:]
-    for k, v in {**meta, "quantization": "int8 static QDQ, per-channel weights, calibrated on training crops"}.items():
+    for k, v in {**meta, "quantization": "int8 static QDQ, per-channel weights, calibrated on training crops",
+                 "calibration_sha256": file_sha256(cache)}.items():
         model.metadata_props.add(key=k, value=v)
     onnx.save(model, str(dst))
 

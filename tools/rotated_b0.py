@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_faces
 
     dataset = load_dataset(args.dataset, None, args.split)
-    cascade, info = load_cascade(Path(args.weights), "auto")
+    cascade, info = load_cascade(Path(args.weights), "auto", int8=False)   # the float model, as evaluate
     scaler = FaceScaler.from_dict(info.scaler)
     b0, sources = example_b0(dataset, info.scaler, missed="frame", progress=False)
     dets = detect_dataset_faces(dataset, scaler.face_model, scaler.min_confidence, progress=False)

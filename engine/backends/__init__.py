@@ -271,7 +271,8 @@ def describe_regressors(regressors: "list[Regressor]") -> str:
     text = r.description
     int8 = [s for s, reg in enumerate(regressors, start=1) if getattr(reg, "int8", False)]
     if int8 and len(int8) < len(regressors) and text.endswith(")"):
-        text = f"{text[:-1]}, int8 stage{'s' if len(int8) > 1 else ''} {', '.join(map(str, int8))})"
+        base = text[: -len(", int8)")] if text.endswith(", int8)") else text[:-1]   # stage 1 may be int8 itself
+        text = f"{base}, int8 stage{'s' if len(int8) > 1 else ''} {', '.join(map(str, int8))})"
     return f"{text} [{r.reason}]" if r.reason.startswith("auto") else text
 
 

@@ -135,16 +135,19 @@ INT8_MAX_DROP = 0.01
 def int8_record(manifest) -> tuple[tuple[int, ...], str]:
     """The stages a model runs in int8 by default, and a short account of why.
 
-    The record is the manifest's "int8" entry (``evaluate --int8 --write-manifest``): the
-    stages measured in int8 (``stages``), val metrics per stage, and the checkpoints they were
-    measured with. It passes when the last stage's mean PDJ@0.2 is at most
-    :data:`INT8_MAX_DROP` below the float one (``val_metrics``); then its stages run in int8.
+    The record is the manifest's "int8" entry (``evaluate --int8 --int8-stages S
+    --write-manifest``): the stages measured in int8 (``stages``), val metrics per stage, and
+    in ``val_protocol`` how they were measured and from which checkpoints and calibration
+    caches. It passes when it was measured as the float ``val_metrics`` were (split, examples,
+    flip) and the last stage's mean PDJ@0.2 is at most :data:`INT8_MAX_DROP` below the float
+    one; then its stages run in int8. (Measured on a CPU without VNNI, whose uint8 x int8
+    kernels may saturate; VNNI kernels do not.)
 
     Args:
         manifest: an :class:`engine.model.Manifest`.
     Returns:
         (stages, 1-based; empty when the record is missing or fails, account), e.g.
-        ((3,), "stage 3 int8: val PDJ@0.2 0.862, float 0.861").
+        ((3,), "stage 3 int8: val PDJ@0.2 0.861, float 0.862").
     """
     rec = manifest.extra.get("int8") if isinstance(manifest.extra, dict) else None
     last = f"stage{len(manifest.stages)}"
@@ -152,10 +155,14 @@ def int8_record(manifest) -> tuple[tuple[int, ...], str]:
         stages = tuple(sorted({int(s) for s in rec["stages"]}))
         i8 = float(rec["val_metrics"][last]["pdj@0.2"]["mean"])
         fl = float(manifest.val_metrics[last]["pdj@0.2"]["mean"])
+        protocol, float_protocol = dict(rec["val_protocol"]), dict(manifest.val_protocol or {})
     except (KeyError, TypeError, ValueError):
         return (), "no int8 validation in the manifest"
     if not stages or not all(1 <= s <= len(manifest.stages) for s in stages):
         return (), f"the int8 record names stages {list(rec['stages'])}"
+    other = [k for k in ("split", "examples", "flip") if protocol.get(k) != float_protocol.get(k)]
+    if other:
+        return (), f"the int8 record was measured with another {', '.join(other)} than the float metrics"
     account = f"stage{'s' if len(stages) > 1 else ''} {', '.join(map(str, stages))} int8: val PDJ@0.2 {i8:.3f}, float {fl:.3f}"
     if i8 < fl - INT8_MAX_DROP:
         return (), f"{account}: more than {INT8_MAX_DROP} lower"
@@ -202,13 +209,15 @@ def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None,
             except BackendError as e:
                 why = f"float: the int8 copies cannot be used ({e})"
             else:
-                measured = (info.manifest.extra.get("int8", {}).get("val_protocol") or {}).get("checkpoint_sha256")
-                if measured == [r.metadata.get("checkpoint_sha256") for r in regs]:
+                protocol = info.manifest.extra["int8"]["val_protocol"]
+                if (protocol.get("checkpoint_sha256") == [r.metadata.get("checkpoint_sha256") for r in regs]
+                        and protocol.get("calibration_sha256") == [r.metadata.get("calibration_sha256") for r in regs]):
                     return regs
                 for r in regs:
                     r.close()
-                why = ("float: the int8 validation was measured with other checkpoints (check them with "
-                       f"python main.py evaluate --int8 --write-manifest --weights {info.folder})")
+                why = ("float: the int8 validation was measured with other checkpoints or calibration (check them "
+                       f"with python main.py evaluate --int8 --int8-stages {','.join(map(str, stages))} "
+                       f"--write-manifest --weights {info.folder})")
         else:
             why = f"float ({why})"
         return _stage_regressors(info, threads, spinning, f"{reason}; {why}" if reason else why, ())
