@@ -193,8 +193,8 @@ def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None,
     ``int8``: True runs every stage's int8 copy (``quantize-int8``, :func:`int8_path`), False
     the float graphs, a list of stage numbers the int8 copies of those; None (default) the
     stages of the model's int8 record where it passes (:func:`int8_record`), their copies are
-    built and come from the checkpoints the record was measured with; else the float graphs
-    (the regressors' ``reason`` says why).
+    built and come from the checkpoints and calibration caches the record was measured with;
+    else the float graphs (the regressors' ``reason`` says why).
 
     Raises:
         BackendError: (one line, with the command that fixes it) a stage has no ONNX file, the
