@@ -172,7 +172,9 @@ def add_int8(parser: argparse.ArgumentParser, default_text: str | None = None) -
 
 def int8_problem(args) -> str | None:
     """None, or why ``--int8`` cannot be used with the chosen ``--backend`` (one line)."""
-    if getattr(args, "int8", None) is True and getattr(args, "backend", "auto") not in ("auto", "onnxruntime", "ort", "onnx"):
+    from .backends import canonical_name
+
+    if getattr(args, "int8", None) is True and canonical_name(getattr(args, "backend", "auto")) not in ("auto", "onnxruntime"):
         return f"--int8 runs on ONNX Runtime, not on --backend {args.backend}"
     return None
 

@@ -376,8 +376,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     fps, size, count = opened.fps, opened.size, opened.count
     weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     try:
-        backend = "onnxruntime" if args.int8 and args.backend == "auto" else args.backend   # int8 is ONNX Runtime's
-        pipeline = PosePipeline(weights, backend=backend, stages=None, smooth=args.smooth, threads=args.threads,
+        pipeline = PosePipeline(weights, backend=args.backend, stages=None, smooth=args.smooth, threads=args.threads,
                                 **tracking_kwargs(args), int8=args.int8)
     except (ModelError, DetectorError, ValueError) as e:
         opened.release()

@@ -289,8 +289,29 @@ def test_write_manifest_records_val_metrics(tmp_path, capsys):
     noisy = gt + np.random.default_rng(0).normal(0, 5, gt.shape)
     report = {"split": "val", "num_examples": len(gt), "b0_sources": {"face": 1}, "backend": "torch",
               "stages": evaluate_poses(np.stack([noisy, gt]), gt, ds.skeleton, ["stage 1", "stage 2"])}
-    write_manifest_metrics(model, report)
+    write_manifest_metrics(model, report, [])
     m = json.loads((model / "manifest.json").read_text())
     assert m["format"] == "deeppose-model/1" and m["val_protocol"]["examples"] == len(gt)
     assert m["val_metrics"]["stage2"]["pdj@0.2"]["mean"] == 1.0 and m["val_metrics"]["stage2"]["pcp"]["mean"] == 1.0
     assert 0 < m["val_metrics"]["stage1"]["pdj@0.1"]["l_wrist"] < 1
+    assert "int8" not in m
+    # measured with stage 2's int8 copy: the int8 record, the float metrics left as they were
+    from types import SimpleNamespace
+
+    from deeppose.engine.backends.onnxruntime_backend import int8_record
+    from deeppose.engine.model import read_manifest
+
+    regs = [SimpleNamespace(int8=False, metadata={"checkpoint_sha256": "a"}),   # Regressor stand-ins
+            SimpleNamespace(int8=True, metadata={"checkpoint_sha256": "b", "calibration_sha256": "c"})]
+    write_manifest_metrics(model, report, regs)   # stage 2 as exact as float's: the default
+    m2 = json.loads((model / "manifest.json").read_text())
+    assert m2["val_metrics"] == m["val_metrics"] and m2["val_protocol"] == m["val_protocol"]
+    rec = m2["int8"]
+    assert rec["stages"] == [2] and "--int8 --int8-stages 2" in rec["val_protocol"]["command"]
+    assert rec["val_protocol"]["checkpoint_sha256"] == ["a", "b"] and rec["val_protocol"]["calibration_sha256"] == [None, "c"]
+    assert int8_record(read_manifest(model).manifest)[0] == (2,)
+    far = gt + np.random.default_rng(1).normal(0, 60, gt.shape)
+    report["stages"] = evaluate_poses(np.stack([noisy, far]), gt, ds.skeleton, ["stage 1", "stage 2"])
+    write_manifest_metrics(model, report, regs)
+    assert json.loads((model / "manifest.json").read_text())["int8"]["val_metrics"]["stage2"]["pdj@0.2"]["mean"] < 0.9
+    assert int8_record(read_manifest(model).manifest)[0] == ()   # far below float: not the default

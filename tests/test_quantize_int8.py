@@ -42,7 +42,8 @@ def test_quantized_stages_load_and_follow_the_float_ones(model_dir):
     info = read_manifest(model_dir)
     float_regs = create_regressors(info, "onnxruntime", threads=1)
     int8_regs = create_regressors(info, "onnxruntime", threads=1, int8=True)
-    assert "int8" in int8_regs[0].description and "int8" not in float_regs[0].description
+    assert describe_regressors(int8_regs, reason=False).endswith("threads, int8)")
+    assert "int8" not in describe_regressors(float_regs)
     meta = int8_regs[0].metadata
     assert "int8" in meta["quantization"]
     assert meta["checkpoint_sha256"] == float_regs[0].metadata["checkpoint_sha256"]   # staleness check covers it
@@ -156,6 +157,25 @@ def test_auto_precision_runs_int8_only_where_its_validation_passes(model_dir, tm
     assert kind == "ff" and "stage2.int8.onnx is missing" in reason
     with pytest.raises(BackendError, match="stage2.int8.onnx is missing"):
         create_regressors(read_manifest(folder), "onnxruntime", int8=True)
+
+
+def test_int8_asked_for_makes_auto_onnxruntime(model_dir, tmp_path, monkeypatch):
+    """--int8 with --backend auto runs ONNX Runtime even where auto would pick a GPU backend
+    (the int8 copies are ONNX Runtime's), decided where the backend is chosen."""
+    require_data("flic")
+    import shutil
+
+    import deeppose.engine.backends as backends
+    from deeppose.tools.quantize_int8 import quantize_model
+
+    folder = shutil.copytree(model_dir, tmp_path / "model")
+    quantize_model(folder, examples=4, recalibrate=True)
+    monkeypatch.setattr(backends, "_cuda_available", lambda: True)   # auto alone: a GPU backend
+    assert backends.resolve_backend("auto")[0] != "onnxruntime"
+    regs = create_regressors(read_manifest(folder), "auto", threads=1, int8=[2])
+    assert [(r.name, r.int8) for r in regs] == [("onnxruntime", False), ("onnxruntime", True)]
+    for r in regs:
+        r.close()
 
 
 @pytest.mark.parametrize("model", ["flic", "lsp"])

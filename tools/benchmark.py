@@ -572,6 +572,10 @@ def _timed_process(cmd: list[str]) -> dict:
             "peak_rss_mib": peak_kib / 1024}
 
 
+_INT8_FLAG = {True: "--int8", False: "--no-int8", None: ""}
+"""The video command's flag for ``int8`` True / False / None (the model's default)."""
+
+
 def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool | None = None,
                        max_persons: int | None = None) -> dict:
     """``main.py video VIDEO`` (defaults, the auto backend, ``--max-persons`` when given, ``--int8`` /
@@ -583,7 +587,7 @@ def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool |
     with tempfile.TemporaryDirectory(prefix="deeppose-peer-video-") as tmp:
         ours = _timed_process([sys.executable, str(REPO / "main.py"), "video", str(video), "-o",
                                str(Path(tmp) / "ours.mp4"), "--weights", str(weights)]
-                              + {True: ["--int8"], False: ["--no-int8"], None: []}[int8]
+                              + _INT8_FLAG[int8].split()
                               + (["--max-persons", str(max_persons)] if max_persons else []))
         peer = _timed_process([sys.executable, "-m", "deeppose.tools.peer", str(peer_path), str(video),
                                str(Path(tmp) / "peer.mp4")])
@@ -593,7 +597,7 @@ def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool |
 
 def format_video_jobs(jobs: dict, video: Path) -> str:
     """The printed table of :func:`measure_video_jobs`."""
-    ours = "main.py video (deeppose)" + {True: " --int8", False: " --no-int8"}.get(jobs.get("int8"), "")
+    ours = " ".join(filter(None, ("main.py video (deeppose)", _INT8_FLAG[jobs.get("int8")])))
     ours += f" --max-persons {jobs['max_persons']}" if jobs.get("max_persons") else ""
     width = max(34, len(ours) + 2)
     lines = [f"Whole video job on {video.name} (decode, pose, draw, H.264 encode), one process after the other:",

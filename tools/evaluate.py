@@ -325,7 +325,7 @@ def _run(args) -> int:
         except WeightsError as e:
             return _error(str(e))
         int8 = (args.int8_stages or True) if args.int8 else False
-        cascade, info = load_cascade(weights, backend="onnxruntime" if args.int8 else args.backend, int8=int8)
+        cascade, info = load_cascade(weights, backend=args.backend, int8=int8)
         cascade.flip = args.flip
         if info.skeleton.name != skeleton.name:
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")
@@ -351,14 +351,12 @@ def _run(args) -> int:
         wall = time.perf_counter() - t
         names = [f"stage {s + 1}" for s in range(len(stage_poses))]
         from deeppose.engine.backends import describe_regressors
-        runtime = describe_regressors(cascade.regressors).split(" [")[0]
+        runtime = describe_regressors(cascade.regressors, reason=False)
         label = f"model {weights} ({info.manifest.name or '?'}), {runtime}"
         report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.name,
                       backend=cascade.regressors[0].name, flip=args.flip, b0_sources=dict(Counter(sources)),
                       face_confidence=args.face_confidence if scaler else None,
                       stage_ms_per_example=[1000.0 * s / len(dataset.examples) for s in seconds],
-                      int8_stages=[s for s, r in enumerate(cascade.regressors, start=1) if getattr(r, "int8", False)]
-                      if args.int8_stages else None,
                       wall_seconds=wall)
 
     report["estimator_label"] = label
@@ -375,40 +373,11 @@ def _run(args) -> int:
             print(f"wrote {write_json(report, args.json)}")
         if args.plot:
             print(f"wrote {plot_pdj_curves(report, args.plot)}")
-        if args.write_manifest and args.int8:
-            print(f"wrote {write_manifest_int8_metrics(weights, report, cascade.regressors)}")
-        elif args.write_manifest:
-            print(f"wrote {write_manifest_metrics(weights, report)}")
+        if args.write_manifest:
+            print(f"wrote {write_manifest_metrics(weights, report, cascade.regressors)}")
     except OSError as e:  # the table above is already printed
         return _error(f"cannot write output: {e}")
     return 0
-
-
-def write_manifest_int8_metrics(weights: Path, report: dict, regressors: list) -> Path:
-    """Store a val evaluation with some stages in int8 (ONNX Runtime ``regressors``, as
-    evaluated) in the model's manifest as its int8 record (``"int8": {"stages", "val_metrics",
-    "val_protocol"}``, the protocol naming the stage checkpoints and the int8 copies'
-    calibration caches), which :func:`engine.backends.onnxruntime_backend.int8_record` checks."""
-    from deeppose.engine.model import read_manifest, write_manifest
-    from deeppose.tools.metrics import val_metrics_entry
-
-    stages = [s for s, r in enumerate(regressors, start=1) if r.int8]
-    manifest = read_manifest(weights).manifest.to_dict()
-    manifest.pop("format", None)
-    manifest["int8"] = {
-        "stages": stages,
-        "val_metrics": {f"stage{i}": val_metrics_entry(st) for i, st in enumerate(report["stages"], start=1)},
-        "val_protocol": {"command": "main.py evaluate --split val --int8 --write-manifest"
-                         + (f" --int8-stages {','.join(map(str, stages))}" if report.get("int8_stages") else ""),
-                         "split": report["split"],
-                         "examples": report["num_examples"], "b0_sources": report.get("b0_sources"),
-                         "backend": report.get("backend"), "face_confidence": report.get("face_confidence"),
-                         "flip": report.get("flip"),
-                         "checkpoint_sha256": [r.metadata.get("checkpoint_sha256") for r in regressors],
-                         "calibration_sha256": [r.metadata.get("calibration_sha256") for r in regressors],
-                         "quantization": "int8 static QDQ, per-channel weights, uint8 activations, MinMax ranges of "
-                         "the stageN.int8-calibration.json caches"}}
-    return write_manifest(weights, manifest)
 
 
 def _stage_list(text: str) -> list[int]:
@@ -422,13 +391,27 @@ def _stage_list(text: str) -> list[int]:
     return stages
 
 
-def write_manifest_metrics(weights: Path, report: dict) -> Path:
-    """Store a val evaluation in the model's manifest as ``val_metrics`` (per stage: PDJ@0.1
-    and @0.2 per joint with their means, PCP per limb with its mean) plus how it was measured."""
+def write_manifest_metrics(weights: Path, report: dict, regressors: list) -> Path:
+    """Store a val evaluation in the model's manifest (:func:`tools.metrics.record_val_metrics`):
+    per stage PDJ@0.1 and @0.2 per joint with their means, PCP per limb with its mean, plus how
+    it was measured. Measured with int8 copies (ONNX Runtime ``regressors`` whose ``int8`` is
+    set), it is the int8 record instead, its protocol naming the stage checkpoints and the int8
+    copies' calibration caches, which :func:`engine.backends.onnxruntime_backend.int8_record`
+    checks."""
+    from deeppose.engine.backends import int8_stage_numbers
     from deeppose.tools.metrics import record_val_metrics, val_metrics_entry
 
     metrics = {f"stage{i}": val_metrics_entry(st) for i, st in enumerate(report["stages"], start=1)}
-    return record_val_metrics(weights, metrics, {
-        "command": "main.py evaluate --split val --write-manifest", "split": report["split"],
-        "examples": report["num_examples"], "b0_sources": report.get("b0_sources"), "backend": report.get("backend"),
-        "face_confidence": report.get("face_confidence"), "flip": report.get("flip")})
+    protocol = {"command": "main.py evaluate --split val --write-manifest", "split": report["split"],
+                "examples": report["num_examples"], "b0_sources": report.get("b0_sources"),
+                "backend": report.get("backend"), "face_confidence": report.get("face_confidence"),
+                "flip": report.get("flip")}
+    int8 = int8_stage_numbers(regressors)
+    if not int8:
+        return record_val_metrics(weights, metrics, protocol)
+    protocol.update(command=f"main.py evaluate --split val --int8 --int8-stages {','.join(map(str, int8))} --write-manifest",
+                    checkpoint_sha256=[r.metadata.get("checkpoint_sha256") for r in regressors],
+                    calibration_sha256=[r.metadata.get("calibration_sha256") for r in regressors],
+                    quantization="int8 static QDQ, per-channel weights, uint8 activations, MinMax ranges of the "
+                    "stageN.int8-calibration.json caches")
+    return record_val_metrics(weights, metrics, protocol, int8_stages=int8)

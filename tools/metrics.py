@@ -354,17 +354,20 @@ def four_limb_pcp(pcp_per_limb: dict) -> dict | None:
     return out
 
 
-def record_val_metrics(folder, metrics: dict, protocol: dict):
+def record_val_metrics(folder, metrics: dict, protocol: dict, int8_stages: list[int] | None = None):
     """Write a model's validation metrics into its manifest: ``val_metrics`` (per stage
     "stage1".."stageS", entries of :func:`val_metrics_entry`) replaced as a whole, and
     ``val_protocol`` (how they were measured: command, split, examples, b0 sources, backend,
     ...) with them, so that the two never disagree. The one writer of both, for ``train`` and
-    ``evaluate --write-manifest``.
+    ``evaluate --write-manifest``; with ``int8_stages`` (measured with those stages' int8
+    copies) they go to the int8 record instead, ``"int8": {"stages", "val_metrics",
+    "val_protocol"}`` (:func:`engine.backends.onnxruntime_backend.int8_record`).
 
     Args:
         folder: the model folder (its manifest.json must exist).
         metrics: {"stage<i>": entry}.
         protocol: JSON-able dict.
+        int8_stages: 1-based stages that ran in int8, or None (the float model).
     Returns:
         The manifest's path.
     Raises:
@@ -373,7 +376,10 @@ def record_val_metrics(folder, metrics: dict, protocol: dict):
     from deeppose.engine.model import read_manifest, write_manifest
 
     manifest = read_manifest(folder).manifest.to_dict()
-    manifest["val_metrics"] = metrics
-    manifest["val_protocol"] = protocol
+    if int8_stages is None:
+        manifest["val_metrics"] = metrics
+        manifest["val_protocol"] = protocol
+    else:
+        manifest["int8"] = {"stages": list(int8_stages), "val_metrics": metrics, "val_protocol": protocol}
     manifest.pop("format", None)
     return write_manifest(folder, manifest)

@@ -147,14 +147,16 @@ def quantize_model(folder: Path, examples: int = 64, data: str | None = None, re
     from deeppose.engine.model import read_manifest
 
     info = read_manifest(folder)
-    for reg in create_onnxruntime_regressors(info, threads=1, int8=False):   # every float graph there and fresh
-        reg.close()
-    caches = [calibration_path(p) for p in info.onnx_files]
-    measure = recalibrate or not all(c.is_file() for c in caches)
-    if not measure:
+    caches = [None if p is None else calibration_path(p) for p in info.onnx_files]
+    measure = recalibrate or not all(c is not None and c.is_file() for c in caches)
+    if measure:   # its float cascade checks that every float graph is there and fresh
+        inputs = calibration_inputs(folder, examples, data)
+    else:
+        for reg in create_onnxruntime_regressors(info, threads=1, int8=False):   # the same check
+            reg.close()
         for cache, ckpt in zip(caches, info.stage_files):
             check_calibration(cache, ckpt)
-    inputs = calibration_inputs(folder, examples, data) if measure else [None] * len(caches)
+        inputs = [None] * len(caches)
 
     class Reader(CalibrationDataReader):
         def __init__(self, batches):

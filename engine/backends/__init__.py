@@ -206,7 +206,7 @@ def create_regressors(info: ModelInfo, backend: str = "auto", **opts: Any) -> li
         info: the model (:func:`engine.model.read_manifest`).
         backend: a name of :data:`CHOICES`; ``auto`` resolves with :func:`resolve_backend`
             and, if ONNX Runtime or TensorRT then fail to load, falls back to PyTorch (the
-            reason says so).
+            reason says so); with ``int8`` asked for (True or stage numbers) it is ONNX Runtime.
         **opts: backend options. torch: ``device`` ("cpu"/"cuda"), ``fp16``, ``threads``.
             onnxruntime: ``threads`` (default: physical cores), ``spinning``, ``int8`` (True:
             the stages' int8 copies, tools/quantize_int8.py; False: the float graphs; None or
@@ -221,6 +221,8 @@ def create_regressors(info: ModelInfo, backend: str = "auto", **opts: Any) -> li
         ModelError: missing or unreadable checkpoints (torch).
     """
     key = canonical_name(backend)
+    if key == "auto" and opts.get("int8"):   # int8 copies asked for: they are ONNX Runtime's
+        key = "onnxruntime"
     if key == "auto":
         name, reason = resolve_backend("auto", info.folder, opts.get("precision"))
         try:
@@ -258,22 +260,27 @@ def _opts_for(name: str, opts: dict) -> dict:
     return {k: v for k, v in opts.items() if k in _OPTIONS[name] and v is not None}
 
 
-def describe_regressors(regressors: "list[Regressor]") -> str:
+def int8_stage_numbers(regressors: "list[Regressor]") -> list[int]:
+    """The 1-based stages whose regressor runs an int8 copy of its network (``Regressor.int8``)."""
+    return [s for s, reg in enumerate(regressors, start=1) if reg.int8]
+
+
+def describe_regressors(regressors: "list[Regressor]", reason: bool = True) -> str:
     """One line naming the backend a cascade runs on, e.g.
-    ``"onnxruntime 1.31.1 (CPU, 2 threads) [auto: no CUDA GPU; ...]"`` (the reason is shown
-    when ``auto`` chose the backend), stage 1's description with the int8 stages added where
-    only some run in int8 (``"... (CPU, 2 threads, int8 stage 3)"``); "no regressors" for an
-    empty list.
+    ``"onnxruntime 1.31.1 (CPU, 2 threads, int8 stage 3) [auto: no CUDA GPU; ...]"``: stage 1's
+    description, the int8 stages (``int8`` when all are), and with ``reason`` why ``auto`` chose
+    the backend (where it did); "no regressors" for an empty list.
     """
     if not regressors:
         return "no regressors"
     r = regressors[0]
     text = r.description
-    int8 = [s for s, reg in enumerate(regressors, start=1) if getattr(reg, "int8", False)]
-    if int8 and len(int8) < len(regressors) and text.endswith(")"):
-        base = text[: -len(", int8)")] if text.endswith(", int8)") else text[:-1]   # stage 1 may be int8 itself
-        text = f"{base}, int8 stage{'s' if len(int8) > 1 else ''} {', '.join(map(str, int8))})"
-    return f"{text} [{r.reason}]" if r.reason.startswith("auto") else text
+    int8 = int8_stage_numbers(regressors)
+    if int8 and text.endswith(")"):
+        what = "int8" if len(int8) == len(regressors) else \
+            f"int8 stage{'s' if len(int8) > 1 else ''} {', '.join(map(str, int8))}"
+        text = f"{text[:-1]}, {what})"
+    return f"{text} [{r.reason}]" if reason and r.reason.startswith("auto") else text
 
 
 def load_cascade(folder: str | Path, backend: str = "torch", **backend_options: Any) -> tuple[Cascade, ModelInfo]:

@@ -44,10 +44,13 @@ class Regressor(ABC):
         input_side: the crop side S in pixels the network takes, where the backend can read it
             from the network (None: unknown); checked against the manifest by
             :func:`engine.backends.cascade_from`.
+        int8: the network runs as an int8 copy (ONNX Runtime's ``stageN.int8.onnx``); shown by
+            :func:`engine.backends.describe_regressors`, not in ``description``.
     """
 
     name: ClassVar[str] = ""
     input_side: int | None = None
+    int8: bool = False
 
     def __init__(self, description: str, max_batch: int | None = None, reason: str = ""):
         if max_batch is not None and int(max_batch) < 1:

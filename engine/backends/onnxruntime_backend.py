@@ -107,8 +107,7 @@ class OnnxRuntimeRegressor(Regressor):
         shape = self.session.get_inputs()[0].shape    # [batch, 3, S, S]; S an int unless exported dynamic
         self.input_side = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) else None
         self.int8 = self.path.name.endswith(INT8_SUFFIX)
-        super().__init__(f"onnxruntime {ort.__version__} (CPU, {self.threads} threads{', int8' if self.int8 else ''})",
-                         None, reason)
+        super().__init__(f"onnxruntime {ort.__version__} (CPU, {self.threads} threads)", None, reason)
 
     def regress(self, crops: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 -> (B, 2k) float32 normalized coordinates, one session run (S:
@@ -152,13 +151,15 @@ def int8_record(manifest) -> tuple[tuple[int, ...], str]:
     rec = manifest.extra.get("int8") if isinstance(manifest.extra, dict) else None
     last = f"stage{len(manifest.stages)}"
     try:
-        stages = tuple(sorted({int(s) for s in rec["stages"]}))
+        stages = int8_stages(list(rec["stages"]), len(manifest.stages))
         i8 = float(rec["val_metrics"][last]["pdj@0.2"]["mean"])
         fl = float(manifest.val_metrics[last]["pdj@0.2"]["mean"])
         protocol, float_protocol = dict(rec["val_protocol"]), dict(manifest.val_protocol or {})
     except (KeyError, TypeError, ValueError):
         return (), "no int8 validation in the manifest"
-    if not stages or not all(1 <= s <= len(manifest.stages) for s in stages):
+    except BackendError:
+        return (), f"the int8 record names stages {list(rec['stages'])}"
+    if not stages:
         return (), f"the int8 record names stages {list(rec['stages'])}"
     other = [k for k in ("split", "examples", "flip") if protocol.get(k) != float_protocol.get(k)]
     if other:
@@ -201,27 +202,26 @@ def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None,
             file is missing, unloadable, or was exported from another checkpoint than the
             folder's; an int8 copy asked for explicitly is missing.
     """
-    if int8 is None:
-        stages, why = int8_record(info.manifest)
-        if stages:
-            try:
-                regs = _stage_regressors(info, threads, spinning, f"{reason}; {why}" if reason else why, stages)
-            except BackendError as e:
-                why = f"float: the int8 copies cannot be used ({e})"
-            else:
-                protocol = info.manifest.extra["int8"]["val_protocol"]
-                if (protocol.get("checkpoint_sha256") == [r.metadata.get("checkpoint_sha256") for r in regs]
-                        and protocol.get("calibration_sha256") == [r.metadata.get("calibration_sha256") for r in regs]):
-                    return regs
-                for r in regs:
-                    r.close()
-                why = ("float: the int8 validation was measured with other checkpoints or calibration (check them "
-                       f"with python main.py evaluate --int8 --int8-stages {','.join(map(str, stages))} "
-                       f"--write-manifest --weights {info.folder})")
+    if int8 is not None:
+        return _stage_regressors(info, threads, spinning, reason, int8_stages(int8, len(info.stage_files)))
+    stages, why = int8_record(info.manifest)
+    if not stages:
+        why = f"float ({why})"
+    else:
+        try:
+            regs = _stage_regressors(info, threads, spinning, "; ".join(filter(None, (reason, why))), stages)
+        except BackendError as e:
+            why = f"float: the int8 copies cannot be used ({e})"
         else:
-            why = f"float ({why})"
-        return _stage_regressors(info, threads, spinning, f"{reason}; {why}" if reason else why, ())
-    return _stage_regressors(info, threads, spinning, reason, int8_stages(int8, len(info.stage_files)))
+            measured = info.manifest.extra["int8"]["val_protocol"]   # int8_record read it: there
+            if all(measured.get(k) == [r.metadata.get(k) for r in regs] for k in ("checkpoint_sha256", "calibration_sha256")):
+                return regs
+            for r in regs:
+                r.close()
+            why = ("float: the int8 validation was measured with other checkpoints or calibration (check them "
+                   f"with python main.py evaluate --int8 --int8-stages {','.join(map(str, stages))} "
+                   f"--write-manifest --weights {info.folder})")
+    return _stage_regressors(info, threads, spinning, "; ".join(filter(None, (reason, why))), ())
 
 
 def _stage_regressors(info: "ModelInfo", threads: int | None, spinning: bool, reason: str,
