@@ -406,9 +406,7 @@ class PosePipeline:
 
     @max_persons.setter
     def max_persons(self, n: int | None) -> None:
-        if n is not None and int(n) < 1:
-            raise ValueError(f"max_persons must be at least 1, got {n}")
-        self.tracker.max_confirmed = None if n is None else int(n)
+        self.tracker.max_confirmed = n   # ValueError below 1
 
     def _need_detection(self) -> bool:
         """Run the face detector on this frame? Always without tracking by pose; else every

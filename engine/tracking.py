@@ -229,7 +229,9 @@ class PersonTracker:
             is confirmed only while fewer are; once that many are, tentative tracks are
             dropped (they cost neither crops nor forced detections), so newly found faces are
             ignored until a confirmed track is lost. Lowered below the confirmed count, the
-            longest-tracked ones are kept (earliest first frame, then lowest id).
+            longest-tracked ones are kept (the lowest ids: ids are handed out in order).
+    Raises:
+        ValueError: ``max_confirmed`` below 1.
     """
 
     def __init__(self, iou_threshold: float = 0.2, max_hold_frames: int = 15, max_hold_seconds: float = 0.5,
@@ -244,6 +246,17 @@ class PersonTracker:
         self.max_undetected_seconds = None if max_undetected_seconds is None else float(max_undetected_seconds)
         self.max_confirmed = max_confirmed
         self.reset()
+
+    @property
+    def max_confirmed(self) -> int | None:
+        """The capacity (None: no limit); see the class docstring."""
+        return self._max_confirmed
+
+    @max_confirmed.setter
+    def max_confirmed(self, n: int | None) -> None:
+        if n is not None and int(n) < 1:
+            raise ValueError(f"the tracker's capacity (max_persons) must be at least 1, got {n}")
+        self._max_confirmed = None if n is None else int(n)
 
     def reset(self) -> None:
         """Drop every track (new video or source); ids start again at 1."""
@@ -366,9 +379,8 @@ class PersonTracker:
         kept.sort(key=lambda tr: tr.track_id)
         if self.max_confirmed is not None:   # the capacity: tentative tracks go once it is reached
             confirmed = [tr for tr in kept if tr.confirmed]
-            if len(confirmed) >= self.max_confirmed:
-                keep = {id(tr) for tr in sorted(confirmed, key=lambda tr: (tr.first_frame, tr.track_id))
-                        [: self.max_confirmed]}
+            if len(confirmed) >= self.max_confirmed:   # kept is in id order: the longest tracked first
+                keep = {id(tr) for tr in confirmed[: self.max_confirmed]}
                 kept = [tr for tr in kept if id(tr) in keep]
         self.tracks = kept
         return list(kept)
@@ -736,9 +748,9 @@ class TrackingFaceDetector:
         keep = nms(faces, scores, self.nms_iou, self.nms_overlap)
         return faces[keep], scores[keep], kps[keep]
 
-    def _window(self, face: np.ndarray, w: int, h: int) -> tuple[int, int, int]:
-        """(x0, y0, side) of the square window around one hinted face, inside a w x h frame."""
-        size = float(np.sqrt(face[2] * face[3]))
+    def _window(self, face: np.ndarray, size: float, w: int, h: int) -> tuple[int, int, int]:
+        """(x0, y0, side) of the square window around one hinted face of size ``size``
+        (:func:`engine.face_detector.face_size`), inside a w x h frame."""
         side = int(min(max(self.roi_scale * size, self.min_roi), w, h))
         x0 = int(min(max(round(face[0] - side / 2), 0), w - side))
         y0 = int(min(max(round(face[1] - side / 2), 0), h - side))
@@ -749,10 +761,10 @@ class TrackingFaceDetector:
         ``window_min_confidence``), the whole frame once for those too large for one."""
         h, w = image_bgr.shape[:2]
         hints = self._hints
-        sizes = np.sqrt(hints[:, 2] * hints[:, 3])
+        sizes = face_size(hints)
         whole = False
         for i in np.argsort(-sizes):
-            x0, y0, side = self._window(hints[i], w, h)
+            x0, y0, side = self._window(hints[i], sizes[i], w, h)
             if sizes[i] >= self.large_face * max(w, h) or side >= max(w, h):
                 whole = True
             else:
@@ -767,10 +779,10 @@ class TrackingFaceDetector:
         strict = self.tile_min_confidence
         hints = self._hints
         if len(hints):
-            sizes = np.sqrt(hints[:, 2] * hints[:, 3])
+            sizes = face_size(hints)
             small = np.flatnonzero(sizes < self.large_face * max(w, h))
             for i in small[np.argsort(-sizes[small])][: self.max_rois]:
-                x0, y0, side = self._window(hints[i], w, h)
+                x0, y0, side = self._window(hints[i], sizes[i], w, h)
                 if side < max(w, h):
                     self._run(image_bgr, x0, y0, x0 + side, y0 + side, found, self.window_min_confidence)
         grid = self.tiles(w, h)

@@ -197,6 +197,12 @@ def test_tracker_capacity_confirms_first_comers_and_drops_tentative_tracks():
     assert seen[:5] == [[1]] * 5
     assert tracker.tracks[0].track_id != 1 and tracker.tracks[0].confirmed
     assert np.array_equal(tracker.tracks[0].b0, b[0])
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"must be at least 1, got {bad}"):
+            PersonTracker(max_confirmed=bad)
+        with pytest.raises(ValueError):
+            tracker.max_confirmed = bad
+    assert tracker.max_confirmed == 1
 
 
 def test_tracker_keeps_ids_holds_and_drops():
@@ -724,7 +730,7 @@ def test_max_persons_follows_the_walker_alone_and_detects_every_nth_frame(flic_w
     later = [sizes[i] for i in detected if alone[i]]   # full, the tentative tracks gone: windows only
     assert len(later) >= 5
     assert later and all(len(s) == 1 and s[0][0] == s[0][1] < 720 for s in later), later   # one square window
-    with pytest.raises(ValueError, match="max_persons must be at least 1"):
+    with pytest.raises(ValueError, match=r"capacity \(max_persons\) must be at least 1, got 0"):
         PosePipeline(flic_weights, max_persons=0)
 
 
