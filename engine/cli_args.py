@@ -60,6 +60,14 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
+def crop_side(text: str) -> int:
+    """argparse type: a network input side in pixels, at least engine.geometry.MIN_INPUT_SIZE (a
+    one-line usage error otherwise)."""
+    from .geometry import MIN_INPUT_SIZE
+
+    return _int_at_least(text, MIN_INPUT_SIZE)
+
+
 class WeightsError(ValueError):
     """``--model`` / ``--weights`` that name no usable model folder; the message is one line."""
 

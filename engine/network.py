@@ -120,12 +120,13 @@ class PoseRegressor(nn.Module):
 
 def feature_side(input_size: int, conv1_kernel: int) -> int:
     """Side of psi's last feature map for an S x S input: conv1 (stride 4, padding k//2), then
-    three 3x3 stride-2 max pools. Raises ValueError for an input too small to leave one cell."""
+    three 3x3 stride-2 max pools. Raises ValueError for an input under MIN_INPUT_SIZE (60 px
+    leave conv1 at least 15 cells, the pools 7, 3 and 1)."""
+    if input_size < MIN_INPUT_SIZE:
+        raise ValueError(f"input size {input_size} is too small for psi (it needs at least {MIN_INPUT_SIZE} pixels)")
     side = (input_size + 2 * (conv1_kernel // 2) - conv1_kernel) // 4 + 1
     for _ in range(3):
         side = (side - 3) // 2 + 1
-    if input_size < MIN_INPUT_SIZE or side < 1:
-        raise ValueError(f"input size {input_size} is too small for psi (it needs at least {MIN_INPUT_SIZE} pixels)")
     return side
 
 

@@ -1,6 +1,7 @@
 """Training smoke tests on a handful of real FLIC images: the loss falls, checkpoints resume."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,8 @@ def test_stage1_samples_put_targets_where_the_joints_are(small_flic):
     """With augmentation off, the target of joint i is N(y_i; b0), mirrored when flipped."""
     cfg = TrainConfig(batch_size=4, shift=0, scale=0, rotate_deg=0, color=0)
     maker = SampleMaker(small_flic, cfg, np.random.default_rng(0))
-    x, _, _, target, mask = maker.stage1(np.arange(4))
+    batch = maker.stage1(np.arange(4))
+    x, target, mask = batch.crops, batch.target, batch.mask
     assert x.shape == (4, 220, 220, 3) and x.dtype == torch.uint8 and target.shape == (4, 11, 2)
     for j in range(4):
         expect = (small_flic.poses[j] - small_flic.b0[j, :2]) / small_flic.b0[j, 2:]
@@ -43,7 +45,8 @@ def test_refine_samples_target_only_their_joint(small_flic):
     maker = SampleMaker(small_flic, cfg, np.random.default_rng(1))
     stats = displacement_stats(small_flic.poses + 3.0, small_flic)
     pairs = np.array([[0, 0], [1, 2], [2, 5], [3, 7], [4, 9], [5, 10]])
-    _, _, _, target, mask = maker.refine(pairs, stats)
+    batch = maker.refine(pairs, stats)
+    target, mask = batch.target, batch.mask
     assert mask.sum() == 6 and (mask.sum(1) == 1).all()
     # targets are the displacement in box units: bounded by the box jitter (a few diam / sigma)
     assert np.abs(target.numpy()[mask.numpy()]).max() < 2.0
@@ -86,8 +89,12 @@ def test_stage_batches_are_the_same_with_worker_processes_and_differ_per_step(sm
     from deeppose.tools.trainer import StageBatches
 
     cfg = TrainConfig(batch_size=4)
+
+    def stage1_batches(steps, **kw):   # stage 1, 3 steps per epoch; SampleMaker's own rng is replaced per batch
+        return StageBatches(SampleMaker(small_flic, cfg, np.random.default_rng(7)), 1, None, None, 3, steps, **kw)
+
     def batches(workers):
-        ds = StageBatches(SampleMaker(small_flic, cfg, np.random.default_rng(0)), 1, None, None, 3, range(1, 5))
+        ds = stage1_batches(range(1, 5))
         loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers,
                                              **({"multiprocessing_context": "fork"} if workers else {}))
         return list(loader)
@@ -98,22 +105,29 @@ def test_stage_batches_are_the_same_with_worker_processes_and_differ_per_step(sm
             assert torch.equal(x, y)
     assert not torch.equal(inline[0].crops, inline[1].crops)
     # a resumed run (steps from 2) makes step 2's batch again; under torchrun rank 1 another one
-    resumed = StageBatches(SampleMaker(small_flic, cfg, np.random.default_rng(5)), 1, None, None, 3, range(2, 5))[0]
+    resumed = stage1_batches(range(2, 5))[0]
     assert all(torch.equal(x, y) for x, y in zip(resumed, inline[1]))
-    other = StageBatches(SampleMaker(small_flic, cfg, np.random.default_rng(0)), 1, None, None, 3, range(1, 5),
-                         world=2, rank=1)[1]
+    other = stage1_batches(range(1, 5), world=2, rank=1)[1]
     assert not torch.equal(other.crops, inline[1].crops)
 
 
-def test_train_cli_validates_every_n_epochs_and_after_the_last(tmp_path):
+def _train_command(tmp_path) -> tuple[list[str], Path, Path]:
+    """``train`` on 16 FLIC images (4 for val), stage 1, batch 8, one thread, into
+    ``tmp_path/model`` (with the shipped face scaler) and ``tmp_path/run``: (argv, model folder,
+    run folder)."""
     require_data("flic", "examples.mat")
-    import main
-
     out, run = tmp_path / "model", tmp_path / "run"
     out.mkdir()
     shutil.copy(WEIGHTS_FLIC / "scaler.json", out / "scaler.json")
-    common = ["train", "--dataset", "flic", "--out", str(out), "--run-dir", str(run), "--limit", "16",
-              "--val-limit", "4", "--batch-size", "8", "--stages", "1", "--threads", "1", "--epochs", "3"]
+    return ["train", "--dataset", "flic", "--out", str(out), "--run-dir", str(run), "--limit", "16",
+            "--val-limit", "4", "--batch-size", "8", "--stages", "1", "--threads", "1"], out, run
+
+
+def test_train_cli_validates_every_n_epochs_and_after_the_last(tmp_path):
+    import main
+
+    common, _, run = _train_command(tmp_path)
+    common += ["--epochs", "3"]
     assert main.main(common + ["--val-every", "2"]) == 0     # 2 steps per epoch
     ck = torch.load(run / "stage1" / "last.pt", weights_only=False)
     assert ck["epoch"] == 3 and ck["step"] == 6 and [h["epoch"] for h in ck["history"]] == [2, 3]
@@ -129,14 +143,9 @@ def test_train_cli_validates_every_n_epochs_and_after_the_last(tmp_path):
 
 
 def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
-    require_data("flic", "examples.mat")
     import main
 
-    out, run = tmp_path / "model", tmp_path / "run"
-    out.mkdir()
-    shutil.copy(WEIGHTS_FLIC / "scaler.json", out / "scaler.json")
-    common = ["train", "--dataset", "flic", "--out", str(out), "--run-dir", str(run), "--limit", "16",
-              "--val-limit", "4", "--batch-size", "8", "--stages", "1", "--threads", "1"]
+    common, out, run = _train_command(tmp_path)
     assert main.main(common + ["--epochs", "1"]) == 0
     ck = torch.load(run / "stage1" / "last.pt", weights_only=False)
     assert ck["epoch"] == 1 and len(ck["history"]) == 1
@@ -196,7 +205,7 @@ def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
     (["--threads", "-3"], "--threads: must be >= 1"),
     (["--rotate", "200"], "--rotate must be within 0..180"), (["--scale", "-0.1"], "--scale within 0..1"),
     (["--shift", "2"], "--shift and --scale within 0..1"),
-    (["--refine-input-size", "40"], "--refine-input-size must be at least 60"),
+    (["--refine-input-size", "40"], "--refine-input-size: must be >= 60"),
     (["--refine-joints", "l_wrist,l_knee"], "--refine-joints must name distinct flic joints"),
     (["--refine-joints", "l_wrist,l_wrist"], "--refine-joints must name distinct flic joints")])
 def test_train_rejects_bad_stages_in_one_line(tmp_path, capsys, argv, message):
@@ -234,7 +243,8 @@ def test_lsp_persons_join_flic_training_with_the_union_of_joints():
     assert inside.mean() >= 0.8
     # the masked loss ignores the NaN joints: a stage-1 batch has finite targets, eyes masked out
     data = TrainingData(ds, b0, sources)
-    _, _, _, target, mask = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
+    batch = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
+    target, mask = batch.target, batch.mask
     assert torch.isfinite(target).all() and not mask[:, 8:].any() and mask[:, :8].any()
 
 
@@ -265,7 +275,8 @@ def test_flic_persons_join_lsp_training_with_body_boxes_from_their_faces(tmp_pat
     hips_y = np.nanmean(poses[:, [LSP.joints.index("l_hip"), LSP.joints.index("r_hip")], 1], axis=1)
     assert (b0[:, 1] + b0[:, 3] / 2 > hips_y + 0.5 * b0[:, 3] / 2).mean() >= 0.8  # room for the legs below the hips
     data = TrainingData(ds, b0, sources)
-    _, _, _, target, mask = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
+    batch = SampleMaker(data, TrainConfig(batch_size=4), np.random.default_rng(0)).stage1(np.arange(4))
+    target, mask = batch.target, batch.mask
     legs = [LSP.joints.index(n) for n in ("r_ankle", "r_knee", "l_knee", "l_ankle", "neck", "head_top")]
     assert torch.isfinite(target).all() and not mask[:, legs].any() and mask.any()
 

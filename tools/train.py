@@ -28,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import non_negative_int, positive_int
+from deeppose.engine.cli_args import crop_side, non_negative_int, positive_int
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-lr", type=float, default=1e-3, metavar="LR",
                         help="peak learning rate of stages >= 2, which start from the previous stage's weights "
                              "(default: 1e-3)")
-    parser.add_argument("--refine-input-size", type=positive_int, default=220, metavar="S",
+    parser.add_argument("--refine-input-size", type=crop_side, default=220, metavar="S",
                         help="crop side in pixels of stages >= 2 (at least 60; default: 220, the paper's). A "
                              "smaller crop makes the joint-box stages cheaper: 96 is about a sixth of the work")
     parser.add_argument("--refine-joints", default=None, metavar="NAMES",
@@ -129,11 +129,6 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.rotate <= 180.0 or not 0.0 <= args.scale <= 1.0 or not 0.0 <= args.shift <= 1.0:
         print(f"train: error: --rotate must be within 0..180 degrees, --shift and --scale within 0..1 (got "
               f"{args.rotate:g}, {args.shift:g}, {args.scale:g})", file=sys.stderr)
-        return 2
-    from deeppose.engine.geometry import MIN_INPUT_SIZE
-    if args.refine_input_size < MIN_INPUT_SIZE:
-        print(f"train: error: --refine-input-size must be at least {MIN_INPUT_SIZE} pixels, got "
-              f"{args.refine_input_size}", file=sys.stderr)
         return 2
     refine_joints = None
     if args.refine_joints is not None:

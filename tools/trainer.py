@@ -138,15 +138,16 @@ class Batch(NamedTuple):
 class SampleMaker:
     """Builds augmented training batches (crops and normalized targets) for one stage.
 
-    ``rng`` draws the augmentation. In training, :class:`StageBatches` replaces it with a
-    generator seeded per batch, so the batches do not depend on which process makes them; the
-    generator given here serves direct calls (tests).
+    ``rng`` draws the augmentation (default: seeded with ``cfg.seed``). In training,
+    :class:`StageBatches` replaces it with a generator seeded per batch, so the batches do not
+    depend on which process makes them; the one given here serves direct calls (tests).
     """
 
-    def __init__(self, data: TrainingData, cfg: TrainConfig, rng: np.random.Generator, size: int = INPUT_SIZE):
+    def __init__(self, data: TrainingData, cfg: TrainConfig, rng: np.random.Generator | None = None,
+                 size: int = INPUT_SIZE):
         self.data = data
         self.cfg = cfg
-        self.rng = rng
+        self.rng = np.random.default_rng(cfg.seed) if rng is None else rng
         self.mirror = np.asarray(data.ds.skeleton.mirror)
         self.k = data.ds.skeleton.k
         self.size = size   # crop side, pixels
@@ -475,7 +476,8 @@ class StageTrainer:
             net.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
-            # the step to go on from (a --max-steps stop can fall inside an epoch)
+            # the step to go on from (a --max-steps stop can fall inside an epoch); a checkpoint
+            # written before steps were recorded goes on at its epoch's end, with other batches
             first_step, history = ck.get("step", ck["epoch"] * steps_per_epoch), ck["history"]
             final_metrics = ck.get("val_metrics", {})
             torch.set_rng_state(ck["rng"]["torch"])   # dropout
@@ -488,7 +490,7 @@ class StageTrainer:
                 net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         last = total if not cfg.max_steps else min(total, cfg.max_steps)
         steps = range(first_step, last)
-        batches = StageBatches(SampleMaker(self.train, cfg, np.random.default_rng(0), size), self.stage,
+        batches = StageBatches(SampleMaker(self.train, cfg, size=size), self.stage,
                                self.own_joints, stats, steps_per_epoch, steps, world, rank)
         # Workers are forked: they share the decoded images and never touch the GPU.
         loader = torch.utils.data.DataLoader(
@@ -512,21 +514,21 @@ class StageTrainer:
             n = len(batch.mask) * world
             seen += n
             loss_sum += loss.detach() * n  # this process's loss stands for all
-            epoch, b = divmod(step + 1, steps_per_epoch)
+            epoch = step // steps_per_epoch + 1   # 1-based, the epoch this step belongs to
             bar.update()
             if (step + 1) % POSTFIX_EVERY == 0:
-                bar.set_postfix(epoch=f"{epoch if b == 0 else epoch + 1}/{epochs}",
+                bar.set_postfix(epoch=f"{epoch}/{epochs}",
                                 loss=f"{loss_sum.item() / seen:.4f}", samples_s=f"{seen / (time.time() - t0):.0f}",
                                 lr=f"{sched.get_last_lr()[0]:.1e}", refresh=False)
             end = step + 1 == last
-            if not end and (b != 0 or epoch % cfg.val_every != 0):
+            if not end and ((step + 1) % steps_per_epoch != 0 or epoch % cfg.val_every != 0):
                 continue
             # the end of a validated epoch (every --val-every-th, and the last), or of --max-steps
             net.eval()
             if rank == 0:  # process 0 validates and writes the checkpoint; the others wait
                 metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device, self.stage_joints),
                                       self.val)
-                entry = {"epoch": epoch if b == 0 else epoch + 1, "loss": loss_sum.item() / max(seen, 1),
+                entry = {"epoch": epoch, "loss": loss_sum.item() / max(seen, 1),
                          "samples_per_s": seen / (time.time() - t0), "val": metrics[f"stage{self.stage}"]}
                 final_metrics = metrics
                 history.append(entry)
