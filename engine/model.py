@@ -113,7 +113,8 @@ class Manifest:
         sigma: joint box size in units of diam(y) (Eq. 7).
         input_size: side of the network input in pixels (220); a stage entry may give its own
             (``ModelInfo.stage_input_sizes``), and a stage s >= 2 entry may name the joints it
-            refines (``joints``; ``ModelInfo.stage_joints``).
+            refines (``joints``; ``ModelInfo.stage_joints``) and the ones that move with a refined
+            joint instead (``follow``; ``ModelInfo.stage_follow``).
         normalization: pixel normalization of the network input.
         stages: one entry per stage, stage 1 first.
         preset: network preset of the checkpoints ("compact", "paper"), None if unknown.
@@ -257,6 +258,36 @@ class ModelInfo:
                 raise ModelError(f"{self.folder}: stage {i + 1}'s 'joints' must name joints of the "
                                  f"{self.skeleton.name} skeleton, each once, on a stage >= 2, got {joints!r}")
             out.append([names.index(j) for j in joints])
+        return out
+
+    @property
+    def stage_follow(self) -> list[dict[int, int] | None]:
+        """Per stage, the joints that move with another one instead of being cropped (a stage
+        entry's ``follow``, {follower name: leader name}, as indices), or None (stage 1; a stage
+        without the key). At a stage s >= 2 a follower is not refined; it takes its leader's
+        stage s displacement (``engine.cascade.Cascade``, ``stage_follow``): the shipped FLIC
+        model's eyes follow the nose (one crop for the face instead of three).
+
+        Raises:
+            ModelError: a ``follow`` entry on stage 1 or one that is not a mapping of joint names,
+                a follower the stage refines, or a leader it does not.
+        """
+        names = self.skeleton.joints
+        refined = self.stage_joints
+        out: list[dict[int, int] | None] = []
+        for i, s in enumerate(self.manifest.stages):
+            follow = s.extra.get("follow")
+            if follow is None:
+                out.append(None)
+                continue
+            own = range(len(names)) if refined[i] is None else refined[i]
+            ok = (i > 0 and isinstance(follow, dict) and follow
+                  and all(f in names and l in names for f, l in follow.items()))
+            if not ok or any(names.index(f) in own or names.index(l) not in own for f, l in follow.items()):
+                raise ModelError(f"{self.folder}: stage {i + 1}'s 'follow' must map joints the stage does not "
+                                 f"refine to joints it refines ({{follower: leader}}, names of the "
+                                 f"{self.skeleton.name} skeleton) on a stage >= 2, got {follow!r}")
+            out.append({names.index(f): names.index(l) for f, l in follow.items()})
         return out
 
     @property

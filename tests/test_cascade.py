@@ -301,3 +301,36 @@ def test_a_stage_refines_only_its_joints_and_crops_only_theirs():
     for bad in ([[0], [1]], [None, [K]], [None, [1, 1]], [None, []]):
         with pytest.raises(ValueError):
             Cascade([first, second], FLIC, sigma=1.0, stage_joints=bad)
+
+
+def test_followers_take_their_leaders_displacement_without_a_crop():
+    """stage_follow: stage 2 refines joints 1 and 10 (the nose); the eyes (8, 9) follow the
+    nose: no crop of theirs (NaN boxes), and they move by exactly the nose's stage-2
+    displacement while joint 1 moves by its own and the rest keep stage 1's position. A
+    follower the stage refines, a leader it does not, or a map on stage 1 is refused."""
+    u = np.zeros((1, 2 * K), np.float32)
+    u[0, 0::2] = np.linspace(-0.3, 0.3, K)
+    out = np.zeros((1, 2 * K), np.float32)
+    out[0, 2:4] = (0.1, -0.2)       # joint 1's own answer
+    out[0, 20:22] = (-0.25, 0.15)   # the nose's own answer
+    out[0, 16:20] = 0.4             # the eyes' outputs: unused, they are not cropped
+    first, second = Fixed(u), Fixed(out)
+    b0 = np.array([[200.0, 150.0, 100.0, 80.0], [100.0, 100.0, 60.0, 60.0]])
+    cascade = Cascade([first, second], FLIC, sigma=1.0, stage_joints=[None, [1, 10]],
+                      stage_follow=[None, {8: 10, 9: 10}])
+    res = cascade.run(np.zeros((300, 400, 3), np.uint8), b0)
+    assert second.batches == [4]                                   # 2 persons x (joint 1, nose)
+    s1, s2 = res.stage_poses
+    side = res.stage_boxes[0][:, [1, 10], 2]                       # (P, 2)
+    np.testing.assert_allclose(s2[:, 1], s1[:, 1] + np.array([0.1, -0.2]) * side[:, :1])
+    nose_move = np.array([-0.25, 0.15]) * side[:, 1:]
+    np.testing.assert_allclose(s2[:, 10], s1[:, 10] + nose_move)
+    np.testing.assert_allclose(s2[:, [8, 9]], s1[:, [8, 9]] + nose_move[:, None])
+    rest = [i for i in range(K) if i not in (1, 8, 9, 10)]
+    np.testing.assert_array_equal(s2[:, rest], s1[:, rest])
+    assert np.isnan(res.stage_boxes[0][:, [8, 9]]).all()
+    for joints, follow in (([None, [1, 10]], [None, {1: 10}]), ([None, [1, 10]], [None, {8: 2}]),
+                           ([None, [1, 10]], [{8: 10}, None]), ([None, None], [None, {8: 10}]),
+                           ([None, [1, 10]], [None])):
+        with pytest.raises(ValueError):
+            Cascade([first, second], FLIC, sigma=1.0, stage_joints=joints, stage_follow=follow)

@@ -124,6 +124,21 @@ def test_stage_entries_may_name_their_input_size_and_joints(random_model_dir, tm
         with pytest.raises(ModelError, match="'joints' must name joints of the flic skeleton") as e:
             load_cascade(folder)
         assert "\n" not in str(e.value)
+    raw["stages"][1]["joints"] = ["l_wrist", "r_wrist", "nose"]
+    raw["stages"][1]["follow"] = {"l_eye": "nose", "r_eye": "nose"}
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    assert read_manifest(folder).stage_follow[:2] == [None, {8: 10, 9: 10}]
+    cascade, _ = load_cascade(folder)
+    assert cascade.stage_follow[:2] == [None, {8: 10, 9: 10}]
+    for stage, follow in ((0, {"l_eye": "nose"}), (1, {"l_wrist": "nose"}), (1, {"l_eye": "l_elbow"}),
+                          (1, {"l_eye": "chin"}), (1, ["l_eye"]), (1, {})):
+        bad = json.loads(json.dumps(raw))
+        bad["stages"][1].pop("follow")
+        bad["stages"][stage]["follow"] = follow
+        (folder / "manifest.json").write_text(json.dumps(bad))
+        with pytest.raises(ModelError, match="'follow' must map joints the stage does not refine") as e:
+            load_cascade(folder)
+        assert "\n" not in str(e.value)
     bad = json.loads(json.dumps(raw))
     bad["stages"][1]["input_size"] = 96      # a valid side, but not the one its network takes
     (folder / "manifest.json").write_text(json.dumps(bad))

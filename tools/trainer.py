@@ -316,13 +316,14 @@ def _barrier() -> None:
 
 
 def predict(nets: list[PoseRegressor], data: TrainingData, sigma: float, device: torch.device,
-            stage_joints: list | None = None) -> np.ndarray:
+            stage_joints: list | None = None, stage_follow: list | None = None) -> np.ndarray:
     """Run the cascade of ``nets`` (stage s refining the joints ``stage_joints[s - 1]``, None:
-    all) over every example of ``data``; returns (S, N, k, 2) pixels."""
+    all, and moving the followers ``stage_follow[s - 1]`` with their leaders) over every example
+    of ``data``; returns (S, N, k, 2) pixels."""
     from deeppose.tools.evaluate import cascade_poses
 
     cascade = Cascade([TorchRegressor(n, device=str(device), fp16=False) for n in nets], data.ds.skeleton, sigma,
-                      [n.input_size for n in nets], stage_joints=stage_joints)
+                      [n.input_size for n in nets], stage_joints=stage_joints, stage_follow=stage_follow)
     return cascade_poses(data.ds, cascade, data.b0, load_image=data.image_by_path)[0]
 
 
@@ -396,14 +397,17 @@ class StageTrainer:
     """Trains one stage, with a checkpoint every validated epoch and resume."""
 
     def __init__(self, stage: int, cfg: TrainConfig, train: TrainingData, val: TrainingData,
-                 prev: list[PoseRegressor], device: torch.device, prev_joints: list | None = None):
+                 prev: list[PoseRegressor], device: torch.device, prev_joints: list | None = None,
+                 prev_follow: list | None = None):
         """``prev``: the trained stages 1..s-1; ``prev_joints``: the joint indices each of them
-        refines (``ModelInfo.stage_joints``; None entries or None: every joint)."""
+        refines (``ModelInfo.stage_joints``; None entries or None: every joint); ``prev_follow``:
+        their followers (``ModelInfo.stage_follow``; None: none)."""
         self.stage, self.cfg, self.train, self.val, self.prev, self.device = stage, cfg, train, val, prev, device
         names = train.ds.skeleton.joints
         # the joints each stage refines: stages 1..s-1 as the model folder has them, this one from the config
         self.own_joints = None if stage == 1 or cfg.refine_joints is None else [names.index(j) for j in cfg.refine_joints]
         self.stage_joints = list(prev_joints or [None] * len(prev)) + [self.own_joints]
+        self.stage_follow = list(prev_follow or [None] * len(prev)) + [None]
         self.dir = cfg.run_dir / f"stage{stage}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_path = self.dir / "last.pt"
@@ -452,7 +456,8 @@ class StageTrainer:
         if self.stage > 1 and stats is None:
             if rank == 0:   # one process runs stage s-1 over the training split; the others receive the fit
                 t = time.time()
-                pred = predict(self.prev, self.train, cfg.sigma, self.device, self.stage_joints[:-1])
+                pred = predict(self.prev, self.train, cfg.sigma, self.device, self.stage_joints[:-1],
+                               self.stage_follow[:-1])
                 stats = displacement_stats(pred[-1], self.train)
                 log.info("stage %d: fitted stage %d displacement distribution on %d training persons in %.0f s; "
                          "per-joint error std (diam units): %s", self.stage, self.stage - 1, len(self.train),
@@ -526,8 +531,8 @@ class StageTrainer:
             # the end of a validated epoch (every --val-every-th, and the last), or of --max-steps
             net.eval()
             if rank == 0:  # process 0 validates and writes the checkpoint; the others wait
-                metrics = val_metrics(predict(self.prev + [net], self.val, cfg.sigma, self.device, self.stage_joints),
-                                      self.val)
+                val_pred = predict(self.prev + [net], self.val, cfg.sigma, self.device, self.stage_joints, self.stage_follow)
+                metrics = val_metrics(val_pred, self.val)
                 entry = {"epoch": epoch, "loss": loss_sum.item() / max(seen, 1),
                          "samples_per_s": seen / (time.time() - t0), "val": metrics[f"stage{self.stage}"]}
                 final_metrics = metrics
@@ -693,16 +698,18 @@ def _init_checkpoint(cfg: TrainConfig, stage: int) -> Path | None:
     return files[stage - 1] if len(files) >= stage else None
 
 
-def _prev_stages(cfg: TrainConfig, stage: int, k: int) -> tuple[list[PoseRegressor], list]:
-    """Stages 1..stage-1 of the model in ``cfg.out``: their networks and the joints each refines
-    (``ModelInfo.stage_joints``). Raises ModelError when the folder has fewer stages."""
+def _prev_stages(cfg: TrainConfig, stage: int, k: int) -> tuple[list[PoseRegressor], list, list]:
+    """Stages 1..stage-1 of the model in ``cfg.out``: their networks, the joints each refines
+    (``ModelInfo.stage_joints``) and its followers (``ModelInfo.stage_follow``). Raises
+    ModelError when the folder has fewer stages."""
     if stage == 1:
-        return [], []
+        return [], [], []
     info = read_manifest(cfg.out)
     files = info.stage_files
     if len(files) < stage - 1:
         raise ModelError(f"stage {stage} needs stages 1..{stage - 1} in {cfg.out}; it has {len(files)}")
-    return [load_stage_module(f, k) for f in files[: stage - 1]], info.stage_joints[: stage - 1]
+    return ([load_stage_module(f, k) for f in files[: stage - 1]], info.stage_joints[: stage - 1],
+            info.stage_follow[: stage - 1])
 
 
 def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict, stats: dict | None,
@@ -818,12 +825,12 @@ def _train_stages(cfg: TrainConfig, device: torch.device, rank: int, world: int)
         return 2
     for stage in cfg.stages:
         try:
-            prev, prev_joints = _prev_stages(cfg, stage, train.ds.skeleton.k)
+            prev, prev_joints, prev_follow = _prev_stages(cfg, stage, train.ds.skeleton.k)
             prev = [n.to(device) for n in prev]
         except ModelError as e:
             print(f"train: {e}", file=sys.stderr)
             return 2
-        trainer = StageTrainer(stage, cfg, train, val, prev, device, prev_joints)
+        trainer = StageTrainer(stage, cfg, train, val, prev, device, prev_joints, prev_follow)
         try:
             net, result, stats = trainer.run()
         except (DatasetError, ModelError) as e:

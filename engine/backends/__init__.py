@@ -298,14 +298,14 @@ def load_cascade(folder: str | Path, backend: str = "torch", **backend_options: 
             :func:`create_regressors`.
     """
     info = read_manifest(folder)
-    _ = info.stage_input_sizes, info.stage_joints   # a bad stage entry fails before any backend loads
+    _ = info.stage_input_sizes, info.stage_follow   # a bad stage entry fails before any backend loads
     return cascade_from(info, create_regressors(info, backend, **backend_options)), info
 
 
 def cascade_from(info: ModelInfo, regressors: list) -> Cascade:
     """The :class:`engine.cascade.Cascade` of a model's stage regressors (one per stage, as
-    :func:`create_regressors` gives them): the manifest's sigma, crop sides, joint subsets and
-    pixel normalization.
+    :func:`create_regressors` gives them): the manifest's sigma, crop sides, joint subsets (and
+    followers) and pixel normalization.
 
     Raises:
         ModelError: a network takes crops of another side than its stage entry's ``input_size``
@@ -320,4 +320,4 @@ def cascade_from(info: ModelInfo, regressors: list) -> Cascade:
             raise ModelError(f"{info.folder}: stage {s}'s network takes {side}-pixel crops, the manifest says "
                              f"{size} (its stage entry's 'input_size')")
     return Cascade(regressors, info.skeleton, info.sigma, sizes, normalization=info.normalization,
-                   stage_joints=info.stage_joints)
+                   stage_joints=info.stage_joints, stage_follow=info.stage_follow)
