@@ -72,12 +72,36 @@ def test_crop_lands_marker_where_normalized_coordinates_say():
     img = np.zeros((400, 600, 3), np.uint8)
     y, x = 130, 410
     img[y - 2:y + 3, x - 2:x + 3] = 255
-    box = np.array([400.0, 150.0, 160.0, 120.0])  # non-square: anisotropic scaling
-    crop = crop_boxes(img, box[None])[0]
+    box = np.array([400.0, 150.0, 160.0, 120.0])  # non-square: anisotropic scaling; half-pixel edges
     u = normalize(np.array([x, y], float), box)
     expect = (u + 0.5) * INPUT_SIZE - 0.5
-    ys, xs = np.nonzero(crop[..., 0] > 127)
-    assert abs(xs.mean() - expect[0]) < 1.0 and abs(ys.mean() - expect[1]) < 1.0
+    # the affine path (any angle), and the resize path, whose box edges round to whole pixels:
+    # up to half a frame pixel, INPUT_SIZE / side / 2 crop pixels
+    for angles, slack in ((np.array([1e-9]), (0.0, 0.0)), (None, 0.5 * INPUT_SIZE / box[2:4])):
+        crop = crop_boxes(img, box[None], angles=angles)[0]
+        ys, xs = np.nonzero(crop[..., 0] > 127)
+        assert abs(xs.mean() - expect[0]) < 1.0 + slack[0] and abs(ys.mean() - expect[1]) < 1.0 + slack[1]
+
+
+def test_axis_aligned_crop_inside_the_frame_matches_the_affine_map():
+    """Boxes inside the frame take the resize path: on a smooth image it agrees with the general
+    warpAffine crop (the exact affine map N(x; b)) to within rounding of the box to whole pixels;
+    a box turned by any angle, or one that crosses the border, takes the affine path."""
+    import cv2
+
+    from deeppose.engine.geometry import box_to_crop_affine
+
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (360, 640, 3), dtype=np.uint8), (0, 0), 4)
+    boxes = np.c_[rng.uniform(150, 490, 40), rng.uniform(150, 210, 40), rng.uniform(20, 290, 40),
+                  rng.uniform(20, 290, 40)]
+    for size in (96, INPUT_SIZE):
+        ref = np.stack([cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+                        for m in box_to_crop_affine(boxes, size)])
+        diff = np.abs(crop_boxes(img, boxes, size).astype(int) - ref)
+        assert diff.mean() < 1.0 and diff.max() <= 12
+        turned = crop_boxes(img, boxes[:3], size, angles=np.full(3, 1e-9))
+        np.testing.assert_array_equal(turned, ref[:3])
 
 
 def test_crop_past_frame_border_pads_black():
