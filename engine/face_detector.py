@@ -25,13 +25,16 @@ import numpy as np
 from .native_stderr import filtered_native_stderr
 
 _LAZY_MEDIAPIPE_MODULES = frozenset({"mediapipe.tasks.python.vision.drawing_utils",
-                                     "mediapipe.tasks.python.vision.drawing_styles"})
-"""MediaPipe modules that ``mediapipe.tasks.python.vision`` imports but the pose path never uses;
+                                     "mediapipe.tasks.python.vision.drawing_styles",
+                                     "mediapipe.tasks.python.audio", "mediapipe.tasks.python.text",
+                                     "mediapipe.tasks.python.decision", "mediapipe.tasks.python.retrieval"})
+"""MediaPipe modules that ``import mediapipe`` loads but the face detector never uses:
 drawing_utils imports ``matplotlib.pyplot`` at module level (with the matplotlib package, about
-0.3 s of start-up and 20 MiB of resident memory)."""
+0.3 s of start-up and 20 MiB of resident memory); the audio, text, decision and retrieval task
+packages took another 0.11 s (audio imports ``sounddevice``)."""
 
 
-class _LazyMediaPipeDrawing:
+class _LazyMediaPipeModules:
     """A ``sys.meta_path`` finder that gives :data:`_LAZY_MEDIAPIPE_MODULES` the standard
     library's :class:`importlib.util.LazyLoader`: each is imported as usual (bound on its
     package, in ``sys.modules``) but runs only when one of its attributes is first used."""
@@ -50,19 +53,20 @@ def import_mediapipe():
     """``(mediapipe, BaseOptions, vision)`` of MediaPipe Tasks, without loading matplotlib.
 
     ``mediapipe.tasks.python.vision`` imports its drawing helpers, which import
-    ``matplotlib.pyplot`` at module level. Those two modules are imported lazily
-    (:class:`_LazyMediaPipeDrawing`): they, and matplotlib, load only if a helper is ever used.
+    ``matplotlib.pyplot`` at module level, and ``mediapipe.tasks.python`` imports every task
+    family (audio, text, ...). Those modules are imported lazily (:class:`_LazyMediaPipeModules`,
+    :data:`_LAZY_MEDIAPIPE_MODULES`): they, and matplotlib, load only if one is ever used.
 
     Raises:
         ImportError: mediapipe is not installed.
     """
-    sys.meta_path.insert(0, _LazyMediaPipeDrawing)
+    sys.meta_path.insert(0, _LazyMediaPipeModules)
     try:
         with _ctrl_c_after():
             import mediapipe
             from mediapipe.tasks.python import BaseOptions, vision
     finally:
-        sys.meta_path.remove(_LazyMediaPipeDrawing)
+        sys.meta_path.remove(_LazyMediaPipeModules)
     return mediapipe, BaseOptions, vision
 
 

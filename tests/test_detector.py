@@ -414,8 +414,9 @@ def test_full_body_scaler_fit_on_lsp(tmp_path, monkeypatch, capsys):
 
 def test_mediapipe_import_leaves_out_matplotlib(tmp_path):
     """MediaPipe's drawing helpers import matplotlib.pyplot; the pose path imports them lazily
-    (about 0.3 s of start-up and 20 MiB of resident memory), yet a helper that is used gets the
-    real module, and later code that plots gets one copy of each matplotlib module."""
+    (about 0.3 s of start-up and 20 MiB of resident memory), and the audio and text task families
+    too (0.11 s), yet a helper or task that is used gets the real module, and later code that
+    plots gets one copy of each matplotlib module."""
     import subprocess
     import sys
 
@@ -425,8 +426,10 @@ def test_mediapipe_import_leaves_out_matplotlib(tmp_path):
             "from deeppose.engine.face_detector import import_mediapipe\n"
             "mp, BaseOptions, vision = import_mediapipe()\n"
             "assert 'matplotlib' not in sys.modules, 'matplotlib was loaded'\n"
+            "assert not {'sounddevice', 'mediapipe.tasks.python.audio.audio_classifier',\n"
+            "            'mediapipe.tasks.python.text.text_classifier'} & set(sys.modules), 'audio or text tasks loaded'\n"
             "assert vision.FaceDetector and vision.PoseLandmarksConnections.POSE_LANDMARKS\n"
-            "assert not any(f.__name__ == '_LazyMediaPipeDrawing' for f in sys.meta_path if hasattr(f, '__name__'))\n"
+            "assert not any(f.__name__ == '_LazyMediaPipeModules' for f in sys.meta_path if hasattr(f, '__name__'))\n"
             # first touches by submodule imports, as tools/evaluate.py plots: one module object each
             "import matplotlib.colors\n"
             "from matplotlib.backends.backend_agg import FigureCanvasAgg\n"
@@ -439,6 +442,8 @@ def test_mediapipe_import_leaves_out_matplotlib(tmp_path):
             "assert isinstance(plt.get_cmap('viridis'), matplotlib.colors.Colormap)\n"
             "du = importlib.import_module('mediapipe.tasks.python.vision.drawing_utils')\n"
             "assert du is vision.drawing_utils and du.plt is plt\n"
+            # the other task families load when used
+            "assert mp.tasks.audio.AudioClassifier and mp.tasks.text.TextClassifier and mp.tasks.vision.FaceDetector\n"
             "import gc, types\n"
             "names = [m.__name__ for m in gc.get_objects() if isinstance(m, types.ModuleType)]\n"
             "twice = sorted({n for n in names if n.startswith(('matplotlib', 'mediapipe')) and names.count(n) > 1})\n"
