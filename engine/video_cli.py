@@ -72,6 +72,9 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-every", type=positive_int, metavar="N", default=None,
                         help="run the face detector every N-th frame to find newcomers while the persons are "
                         "tracked by pose (and whenever one is new or lost); 1: every frame (default: 5)")
+    parser.add_argument("--recheck-every", type=positive_int, metavar="N", default=None,
+                        help="once --max-persons persons are tracked (no newcomer is looked for), run the face "
+                        "detector only every N-th frame, to find the tracked faces again (default: 10)")
     parser.add_argument("--track-by-pose", action=argparse.BooleanOptionalAction, default=True,
                         help="take each tracked person's next b0 from the eyes and nose of their pose, and check "
                         "every estimate (default: on)")
@@ -90,7 +93,7 @@ def tracking_kwargs(args) -> dict:
     """PosePipeline keyword arguments from the options of :func:`add_tracking_options`."""
     from .tracking import PersonTracker
 
-    return {"detect_every": args.detect_every, "track_by_pose": None if args.track_by_pose else False,
+    return {"detect_every": args.detect_every, "recheck_every": args.recheck_every, "track_by_pose": None if args.track_by_pose else False,
             "verify": None if args.track_by_pose else False, "rotate": args.rotate, "flip": args.flip,
             "max_persons": args.max_persons,
             "tracker": PersonTracker(confirm_hits=args.confirm, confirm_frames=args.confirm + 2)}

@@ -213,9 +213,24 @@ def test_frames_with_nobody_are_recorded(model_dir, tmp_path, capsys):
     assert video_facts(tmp_path / "o.mp4")[:3] == (5, 5, pytest.approx(25.0))
 
 
+def test_tracking_options_reach_the_pipeline():
+    """--detect-every, --recheck-every, --max-persons and --confirm become PosePipeline's
+    arguments (unset: None, the pipeline's own default)."""
+    import argparse
+
+    from deeppose.engine.video_cli import add_tracking_options, tracking_kwargs
+
+    parser = argparse.ArgumentParser()
+    add_tracking_options(parser)
+    kw = tracking_kwargs(parser.parse_args(["--detect-every", "3", "--recheck-every", "7", "--max-persons", "1",
+                                            "--confirm", "2"]))
+    assert (kw["detect_every"], kw["recheck_every"], kw["max_persons"], kw["tracker"].confirm_hits) == (3, 7, 1, 2)
+    assert tracking_kwargs(parser.parse_args([]))["recheck_every"] is None   # PosePipeline's default
+
+
 @pytest.mark.parametrize("case", ["missing", "text", "image", "folder", "no_out_dir", "out_suffix",
                                   "kp_suffix", "kp_dir", "stages0", "stages_high", "weights", "detect_every0",
-                                  "confirm0"])
+                                  "recheck_every0", "confirm0"])
 def test_bad_input_fails_early_with_one_line(case, cuts, model_dir, tmp_path, capsys):
     src, out, kp = cuts["short"], tmp_path / "o.mp4", tmp_path / "k.jsonl"
     extra: list[str] = []
@@ -246,6 +261,8 @@ def test_bad_input_fails_early_with_one_line(case, cuts, model_dir, tmp_path, ca
         weights = str(tmp_path / "no_model")
     elif case == "detect_every0":
         extra = ["--detect-every", "0"]
+    elif case == "recheck_every0":
+        extra = ["--recheck-every", "0"]
     elif case == "confirm0":
         extra = ["--confirm", "0"]
     rc = main.main(["video", str(src), "-o", str(out), "--keypoints", str(kp), "--weights", weights, *extra])
