@@ -127,13 +127,15 @@ class Cascade:
             raise ValueError(f"{len(follow)} follow maps for {len(self.regressors)} stages")
         self._follow: list[tuple[np.ndarray, np.ndarray] | None] = []   # per stage: (followers, leaders)
         for s, (f, idx) in enumerate(zip(follow, self._refined)):
+            if f is not None and not isinstance(f, Mapping):
+                raise ValueError(f"stage {s + 1}'s followers must be a mapping {{follower: leader}}, got {f!r}")
             if not f:
                 self._follow.append(None)
                 continue
             fol, lead = (np.asarray(v, dtype=np.int64) for v in zip(*f.items()))
-            if s == 0 or np.isin(fol, idx).any() or not np.isin(lead, idx).all():
-                raise ValueError(f"stage {s + 1}'s followers must be joints it does not refine and their leaders "
-                                 f"joints it refines (stage >= 2), got {dict(f)!r}")
+            if s == 0 or fol.min() < 0 or fol.max() >= k or np.isin(fol, idx).any() or not np.isin(lead, idx).all():
+                raise ValueError(f"stage {s + 1}'s followers must be joints in 0..{k - 1} it does not refine and their "
+                                 f"leaders joints it refines (stage >= 2), got {dict(f)!r}")
             self._follow.append((fol, lead))
         self.min_box_fraction = min_box_fraction
         self.flip = flip

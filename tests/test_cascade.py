@@ -234,12 +234,13 @@ def test_flip_first_mirrors_stage_1_only_and_all_mirrors_every_stage():
 def test_rotated_b0_on_a_rotated_image_gives_the_rotated_pose(random_model_dir):
     """Rotated b0 (issue 10, part 3): the cascade on an image turned by 90 degrees, with b0
     turned by the same angle, crops exactly what it crops upright (every stage), so its poses
-    are the upright poses mapped through the rotation."""
+    are the upright poses mapped through the rotation. (The upright run takes a turn of 1e-12 rad:
+    the affine crops, exact, not the resize crops of axis-aligned boxes, within half a pixel.)"""
     cascade, _ = load_cascade(random_model_dir, "torch")
     rng = np.random.default_rng(3)
     image = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
     b0 = np.array([[150.0, 120.0, 140.0, 120.0], [220.0, 100.0, 90.0, 100.0]])
-    upright = cascade.run(image, b0)
+    upright = cascade.run(image, b0, angles=np.full(2, 1e-12))
     h = image.shape[0]
     turned = np.ascontiguousarray(np.rot90(image, k=-1))      # clockwise on screen: (x, y) -> (h-1-y, x)
 
@@ -307,7 +308,8 @@ def test_followers_take_their_leaders_displacement_without_a_crop():
     """stage_follow: stage 2 refines joints 1 and 10 (the nose); the eyes (8, 9) follow the
     nose: no crop of theirs (NaN boxes), and they move by exactly the nose's stage-2
     displacement while joint 1 moves by its own and the rest keep stage 1's position. A
-    follower the stage refines, a leader it does not, or a map on stage 1 is refused."""
+    follower the stage refines or outside 0..k-1, a leader it does not refine, a map on stage
+    1, or one that is not a mapping is refused."""
     u = np.zeros((1, 2 * K), np.float32)
     u[0, 0::2] = np.linspace(-0.3, 0.3, K)
     out = np.zeros((1, 2 * K), np.float32)
@@ -331,6 +333,7 @@ def test_followers_take_their_leaders_displacement_without_a_crop():
     assert np.isnan(res.stage_boxes[0][:, [8, 9]]).all()
     for joints, follow in (([None, [1, 10]], [None, {1: 10}]), ([None, [1, 10]], [None, {8: 2}]),
                            ([None, [1, 10]], [{8: 10}, None]), ([None, None], [None, {8: 10}]),
-                           ([None, [1, 10]], [None])):
+                           ([None, [1, 10]], [None]), ([None, [1, 10]], [None, {-1: 10}]),
+                           ([None, [1, 10]], [None, {K: 10}]), ([None, [1, 10]], [None, [(8, 10)]])):
         with pytest.raises(ValueError):
             Cascade([first, second], FLIC, sigma=1.0, stage_joints=joints, stage_follow=follow)

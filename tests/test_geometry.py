@@ -76,11 +76,15 @@ def test_crop_lands_marker_where_normalized_coordinates_say():
     u = normalize(np.array([x, y], float), box)
     expect = (u + 0.5) * INPUT_SIZE - 0.5
     # the affine path (any angle), and the resize path, whose box edges round to whole pixels:
-    # up to half a frame pixel, INPUT_SIZE / side / 2 crop pixels
-    for angles, slack in ((np.array([1e-9]), (0.0, 0.0)), (None, 0.5 * INPUT_SIZE / box[2:4])):
-        crop = crop_boxes(img, box[None], angles=angles)[0]
-        ys, xs = np.nonzero(crop[..., 0] > 127)
-        assert abs(xs.mean() - expect[0]) < 1.0 + slack[0] and abs(ys.mean() - expect[1]) < 1.0 + slack[1]
+    # up to half a frame pixel, INPUT_SIZE / side / 2 crop pixels; also with edges at fractions
+    for shift in (0.0, 0.3, 0.7):
+        b = box + (shift, shift, 0.0, 0.0)
+        u = normalize(np.array([x, y], float), b)
+        expect = (u + 0.5) * INPUT_SIZE - 0.5
+        for angles, slack in ((np.array([1e-9]), (0.0, 0.0)), (None, 0.5 * INPUT_SIZE / b[2:4])):
+            crop = crop_boxes(img, b[None], angles=angles)[0]
+            ys, xs = np.nonzero(crop[..., 0] > 127)
+            assert abs(xs.mean() - expect[0]) < 1.0 + slack[0] and abs(ys.mean() - expect[1]) < 1.0 + slack[1]
 
 
 def test_axis_aligned_crop_inside_the_frame_matches_the_affine_map():
@@ -102,6 +106,9 @@ def test_axis_aligned_crop_inside_the_frame_matches_the_affine_map():
         assert diff.mean() < 1.0 and diff.max() <= 12
         turned = crop_boxes(img, boxes[:3], size, angles=np.full(3, 1e-9))
         np.testing.assert_array_equal(turned, ref[:3])
+        mixed = crop_boxes(img, boxes[:2], size, angles=np.array([0.0, 1e-9]))   # per box
+        np.testing.assert_array_equal(mixed[0], crop_boxes(img, boxes[:1], size)[0])
+        np.testing.assert_array_equal(mixed[1], ref[1])
 
 
 def test_crop_past_frame_border_pads_black():
