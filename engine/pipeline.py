@@ -2,7 +2,8 @@
 
     frame (H, W, 3) uint8 BGR
       -> person detector (faces -> b0 via the model's face scaler), run only when needed:
-         every ``detect_every`` frames to find newcomers, or when a person is new or lost
+         every ``detect_every`` frames to find newcomers, or when a person is new or lost;
+         once ``max_persons`` are tracked, every ``recheck_every`` frames, around their faces
       -> tracker (detections matched to tracks by face overlap; a tracked person's b0 comes
          from its previous pose: the face its eyes and nose imply, through the scaler)
       -> cascade (all persons of the frame through each stage in one batch, Sec. 3.2)
@@ -50,11 +51,13 @@ each. N = 5 keeps newcomers found within a fraction of a second at most of the s
 DEFAULT_RECHECK_EVERY = 10
 """Face detection every N-th frame once ``max_persons`` persons are tracked by pose (see
 PosePipeline): no newcomer is looked for then, the detector only finds the tracked faces again
-(which anchors their b0 and keeps their tracks alive). Measured on walking.mp4 with
-``--max-persons 1`` (shipped model, 2-core CPU): N = 5, 10, 15 ran it on 30, 16, 11 frames, and
-each drew the walker in 142 of 144 frames with one id at precision 1.000; against N = 5 the
-joints moved by a median of 0.005 diam (p90 0.015, max 0.066) with N = 10 and 0.006 (p90 0.020,
-max 0.142) with N = 15."""
+(which anchors their b0 and keeps their tracks alive). Measured on walking.mp4 (30 fps) with
+``--max-persons 1 --detect-every N`` before this setting existed (shipped model, 2-core CPU):
+N = 5, 10, 15 ran the detector on 30, 16, 11 frames, and each drew the walker in 142 of 144
+frames with one id at precision 1.000; against N = 5 the joints moved by a median of 0.005 diam
+(p90 0.015, max 0.066) with N = 10 and 0.006 (p90 0.020, max 0.142) with N = 15. The pipeline
+also rechecks at least three times per tracker's ``max_undetected_seconds`` (1 s by default),
+which at 30 fps is every 10th frame: larger N change nothing there."""
 
 FACE_SEARCH_TILE = 480
 """Tile side of the pipeline's face search (:class:`engine.tracking.TrackingFaceDetector`): a
@@ -429,7 +432,7 @@ class PosePipeline:
         tracker is full (and at least three times per ``max_undetected_seconds``), and whenever
         nobody is tracked, a track is tentative (it needs detections to be confirmed) or lost
         (no pose to follow)."""
-        if not self.track_by_pose or self.detect_every <= 1 or self._since_detect is None:
+        if not self.track_by_pose or self._since_detect is None:
             return True
         tracks = self.tracker.tracks
         if not tracks or any(not tr.confirmed or tr.next_b0 is None for tr in tracks):

@@ -74,7 +74,8 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
                         "tracked by pose (and whenever one is new or lost); 1: every frame (default: 5)")
     parser.add_argument("--recheck-every", type=positive_int, metavar="N", default=None,
                         help="once --max-persons persons are tracked (no newcomer is looked for), run the face "
-                        "detector only every N-th frame, to find the tracked faces again (default: 10)")
+                        "detector only every N-th frame, to find the tracked faces again, and at least every 1/3 s "
+                        "(default: 10)")
     parser.add_argument("--track-by-pose", action=argparse.BooleanOptionalAction, default=True,
                         help="take each tracked person's next b0 from the eyes and nose of their pose, and check "
                         "every estimate (default: on)")
