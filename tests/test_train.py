@@ -158,19 +158,24 @@ def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
     assert [s["stage"] for s in manifest["stages"]] == [1]
     assert manifest["scaler"]["scale_x"] > 0 and "stage1" in manifest["val_metrics"]
     # stage 2 builds on the written stage 1, here on 96-pixel joint crops (--refine-input-size)
-    # and refining the arms only (--refine-joints)
-    arms = ["l_elbow", "l_wrist", "r_elbow", "r_wrist"]
-    assert main.main(common + ["--stages", "2", "--from-stage", "2", "--refine-epochs", "1", "--max-steps", "2",
-                               "--refine-input-size", "96", "--refine-joints", ",".join(arms)]) == 0
+    # and refining the arms and the nose only (--refine-joints), the eyes following the nose
+    # (--refine-follow; one that pairs a refined joint is refused)
+    arms = ["l_elbow", "l_wrist", "r_elbow", "r_wrist", "nose"]
+    stage2 = common + ["--stages", "2", "--from-stage", "2", "--refine-epochs", "1", "--max-steps", "2",
+                       "--refine-input-size", "96", "--refine-joints", ",".join(arms)]
+    assert main.main(stage2 + ["--refine-follow", "l_eye=nose,l_wrist=nose"]) == 2
+    assert main.main(stage2 + ["--refine-follow", "l_eye=nose,r_eye=nose"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["stage"] for s in manifest["stages"]] == [1, 2]
     assert "input_size" not in manifest["stages"][0] and manifest["stages"][1]["input_size"] == 96
     assert "joints" not in manifest["stages"][0] and manifest["stages"][1]["joints"] == arms
+    assert manifest["stages"][1]["follow"] == {"l_eye": "nose", "r_eye": "nose"}
     assert len(manifest["stages"][1]["displacement_prior"]["mean"]) == 11
     from deeppose.engine.backends import load_cascade
     cascade, info = load_cascade(out)
     assert cascade.num_stages == 2 and info.stage_input_sizes == [220, 96] == cascade.input_sizes
-    assert info.stage_joints == [None, [1, 2, 4, 5]] and cascade.stage_joints[1].tolist() == [1, 2, 4, 5]
+    assert info.stage_joints == [None, [1, 2, 4, 5, 10]] and cascade.stage_joints[1].tolist() == [1, 2, 4, 5, 10]
+    assert cascade.stage_follow == [None, {8: 10, 9: 10}]
     # the val metrics and their protocol come from this run, PCP included
     assert manifest["val_protocol"]["command"] == "main.py train" and manifest["val_protocol"]["examples"] == 4
     assert set(manifest["val_metrics"]) == {"stage1", "stage2"} and "mean" in manifest["val_metrics"]["stage2"]["pcp"]
@@ -186,8 +191,10 @@ def test_train_cli_writes_resumable_checkpoints_and_a_model(tmp_path):
     image = np.full((300, 400, 3), 128, np.uint8)
     result = onnx_cascade.run(image, np.array([[200.0, 150.0, 160.0, 200.0]]))
     assert result.stage_poses.shape == (2, 1, 11, 2) and np.isfinite(result.poses).all()
-    others = [i for i in range(11) if i not in (1, 2, 4, 5)]   # not refined: stage 1's position
+    others = [i for i in range(11) if i not in (1, 2, 4, 5, 8, 9, 10)]   # not refined: stage 1's position
     np.testing.assert_array_equal(result.stage_poses[1][:, others], result.stage_poses[0][:, others])
+    moved = result.stage_poses[1] - result.stage_poses[0]   # the eyes move with the nose
+    np.testing.assert_allclose(moved[:, [8, 9]], moved[:, [10, 10]])
 
 
 def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):

@@ -67,6 +67,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated joints that the trained stages >= 2 refine and train on; the other "
                              "joints keep the previous stage's position, and their crops are not run "
                              "(default: every joint, as in the paper)")
+    parser.add_argument("--refine-follow", default=None, metavar="F=L,...",
+                        help="joints that the trained stages >= 2 do not crop but move with a refined one, as "
+                             "FOLLOWER=LEADER pairs (e.g. l_eye=nose,r_eye=nose: one rigid part); needs "
+                             "--refine-joints naming each leader and no follower (default: none)")
     parser.add_argument("--neighbours", action="store_true",
                         help="stages >= 2: also supervise the other labelled joints inside each joint box "
                              "(default: off, only the box's own joint, the paper's psi_i)")
@@ -140,6 +144,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"train: error: --refine-joints must name distinct {args.dataset} joints ({', '.join(known)}); "
                   f"got {args.refine_joints!r}", file=sys.stderr)
             return 2
+    refine_follow = None
+    if args.refine_follow is not None:
+        pairs = [p.split("=") for p in args.refine_follow.split(",") if p.strip()]
+        refine_follow = {a.strip(): b.strip() for a, b in (p for p in pairs if len(p) == 2)}
+        if (len(refine_follow) != len(pairs) or not pairs or refine_joints is None
+                or any(f in refine_joints or lead not in refine_joints for f, lead in refine_follow.items())
+                or any(f not in get_skeleton(args.dataset).joints for f in refine_follow)):
+            print(f"train: error: --refine-follow must pair joints that --refine-joints leaves out with joints it "
+                  f"names (FOLLOWER=LEADER,...); got {args.refine_follow!r}", file=sys.stderr)
+            return 2
     stages = list(range(args.from_stage, args.stages + 1))
     cfg = TrainConfig(
         dataset=args.dataset,
@@ -154,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         refine_lr=args.refine_lr,
         refine_input_size=args.refine_input_size,
         refine_joints=refine_joints,
+        refine_follow=refine_follow,
         neighbours=args.neighbours,
         init=args.init,
         loss=args.loss,

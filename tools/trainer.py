@@ -62,6 +62,7 @@ class TrainConfig:
     refine_lr: float = 1e-3    # peak learning rate (the network starts from stage s-1's weights)
     refine_input_size: int = INPUT_SIZE  # crop side of stages >= 2, pixels
     refine_joints: list[str] | None = None  # joints stages >= 2 refine (None: all)
+    refine_follow: dict[str, str] | None = None  # stages >= 2: {follower: leader}, followers not cropped
     neighbours: bool = False   # also supervise the other labelled joints inside each joint box
     init: Path | None = None   # model folder whose stage-s checkpoint starts stage s (fine-tuning)
     extra_data: list[str] = field(default_factory=list)  # other datasets' train splits added to train (union of joints)
@@ -407,7 +408,9 @@ class StageTrainer:
         # the joints each stage refines: stages 1..s-1 as the model folder has them, this one from the config
         self.own_joints = None if stage == 1 or cfg.refine_joints is None else [names.index(j) for j in cfg.refine_joints]
         self.stage_joints = list(prev_joints or [None] * len(prev)) + [self.own_joints]
-        self.stage_follow = list(prev_follow or [None] * len(prev)) + [None]
+        own_follow = None if stage == 1 or not cfg.refine_follow else {
+            names.index(f): names.index(lead) for f, lead in cfg.refine_follow.items()}
+        self.stage_follow = list(prev_follow or [None] * len(prev)) + [own_follow]
         self.dir = cfg.run_dir / f"stage{stage}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_path = self.dir / "last.pt"
@@ -727,6 +730,7 @@ def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict,
     entry = {"stage": stage, "checkpoint": name, "epochs": result["epochs"],
              **({"input_size": net.input_size} if net.input_size != INPUT_SIZE else {}),
              **({"joints": list(cfg.refine_joints)} if stage > 1 and cfg.refine_joints is not None else {}),
+             **({"follow": dict(cfg.refine_follow)} if stage > 1 and cfg.refine_follow else {}),
              "final_train_loss": round(result["history"][-1]["loss"], 5) if result["history"] else None,
              "samples_per_s": round(result["history"][-1]["samples_per_s"], 1) if result["history"] else None}
     if stats is not None:
