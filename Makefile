@@ -4,19 +4,19 @@
 # build outputs, not tracked, and ONNX Runtime, the CPU run time, loads them), and their int8
 # copies from the shipped calibration caches (stageN.int8-calibration.json; no data needed).
 # The editable install leaves our own modules uncompiled (pip compiles only what it copies), so
-# their bytecode is written here: the first run, and every run where Python may not write bytecode
-# (PYTHONDONTWRITEBYTECODE, as on our VMs), does not compile them first (0.1 s of start-up).
+# `make run` and `make test` write their bytecode (`bytecode`; only what changed): the first run,
+# and every run where Python may not write bytecode (PYTHONDONTWRITEBYTECODE, as on our VMs), does
+# not compile them first (0.1 s of start-up).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test onnx clean-venv
+.PHONY: run test onnx bytecode clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[app,train,test]'
-	$(PY) -m compileall -q deeppose engine app tools main.py
 	touch $@
 
 # one stamp per shipped model, remade when its manifest, checkpoints or calibration caches change
@@ -31,10 +31,13 @@ weights/%/.onnx.stamp: weights/%/manifest.json $$(wildcard weights/%/stage*.pt) 
 
 onnx: $(ONNX_STAMPS)
 
-run: $(VENV)/.installed onnx
+bytecode: $(VENV)/.installed
+	$(PY) -m compileall -q deeppose engine app tools main.py
+
+run: $(VENV)/.installed onnx bytecode
 	$(PY) main.py $(ARGS)
 
-test: $(VENV)/.installed onnx
+test: $(VENV)/.installed onnx bytecode
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean-venv:

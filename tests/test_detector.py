@@ -414,9 +414,9 @@ def test_full_body_scaler_fit_on_lsp(tmp_path, monkeypatch, capsys):
 
 def test_mediapipe_import_leaves_out_matplotlib(tmp_path):
     """MediaPipe's drawing helpers import matplotlib.pyplot; the pose path imports them lazily
-    (about 0.3 s of start-up and 20 MiB of resident memory), and the audio and text task families
-    too (0.11 s), yet a helper or task that is used gets the real module, and later code that
-    plots gets one copy of each matplotlib module."""
+    (about 0.3 s of start-up and 20 MiB of resident memory), and the audio, text, decision and
+    retrieval task packages too (0.11 s), yet a helper or task that is used gets the real module,
+    and later code that plots gets one copy of each matplotlib module."""
     import subprocess
     import sys
 
@@ -427,7 +427,8 @@ def test_mediapipe_import_leaves_out_matplotlib(tmp_path):
             "mp, BaseOptions, vision = import_mediapipe()\n"
             "assert 'matplotlib' not in sys.modules, 'matplotlib was loaded'\n"
             "assert not {'sounddevice', 'mediapipe.tasks.python.audio.audio_classifier',\n"
-            "            'mediapipe.tasks.python.text.text_classifier'} & set(sys.modules), 'audio or text tasks loaded'\n"
+            "            'mediapipe.tasks.python.text.text_classifier', 'mediapipe.tasks.python.decision.decision_maker',\n"
+            "            'mediapipe.tasks.python.retrieval.semantic_retriever'} & set(sys.modules), 'other tasks loaded'\n"
             "assert vision.FaceDetector and vision.PoseLandmarksConnections.POSE_LANDMARKS\n"
             "assert not any(f.__name__ == '_LazyMediaPipeModules' for f in sys.meta_path if hasattr(f, '__name__'))\n"
             # first touches by submodule imports, as tools/evaluate.py plots: one module object each
@@ -455,18 +456,25 @@ def test_mediapipe_import_leaves_out_matplotlib(tmp_path):
 
 
 def test_ctrl_c_during_the_mediapipe_import_is_raised_after_it(tmp_path):
-    """A Ctrl-C that lands inside MediaPipe's import (about 0.5 s of native initialization) is
-    held and raised as KeyboardInterrupt once the import is done: raised inside, it left
+    """A Ctrl-C that lands inside MediaPipe's import (native initialization) is held and raised
+    as KeyboardInterrupt once the import is done: raised inside, it left
     "mediapipe is not installed" and an interpreter that aborted while exiting (rc -6)."""
     import subprocess
     import sys
 
     from conftest import REPO
 
-    code = ("import os, signal, sys, threading, time\n"
-            "import matplotlib  # loaded first: what is left to import is MediaPipe itself\n"
+    # The Ctrl-C is sent from inside the import, as a MediaPipe module is found (the import
+    # takes under 0.1 s now, too short to hit with a timer).
+    code = ("import os, signal, sys\n"
             "from deeppose.engine.face_detector import import_mediapipe\n"
-            "threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+            "class Kick:\n"
+            "    @staticmethod\n"
+            "    def find_spec(name, path=None, target=None):\n"
+            "        if name == 'mediapipe.tasks.python.core':\n"
+            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "        return None\n"
+            "sys.meta_path.insert(0, Kick)\n"
             "try:\n"
             "    import_mediapipe()\n"
             "except KeyboardInterrupt:\n"
