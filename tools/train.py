@@ -67,9 +67,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated joints that the trained stages >= 2 refine and train on; the other "
                              "joints keep the previous stage's position, and their crops are not run "
                              "(default: every joint, as in the paper)")
-    parser.add_argument("--refine-follow", default=None, metavar="F=L,...",
-                        help="joints that the trained stages >= 2 do not crop but move with a refined one, as "
-                             "FOLLOWER=LEADER pairs (e.g. l_eye=nose,r_eye=nose: one rigid part); needs "
+    parser.add_argument("--refine-follow", default=None, metavar="NAMES",
+                        help="comma-separated FOLLOWER=LEADER pairs: joints that the trained stages >= 2 do not "
+                             "crop but move with a refined one (e.g. l_eye=nose,r_eye=nose: one rigid part); needs "
                              "--refine-joints naming each leader and no follower (default: none)")
     parser.add_argument("--neighbours", action="store_true",
                         help="stages >= 2: also supervise the other labelled joints inside each joint box "
