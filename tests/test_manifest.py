@@ -103,11 +103,24 @@ def test_load_cascade_reads_normalization_from_the_manifest(random_model_dir, tm
 
 
 def test_stage_entries_may_name_their_input_size_and_joints(random_model_dir, tmp_path):
-    """A stage entry's ``input_size`` and ``joints`` (the joints a stage s >= 2 refines) reach
-    the cascade; joints on stage 1 or names the skeleton lacks are one-line errors."""
+    """A stage entry's ``input_size``, ``joints`` (the joints a stage s >= 2 refines) and
+    ``follow`` (joints moved with a refined one) reach the cascade; joints or followers on stage
+    1, names the skeleton lacks, and followers the stage refines are one-line errors."""
     folder = tmp_path / "m"
     shutil.copytree(random_model_dir, folder)
     raw = json.loads((folder / "manifest.json").read_text())
+
+    def refused(key: str, cases, match: str) -> None:
+        """Each (stage, value) of ``key``, instead of stage 2's, is a one-line ModelError."""
+        for stage, value in cases:
+            bad = json.loads(json.dumps(raw))
+            bad["stages"][1].pop(key)
+            bad["stages"][stage][key] = value
+            (folder / "manifest.json").write_text(json.dumps(bad))
+            with pytest.raises(ModelError, match=match) as e:
+                load_cascade(folder)
+            assert "\n" not in str(e.value)
+
     assert len(raw["stages"]) >= 2
     raw["stages"][1]["joints"] = ["l_wrist", "r_wrist"]
     (folder / "manifest.json").write_text(json.dumps(raw))
@@ -116,29 +129,17 @@ def test_stage_entries_may_name_their_input_size_and_joints(random_model_dir, tm
     assert info.stage_joints[:2] == [None, [2, 5]]
     cascade, _ = load_cascade(folder)
     assert cascade.stage_joints[1].tolist() == [2, 5]
-    for stage, joints in ((0, ["l_wrist"]), (1, ["l_knee"]), (1, []), (1, ["l_wrist", "l_wrist"])):
-        bad = json.loads(json.dumps(raw))
-        bad["stages"][1].pop("joints")
-        bad["stages"][stage]["joints"] = joints
-        (folder / "manifest.json").write_text(json.dumps(bad))
-        with pytest.raises(ModelError, match="'joints' must name joints of the flic skeleton") as e:
-            load_cascade(folder)
-        assert "\n" not in str(e.value)
+    refused("joints", ((0, ["l_wrist"]), (1, ["l_knee"]), (1, []), (1, ["l_wrist", "l_wrist"])),
+            "'joints' must name joints of the flic skeleton")
     raw["stages"][1]["joints"] = ["l_wrist", "r_wrist", "nose"]
     raw["stages"][1]["follow"] = {"l_eye": "nose", "r_eye": "nose"}
     (folder / "manifest.json").write_text(json.dumps(raw))
     assert read_manifest(folder).stage_follow[:2] == [None, {8: 10, 9: 10}]
     cascade, _ = load_cascade(folder)
     assert cascade.stage_follow[:2] == [None, {8: 10, 9: 10}]
-    for stage, follow in ((0, {"l_eye": "nose"}), (1, {"l_wrist": "nose"}), (1, {"l_eye": "l_elbow"}),
-                          (1, {"l_eye": "chin"}), (1, ["l_eye"]), (1, {})):
-        bad = json.loads(json.dumps(raw))
-        bad["stages"][1].pop("follow")
-        bad["stages"][stage]["follow"] = follow
-        (folder / "manifest.json").write_text(json.dumps(bad))
-        with pytest.raises(ModelError, match="'follow' must map joints the stage does not refine") as e:
-            load_cascade(folder)
-        assert "\n" not in str(e.value)
+    refused("follow", ((0, {"l_eye": "nose"}), (1, {"l_wrist": "nose"}), (1, {"l_eye": "l_elbow"}),
+                       (1, {"l_eye": "chin"}), (1, ["l_eye"]), (1, {})),
+            "'follow' must map joints the stage does not refine")
     bad = json.loads(json.dumps(raw))
     bad["stages"][1]["input_size"] = 96      # a valid side, but not the one its network takes
     (folder / "manifest.json").write_text(json.dumps(bad))
