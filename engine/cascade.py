@@ -67,9 +67,10 @@ class Cascade:
             (a model whose refinement stages take smaller crops, ``ModelInfo.stage_input_sizes``).
         stage_joints: per stage, the indices of the joints it refines, or None for all k
             (``ModelInfo.stage_joints``). A stage s >= 2 crops only its joints' boxes and the
-            other joints keep their stage s-1 position: the paper refines every joint, but a
+            other joints keep their stage s-1 position (or move with a refined one,
+            ``stage_follow``): the paper refines every joint, but a
             stage whose network helps only some joints (stage 3 of the shipped FLIC model:
-            elbows, wrists, eyes and nose) then costs only those crops. Stage 1 always
+            elbows, wrists and nose) then costs only those crops. Stage 1 always
             regresses all k.
         stage_follow: per stage, {follower: leader} joint indices, or None
             (``ModelInfo.stage_follow``): a follower is not cropped at that stage (it must not
