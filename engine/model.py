@@ -199,6 +199,25 @@ class Manifest:
         return {**out, **self.extra}
 
 
+def follow_indices(follow, joints, refined) -> dict[int, int]:
+    """A stage's followers by index: ``follow`` {follower name: leader name} (a stage entry's
+    ``follow``, ``train --refine-follow``) over the skeleton's ``joints`` (names, pose-vector
+    order), where the stage refines the joint indices ``refined`` (None: every joint). A follower
+    is not cropped at that stage and takes its leader's displacement (``engine.cascade.Cascade``).
+
+    Raises:
+        ValueError: ``follow`` is not a non-empty mapping of joint names, a follower is refined,
+            or a leader is not.
+    """
+    own = set(range(len(joints)) if refined is None else refined)
+    ok = isinstance(follow, dict) and follow and all(f in joints and lead in joints for f, lead in follow.items())
+    out = {joints.index(f): joints.index(lead) for f, lead in follow.items()} if ok else {}
+    if not ok or any(f in own or lead not in own for f, lead in out.items()):
+        raise ValueError(f"'follow' must map joints the stage does not refine to joints it refines "
+                         f"({{follower: leader}}, joint names), got {follow!r}")
+    return out
+
+
 @dataclass
 class ModelInfo:
     """A model folder and its parsed :class:`Manifest`, with the fields the runtime reads."""
@@ -272,7 +291,7 @@ class ModelInfo:
             ModelError: a ``follow`` entry on stage 1 or one that is not a mapping of joint names,
                 a follower the stage refines, or a leader it does not.
         """
-        names = self.skeleton.joints
+        names = list(self.skeleton.joints)
         refined = self.stage_joints
         out: list[dict[int, int] | None] = []
         for i, s in enumerate(self.manifest.stages):
@@ -280,14 +299,14 @@ class ModelInfo:
             if follow is None:
                 out.append(None)
                 continue
-            own = range(len(names)) if refined[i] is None else refined[i]
-            ok = (i > 0 and isinstance(follow, dict) and follow
-                  and all(f in names and l in names for f, l in follow.items()))
-            if not ok or any(names.index(f) in own or names.index(l) not in own for f, l in follow.items()):
+            try:
+                if i == 0:
+                    raise ValueError("stage 1 regresses every joint")
+                out.append(follow_indices(follow, names, refined[i]))
+            except ValueError:
                 raise ModelError(f"{self.folder}: stage {i + 1}'s 'follow' must map joints the stage does not "
                                  f"refine to joints it refines ({{follower: leader}}, names of the "
-                                 f"{self.skeleton.name} skeleton) on a stage >= 2, got {follow!r}")
-            out.append({names.index(f): names.index(l) for f, l in follow.items()})
+                                 f"{self.skeleton.name} skeleton) on a stage >= 2, got {follow!r}") from None
         return out
 
     @property

@@ -134,10 +134,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: error: --rotate must be within 0..180 degrees, --shift and --scale within 0..1 (got "
               f"{args.rotate:g}, {args.shift:g}, {args.scale:g})", file=sys.stderr)
         return 2
+    from deeppose.engine.model import follow_indices
+    from deeppose.engine.skeletons import get_skeleton
+
+    known = get_skeleton(args.dataset).joints
     refine_joints = None
     if args.refine_joints is not None:
-        from deeppose.engine.skeletons import get_skeleton
-        known = get_skeleton(args.dataset).joints
         refine_joints = [j.strip() for j in args.refine_joints.split(",") if j.strip()]
         unknown = [j for j in refine_joints if j not in known]
         if unknown or not refine_joints or len(set(refine_joints)) != len(refine_joints):
@@ -148,9 +150,11 @@ def run(args: argparse.Namespace) -> int:
     if args.refine_follow is not None:
         pairs = [p.split("=") for p in args.refine_follow.split(",") if p.strip()]
         refine_follow = {a.strip(): b.strip() for a, b in (p for p in pairs if len(p) == 2)}
-        if (len(refine_follow) != len(pairs) or not pairs or refine_joints is None
-                or any(f in refine_joints or lead not in refine_joints for f, lead in refine_follow.items())
-                or any(f not in get_skeleton(args.dataset).joints for f in refine_follow)):
+        try:
+            if len(refine_follow) != len(pairs) or refine_joints is None:
+                raise ValueError("not FOLLOWER=LEADER pairs, or no --refine-joints")
+            follow_indices(refine_follow, list(known), [known.index(j) for j in refine_joints])
+        except ValueError:
             print(f"train: error: --refine-follow must pair joints that --refine-joints leaves out with joints it "
                   f"names (FOLLOWER=LEADER,...); got {args.refine_follow!r}", file=sys.stderr)
             return 2

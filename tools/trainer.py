@@ -20,7 +20,7 @@ from tqdm import tqdm
 from deeppose.engine.backends.torch_backend import TorchRegressor
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam
-from deeppose.engine.model import ModelError, load_stage_module, read_manifest, write_manifest
+from deeppose.engine.model import ModelError, follow_indices, load_stage_module, read_manifest, write_manifest
 from deeppose.engine.network import PRESETS, PoseRegressor, build_network
 from deeppose.tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
 from deeppose.tools.metrics import four_limb_pcp, record_val_metrics
@@ -408,8 +408,8 @@ class StageTrainer:
         # the joints each stage refines: stages 1..s-1 as the model folder has them, this one from the config
         self.own_joints = None if stage == 1 or cfg.refine_joints is None else [names.index(j) for j in cfg.refine_joints]
         self.stage_joints = list(prev_joints or [None] * len(prev)) + [self.own_joints]
-        own_follow = None if stage == 1 or not cfg.refine_follow else {
-            names.index(f): names.index(lead) for f, lead in cfg.refine_follow.items()}
+        own_follow = None if stage == 1 or not cfg.refine_follow else follow_indices(
+            cfg.refine_follow, list(names), self.own_joints)
         self.stage_follow = list(prev_follow or [None] * len(prev)) + [own_follow]
         self.dir = cfg.run_dir / f"stage{stage}"
         self.dir.mkdir(parents=True, exist_ok=True)
