@@ -151,16 +151,17 @@ def int8_record(manifest) -> tuple[tuple[int, ...], str]:
     rec = manifest.extra.get("int8") if isinstance(manifest.extra, dict) else None
     last = f"stage{len(manifest.stages)}"
     try:
-        stages = int8_stages(list(rec["stages"]), len(manifest.stages))
+        named = list(rec["stages"])
         i8 = float(rec["val_metrics"][last]["pdj@0.2"]["mean"])
         fl = float(manifest.val_metrics[last]["pdj@0.2"]["mean"])
         protocol, float_protocol = dict(rec["val_protocol"]), dict(manifest.val_protocol or {})
+        stages = int8_stages(named, len(manifest.stages))
     except (KeyError, TypeError, ValueError):
         return (), "no int8 validation in the manifest"
-    except BackendError:
-        return (), f"the int8 record names stages {list(rec['stages'])}"
+    except BackendError:   # a stage outside 1..S
+        stages = ()
     if not stages:
-        return (), f"the int8 record names stages {list(rec['stages'])}"
+        return (), f"the int8 record names stages {named}"
     other = [k for k in ("split", "examples", "flip") if protocol.get(k) != float_protocol.get(k)]
     if other:
         return (), f"the int8 record was measured with another {', '.join(other)} than the float metrics"
