@@ -164,24 +164,25 @@ def crop_boxes(image: np.ndarray, boxes: np.ndarray, size: int = INPUT_SIZE, ang
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
-    mats = box_to_crop_affine(boxes, size, angles)
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if out is None:
-        out = np.empty((len(mats), size, size, 3), dtype=np.uint8)
+        out = np.empty((len(b), size, size, 3), dtype=np.uint8)
     h, w = image.shape[:2]
     # Axis-aligned boxes inside the frame: resize the whole-pixel region [x0, x1) x [y0, y1),
     # which maps crop pixel u to x0 - 0.5 + (u + 0.5) (x1 - x0) / size, where the affine map
     # gives cx - w/2 + (u + 0.5) w / size: each edge is rounded on its own, within half a pixel.
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     upright = np.ones(len(b), bool) if angles is None else np.nan_to_num(np.asarray(angles, np.float64)) == 0
     with np.errstate(invalid="ignore"):
         lo = np.floor(b[:, :2] - b[:, 2:] / 2 + 1.0)      # x0, y0
         hi = np.floor(b[:, :2] + b[:, 2:] / 2 + 1.0)      # x1, y1
         inside = upright & (lo >= 0).all(1) & (hi[:, 0] <= w) & (hi[:, 1] <= h) & (hi > lo).all(1)
-    for i, m in enumerate(mats):
-        if inside[i]:
-            (x0, y0), (x1, y1) = lo[i].astype(int), hi[i].astype(int)
-            cv2.resize(image[y0:y1, x0:x1], (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
-        else:
+    for i in np.flatnonzero(inside):
+        (x0, y0), (x1, y1) = lo[i].astype(int), hi[i].astype(int)
+        cv2.resize(image[y0:y1, x0:x1], (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
+    rest = np.flatnonzero(~inside)   # the general affine map: turned, or past the border
+    if len(rest):
+        mats = box_to_crop_affine(b[rest], size, None if angles is None else np.asarray(angles)[rest])
+        for i, m in zip(rest, mats):
             cv2.warpAffine(image, m, (size, size), dst=out[i], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     return out
