@@ -3,7 +3,8 @@
 DeepPose (Sec. 4.1) runs FLIC from a face detector: the detected face box is enlarged by a fixed
 scaler, fitted on the training data so that the enlarged box holds all labelled joints, and that
 box is b0, the box of the stage-1 crop. Here the face detector is MediaPipe's BlazeFace
-(full-range model by default) through the MediaPipe Tasks ``FaceDetector``.
+(full-range model by default), run on LiteRT by :mod:`engine.blazeface` (or through MediaPipe
+Tasks' ``FaceDetector`` where LiteRT has no wheel).
 
 - :class:`engine.face_detector.FaceDetector`: faces (N, 4) as (cx, cy, w, h) pixels and scores (N,).
 - :class:`FaceScaler`: face boxes -> b0 boxes (fitted by ``python main.py fit-scaler``).

@@ -179,7 +179,8 @@ class PosePipeline:
         min_face_confidence: face detector score threshold (used when ``detector`` is None;
             default: the one the scaler was fitted with). The default detector's face search
             uses :data:`FACE_SEARCH_TILE` px tiles and :data:`WINDOW_MIN_CONFIDENCE`.
-        threads: CPU threads for inference (PyTorch's and the backend's); default: theirs.
+        threads: CPU threads for inference (PyTorch's, the backend's and the face detector's);
+            default: theirs.
         detect_every: with tracking by pose, run the face detector on every N-th frame to
             find newcomers (and on any frame where a person is new or lost); 1: every frame.
             Default 5 (measured on walking.mp4, see :data:`DEFAULT_DETECT_EVERY`).
@@ -227,6 +228,7 @@ class PosePipeline:
         from .backends import load_cascade
 
         self.weights = Path(weights)
+        self._threads = int(threads) if threads else None   # the face detector's too
         if threads:
             backend_options["threads"] = int(threads)   # every CPU backend takes it (torch: set_num_threads)
         self.cascade, self.info = load_cascade(self.weights, backend, **backend_options)
@@ -276,7 +278,7 @@ class PosePipeline:
             log.info("model %s has no face scaler: b0 is the full frame", self.weights)
             return FullFrameDetector()
         scaler = self.scaler if min_confidence is None else replace(self.scaler, min_confidence=float(min_confidence))
-        faces = FaceDetector(scaler.face_model, scaler.min_confidence)
+        faces = FaceDetector(scaler.face_model, scaler.min_confidence, threads=self._threads)
 
         def search():
             return face_search(faces)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 
 import numpy as np
@@ -152,19 +153,22 @@ def test_no_face_falls_back_to_full_frame(detector, kind):
         persons.detect(image, fallback="nearest")
 
 
-def test_bad_model_is_one_line_error(tmp_path, capfd):
+@pytest.mark.parametrize("runtime", ["litert", "mediapipe"])
+def test_bad_model_is_one_line_error(tmp_path, capfd, runtime):
     """Missing or corrupt model files raise a one-line DetectorError naming the file; a good
-    model loads without MediaPipe's start-up chatter on stderr."""
+    model loads without LiteRT's or MediaPipe's start-up chatter on stderr (both runtimes)."""
+    if runtime == "litert" and importlib.util.find_spec("ai_edge_litert") is None:
+        pytest.skip("ai-edge-litert is not installed")
     with pytest.raises(DetectorError, match="missing") as e:
-        FaceDetector(tmp_path / "nope.tflite")
+        FaceDetector(tmp_path / "nope.tflite", runtime=runtime)
     assert "\n" not in str(e.value) and "nope.tflite" in str(e.value)
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
     with pytest.raises(DetectorError, match="cannot load face model") as e:
-        FaceDetector(corrupt)
+        FaceDetector(corrupt, runtime=runtime)
     assert "\n" not in str(e.value) and "corrupt.tflite" in str(e.value)
     capfd.readouterr()
-    with FaceDetector("short") as det:
+    with FaceDetector("short", runtime=runtime) as det:
         for _ in range(3):
             det.detect(np.zeros((64, 64, 3), np.uint8))
     err = capfd.readouterr().err

@@ -86,9 +86,12 @@ def test_shipped_full_body_figure_follows_the_walker_upright_through_walking_mp4
     """The full-body model in the video pipeline on all 144 frames of walking.mp4 (a real clip,
     b0 from faces through the full-body scaler): the walker's figure has its head on his head
     (tools.person_precision) in nearly every frame, and is upright in each of them, head top
-    above neck above hips above knees above ankles, spanning at least 0.6 of b0's height. A
+    above neck above hips above knees above ankles, spanning at least 0.55 of b0's height. A
     model that regressed his head onto his chest in 13 frames (a stage 1 trained 800 epochs
-    more, docs/lsp_gpu_runs.md) matched him in only 125 frames; v2 matches him in 141."""
+    more, docs/lsp_gpu_runs.md) matched him in only 125 frames; v2 matches him in 141. (The
+    span is 0.65 of b0's height at the median, 0.61 at the 5th percentile, and its minimum
+    moves with the face boxes: 0.605 with MediaPipe's face detector, 0.579 with LiteRT's, whose
+    boxes differ by a pixel and so shift the face search's windows from frame to frame.)"""
     from test_pipeline import walking_frames
     from deeppose.engine.pipeline import PosePipeline
     from deeppose.tools.person_precision import DEFAULT_TRUTH, head_points, match, walker_box
@@ -108,6 +111,6 @@ def test_shipped_full_body_figure_follows_the_walker_upright_through_walking_mp4
             y = {n: v for n, v in zip(names, p.pose[:, 1])}
             chain = [y["head_top"], y["neck"], (y["l_hip"] + y["r_hip"]) / 2, (y["l_knee"] + y["r_knee"]) / 2,
                      (y["l_ankle"] + y["r_ankle"]) / 2]
-            if not (np.diff(chain) > 0).all() or chain[-1] - chain[0] < 0.6 * p.b0[3]:
+            if not (np.diff(chain) > 0).all() or chain[-1] - chain[0] < 0.55 * p.b0[3]:
                 not_upright.append((i, np.round(chain).tolist()))
     assert on_walker >= 138 and not not_upright, (on_walker, not_upright)

@@ -7,7 +7,7 @@ labelled neck and head top (:func:`match_head_faces`), and ``evaluate --b0 face`
 
 Detections are cached in ``cache/faces_<dataset>_<model>.npz`` (repository root, gitignored),
 keyed by the image path relative to the dataset root, and tied to the face model's SHA-256 and
-the detection threshold: a cache made with another model or threshold is discarded.
+the detection threshold and runtime: a cache made with another model, threshold or runtime is discarded.
 
 Matching a FLIC example to its face (:func:`match_faces`): a detected face box belongs to the
 example when every labelled face joint of the example (l_eye, r_eye, nose) lies inside the box
@@ -27,7 +27,7 @@ import numpy as np
 
 from deeppose.engine.detector import FaceScaler, face_joint_indices, person_boxes
 from deeppose.engine.face_detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector, face_size,
-                                           resolve_face_model)
+                                           resolve_face_model, resolve_face_runtime)
 from deeppose.engine.detector import joints_face as engine_joints_face
 from deeppose.engine.skeletons import Skeleton, get_skeleton
 
@@ -68,13 +68,18 @@ class FaceCache:
         min_confidence: the detector's threshold.
         search: how the detections were searched (tiling parameters); a cache made with
             other parameters is discarded.
+        runtime: the face detector's runtime ("litert" or "mediapipe",
+            :func:`engine.face_detector.resolve_face_runtime`); a cache made with the other one
+            is discarded (their scores differ by up to 0.04, which moves faces near the threshold).
     """
 
-    def __init__(self, path: str | Path, model_path: str | Path, min_confidence: float, search: dict | None = None):
+    def __init__(self, path: str | Path, model_path: str | Path, min_confidence: float, search: dict | None = None,
+                 runtime: str = "mediapipe"):
         self.path = Path(path)
         self.model_path = Path(model_path)
         self.meta = {"format": CACHE_FORMAT, "model": self.model_path.name, "model_sha256": _sha256(self.model_path),
-                     "min_confidence": float(min_confidence), "search": search or {"tiles": False}}
+                     "min_confidence": float(min_confidence), "search": search or {"tiles": False},
+                     "runtime": runtime}
         self.entries: dict[str, Detections] = {}
         self.dirty = False
         self._load()
@@ -179,8 +184,9 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
     meta = ({"tiles": True, "tile": search.tile, "small_frame": search.small_frame, "small_tile": search.small_tile,
              "tile_min_confidence": search.tile_min_confidence, "nms_iou": search.nms_iou,
              "nms_overlap": search.nms_overlap} if tiles else {"tiles": False})
+    runtime = resolve_face_runtime()
     cache = FaceCache(cache_path(dataset.name, model_path, min_confidence, cache_dir, tiles), model_path,
-                      min_confidence, meta)
+                      min_confidence, meta, runtime)
     keys = [image_key(dataset, e.image_path) for e in dataset.examples]
     todo: dict[str, Path] = {}
     for key, ex in zip(keys, dataset.examples):
@@ -191,7 +197,7 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
 
         log.info("detecting faces in %d images of %s %s with %s", len(todo), dataset.name, dataset.split,
                  model_path.name)
-        with FaceDetector(model_path, min_confidence) as det:
+        with FaceDetector(model_path, min_confidence, runtime=runtime) as det:
             search.face_detector = det
             try:
                 for i, (key, path) in enumerate(tqdm(todo.items(), desc=f"faces ({model_tag(model_path)})",
