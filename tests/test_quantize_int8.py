@@ -87,21 +87,22 @@ def test_calibration_caches_build_the_same_int8_stages_without_data(model_dir, t
     check_calibration(calibration_path(folder / "stage1.onnx"), folder / "stage1.pt")
 
 
-def _with_records(folder, float_pdj: float | None, int8_pdj: float | None, shas, calibration, flip="off") -> None:
-    """Give a model folder float val metrics (flip off) and an int8 record of its last stage in
-    int8 (last stage's mean PDJ@0.2, measured with ``flip``)."""
+def _with_records(folder, float_pdj: float | None, int8_pdj: float | None, shas, calibration, flip="off",
+                  face_runtime="litert") -> None:
+    """Give a model folder float val metrics (flip off, faces by LiteRT) and an int8 record of its
+    last stage in int8 (last stage's mean PDJ@0.2, measured with ``flip`` and ``face_runtime``)."""
     from deeppose.engine.model import write_manifest
 
     m = read_manifest(folder).manifest.to_dict()
     m.pop("format", None)
     last = f"stage{len(m['stages'])}"
     m["val_metrics"] = None if float_pdj is None else {last: {"pdj@0.2": {"mean": float_pdj}}}
-    m["val_protocol"] = {"split": "val", "examples": 531, "flip": "off"}
+    m["val_protocol"] = {"split": "val", "examples": 531, "flip": "off", "face_runtime": "litert"}
     m.pop("int8", None)
     if int8_pdj is not None:
         m["int8"] = {"stages": [len(m["stages"])], "val_metrics": {last: {"pdj@0.2": {"mean": int8_pdj}}},
-                     "val_protocol": {"split": "val", "examples": 531, "flip": flip, "checkpoint_sha256": shas,
-                                      "calibration_sha256": calibration}}
+                     "val_protocol": {"split": "val", "examples": 531, "flip": flip, "face_runtime": face_runtime,
+                                      "checkpoint_sha256": shas, "calibration_sha256": calibration}}
     write_manifest(folder, m)
 
 
@@ -143,6 +144,9 @@ def test_auto_precision_runs_int8_only_where_its_validation_passes(model_dir, tm
     _with_records(folder, 0.861, 0.853, shas, calibration, flip="all")
     kind, reason = chosen()
     assert kind == "ff" and reason.endswith("; float (the int8 record was measured with another flip than the float metrics)")
+    _with_records(folder, 0.861, 0.853, shas, calibration, face_runtime="mediapipe")   # other faces, other b0
+    kind, reason = chosen()
+    assert kind == "ff" and reason.endswith("with another face_runtime than the float metrics)")
     _with_records(folder, 0.861, 0.850, shas, calibration)   # 0.011 lower
     kind, reason = chosen()
     assert kind == "ff" and reason.endswith("; float (stage 2 int8: val PDJ@0.2 0.850, float 0.861: more than 0.01 lower)")

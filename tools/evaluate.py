@@ -331,7 +331,7 @@ def _run(args) -> int:
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")
         if args.stages is not None and args.stages > cascade.num_stages:
             return _error(f"--stages {args.stages}: model {weights} has {cascade.num_stages} stages")
-        from deeppose.engine.face_detector import DetectorError
+        from deeppose.engine.face_detector import DetectorError, resolve_face_runtime
         from deeppose.tools.person_boxes import example_b0
 
         mode = args.b0 if args.b0 != "auto" else ("frame" if skeleton.name == "lsp" else "face")
@@ -356,6 +356,7 @@ def _run(args) -> int:
         report.update(estimator="cascade", weights=str(weights), model_name=info.manifest.name,
                       backend=cascade.regressors[0].name, flip=args.flip, b0_sources=dict(Counter(sources)),
                       face_confidence=args.face_confidence if scaler else None,
+                      face_runtime=resolve_face_runtime() if scaler else None,
                       stage_ms_per_example=[1000.0 * s / len(dataset.examples) for s in seconds],
                       wall_seconds=wall)
 
@@ -405,7 +406,7 @@ def write_manifest_metrics(weights: Path, report: dict, regressors: list) -> Pat
     protocol = {"command": "main.py evaluate --split val --write-manifest", "split": report["split"],
                 "examples": report["num_examples"], "b0_sources": report.get("b0_sources"),
                 "backend": report.get("backend"), "face_confidence": report.get("face_confidence"),
-                "flip": report.get("flip")}
+                "face_runtime": report.get("face_runtime"), "flip": report.get("flip")}
     int8 = int8_stage_numbers(regressors)
     if not int8:
         return record_val_metrics(weights, metrics, protocol)
