@@ -20,11 +20,12 @@ them:
 5. back to image pixels through the letterbox; boxes rounded down to whole pixels as
    MediaPipe's pixel boxes are (origin and size truncated), keypoints unrounded.
 
-Measured against MediaPipe's FaceDetector (mediapipe 0.10.x) on 120 FLIC frames and 72 views of
-walking.mp4 (whole frames, 300 px and 480 px windows): every face scored >= 0.5 is found by both,
-its box within 1 px at the 99th percentile (2 px at most) and its score within 0.016; below 0.5,
+Measured against MediaPipe's FaceDetector (mediapipe 1.2.2) on 120 FLIC frames and 72 views of
+walking.mp4 (whole frames, 300 px and 480 px windows), full-range model: every face scored >= 0.5
+is found by both, its box within 1 px at the 99th percentile (2 px at most; 3 px with the
+short-range model) and its score within 0.016; below 0.5,
 faces whose score is within 0.04 of the threshold may fall on the other side of it
-(``tests/test_detector.py`` checks this on real images).
+(``tests/test_blazeface.py`` checks this on real images).
 
 Coordinates: boxes (cx, cy, w, h) in pixels, (0, 0) the centre of the top-left pixel
 (engine.geometry's convention); keypoints (6, 2) pixels in
@@ -83,12 +84,15 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
     (itself included), and output their score-weighted mean box and keypoints with the best
     score; repeat with the rest.
 
+    A detection of zero area overlaps nothing and is output alone (MediaPipe stops there and
+    drops the rest; :meth:`BlazeFace.detect` never passes such boxes).
+
     Args:
-        boxes: (N, 4) (xmin, ymin, xmax, ymax), any consistent units.
+        boxes: (N, 4) (xmin, ymin, xmax, ymax), any consistent units, finite.
         keypoints: (N, K, 2) same units.
-        scores: (N,).
+        scores: (N,) positive (the weights of the mean).
     Returns:
-        boxes (M, 4), keypoints (M, K, 2), scores (M,), best score first.
+        boxes (M, 4), keypoints (M, K, 2), scores (M,), float64, best score first.
     """
     order = np.argsort(-scores, kind="stable")
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -120,9 +124,10 @@ class BlazeFace:
         model_path: the full-range (192 px input) or short-range (128 px) BlazeFace .tflite.
         min_confidence: lowest score kept, in [0, 1].
         min_suppression: IoU above which detections are merged (0.3, MediaPipe's default).
-        threads: LiteRT (XNNPACK) threads; default the machine's CPU count, at most 4.
+        threads: LiteRT (XNNPACK) threads; default the CPUs this process may run on, at most 4.
     Raises:
-        BlazeFaceError: ``ai-edge-litert`` is missing, or the file is not a BlazeFace model (one line).
+        BlazeFaceError: ``ai-edge-litert`` is missing, or the file is not a float32 BlazeFace
+            model (one line).
     """
 
     def __init__(self, model_path: str | Path, min_confidence: float = 0.5, min_suppression: float = 0.3,
@@ -134,14 +139,15 @@ class BlazeFace:
         self.model_path = Path(model_path)
         self.min_confidence = float(min_confidence)
         self.min_suppression = float(min_suppression)
-        self.threads = int(threads) if threads else min(os.cpu_count() or 1, 4)
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        self.threads = int(threads) if threads else min(usable, 4)
         try:
             self._interp = Interpreter(model_path=str(self.model_path), num_threads=self.threads)
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise BlazeFaceError(" ".join(str(e).split()) or type(e).__name__) from None
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
-        shape = tuple(inputs[0]["shape"]) if len(inputs) == 1 else ()
+        shape = tuple(inputs[0]["shape"].tolist()) if len(inputs) == 1 else ()
         size = shape[1] if len(shape) == 4 and shape[1] == shape[2] and shape[3] == 3 else None
         if size not in ANCHOR_LAYERS or len(outputs) != 2:
             raise BlazeFaceError(f"not a BlazeFace face detection model (input {shape}, {len(outputs)} outputs)")
@@ -150,7 +156,9 @@ class BlazeFace:
         by_width = {int(o["shape"][-1]): o for o in outputs}
         want = len(self.anchors)
         if set(by_width) != {1, 4 + 2 * NUM_KEYPOINTS} or any(int(o["shape"][1]) != want for o in outputs):
-            raise BlazeFaceError(f"not a BlazeFace face detection model (outputs {[tuple(o['shape']) for o in outputs]})")
+            raise BlazeFaceError(f"not a BlazeFace face detection model (outputs {[o['shape'].tolist() for o in outputs]})")
+        if any(np.dtype(t["dtype"]) != np.float32 for t in inputs + outputs):
+            raise BlazeFaceError("not a float32 BlazeFace model (a quantized one is not supported)")
         self._input = inputs[0]["index"]
         self._boxes, self._scores = by_width[4 + 2 * NUM_KEYPOINTS]["index"], by_width[1]["index"]
         self._tensor = np.empty((1, self.input_size, self.input_size, 3), np.float32)
@@ -159,11 +167,19 @@ class BlazeFace:
         """Faces in one image.
 
         Args:
-            image_bgr: (H, W, 3) uint8 BGR image (a strided view, such as a window of a frame, is fine).
+            image_bgr: (H, W, 3) uint8 BGR image, H and W at least 1 (a strided view, such as a
+                window of a frame, is fine).
         Returns:
-            faces (N, 4) (cx, cy, w, h) pixels, scores (N,), keypoints (N, 6, 2) pixels; best
-            score first.
+            faces (N, 4) (cx, cy, w, h) pixels, scores (N,) in [0, 1], keypoints (N, 6, 2)
+            pixels, float64, (0, 0) the centre of the top-left pixel; best score first.
+            Detections with a non-finite or non-positive size are dropped before the weighted NMS.
+        Raises:
+            BlazeFaceError: the detector is closed, or the image is not (H, W, 3) uint8 and non-empty.
         """
+        if self._interp is None:
+            raise BlazeFaceError("the BlazeFace detector is closed")
+        if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.size == 0:
+            raise BlazeFaceError(f"expected a non-empty (H, W, 3) uint8 BGR image, got {image_bgr.dtype} {image_bgr.shape}")
         h, w = image_bgr.shape[:2]
         s = self.input_size
         side = float(max(w, h))
@@ -187,7 +203,8 @@ class BlazeFace:
         centre, size = raw[:, 0:2] + anchors, raw[:, 2:4]
         boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)       # tensor units [0, 1]
         kps = raw[:, 4:].reshape(-1, NUM_KEYPOINTS, 2) + anchors[:, None, :]
-        boxes, kps, scores = weighted_nms(boxes, kps, scores[keep], self.min_suppression)
+        sane = np.isfinite(raw).all(axis=1) & (size > 0).all(axis=1)
+        boxes, kps, scores = weighted_nms(boxes[sane], kps[sane], scores[keep][sane], self.min_suppression)
         # Back to image pixels; MediaPipe's pixel boxes truncate the origin and the size.
         origin = np.trunc(np.array([x0, y0]) + boxes[:, 0:2] * side)
         extent = np.trunc((boxes[:, 2:4] - boxes[:, 0:2]) * side)

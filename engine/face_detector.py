@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib.machinery
 import importlib.util
 import signal
@@ -134,7 +135,7 @@ def resolve_face_model(model: str | Path | None) -> Path:
 
 # --------------------------------------------------------------------------- face detector
 
-_QUIET_CALLS = 3  # LiteRT warns about input alignment on the second image; filter the first few
+_QUIET_CALLS = 3  # MediaPipe's TFLite warns about input alignment on the second image; filter the first few
 _OPEN_DETECTORS: "weakref.WeakSet[FaceDetector]" = weakref.WeakSet()
 
 
@@ -154,7 +155,8 @@ FaceDetector, "auto" LiteRT where ``ai-edge-litert`` is installed, else MediaPip
 
 def resolve_face_runtime(runtime: str = "auto") -> str:
     """The runtime :class:`FaceDetector` uses for ``runtime`` (one of :data:`FACE_RUNTIMES`):
-    "litert" or "mediapipe".
+    "litert" or "mediapipe"; "auto" is "litert" where ``ai_edge_litert.interpreter`` imports
+    (tried once per process), else "mediapipe".
 
     Raises:
         DetectorError: an unknown runtime (one line).
@@ -162,8 +164,22 @@ def resolve_face_runtime(runtime: str = "auto") -> str:
     if runtime not in FACE_RUNTIMES:
         raise DetectorError(f"face detector runtime must be one of {', '.join(FACE_RUNTIMES)}, got {runtime!r}")
     if runtime == "auto":
-        return "litert" if importlib.util.find_spec("ai_edge_litert") is not None else "mediapipe"
+        return "litert" if _litert_imports() else "mediapipe"
     return runtime
+
+
+@functools.lru_cache(maxsize=1)
+def _litert_imports() -> bool:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except Exception:  # not installed, or a broken install: MediaPipe runs BlazeFace instead
+        return False
+    return True
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 class FaceDetector:
@@ -198,8 +214,8 @@ class FaceDetector:
         with filtered_native_stderr() as drop:
             try:
                 self._detector = self._create(min_suppression, threads)
-            except Exception as e:  # mediapipe raises ValueError / RuntimeError / FileNotFoundError
-                msg = " ".join(str(e).split()) or type(e).__name__
+            except Exception as e:  # the runtimes raise ValueError / RuntimeError / FileNotFoundError
+                msg = one_line(e)
                 drop.append(msg)
                 error = e if isinstance(e, DetectorError) else DetectorError(f"cannot load face model {self.model_path}: {msg}")
             else:
@@ -211,8 +227,13 @@ class FaceDetector:
     def _create(self, min_suppression: float, threads: int | None):
         """The runtime's detector object (raises what the runtime raises)."""
         if self.runtime == "litert":
-            from .blazeface import BlazeFace
-            return BlazeFace(self.model_path, self.min_confidence, min_suppression, threads)
+            from .blazeface import BlazeFace, BlazeFaceError
+            if not _litert_imports():
+                raise DetectorError("the litert face detector runtime needs ai-edge-litert: pip install ai-edge-litert")
+            try:
+                return BlazeFace(self.model_path, self.min_confidence, min_suppression, threads)
+            except BlazeFaceError as e:
+                raise DetectorError(f"cannot load face model {self.model_path}: {e}") from None
         try:
             mp, BaseOptions, vision = import_mediapipe()
         except ImportError as e:  # pragma: no cover - mediapipe is a dependency
@@ -255,24 +276,19 @@ class FaceDetector:
         image = np.asarray(image_bgr)
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
             raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.dtype} {image.shape}")
+        if image.size == 0:
+            raise DetectorError(f"face detection failed on a {image.shape[1]}x{image.shape[0]} image: it is empty")
+        if image.ndim == 2 or image.shape[2] == 1:
+            image = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+        elif image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         if self.runtime == "litert":
-            if image.size == 0:
-                raise DetectorError(f"face detection failed on a {image.shape[1]}x{image.shape[0]} image: it is empty")
-            if image.ndim == 2 or image.shape[2] == 1:
-                image = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
-            elif image.shape[2] == 4:
-                image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
             try:
                 return self._detector.detect(image)
             except (ValueError, RuntimeError) as e:
                 raise DetectorError(f"face detection failed on a {image.shape[1]}x{image.shape[0]} image: "
-                                    f"{' '.join(str(e).split())}") from None
-        if image.ndim == 2 or image.shape[2] == 1:
-            rgb = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
-        elif image.shape[2] == 4:
-            rgb = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-        else:
-            rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+                                    f"{one_line(e)}") from None
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         height, width = rgb.shape[:2]
         mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
         ctx = filtered_native_stderr() if self._quiet_calls > 0 else contextlib.nullcontext()
@@ -280,8 +296,7 @@ class FaceDetector:
             with ctx:
                 result = self._detector.detect(mp_image)
         except Exception as e:
-            raise DetectorError(f"face detection failed on a {width}x{height} image: "
-                                f"{' '.join(str(e).split())}") from None
+            raise DetectorError(f"face detection failed on a {width}x{height} image: {one_line(e)}") from None
         self._quiet_calls -= 1
         n = len(result.detections)
         faces = np.zeros((n, 4))

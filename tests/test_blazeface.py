@@ -69,14 +69,15 @@ def _views() -> list[np.ndarray]:
 
 
 @needs_litert
-@pytest.mark.parametrize("model, at_least", [("full", 40), ("short", 10)])   # short range: near faces only
-def test_litert_faces_match_mediapipe(model, at_least):
-    """Every face either runtime scores at least 0.55 the other finds too, its box within 3 px,
-    its keypoints within 10% of the face size (median 1%) and its score within 0.03 (measured:
-    boxes 1 px at the 99th percentile, scores 0.016); faces near the threshold may differ, as
-    their scores do, and so may a face blended (weighted NMS) with a detection near it."""
+@pytest.mark.parametrize("model, at_least, max_px", [("full", 40, 2.0), ("short", 10, 3.0)])   # short: near faces only
+def test_litert_faces_match_mediapipe(model, at_least, max_px):
+    """Every face either runtime scores at least 0.55 the other finds too, its box within 2 px
+    (3 px with the short-range model; most of them identical: the same truncated pixel box and half-pixel shift), its keypoints
+    within 10% of the face size (median 1%) and its score within 0.03 (measured: boxes 1 px at
+    the 99th percentile, scores 0.016); faces near the threshold may differ, as their scores do,
+    and so may a face blended (weighted NMS) with a detection near it."""
     views = _views()
-    kp_error = []
+    kp_error, box_error = [], []
     with FaceDetector(model, 0.45, runtime="mediapipe") as mp, FaceDetector(model, 0.45, runtime="litert") as lite:
         assert (mp.runtime, lite.runtime) == ("mediapipe", "litert")
         for view in views:
@@ -85,28 +86,95 @@ def test_litert_faces_match_mediapipe(model, at_least):
                 for i in np.flatnonzero(sa >= 0.55):
                     dist = np.abs(fb - fa[i]).max(axis=1) if len(fb) else np.array([np.inf])
                     j = int(np.argmin(dist))
-                    assert dist[j] <= 3.0, (model, view.shape, fa[i], fb)
+                    assert dist[j] <= max_px, (model, view.shape, fa[i], fb)
+                    box_error.append(dist[j])
                     assert abs(sb[j] - sa[i]) <= 0.03, (model, sa[i], sb[j])
                     kp_error.append(np.abs(kb[j] - ka[i]).max() / fa[i, 2])
                     assert kp_error[-1] <= 0.1, (model, ka[i], kb[j])
     assert len(kp_error) >= at_least, f"only {len(kp_error)} faces compared: the check would say little"
     assert np.median(kp_error) <= 0.01
+    assert np.mean(np.asarray(box_error) == 0) >= 0.5, np.round(box_error, 1)
 
 
 @needs_litert
 def test_litert_runtime_is_the_default_and_refuses_bad_input():
-    """With ai-edge-litert installed "auto" runs LiteRT (gray images too); an unknown runtime
-    and a non-uint8 image are clear errors."""
+    """With ai-edge-litert installed "auto" runs LiteRT; gray, one-channel and BGRA images give
+    the faces of their BGR equivalents; an unknown runtime, a non-uint8 or empty image and a
+    closed detector are clear errors."""
     assert resolve_face_runtime() == "litert"
-    with FaceDetector() as det:
-        assert det.runtime == "litert"
+    with FaceDetector(threads=1) as det:
+        assert det.runtime == "litert" and det._detector.threads == 1
         assert [a.shape for a in det.detect_with_keypoints(np.zeros((90, 160, 3), np.uint8))] == [(0, 4), (0,), (0, 6, 2)]
-        gray = det.detect(np.zeros((90, 160), np.uint8))
-        assert gray[0].shape == (0, 4)
+        # A FLIC frame whose face is found in gray too.
+        frame, gray, expected = next((v, g, e) for v in _views()[:24] for g in [cv2.cvtColor(v, cv2.COLOR_BGR2GRAY)]
+                                     for e in [det.detect(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR))] if len(e[0]))
+        for variant in (gray, gray[..., None], cv2.cvtColor(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2BGRA)):
+            got = det.detect(variant)
+            np.testing.assert_array_equal(got[0], expected[0])
+            np.testing.assert_array_equal(got[1], expected[1])
         with pytest.raises(ValueError, match="uint8"):
             det.detect(np.zeros((90, 160, 3), np.float32))
         with pytest.raises(DetectorError, match="0x90 image"):
             det.detect(np.zeros((90, 0, 3), np.uint8))
+        inner = det._detector
+    with pytest.raises(DetectorError, match="closed"):
+        det.detect(frame)
+    with pytest.raises(BlazeFaceError, match="closed"):
+        inner.detect(frame)
     with pytest.raises(DetectorError, match="runtime must be one of") as e:
         FaceDetector(runtime="tflite")
     assert "\n" not in str(e.value)
+
+
+def test_auto_runtime_falls_back_to_mediapipe_without_litert(monkeypatch):
+    """Where ai-edge-litert is missing or does not import, "auto" runs MediaPipe, and asking for
+    "litert" is a one-line error that says what to install."""
+    from deeppose.engine import face_detector
+
+    monkeypatch.setattr(face_detector, "_litert_imports", lambda: False)
+    assert resolve_face_runtime() == "mediapipe"
+    with FaceDetector("short") as det:
+        assert det.runtime == "mediapipe"
+    with pytest.raises(DetectorError, match="pip install ai-edge-litert") as e:
+        FaceDetector(runtime="litert")
+    assert "\n" not in str(e.value)
+
+
+@needs_litert
+def test_a_model_that_is_not_blazeface_is_refused(tmp_path):
+    """A TFLite model that is not BlazeFace (the peer's pose detector, 224 px input) is refused
+    in one line that names the file and its input shape."""
+    import zipfile
+
+    task = DATA.parent / "models" / "peers" / "pose_landmarker_full.task"
+    if not task.is_file():
+        pytest.skip(f"no TFLite model other than BlazeFace at hand ({task} not found)")
+    with zipfile.ZipFile(task) as z:
+        name = next(n for n in z.namelist() if n.endswith("detector.tflite"))
+        other = tmp_path / "other.tflite"
+        other.write_bytes(z.read(name))
+    with pytest.raises(DetectorError, match=r"not a BlazeFace face detection model \(input \(1, 224, 224, 3\)") as e:
+        FaceDetector(other, runtime="litert")
+    assert "\n" not in str(e.value) and "other.tflite" in str(e.value)
+
+
+def test_weighted_nms_outputs_a_zero_area_detection_alone():
+    """A zero-area box overlaps nothing, itself included: it is output alone and the others go on."""
+    boxes = np.array([[5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 10.0, 10.0]])
+    out_b, out_k, out_s = weighted_nms(boxes, np.zeros((2, 6, 2)), np.array([0.9, 0.8]), 0.3)
+    np.testing.assert_allclose(out_b, boxes)
+    np.testing.assert_allclose(out_s, [0.9, 0.8])
+
+
+def test_face_cache_made_by_the_other_runtime_is_discarded(tmp_path):
+    """Dataset face detections cached by one runtime are not reused by the other (their scores
+    differ slightly, which moves faces across the threshold); the same runtime reuses them."""
+    from deeppose.engine.face_detector import resolve_face_model
+    from deeppose.tools.person_boxes import FaceCache
+
+    path, model = tmp_path / "faces.npz", resolve_face_model("full")
+    cache = FaceCache(path, model, 0.5, runtime="mediapipe")
+    cache.put("a.jpg", (np.array([[10.0, 10.0, 4.0, 4.0]]), np.array([0.9]), np.zeros((1, 6, 2))))
+    cache.save()
+    assert FaceCache(path, model, 0.5, runtime="mediapipe").get("a.jpg") is not None
+    assert FaceCache(path, model, 0.5, runtime="litert").get("a.jpg") is None

@@ -68,18 +68,19 @@ class FaceCache:
         min_confidence: the detector's threshold.
         search: how the detections were searched (tiling parameters); a cache made with
             other parameters is discarded.
-        runtime: the face detector's runtime ("litert" or "mediapipe",
-            :func:`engine.face_detector.resolve_face_runtime`); a cache made with the other one
-            is discarded (their scores differ by up to 0.04, which moves faces near the threshold).
+        runtime: the face detector's runtime ("litert" or "mediapipe"; default the one "auto"
+            picks, :func:`engine.face_detector.resolve_face_runtime`); a cache made with the other
+            one is discarded (their scores differ by up to 0.04 near the threshold, which moves faces
+            across it).
     """
 
     def __init__(self, path: str | Path, model_path: str | Path, min_confidence: float, search: dict | None = None,
-                 runtime: str = "mediapipe"):
+                 runtime: str | None = None):
         self.path = Path(path)
         self.model_path = Path(model_path)
         self.meta = {"format": CACHE_FORMAT, "model": self.model_path.name, "model_sha256": _sha256(self.model_path),
                      "min_confidence": float(min_confidence), "search": search or {"tiles": False},
-                     "runtime": runtime}
+                     "runtime": runtime or resolve_face_runtime()}
         self.entries: dict[str, Detections] = {}
         self.dirty = False
         self._load()
