@@ -73,3 +73,46 @@ def test_video_jobs_side_by_side(random_model_dir, tmp_path):
         assert r["wall_s"] > 0 and r["cpu_s"] > 0 and r["peak_rss_mib"] > 50
     text = format_video_jobs(jobs, clip)
     assert "ratio (ours / peer, wall time)" in text and "--max-persons 1" in text
+
+
+@pytest.mark.skipif(not WALKING.is_file(), reason=f"{WALKING} absent")
+def test_benchmark_persons_2_measures_two_against_one_in_one_run(flic_weights, capsys, tmp_path):
+    """`benchmark --persons 2` puts two persons against one in the same run: the cascade on one
+    and two fixed boxes, and pipelines following at most one and at most two persons on the same
+    frames, with the ratios printed and in the JSON (issue 10's target; no timing asserted)."""
+    import json
+
+    out_json = tmp_path / "b.json"
+    rc = main.main(["benchmark", "--backend", "onnxruntime", "--persons", "2", "--runs", "4", "--warmup", "1",
+                    "--weights", str(flic_weights), "--json", str(out_json)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "2 persons against one, interleaved in one run" in out and "following mean" in out
+    sc = json.loads(out_json.read_text())["results"][0]["persons_scaling"]
+    assert sc["n"] == 2 and sc["cascade"]["n"]["n"] == 4 and sc["following"]["n"]["n"] == 4
+
+
+def test_persons_scaling_report(random_model_dir):
+    """measure_persons_scaling's figures: as many runs of each side, ratios of N over one, and
+    the persons each follower drew (at most 1 and at most N)."""
+    from deeppose.engine.backends import load_cascade
+    from deeppose.engine.pipeline import PosePipeline
+    from deeppose.tools.benchmark import measure_persons_scaling
+
+    frames = [np.full((240, 320, 3), v, np.uint8) for v in (40, 90, 140)]
+    cascade, _ = load_cascade(random_model_dir, "onnxruntime")
+    boxes = np.array([[160.0, 120.0, 100.0, 200.0], [170.0, 120.0, 100.0, 200.0]])
+    followers = tuple(PosePipeline(random_model_dir, backend="onnxruntime", max_persons=m, full_frame_fallback=True)
+                      for m in (1, 2))
+    try:
+        sc = measure_persons_scaling(cascade, frames, boxes, 3, runs=4, warmup=1, followers=followers)
+    finally:
+        for f in followers:
+            f.close()
+    c, f = sc["cascade"], sc["following"]
+    assert sc["n"] == 2 and c["one"]["n"] == c["n"]["n"] == 4
+    assert c["ratio_median"] == pytest.approx(c["n"]["median_ms"] / c["one"]["median_ms"])
+    assert f["one"]["n"] == f["n"]["n"] == 4
+    assert f["ratio_mean"] == pytest.approx(f["n"]["mean_ms"] / f["one"]["mean_ms"])
+    assert f["one"]["persons_mean"] <= 1 and f["n"]["persons_mean"] <= 2
+    assert measure_persons_scaling(cascade, frames, boxes, 3, runs=2, warmup=0)["following"] is None

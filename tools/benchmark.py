@@ -44,7 +44,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                 "trained yet")
     add_stages(parser)
     parser.add_argument("--persons", type=positive_int, default=1, metavar="N",
-                        help="persons per frame in the cascade measurement (default: 1)")
+                        help="persons per frame in the cascade measurement; above 1 also N persons against one, "
+                             "interleaved in one run: the cascade on 1 and N fixed boxes, and following at most 1 "
+                             "and at most N persons end to end (default: 1)")
     parser.add_argument("--max-persons", type=positive_int, default=None, metavar="N",
                         help="end to end, side by side and in the video job: follow at most N persons, as "
                              "`video --max-persons` (1: one tracked person, like the peer's default; default: "
@@ -258,6 +260,57 @@ def measure_pipeline(pipeline, frames: list, runs: int, warmup: int) -> dict:
             "persons_max": int(max(persons)) if persons else 0}
 
 
+def measure_persons_scaling(cascade, frames: list, boxes, stages: int, runs: int, warmup: int,
+                            followers: tuple | None = None) -> dict:
+    """N persons against one, interleaved in one run (issue 10's "two persons cost <= 1.5x one").
+
+    The cascade runs on the first of ``boxes`` (N, 4) and on all N, alternately (which goes
+    first alternates too), on the same frames; with ``followers`` (two pipelines following at
+    most 1 and at most N persons) both process the same consecutive frames (played forth and
+    back, from :meth:`reset`), alternately. Ratios are N over one, of medians and of means (a
+    frame with a face search costs several plain ones, so the mean is the per-frame cost of a
+    whole clip).
+
+    Returns:
+        {"n", "cascade": {"one", "n" (summaries, ms), "ratio_median"}, "following": {"one",
+        "n" (summaries plus "mean_ms" and "persons_mean"), "ratio_median", "ratio_mean"} or None}.
+    """
+    import time
+
+    import numpy as np
+
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    one, many = [], []
+    for i in range(warmup + runs):
+        frame = frames[i % len(frames)]
+        for b, out in ((boxes[:1], one), (boxes, many)) if i % 2 == 0 else ((boxes, many), (boxes[:1], one)):
+            t0 = time.perf_counter()
+            cascade.run(frame, b, stages)
+            if i >= warmup:
+                out.append(time.perf_counter() - t0)
+    report = {"n": len(boxes), "cascade": {"one": summary(one), "n": summary(many),
+                                           "ratio_median": float(np.median(many) / np.median(one))},
+              "following": None}
+    if followers is not None:
+        order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) if len(frames) > 1 else [0]
+        times: tuple[list, list] = ([], [])
+        drawn: tuple[list, list] = ([], [])
+        for p in followers:
+            p.reset()
+        for i in range(warmup + runs):
+            j = order[i % len(order)]
+            for k in ((0, 1) if i % 2 == 0 else (1, 0)):
+                r = followers[k].process(frames[j], timestamp=i / 30.0, index=i)
+                if i >= warmup:
+                    times[k].append(r.total_seconds)
+                    drawn[k].append(len(r.persons))
+        f = [{**summary(t), "mean_ms": 1000.0 * float(np.mean(t)), "persons_mean": float(np.mean(d))}
+             for t, d in zip(times, drawn)]
+        report["following"] = {"one": f[0], "n": f[1], "ratio_median": f[1]["median_ms"] / f[0]["median_ms"],
+                               "ratio_mean": f[1]["mean_ms"] / f[0]["mean_ms"]}
+    return report
+
+
 # --------------------------------------------------------------------------- command
 
 def run(args) -> int:
@@ -399,6 +452,18 @@ def run(args) -> int:
         boxes = np.repeat(b0[None], persons, axis=0)
         boxes[:, 0] += np.arange(persons) * 0.05 * b0[2]
         entry["cascade"] = measure_cascade(cascade, frames, boxes, stages, args.runs, args.warmup)
+        if persons > 1:
+            followers = None
+            if pipeline is not None:
+                from deeppose.engine.pipeline import PosePipeline
+                followers = tuple(PosePipeline(weights, backend=backend, stages=stages, smooth=True, max_persons=m,
+                                               **popts) for m in (1, persons))
+            try:
+                entry["persons_scaling"] = measure_persons_scaling(cascade, frames, boxes, stages, args.runs,
+                                                                   args.warmup, followers)
+            finally:
+                for f in followers or ():
+                    f.close()
         if pipeline is not None:
             entry["pipeline"] = measure_pipeline(pipeline, frames, args.runs, args.warmup)
             pipeline.close()
@@ -688,6 +753,24 @@ def format_table(results: list[dict], stages: int, persons: int, machine: dict) 
             c = _fmt(r["cascade"]["cascade"])
             lines.append(f"{_name(r):<{width}}{'--':>17}{c:>17}{c:>17}{r['fps']:8.1f}  {persons}  "
                          f"(cascade only: {r['pipeline_note']})")
+    scaled = [r for r in ok if "persons_scaling" in r]
+    if scaled:
+        n = scaled[0]["persons_scaling"]["n"]
+        lines.append("")
+        lines.append(f"{n} persons against one, interleaved in one run (issue 10's target: <= 1.5x); ms; cascade on "
+                     f"1 and {n} fixed boxes (median), following at most 1 and at most {n} persons end to end "
+                     f"(mean over the frames, median; persons drawn per frame):")
+        for r in scaled:
+            sc = r["persons_scaling"]
+            c = sc["cascade"]
+            line = (f"{_name(r):<{width}}cascade {c['one']['median_ms']:.1f} / {c['n']['median_ms']:.1f} "
+                    f"= {c['ratio_median']:.2f}x")
+            f = sc["following"]
+            if f is not None:
+                line += (f";  following mean {f['one']['mean_ms']:.1f} / {f['n']['mean_ms']:.1f} = {f['ratio_mean']:.2f}x, "
+                         f"median {f['one']['median_ms']:.1f} / {f['n']['median_ms']:.1f} = {f['ratio_median']:.2f}x "
+                         f"({f['one']['persons_mean']:.2f} / {f['n']['persons_mean']:.2f} persons)")
+            lines.append(line)
     gpu = [r for r in ok if r["options"].get("device") == "cuda" or r["backend"] == "tensorrt"]
     base = next((r for r in ok if r["label"] == "torch-cuda-fp32"), None)
     if gpu and base:
