@@ -150,7 +150,7 @@ def _close_open_detectors() -> None:
 FACE_RUNTIMES = ("auto", "litert", "mediapipe")
 """How :class:`FaceDetector` runs BlazeFace: "litert" our own steps around a LiteRT interpreter
 (:class:`engine.blazeface.BlazeFace`, about twice as fast), "mediapipe" MediaPipe Tasks'
-FaceDetector, "auto" LiteRT where ``ai-edge-litert`` is installed, else MediaPipe."""
+FaceDetector, "auto" LiteRT where ``ai-edge-litert`` imports, else MediaPipe."""
 
 
 def resolve_face_runtime(runtime: str = "auto") -> str:
@@ -196,7 +196,8 @@ class FaceDetector:
         min_confidence: minimum detection score in [0, 1].
         min_suppression: non-maximum-suppression overlap threshold.
         runtime: one of :data:`FACE_RUNTIMES` (default "auto"); the one used is :attr:`runtime`.
-        threads: LiteRT threads (default: the CPU count, at most 4); MediaPipe chooses its own.
+        threads: LiteRT threads (default: the CPUs this process may run on, at most 4); MediaPipe
+            chooses its own.
     Raises:
         DetectorError: the model file is missing or is not a face detection model, or the
             runtime asked for is not installed (one line).

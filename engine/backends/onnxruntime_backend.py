@@ -138,9 +138,9 @@ def int8_record(manifest) -> tuple[tuple[int, ...], str]:
     --write-manifest``): the stages measured in int8 (``stages``), val metrics per stage, and
     in ``val_protocol`` how they were measured and from which checkpoints and calibration
     caches. It passes when it was measured as the float ``val_metrics`` were (split, examples,
-    flip, face detector threshold and runtime) and the last stage's mean PDJ@0.2 is at most :data:`INT8_MAX_DROP` below the float
-    one; then its stages run in int8. (Measured on a CPU without VNNI, whose uint8 x int8
-    kernels may saturate; VNNI kernels do not.)
+    flip, face detector threshold and runtime) and the last stage's mean PDJ@0.2 is at most
+    :data:`INT8_MAX_DROP` below the float one; then its stages run in int8. (Measured on a CPU
+    without VNNI, whose uint8 x int8 kernels may saturate; VNNI kernels do not.)
 
     Args:
         manifest: an :class:`engine.model.Manifest`.
@@ -162,7 +162,8 @@ def int8_record(manifest) -> tuple[tuple[int, ...], str]:
         stages = ()
     if not stages:
         return (), f"the int8 record names stages {named}"
-    other = [k for k in ("split", "examples", "flip", "face_confidence", "face_runtime") if protocol.get(k) != float_protocol.get(k)]
+    other = [k for k in ("split", "examples", "flip", "face_confidence", "face_runtime")
+             if protocol.get(k) != float_protocol.get(k)]
     if other:
         return (), f"the int8 record was measured with another {', '.join(other)} than the float metrics"
     account = f"stage{'s' if len(stages) > 1 else ''} {', '.join(map(str, stages))} int8: val PDJ@0.2 {i8:.3f}, float {fl:.3f}"
