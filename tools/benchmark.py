@@ -240,11 +240,18 @@ def measure_cascade(cascade, frames: list, b0, stages: int, runs: int, warmup: i
             "cascade": summary(total)}
 
 
+def forth_and_back(n: int) -> list[int]:
+    """Frame indices for playing ``n`` consecutive frames forth and back without repeating an
+    end (0, 1, ..., n-1, n-2, ..., 1), so that a measurement longer than the clip never jumps;
+    [0] for one frame."""
+    return list(range(n)) + list(range(n - 2, 0, -1)) if n > 1 else [0]
+
+
 def measure_pipeline(pipeline, frames: list, runs: int, warmup: int) -> dict:
     """End-to-end latency of ``pipeline.process`` on consecutive frames (played forth and back)."""
     import numpy as np
 
-    order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) if len(frames) > 1 else [0]
+    order = forth_and_back(len(frames))
     det, cas, tot, persons = [], [], [], []
     pipeline.reset()   # same start (tracks, detector windows) for every backend
     for i in range(warmup + runs):
@@ -292,7 +299,7 @@ def measure_persons_scaling(cascade, frames: list, boxes, stages: int, runs: int
                                            "ratio_median": float(np.median(many) / np.median(one))},
               "following": None}
     if followers is not None:
-        order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) if len(frames) > 1 else [0]
+        order = forth_and_back(len(frames))
         times: tuple[list, list] = ([], [])
         drawn: tuple[list, list] = ([], [])
         for p in followers:
@@ -568,7 +575,7 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
         ours = PosePipeline(weights, backend="auto", stages=stages, smooth=True, threads=threads,
                             max_persons=max_persons, int8=int8)
         ours_load, rss2 = time.perf_counter() - t0, rss_mib()
-        order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1)) if len(frames) > 1 else [0]
+        order = forth_and_back(len(frames))
         t_ours, t_peer, n_ours, n_peer = [], [], [], []
         try:
             for i in range(warmup + runs):
