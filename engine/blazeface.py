@@ -128,6 +128,8 @@ class BlazeFace:
     Raises:
         BlazeFaceError: ``ai-edge-litert`` is missing, or the file is not a float32 BlazeFace
             model (one line).
+        ValueError, RuntimeError: LiteRT cannot read the file (LiteRT's own message;
+            :class:`engine.face_detector.FaceDetector` puts it on one line).
     """
 
     def __init__(self, model_path: str | Path, min_confidence: float = 0.5, min_suppression: float = 0.3,
@@ -141,11 +143,8 @@ class BlazeFace:
         self.min_suppression = float(min_suppression)
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.threads = int(threads) if threads else min(usable, 4)
-        try:
-            self._interp = Interpreter(model_path=str(self.model_path), num_threads=self.threads)
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise BlazeFaceError(" ".join(str(e).split()) or type(e).__name__) from None
+        self._interp = Interpreter(model_path=str(self.model_path), num_threads=self.threads)
+        self._interp.allocate_tensors()
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         shape = tuple(inputs[0]["shape"].tolist()) if len(inputs) == 1 else ()
         size = shape[1] if len(shape) == 4 and shape[1] == shape[2] and shape[3] == 3 else None

@@ -177,7 +177,7 @@ def _litert_imports() -> bool:
     return True
 
 
-def one_line(error: BaseException) -> str:
+def _one_line(error: BaseException) -> str:
     """An exception's message on one line (its type's name when it has none)."""
     return " ".join(str(error).split()) or type(error).__name__
 
@@ -216,7 +216,7 @@ class FaceDetector:
             try:
                 self._detector = self._create(min_suppression, threads)
             except Exception as e:  # the runtimes raise ValueError / RuntimeError / FileNotFoundError
-                msg = one_line(e)
+                msg = _one_line(e)
                 drop.append(msg)
                 error = e if isinstance(e, DetectorError) else DetectorError(f"cannot load face model {self.model_path}: {msg}")
             else:
@@ -226,15 +226,13 @@ class FaceDetector:
         _OPEN_DETECTORS.add(self)
 
     def _create(self, min_suppression: float, threads: int | None):
-        """The runtime's detector object (raises what the runtime raises)."""
+        """The runtime's detector object (raises what the runtime raises; ``__init__`` turns it
+        into a one-line DetectorError naming the file)."""
         if self.runtime == "litert":
-            from .blazeface import BlazeFace, BlazeFaceError
+            from .blazeface import BlazeFace
             if not _litert_imports():
                 raise DetectorError("the litert face detector runtime needs ai-edge-litert: pip install ai-edge-litert")
-            try:
-                return BlazeFace(self.model_path, self.min_confidence, min_suppression, threads)
-            except BlazeFaceError as e:
-                raise DetectorError(f"cannot load face model {self.model_path}: {e}") from None
+            return BlazeFace(self.model_path, self.min_confidence, min_suppression, threads)
         try:
             mp, BaseOptions, vision = import_mediapipe()
         except ImportError as e:  # pragma: no cover - mediapipe is a dependency
@@ -288,7 +286,7 @@ class FaceDetector:
                 return self._detector.detect(image)
             except (ValueError, RuntimeError) as e:
                 raise DetectorError(f"face detection failed on a {image.shape[1]}x{image.shape[0]} image: "
-                                    f"{one_line(e)}") from None
+                                    f"{_one_line(e)}") from None
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         height, width = rgb.shape[:2]
         mp_image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
@@ -297,7 +295,7 @@ class FaceDetector:
             with ctx:
                 result = self._detector.detect(mp_image)
         except Exception as e:
-            raise DetectorError(f"face detection failed on a {width}x{height} image: {one_line(e)}") from None
+            raise DetectorError(f"face detection failed on a {width}x{height} image: {_one_line(e)}") from None
         self._quiet_calls -= 1
         n = len(result.detections)
         faces = np.zeros((n, 4))
