@@ -229,8 +229,8 @@ class PosePipeline:
 
         self.weights = Path(weights)
         self._threads = int(threads) if threads else None   # the face detector's too
-        if threads:
-            backend_options["threads"] = int(threads)   # every CPU backend takes it (torch: set_num_threads)
+        if self._threads:
+            backend_options["threads"] = self._threads   # every CPU backend takes it (torch: set_num_threads)
         self.cascade, self.info = load_cascade(self.weights, backend, **backend_options)
         self.cascade.flip = flip
         self._backend = self.cascade.regressors[0].name

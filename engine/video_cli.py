@@ -94,8 +94,8 @@ def tracking_kwargs(args) -> dict:
     """PosePipeline keyword arguments from the options of :func:`add_tracking_options`."""
     from .tracking import PersonTracker
 
-    return {"detect_every": args.detect_every, "recheck_every": args.recheck_every, "track_by_pose": None if args.track_by_pose else False,
-            "verify": None if args.track_by_pose else False, "rotate": args.rotate, "flip": args.flip,
+    return {"detect_every": args.detect_every, "recheck_every": args.recheck_every,
+            "track_by_pose": None if args.track_by_pose else False, "verify": None if args.track_by_pose else False, "rotate": args.rotate, "flip": args.flip,
             "max_persons": args.max_persons,
             "tracker": PersonTracker(confirm_hits=args.confirm, confirm_frames=args.confirm + 2)}
 
