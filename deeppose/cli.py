@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("deeppose.tools.evaluate", "PCP and PDJ of a model (or the ground-truth oracle) on a dataset split"),
     "train": ("deeppose.tools.train", "train the cascade's stages on FLIC or LSP"),
     "fit-scaler": ("deeppose.tools.fit_scaler", "fit the face-box scaler that turns a detected face into b0"),
+    "fetch-pretrained": ("deeppose.tools.pretrained", "fetch and verify the ImageNet backbones of psi v2 (build time)"),
     "export-onnx": ("deeppose.tools.export_onnx", "export each stage of a model to ONNX (build time)"),
     "quantize-int8": ("deeppose.tools.quantize_int8", "int8 copies of a model's ONNX stages, calibrated on training crops (build time)"),
     "build-engines": ("deeppose.tools.build_engines", "build TensorRT engines for a model's stages (build time)"),

@@ -10,16 +10,23 @@ with a linear output of 2k normalized coordinates (x_1, y_1, ..., x_k, y_k):
   of LRN (it trains from scratch far better on FLIC's few thousand images), and F(512) layers:
   about 3M parameters and 0.1 GMAC per crop, fast enough for the 3-stage cascade on 2 CPU cores.
 
+psi v2 presets put a pretrained ImageNet backbone in place of the convolutions
+(:class:`BackboneRegressor`): ``mobilenet_v2`` (torchvision's MobileNetV2 layout, so that its
+ImageNet weights load with strict keys; ``tools/pretrained.py`` fetches them at build time). Besides
+the pose vector they have two more heads: a per-joint Laplace scale (the joint's confidence,
+trained with the negative log-likelihood of Li et al., ICCV 2021) and a person-presence logit.
+
 The preset name is recorded in every checkpoint; :func:`build_network` rebuilds it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from .geometry import INPUT_SIZE, MIN_INPUT_SIZE
+from .geometry import INPUT_SIZE, MIN_INPUT_SIZE, PIXEL_MEAN, PIXEL_STD
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class PoseRegressor(nn.Module):
     def __init__(self, num_joints: int, preset: str = "compact", input_size: int = INPUT_SIZE):
         super().__init__()
         if preset not in PRESETS:
-            raise KeyError(f"unknown network preset {preset!r}; known: {sorted(PRESETS)}")
+            raise KeyError(f"unknown network preset {preset!r}; known: {sorted(PRESETS) + sorted(BACKBONE_PRESETS)}")
         p = PRESETS[preset]
         self.preset = preset
         self.num_joints = num_joints
@@ -130,7 +137,143 @@ def feature_side(input_size: int, conv1_kernel: int) -> int:
     return side
 
 
-def build_network(num_joints: int, preset: str = "compact", input_size: int = INPUT_SIZE) -> PoseRegressor:
-    """A freshly initialized psi for k = ``num_joints`` joints on S x S = ``input_size`` crops;
-    raises KeyError for an unknown preset, ValueError for an input side below MIN_INPUT_SIZE (60) pixels."""
+# MobileNetV2's inverted residual blocks (expansion t, channels c, repeats n, first stride s), as
+# in Sandler et al. (CVPR 2018) and torchvision's mobilenet_v2.
+_MOBILENET_V2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                        (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def _conv_bn_relu6(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
+
+
+class _InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expansion, 3x3 depthwise, 1x1 linear projection (+ identity)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = [] if expand == 1 else [_conv_bn_relu6(cin, hidden, 1)]
+        layers += [_conv_bn_relu6(hidden, hidden, 3, stride, groups=hidden),
+                   nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.conv = nn.Sequential(*layers)
+        self.use_res_connect = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2Features(nn.Module):
+    """MobileNetV2's convolutional features, (B, 3, S, S) RGB in ImageNet normalization ->
+    (B, 1280, ceil(S/32), ceil(S/32)). Parameter names follow torchvision's ``mobilenet_v2``
+    (``features.0`` .. ``features.18``), so its ImageNet checkpoint loads with strict keys."""
+
+    out_channels = 1280
+
+    def __init__(self):
+        super().__init__()
+        layers: list[nn.Module] = [_conv_bn_relu6(3, 32, 3, 2)]
+        cin = 32
+        for t, c, n, s in _MOBILENET_V2_BLOCKS:
+            for i in range(n):
+                layers.append(_InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        layers.append(_conv_bn_relu6(cin, self.out_channels, 1))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+@dataclass(frozen=True)
+class BackbonePreset:
+    """A psi v2 preset: a pretrained backbone and the regression head on its last feature map."""
+
+    backbone: str      # key of BACKBONES
+    stride: int        # the backbone's output stride, pixels per feature cell
+    reduce: int        # channels of the 1x1 convolution that precedes the flattened F layer
+    fc: int            # width of the hidden F layer
+    dropout: float
+
+
+BACKBONES = {"mobilenet_v2": MobileNetV2Features}
+BACKBONE_PRESETS: dict[str, BackbonePreset] = {
+    "mobilenet_v2": BackbonePreset(backbone="mobilenet_v2", stride=32, reduce=128, fc=512, dropout=0.2),
+}
+# ImageNet normalization of the pretrained backbones, RGB in [0, 1]
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class BackboneRegressor(nn.Module):
+    """psi v2: crops (B, 3, S, S) float32 -> (B, 2k) normalized joint coordinates, from a
+    pretrained backbone.
+
+    The input is the same as psi v1's (BGR, :func:`engine.geometry.to_network_input`, so every
+    backend and the cascade run it unchanged); the module turns it into the backbone's RGB
+    ImageNet normalization itself. The backbone's last feature map (C x s x s, s = ceil(S / 32))
+    is reduced by a 1x1 convolution to ``reduce`` channels and flattened, so that the F layers see
+    where each feature is (a global pool would throw the position away), then F(fc) and a linear
+    output of 3k + 1 numbers:
+
+    - the pose vector (x_1, y_1, ..., x_k, y_k) in the coordinates of the crop's box (Eq. 1);
+    - log b_i, the log scale of a Laplace distribution of joint i's error in box units (its
+      confidence: small b, a sure joint), trained with the negative log-likelihood;
+    - a person-presence logit (positive: the box holds a person).
+
+    :meth:`forward` returns the pose vector only (the backend contract, ``(B, 2k)``);
+    ``forward(x, heads=True)`` returns all three.
+    """
+
+    def __init__(self, num_joints: int, preset: str = "mobilenet_v2", input_size: int = 160):
+        super().__init__()
+        if preset not in BACKBONE_PRESETS:
+            raise KeyError(f"unknown network preset {preset!r}; known: {sorted(PRESETS) + sorted(BACKBONE_PRESETS)}")
+        if input_size < MIN_INPUT_SIZE:
+            raise ValueError(f"input size {input_size} is too small for psi (it needs at least {MIN_INPUT_SIZE} pixels)")
+        p = BACKBONE_PRESETS[preset]
+        self.preset, self.num_joints, self.input_size = preset, num_joints, int(input_size)
+        self.backbone = BACKBONES[p.backbone]()
+        side = -(-self.input_size // p.stride)
+        self.reduce = nn.Sequential(nn.Conv2d(self.backbone.out_channels, p.reduce, 1, bias=False),
+                                    nn.BatchNorm2d(p.reduce), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(p.dropout), nn.Linear(p.reduce * side * side, p.fc),
+                                  nn.ReLU(inplace=True), nn.Linear(p.fc, 3 * num_joints + 1))
+        out = self.head[-1]
+        nn.init.normal_(out.weight, std=1e-3)
+        nn.init.zeros_(out.bias)
+        with torch.no_grad():   # start every joint's scale at 0.1 box units
+            out.bias[2 * num_joints:3 * num_joints] = math.log(0.1)
+        # our BGR (x - PIXEL_MEAN) / PIXEL_STD -> RGB (x / 255 - mean) / std
+        scale = torch.tensor([PIXEL_STD / 255.0 / s for s in _IMAGENET_STD]).view(1, 3, 1, 1)
+        shift = torch.tensor([(PIXEL_MEAN / 255.0 - m) / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD)])
+        self.register_buffer("in_scale", scale, persistent=False)
+        self.register_buffer("in_shift", shift.view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor, heads: bool = False):
+        """(B, 3, S, S) float32 -> (B, 2k) normalized coordinates; with ``heads``, the tuple
+        (pose (B, 2k), log Laplace scale per joint (B, k), presence logit (B,))."""
+        x = x.flip(1) * self.in_scale + self.in_shift
+        out = self.head(self.reduce(self.backbone(x)))
+        k = self.num_joints
+        if not heads:
+            return out[:, :2 * k]
+        return out[:, :2 * k], out[:, 2 * k:3 * k], out[:, 3 * k]
+
+    def config(self) -> dict:
+        """What :func:`build_network` needs to rebuild this module (stored in checkpoints)."""
+        return {"preset": self.preset, "num_joints": self.num_joints, "input_size": self.input_size,
+                "layers": asdict(BACKBONE_PRESETS[self.preset])}
+
+
+def build_network(num_joints: int, preset: str = "compact",
+                  input_size: int = INPUT_SIZE) -> PoseRegressor | BackboneRegressor:
+    """A freshly initialized psi for k = ``num_joints`` joints on S x S = ``input_size`` crops:
+    :class:`PoseRegressor` for the psi v1 presets (``paper``, ``compact``), :class:`BackboneRegressor`
+    for psi v2's (``mobilenet_v2``; its backbone starts random, :func:`tools.pretrained.load_backbone`
+    loads the ImageNet weights). Raises KeyError for an unknown preset, ValueError for an input side
+    below MIN_INPUT_SIZE (60) pixels."""
+    if preset in BACKBONE_PRESETS:
+        return BackboneRegressor(num_joints, preset, input_size)
     return PoseRegressor(num_joints, preset, input_size)

@@ -1,4 +1,4 @@
-"""Joint and limb definitions per dataset (FLIC upper body, LSP full body).
+"""Joint and limb definitions per dataset (FLIC upper body, LSP full body, and ``body``, their union).
 
 A :class:`Skeleton` fixes the order of the k joints in a pose vector, the mirror
 (left/right swap) map used for flipped training images, the limbs scored by PCP,
@@ -32,7 +32,7 @@ class Skeleton:
     """The joints of one dataset's pose vector and everything derived from their order.
 
     Attributes:
-        name: dataset name, ``"flic"`` or ``"lsp"``.
+        name: dataset name, ``"flic"`` or ``"lsp"``, or ``"body"`` (their union).
         joints: k joint names, in pose-vector order.
         mirror: length-k permutation; ``pose[:, mirror]`` relabels a horizontally flipped
             pose (left <-> right).
@@ -191,13 +191,35 @@ def _lsp() -> Skeleton:
     )
 
 
+BODY_JOINTS = LSP_JOINTS + ("l_eye", "r_eye", "nose")
+
+
+def _body() -> Skeleton:
+    """The union of FLIC's and LSP's joints (psi v2 trains one network on both datasets, each
+    labelling its own joints): LSP's 14 full-body joints, then FLIC's eyes and nose. PCP limbs
+    and diam pairs are LSP's."""
+    lsp = _lsp()
+    j = {n: i for i, n in enumerate(BODY_JOINTS)}
+    face = ((j["l_eye"], j["nose"]), (j["r_eye"], j["nose"]))
+    return Skeleton(
+        name="body",
+        joints=BODY_JOINTS,
+        mirror=_mirror_map(BODY_JOINTS),
+        limbs=lsp.limbs,
+        edges=lsp.edges + face,
+        diam_pairs=lsp.diam_pairs,
+        edge_colors=lsp.edge_colors + (_HEAD, _HEAD),
+    )
+
+
 FLIC = _flic()
 LSP = _lsp()
-SKELETONS = {"flic": FLIC, "lsp": LSP}
+BODY = _body()
+SKELETONS = {"flic": FLIC, "lsp": LSP, "body": BODY}
 
 
 def get_skeleton(name: str) -> Skeleton:
-    """The skeleton of dataset ``name`` ("flic" or "lsp"); raises KeyError otherwise."""
+    """The skeleton of dataset ``name`` ("flic", "lsp" or "body"); raises KeyError otherwise."""
     try:
         return SKELETONS[name]
     except KeyError:

@@ -41,7 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      "  main.py train --dataset flic --stages 1       # stage 1 only\n"
                      "  main.py train --dataset flic --from-stage 2   # stages 2 and 3 on the stage 1 in --out\n"
                      "  main.py train --dataset flic --resume         # continue after a stop")
-    parser.add_argument("--dataset", choices=["flic", "lsp"], default="flic", help="dataset (default: flic)")
+    parser.add_argument("--dataset", choices=["flic", "lsp", "body"], default="flic",
+                        help="dataset: flic, lsp, or body, both in one network with the union of their joints "
+                             "(psi v2; each dataset's own b0) (default: flic)")
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="dataset folder (default: ../shared/data/<dataset>)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -81,9 +83,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="add the other dataset's train split to the training persons: lsp for --dataset flic, "
                              "flic for --dataset lsp (union of joints; the joints it lacks are left out of the loss; "
                              "b0 from its faces through the model's scaler) (default: none)")
-    parser.add_argument("--loss", choices=["l2", "l1", "smooth_l1"], default="l2",
-                        help="loss on normalized joint coordinates: l2 (the paper's Eq. 4), l1 or smooth_l1 "
-                             "(default: l2)")
+    parser.add_argument("--loss", choices=["l2", "l1", "smooth_l1", "laplace"], default="l2",
+                        help="loss on normalized joint coordinates: l2 (the paper's Eq. 4), l1, smooth_l1, or "
+                             "laplace (psi v2 presets: the negative log-likelihood with each joint's learned "
+                             "scale) (default: l2)")
+    parser.add_argument("--input-size", type=crop_side, default=220, metavar="S",
+                        help="crop side in pixels of stage 1 (at least 60; default: 220, the paper's)")
+    parser.add_argument("--rotate-wide", type=float, default=0.0, metavar="F",
+                        help="augmentation: fraction of training boxes turned by up to 180 degrees (people lying "
+                             "or upside down); the others by up to --rotate (default: 0)")
+    parser.add_argument("--joint-box", type=float, default=0.0, metavar="F",
+                        help="stage 1: fraction of training boxes drawn around the labelled joints instead of b0, "
+                             "as a tracked person's previous pose gives them (default: 0)")
+    parser.add_argument("--negatives", type=float, default=0.0, metavar="F",
+                        help="stage 1, psi v2 presets: fraction of crops that hold nobody (b0 moved off the person, "
+                             "or a small box on one limb), which train the presence head (default: 0)")
+    parser.add_argument("--occlude", type=float, default=0.0, metavar="F",
+                        help="augmentation: fraction of crops with a grey rectangle over a part (default: 0)")
+    parser.add_argument("--blur", type=float, default=0.0, metavar="F",
+                        help="augmentation: fraction of crops blurred (default: 0)")
     parser.add_argument("--rotate", type=float, default=12.0, metavar="DEG",
                         help="augmentation: largest rotation of a training box, degrees (default: 12)")
     parser.add_argument("--shift", type=float, default=0.08, metavar="F",
@@ -94,7 +112,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-3, metavar="LR",
                         help="peak Adam learning rate, cosine decay (default: 2e-3)")
     parser.add_argument("--preset", default="compact", metavar="NAME",
-                        help="network preset of engine.network.PRESETS (default: compact)")
+                        help="network preset: paper or compact (psi v1), or mobilenet_v2 (psi v2: an ImageNet "
+                             "backbone fetched by fetch-pretrained, with joint confidence and presence heads) "
+                             "(default: compact)")
     parser.add_argument("--sigma", type=float, default=None, metavar="F",
                         help="joint box size in diam units (default: 1.0 for FLIC, 2.0 for LSP)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
@@ -133,6 +153,26 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.rotate <= 180.0 or not 0.0 <= args.scale <= 1.0 or not 0.0 <= args.shift <= 1.0:
         print(f"train: error: --rotate must be within 0..180 degrees, --shift and --scale within 0..1 (got "
               f"{args.rotate:g}, {args.shift:g}, {args.scale:g})", file=sys.stderr)
+        return 2
+    fractions = {"--rotate-wide": args.rotate_wide, "--joint-box": args.joint_box, "--negatives": args.negatives,
+                 "--occlude": args.occlude, "--blur": args.blur}
+    bad = [f"{k} {v:g}" for k, v in fractions.items() if not 0.0 <= v <= 1.0]
+    if bad:
+        print(f"train: error: fractions must be within 0..1 (got {', '.join(bad)})", file=sys.stderr)
+        return 2
+    from deeppose.engine.network import BACKBONE_PRESETS, PRESETS
+
+    if args.preset not in PRESETS and args.preset not in BACKBONE_PRESETS:
+        print(f"train: error: unknown --preset {args.preset!r}; choose one of "
+              f"{', '.join(sorted(PRESETS) + sorted(BACKBONE_PRESETS))}", file=sys.stderr)
+        return 2
+    if args.preset in PRESETS and (args.loss == "laplace" or args.negatives):
+        print(f"train: error: --loss laplace and --negatives need a psi v2 preset ({', '.join(sorted(BACKBONE_PRESETS))}); "
+              f"{args.preset} has no scale or presence head", file=sys.stderr)
+        return 2
+    if args.dataset == "body" and (args.extra_data or args.data):
+        print("train: error: --dataset body reads FLIC and LSP from their default folders already; drop --extra-data "
+              "and --data", file=sys.stderr)
         return 2
     from deeppose.engine.model import follow_indices
     from deeppose.engine.skeletons import get_skeleton
@@ -191,5 +231,11 @@ def run(args: argparse.Namespace) -> int:
         rotate_deg=args.rotate,
         shift=args.shift,
         scale=args.scale,
+        input_size=args.input_size,
+        rotate_wide=args.rotate_wide,
+        joint_box=args.joint_box,
+        negatives=args.negatives,
+        occlude=args.occlude,
+        blur=args.blur,
     )
     return train_cascade(cfg)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -21,7 +22,8 @@ from deeppose.engine.backends.torch_backend import TorchRegressor
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam
 from deeppose.engine.model import ModelError, follow_indices, load_stage_module, read_manifest, write_manifest
-from deeppose.engine.network import PRESETS, PoseRegressor, build_network
+from deeppose.engine.network import BACKBONE_PRESETS, PRESETS, BackboneRegressor, PoseRegressor, build_network
+from deeppose.engine.skeletons import get_skeleton
 from deeppose.tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
 from deeppose.tools.metrics import four_limb_pcp, record_val_metrics
 
@@ -66,7 +68,15 @@ class TrainConfig:
     neighbours: bool = False   # also supervise the other labelled joints inside each joint box
     init: Path | None = None   # model folder whose stage-s checkpoint starts stage s (fine-tuning)
     extra_data: list[str] = field(default_factory=list)  # other datasets' train splits added to train (union of joints)
-    loss: str = "l2"           # "l2" (Eq. 4), "l1" or "smooth_l1" on the normalized joint coordinates
+    loss: str = "l2"           # "l2" (Eq. 4), "l1", "smooth_l1" or "laplace" (psi v2: NLL with the learned scale)
+    # psi v2 (backbone presets)
+    input_size: int = INPUT_SIZE  # crop side of stage 1, pixels
+    rotate_wide: float = 0.0   # fraction of boxes turned by up to 180 degrees (the others by up to rotate_deg)
+    joint_box: float = 0.0     # stage 1: fraction of boxes drawn around the labelled joints instead of b0
+    negatives: float = 0.0     # stage 1: fraction of crops that hold nobody (presence target 0)
+    presence_weight: float = 0.1  # weight of the presence loss (binary cross-entropy)
+    occlude: float = 0.0       # fraction of crops with a random grey rectangle (cut-out) over a part
+    blur: float = 0.0          # fraction of crops blurred (Gaussian, sigma up to 2 px)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -117,6 +127,7 @@ class Batch(NamedTuple):
             in normalized pixel units (colour augmentation).
         target: (n, k, 2) float32 normalized joints N(y; b) (Eq. 1), 0 where unlabelled.
         mask: (n, k) bool, the joints in the loss.
+        presence: (n,) float32, 1 where the crop's box holds the person, 0 for a negative crop.
     """
 
     crops: torch.Tensor
@@ -124,6 +135,7 @@ class Batch(NamedTuple):
     bias: torch.Tensor
     target: torch.Tensor
     mask: torch.Tensor
+    presence: torch.Tensor
 
     def to(self, device: torch.device) -> "Batch":
         """The batch on ``device`` (non-blocking copies; pinned memory makes them asynchronous)."""
@@ -153,42 +165,95 @@ class SampleMaker:
         self.k = data.ds.skeleton.k
         self.size = size   # crop side, pixels
 
+    def _angle(self) -> float:
+        """A box's rotation, radians: up to 180 degrees for a ``rotate_wide`` fraction (people
+        lying, upside down), else up to ``rotate_deg``."""
+        c = self.cfg
+        limit = 180.0 if c.rotate_wide and self.rng.random() < c.rotate_wide else c.rotate_deg
+        return math.radians(self.rng.uniform(-limit, limit))
+
     def _jitter(self, box: np.ndarray) -> tuple[np.ndarray, float]:
         c = self.cfg
         box = box.copy()
         box[:2] += self.rng.uniform(-c.shift, c.shift, 2) * box[2:4]
         box[2:4] *= math.exp(self.rng.uniform(-c.scale, c.scale))
-        return box, math.radians(self.rng.uniform(-c.rotate_deg, c.rotate_deg))
+        return box, self._angle()
 
     def _crop(self, crops: np.ndarray, j: int, image: np.ndarray, box: np.ndarray, angle: float, flip: bool) -> None:
         crop_boxes(image, box[None], self.size, angles=np.array([angle]), out=crops[j:j + 1])
         if flip:
             crops[j] = crops[j, :, ::-1]
+        c = self.cfg
+        if c.blur and self.rng.random() < c.blur:
+            crops[j] = cv2.GaussianBlur(crops[j], (0, 0), self.rng.uniform(0.5, 2.0))
+        if c.occlude and self.rng.random() < c.occlude:   # cut-out: a grey rectangle over a part
+            w, h = (self.rng.uniform(0.15, 0.4, 2) * self.size).astype(int)
+            x, y = self.rng.integers(0, self.size - w), self.rng.integers(0, self.size - h)
+            crops[j, y:y + h, x:x + w] = self.rng.integers(0, 256)
 
-    def _finish(self, crops: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> Batch:
+    def _finish(self, crops: np.ndarray, targets: np.ndarray, mask: np.ndarray,
+                presence: np.ndarray | None = None) -> Batch:
         n, c = len(crops), self.cfg.color
         gain = self.rng.uniform(1 - c, 1 + c, n).astype(np.float32)
         bias = self.rng.uniform(-c, c, n).astype(np.float32)
+        presence = np.ones(n, np.float32) if presence is None else presence.astype(np.float32)
         return Batch(torch.from_numpy(crops), torch.from_numpy(gain), torch.from_numpy(bias),
-                     torch.from_numpy(targets.astype(np.float32)), torch.from_numpy(mask))
+                     torch.from_numpy(targets.astype(np.float32)), torch.from_numpy(mask), torch.from_numpy(presence))
+
+    def _joint_box(self, i: int) -> np.ndarray | None:
+        """A square box around person i's labelled joints, 1.15 to 1.6 times their extent (the box
+        a tracked person's previous pose gives at run time); None with fewer than 3 labelled."""
+        pose = self.data.poses[i]
+        pose = pose[np.isfinite(pose).all(1)]
+        if len(pose) < 3:
+            return None
+        lo, hi = pose.min(0), pose.max(0)
+        side = max(hi - lo) * self.rng.uniform(1.15, 1.6)
+        return np.array([*(lo + hi) / 2, side, side]) if side > 1 else None
+
+    def _negative_box(self, i: int) -> np.ndarray:
+        """A box that holds nobody for person i: the person's b0 moved off the person by 1 to 2
+        box sides, or a box of a quarter to a third of b0 on one of the person's joints."""
+        box = self.data.b0[i].copy()
+        pose = self.data.poses[i]
+        labelled = np.flatnonzero(np.isfinite(pose).all(1))
+        if self.rng.random() < 0.5 and len(labelled):
+            box[:2] = pose[self.rng.choice(labelled)]
+            box[2:4] *= self.rng.uniform(0.25, 0.35)
+        else:
+            a = self.rng.uniform(0, 2 * math.pi)
+            box[:2] += np.array([math.cos(a), math.sin(a)]) * box[2:4] * self.rng.uniform(1.0, 2.0)
+        return box
 
     def stage1(self, idx: np.ndarray) -> Batch:
-        """Batch for stage 1: crops N(x; b0~) and targets N(y; b0~) (k, 2), mask (k,)."""
-        n = len(idx)
+        """Batch for stage 1: crops N(x; b0~) and targets N(y; b0~) (k, 2), mask (k,).
+
+        psi v2's options (0 by default): a ``joint_box`` fraction of the boxes is drawn around the
+        labelled joints instead of b0, and a ``negatives`` fraction of the crops holds nobody
+        (:meth:`_negative_box`; presence 0, no joint in the loss)."""
+        n, c = len(idx), self.cfg
         crops = np.empty((n, self.size, self.size, 3), np.uint8)
         targets = np.zeros((n, self.k, 2))
         mask = np.zeros((n, self.k), bool)
+        presence = np.ones(n, np.float32)
         flips = self.rng.random(n) < 0.5
         for j, i in enumerate(idx):
-            box, angle = self._jitter(self.data.b0[i])
+            base = self.data.b0[i]
+            if c.negatives and self.rng.random() < c.negatives:
+                base, presence[j] = self._negative_box(i), 0.0
+            elif c.joint_box and self.rng.random() < c.joint_box:
+                base = b if (b := self._joint_box(i)) is not None else base
+            box, angle = self._jitter(base)
             self._crop(crops, j, self.data.image(i), box, angle, flips[j])
+            if not presence[j]:
+                continue
             t = _rot_inv(self.data.poses[i] - box[:2], angle) / box[2:4]
             if flips[j]:
                 t = t[self.mirror]
                 t[:, 0] = -t[:, 0]
             mask[j] = np.isfinite(t).all(1)
             targets[j] = np.nan_to_num(t)
-        return self._finish(crops, targets, mask)
+        return self._finish(crops, targets, mask, presence)
 
     def refine(self, pairs: np.ndarray, stats: dict) -> Batch:
         """Batch for a stage s >= 2 (Eq. 8): pairs (n, 2) of (example, joint).
@@ -211,7 +276,7 @@ class SampleMaker:
             delta = (mu[joint] + chol[joint] @ self.rng.standard_normal(2)) * d
             side = self.cfg.sigma * d * ratios[self.rng.integers(len(ratios))]
             box = np.array([y[0] + delta[0], y[1] + delta[1], side, side])
-            angle = math.radians(self.rng.uniform(-self.cfg.rotate_deg, self.cfg.rotate_deg))
+            angle = self._angle()
             self._crop(crops, j, self.data.image(i), box, angle, flips[j])
             t = _rot_inv(self.data.poses[i] - box[:2], angle) / box[2:4]  # (k, 2)
             m = np.zeros(self.k, bool)
@@ -279,7 +344,7 @@ def masked_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     return err.sum() / pred.shape[0]
 
 
-LOSSES = ("l2", "l1", "smooth_l1")
+LOSSES = ("l2", "l1", "smooth_l1", "laplace")
 
 
 def masked_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -294,6 +359,8 @@ def masked_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, mask: torch
     """
     if kind == "l2":
         return masked_l2(pred, target, mask)
+    if kind == "laplace":
+        raise ValueError("the laplace loss needs the joints' scales: use laplace_nll")
     diff = pred.view_as(target) - target
     if kind == "l1":
         per = diff.abs().sum(-1)
@@ -302,6 +369,42 @@ def masked_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, mask: torch
     else:
         raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
     return (per * mask).sum() / pred.shape[0]
+
+
+LOG_SCALE_MIN = math.log(1e-3)
+"""Smallest Laplace scale the loss lets psi v2 claim, box units (a thousandth of the box)."""
+
+
+def laplace_nll(pred: torch.Tensor, log_scale: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of the labelled joints under a Laplace distribution with the
+    predicted per-joint scale b_i = exp(log_scale_i) (Li et al., ICCV 2021, RLE without its flow):
+    per coordinate log(2 b_i) + |y - mu| / b_i, summed over the two coordinates of the labelled
+    joints, averaged over the batch.
+
+    Args:
+        pred: (B, 2k) normalized joints; log_scale: (B, k) log b_i in box units;
+        target: (B, k, 2) normalized joints; mask: (B, k) bool.
+    """
+    ls = log_scale.clamp(min=LOG_SCALE_MIN)
+    per = (pred.view_as(target) - target).abs().sum(-1) * torch.exp(-ls) + 2 * (ls + math.log(2.0))
+    return (per * mask).sum() / pred.shape[0]
+
+
+def training_loss(cfg: TrainConfig, model, batch: Batch, v2: bool) -> torch.Tensor:
+    """The loss of one batch: :func:`masked_loss` of ``cfg.loss`` for psi v1; for psi v2 the
+    pose loss (``laplace``: :func:`laplace_nll` with the scale head) plus ``cfg.presence_weight``
+    times the binary cross-entropy of the presence logit (mean over the batch)."""
+    x = batch.network_input()
+    if not v2:
+        return masked_loss(cfg.loss, model(x), batch.target, batch.mask)
+    pose, log_scale, presence = model(x, heads=True)
+    if cfg.loss == "laplace":
+        loss = laplace_nll(pose, log_scale, batch.target, batch.mask)
+    else:   # the scale head still learns: the NLL with the pose detached
+        loss = masked_loss(cfg.loss, pose, batch.target, batch.mask) + laplace_nll(
+            pose.detach(), log_scale, batch.target, batch.mask)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(presence, batch.presence)
+    return loss + cfg.presence_weight * bce
 
 
 def _dist() -> tuple[int, int]:
@@ -357,6 +460,19 @@ def val_metrics(stage_poses: np.ndarray, data: TrainingData) -> dict:
 
     return {f"stage{s}": val_metrics_entry(stage_metrics(poses, data.poses, data.ds.skeleton))
             for s, poses in enumerate(stage_poses, start=1)}
+
+
+def part_metrics(poses: np.ndarray, data: TrainingData) -> dict:
+    """The val metrics of each dataset part of ``body`` data ({"flic": entry, "lsp": entry}, as
+    :func:`val_metrics` gives per stage) for one stage's poses (N, k, 2)."""
+    from deeppose.tools.metrics import stage_metrics, val_metrics_entry
+
+    out = {}
+    for name in BODY_PARTS:
+        idx = [i for i, s in enumerate(data.sources) if s.startswith(f"{name}:")]
+        if idx:
+            out[name] = val_metrics_entry(stage_metrics(poses[idx], data.poses[idx], data.ds.skeleton))
+    return out
 
 
 def _summary(m: dict) -> str:
@@ -433,8 +549,9 @@ class StageTrainer:
         """
         cfg = self.cfg
         torch.manual_seed(cfg.seed + self.stage)
-        size = INPUT_SIZE if self.stage == 1 else cfg.refine_input_size
-        net = build_network(self.k, cfg.preset, size).to(self.device)
+        size = cfg.input_size if self.stage == 1 else cfg.refine_input_size
+        net = build_network(self.k, cfg.preset, size)
+        v2 = isinstance(net, BackboneRegressor)
         init = _init_checkpoint(cfg, self.stage)
         if init is not None:  # fine-tune a trained stage s
             loaded = start_from(net, init)
@@ -442,6 +559,11 @@ class StageTrainer:
         elif self.prev:  # start from the previous stage: its features already find body parts
             loaded = transfer_weights(net, self.prev[-1].state_dict(), f"stage {self.stage - 1}")
             log.info("stage %d: starts from stage %d (%s)", self.stage, self.stage - 1, loaded)
+        elif v2:   # psi v2 from scratch: the backbone starts from its ImageNet weights
+            from deeppose.tools.pretrained import load_backbone
+
+            log.info("stage %d: backbone from %s", self.stage, load_backbone(net))
+        net = net.to(self.device)
         lr = cfg.lr if self.stage == 1 else cfg.refine_lr
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
         epochs = cfg.epochs if self.stage == 1 else cfg.refine_epochs
@@ -513,7 +635,7 @@ class StageTrainer:
         model.train()
         for step, batch in zip(steps, loader):
             batch = batch.to(self.device)
-            loss = masked_loss(cfg.loss, model(batch.network_input()), batch.target, batch.mask)
+            loss = training_loss(cfg, model, batch, v2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
@@ -542,6 +664,11 @@ class StageTrainer:
                 history.append(entry)
                 log.info("stage %d epoch %d/%d: train loss %.4f, %.0f samples/s; val %s", self.stage, entry["epoch"],
                          epochs, entry["loss"], entry["samples_per_s"], _summary(entry["val"]))
+                if cfg.dataset == "body":
+                    entry["val_parts"] = part_metrics(val_pred[-1], self.val)
+                    for name, m in entry["val_parts"].items():
+                        log.info("stage %d epoch %d/%d: val %s part: %s", self.stage, entry["epoch"], epochs, name,
+                                 _summary(m))
                 _save_atomic({"model": net.state_dict(), "optimizer": opt.state_dict(),
                               "scheduler": sched.state_dict(), "epoch": entry["epoch"], "step": step + 1,
                               "history": history,
@@ -569,6 +696,8 @@ def _setup_logging(run_dir: Path) -> None:
 def _load_split(cfg: TrainConfig, split: str, limit: int | None, scaler: dict | None) -> TrainingData:
     from deeppose.tools.person_boxes import example_b0
 
+    if cfg.dataset == "body":
+        return _body_split(split, limit)
     ds = load_dataset(cfg.dataset, cfg.data, split)
     if limit:
         ds.examples = ds.examples[:limit]
@@ -589,6 +718,58 @@ def _load_split(cfg: TrainConfig, split: str, limit: int | None, scaler: dict | 
             b0 = np.concatenate([b0, extra_b0])
             sources = sources + [f"{name}:{s}" for s in extra_sources]
     return TrainingData(ds, b0, sources)
+
+
+BODY_PARTS = ("flic", "lsp")
+"""The datasets of psi v2's union skeleton ``body``, in the order their persons are concatenated."""
+
+
+def _body_split(split: str, limit: int | None) -> TrainingData:
+    """psi v2's ``body`` data: FLIC's and LSP's ``split`` relabelled into the union skeleton (each
+    dataset labels its own joints; the others are NaN and out of the loss), with each dataset's
+    own b0 protocol: FLIC's detected face through the shipped FLIC scaler (weights/flic), LSP's
+    full image (the paper's). ``limit`` applies to each dataset. Sources are "flic:face",
+    "lsp:frame" and so on, which tell the parts apart for their val figures.
+
+    Raises:
+        DatasetError: a dataset is missing, or the FLIC scaler is.
+    """
+    from deeppose.engine.cli_args import WEIGHTS_ROOT
+    from deeppose.tools.person_boxes import example_b0
+
+    skeleton = get_skeleton("body")
+    scaler_path = WEIGHTS_ROOT / "flic" / "scaler.json"
+    if not scaler_path.is_file():
+        raise DatasetError(f"no FLIC face scaler at {scaler_path}: run `python main.py fit-scaler` first")
+    scalers = {"flic": json.loads(scaler_path.read_text()), "lsp": None}
+    examples, b0, sources, first = [], [], [], None
+    for name in BODY_PARTS:
+        ds = load_dataset(name, None, split)
+        if limit:
+            ds.examples = ds.examples[:limit]
+        boxes, srcs = example_b0(ds, scalers[name], missed="joints" if split == "train" else "frame")
+        log.info("%s %s: %d persons for body, b0 sources %s", name, split, len(ds), dict(Counter(srcs)))
+        keep = np.isfinite(boxes).all(axis=1)
+        examples += _relabel(ds, skeleton, name, keep)
+        b0.append(boxes[keep])
+        sources += [f"{name}:{s}" for s, k in zip(srcs, keep) if k]
+        first = first or ds
+    ds = dataclasses.replace(first, name="body", skeleton=skeleton, examples=examples)
+    return TrainingData(ds, np.concatenate(b0), sources)
+
+
+def _relabel(ds, skeleton, name: str, keep: np.ndarray) -> list:
+    """The examples of ``ds`` whose ``keep`` is set, relabelled into ``skeleton`` by joint name:
+    joints ``ds`` does not label are NaN (out of the loss) and not visible; groups get the
+    prefix ``name:``."""
+    idx = [ds.skeleton.joints.index(j) if j in ds.skeleton.joints else -1 for j in skeleton.joints]
+    out = []
+    for e, k in zip(ds.examples, keep):
+        if k:
+            pose = np.array([e.pose[i] if i >= 0 else (np.nan, np.nan) for i in idx], dtype=np.float64)
+            vis = np.array([bool(e.visible[i]) if i >= 0 else False for i in idx])
+            out.append(dataclasses.replace(e, pose=pose, visible=vis, group=f"{name}:{e.group}"))
+    return out
 
 
 def _extra_split(name: str, skeleton, scaler: dict, limit: int | None):
@@ -617,14 +798,8 @@ def _extra_split(name: str, skeleton, scaler: dict, limit: int | None):
         b0, sources, params = head_face_b0(other, scaler)
         log.info("%s train: %d persons as extra data, b0 sources %s, head-face fit %s", name, len(other),
                  dict(Counter(sources)), params)
-    idx = [other.skeleton.joints.index(j) if j in other.skeleton.joints else -1 for j in skeleton.joints]
     keep = np.isfinite(b0).all(axis=1)
-    examples = []
-    for e, k in zip(other.examples, keep):
-        if k:
-            pose = np.array([e.pose[i] if i >= 0 else (np.nan, np.nan) for i in idx], dtype=np.float64)
-            vis = np.array([bool(e.visible[i]) if i >= 0 else False for i in idx])
-            examples.append(dataclasses.replace(e, pose=pose, visible=vis, group=f"{name}:{e.group}"))
+    examples = _relabel(other, skeleton, name, keep)
     return (dataclasses.replace(other, skeleton=skeleton, examples=examples), b0[keep],
             [s for s, k in zip(sources, keep) if k])
 
