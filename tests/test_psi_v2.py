@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import require_data
+from conftest import WEIGHTS_FLIC, require_data
 from deeppose.engine.network import BackboneRegressor, MobileNetV2Features, build_network
 from deeppose.engine.skeletons import BODY, FLIC, LSP
 from deeppose.tools import pretrained
@@ -204,6 +204,14 @@ def test_train_cli_trains_a_body_backbone_stage_and_writes_a_model(tmp_path, mon
     log = (run / "train.log").read_text()
     assert "backbone from mobilenet_v2 ImageNet weights" in log
     assert "val flic part" in log and "val lsp part" in log
+    # the body model evaluates on either dataset, on that dataset's joints
+    # (FLIC's b0 from its face through FLIC's scaler, with which the body model trained on FLIC)
+    for dataset, extra in (("flic", ["--scaler", str(WEIGHTS_FLIC / "scaler.json")]), ("lsp", [])):
+        assert main.main(["evaluate", "--dataset", dataset, "--weights", str(out), "--limit", "2", "--json",
+                          str(tmp_path / f"{dataset}.json"), *extra]) == 0
+        report = json.loads((tmp_path / f"{dataset}.json").read_text())
+        assert report["joints"] == list(FLIC.joints if dataset == "flic" else LSP.joints)
+    assert main.main(["evaluate", "--dataset", "flic", "--weights", str(out), "--write-manifest"]) == 2
 
 
 @pytest.mark.parametrize("argv, message", [

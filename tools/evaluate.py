@@ -20,6 +20,7 @@ Module-level imports stay light (argparse only): ``main.py --help`` imports ever
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -54,6 +55,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--missed-face", choices=("frame", "joints"), default="frame",
                         help="FLIC b0 where the face detector missed the person: the full image (default; "
                              "no ground truth used) or the face implied by the labelled eyes and nose")
+    parser.add_argument("--scaler", metavar="FILE", default=None,
+                        help="a fit-scaler JSON that turns the face into b0 instead of the model's (e.g. FLIC's "
+                             "upper-body scaler for the body model, which trained on FLIC with it; default: the "
+                             "model's)")
     parser.add_argument("--face-confidence", type=float, metavar="P", default=0.3,
                         help="FLIC: face detector threshold for b0 (default 0.3; only the annotated person's "
                              "face, matched by its labelled eyes and nose, is used, so a lower threshold than "
@@ -111,7 +116,8 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
         load_image: image path -> (H, W, 3) BGR array (default: decode the file; the trainer
             passes its in-memory images).
     Returns:
-        (stage_poses (S, N, k, 2) pixels, stage_seconds (S,) total wall time per stage).
+        (stage_poses (S, N, k, 2) pixels in the cascade's skeleton (k of the model's joints),
+        stage_seconds (S,) total wall time per stage).
     Raises:
         tools.datasets.DatasetError: an image is missing or cannot be decoded.
     """
@@ -123,7 +129,7 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
 
     n = len(dataset.examples)
     s_total = cascade.num_stages if stages is None else int(stages)
-    out = np.full((s_total, n, dataset.skeleton.k, 2), np.nan)
+    out = np.full((s_total, n, cascade.skeleton.k, 2), np.nan)
     seconds = np.zeros(s_total)
     by_image: dict[Path, list[int]] = {}
     for i, e in enumerate(dataset.examples):
@@ -327,8 +333,13 @@ def _run(args) -> int:
         int8 = (args.int8_stages or True) if args.int8 else False
         cascade, info = load_cascade(weights, backend=args.backend, int8=int8)
         cascade.flip = args.flip
-        if info.skeleton.name != skeleton.name:
+        model_joints = list(info.skeleton.joints)
+        if not set(skeleton.joints) <= set(model_joints):
             raise ModelError(f"model {weights} regresses {info.skeleton.name} joints, cannot evaluate on {skeleton.name}")
+        columns = [model_joints.index(j) for j in skeleton.joints]   # the dataset's joints among the model's
+        if args.write_manifest and info.skeleton.name != skeleton.name:
+            return _error(f"--write-manifest: model {weights} regresses {info.skeleton.name} joints; its val metrics "
+                          f"are not {skeleton.name}'s alone")
         if args.stages is not None and args.stages > cascade.num_stages:
             return _error(f"--stages {args.stages}: model {weights} has {cascade.num_stages} stages")
         from deeppose.engine.face_detector import DetectorError, resolve_face_runtime
@@ -336,6 +347,11 @@ def _run(args) -> int:
 
         mode = args.b0 if args.b0 != "auto" else ("frame" if skeleton.name == "lsp" else "face")
         scaler = info.scaler if mode == "face" else None
+        if mode == "face" and args.scaler:
+            try:
+                scaler = json.loads(Path(args.scaler).read_text())
+            except (OSError, ValueError) as e:
+                return _error(f"cannot read --scaler {args.scaler}: {e}")
         if mode == "face" and scaler is None:
             return _error(f"--b0 face: model {weights} has no face scaler")
         try:
@@ -348,6 +364,7 @@ def _run(args) -> int:
             return _error(f"example_b0 returned boxes of shape {b0.shape}, expected ({len(dataset.examples)}, 4)")
         t = time.perf_counter()
         stage_poses, seconds = cascade_poses(dataset, cascade, b0, args.stages)
+        stage_poses = stage_poses[:, :, columns]
         wall = time.perf_counter() - t
         names = [f"stage {s + 1}" for s in range(len(stage_poses))]
         from deeppose.engine.backends import describe_regressors
