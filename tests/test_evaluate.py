@@ -315,3 +315,28 @@ def test_write_manifest_records_val_metrics(tmp_path, capsys):
     write_manifest_metrics(model, report, regs)
     assert json.loads((model / "manifest.json").read_text())["int8"]["val_metrics"]["stage2"]["pdj@0.2"]["mean"] < 0.9
     assert int8_record(read_manifest(model).manifest)[0] == ()   # far below float: not the default
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180, 270])
+def test_turned_points_land_on_the_pixels_they_marked(degrees):
+    from deeppose.tools.datasets import turn_image, turn_points
+
+    image = np.zeros((5, 8, 3), np.uint8)
+    points = np.array([[1.0, 0.0], [7.0, 4.0], [3.0, 2.0]])
+    for v, (x, y) in enumerate(points.astype(int), start=1):
+        image[y, x] = v
+    turned = turn_image(image, degrees)
+    moved = turn_points(points, (8, 5), degrees).astype(int)
+    assert [turned[y, x, 0] for x, y in moved] == [1, 2, 3]
+    assert np.isnan(turn_points(np.array([[np.nan, np.nan]]), (8, 5), degrees)).all()
+
+
+def test_evaluate_on_turned_images_takes_the_full_image_as_b0(tmp_path):
+    require_data("lsp", "joints.mat")
+    import main
+
+    out = tmp_path / "r.json"
+    assert main.main(["evaluate", "--dataset", "lsp", "--turn", "90", "--limit", "3", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["turn"] == 90 and report["b0_sources"] == {"frame": 3}
+    assert main.main(["evaluate", "--dataset", "flic", "--turn", "180", "--b0", "face", "--limit", "3"]) == 2

@@ -240,3 +240,50 @@ def _image_size(path: Path) -> tuple[int, int]:
 
     with Image.open(path) as im:
         return im.size
+
+
+TURNS = (0, 90, 180, 270)
+"""Quarter turns that :func:`turn_dataset` applies (degrees, counterclockwise as seen on screen)."""
+
+
+def turn_image(image: np.ndarray, degrees: int) -> np.ndarray:
+    """``image`` (H, W, C) turned counterclockwise by ``degrees`` (a multiple of 90), exactly
+    (no resampling)."""
+    return np.ascontiguousarray(np.rot90(image, degrees // 90))
+
+
+def turn_points(points: np.ndarray, size: tuple[int, int], degrees: int) -> np.ndarray:
+    """Pixel coordinates (..., 2), (0, 0) the centre of the top-left pixel, of an image of
+    ``size`` = (W, H), carried into that image turned by :func:`turn_image`; NaN stays NaN."""
+    w, h = size
+    x, y = points[..., 0], points[..., 1]
+    k = (degrees // 90) % 4
+    if k == 0:
+        out = (x, y)
+    elif k == 1:
+        out = (y, w - 1 - x)
+    elif k == 2:
+        out = (w - 1 - x, h - 1 - y)
+    else:
+        out = (h - 1 - y, x)
+    return np.stack(out, axis=-1)
+
+
+def turn_dataset(dataset: PoseDataset, degrees: int) -> PoseDataset:
+    """The dataset with every image turned counterclockwise by ``degrees`` (0, 90, 180 or 270):
+    poses, image sizes and FLIC torso boxes carried along; read its images through
+    :func:`turn_image`. Test material for people lying and upside down with known ground truth.
+
+    Raises:
+        ValueError: ``degrees`` is not one of :data:`TURNS`.
+    """
+    import dataclasses
+
+    if degrees not in TURNS:
+        raise ValueError(f"turn must be one of {TURNS} degrees, got {degrees}")
+    examples = []
+    for e in dataset.examples:
+        size = e.image_size if degrees in (0, 180) else (e.image_size[1], e.image_size[0])
+        examples.append(dataclasses.replace(e, pose=turn_points(e.pose, e.image_size, degrees), image_size=size,
+                                            torso_box=None if degrees else e.torso_box))
+    return dataclasses.replace(dataset, examples=examples)

@@ -55,6 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--missed-face", choices=("frame", "joints"), default="frame",
                         help="FLIC b0 where the face detector missed the person: the full image (default; "
                              "no ground truth used) or the face implied by the labelled eyes and nose")
+    parser.add_argument("--turn", type=int, choices=(0, 90, 180, 270), default=0, metavar="DEG",
+                        help="turn every image and its ground truth counterclockwise by 0, 90, 180 or 270 degrees "
+                             "(people lying or upside down; b0 is then the full image) (default: 0)")
     parser.add_argument("--scaler", metavar="FILE", default=None,
                         help="a fit-scaler JSON that turns the face into b0 instead of the model's (e.g. FLIC's "
                              "upper-body scaler for the body model, which trained on FLIC with it; default: the "
@@ -304,13 +307,19 @@ def _run(args) -> int:
     limited = args.limit is not None and args.limit < len(dataset.examples)
     if limited:
         dataset = dataclasses.replace(dataset, examples=dataset.examples[:args.limit])
+    if args.turn and (args.b0 == "face" or args.write_manifest):
+        return _error("--turn evaluates turned images with the full image as b0: it takes no --b0 face or --write-manifest")
+    if args.turn:
+        from deeppose.tools.datasets import turn_dataset
+
+        dataset = turn_dataset(dataset, args.turn)
     if not dataset.examples:
         return _error(f"{args.dataset} {args.split} split has no examples")
     skeleton = dataset.skeleton
     gt = dataset.poses()
     report: dict = {
         "dataset": dataset.name, "split": dataset.split, "data_root": str(dataset.root),
-        "num_examples": len(dataset.examples), "limit": args.limit if limited else None,
+        "num_examples": len(dataset.examples), "limit": args.limit if limited else None, "turn": args.turn,
         "joints": list(skeleton.joints), "limbs": [l.name for l in skeleton.limbs],
         "pdj_definition": "joint detected when |pred - gt| <= fraction * diam(gt), diam = shoulder to opposite hip",
         "pcp_definition": "limb correct when both predicted end points are within threshold * gt limb length",
@@ -345,7 +354,7 @@ def _run(args) -> int:
         from deeppose.engine.face_detector import DetectorError, resolve_face_runtime
         from deeppose.tools.person_boxes import example_b0
 
-        mode = args.b0 if args.b0 != "auto" else ("frame" if skeleton.name == "lsp" else "face")
+        mode = args.b0 if args.b0 != "auto" else ("frame" if skeleton.name == "lsp" or args.turn else "face")
         scaler = info.scaler if mode == "face" else None
         if mode == "face" and args.scaler:
             try:
@@ -363,7 +372,13 @@ def _run(args) -> int:
         if b0.shape != (len(dataset.examples), 4):
             return _error(f"example_b0 returned boxes of shape {b0.shape}, expected ({len(dataset.examples)}, 4)")
         t = time.perf_counter()
-        stage_poses, seconds = cascade_poses(dataset, cascade, b0, args.stages)
+        load = None
+        if args.turn:
+            from deeppose.tools.datasets import load_image, turn_image
+
+            def load(path):
+                return turn_image(load_image(path), args.turn)
+        stage_poses, seconds = cascade_poses(dataset, cascade, b0, args.stages, load_image=load)
         stage_poses = stage_poses[:, :, columns]
         wall = time.perf_counter() - t
         names = [f"stage {s + 1}" for s in range(len(stage_poses))]
@@ -379,7 +394,8 @@ def _run(args) -> int:
 
     report["estimator_label"] = label
     report["stages"] = evaluate_poses(stage_poses, gt, skeleton, names, args.pcp_threshold)
-    head = f"{dataset.name} {dataset.split} split ({len(dataset.examples)} examples"
+    head = f"{dataset.name} {dataset.split} split" + (f" turned {args.turn} degrees" if args.turn else "")
+    head += f" ({len(dataset.examples)} examples"
     head += f", first {args.limit} only)" if limited else ")"
     head += f": {label}"
     if report.get("b0_sources"):
