@@ -4,7 +4,7 @@
 
     pose = Pose()                                   # the shipped FLIC model, fastest backend here
     joints, b0 = pose(image)                        # (P, k, 2) pixels, (P, 4) person boxes
-    ids, smooth = PoseSmoother()(joints, b0, t)     # video: persons followed by b0, joints smoothed
+    ids, smooth = PoseSmoother()(joints, b0, t)     # video: persons followed, joints smoothed
 
 :class:`Pose` is stateless across images: it is :class:`engine.pipeline.PosePipeline`, the
 video command's and the app's pipeline, in still-image mode, so each image is processed as a
@@ -176,11 +176,36 @@ class Pose:
         self.close()
 
 
+def joint_boxes(joints: np.ndarray) -> np.ndarray:
+    """The bounding box of each person's joints.
+
+    Args:
+        joints: (P, k, 2) joints, pixels (NaN for missing ones).
+    Returns:
+        (P, 4) float64 boxes (cx, cy, w, h), pixels, w and h at least 1; NaN rows for persons
+        with fewer than two finite joints.
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    out = np.full((len(joints), 4), np.nan)
+    for i, pose in enumerate(joints):
+        pts = pose[np.isfinite(pose).all(axis=1)]
+        if len(pts) >= 2:
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            out[i] = [*(lo + hi) / 2, *np.maximum(hi - lo, 1.0)]
+    return out
+
+
 class PoseSmoother:
     """Follow the persons of consecutive frames and One-Euro smooth each one's joints.
 
-    Persons are matched to the previous frame's by the IoU of their b0 boxes (Hungarian
-    assignment, :class:`engine.tracking.PersonTracker`); a new person starts a new filter.
+    Each call's persons are matched one to one to the previous ones (Hungarian assignment on
+    box IoU, :class:`engine.tracking.PersonTracker`) by the bounding boxes of their joints
+    (:func:`joint_boxes`, given to the tracker as its match boxes in place of faces), by b0
+    for a person with fewer than two finite joints; so two persons with the same b0 are two
+    persons, each with its own id and filter. A person left unmatched starts a new id and
+    filter; a matched one keeps its id and filter; a person missed in a few frames keeps them
+    when found again (the tracker's hold: at most ``max_hold_frames`` frames and
+    ``max_hold_seconds``).
 
     Args:
         params: One-Euro parameters (default :class:`engine.smoothing.OneEuroParams`); the
@@ -197,11 +222,13 @@ class PoseSmoother:
 
         Args:
             joints: (P, k, 2) joints, pixels.
-            b0: (P, 4) their person boxes, pixels.
+            b0: (P, 4) their person boxes (cx, cy, w, h), pixels.
             timestamp: the frame's time in seconds (increasing).
         Returns:
-            (ids (P,) int: the person's id, stable across frames while it is matched;
-            smoothed joints (P, k, 2), same order as the input).
+            (ids (P,) int64: each person's id, stable across frames while it is matched, distinct
+            within a frame (-1, with the joints unsmoothed, for a person a tracker given with
+            ``max_confirmed`` ignores at capacity); smoothed joints (P, k, 2) float64 pixels,
+            in the input's order).
         Raises:
             ValueError: shapes that do not match.
         """
@@ -209,13 +236,17 @@ class PoseSmoother:
         b0 = np.asarray(b0, dtype=np.float64).reshape(-1, 4)
         if joints.ndim != 3 or joints.shape[0] != len(b0) or joints.shape[2] != 2:
             raise ValueError(f"expected joints (P, k, 2) and b0 (P, 4), got {joints.shape} and {b0.shape}")
-        tracks = self.tracker.update(b0, timestamp=timestamp)
-        detected = {tr.b0.tobytes(): tr for tr in tracks if tr.misses == 0}
-        ids = np.zeros(len(b0), dtype=np.int64)
-        out = np.empty_like(joints)
+        tracks = self.tracker.update(b0, joint_boxes(joints), timestamp=timestamp)
+        by_row = {tr.detection: tr for tr in tracks if tr.detection is not None}
+        ids = np.full(len(b0), -1, dtype=np.int64)
+        out = joints.copy()
         for i in range(len(b0)):
-            tr = detected[b0[i].tobytes()]
-            filt = tr.state.setdefault("filter", OneEuroFilter(self.params))
+            tr = by_row.get(i)
+            if tr is None:
+                continue
+            filt = tr.state.get("filter")
+            if filt is None:
+                filt = tr.state["filter"] = OneEuroFilter(self.params)
             ids[i] = tr.track_id
             out[i] = filt(joints[i], float(timestamp), scale=float(max(b0[i, 2], b0[i, 3])))
         return ids, out

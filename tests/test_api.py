@@ -185,3 +185,26 @@ def test_pose_finds_the_persons_of_the_video_search_on_real_frames(flic_weights,
     with pytest.raises(ValueError, match="confirm on one detection"):
         PosePipeline(flic_weights, still=True, tracker=PersonTracker(confirm_hits=3))
 
+
+
+def test_smoother_keeps_two_persons_with_identical_boxes_apart():
+    """Issue 23.8: PoseSmoother mapped detections to tracks by ``b0.tobytes()``, so two persons
+    with the same box shared one id and one filter. Two persons, one box, their order in
+    the input changing: two ids, each stable, each person's joints smoothed on their own."""
+    rng = np.random.default_rng(3)
+    shape = rng.uniform(-60.0, 60.0, (11, 2))
+    people = [shape + (300.0, 300.0), 0.8 * shape[::-1] + (400.0, 330.0)]   # two poses, 100 px apart
+    box = np.array([350.0, 320.0, 420.0, 420.0])
+    smoother = PoseSmoother()
+    seen: list[list[int]] = [[], []]
+    for f in range(12):
+        now = [q + (2.0 * f, 1.0 * f) + rng.normal(0.0, 1.0, q.shape) for q in people]
+        order = [0, 1] if f % 3 else [1, 0]
+        ids, smooth = smoother(np.stack([now[i] for i in order]), np.stack([box, box]), f / 30.0)
+        assert ids.shape == (2,) and smooth.shape == (2, 11, 2)
+        assert ids[0] != ids[1], (f, ids)
+        for pos, who in enumerate(order):
+            seen[who].append(int(ids[pos]))
+            # smoothed on its own: within a few pixels of this person's joints (the other's are ~100 px away)
+            assert np.linalg.norm(smooth[pos] - now[who], axis=1).max() < 12.0, (f, who)
+    assert len(set(seen[0])) == 1 and len(set(seen[1])) == 1 and seen[0][0] != seen[1][0], seen
