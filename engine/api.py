@@ -4,15 +4,18 @@
 
     pose = Pose()                                   # the shipped FLIC model, fastest backend here
     joints, b0 = pose(image)                        # (P, k, 2) pixels, (P, 4) person boxes
-    ids, smooth = PoseSmoother()(joints, b0, t)     # video: persons followed by b0, joints smoothed
+    ids, smooth = PoseSmoother()(joints, b0, t)     # video: persons followed, joints smoothed
 
-:class:`Pose` is stateless across images: person detection (faces -> b0 by the model's face
-scaler; the whole image for models without one) and the cascade, every person of an image in
-one batch per stage. :class:`PoseSmoother` keeps the state of a video: it follows persons
-across frames by the overlap of their b0 boxes (:class:`engine.tracking.PersonTracker`) and
-One-Euro filters each one's joints (:class:`engine.smoothing.OneEuroFilter`). The video
-command and the app use :class:`engine.pipeline.PosePipeline`, which also holds a missed
-person's box for a few frames and searches for small faces near tracked ones.
+:class:`Pose` is stateless across images: it is :class:`engine.pipeline.PosePipeline`, the
+video command's and the app's pipeline, in still-image mode, so each image is processed as a
+video's first frame: the multi-scale face search (the whole image and tiles, for small faces),
+faces -> b0 by the model's face scaler (the whole image for models without one), the cascade,
+every person of an image in one batch per stage, and the check that each pose's eyes and nose
+land on its face. :class:`PoseSmoother` keeps the state of a video: it follows persons
+across frames (:class:`engine.tracking.PersonTracker`) and One-Euro filters each one's joints
+(:class:`engine.smoothing.OneEuroFilter`). The video command and the app use the pipeline
+itself, which also follows each person by pose, holds a missed person's box for a few frames
+and searches for small faces near tracked ones.
 
 Coordinates are pixels of the image: x right, y down, (0, 0) the centre of the top-left pixel;
 boxes are (cx, cy, w, h); joints are ordered as ``pose.joints`` (left/right person-centric).
@@ -24,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import describe_regressors, load_cascade
-from .detector import FaceScaler, FullFrameDetector, PersonDetector
-from .pipeline import DEFAULT_WEIGHTS
+from .backends import describe_regressors
+from .pipeline import DEFAULT_WEIGHTS, PosePipeline
 from .smoothing import OneEuroFilter, OneEuroParams
 from .tracking import PersonTracker
 
@@ -55,38 +57,51 @@ class PoseEstimate:
 class Pose:
     """Estimate the poses of the persons in an image: ``joints, b0 = Pose()(image)``.
 
+    Persons are found as the video command finds them on a video's first frame, by the same
+    code (:class:`engine.pipeline.PosePipeline` in still-image mode): the multi-scale face
+    search (the whole image, tiles for small faces; :func:`engine.pipeline.face_search`), one
+    b0 per face by the model's face scaler, the cascade on all of them in one batch per stage,
+    and the check of every estimate (:func:`engine.tracking.verify_poses`: the predicted eyes
+    and nose must land on the face, the shoulders below it; a second box on one face and a
+    "face" on another person's body are dropped). Nothing is kept from one image to the next.
+
     Args:
         weights: model folder (default: the shipped FLIC model).
         backend: "auto" (the fastest available here), "onnxruntime", "torch", "tensorrt".
         stages: cascade stages to run, 1..S (default: all).
-        fallback: when no face is found: None (no person) or "frame" (one person whose b0 is
-            the whole image, as for single-person photos). Models without a face scaler
-            (LSP) always take the whole image.
+        fallback: when no person is found: None (no person) or "frame" (one person whose b0
+            is the whole image, as for single-person photos). Models without a face scaler
+            always take the whole image.
         min_face_confidence: face detector threshold (default: the one the scaler was fitted with).
-        **backend_options: e.g. ``threads=2`` (see :func:`engine.backends.create_regressors`).
+        **backend_options: e.g. ``threads=2`` (the backend's and the face detector's CPU
+            threads; see :func:`engine.backends.create_regressors`).
     Raises:
         engine.model.ModelError: the model folder cannot be used (one line; BackendError for
             a backend that cannot run it).
         engine.face_detector.DetectorError: the face model cannot be loaded.
+        ValueError: ``stages`` out of 1..S, or an unknown ``fallback``.
     """
 
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, backend: str = "auto", stages: int | None = None,
                  fallback: str | None = None, min_face_confidence: float | None = None, **backend_options):
         if fallback not in (None, "frame"):
             raise ValueError(f"fallback must be None or 'frame', got {fallback!r}")
-        self.cascade, self.info = load_cascade(weights, backend, **backend_options)
-        if stages is not None and not 1 <= int(stages) <= self.cascade.num_stages:
+        threads = backend_options.pop("threads", None)
+        self._pipeline: PosePipeline | None = PosePipeline(
+            weights, backend, smooth=False, full_frame_fallback=fallback == "frame",
+            min_face_confidence=min_face_confidence, threads=threads, still=True, **backend_options)
+        self.cascade, self.info = self._pipeline.cascade, self._pipeline.info
+        try:
+            self._pipeline.stages = stages
+        except ValueError:
             self.close()
-            raise ValueError(f"stages must be in 1..{self.cascade.num_stages}, got {stages}")
-        self.stages = None if stages is None else int(stages)
+            raise
         self.fallback = fallback
-        if self.info.scaler is None:
-            self.detector = FullFrameDetector()
-        else:
-            scaler = FaceScaler.from_dict(self.info.scaler)
-            if min_face_confidence is not None:
-                scaler.min_confidence = float(min_face_confidence)
-            self.detector = PersonDetector(scaler)   # opens (and closes) the scaler's face model
+
+    @property
+    def stages(self) -> int:
+        """Cascade stages run per image, 1..S."""
+        return self._pipeline.stages if self._pipeline is not None else self.cascade.num_stages
 
     @property
     def joints(self) -> tuple[str, ...]:
@@ -104,35 +119,55 @@ class Pose:
         return describe_regressors(self.cascade.regressors)
 
     def estimate(self, image: np.ndarray) -> PoseEstimate:
-        """All of one image's results (see :class:`PoseEstimate`).
+        """All of one image's results (see :class:`PoseEstimate`); persons in the order their
+        faces were found (highest face score first).
 
         Args:
             image: (H, W, 3) uint8 image, BGR (as ``cv2.imread`` gives).
         Raises:
             ValueError: not an (H, W, 3) uint8 image; or the object was closed.
         """
-        if self.detector is None:
+        if self._pipeline is None:
             raise ValueError("this Pose was closed")
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 BGR image, got {image.dtype} {image.shape}")
-        found = self.detector.detect(image, self.fallback)
-        res = self.cascade.run(image, found.b0, self.stages)
-        return PoseEstimate(res.poses.copy(), res.b0.copy(), res.stage_poses, np.asarray(found.faces, float),
-                            np.asarray(found.scores, float), list(found.sources))
+        res = self._pipeline.process(image, 0.0, 0)
+        k, persons = len(self.joints), res.persons
+        if not persons:
+            empty = np.zeros((0, k, 2))
+            return PoseEstimate(empty, np.zeros((0, 4)), np.zeros((res.stages, 0, k, 2)), np.zeros((0, 4)),
+                                np.zeros(0), [])
+        from_face = [p.b0_source == "face" for p in persons]
+        nan4 = np.full(4, np.nan)
+        return PoseEstimate(
+            joints=np.stack([p.pose for p in persons]).astype(np.float64),
+            b0=np.stack([p.b0 for p in persons]).astype(np.float64),
+            stage_joints=np.stack([p.stage_poses for p in persons], axis=1).astype(np.float64),
+            faces=np.stack([p.face if f and p.face is not None else nan4 for p, f in zip(persons, from_face)]),
+            scores=np.array([p.score if f else 0.0 for p, f in zip(persons, from_face)]),
+            sources=["face" if f else "frame" for f in from_face])
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(joints (P, k, 2), b0 (P, 4))`` of an (H, W, 3) uint8 BGR image, pixels; see :meth:`estimate`."""
+        """The persons of one image: ``(joints, b0)``.
+
+        Args:
+            image: (H, W, 3) uint8 image, BGR.
+        Returns:
+            joints: (P, k, 2) float64, the final stage's joints of each person, pixels (x right,
+                y down), in the order of :attr:`joints`; P = 0 when nobody is found.
+            b0: (P, 4) float64, each person's box (cx, cy, w, h), pixels.
+        Raises:
+            ValueError: see :meth:`estimate`.
+        """
         est = self.estimate(image)
         return est.joints, est.b0
 
     def close(self) -> None:
         """Release the face detector and the networks; idempotent."""
-        for r in self.cascade.regressors:
-            r.close()
-        if getattr(self, "detector", None) is not None:
-            self.detector.close()
-        self.detector = None
+        if getattr(self, "_pipeline", None) is not None:
+            self._pipeline.close()
+        self._pipeline = None
 
     def __enter__(self) -> "Pose":
         return self
@@ -141,11 +176,36 @@ class Pose:
         self.close()
 
 
+def joint_boxes(joints: np.ndarray) -> np.ndarray:
+    """The bounding box of each person's joints.
+
+    Args:
+        joints: (P, k, 2) joints, pixels (NaN for missing ones).
+    Returns:
+        (P, 4) float64 boxes (cx, cy, w, h), pixels, w and h at least 1; NaN rows for persons
+        with fewer than two finite joints.
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    out = np.full((len(joints), 4), np.nan)
+    for i, pose in enumerate(joints):
+        pts = pose[np.isfinite(pose).all(axis=1)]
+        if len(pts) >= 2:
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            out[i] = [*(lo + hi) / 2, *np.maximum(hi - lo, 1.0)]
+    return out
+
+
 class PoseSmoother:
     """Follow the persons of consecutive frames and One-Euro smooth each one's joints.
 
-    Persons are matched to the previous frame's by the IoU of their b0 boxes (Hungarian
-    assignment, :class:`engine.tracking.PersonTracker`); a new person starts a new filter.
+    Each call's persons are matched one to one to the previous ones (Hungarian assignment on
+    box IoU, :class:`engine.tracking.PersonTracker`) by the bounding boxes of their joints
+    (:func:`joint_boxes`, given to the tracker as its match boxes in place of faces), by b0
+    for a person with fewer than two finite joints; so two persons with the same b0 are two
+    persons, each with its own id and filter. A person left unmatched starts a new id and
+    filter; a matched one keeps its id and filter; a person missed in a few frames keeps them
+    when found again (the tracker's hold: at most ``max_hold_frames`` frames and
+    ``max_hold_seconds``).
 
     Args:
         params: One-Euro parameters (default :class:`engine.smoothing.OneEuroParams`); the
@@ -162,11 +222,13 @@ class PoseSmoother:
 
         Args:
             joints: (P, k, 2) joints, pixels.
-            b0: (P, 4) their person boxes, pixels.
+            b0: (P, 4) their person boxes (cx, cy, w, h), pixels.
             timestamp: the frame's time in seconds (increasing).
         Returns:
-            (ids (P,) int: the person's id, stable across frames while it is matched;
-            smoothed joints (P, k, 2), same order as the input).
+            (ids (P,) int64: each person's id, stable across frames while it is matched, distinct
+            within a frame (-1, with the joints unsmoothed, for a person a tracker given with
+            ``max_confirmed`` ignores at capacity); smoothed joints (P, k, 2) float64 pixels,
+            in the input's order).
         Raises:
             ValueError: shapes that do not match.
         """
@@ -174,13 +236,17 @@ class PoseSmoother:
         b0 = np.asarray(b0, dtype=np.float64).reshape(-1, 4)
         if joints.ndim != 3 or joints.shape[0] != len(b0) or joints.shape[2] != 2:
             raise ValueError(f"expected joints (P, k, 2) and b0 (P, 4), got {joints.shape} and {b0.shape}")
-        tracks = self.tracker.update(b0, timestamp=timestamp)
-        detected = {tr.b0.tobytes(): tr for tr in tracks if tr.misses == 0}
-        ids = np.zeros(len(b0), dtype=np.int64)
-        out = np.empty_like(joints)
+        tracks = self.tracker.update(b0, joint_boxes(joints), timestamp=timestamp)
+        by_row = {tr.detection: tr for tr in tracks if tr.detection is not None}
+        ids = np.full(len(b0), -1, dtype=np.int64)
+        out = joints.copy()
         for i in range(len(b0)):
-            tr = detected[b0[i].tobytes()]
-            filt = tr.state.setdefault("filter", OneEuroFilter(self.params))
+            tr = by_row.get(i)
+            if tr is None:
+                continue
+            filt = tr.state.get("filter")
+            if filt is None:
+                filt = tr.state["filter"] = OneEuroFilter(self.params)
             ids[i] = tr.track_id
             out[i] = filt(joints[i], float(timestamp), scale=float(max(b0[i, 2], b0[i, 3])))
         return ids, out

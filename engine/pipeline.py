@@ -213,9 +213,17 @@ class PosePipeline:
             until one of them is lost, and the face detector runs only every ``recheck_every``
             frames and only in windows around the tracked faces: a webcam user alone in view
             (MediaPipe's ``num_poses`` 1) pays for one person, not for faces in the background.
+        still: still-image mode (the library API, :class:`engine.api.Pose`): every
+            :meth:`process` call is an image on its own, processed as a video's first frame
+            (the tracks, the face search's hints and the filters are forgotten before it, so
+            the search runs on the whole image and on every tile), and every person whose pose
+            verifies is drawn at once: the default tracker confirms on the first detection
+            (``PersonTracker(confirm_hits=1)``), and nothing is smoothed (default off).
         backend_options: passed to the backend (e.g. ``device="cpu"``).
     Raises:
         engine.model.ModelError: the model folder cannot be used (one-line message).
+        ValueError: bad ``stages``, ``detect_every`` or ``recheck_every``; ``still`` with a
+            tracker that confirms a person only after several detections.
     """
 
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, backend: str = "auto", stages: int | None = None,
@@ -224,9 +232,16 @@ class PosePipeline:
                  min_face_confidence: float | None = None, threads: int | None = None,
                  detect_every: int | None = None, track_by_pose: bool | None = None, verify: bool | None = None,
                  verify_params: VerifyParams | None = None, rotate: bool = False, flip: str = DEFAULT_FLIP,
-                 max_persons: int | None = None, recheck_every: int | None = None, **backend_options):
+                 max_persons: int | None = None, recheck_every: int | None = None, still: bool = False,
+                 **backend_options):
         from .backends import load_cascade
 
+        self.still = bool(still)
+        if self.still and tracker is not None and tracker.confirm_hits != 1:
+            raise ValueError(f"a still image is seen once: its tracker must confirm on one detection, "
+                             f"got confirm_hits={tracker.confirm_hits}")
+        if self.still and tracker is None:
+            tracker = PersonTracker(confirm_hits=1, confirm_frames=1)
         self.weights = Path(weights)
         self._threads = int(threads) if threads else None   # the face detector's too
         if self._threads:
@@ -328,10 +343,11 @@ class PosePipeline:
         """Estimate the pose of every person in one frame.
 
         Args:
-            frame_bgr: (H, W, 3) uint8 frame, BGR.
+            frame_bgr: (H, W, 3) uint8 frame, BGR; in still-image mode (``still``) an image on
+                its own (nothing of the previous call is used).
             timestamp: frame time in seconds (video: frame index / fps). Default: seconds
                 since the first frame processed after construction or :meth:`reset`
-                (wall clock; for live sources).
+                (wall clock; for live sources; 0 in still-image mode).
             index: frame index to record (default: frames processed since :meth:`reset`).
         Returns:
             A :class:`FrameResult`.
@@ -341,12 +357,14 @@ class PosePipeline:
         t_start = time.perf_counter()
         if frame_bgr is None or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) BGR frame, got {None if frame_bgr is None else frame_bgr.shape}")
+        if self.still:   # a video's first frame: no tracks, the whole face search
+            self.reset()
         if self._t_origin is None:
             self._t_origin = t_start
         ts = (t_start - self._t_origin) if timestamp is None else float(timestamp)
         idx = self._index if index is None else int(index)
         self._index = idx + 1
-        stages, smooth = self._stages, self.smooth
+        stages, smooth = self._stages, self.smooth and not self.still
         if stages != self._last_stages:   # a different stage gives different poses: restart the filters
             self._reset_filters()
             self._last_stages = stages

@@ -170,6 +170,9 @@ class Track:
         pending_hit: this frame's detection counts as a hit once :meth:`PersonTracker.observe`
             verifies it.
         first_step: the tracker's update count when it started.
+        detection: the row of the last :meth:`PersonTracker.update`'s ``b0`` it matched or
+            started from, or None when no detection matched it in that frame (each row goes
+            to exactly one track, so persons with identical boxes get one track each).
     """
 
     track_id: int
@@ -197,6 +200,7 @@ class Track:
     last_detected_time: float = 0.0
     pending_hit: bool = False
     first_step: int = 0
+    detection: int | None = None
 
 
 class PersonTracker:
@@ -347,7 +351,7 @@ class PersonTracker:
                 if not pending:
                     tr.hits += 1
                     tr.last_seen_frame, tr.last_seen_time, tr.misses = self._frame, t, 0
-            tr.detected, tr.pending_hit = True, pending
+            tr.detected, tr.pending_hit, tr.detection = True, pending, i
             self._confirm(tr)
             present.append(tr)
             taken.add(id(tr))
@@ -355,6 +359,7 @@ class PersonTracker:
             if id(tr) in taken:
                 continue
             tr.detected = tr.pending_hit = False
+            tr.detection = None
             if tr.next_b0 is not None:
                 if self.max_undetected_seconds is not None and t - tr.last_detected_time > self.max_undetected_seconds + 1e-9:
                     continue
