@@ -1,0 +1,156 @@
+"""No user file is ever lost to an output (issue 23, items 1-3 and 9-11): an output, its lock
+file or a temporary file is never an input or a user's file, and the report of a failure is one
+line that names the file. Tiny generated clips and a short cut of ../shared/data/videos/walking.mp4.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import main
+from deeppose.engine.outputs import OutputLock, RecordingError
+
+from conftest import REPO, WEIGHTS_FLIC
+
+
+def tiny_clip(path: Path, frames: int, shade: int = 0) -> Path:
+    """A small generated clip (96x64, 10 fps) with nobody in it: fast through the pipeline.
+    Written as MP4 whatever the name (OpenCV picks its writer by the suffix)."""
+    made = path.with_name(path.name + ".made.mp4")
+    writer = cv2.VideoWriter(str(made), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for i in range(frames):
+        writer.write(np.full((64, 96, 3), (shade + 30 * i) % 256, np.uint8))
+    writer.release()
+    assert made.stat().st_size > 0
+    made.rename(path)
+    return path
+
+
+def name_limit(folder: Path) -> int:
+    """The longest file name (bytes) in ``folder``."""
+    return os.pathconf(folder, "PC_NAME_MAX")
+
+
+def frame_count(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+@pytest.fixture(scope="module")
+def model_dir(random_model_dir) -> Path:
+    return WEIGHTS_FLIC if (WEIGHTS_FLIC / "manifest.json").is_file() else random_model_dir
+
+
+def _stderr_lines(text: str) -> list[str]:
+    """stderr lines that are not log records or progress bars."""
+    return [line for line in text.strip().splitlines()
+            if line.strip() and not line.startswith(("INFO ", "DEBUG ", "WARNING "))]
+
+
+# -- item 2: an input that is another input's output ------------------------------------------
+def test_earlier_outputs_among_inputs_are_skipped(tmp_path, model_dir, capsys):
+    """`video x/clip.mp4 x/clip.pose.mp4` (a second `video x/*.mp4`, unquoted): the earlier
+    output is skipped with a one-line note, not read while clip.mp4's run rewrites it."""
+    x = tmp_path / "x"
+    x.mkdir()
+    clip = tiny_clip(x / "clip.mp4", 6)
+    earlier = tiny_clip(x / "clip.pose.mp4", 4, shade=90)
+    rc = main.main(["video", str(clip), str(earlier), "--jobs", "2", "--weights", str(model_dir)])
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if "skipped" in line]
+    assert rc == 0, captured.out + captured.err
+    assert len(notes) == 1 and "earlier outputs" in notes[0] and "clip.pose.mp4" in notes[0]
+    assert not (x / "clip.pose.pose.mp4").exists()
+    assert frame_count(x / "clip.pose.mp4") == 6     # clip.mp4's own result, whole
+    assert sorted(p.name for p in x.iterdir()) == ["clip.mp4", "clip.pose.mp4"]   # no lock or temporary file
+
+
+@pytest.mark.parametrize("case", ["out_dir", "symlink", "lock"])
+def test_output_that_is_an_input_is_refused_before_any_work(tmp_path, model_dir, capsys, case):
+    """Any output (video, keypoints, lock file) that is any input -- by path, hard link or
+    symlink -- is refused in one line before any input is processed."""
+    x, y = tmp_path / "x", tmp_path / "y"
+    x.mkdir()
+    y.mkdir()
+    clip = tiny_clip(x / "clip.mp4", 4)
+    if case == "out_dir":      # y/clip.pose.mp4 is the user's file, and clip.mp4's output in --out-dir y
+        user = tiny_clip(y / "clip.pose.mp4", 3, shade=60)
+        argv = ["video", str(clip), str(user), "--out-dir", str(y), "--keypoints", "jsonl"]
+    elif case == "symlink":    # x/other.mp4 is a symlink to the user's x/clip.pose.mp4
+        user = tiny_clip(x / "clip.pose.mp4", 3, shade=60)
+        (x / "other.mp4").symlink_to(user)
+        argv = ["video", str(clip), str(x / "other.mp4")]
+    else:                      # the input is named as the output's lock file
+        user = tiny_clip(x / ".out.mp4.lock", 3, shade=60)
+        argv = ["video", str(user), "-o", str(x / "out.mp4")]
+    before = {p.name: p.read_bytes() for p in (*x.iterdir(), *y.iterdir()) if not p.is_symlink()}
+    rc = main.main([*argv, "--weights", str(model_dir)])
+    captured = capsys.readouterr()
+    err = _stderr_lines(captured.err)
+    assert rc == 2, captured.out + captured.err
+    assert len(err) == 1 and err[0].startswith("error: ") and "would overwrite the input" in err[0], err
+    assert "inputs done" not in captured.out     # nothing ran
+    after = {p.name: p.read_bytes() for p in (*x.iterdir(), *y.iterdir()) if not p.is_symlink()}
+    assert after == before
+
+
+def test_overwrite_problem_names_the_output_and_the_input(tmp_path):
+    from deeppose.engine.outputs import overwrite_problem
+
+    a = tiny_clip(tmp_path / "a.mp4", 2)
+    os.link(a, tmp_path / "b.mp4")
+    assert overwrite_problem([(tmp_path / "c.mp4", "output video"), (None, "keypoints file")], [a]) is None
+    msg = overwrite_problem([(tmp_path / "c.mp4", "output video"), (tmp_path / "b.mp4", "keypoints file")], [a])
+    assert msg == f"keypoints file {tmp_path / 'b.mp4'} would overwrite the input {a} (the same file)"
+
+
+def test_output_name_that_fits_is_written_whatever_its_lock_name(tmp_path, model_dir, capsys):
+    """An output name a few bytes under the limit used to fail as "cannot write output video
+    ...: File name too long": that was the probe's and the lock file's name, not the output's."""
+    limit = name_limit(tmp_path)
+    out = tmp_path / ("v" * (limit - len(".mp4")) + ".mp4")
+    src = tiny_clip(tmp_path / "in.mp4", 3)
+    rc = main.main(["video", str(src), "-o", str(out), "--weights", str(model_dir)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert frame_count(out) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "in.mp4"])   # the lock is gone
+    from deeppose.engine.outputs import lock_path
+
+    lock = lock_path(out)
+    assert lock.parent == tmp_path and len(os.fsencode(lock.name)) <= limit and lock.name.endswith(".lock")
+    assert lock_path(tmp_path / "short.mp4") == tmp_path / ".short.mp4.lock"
+
+
+def test_too_long_output_name_and_failed_lock_name_the_file(tmp_path, model_dir, capsys, monkeypatch):
+    """An output name over the limit is reported as the output's; a lock file that cannot be
+    created is reported as the lock file's."""
+    src = tiny_clip(tmp_path / "in.mp4", 2)
+    out = tmp_path / ("w" * name_limit(tmp_path) + ".mp4")
+    rc = main.main(["video", str(src), "-o", str(out), "--weights", str(model_dir)])
+    err = _stderr_lines(capsys.readouterr().err)
+    assert rc == 2 and len(err) == 1 and f"cannot write output video {out}: file name too long" in err[0], err
+
+    import filelock
+
+    def fail(self, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.lock_file)
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", fail)
+    with pytest.raises(RecordingError) as e:
+        OutputLock([tmp_path / "o.mp4"])
+    assert str(e.value) == (f"cannot write {tmp_path / 'o.mp4'}: cannot create its lock file "
+                            f"{tmp_path / '.o.mp4.lock'}: {os.strerror(errno.ENOSPC)}")
