@@ -117,6 +117,66 @@ def test_overwrite_problem_names_the_output_and_the_input(tmp_path):
     assert msg == f"keypoints file {tmp_path / 'b.mp4'} would overwrite the input {a} (the same file)"
 
 
+# -- item 3: temporary files are never a user's file ------------------------------------------
+def test_input_named_like_the_remux_temporary_file_is_kept(tmp_path, model_dir, capsys):
+    """`video rec.mp4.tmp -o rec.mp4`: the final remux used to write rec.mp4.tmp beside the
+    output and move it over rec.mp4, deleting the input."""
+    src = tiny_clip(tmp_path / "rec.mp4.tmp", 5)
+    before = src.read_bytes()
+    rc = main.main(["video", str(src), "-o", str(tmp_path / "rec.mp4"), "--weights", str(model_dir)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert src.read_bytes() == before
+    assert frame_count(tmp_path / "rec.mp4") == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.mp4", "rec.mp4.tmp"]
+
+
+def test_writing_a_manifest_keeps_a_users_tmp_file(tmp_path, random_model_dir):
+    """The manifest was written through manifest.json.tmp, a name a user may have."""
+    from deeppose.engine.model import read_manifest, write_manifest
+
+    folder = tmp_path / "m"
+    shutil.copytree(random_model_dir, folder)
+    mine = folder / "manifest.json.tmp"
+    mine.write_text("my notes")
+    names = sorted(p.name for p in folder.iterdir())
+    write_manifest(folder, read_manifest(folder).manifest)
+    assert mine.read_text() == "my notes"
+    assert sorted(p.name for p in folder.iterdir()) == names   # and no temporary file left
+
+
+def test_replaced_atomically_uses_a_fresh_name_and_cleans_up(tmp_path):
+    from deeppose.engine.outputs import TEMP_PREFIX, replaced_atomically
+
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    for name in ("out.json.tmp", f"{TEMP_PREFIX}out.json"):
+        (tmp_path / name).write_text("user's")
+    with replaced_atomically(target, suffix=".json") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(TEMP_PREFIX) and tmp.name.endswith(".json")
+        assert tmp.exists() and tmp.stat().st_size == 0          # created, empty, by us
+        tmp.write_text("new")
+    assert target.read_text() == "new" and stat.S_IMODE(target.stat().st_mode) == 0o640
+    with pytest.raises(ZeroDivisionError):
+        with replaced_atomically(target) as tmp:
+            tmp.write_text("half")
+            1 / 0
+    assert target.read_text() == "new" and not tmp.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", "out.json.tmp", f"{TEMP_PREFIX}out.json"])
+    assert all((tmp_path / n).read_text() == "user's" for n in ("out.json.tmp", f"{TEMP_PREFIX}out.json"))
+
+
+def test_failed_remux_leaves_no_temporary_file(tmp_path):
+    from deeppose.engine.recording import remux_to_plain_mp4
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(Exception):
+        remux_to_plain_mp4(bad)
+    assert bad.read_bytes() == b"not a video" and [p.name for p in tmp_path.iterdir()] == ["bad.mp4"]
+
+
 def test_output_name_that_fits_is_written_whatever_its_lock_name(tmp_path, model_dir, capsys):
     """An output name a few bytes under the limit used to fail as "cannot write output video
     ...: File name too long": that was the probe's and the lock file's name, not the output's."""
