@@ -177,6 +177,61 @@ def test_failed_remux_leaves_no_temporary_file(tmp_path):
     assert bad.read_bytes() == b"not a video" and [p.name for p in tmp_path.iterdir()] == ["bad.mp4"]
 
 
+# -- item 9: export-onnx on a read-only model folder -------------------------------------------
+def _read_only(monkeypatch, folder: Path) -> None:
+    """Simulate a read-only model folder: creating or removing a file in it fails with EROFS.
+
+    The tests run as root, which ignores permission bits (chmod -w changes nothing), and no
+    read-only mount is at hand, so the file system calls that write there are patched: creating a
+    file (os.open with O_CREAT, what tempfile and open() use), onnx.save_model, and unlinking.
+    """
+    import onnx
+
+    real_open, real_unlink, real_save = os.open, Path.unlink, onnx.save_model
+
+    def inside(path) -> bool:
+        return Path(os.path.abspath(path)).parent == folder
+
+    def refuse(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    def fake_open(path, flags, *a, **k):
+        if flags & os.O_CREAT and inside(path):
+            refuse(path)
+        return real_open(path, flags, *a, **k)
+
+    def fake_unlink(self, *a, **k):
+        if inside(self):
+            refuse(self)
+        return real_unlink(self, *a, **k)
+
+    def fake_save(model, f, *a, **k):
+        if inside(f):
+            refuse(f)
+        return real_save(model, f, *a, **k)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(Path, "unlink", fake_unlink)
+    monkeypatch.setattr(onnx, "save_model", fake_save)
+
+
+def test_export_onnx_into_a_read_only_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    """`make onnx` on a read-only model folder: one line naming the folder, exit 1 (it was two
+    chained tracebacks: onnx.save_model's EROFS, then the temporary file's unlink's)."""
+    from deeppose.tools.random_model import make_random_model as make
+
+    folder = make(tmp_path / "ro", stages=1, seed=3, onnx=False).resolve()
+    before = sorted(p.name for p in folder.iterdir())
+    _read_only(monkeypatch, folder)
+    rc = main.main(["export-onnx", "--weights", str(folder), "--exporter", "torchscript", "--no-check"])
+    err = _stderr_lines(capsys.readouterr().err)
+    assert rc == 1
+    assert len(err) == 1 and err[0] == f"export-onnx: cannot write the ONNX files into {folder}: " \
+                                       f"{os.strerror(errno.EROFS)}", err
+    monkeypatch.undo()
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+
 def test_output_name_that_fits_is_written_whatever_its_lock_name(tmp_path, model_dir, capsys):
     """An output name a few bytes under the limit used to fail as "cannot write output video
     ...: File name too long": that was the probe's and the lock file's name, not the output's."""
