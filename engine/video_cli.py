@@ -283,6 +283,9 @@ def _init_worker(lock) -> None:
     import signal
 
     from tqdm import tqdm
+
+    from .cli_args import safe_console
+    safe_console()   # a fresh process: its bars print the input's name too
     tqdm.set_lock(lock)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 

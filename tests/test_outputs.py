@@ -232,6 +232,25 @@ def test_export_onnx_into_a_read_only_folder_is_one_line(tmp_path, monkeypatch, 
     assert sorted(p.name for p in folder.iterdir()) == before
 
 
+# -- item 10: a file name the console cannot encode ---------------------------------------------
+def test_non_ascii_path_with_an_ascii_console(tmp_path, model_dir):
+    """PYTHONIOENCODING=ascii (or a cp1252 console): printing a non-ASCII input name escapes
+    it instead of ending the run with a UnicodeEncodeError traceback."""
+    src = tiny_clip(tmp_path / "gehen-\u00fc-\u6b69.mp4", 3)
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "main.py", "video", str(src), "--weights", str(model_dir)],
+                          cwd=REPO, env=env, capture_output=True, timeout=300)
+    out, err = proc.stdout.decode("ascii"), proc.stderr.decode("ascii")   # nothing but ASCII came out
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    assert "gehen-\\xfc-\\u6b69.mp4" in out                       # the input line, escaped
+    assert frame_count(tmp_path / "gehen-\u00fc-\u6b69.pose.mp4") == 3
+    missing = subprocess.run([sys.executable, "main.py", "video", str(tmp_path / "n\u00f6pe.mp4")],
+                             cwd=REPO, env=env, capture_output=True, timeout=120)
+    lines = _stderr_lines(missing.stderr.decode("ascii"))
+    assert missing.returncode == 2 and len(lines) == 1 and "n\\xf6pe.mp4" in lines[0], lines
+
+
 def test_output_name_that_fits_is_written_whatever_its_lock_name(tmp_path, model_dir, capsys):
     """An output name a few bytes under the limit used to fail as "cannot write output video
     ...: File name too long": that was the probe's and the lock file's name, not the output's."""
