@@ -60,6 +60,65 @@ def _stderr_lines(text: str) -> list[str]:
             if line.strip() and not line.startswith(("INFO ", "DEBUG ", "WARNING "))]
 
 
+# -- item 1: the app records over its own source ----------------------------------------------
+def _app_env(tmp_path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    return {**env, "QT_QPA_PLATFORM": "offscreen", "OMP_NUM_THREADS": "1",
+            "DEEPPOSE_SETTINGS": str(tmp_path / "cli.ini"), **extra}
+
+
+@pytest.mark.parametrize("how", ["same", "hardlink", "symlink", "keypoints"])
+def test_app_refuses_to_record_over_its_source(tmp_path, random_model_dir, how):
+    """`main.py --source in.mp4 --record in.mp4 --quit-after-frames 20` (or a link to it, or a
+    recording whose keypoints file .jsonl would be the source) ends with one line and exit 2;
+    the source is untouched."""
+    src = tiny_clip(tmp_path / ("in.jsonl" if how == "keypoints" else "in.mp4"), 30)
+    before = src.read_bytes()
+    record = {"same": src, "hardlink": tmp_path / "hard.mp4", "symlink": tmp_path / "sym.mp4",
+              "keypoints": tmp_path / "in.mp4"}[how]
+    if how == "hardlink":
+        os.link(src, record)
+    elif how == "symlink":
+        record.symlink_to(src)
+    proc = subprocess.run([sys.executable, "main.py", "--source", str(src), "--record", str(record), "--weights",
+                           str(random_model_dir), "--backend", "torch", "--quit-after-frames", "20"],
+                          cwd=REPO, env=_app_env(tmp_path), capture_output=True, text=True, timeout=180)
+    lines = _stderr_lines(proc.stderr)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "would overwrite the input" in lines[0], lines
+    assert src.read_bytes() == before
+    made = {src.name} | ({record.name} if how in ("hardlink", "symlink") else set())
+    assert {p.name for p in tmp_path.iterdir()} - {"cli.ini"} == made   # no lock file, no keypoints file
+
+
+def test_window_refuses_to_record_over_its_source(qtbot, tmp_path, random_model_dir, monkeypatch):
+    """In the window, Record to the file that is playing (or a hard link of it) shows a message
+    and records nothing; recording elsewhere still works."""
+    from deeppose.app.capture import Source
+    from deeppose.app.window import MainWindow
+
+    monkeypatch.setenv("DEEPPOSE_SETTINGS", str(tmp_path / "settings.ini"))
+    src = tiny_clip(tmp_path / "in.mp4", 300)   # 30 s at 10 fps: still playing while checked
+    before = src.read_bytes()
+    os.link(src, tmp_path / "hard.mp4")
+    win = MainWindow(source=Source.parse(str(src)), overrides={"weights": str(random_model_dir), "backend": "torch"},
+                     probe_cameras=False)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        qtbot.waitUntil(lambda: win.playing and win.model is not None, timeout=60000)
+        for target in (src, tmp_path / "hard.mp4"):
+            assert win.start_recording(target) is None
+            assert not win.recording
+            assert "cannot record" in win.errors[-1] and "would overwrite the input" in win.errors[-1]
+            assert "would overwrite the input" in win.status_message
+        other = tmp_path / "rec" / "out.mp4"
+        assert win.start_recording(other) == other and win.recording
+    finally:
+        win.close()
+    assert src.read_bytes() == before
+
+
 # -- item 2: an input that is another input's output ------------------------------------------
 def test_earlier_outputs_among_inputs_are_skipped(tmp_path, model_dir, capsys):
     """`video x/clip.mp4 x/clip.pose.mp4` (a second `video x/*.mp4`, unquoted): the earlier
