@@ -393,6 +393,16 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
             QTimer.singleShot(0, self.finish_automation)
 
     # -- closing ------------------------------------------------------------------------
+    def saves_geometry(self) -> bool:
+        """Whether closing stores the window's size and place for the next run: only for a
+        window a user saw and placed, not an automated run (``quit_after_frames``) nor one
+        without a screen (the offscreen or minimal Qt platform), which would replace the
+        user's saved window with a headless one."""
+        from PyQt6.QtGui import QGuiApplication
+
+        headless = QGuiApplication.platformName() in ("offscreen", "minimal")
+        return self.quit_after_frames is None and not headless
+
     def closeEvent(self, event) -> None:
         if not self._closing:
             self._closing = True
@@ -403,6 +413,7 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
             self.worker.stop_recording()
             if not self.worker.stop(120000):   # a model load (ONNX export) cannot be interrupted
                 log.warning("inference thread did not stop within 120 s")
-            self.qsettings.setValue("geometry", self.saveGeometry())
-            self.qsettings.sync()
+            if self.saves_geometry():
+                self.qsettings.setValue("geometry", self.saveGeometry())
+                self.qsettings.sync()
         event.accept()

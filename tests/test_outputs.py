@@ -310,6 +310,26 @@ def test_non_ascii_path_with_an_ascii_console(tmp_path, model_dir):
     assert missing.returncode == 2 and len(lines) == 1 and "n\\xf6pe.mp4" in lines[0], lines
 
 
+# -- item 11: automation runs and the user's settings; long output names ----------------------
+def test_headless_automation_run_keeps_the_users_saved_window(tmp_path, random_model_dir):
+    """An offscreen `--quit-after-frames` run with the user's real settings store (no
+    DEEPPOSE_SETTINGS; QSettings under XDG_CONFIG_HOME) leaves the saved window as it was."""
+    config = tmp_path / "config"
+    conf = config / "deeppose" / "deeppose.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("[General]\nbackend=torch\nsmooth=true\n")
+    before = conf.read_bytes()
+    src = tiny_clip(tmp_path / "in.mp4", 10)
+    env = _app_env(tmp_path, XDG_CONFIG_HOME=str(config), HOME=str(tmp_path))
+    del env["DEEPPOSE_SETTINGS"]
+    proc = subprocess.run([sys.executable, "main.py", "--source", str(src), "--weights", str(random_model_dir),
+                           "--quit-after-frames", "3"], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "automation:" in proc.stderr          # it did run (and close the window) with this store
+    assert conf.read_bytes() == before
+    assert [p.name for p in conf.parent.iterdir()] == ["deeppose.conf"]
+
+
 def test_output_name_that_fits_is_written_whatever_its_lock_name(tmp_path, model_dir, capsys):
     """An output name a few bytes under the limit used to fail as "cannot write output video
     ...: File name too long": that was the probe's and the lock file's name, not the output's."""
