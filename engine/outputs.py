@@ -114,7 +114,9 @@ def replaced_atomically(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    prefix = TEMP_PREFIX + _fit(path.name, 120) + "."
+    # the name cut so that the whole temporary name fits (8 random characters follow the prefix)
+    room = name_max(folder) - len(TEMP_PREFIX) - len(".") - 8 - len(os.fsencode(suffix))
+    prefix = TEMP_PREFIX + _fit(path.name, max(0, min(120, room))) + "."
     fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
     os.close(fd)
     tmp = Path(name)
