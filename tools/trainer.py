@@ -22,7 +22,6 @@ from deeppose.engine.cascade import Cascade
 from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam
 from deeppose.engine.model import ModelError, follow_indices, load_stage_module, read_manifest, write_manifest
 from deeppose.engine.network import PRESETS, PoseRegressor, build_network
-from deeppose.engine.outputs import replaced_atomically
 from deeppose.tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
 from deeppose.tools.metrics import four_limb_pcp, record_val_metrics
 
@@ -377,6 +376,8 @@ def _summary(m: dict) -> str:
 
 
 def _save_atomic(obj, path: Path) -> None:
+    from deeppose.engine.outputs import replaced_atomically
+
     with replaced_atomically(path, suffix=path.suffix) as tmp:
         torch.save(obj, tmp)
 
