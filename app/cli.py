@@ -30,6 +30,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "FILE.jsonl beside it")
 
 
+def recording_outputs(video) -> list[tuple]:
+    """The files a recording to ``video`` writes, as ``(path, what)`` pairs: the annotated video
+    and the keypoints beside it (same name, ``.jsonl``); none for None."""
+    from pathlib import Path
+
+    if video is None:
+        return []
+    video = Path(video)
+    return [(video, "recording"), (video.with_suffix(".jsonl"), "recording's keypoints file")]
+
+
 def run(args: argparse.Namespace) -> int:
     """Start QApplication and the main window; returns the app's exit code: 1 when the app
     cannot open a window here or an automated run failed (source, model), 2 for bad options,
@@ -37,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     is finished)."""
     import signal
     import sys
+
+    from deeppose.engine.outputs import overwrite_problem
 
     from .system_check import display_problem
 
@@ -50,17 +63,23 @@ def run(args: argparse.Namespace) -> int:
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from .capture import Source
+
+    source = Source.parse(args.source) if args.source is not None else None
+    # The files this run writes must not be its video source (the same check as the video command's).
+    problem = overwrite_problem(
+        recording_outputs(args.record) + [(args.screenshot, "screenshot")],
+        [source.value] if source is not None and source.kind == "file" else [])
     for path, what in ((args.screenshot, "screenshot"), (args.record, "recording")):
-        problem = output_problem(path, what) if path else None
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
+        problem = problem or (output_problem(path, what) if path else None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
     from .automation import close_on_signals
-    from .capture import Source
     from .settings import APPLICATION, ORGANIZATION
     from .window import MainWindow
 
@@ -68,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("deeppose")
-    source = Source.parse(args.source) if args.source is not None else None
     overrides = {"weights": None if weights is None else str(weights), "model": args.model, "backend": args.backend,
                  "stages": args.stages}
 

@@ -22,8 +22,10 @@ from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QFontMetrics, QKeySequence
 from PyQt6.QtWidgets import QLabel, QMainWindow, QToolBar
 
+from ..engine.outputs import overwrite_problem
 from .automation import AutomationMixin
 from .capture import CaptureThread, LatestFrameSlot, Source
+from .cli import recording_outputs
 from .settings import AppSettings, load_settings, open_qsettings
 from .settings_panel import SettingsPanelMixin
 from .sources import SourcesMixin
@@ -236,7 +238,10 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
     def start_recording(self, video_path: str | Path | None = None) -> Path | None:
         """Record the annotated video (and keypoints beside it, same name, .jsonl).
 
-        Default file: ``<record folder>/deeppose-<source>-<date-time>.mp4``. Returns the path.
+        Default file: ``<record folder>/deeppose-<source>-<date-time>.mp4``. Returns the path,
+        or None when nothing is recorded: a file that is the video source playing (also through
+        a hard link or a symlink; the video command's check,
+        :func:`engine.outputs.overwrite_problem`) is refused with a message in the window.
         """
         if not self.playing:
             self.show_error("nothing to record: start a source first")
@@ -249,12 +254,18 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
             stem = Path(str(self.source.value)).stem if self.source.kind == "file" else f"camera{self.source.value}"
             video_path = folder / f"deeppose-{stem}-{datetime.now():%Y%m%d-%H%M%S}.mp4"
         video_path = Path(video_path)
+        problem = overwrite_problem(recording_outputs(video_path),
+                                    [self.source.value] if self.source.kind == "file" else [])
+        if problem:
+            self.show_error(f"cannot record: {problem}")
+            self.automation_failed(2)
+            return None
         try:
             video_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             self.show_error(f"cannot record to {video_path.parent}: {e.strerror or e}")
             return None
-        self.worker.start_recording(video_path, video_path.with_suffix(".jsonl"))
+        self.worker.start_recording(*(path for path, _ in recording_outputs(video_path)))
         self.recording = True
         self.recording_path = video_path
         self._update_actions()
@@ -382,6 +393,16 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
             QTimer.singleShot(0, self.finish_automation)
 
     # -- closing ------------------------------------------------------------------------
+    def saves_geometry(self) -> bool:
+        """Whether closing stores the window's size and place for the next run: only for a
+        window a user saw and placed, not an automated run (``quit_after_frames``) nor one
+        without a screen (the offscreen or minimal Qt platform), which would replace the
+        user's saved window with a headless one."""
+        from PyQt6.QtGui import QGuiApplication
+
+        headless = QGuiApplication.platformName() in ("offscreen", "minimal")
+        return self.quit_after_frames is None and not headless
+
     def closeEvent(self, event) -> None:
         if not self._closing:
             self._closing = True
@@ -392,6 +413,7 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
             self.worker.stop_recording()
             if not self.worker.stop(120000):   # a model load (ONNX export) cannot be interrupted
                 log.warning("inference thread did not stop within 120 s")
-            self.qsettings.setValue("geometry", self.saveGeometry())
-            self.qsettings.sync()
+            if self.saves_geometry():
+                self.qsettings.setValue("geometry", self.saveGeometry())
+                self.qsettings.sync()
         event.accept()

@@ -64,6 +64,9 @@ def build_parser(prog: str = "deeppose") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "deeppose") -> int:
     """Run one command; returns its exit code (0 done, 1 failure, 2 with a one-line error for bad
     options, 130 when interrupted with Ctrl-C; ``--help`` exits through SystemExit)."""
+    from deeppose.engine.cli_args import safe_console
+
+    safe_console()   # a file name the console cannot encode is escaped, never a crash
     argv = list(sys.argv[1:] if argv is None else argv)
     # No command (or only app options such as --source) starts the app.
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-v", "--verbose")):

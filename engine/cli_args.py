@@ -193,27 +193,64 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT engine precision (default: fp16)")
 
 
+def name_problem(path, what: str) -> str | None:
+    """None, or one line saying that the name of the file ``path`` is longer than its folder's
+    file system takes (checked first: other checks would fail on it with a less clear error)."""
+    import os
+    from pathlib import Path
+
+    from .outputs import name_max
+
+    path = Path(path)
+    size, limit = len(os.fsencode(path.name)), name_max(next((p for p in path.parents if os.path.isdir(p)), "."))
+    if size > limit:
+        return f"cannot write {what} {path}: file name too long ({size} bytes, at most {limit})"
+    return None
+
+
 def output_problem(path, what: str) -> str | None:
     """None if the file ``path`` can be written (its missing folders are created, as the
     command would), else a one-line reason. Checked by creating and removing a probe file
-    beside it, so that a bad path fails before any work (``os.access`` is not enough: it says
-    yes to root for /proc, for example)."""
+    beside it (``.deeppose-tmp-probe-*``, a name of its own, whatever the output's length), so
+    that a bad path fails before any work (``os.access`` is not enough: it says yes to root for
+    /proc, for example)."""
     import os
     import tempfile
     from pathlib import Path
 
     path = Path(path)
+    problem = name_problem(path, what)
+    if problem:
+        return problem
     if path.is_dir():
         return f"cannot write {what} {path}: it is a folder"
     existing = next((p for p in path.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         return f"cannot write {what} {path}: {existing} is a file, not a folder"
+    from .outputs import TEMP_PREFIX
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+        # the probe's name does not grow with the output's (a name that fits must pass)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f"{TEMP_PREFIX}probe-", suffix=".probe"):
             pass
         if path.exists() and not os.access(path, os.W_OK):
             return f"cannot write {what} {path}: permission denied"
     except OSError as e:
         return f"cannot write {what} {path}: {e.strerror or e}"
     return None
+
+
+def safe_console() -> None:
+    """Make printing never fail on the console's encoding: stdout and stderr write characters
+    they cannot encode (a non-ASCII file name on an ASCII or cp1252 console or file) as
+    backslash escapes instead of raising UnicodeEncodeError. Called once where a command
+    starts (:func:`deeppose.cli.main`, and each worker process of ``video --jobs``)."""
+    import sys
+
+    for name in ("stdout", "stderr", "__stdout__", "__stderr__"):
+        stream = getattr(sys, name, None)
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):   # None (no console), not a TextIOWrapper, or closed
+            pass

@@ -367,9 +367,10 @@ def write_manifest(folder: str | Path, manifest: Manifest | dict) -> Path:
         manifest = Manifest.from_dict(manifest, f"manifest for {folder}")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-    tmp.replace(path)
+    from .outputs import replaced_atomically
+
+    with replaced_atomically(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
     return path
 
 

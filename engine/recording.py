@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .keypoints import KeypointsWriter, _r
-from .outputs import OutputLock, RecordingError
+from .outputs import OutputLock, RecordingError, replaced_atomically
 
 __all__ = ["MAX_EXTRA_VIDEO_FRAMES", "AnnotatedVideoWriter", "OutputLock", "PoseRecorder", "RecordingError",
            "remux_to_plain_mp4"]
@@ -269,12 +269,13 @@ class AnnotatedVideoWriter:
 
 def remux_to_plain_mp4(path: str | Path) -> None:
     """Rewrite an MP4 in place as a plain (non-fragmented) MP4 with its index at the front,
-    copying the encoded stream (no re-encoding). The file is replaced atomically."""
+    copying the encoded stream (no re-encoding). The file is replaced atomically, through a
+    temporary file of a name of its own (:func:`engine.outputs.replaced_atomically`), removed
+    if the rewrite fails."""
     import av
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with replaced_atomically(path, suffix=".mp4") as tmp:
         with av.open(str(path)) as src, av.open(str(tmp), "w", format="mp4", options={"movflags": "faststart"}) as dst:
             ins = src.streams.video[0]
             outs = dst.add_stream_from_template(ins)
@@ -283,10 +284,6 @@ def remux_to_plain_mp4(path: str | Path) -> None:
                     continue
                 packet.stream = outs
                 dst.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class PoseRecorder:

@@ -5,7 +5,8 @@ cascade, all persons of a frame in one batch per stage; persons tracked across f
 overlap, a missed face's b0 held briefly, joints One-Euro smoothed per person), is drawn with
 :func:`engine.drawing.draw_poses` and recorded by :class:`engine.recording.PoseRecorder`:
 OUTPUT has the input's size, frame rate and frame count. Inputs and outputs are checked
-before any work (an output that is the input, by file identity, is refused) and the outputs
+before any work (an output, or its lock file, that is an input, by file identity, is refused;
+with several inputs, an earlier NAME.pose.mp4 of an input NAME is skipped) and the outputs
 are locked while written (:class:`engine.recording.OutputLock`: a second run writing the same
 file is refused); an interrupted run (Ctrl-C, SIGTERM, an error) keeps every frame done so far
 in a playable OUTPUT and in the keypoints file.
@@ -27,7 +28,7 @@ import sys
 from pathlib import Path
 
 from .cli_args import (DEFAULT_FLIP, WeightsError, add_backend, add_flip, add_int8, add_stages, add_threads, add_weights,
-                       int8_problem, output_problem, positive_int, resolve_weights)
+                       int8_problem, name_problem, output_problem, positive_int, resolve_weights)
 
 VIDEO_SUFFIXES = (".mp4",)
 # Files a folder or glob INPUT contributes (what OpenCV's FFmpeg reads); our own outputs
@@ -110,20 +111,14 @@ def _check_writable_dir(path: Path, what: str) -> str | None:
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         return f"cannot write {what} {path}: folder {folder} does not exist"
+    problem = name_problem(path, what)   # before any call that would fail on the name
+    if problem:
+        return problem
     if path.is_dir():
         return f"cannot write {what} {path}: it is a folder"
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         return f"cannot write {what} {path}: permission denied"
     return output_problem(path, what)   # a real probe file: e.g. /proc passes os.access for root
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two existing paths are the same file (a hard link, a symlink or another spelling
-    of it count too), compared by file identity (device and inode), not by path text."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:   # one of them does not exist (yet)
-        return False
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -163,6 +158,22 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return list(unique.values())
 
 
+def skip_earlier_outputs(inputs: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(inputs to process, inputs skipped): an input named ``NAME.pose.mp4`` whose source, a
+    video ``NAME.*`` in the same folder, is among the inputs too is an earlier run's output (a
+    second ``video clips/*.mp4``, the shell expanding the pattern), not processed again."""
+    sources = {(os.path.abspath(p.parent), p.stem) for p in inputs if p.suffix.lower() in INPUT_SUFFIXES}
+    keep: list[Path] = []
+    skipped: list[Path] = []
+    for p in inputs:
+        is_output = p.suffix.lower() in VIDEO_SUFFIXES and p.stem.endswith(OUTPUT_TAG)
+        if is_output and (os.path.abspath(p.parent), p.stem[:-len(OUTPUT_TAG)]) in sources:
+            skipped.append(p)
+        else:
+            keep.append(p)
+    return keep, skipped
+
+
 def output_paths(input_path: Path, args, several: bool) -> tuple[Path, Path | None]:
     """(annotated video, keypoints file or None) of one input, from -o, --out-dir and --keypoints."""
     if args.output and not several:
@@ -190,6 +201,11 @@ def run(args) -> int:
         inputs = expand_inputs(args.input)
     except ValueError as e:
         return _error(str(e))
+    if len(inputs) > 1:
+        inputs, skipped = skip_earlier_outputs(inputs)
+        if skipped:
+            print(f"note: skipped {len(skipped)} input(s) that are earlier outputs of other inputs: "
+                  + ", ".join(map(str, skipped)), file=sys.stderr)
     several = len(inputs) > 1
     if int8_problem(args):
         return _error(int8_problem(args))
@@ -204,12 +220,20 @@ def run(args) -> int:
     if not several:
         output, keypoints = output_paths(inputs[0], args, False)
         return run_one(args, inputs[0], output, keypoints)
+    from .outputs import overwrite_problem
+
     outputs = [output_paths(p, args, True) for p in inputs]
     seen: dict[str, Path] = {}
     for p, (o, _) in zip(inputs, outputs):
         other = seen.setdefault(os.path.abspath(o), p)
         if other is not p:
             return _error(f"{other} and {p} would both write {o}; use separate runs or rename one")
+    # Every output (video, keypoints, lock) against every input, before any work: a job must
+    # never write a file that another job reads.
+    problem = overwrite_problem([(path, what) for o, k in outputs
+                                 for path, what in ((o, "output video"), (k, "keypoints file"))], inputs)
+    if problem:
+        return _error(problem)
     return _run_many(args, inputs, outputs)
 
 
@@ -259,6 +283,9 @@ def _init_worker(lock) -> None:
     import signal
 
     from tqdm import tqdm
+
+    from .cli_args import safe_console
+    safe_console()   # a fresh process: its bars print the input's name too
     tqdm.set_lock(lock)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -331,15 +358,17 @@ def run_one(args, input_path: Path, output: Path, keypoints: Path | None, positi
         return _error(f"output {output} must be an .mp4 file")
     if keypoints is not None and keypoints.suffix.lower() not in (".jsonl", ".csv"):
         return _error(f"keypoints file {keypoints} must end in .jsonl or .csv")
-    for path, what in ((output, "output video"), (keypoints, "keypoints file")):
-        if path is None:
-            continue
-        if _same_file(path, input_path):
-            return _error(f"{what} {path} would overwrite the input {input_path} (the same file)")
-        problem = _check_writable_dir(path, what)
+    from .outputs import overwrite_problem, same_file
+
+    outputs = ((output, "output video"), (keypoints, "keypoints file"))
+    problem = overwrite_problem(outputs, [input_path])
+    if problem:
+        return _error(problem)
+    for path, what in outputs:
+        problem = _check_writable_dir(path, what) if path is not None else None
         if problem:
             return _error(problem)
-    if keypoints is not None and _same_file(keypoints, output):
+    if keypoints is not None and same_file(keypoints, output):
         return _error("the keypoints file and the output video are the same file")
     from .frames import SourceError, open_source
 

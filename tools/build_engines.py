@@ -180,9 +180,10 @@ def build_engine(onnx_file: str | Path, out: str | Path, precision: str, batches
     if blob is None:
         raise BackendError(f"TensorRT failed to build an engine from {onnx_file.name} (see its log above)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(bytes(blob))
-    tmp.replace(out)
+    from deeppose.engine.outputs import replaced_atomically
+
+    with replaced_atomically(out) as tmp:
+        tmp.write_bytes(bytes(blob))
     meta = {**asdict(env), "precision": precision, "min_batch": lo, "opt_batch": opt, "max_batch": hi,
             "onnx": onnx_file.name, "onnx_sha256": file_sha256(onnx_file), **metadata}
     metadata_path(out).write_text(json.dumps(meta, indent=2) + "\n")

@@ -23,7 +23,6 @@ import argparse
 import contextlib
 import copy
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -159,6 +158,8 @@ def export_stage_onnx(module, path: str | Path, batch_name: str = "batch", opset
     Raises:
         BackendError: the export failed, or its output differs from PyTorch by more than
             :data:`PARITY_TOLERANCE`.
+        OSError: the file cannot be written (a read-only or full folder); nothing is left
+            behind then.
     """
     import numpy as np
     import onnx
@@ -167,13 +168,13 @@ def export_stage_onnx(module, path: str | Path, batch_name: str = "batch", opset
     from deeppose.engine.backends.base import BackendError
     from deeppose.engine.backends.common import INPUT_NAME, OUTPUT_NAME
     from deeppose.engine.backends.onnxruntime_backend import OnnxRuntimeRegressor
+    from deeppose.engine.outputs import replaced_atomically
 
     path = Path(path)
     exporter = exporter or default_exporter()
     net = copy.deepcopy(module).float().eval().cpu()
     gen = torch.Generator().manual_seed(0)
     example = torch.randn(3, 3, net.config()["input_size"], net.config()["input_size"], generator=gen)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
         with _quiet_export(), torch.no_grad():
             if exporter == "dynamo":
@@ -203,9 +204,11 @@ def export_stage_onnx(module, path: str | Path, batch_name: str = "batch", opset
     del model.metadata_props[:]
     for k, v in meta.items():
         model.metadata_props.add(key=str(k), value=str(v))
-    try:
-        onnx.checker.check_model(model)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A temporary file of its own beside the file, removed on any failure (a read-only folder:
+    # the OSError of creating it, nothing else).
+    with replaced_atomically(path, suffix=".onnx") as tmp:
         onnx.save_model(model, str(tmp))
         if verify:
             with torch.no_grad():
@@ -216,9 +219,6 @@ def export_stage_onnx(module, path: str | Path, batch_name: str = "batch", opset
             if not diff <= PARITY_TOLERANCE:
                 raise BackendError(f"ONNX export of {path.name} differs from PyTorch by {diff:.2e} "
                                    f"(> {PARITY_TOLERANCE:g} normalized)")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return meta
 
 
@@ -254,7 +254,8 @@ def export_model(folder: str | Path, out: str | Path | None = None, exporter: st
     Returns:
         one path per stage, stage 1 first.
     Raises:
-        ModelError: unreadable manifest or checkpoint; BackendError: export failure.
+        ModelError: unreadable manifest or checkpoint; BackendError: export failure;
+        OSError: a file cannot be written into ``out``.
     """
     from deeppose.engine.backends.common import file_sha256
     from deeppose.engine.model import load_stage_module, read_manifest, write_manifest
@@ -337,6 +338,10 @@ def run(args) -> int:
     except (ModelError, WeightsError) as e:  # BackendError included
         print(f"export-onnx: {e}", file=sys.stderr)
         return 2
+    except OSError as e:   # a read-only or full model folder: one line naming it
+        folder = Path(e.filename).parent if e.filename else Path(args.out or args.weights)
+        print(f"export-onnx: cannot write the ONNX files into {folder}: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(f"model {args.weights}: {len(paths)} stage(s); check backend: onnxruntime {onnxruntime.__version__} (CPU)")
     failed = False
     for s, (ckpt, path) in enumerate(zip(info.stage_files, paths), start=1):

@@ -354,9 +354,10 @@ def run(args) -> int:
 
     out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "weights" / name / "scaler.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
-    tmp.replace(out)
+    from deeppose.engine.outputs import replaced_atomically
+
+    with replaced_atomically(out, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(scaler.to_dict(), indent=2) + "\n")
 
     print(f"scaler ({model_file}, min_confidence {args.min_confidence}): offset ({scaler.offset_x:.3f}, "
           f"{scaler.offset_y:.3f}) x face size, scale ({scaler.scale_x:.3f}, {scaler.scale_y:.3f}) x face size")

@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from deeppose.engine.detector import FaceScaler, face_joint_indices, person_boxe
 from deeppose.engine.face_detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector, face_size,
                                            resolve_face_model, resolve_face_runtime)
 from deeppose.engine.detector import joints_face as engine_joints_face
+from deeppose.engine.outputs import replaced_atomically
 from deeppose.engine.skeletons import Skeleton, get_skeleton
 
 log = logging.getLogger(__name__)
@@ -119,14 +119,13 @@ class FaceCache:
         keys = sorted(self.entries)
         dets = [self.entries[k] for k in keys]
         nk = len(FACE_KEYPOINTS)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp.npz")   # one per process (torchrun)
-        np.savez_compressed(
-            tmp, meta=np.array(json.dumps(self.meta)), keys=np.array(keys, dtype=str),
-            counts=np.array([len(d[0]) for d in dets], dtype=np.int64),
-            faces=np.concatenate([d[0] for d in dets]) if dets else np.zeros((0, 4)),
-            scores=np.concatenate([d[1] for d in dets]) if dets else np.zeros(0),
-            keypoints=np.concatenate([d[2] for d in dets]) if dets else np.zeros((0, nk, 2)))
-        os.replace(tmp, self.path)
+        with replaced_atomically(self.path, suffix=".npz") as tmp:   # a name of its own (torchrun's processes too)
+            np.savez_compressed(
+                tmp, meta=np.array(json.dumps(self.meta)), keys=np.array(keys, dtype=str),
+                counts=np.array([len(d[0]) for d in dets], dtype=np.int64),
+                faces=np.concatenate([d[0] for d in dets]) if dets else np.zeros((0, 4)),
+                scores=np.concatenate([d[1] for d in dets]) if dets else np.zeros(0),
+                keypoints=np.concatenate([d[2] for d in dets]) if dets else np.zeros((0, nk, 2)))
         self.dirty = False
 
 

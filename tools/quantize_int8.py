@@ -145,6 +145,7 @@ def quantize_model(folder: Path, examples: int = 64, data: str | None = None, re
     from deeppose.engine.backends.common import file_sha256
     from deeppose.engine.backends.onnxruntime_backend import create_onnxruntime_regressors, int8_path
     from deeppose.engine.model import read_manifest
+    from deeppose.engine.outputs import replaced_atomically
 
     info = read_manifest(folder)
     caches = [None if p is None else calibration_path(p) for p in info.onnx_files]
@@ -189,8 +190,11 @@ def quantize_model(folder: Path, examples: int = 64, data: str | None = None, re
             _copy_metadata(path, out, use)
             written.append((out, int8_path(path)))
         # every stage done: only now replace the caches and int8 copies (a failure leaves them as they were)
+        # (each through a temporary file of its own beside it: the system's temporary folder may
+        # be another file system, where a move would write the file in place)
         for src, dst in measured + written:
-            shutil.move(str(src), str(dst))
+            with replaced_atomically(dst, suffix=dst.suffix) as tmp:
+                shutil.copyfile(src, tmp)
             dst.chmod(0o644)
     return [dst for _, dst in written]
 

@@ -492,9 +492,10 @@ def _summary(m: dict) -> str:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    from deeppose.engine.outputs import replaced_atomically
+
+    with replaced_atomically(path, suffix=path.suffix) as tmp:
+        torch.save(obj, tmp)
 
 
 POSTFIX_EVERY = 20
