@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 from .cli_args import FLIP_MODES  # defined with the CLI options, which must stay light
-from .geometry import INPUT_SIZE, crop_boxes, denormalize, joint_boxes, to_network_input
+from .geometry import INPUT_SIZE, crop_boxes, denormalize, diam, joint_boxes, to_network_input
 from .skeletons import Skeleton
 
 
@@ -33,12 +33,31 @@ class CascadeResult:
         stage_boxes: (S-1, P, k, 4) the joint boxes of stage s >= 2 (Eq. 7), pixels; NaN for
             the joints a stage does not refine (``Cascade.stage_joints``).
         stage_seconds: wall time of each stage (crop + regress + update), seconds.
+        joint_scale: (P, k) the Laplace scale of each final joint's error, pixels, from the
+            last stage that has a scale head (psi v2); NaN for a model without one.
+        confidence: (P, k) in [0, 1], the probability under that Laplace distribution that the
+            joint lies within PDJ@0.2 (0.2 diam of the final pose, per coordinate; see
+            :func:`joint_confidence`); NaN without a scale head.
+        presence: (P,) in [0, 1], stage 1's probability that b0 holds a person (psi v2's
+            presence head); NaN without one.
     """
 
     b0: np.ndarray
     stage_poses: np.ndarray
     stage_boxes: np.ndarray
     stage_seconds: list[float] = field(default_factory=list)
+    joint_scale: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    presence: np.ndarray | None = None
+
+    def __post_init__(self):
+        p, k = self.stage_poses.shape[1:3]
+        if self.joint_scale is None:
+            self.joint_scale = np.full((p, k), np.nan)
+        if self.confidence is None:
+            self.confidence = np.full((p, k), np.nan)
+        if self.presence is None:
+            self.presence = np.full(p, np.nan)
 
     @property
     def poses(self) -> np.ndarray:
@@ -50,6 +69,26 @@ class CascadeResult:
         return self.stage_poses.shape[0]
 
 
+CONFIDENCE_PDJ = 0.2
+"""The PDJ fraction of diam within which :func:`joint_confidence` gives a joint's probability."""
+
+
+def joint_confidence(joint_scale: np.ndarray, diam_px: np.ndarray, fraction: float = CONFIDENCE_PDJ) -> np.ndarray:
+    """A joint's confidence from psi v2's Laplace scale: the probability that both coordinates
+    of its error lie within ``fraction`` diam, (1 - exp(-t / b))^2 with t = fraction * diam and
+    b the scale (a Laplace variable |e| <= t with probability 1 - exp(-t / b)).
+
+    Args:
+        joint_scale: (P, k) Laplace scales b, pixels (NaN: unknown).
+        diam_px: (P,) torso diameters diam(y) of the poses, pixels.
+    Returns:
+        (P, k) in [0, 1]; NaN where the scale or diam is unknown.
+    """
+    t = fraction * np.asarray(diam_px, dtype=np.float64)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (1.0 - np.exp(-t / joint_scale)) ** 2
+
+
 class Cascade:
     """The cascade of S stages of pose regressors (Eqs. 2, 6, 7).
 
@@ -59,9 +98,13 @@ class Cascade:
     gives joint i's position in that box: y_i^s = N^-1(psi_i(N(x; b_i)); b_i) (Eq. 6; as b_i is
     centred on y_i^{s-1}, this adds the regressed displacement to the previous estimate).
 
+    A regressor outputs 2k numbers per crop (psi v1), or 3k + 1 (psi v2: the pose vector, then
+    the log Laplace scale of each joint's error in box units, then a presence logit); the extra
+    outputs give :class:`CascadeResult`'s ``joint_scale``, ``confidence`` and ``presence``.
+
     Args:
         regressors: one :class:`Regressor` per stage, stage 1 first.
-        skeleton: the joints regressed (k = skeleton.k; each regressor outputs 2k numbers).
+        skeleton: the joints regressed (k = skeleton.k; each regressor outputs 2k or 3k + 1 numbers).
         sigma: joint box size in units of diam(y).
         input_size: crop side in pixels: one int for every stage (220), or one per stage
             (a model whose refinement stages take smaller crops, ``ModelInfo.stage_input_sizes``).
@@ -213,6 +256,8 @@ class Cascade:
         seconds: list[float] = []
         if p == 0:
             return CascadeResult(b0, poses, boxes_hist, [0.0] * s_total)
+        scale = np.full((p, k), np.nan)   # Laplace scale of each joint's error, pixels
+        presence = np.full(p, np.nan)
 
         if angles is not None:
             angles = np.nan_to_num(np.asarray(angles, dtype=np.float64).reshape(p))
@@ -220,8 +265,11 @@ class Cascade:
                 angles = None
 
         t = time.perf_counter()
-        out = self._regress(0, self._inputs(0, image, b0, angles), p)
+        out, extra = self._regress(0, self._inputs(0, image, b0, angles), p)
         poses[0] = denormalize(out.reshape(p, k, 2), b0[:, None, :], None if angles is None else angles[:, None])
+        if extra is not None:   # box units -> pixels: the geometric mean of b0's sides
+            scale = np.exp(extra[:, :k]) * np.sqrt(b0[:, 2] * b0[:, 3])[:, None]
+            presence = 1.0 / (1.0 + np.exp(-extra[:, k]))
         seconds.append(time.perf_counter() - t)
 
         min_size = self.min_box_fraction * b0[:, 2:4].max(axis=1)
@@ -232,9 +280,11 @@ class Cascade:
             m = len(idx)
             sel = boxes[:, idx]                                                      # (P, m, 4)
             crop_angles = None if angles is None else np.repeat(angles, m)
-            out = self._regress(s, self._inputs(s, image, sel.reshape(p * m, 4), crop_angles), p * m)
+            out, extra = self._regress(s, self._inputs(s, image, sel.reshape(p * m, 4), crop_angles), p * m)
             # Crop (p, i) predicts all k joints; joint i's own output is the one used (psi_i).
             own = out.reshape(p, m, k, 2)[:, np.arange(m), idx, :]                   # (P, m, 2) own joints
+            if extra is not None:   # the own joint's scale, in its square joint box's units
+                scale[:, idx] = np.exp(extra.reshape(p, m, k + 1)[:, np.arange(m), idx]) * sel[..., 2]
             poses[s] = poses[s - 1]
             poses[s][:, idx] = denormalize(own, sel, None if angles is None else angles[:, None])
             if self._follow[s] is not None:   # followers take their leader's displacement
@@ -242,18 +292,26 @@ class Cascade:
                 poses[s][:, fol] += poses[s][:, lead] - poses[s - 1][:, lead]
             boxes_hist[s - 1][:, idx] = sel
             seconds.append(time.perf_counter() - t)
-        return CascadeResult(b0, poses, boxes_hist, seconds)
+        confidence = joint_confidence(scale, diam(poses[-1], self.skeleton))
+        return CascadeResult(b0, poses, boxes_hist, seconds, scale, confidence, presence)
 
-    def _regress(self, stage: int, inputs: np.ndarray, batch: int) -> np.ndarray:
+    def _regress(self, stage: int, inputs: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """One stage's regressor on (B, 3, S, S) inputs: (pose outputs (batch, 2k), psi v2's extra
+        outputs (batch, k + 1), log scales then the presence logit, or None for psi v1), with
+        flip averaging when the mode asks for it."""
         k = self.skeleton.k
         flip = self._flip == "all" or (self._flip == "first" and stage == 0)
         if flip:
             inputs = np.concatenate([inputs, inputs[..., ::-1]])
         out = np.asarray(self.regressors[stage].regress(inputs), dtype=np.float64)
-        expected = ((2 if flip else 1) * batch, 2 * k)
-        if out.shape != expected:
-            raise ValueError(f"stage {stage + 1} regressor returned shape {out.shape}, expected {expected}")
+        rows = (2 if flip else 1) * batch
+        if out.ndim != 2 or out.shape[0] != rows or out.shape[1] not in (2 * k, 3 * k + 1):
+            raise ValueError(f"stage {stage + 1} regressor returned shape {out.shape}, expected ({rows}, {2 * k}) "
+                             f"or ({rows}, {3 * k + 1})")
+        pose, extra = out[:, :2 * k], (out[:, 2 * k:] if out.shape[1] > 2 * k else None)
         if flip:
-            mirrored = out[batch:].reshape(batch, k, 2)[:, self._mirror] * np.array([-1.0, 1.0])
-            out = 0.5 * (out[:batch] + mirrored.reshape(batch, 2 * k))
-        return out
+            mirrored = pose[batch:].reshape(batch, k, 2)[:, self._mirror] * np.array([-1.0, 1.0])
+            pose = 0.5 * (pose[:batch] + mirrored.reshape(batch, 2 * k))
+            if extra is not None:
+                extra = 0.5 * (extra[:batch] + np.concatenate([extra[batch:, :k][:, self._mirror], extra[batch:, k:]], 1))
+        return pose, extra

@@ -222,8 +222,8 @@ class BackboneRegressor(nn.Module):
       confidence: small b, a sure joint), trained with the negative log-likelihood;
     - a person-presence logit (positive: the box holds a person).
 
-    :meth:`forward` returns the pose vector only (the backend contract, ``(B, 2k)``);
-    ``forward(x, heads=True)`` returns all three.
+    :meth:`forward` returns the three concatenated, ``(B, 3k + 1)`` (the backend contract for psi
+    v2, which the cascade splits); ``forward(x, heads=True)`` returns them apart.
     """
 
     def __init__(self, num_joints: int, preset: str = "mobilenet_v2", input_size: int = 160):
@@ -252,13 +252,14 @@ class BackboneRegressor(nn.Module):
         self.register_buffer("in_shift", shift.view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor, heads: bool = False):
-        """(B, 3, S, S) float32 -> (B, 2k) normalized coordinates; with ``heads``, the tuple
-        (pose (B, 2k), log Laplace scale per joint (B, k), presence logit (B,))."""
+        """(B, 3, S, S) float32 -> (B, 3k + 1): normalized coordinates (2k), log Laplace scale per
+        joint (k), presence logit (1); with ``heads``, the tuple (pose (B, 2k), log scale (B, k),
+        presence logit (B,))."""
         x = x.flip(1) * self.in_scale + self.in_shift
         out = self.head(self.reduce(self.backbone(x)))
         k = self.num_joints
         if not heads:
-            return out[:, :2 * k]
+            return out
         return out[:, :2 * k], out[:, 2 * k:3 * k], out[:, 3 * k]
 
     def config(self) -> dict:

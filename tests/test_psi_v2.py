@@ -24,10 +24,11 @@ def test_backbone_regressor_gives_the_pose_vector_and_on_request_its_scale_and_p
     assert isinstance(net, BackboneRegressor)
     x = torch.randn(3, 3, 96, 96)
     with torch.no_grad():
-        pose = net(x)
-        pose2, log_scale, presence = net(x, heads=True)
+        out = net(x)
+        pose, log_scale, presence = net(x, heads=True)
+    assert out.shape == (3, 3 * 17 + 1)
     assert pose.shape == (3, 34) and log_scale.shape == (3, 17) and presence.shape == (3,)
-    torch.testing.assert_close(pose, pose2)
+    torch.testing.assert_close(out, torch.cat([pose, log_scale, presence[:, None]], 1))
     # a fresh head starts every joint at the box centre with a scale of 0.1 box units
     assert pose.abs().max() < 0.2
     torch.testing.assert_close(log_scale, torch.full_like(log_scale, math.log(0.1)), atol=0.2, rtol=0)
@@ -226,3 +227,45 @@ def test_train_refuses_psi_v2_options_that_do_not_fit_in_one_line(tmp_path, caps
     assert main.main(["train", "--out", str(tmp_path), "--run-dir", str(tmp_path / "run"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_the_cascade_turns_psi_v2_heads_into_joint_confidence_and_presence():
+    """A psi v2 stage gives each joint's Laplace scale in pixels, the probability that it lies
+    within PDJ@0.2 and b0's presence; flip averaging mirrors the scales with the joints; a psi v1
+    stage leaves all three unknown (NaN)."""
+    from deeppose.engine.backends.torch_backend import TorchRegressor
+    from deeppose.engine.cascade import Cascade, joint_confidence
+    from deeppose.engine.geometry import diam
+
+    torch.manual_seed(0)
+    net = build_network(BODY.k, "mobilenet_v2", 64).eval()
+    with torch.no_grad():   # a head that says: the left joints are sure (b = 0.01), the right ones not (b = 1)
+        out = net.head[-1]
+        out.weight.zero_()
+        out.bias.zero_()
+        for i, name in enumerate(BODY.joints):
+            out.bias[2 * BODY.k + i] = math.log(0.01 if name.startswith("l_") else 1.0)
+        out.bias[3 * BODY.k] = 2.0
+    image = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    b0 = np.array([[150.0, 100.0, 100.0, 64.0]])
+    left = [i for i, n in enumerate(BODY.joints) if n.startswith("l_")]
+    right = [i for i, n in enumerate(BODY.joints) if n.startswith("r_")]
+    sides = left + right
+    middle = [i for i in range(BODY.k) if i not in sides]
+    # (scale b in box units) x sqrt(100 * 64) = 80 px
+    expect = {"off": (0.01 * 80, 80.0, 80.0),
+              # the mirrored crop's left joints are this crop's right ones: the log scales average
+              "first": (0.1 * 80, 0.1 * 80, 80.0)}
+    for flip, (b_left, b_right, b_middle) in expect.items():
+        result = Cascade([TorchRegressor(net, device="cpu")], BODY, 2.0, 64, flip=flip).run(image, b0)
+        for idx, b in ((left, b_left), (right, b_right), (middle, b_middle)):
+            np.testing.assert_allclose(result.joint_scale[0, idx], b, rtol=1e-4)
+        assert result.presence[0] == pytest.approx(1 / (1 + math.exp(-2.0)), rel=1e-4)
+        d = diam(result.poses, BODY)
+        np.testing.assert_allclose(result.confidence, joint_confidence(result.joint_scale, d))
+    # a joint whose error scale is large against diam is unsure
+    conf = joint_confidence(np.array([[1.0, 10.0, 100.0]]), np.array([50.0]))
+    assert conf[0, 0] > 0.99 and conf[0, 1] == pytest.approx((1 - math.exp(-1)) ** 2) and conf[0, 2] < 0.01
+    v1 = Cascade([TorchRegressor(build_network(BODY.k, "compact", 64).eval(), device="cpu")], BODY, 2.0, 64)
+    r1 = v1.run(image, b0)
+    assert np.isnan(r1.confidence).all() and np.isnan(r1.presence).all()
