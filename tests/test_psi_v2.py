@@ -212,6 +212,9 @@ def test_train_cli_trains_a_body_backbone_stage_and_writes_a_model(tmp_path, mon
                           str(tmp_path / f"{dataset}.json"), *extra]) == 0
         report = json.loads((tmp_path / f"{dataset}.json").read_text())
         assert report["joints"] == list(FLIC.joints if dataset == "flic" else LSP.joints)
+        # psi v2's heads are scored: confidence against right joints, presence against boxes on nobody
+        assert 0.0 <= report["presence_auroc"] <= 1.0
+        assert report["confidence_auroc"] is None or 0.0 <= report["confidence_auroc"] <= 1.0
     assert main.main(["evaluate", "--dataset", "flic", "--weights", str(out), "--write-manifest"]) == 2
 
 
@@ -269,3 +272,38 @@ def test_the_cascade_turns_psi_v2_heads_into_joint_confidence_and_presence():
     v1 = Cascade([TorchRegressor(build_network(BODY.k, "compact", 64).eval(), device="cpu")], BODY, 2.0, 64)
     r1 = v1.run(image, b0)
     assert np.isnan(r1.confidence).all() and np.isnan(r1.presence).all()
+
+
+def test_auroc_is_the_probability_that_a_positive_outscores_a_negative():
+    from deeppose.tools.metrics import auroc, confidence_auroc
+
+    assert auroc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert auroc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
+    # pairs: (0.5 vs 0.5) a tie, (0.5 vs 0.1) won, (0.7 vs both) won: (0.5 + 1 + 1 + 1) / 4
+    assert auroc([0.5, 0.7, 0.5, 0.1], [True, True, False, False]) == pytest.approx(0.875)
+    assert math.isnan(auroc([0.3, np.nan], [True, False]))
+    gt = np.zeros((2, LSP.k, 2))
+    gt[:, LSP.index("r_shoulder")] = [0, 0]
+    gt[:, LSP.index("l_hip")] = [0, 100]   # diam 100 px
+    pred = gt.copy()
+    pred[0, 0] += 50                       # one joint off by 0.5 diam: wrong at PDJ@0.2
+    conf = np.full((2, LSP.k), 0.9)
+    conf[0, 0] = 0.1
+    assert confidence_auroc(conf, pred, gt, LSP) == 1.0
+
+
+def test_presence_negatives_are_two_boxes_per_person_off_the_person_or_on_one_joint():
+    from deeppose.tools.evaluate import presence_negatives
+
+    require_data("lsp", "joints.mat")
+    from deeppose.tools.datasets import load_dataset
+
+    ds = load_dataset("lsp", None, "val")
+    ds.examples = ds.examples[:5]
+    b0 = np.array([[e.image_size[0] / 2, e.image_size[1] / 2, *e.image_size] for e in ds.examples], float)
+    boxes, owner = presence_negatives(ds, b0)
+    assert boxes.shape == (10, 4) and owner.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    for box, i in zip(boxes, owner):
+        moved = np.abs(box[:2] - b0[i, :2]) / b0[i, 2:]
+        small = np.allclose(box[2:], b0[i, 2:] / 3)
+        assert small or moved.max() >= 1.0   # off the person, or a third of b0 on a joint

@@ -104,7 +104,8 @@ def oracle_poses(gt, noise_px: float = 0.0, seed: int = 0):
     return pred[None]
 
 
-def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: bool = True, load_image=None):
+def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: bool = True, load_image=None,
+                  extras: dict | None = None):
     """Run the cascade on every example of ``dataset``, each image decoded once.
 
     Examples sharing one image (FLIC) go through the cascade together, as the P persons of one
@@ -118,6 +119,8 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
         progress: show a tqdm bar over examples (on a terminal).
         load_image: image path -> (H, W, 3) BGR array (default: decode the file; the trainer
             passes its in-memory images).
+        extras: a dict to fill with psi v2's outputs of every example, "confidence" (N, k) and
+            "presence" (N,) (:class:`engine.cascade.CascadeResult`; NaN for psi v1).
     Returns:
         (stage_poses (S, N, k, 2) pixels in the cascade's skeleton (k of the model's joints),
         stage_seconds (S,) total wall time per stage).
@@ -134,6 +137,7 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
     s_total = cascade.num_stages if stages is None else int(stages)
     out = np.full((s_total, n, cascade.skeleton.k, 2), np.nan)
     seconds = np.zeros(s_total)
+    confidence, presence = np.full((n, cascade.skeleton.k), np.nan), np.full(n, np.nan)
     by_image: dict[Path, list[int]] = {}
     for i, e in enumerate(dataset.examples):
         by_image.setdefault(e.image_path, []).append(i)
@@ -145,11 +149,60 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
                 result = cascade.run(load_image(path), b0[ok], stages=s_total)
                 out[:, ok] = result.stage_poses
                 seconds += result.stage_seconds
+                confidence[ok], presence[ok] = result.confidence, result.presence
             bar.update(len(idx))
+    if extras is not None:
+        extras.update(confidence=confidence, presence=presence)
     return out, seconds
 
 
+def presence_negatives(dataset, b0):
+    """Boxes that hold nobody, two per example, for the presence head's ROC: b0 moved off the
+    person by 1.5 of its sides (in a direction that turns with the example's index), and a box a
+    third of b0's size on one of its labelled joints (a box on one limb). Returns (2N, 4) boxes
+    and the (2N,) example index of each."""
+    import numpy as np
+
+    boxes, owner = [], []
+    for i, (e, b) in enumerate(zip(dataset.examples, b0)):
+        if not np.isfinite(b).all():
+            continue
+        a = 2.399963 * i   # the golden angle: directions spread evenly over the examples
+        boxes.append([b[0] + 1.5 * b[2] * np.cos(a), b[1] + 1.5 * b[3] * np.sin(a), b[2], b[3]])
+        labelled = np.flatnonzero(np.isfinite(e.pose).all(1))
+        if len(labelled):
+            j = e.pose[labelled[i % len(labelled)]]
+            boxes.append([j[0], j[1], b[2] / 3, b[3] / 3])
+            owner.append(i)
+        owner.append(i)
+    owner.sort()
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(owner, dtype=np.int64)
+
+
+def presence_auroc(dataset, cascade, b0, presence, load_image=None) -> float:
+    """ROC AUC of stage 1's presence on the examples' b0 (``presence`` (N,), positives) against
+    :func:`presence_negatives` (negatives); NaN for a model without a presence head."""
+    import numpy as np
+
+    from deeppose.tools.metrics import auroc
+
+    if not np.isfinite(presence).any():
+        return float("nan")
+    if load_image is None:
+        from deeppose.tools.datasets import load_image
+    boxes, owner = presence_negatives(dataset, b0)
+    negatives = np.full(len(boxes), np.nan)
+    for i in np.unique(owner):
+        sel = owner == i
+        negatives[sel] = cascade.run(load_image(dataset.examples[i].image_path), boxes[sel], stages=1).presence
+    scores = np.concatenate([presence, negatives])
+    return auroc(scores, np.r_[np.ones(len(presence), bool), np.zeros(len(negatives), bool)])
+
+
 # ------------------------------------------------------------------------------ metrics
+
+CONFIDENCE_FRACTION = 0.2
+"""PDJ fraction that defines a right joint for the confidence AUROC (issue 24: PDJ@0.2)."""
 
 def evaluate_poses(stage_poses, gt, skeleton, stage_names: list[str], pcp_threshold: float = 0.5) -> list[dict]:
     """:func:`tools.metrics.stage_metrics` for each stage; ``stage_poses`` is (S, N, k, 2) pixels."""
@@ -378,8 +431,15 @@ def _run(args) -> int:
 
             def load(path):
                 return turn_image(load_image(path), args.turn)
-        stage_poses, seconds = cascade_poses(dataset, cascade, b0, args.stages, load_image=load)
+        extras: dict = {}
+        stage_poses, seconds = cascade_poses(dataset, cascade, b0, args.stages, load_image=load, extras=extras)
         stage_poses = stage_poses[:, :, columns]
+        if np.isfinite(extras["presence"]).any():   # psi v2: how well its confidence and presence tell right from wrong
+            from deeppose.tools.metrics import confidence_auroc
+
+            report["confidence_auroc"] = confidence_auroc(extras["confidence"][:, columns], stage_poses[-1], gt,
+                                                          skeleton, CONFIDENCE_FRACTION)
+            report["presence_auroc"] = presence_auroc(dataset, cascade, b0, extras["presence"], load)
         wall = time.perf_counter() - t
         names = [f"stage {s + 1}" for s in range(len(stage_poses))]
         from deeppose.engine.backends import describe_regressors
@@ -402,6 +462,10 @@ def _run(args) -> int:
         head += "; b0 from " + ", ".join(f"{k} {v}" for k, v in sorted(report["b0_sources"].items()))
     report["header"] = head
     print(format_report(report), flush=True)
+    if "confidence_auroc" in report:
+        print(f"\nconfidence AUROC (a joint within PDJ@{CONFIDENCE_FRACTION:g} or not, last stage): "
+              f"{_fmt(report['confidence_auroc']).strip()}; presence ROC AUC (b0 against boxes off the person "
+              f"or on one limb): {_fmt(report['presence_auroc']).strip()}", flush=True)
     try:
         if args.json:
             print(f"wrote {write_json(report, args.json)}")

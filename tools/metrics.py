@@ -383,3 +383,40 @@ def record_val_metrics(folder, metrics: dict, protocol: dict, int8_stages: list[
         manifest["int8"] = {"stages": list(int8_stages), "val_metrics": metrics, "val_protocol": protocol}
     manifest.pop("format", None)
     return write_manifest(folder, manifest)
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve: the probability that a random positive scores above a random
+    negative (ties count a half), by the Mann-Whitney rank statistic.
+
+    Args:
+        scores: (N,) floats; labels: (N,) bool, True for positives. NaN scores are left out.
+    Returns:
+        The AUROC in [0, 1]; NaN when either class is empty.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels, dtype=bool).ravel()
+    keep = np.isfinite(scores)
+    scores, labels = scores[keep], labels[keep]
+    pos, neg = int(labels.sum()), int((~labels).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average ranks (1-based) over runs of equal scores
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(scores)]
+    for a, b in zip(starts, ends):
+        ranks[order[a:b]] = (a + b + 1) / 2.0
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2.0) / (pos * neg))
+
+
+def confidence_auroc(confidence: np.ndarray, pred: np.ndarray, gt: np.ndarray, skeleton: Skeleton,
+                     fraction: float = 0.2) -> float:
+    """How well per-joint confidences tell right joints from wrong ones: the AUROC of
+    ``confidence`` (N, k) for "the joint is detected at PDJ@``fraction``" over the labelled
+    joints of poses ``pred`` (N, k, 2) against ``gt`` (N, k, 2) pixels. NaN without confidences."""
+    dist = pdj_distances(pred, gt, skeleton)   # (N, k) in diam units, NaN where unlabelled
+    keep = ~np.isnan(dist) & np.isfinite(confidence)   # +inf (no prediction) counts as wrong
+    return auroc(np.asarray(confidence)[keep], dist[keep] <= fraction)
