@@ -1,21 +1,28 @@
 """The keypoints file of a run: one record per frame, JSON Lines or CSV, flushed after every frame.
 
 JSON Lines: a header record first (``{"deeppose_keypoints": 1, "video": NAME | null, "fps",
-"width", "height", "skeleton", "joints": [...], "frames_note": ...}``), then one record per
-frame::
+"width", "height", "skeleton", "joints": [...], "angles": [...], "frames_note": ...}``), then
+one record per frame::
 
     {"frame": 12, "timestamp": 0.4, "persons": [
         {"id": 1, "b0": [cx, cy, w, h], "b0_source": "face", "face": [cx, cy, w, h] | null,
          "score": 0.93, "stage": 3, "smoothed": true,
-         "joints": {"l_shoulder": {"x": 812.4, "y": 203.1, "in_frame": true}, ...}}]}
+         "joints": {"l_shoulder": {"x": 812.4, "y": 203.1, "in_frame": true, "confidence": null}, ...},
+         "angles": {"l_elbow": {"deg": 92.4, "confidence": null}, ...}}]}
 
 ``persons`` is ``[]`` when nobody is in the frame. ``joints`` holds the model's joints, in its
 order and under its names (the header's ``joints``: FLIC's 11 upper-body joints, LSP's 14
 full-body ones). ``in_frame`` is false for a joint predicted outside the frame (a full-body b0
 reaches beyond the frame when the legs leave it, :func:`engine.geometry.joints_in_frame`); such
-joints are not drawn. CSV: one row per person per frame with columns :func:`csv_columns` (the
-flag as ``<joint>_in_frame``, 1 or 0); a frame with nobody is one row whose ``person`` column is
-empty.
+joints are not drawn. ``confidence`` is the joint's confidence in [0, 1] (psi v2 models: the
+probability that it lies within PDJ@0.2, :attr:`engine.cascade.CascadeResult.confidence`), null
+for models without it (psi v1, the shipped models). ``angles`` holds the joint angles the
+skeleton has (the header's ``angles``; definitions in :mod:`engine.angles`): degrees in
+[0, 180], null when a joint of the angle is out of the frame, and each angle's confidence (the
+least of its joints', null without). CSV: one row per person per frame with columns
+:func:`csv_columns` (the flag as ``<joint>_in_frame``, 1 or 0; the angles as ``angle_<name>``
+and ``angle_<name>_confidence``; unknown values empty); a frame with nobody is one row whose
+``person`` column is empty.
 Coordinates are pixels of the frame (x right, y down, (0, 0) the centre of the top-left
 pixel); ``stage`` is the cascade stage the joints come from; ``smoothed`` says whether the
 One-Euro filter was applied; ``b0_source`` is "face" (a face detected in this frame), "pose"
@@ -34,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .angles import angle_confidence, angle_defs, joint_angles
 from .geometry import joints_in_frame
 from .outputs import RecordingError
 
@@ -64,12 +72,36 @@ def _in_frame(result, pose: np.ndarray) -> np.ndarray:
     return joints_in_frame(pose, w, h) if w and h else np.isfinite(pose).all(axis=-1)
 
 
+def header_record(skeleton, fields: dict | None = None) -> dict:
+    """The JSON Lines header record: ``{"deeppose_keypoints": 1, "video": null, **fields,
+    "skeleton", "joints", "angles"}`` (the model's joint names and the angles it has, see the
+    module docstring). Also the first message of the live stream (:mod:`engine.streaming`)."""
+    return {"deeppose_keypoints": KEYPOINTS_FORMAT_VERSION, "video": None, **(fields or {}),
+            "skeleton": getattr(skeleton, "name", None), "joints": list(skeleton.joints),
+            "angles": [d.name for d in angle_defs(skeleton)]}
+
+
+def _confidence(p, k: int) -> np.ndarray:
+    """(k,) the person's joint confidences, NaN where unknown (no ``confidence`` attribute)."""
+    c = getattr(p, "confidence", None)
+    return np.full(k, np.nan) if c is None else np.asarray(c, dtype=np.float64).reshape(k)
+
+
+def person_angles(pose: np.ndarray, inside: np.ndarray, confidence: np.ndarray, skeleton) -> tuple[np.ndarray, np.ndarray]:
+    """((m,) degrees, (m,) confidences) of the angles of :func:`engine.angles.angle_defs` of one
+    (k, 2) pose; an angle with a joint outside the frame (``inside`` false) is NaN."""
+    return joint_angles(pose, skeleton, inside), angle_confidence(confidence, skeleton)
+
+
 def frame_record(result, skeleton) -> dict:
     """The JSON Lines record of one :class:`engine.pipeline.FrameResult` (see module docstring)."""
     persons = []
+    names = [d.name for d in angle_defs(skeleton)]
     for p in result.persons:
         pose = np.asarray(p.pose, dtype=np.float64)
         inside = _in_frame(result, pose)
+        conf = _confidence(p, len(pose))
+        deg, aconf = person_angles(pose, inside, conf, skeleton)
         persons.append({
             "id": int(p.track_id),
             "b0": _box(p.b0),
@@ -78,21 +110,31 @@ def frame_record(result, skeleton) -> dict:
             "score": _r(p.score, 3),
             "stage": int(p.stage_poses.shape[0]),
             "smoothed": bool(p.smoothed),
-            "joints": {name: {"x": _r(pose[j, 0]), "y": _r(pose[j, 1]), "in_frame": bool(inside[j])}
+            "joints": {name: {"x": _r(pose[j, 0]), "y": _r(pose[j, 1]), "in_frame": bool(inside[j]),
+                              "confidence": _r(conf[j], 3)}
                        for j, name in enumerate(skeleton.joints)},
+            "angles": {name: {"deg": _r(deg[a], 1), "confidence": _r(aconf[a], 3)} for a, name in enumerate(names)},
         })
     return {"frame": int(result.index), "timestamp": round(float(result.timestamp), 4), "persons": persons}
 
 
 def csv_columns(skeleton) -> list[str]:
     """CSV header: frame, timestamp, person, b0_source, stage, smoothed, score, b0_cx, b0_cy,
-    b0_w, b0_h, face_cx, face_cy, face_w, face_h, then <joint>_x, <joint>_y, <joint>_in_frame
-    per joint."""
+    b0_w, b0_h, face_cx, face_cy, face_w, face_h, then <joint>_x, <joint>_y, <joint>_in_frame,
+    <joint>_confidence per joint, then angle_<name>, angle_<name>_confidence per angle
+    (:func:`engine.angles.angle_defs`)."""
     cols = ["frame", "timestamp", "person", "b0_source", "stage", "smoothed", "score",
             "b0_cx", "b0_cy", "b0_w", "b0_h", "face_cx", "face_cy", "face_w", "face_h"]
     for name in skeleton.joints:
-        cols += [f"{name}_x", f"{name}_y", f"{name}_in_frame"]
+        cols += [f"{name}_x", f"{name}_y", f"{name}_in_frame", f"{name}_confidence"]
+    for d in angle_defs(skeleton):
+        cols += [f"angle_{d.name}", f"angle_{d.name}_confidence"]
     return cols
+
+
+def _cell(v):
+    """A CSV cell: "" for None."""
+    return "" if v is None else v
 
 
 def csv_rows(result, skeleton) -> list[list]:
@@ -106,11 +148,13 @@ def csv_rows(result, skeleton) -> list[list]:
         face = _box(p.face) or [""] * 4
         pose = np.asarray(p.pose, dtype=np.float64)
         inside = _in_frame(result, pose)
-        joints = [v for j in range(len(pose)) for v in ("" if _r(pose[j, 0]) is None else _r(pose[j, 0]),
-                                                        "" if _r(pose[j, 1]) is None else _r(pose[j, 1]),
-                                                        int(inside[j]))]
+        conf = _confidence(p, len(pose))
+        deg, aconf = person_angles(pose, inside, conf, skeleton)
+        joints = [v for j in range(len(pose)) for v in (_cell(_r(pose[j, 0])), _cell(_r(pose[j, 1])), int(inside[j]),
+                                                        _cell(_r(conf[j], 3)))]
+        angles = [v for a in range(len(deg)) for v in (_cell(_r(deg[a], 1)), _cell(_r(aconf[a], 3)))]
         rows.append(base + [int(p.track_id), p.b0_source, int(p.stage_poses.shape[0]), int(bool(p.smoothed)),
-                            _r(p.score, 3), *_box(p.b0), *face, *joints])
+                            _r(p.score, 3), *_box(p.b0), *face, *joints, *angles])
     return rows
 
 
@@ -140,9 +184,7 @@ class KeypointsWriter:
             self._csv = csv.writer(self._f)
             self._csv.writerow(csv_columns(skeleton))
         else:
-            record = {"deeppose_keypoints": KEYPOINTS_FORMAT_VERSION, "video": None, **(header or {}),
-                      "skeleton": getattr(skeleton, "name", None), "joints": list(skeleton.joints)}
-            self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._f.write(json.dumps(header_record(skeleton, header), separators=(",", ":")) + "\n")
         self._f.flush()
 
     def serialize(self, result) -> str:
@@ -184,8 +226,10 @@ def read_keypoints(path: str | Path) -> list[dict]:
     frames: dict[int, dict] = {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        joints = [c[:-2] for c in (reader.fieldnames or []) if c.endswith("_x") and c not in ("b0_x",)
+        fieldnames = reader.fieldnames or []
+        joints = [c[:-2] for c in fieldnames if c.endswith("_x") and c not in ("b0_x",)
                   and not c.startswith(("b0_", "face_"))]
+        angles = [c[len("angle_"):] for c in fieldnames if c.startswith("angle_") and not c.endswith("_confidence")]
 
         def num(v):
             return None if v in ("", None) else float(v)
@@ -205,8 +249,11 @@ def read_keypoints(path: str | Path) -> list[dict]:
                 "stage": int(row["stage"]),
                 "smoothed": row["smoothed"] == "1",
                 "joints": {j: {"x": num(row[f"{j}_x"]), "y": num(row[f"{j}_y"]),
-                               **({"in_frame": row[f"{j}_in_frame"] == "1"} if f"{j}_in_frame" in row else {})}
+                               **({"in_frame": row[f"{j}_in_frame"] == "1"} if f"{j}_in_frame" in row else {}),
+                               **({"confidence": num(row[f"{j}_confidence"])} if f"{j}_confidence" in row else {})}
                            for j in joints},
+                **({"angles": {a: {"deg": num(row[f"angle_{a}"]), "confidence": num(row[f"angle_{a}_confidence"])}
+                               for a in angles}} if angles else {}),
             })
     return [frames[k] for k in sorted(frames)]
 

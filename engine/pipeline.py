@@ -94,6 +94,9 @@ class PersonResult:
             is on.
         score: face detection score (of the last detection for a held person).
         smoothed: whether ``pose`` is smoothed.
+        confidence: (k,) each joint's confidence in [0, 1] from the last cascade stage
+            (:attr:`engine.cascade.CascadeResult.confidence`, psi v2 models); NaN per joint, or
+            None, where the model gives none (psi v1: the shipped models). Not smoothed.
     """
 
     track_id: int
@@ -105,6 +108,7 @@ class PersonResult:
     score: float = 1.0
     smoothed: bool = False
     angle: float = 0.0
+    confidence: np.ndarray | None = None
 
     @property
     def stage(self) -> int:
@@ -431,7 +435,8 @@ class PosePipeline:
                     filt.reset()
                 pose = raw.copy()
             persons.append(PersonResult(tid, box.copy(), None if face is None else np.asarray(face).copy(),
-                                        source, res.stage_poses[:, i].copy(), pose, float(score), smooth, float(angle)))
+                                        source, res.stage_poses[:, i].copy(), pose, float(score), smooth, float(angle),
+                                        res.confidence[i].copy()))
         if drawn or not self.full_frame_fallback:
             self._frame_filter = None
         return FrameResult(idx, ts, persons, detect_s, list(res.stage_seconds), time.perf_counter() - t_start,

@@ -184,7 +184,8 @@ def test_csv_default_output_and_options(cuts, model_dir, tmp_path, capsys):
     assert video_facts(default_out)[:2] == (8, 8)
     header = kp.read_text().splitlines()[0].split(",")
     assert header[:7] == ["frame", "timestamp", "person", "b0_source", "stage", "smoothed", "score"]
-    assert header[-3:] == ["nose_x", "nose_y", "nose_in_frame"]
+    assert header[header.index("nose_x"):header.index("nose_x") + 4] == ["nose_x", "nose_y", "nose_in_frame", "nose_confidence"]
+    assert header[-2:] == ["angle_r_shoulder", "angle_r_shoulder_confidence"]   # FLIC: elbows and shoulders
     recs = read_keypoints(kp)
     assert [r["frame"] for r in recs] == list(range(8))
     rows = kp.read_text().strip().splitlines()[1:]
