@@ -50,11 +50,25 @@ KEYPOINTS_FORMAT_VERSION = 1
 
 
 def keypoints_format(path: str | Path) -> str:
-    """"jsonl" or "csv" from a keypoints file name; raises :class:`RecordingError` otherwise."""
+    """"jsonl", "csv" or "coco" (a name ending in .coco.json, :mod:`engine.coco`) from a
+    keypoints file name; raises :class:`RecordingError` otherwise."""
+    if Path(path).name.lower().endswith(".coco.json"):
+        return "coco"
     fmt = KEYPOINT_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise RecordingError(f"keypoints file {path} must end in .jsonl or .csv")
+        raise RecordingError(f"keypoints file {path} must end in .jsonl, .csv or .coco.json")
     return fmt
+
+
+def open_keypoints_writer(path: str | Path, skeleton, header: dict | None = None):
+    """The writer of the keypoints file ``path``: a :class:`KeypointsWriter` (.jsonl, .csv) or
+    an :class:`engine.coco.CocoWriter` (.coco.json); both take ``serialize`` / ``write_serialized``
+    / ``write`` / ``close``. Raises :class:`RecordingError` (bad suffix, cannot create)."""
+    if keypoints_format(path) == "coco":
+        from .coco import CocoWriter
+
+        return CocoWriter(path, skeleton, header)
+    return KeypointsWriter(path, skeleton, header)
 
 
 def _r(v: float, nd: int = 2):
@@ -173,6 +187,9 @@ class KeypointsWriter:
     def __init__(self, path: str | Path, skeleton, header: dict | None = None):
         self.path = Path(path)
         self.format = keypoints_format(self.path)
+        if self.format == "coco":
+            raise RecordingError(f"{path} is a COCO file: write it with engine.coco.CocoWriter "
+                                 "(open_keypoints_writer picks the writer)")
         self.skeleton = skeleton
         self.frames_written = 0
         try:
@@ -216,9 +233,12 @@ def read_keypoints(path: str | Path) -> list[dict]:
 
     CSV files are regrouped by frame (``persons`` empty for a frame written with no person);
     numbers come back as floats, missing values as None. The JSON Lines header record is
-    left out (see :func:`read_keypoints_header`).
+    left out (see :func:`read_keypoints_header`). COCO files are not read here (ValueError):
+    ``pycocotools.coco.COCO`` reads them.
     """
     path = Path(path)
+    if keypoints_format(path) == "coco":
+        raise ValueError(f"{path} is a COCO keypoints file: read it with pycocotools")
     if keypoints_format(path) == "jsonl":
         with open(path, encoding="utf-8") as f:
             records = [json.loads(line) for line in f if line.strip()]

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .keypoints import KeypointsWriter, _r
+from .keypoints import KeypointsWriter, _r, open_keypoints_writer
 from .outputs import OutputLock, RecordingError, replaced_atomically
 
 __all__ = ["MAX_EXTRA_VIDEO_FRAMES", "AnnotatedVideoWriter", "OutputLock", "PoseRecorder", "RecordingError",
@@ -291,7 +291,7 @@ class PoseRecorder:
 
     Args:
         video_path: annotated video file (.mp4), or None for keypoints only.
-        keypoints_path: keypoints file (.jsonl or .csv), or None.
+        keypoints_path: keypoints file (.jsonl, .csv or .coco.json), or None.
         fps: frame rate of the video, frames per second.
         frame_size: (width, height) of the frames, pixels.
         skeleton: the model's skeleton (joint names for the keypoints file).
@@ -299,6 +299,8 @@ class PoseRecorder:
             are unevenly spaced, e.g. when frames are dropped) instead of 1/fps apart.
         lock: lock both files (:class:`OutputLock`) until :meth:`close`; False when the
             caller already holds the lock.
+        source: the input video's file name, recorded in the keypoints header (``source``;
+            a COCO file names its image files after it); None for a camera.
         **video_options: passed to :class:`AnnotatedVideoWriter` (crf, preset, finalize, backend).
     Raises:
         RecordingError: a file cannot be created, or another run is writing it (nothing is
@@ -307,10 +309,10 @@ class PoseRecorder:
 
     def __init__(self, video_path: str | Path | None, keypoints_path: str | Path | None, fps: float,
                  frame_size: tuple[int, int], skeleton, timestamps: bool = False, lock: bool = True,
-                 **video_options):
+                 source: str | None = None, **video_options):
         self.timestamps = bool(timestamps)
         self.video: AnnotatedVideoWriter | None = None
-        self.keypoints: KeypointsWriter | None = None
+        self.keypoints: KeypointsWriter | None = None   # or an engine.coco.CocoWriter
         self._lock = OutputLock([video_path, keypoints_path]) if lock else None
         try:
             # The video first: if it cannot be opened, no keypoints file has been created or truncated.
@@ -318,13 +320,14 @@ class PoseRecorder:
                 self.video = AnnotatedVideoWriter(video_path, fps, frame_size, variable_rate=self.timestamps,
                                                   **video_options)
             if keypoints_path is not None:
-                header = {"video": None if video_path is None else Path(video_path).name, "fps": _r(fps, 3),
+                header = {"video": None if video_path is None else Path(video_path).name,
+                          **({"source": str(source)} if source else {}), "fps": _r(fps, 3),
                           "width": int(frame_size[0]), "height": int(frame_size[1]),
                           "frames_note": f"one record per video frame, in order; a record is written once its "
                                          f"frame is in the video, so after an abrupt stop (process killed, disk "
                                          f"full) the video may hold up to {MAX_EXTRA_VIDEO_FRAMES} frames more "
                                          f"than this file has records, never fewer"}
-                self.keypoints = KeypointsWriter(keypoints_path, skeleton, header)
+                self.keypoints = open_keypoints_writer(keypoints_path, skeleton, header)
         except BaseException:
             if self.video is not None:
                 self.video.close()

@@ -35,6 +35,8 @@ VIDEO_SUFFIXES = (".mp4",)
 # (NAME.pose.mp4) are left out, so that a second run over a folder does not process them.
 INPUT_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 OUTPUT_TAG = ".pose"
+KEYPOINTS_FORMATS = {"jsonl": ".jsonl", "csv": ".csv", "coco": ".coco.json"}
+"""``--keypoints FORMAT`` (several inputs, or a bare format): the suffix of NAME.pose.SUFFIX."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", metavar="DIR", default=None,
                         help="write each input's NAME.pose.mp4 (and keypoints) into DIR instead of next to it")
     parser.add_argument("--keypoints", metavar="FILE", help="also write keypoints: FILE.jsonl (one JSON object "
-                        "per frame) or FILE.csv (one row per person per frame); with several inputs, give just "
-                        "the format, jsonl or csv, for a NAME.pose.jsonl|csv beside each video")
+                        "per frame), FILE.csv (one row per person per frame) or FILE.coco.json (a COCO keypoints "
+                        "dataset: frames as images, persons as annotations); with several inputs, give just the "
+                        "format, jsonl, csv or coco, for a NAME.pose.jsonl|csv|coco.json beside each video")
     parser.add_argument("--jobs", type=positive_int, metavar="N", default=1,
                         help="process N inputs at once in worker processes, each with --threads cores / N "
                         "inference threads by default (default: 1)")
@@ -184,8 +187,8 @@ def output_paths(input_path: Path, args, several: bool) -> tuple[Path, Path | No
     keypoints = None
     if args.keypoints:
         fmt = args.keypoints.lower().lstrip(".")
-        if several or fmt in ("jsonl", "csv"):
-            keypoints = output.with_suffix(f".{fmt}")
+        if several or fmt in KEYPOINTS_FORMATS:
+            keypoints = output.with_suffix(KEYPOINTS_FORMATS[fmt])
         else:
             keypoints = Path(args.keypoints)
     return output, keypoints
@@ -211,8 +214,8 @@ def run(args) -> int:
         return _error(int8_problem(args))
     if several and args.output:
         return _error(f"-o/--output names one file, but {len(inputs)} inputs were given; use --out-dir DIR")
-    if several and args.keypoints and args.keypoints.lower().lstrip(".") not in ("jsonl", "csv"):
-        return _error("with several inputs, --keypoints takes the format only: jsonl or csv")
+    if several and args.keypoints and args.keypoints.lower().lstrip(".") not in KEYPOINTS_FORMATS:
+        return _error("with several inputs, --keypoints takes the format only: jsonl, csv or coco")
     if args.out_dir:
         out_dir = Path(args.out_dir)
         if not out_dir.is_dir():
@@ -356,8 +359,8 @@ def run_one(args, input_path: Path, output: Path, keypoints: Path | None, positi
     # -- check everything before any work ---------------------------------------------------
     if output.suffix.lower() not in VIDEO_SUFFIXES:
         return _error(f"output {output} must be an .mp4 file")
-    if keypoints is not None and keypoints.suffix.lower() not in (".jsonl", ".csv"):
-        return _error(f"keypoints file {keypoints} must end in .jsonl or .csv")
+    if keypoints is not None and not keypoints.name.lower().endswith((".jsonl", ".csv", ".coco.json")):
+        return _error(f"keypoints file {keypoints} must end in .jsonl, .csv or .coco.json")
     from .outputs import overwrite_problem, same_file
 
     outputs = ((output, "output video"), (keypoints, "keypoints file"))
@@ -420,7 +423,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
         return _error(f"--stages must be in 1..{pipeline.num_stages} for {weights}, got {args.stages}")
     pipeline.stages = args.stages
     try:
-        recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton, lock=False)
+        recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton, lock=False, source=input_path.name)
     except (RecordingError, OSError) as e:
         pipeline.close()
         opened.release()
