@@ -254,3 +254,69 @@ def safe_console() -> None:
             stream.reconfigure(errors="backslashreplace")
         except (AttributeError, ValueError, OSError):   # None (no console), not a TextIOWrapper, or closed
             pass
+
+
+DEFAULT_HOST = "127.0.0.1"
+"""Where ``--serve`` listens and ``--osc`` sends unless HOST:PORT names another host: this machine
+only. Binding another address (``0.0.0.0``, a network interface) is the user's explicit choice."""
+
+
+def split_host_port(text: str, min_port: int = 0, default_host: str = DEFAULT_HOST) -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` or ``PORT`` -> (host, port); a missing host is
+    ``default_host`` (127.0.0.1).
+
+    Raises:
+        ValueError: (one line) not of that form, or the port is not a number in min_port..65535.
+    """
+    text = str(text).strip()
+    if text.startswith("["):   # [::1]:8765
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    elif ":" in text:
+        raise ValueError(f"write an IPv6 address in brackets, [{text}]:PORT, got {text!r}")
+    else:
+        host, port = "", text
+    host = host.strip() or default_host
+    try:
+        n = int(port)
+    except ValueError:
+        raise ValueError(f"expected HOST:PORT with a port number, got {text!r}") from None
+    if not min_port <= n <= 65535:
+        raise ValueError(f"port must be in {min_port}..65535, got {n}")
+    if any(c.isspace() for c in host):
+        raise ValueError(f"bad host {host!r}")
+    return host, n
+
+
+def serve_address(text: str) -> tuple[str, int]:
+    """argparse type of ``--serve``: HOST:PORT (:func:`split_host_port`; port 0 lets the system
+    pick a free one), a one-line usage error otherwise."""
+    try:
+        return split_host_port(text, min_port=0)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def osc_address(text: str) -> tuple[str, int]:
+    """argparse type of ``--osc``: HOST:PORT (:func:`split_host_port`, port 1..65535), a
+    one-line usage error otherwise."""
+    try:
+        return split_host_port(text, min_port=1)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_live_outputs(parser: argparse.ArgumentParser) -> None:
+    """``--serve HOST:PORT`` (WebSocket stream of the keypoints) and ``--osc HOST:PORT`` (OSC
+    messages), see engine/streaming.py and docs/KEYPOINTS.md."""
+    parser.add_argument("--serve", type=serve_address, metavar="HOST:PORT", default=None,
+                        help="stream the keypoints live: a WebSocket server sending each connected client the "
+                        "keypoints header, then one JSON message per frame (the JSON Lines schema); HOST defaults "
+                        f"to {DEFAULT_HOST} (this machine only; 0.0.0.0 serves the network), port 0 picks a free one")
+    parser.add_argument("--osc", type=osc_address, metavar="HOST:PORT", default=None,
+                        help="send the keypoints as OSC messages over UDP (/deeppose/frame, "
+                        "/deeppose/person/<id>/<joint> x y confidence in_frame, ...; docs/KEYPOINTS.md), "
+                        f"e.g. to TouchDesigner or Max; HOST defaults to {DEFAULT_HOST}")

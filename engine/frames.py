@@ -7,7 +7,7 @@ the app (app/capture.py, app/worker.py).
   decoding overlaps inference (the video command; the app's capture thread paces a file in
   real time instead).
 - :class:`FrameLoop`: one frame through the pose path: ``PosePipeline.process`` -> drawing
-  -> recording.
+  -> live outputs (:class:`engine.streaming.LiveOutputs`) -> recording.
 
 Module-level imports stay light (numpy and the standard library): ``main.py --help`` imports
 the video command, which imports this module.
@@ -200,15 +200,18 @@ class FrameLoop:
         pipeline: an :class:`engine.pipeline.PosePipeline`.
         recorder: an :class:`engine.recording.PoseRecorder`, or None (may be set later).
         draw_boxes: also draw each person's b0 and face box.
+        live: an :class:`engine.streaming.LiveOutputs` (WebSocket stream, OSC), or None; it
+            gets every frame's result before the recorder, and never raises.
     """
 
-    def __init__(self, pipeline, recorder=None, draw_boxes: bool = False):
+    def __init__(self, pipeline, recorder=None, draw_boxes: bool = False, live=None):
         self.pipeline = pipeline
         self.recorder = recorder
         self.draw_boxes = bool(draw_boxes)
+        self.live = live
 
     def step(self, image: np.ndarray, timestamp: float, index: int):
-        """Process, draw (in place, on ``image``) and record one frame.
+        """Process, draw (in place, on ``image``), publish to the live outputs and record one frame.
 
         Args:
             image: (H, W, 3) uint8 BGR frame; the skeletons are drawn into it.
@@ -224,6 +227,8 @@ class FrameLoop:
 
         result = self.pipeline.process(image, timestamp=timestamp, index=index)
         draw_poses(image, result, self.pipeline.skeleton, draw_boxes=self.draw_boxes)
+        if self.live is not None:
+            self.live.publish(result, self.pipeline.skeleton)
         if self.recorder is not None:
             try:
                 self.recorder.write(image, result)

@@ -27,8 +27,9 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_args import (DEFAULT_FLIP, WeightsError, add_backend, add_flip, add_int8, add_stages, add_threads, add_weights,
-                       int8_problem, name_problem, output_problem, positive_int, resolve_weights)
+from .cli_args import (DEFAULT_FLIP, WeightsError, add_backend, add_flip, add_int8, add_live_outputs, add_stages,
+                       add_threads, add_weights, int8_problem, name_problem, output_problem, positive_int,
+                       resolve_weights)
 
 VIDEO_SUFFIXES = (".mp4",)
 # Files a folder or glob INPUT contributes (what OpenCV's FFmpeg reads); our own outputs
@@ -68,6 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_threads(parser)
     add_int8(parser)
     add_tracking_options(parser)
+    add_live_outputs(parser)
 
 
 def add_tracking_options(parser: argparse.ArgumentParser) -> None:
@@ -216,6 +218,8 @@ def run(args) -> int:
         return _error(f"-o/--output names one file, but {len(inputs)} inputs were given; use --out-dir DIR")
     if several and args.keypoints and args.keypoints.lower().lstrip(".") not in KEYPOINTS_FORMATS:
         return _error("with several inputs, --keypoints takes the format only: jsonl, csv or coco")
+    if several and (getattr(args, "serve", None) or getattr(args, "osc", None)):
+        return _error(f"--serve and --osc stream one input, but {len(inputs)} inputs were given")
     if args.out_dir:
         out_dir = Path(args.out_dir)
         if not out_dir.is_dir():
@@ -389,15 +393,28 @@ def run_one(args, input_path: Path, output: Path, keypoints: Path | None, positi
     except RecordingError as e:
         opened.release()
         return _error(str(e))
+    from .streaming import StreamError, open_live_outputs
+
+    try:   # listening (and its address printed) before the model loads and the first frame
+        live = open_live_outputs(getattr(args, "serve", None), getattr(args, "osc", None),
+                                 announce=lambda line: print(line, file=sys.stderr if line.startswith("note:")
+                                                             else sys.stdout, flush=True))
+    except StreamError as e:
+        opened.release()
+        lock.release()
+        return _error(str(e))
     try:
-        return _process(args, input_path, output, keypoints, opened, position, quiet)
+        return _process(args, input_path, output, keypoints, opened, position, quiet, live)
     finally:
+        if live is not None:
+            live.close()
         lock.release()
 
 
 def _process(args, input_path: Path, output: Path, keypoints: Path | None, opened, position: int = 0,
-             quiet: bool = False) -> int:
-    """The run once the inputs are checked and the outputs locked; returns the exit code."""
+             quiet: bool = False, live=None) -> int:
+    """The run once the inputs are checked and the outputs locked; returns the exit code.
+    ``live``: the run's :class:`engine.streaming.LiveOutputs` or None (closed by the caller)."""
     import signal
     import time
 
@@ -463,7 +480,9 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     t_start = time.perf_counter()
     # Decoding runs on its own thread (FrameReader) and encoding on the writer's, so this
     # thread does inference and drawing only.
-    loop = FrameLoop(pipeline, recorder, draw_boxes=args.draw_boxes)
+    if live is not None:
+        live.set_source(video=output.name, source=input_path.name, fps=round(float(fps), 3))
+    loop = FrameLoop(pipeline, recorder, draw_boxes=args.draw_boxes, live=live)
     reader = FrameReader(opened, args.max_frames)
     try:
         for index, frame in reader:
@@ -504,6 +523,10 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     if status != "done":
         print(f"{status} after {n} frames; {output} and {keypoints or 'no keypoints file'} hold every frame done",
               file=sys.stderr)
+    if live is not None and live.server is not None and not quiet:
+        srv = live.server
+        print(f"stream: {srv.connections} client(s) connected during the run, {srv.skipped} message(s) skipped "
+              f"for slow clients, {srv.dropped} client(s) dropped", flush=True)
     if n:
         ppl = np.asarray(people)
         ms = 1000 * float(np.mean(pipeline_s))
