@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from deeppose.engine.cli_args import (WeightsError, add_backend, add_stages, add_weights, output_problem, positive_int,
-                                     resolve_weights)
+from deeppose.engine.cli_args import (WeightsError, add_backend, add_live_outputs, add_stages, add_weights,
+                                     output_problem, positive_int, resolve_weights)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="FILE.mp4",
                         help="record from the start: the annotated video to FILE.mp4, the keypoints to "
                              "FILE.jsonl beside it")
+    add_live_outputs(parser)   # --serve (this run; the settings panel has it too) and --osc
 
 
 def recording_outputs(video) -> list[tuple]:
@@ -46,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     cannot open a window here or an automated run failed (source, model), 2 for bad options,
     128 + the signal number after Ctrl-C or SIGTERM (the window closes cleanly, a recording
     is finished)."""
-    import signal
     import sys
 
     from deeppose.engine.outputs import overwrite_problem
@@ -75,6 +75,24 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    from deeppose.engine.streaming import StreamError, open_live_outputs
+
+    try:   # listening before the window opens: a port in use is a bad option, like the others
+        live = open_live_outputs(args.serve, args.osc, announce=lambda line: print(line, flush=True))
+    except StreamError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        return _run_window(args, source, weights, live)
+    finally:
+        if live is not None:
+            live.close()
+
+
+def _run_window(args: argparse.Namespace, source, weights, live) -> int:
+    """The Qt part of :func:`run`: the application, the window and its event loop."""
+    import signal
+    import sys
 
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
@@ -96,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     with close_on_signals(holder) as interrupted:
         window = holder["window"] = MainWindow(source=source, overrides=overrides,
                                                quit_after_frames=args.quit_after_frames,
-                                               screenshot=args.screenshot, record=args.record)
+                                               screenshot=args.screenshot, record=args.record, live=live)
         window.show()
         if interrupted:   # a signal came while the window was being built
             QTimer.singleShot(0, window.close)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings
 
-from ..engine.cli_args import MODELS
+from ..engine.cli_args import DEFAULT_HOST, MODELS
 
 ORGANIZATION = "deeppose"
 APPLICATION = "deeppose"
@@ -46,6 +46,11 @@ class AppSettings:
             :data:`MAX_PERSONS_SETTING`.
         record_dir: folder where Record writes its video and keypoints files.
         last_dir: folder last used in "Open video file...".
+        serve: stream the keypoints live to other programs (a WebSocket server on
+            ``serve_address``, engine/streaming.py).
+        serve_address: HOST:PORT of that server (default 127.0.0.1:8765: this machine only).
+        show_angles: draw the joint angles (elbows, shoulders, hips, knees; engine/angles.py)
+            at their joints over the video, with the HUD.
     """
 
     weights: str = str(DEFAULT_WEIGHTS)
@@ -57,6 +62,9 @@ class AppSettings:
     max_persons: int = 0
     record_dir: str = field(default_factory=lambda: str(default_record_dir()))
     last_dir: str = ""
+    serve: bool = False
+    serve_address: str = f"{DEFAULT_HOST}:8765"
+    show_angles: bool = False
 
 
 def open_qsettings() -> QSettings:

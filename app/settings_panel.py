@@ -1,20 +1,23 @@
 """The window's settings panel (a dock): model chooser (upper body / full body), model folder,
-backend, stages, smoothing, boxes, HUD, record folder. Every change applies live (to the inference worker) and is saved at once
+backend, stages, smoothing, boxes, HUD, joint angles, record folder, and the live keypoints
+stream (a WebSocket server, engine/streaming.py, with the number of clients connected). Every
+change applies live (to the inference worker) and is saved at once
 (:func:`app.settings.save_setting`, QSettings).
 
 A mixin of :class:`app.window.MainWindow`: it uses the window's ``settings``, ``qsettings``,
-``worker``, ``model`` and ``_set_hud``.
+``worker``, ``model``, ``live``, ``view`` and ``_set_hud``.
 """
 from __future__ import annotations
 
 import logging
+import threading
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                              QLineEdit, QPushButton, QSpinBox, QWidget)
 
 from ..engine.cli_args import BACKENDS as RUNTIME_BACKENDS
-from ..engine.cli_args import MODELS, model_folder, model_problem
+from ..engine.cli_args import MODELS, model_folder, model_problem, split_host_port
 from .settings import MAX_PERSONS_SETTING, save_setting
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,27 @@ class SettingsPanelMixin:
         self.hud_check.setChecked(True)
         self.hud_check.toggled.connect(self._set_hud)
         form.addRow(self.hud_check)
+        self.angles_check = QCheckBox("Show joint angles", panel)
+        self.angles_check.setToolTip("Elbow, shoulder, hip and knee angles in degrees at their joints "
+                                     "(those of the model's joints; docs/KEYPOINTS.md defines them)")
+        self.angles_check.setChecked(s.show_angles)
+        self.angles_check.toggled.connect(self.set_show_angles)
+        form.addRow(self.angles_check)
+
+        self.serve_check = QCheckBox("Serve", panel)
+        self.serve_check.setToolTip("Stream the keypoints live to other programs: a WebSocket server sending "
+                                    "the keypoints header, then one JSON message per frame (docs/KEYPOINTS.md)")
+        self.serve_check.setChecked(s.serve)
+        self.serve_check.toggled.connect(lambda on: self.set_serve(on))
+        self.serve_edit = QLineEdit(s.serve_address, panel)
+        self.serve_edit.setToolTip("HOST:PORT to listen on; 127.0.0.1 is this machine only, 0.0.0.0 the network")
+        self.serve_edit.editingFinished.connect(lambda: self.set_serve_address(self.serve_edit.text()))
+        row = QHBoxLayout()
+        row.addWidget(self.serve_check)
+        row.addWidget(self.serve_edit, 1)
+        form.addRow("Stream keypoints", row)
+        self.serve_label = QLabel("off", panel)
+        form.addRow("", self.serve_label)
 
         self.record_dir_edit = self._folder_row(form, "Record to", s.record_dir,
                                                 lambda text: self._set_setting("record_dir", text),
@@ -210,6 +234,95 @@ class SettingsPanelMixin:
         self._set_setting("smooth", bool(on))
         self.smooth_check.setChecked(on)
         self.worker.configure(smooth=bool(on))
+
+    def set_show_angles(self, on: bool) -> None:
+        """Draw the joint angles over the video (saved)."""
+        self._set_setting("show_angles", bool(on))
+        if self.angles_check.isChecked() != bool(on):
+            self.angles_check.setChecked(bool(on))
+        self.view.show_angles = bool(on)
+        if not on:
+            self.view.angle_labels = []
+        self.view.update()
+
+    # -- the live stream ------------------------------------------------------------------
+    def set_serve(self, on: bool, save: bool = True) -> bool:
+        """Start (or stop) the WebSocket server on ``settings.serve_address``; returns whether
+        it serves now. A server that cannot start (a bad address, the port in use) is one line
+        in the status bar, and the box is unticked."""
+        on = bool(on)
+        if save:
+            self._set_setting("serve", on)
+        server = None
+        if on:
+            from deeppose.engine.streaming import KeypointsServer, StreamError, is_loopback
+
+            try:
+                host, port = split_host_port(self.settings.serve_address)
+                old = self.live.server
+                if old is not None and old.address == (host, port):
+                    server = old     # serving there already
+                else:
+                    if old is not None:   # free its port first: the new address may be the same port
+                        self._close_server_later(self.live.set_server(None), wait=True)
+                    server = KeypointsServer(host, port)
+            except (ValueError, StreamError) as e:
+                self.show_error(f"Keypoints not streamed: {e}")
+                on = False
+            else:
+                if not is_loopback(host):
+                    self.show_status(f"Streaming keypoints on {server.url}: other machines can connect")
+        if server is not self.live.server:
+            self._close_server_later(self.live.set_server(server))
+        if self.serve_check.isChecked() != on:
+            self.serve_check.blockSignals(True)
+            self.serve_check.setChecked(on)
+            self.serve_check.blockSignals(False)
+        self.update_stream_status()
+        return on
+
+    def set_serve_address(self, text: str) -> None:
+        """Listen on HOST:PORT ``text`` from now on (saved; the server moves there if it runs)."""
+        text = text.strip()
+        try:
+            split_host_port(text)
+        except ValueError as e:
+            self.show_error(f"Stream address not changed: {e}")
+            self.serve_edit.setText(self.settings.serve_address)
+            return
+        if text == self.settings.serve_address:
+            return
+        self._set_setting("serve_address", text)
+        if self.serve_edit.text() != text:
+            self.serve_edit.setText(text)
+        if self.live.server is not None:
+            self.set_serve(True, save=False)
+
+    @staticmethod
+    def _close_server_later(server, wait: bool = False) -> None:
+        """Close a server that no longer gets frames, off the GUI thread (it lets its clients
+        take what is queued, up to 2 s); ``wait``: now (its port is needed again)."""
+        if server is None:
+            return
+        if wait:
+            server.close()
+        else:
+            threading.Thread(target=server.close, name="close-keypoints-server", daemon=True).start()
+
+    def update_stream_status(self) -> None:
+        """Show the server's address and the clients connected (panel and HUD)."""
+        server = self.live.server if self.live is not None else None
+        if server is None:
+            text, hud = "off", ""
+        else:
+            n = server.clients
+            text = f"{server.url}: {n} client{'s' if n != 1 else ''}"
+            hud = text
+        if self.serve_label.text() != text:
+            self.serve_label.setText(text)
+        if self.view.stats.stream != hud:
+            self.view.stats.stream = hud
+            self.view.update()
 
     def set_show_boxes(self, on: bool) -> None:
         self._set_setting("show_boxes", bool(on))

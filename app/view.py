@@ -1,4 +1,5 @@
-"""The video view: the newest annotated frame scaled to the widget (aspect kept) plus the HUD."""
+"""The video view: the newest annotated frame scaled to the widget (aspect kept) plus the HUD
+and, as an option, the joint angles at their joints."""
 from __future__ import annotations
 
 import time
@@ -28,6 +29,7 @@ class HudStats:
         shown: frames displayed from the source.
         source_fps: the source's nominal frame rate.
         recording: whether a recording is being written.
+        stream: the live stream's state ("ws://127.0.0.1:8765  2 clients"), "" when off.
     """
 
     fps: float | None = None
@@ -40,6 +42,7 @@ class HudStats:
     shown: int = 0
     source_fps: float = 0.0
     recording: bool = False
+    stream: str = ""
 
     def lines(self) -> list[str]:
         """The HUD text, one string per line."""
@@ -54,9 +57,34 @@ class HudStats:
             out.append(f"backend {self.backend}   people {self.people}")
         else:
             out.append("no model loaded: showing the video without poses")
+        if self.stream:
+            out.append(f"stream {self.stream}")
         if self.recording:
             out.append("\u25cf REC")
         return out
+
+
+def angle_labels(result, skeleton) -> list[tuple[float, float, str]]:
+    """The joint angles of every person of a :class:`engine.pipeline.FrameResult` as labels:
+    ``(x, y, text)`` with (x, y) the angle's vertex joint in frame pixels and text such as
+    "92°"; angles that are unknown (a joint out of the frame) are left out."""
+    import numpy as np
+
+    from deeppose.engine.angles import angle_defs, angle_indices, joint_angles
+    from deeppose.engine.geometry import joints_in_frame
+
+    if result is None or skeleton is None or not angle_defs(skeleton):
+        return []
+    w, h = result.frame_size
+    vertex = angle_indices(skeleton)[:, 1]
+    out = []
+    for p in result.persons:
+        pose = np.asarray(p.pose, dtype=np.float64)
+        if pose.shape != (skeleton.k, 2):   # a result of another model (one is loading)
+            continue
+        deg = joint_angles(pose, skeleton, joints_in_frame(pose, w, h) if w and h else None)
+        out += [(float(pose[j, 0]), float(pose[j, 1]), f"{d:.0f}\u00b0") for j, d in zip(vertex, deg) if np.isfinite(d)]
+    return out
 
 
 class VideoView(QWidget):
@@ -76,6 +104,8 @@ class VideoView(QWidget):
         self._painted_new = True
         self.stats = HudStats()
         self.show_hud = True
+        self.show_angles = False
+        self.angle_labels: list[tuple[float, float, str]] = []   # (x, y, text), frame pixels
         self.message = ""
         self._font = QFont("DejaVu Sans Mono")
         self._font.setStyleHint(QFont.StyleHint.Monospace)
@@ -120,6 +150,8 @@ class VideoView(QWidget):
                 # capture-to-display: the frame has just been drawn into the window's backing store
                 self._painted_new = True
                 self.stats.latency_ms = _ema(self.stats.latency_ms, (time.perf_counter() - self.captured) * 1000.0)
+            if self.show_angles and self.angle_labels:
+                self._paint_angles(p)
             if self.show_hud:
                 self._paint_hud(p)
         if self.message:
@@ -143,6 +175,19 @@ class VideoView(QWidget):
                 p.setPen(QColor(255, 70, 70))
             p.drawText(QPointF(box.x() + pad, y), s)
             y += fm.lineSpacing()
+
+    def _paint_angles(self, p: QPainter) -> None:
+        """Each angle's value beside its vertex joint, on a dark tab."""
+        font = QFont(self._font)
+        font.setPointSizeF(9.0)
+        p.setFont(font)
+        fm = QFontMetricsF(font)
+        for x, y, text in self.angle_labels:
+            at = self.map_from_image(x, y)
+            box = QRectF(at.x() + 6, at.y() - fm.height() - 4, fm.horizontalAdvance(text) + 6, fm.height() + 2)
+            p.fillRect(box, QColor(0, 0, 0, 170))
+            p.setPen(QColor(255, 235, 120))
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
 
     def _paint_message(self, p: QPainter) -> None:
         font = QFont(self._font)

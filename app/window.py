@@ -29,7 +29,7 @@ from .cli import recording_outputs
 from .settings import AppSettings, load_settings, open_qsettings
 from .settings_panel import SettingsPanelMixin
 from .sources import SourcesMixin
-from .view import VideoView, _ema
+from .view import VideoView, _ema, angle_labels
 from .worker import InferenceWorker, ModelStatus
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,17 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
         record: start recording to this video file at once (keypoints beside it, .jsonl).
         qsettings: the settings store (default :func:`app.settings.open_qsettings`).
         probe_cameras: look for cameras (off in tests that give a file source).
+        live: the live outputs given on the command line (``--serve``, ``--osc``: an
+            :class:`engine.streaming.LiveOutputs`, already listening); its server stands for the
+            saved stream setting in this run (not saved). Closed with the window.
     """
 
     automationFinished = pyqtSignal()
 
     def __init__(self, source: Source | None = None, overrides: dict | None = None,
                  quit_after_frames: int | None = None, screenshot: str | Path | None = None,
-                 record: str | Path | None = None, qsettings: QSettings | None = None, probe_cameras: bool = True):
+                 record: str | Path | None = None, qsettings: QSettings | None = None, probe_cameras: bool = True,
+                 live=None):
         super().__init__()
         self.setWindowTitle("deeppose")
         self.setAcceptDrops(True)
@@ -84,6 +88,14 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
         self.end_info: dict | None = None  # how the current source ended (None while it runs)
         self._display_times: deque[float] = deque(maxlen=60)
         self._pending_record = Path(record) if record else None
+        from ..engine.streaming import LiveOutputs
+
+        self.live = live if live is not None else LiveOutputs()
+        serve_from_command_line = self.live.server is not None
+        if serve_from_command_line:   # this run only, as the other command-line settings
+            host, port = self.live.server.address
+            self.settings.serve = True
+            self.settings.serve_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
         self.slot = LatestFrameSlot()
         self.worker = InferenceWorker(self.slot, self.settings.weights, self.settings.backend, self.settings.stages,
@@ -95,8 +107,16 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
         self.worker.failed.connect(self.show_error)
         self.worker.sourceEnded.connect(self._on_source_ended)
         self.worker.recordingChanged.connect(self._on_recording_changed)
+        self.worker.set_live(self.live)
 
         self._build_ui()
+        self.view.show_angles = self.settings.show_angles
+        if self.settings.serve and not serve_from_command_line:
+            self.set_serve(True, save=False)   # the saved setting: listen again
+        self._stream_timer = QTimer(self)
+        self._stream_timer.timeout.connect(self.update_stream_status)
+        self._stream_timer.start(500)
+        self.update_stream_status()
         geometry = self.qsettings.value("geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -377,10 +397,13 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
                 st.stage_ms = [_ema(a, b) for a, b in zip(st.stage_ms, ms)]
             st.people = len(r.persons)
             st.backend = self.model.backend if self.model is not None else r.backend
+            if self.view.show_angles:
+                self.view.angle_labels = angle_labels(r, d.skeleton)
         else:
             st.backend = ""
             st.people = 0
             st.stage_ms = []
+            self.view.angle_labels = []
         st.dropped = d.dropped
         st.shown = self.frames_shown + 1
         st.source_fps = d.source_fps
@@ -413,6 +436,8 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
             self.worker.stop_recording()
             if not self.worker.stop(120000):   # a model load (ONNX export) cannot be interrupted
                 log.warning("inference thread did not stop within 120 s")
+            self._stream_timer.stop()
+            self.live.close()   # the clients get what is queued, then the end of the stream
             if self.saves_geometry():
                 self.qsettings.setValue("geometry", self.saveGeometry())
                 self.qsettings.sync()

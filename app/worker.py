@@ -72,6 +72,8 @@ class DisplayFrame:
         processed: frames the worker has processed from this source.
         backend: backend name of the loaded model ("" when none).
         source_fps: the source's nominal frame rate.
+        recording: whether a recording is being written.
+        skeleton: the skeleton of the model that made ``result`` (None without a model).
     """
 
     image: QImage
@@ -85,6 +87,7 @@ class DisplayFrame:
     backend: str
     source_fps: float
     recording: bool
+    skeleton: object | None = None
 
 
 class InferenceWorker(QThread):
@@ -135,6 +138,7 @@ class InferenceWorker(QThread):
         self._processed = 0
         self._ended_generation = -1
         self._last_error: str | None = None
+        self.live = None   # engine.streaming.LiveOutputs: the WebSocket stream and OSC (set_live)
         # Set while no model (re)load is pending: file sources start playing only then, so that
         # a video does not run (and drop frames) while the model loads.
         self.ready = threading.Event()
@@ -177,6 +181,12 @@ class InferenceWorker(QThread):
         """Finish the recording (closes and flushes both files)."""
         with self._lock:
             self._record_request = ("stop",)
+        self.slot.wake()
+
+    def set_live(self, live) -> None:
+        """Publish every processed frame to ``live`` (an :class:`engine.streaming.LiveOutputs`,
+        or None), from the next frame on."""
+        self.live = live
         self.slot.wake()
 
     def take_display(self) -> DisplayFrame | None:
@@ -236,6 +246,8 @@ class InferenceWorker(QThread):
             self._finish_recording()
             if self.pipeline is not None:
                 self.pipeline.reset()
+            if self.live is not None:   # a source (re)starts: the stream starts anew, header first
+                self.live.restart()
         if record is not None:
             if record[0] == "stop":
                 self._finish_recording()
@@ -291,8 +303,11 @@ class InferenceWorker(QThread):
         if self.pipeline is not None:
             if self._record_paths is not None and self.recorder is None:
                 self._open_recorder(image, frame.fps)
+            live = self.live
+            if live is not None:
+                live.set_source(source=self._source_label, fps=round(float(frame.fps), 3))
             try:
-                result = FrameLoop(self.pipeline, self.recorder, draw_boxes=show_boxes).step(
+                result = FrameLoop(self.pipeline, self.recorder, draw_boxes=show_boxes, live=live).step(
                     image, frame.timestamp, frame.index)
                 self._last_error = None
                 if self.recorder is not None:
@@ -313,7 +328,8 @@ class InferenceWorker(QThread):
         h, w = image.shape[:2]
         display = DisplayFrame(bgr_to_qimage(image), (w, h), frame.index, frame.captured, result, self.slot.dropped,
                                self.slot.captured, self._processed, self.pipeline.backend_name if self.pipeline else "",
-                               frame.fps, self._record_paths is not None)
+                               frame.fps, self._record_paths is not None,
+                               self.pipeline.skeleton if self.pipeline is not None else None)
         with self._lock:
             self._display = display
             notify = not self._display_pending

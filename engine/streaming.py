@@ -169,9 +169,10 @@ class KeypointsServer:
         self._wake(wake)
 
     def send(self, record: dict | str) -> None:
-        """Queue one frame record for every client (nothing to do without clients). Never
-        blocks on a client: a client ``max_pending`` messages behind skips its oldest one."""
-        if self._closed or not self._clients:
+        """Queue one frame record for every client (nothing to do without clients, or before
+        :meth:`begin`: the header always comes first). Never blocks on a client: a client
+        ``max_pending`` messages behind skips its oldest one."""
+        if self._closed or not self._clients or self._header is None:
             return
         text = record if isinstance(record, str) else json.dumps(record, separators=(",", ":"))
         with self._lock:
@@ -187,7 +188,7 @@ class KeypointsServer:
     @property
     def wants_frames(self) -> bool:
         """Whether a frame record would go anywhere now (a client is connected)."""
-        return bool(self._clients) and not self._closed
+        return bool(self._clients) and not self._closed and self._header is not None
 
     def close(self) -> None:
         """Stop listening, let the clients receive what is queued (up to ``flush_timeout``
@@ -369,9 +370,21 @@ class LiveOutputs:
 
     def set_source(self, **fields) -> None:
         """Header fields of the stream from now on (e.g. ``video``, ``source``, ``fps``); a change
-        starts a new stream on the next frame."""
-        self._fields = dict(fields)
+        starts a new stream on the next frame (the same fields again change nothing)."""
+        if fields != self._fields:
+            self._fields = dict(fields)
+            self._key = None
+
+    def restart(self) -> None:
+        """Start a new stream on the next frame (the header again), e.g. a source played anew."""
         self._key = None
+
+    def set_server(self, server: KeypointsServer | None) -> KeypointsServer | None:
+        """Replace the WebSocket server (None: stop streaming); returns the previous one, which
+        the caller closes. The next frame starts the stream on the new one with the header."""
+        old, self.server = self.server, server
+        self._key = None
+        return old
 
     def publish(self, result, skeleton) -> None:
         """Send one :class:`engine.pipeline.FrameResult` (its frame record) to every output."""

@@ -153,8 +153,11 @@ def test_port_in_use_bad_host_and_foreign_browser_pages_are_refused():
         with pytest.raises(websockets.exceptions.InvalidStatus):   # any website the user has open
             connect(server.url, origin="https://example.com")
         with connect(server.url, origin=f"http://localhost:{port + 1}") as ws:   # a page of this machine
-            server.send(record(0))
-            assert json.loads(ws.recv(timeout=WAIT))["frame"] == 0
+            server.send(record(0))                  # before the header: not sent
+            server.begin({"deeppose_keypoints": 1})
+            server.send(record(1))
+            assert "deeppose_keypoints" in json.loads(ws.recv(timeout=WAIT))
+            assert json.loads(ws.recv(timeout=WAIT))["frame"] == 1
 
 
 # -- OSC on its own ---------------------------------------------------------------------------
