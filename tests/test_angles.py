@@ -125,3 +125,32 @@ def test_keypoints_files_carry_angles_and_confidence(tmp_path, suffix, with_conf
     else:
         assert all(a["confidence"] is None for a in angles.values())
         assert all(j["confidence"] is None for j in rec["joints"].values())
+
+
+def test_pipeline_persons_carry_the_cascades_confidence(random_model_dir):
+    """PersonResult.confidence is the cascade's per-joint confidence (NaN for psi v1 models,
+    null in the record); a psi v2 cascade's values (stood in for here) reach the record."""
+    from deeppose.engine.keypoints import frame_record
+    from deeppose.engine.pipeline import PosePipeline
+
+    frame = np.zeros((120, 160, 3), np.uint8)
+    with PosePipeline(random_model_dir, backend="torch", full_frame_fallback=True, smooth=False) as pipe:
+        v1 = pipe.process(frame)
+        person = v1.persons[0]
+        assert person.confidence.shape == (FLIC.k,) and np.isnan(person.confidence).all()
+        assert all(j["confidence"] is None for j in frame_record(v1, FLIC)["persons"][0]["joints"].values())
+        run = pipe.cascade.run
+
+        def v2_run(*args, **kwargs):
+            res = run(*args, **kwargs)
+            res.confidence = np.tile(np.linspace(0.5, 0.9, FLIC.k), (res.confidence.shape[0], 1))
+            res.confidence[:, FLIC.index("nose")] = np.nan
+            return res
+
+        pipe.cascade.run = v2_run
+        v2 = pipe.process(frame)
+    joints = frame_record(v2, FLIC)["persons"][0]["joints"]
+    want = np.linspace(0.5, 0.9, FLIC.k)
+    assert joints["nose"]["confidence"] is None
+    assert [joints[j]["confidence"] for j in FLIC.joints if j != "nose"] == pytest.approx(
+        [want[i] for i, j in enumerate(FLIC.joints) if j != "nose"], abs=5e-4)

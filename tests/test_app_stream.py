@@ -21,7 +21,6 @@ websockets = pytest.importorskip("websockets")
 from PyQt6.QtGui import QImage  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-from deeppose.app.capture import Source  # noqa: E402
 from deeppose.app.view import HudStats, VideoView, angle_labels  # noqa: E402
 from deeppose.app.window import MainWindow  # noqa: E402
 from deeppose.engine.angles import angle_defs  # noqa: E402
