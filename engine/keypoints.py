@@ -1,6 +1,6 @@
 """The keypoints file of a run: one record per frame, JSON Lines or CSV, flushed after every frame.
 
-JSON Lines: a header record first (``{"deeppose_keypoints": 1, "video": NAME | null, "fps",
+JSON Lines: a header record first (``{"deeppose_keypoints": 1, "video": NAME | null, "source", "fps",
 "width", "height", "skeleton", "joints": [...], "angles": [...], "frames_note": ...}``), then
 one record per frame::
 

@@ -14,7 +14,8 @@ Both survive an interrupted run:
   until the next one arrives), so the keypoints file never holds a frame the video lacks.
   After an abrupt stop (the process killed, the disk full) the video may hold up to
   :data:`MAX_EXTRA_VIDEO_FRAMES` frames more than the keypoints file has records; the JSON
-  Lines header record says so (``frames_note``).
+  Lines header record says so (``frames_note``). A COCO keypoints file (``.coco.json``,
+  :mod:`engine.coco`) is one JSON document, written when the recorder closes.
 - Each output is locked while it is written (:class:`OutputLock`, a lock file beside it): a
   second run writing the same file is refused before it touches anything.
 
