@@ -4,7 +4,7 @@ Every frame of INPUT goes through :class:`engine.pipeline.PosePipeline` (faces -
 cascade, all persons of a frame in one batch per stage; persons tracked across frames by box
 overlap, a missed face's b0 held briefly, joints One-Euro smoothed per person), is drawn with
 :func:`engine.drawing.draw_poses` and recorded by :class:`engine.recording.PoseRecorder`:
-OUTPUT has the input's size, frame rate and frame count. Inputs and outputs are checked
+OUTPUT holds every decodable frame of INPUT (see Decoding below). Inputs and outputs are checked
 before any work (an output that is the input, by file identity, is refused) and the outputs
 are locked while written (:class:`engine.recording.OutputLock`: a second run writing the same
 file is refused); an interrupted run (Ctrl-C, SIGTERM, an error) keeps every frame done so far
@@ -14,6 +14,11 @@ Several inputs (files, folders, glob patterns) run as ``--jobs N`` worker proces
 a progress bar, under an overall one; each input gets its own outputs (next to it, or in
 ``--out-dir``) and its own locks, and a failing input is reported in one line while the
 others go on.
+
+Decoding (:class:`engine.frames.VideoFile`, PyAV): damaged frames are skipped and counted in
+one ``note:`` line (and in a ``--jobs`` summary line), and an input is given up after
+:data:`engine.frames.MAX_UNREADABLE_RUN` unreadable frames in a row; OUTPUT has the input's
+size and frame rate.
 
 Exit codes: 0 done, 2 bad input (nothing written), 1 failed mid-way, 130 interrupted; with
 several inputs, 0 only when every input is done, else 1 (130 when interrupted).
@@ -39,7 +44,7 @@ OUTPUT_TAG = ".pose"
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``video`` command's arguments."""
     parser.add_argument("input", metavar="INPUT", nargs="+",
-                        help="video file (anything OpenCV can read), a folder (its video files), or a glob "
+                        help="video file (anything FFmpeg can read), a folder (its video files), or a glob "
                         "pattern such as 'clips/*.mp4'; several may be given")
     parser.add_argument("-o", "--output", metavar="FILE.mp4",
                         help="annotated video (H.264 MP4; default: NAME.pose.mp4 next to INPUT); one input only")
@@ -465,8 +470,11 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     wall = time.perf_counter() - t_start
 
     n = len(people)
-    if status == "done" and count and not args.max_frames and n < count:
-        print(f"note: {input_path} ended after {n} of the {count} frames its header announces", file=sys.stderr)
+    if reader.note:
+        print(f"note: {input_path}: {reader.note}; {n} frames written", file=sys.stderr)
+    if status == "done" and count and not args.max_frames and n + reader.unreadable < count:
+        print(f"note: {input_path} ended after {n + reader.unreadable} of the {count} frames its header announces",
+              file=sys.stderr)
     if failure:
         print(f"error: failed at frame {n}: {failure}", file=sys.stderr)
     if status != "done":
@@ -480,7 +488,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
                    f"{ms:.1f} ms per frame in the pipeline (detection {1000 * float(np.mean(detect_s)):.1f} ms); "
                    f"backend {pipeline.backend_name}")
         if quiet:
-            args._summary = f"{summary.split(';')[0]} -> {output}"
+            args._summary = f"{summary.split(';')[0]}" + (f"; {reader.note}" if reader.note else "") + f" -> {output}"
         else:
             print(summary, flush=True)
     return code

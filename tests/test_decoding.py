@@ -1,0 +1,118 @@
+"""Decoding video files (engine/frames.py) and what the `video` command makes of it (issue 23,
+items 4-6): a damaged middle is skipped and counted, not taken for the end. Every clip is made here with PyAV from a few frames of
+../shared/data/videos/walking.mp4, downscaled (tests/clips.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import main
+from deeppose.engine.frames import FrameReader, open_source
+from deeppose.engine.keypoints import read_keypoints
+
+from clips import damage_packets, frame_times, walking_frames, write_clip
+from conftest import WALKING, WEIGHTS_FLIC, require_data
+
+CLIP_FRAMES = 40
+SIZE = (320, 180)
+DAMAGED = (15, 5)          # packets 15..19 of the corrupt clip are overwritten with zeros
+
+
+@pytest.fixture(scope="module")
+def model_dir(random_model_dir) -> Path:
+    return WEIGHTS_FLIC if (WEIGHTS_FLIC / "manifest.json").is_file() else random_model_dir
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    require_data("videos", "walking.mp4")
+    return walking_frames(WALKING, CLIP_FRAMES, SIZE)
+
+
+@pytest.fixture(scope="module")
+def corrupt(frames, tmp_path_factory) -> tuple[Path, list[float]]:
+    """A 40-frame clip (320x180, 30 fps) whose packets 15..19 (in file order) are zeros: 35
+    decodable frames; and the presentation times of the 5 damaged ones, seconds."""
+    path = write_clip(tmp_path_factory.mktemp("corrupt") / "corrupt.mp4", frames)
+    return path, damage_packets(path, *DAMAGED)
+
+
+@pytest.fixture(scope="module")
+def corrupt_clip(corrupt) -> Path:
+    return corrupt[0]
+
+
+def read_all(path: Path, **kw) -> tuple[list[tuple[int, np.ndarray, float]], FrameReader]:
+    reader = FrameReader(open_source(path), **kw)
+    try:
+        return list(reader), reader
+    finally:
+        reader.close()
+
+
+# -- 4. a damaged middle --------------------------------------------------------------------------
+def test_reader_skips_damaged_frames_and_counts_them(corrupt_clip):
+    items, reader = read_all(corrupt_clip)
+    count = DAMAGED[1]
+    assert len(items) == CLIP_FRAMES - count
+    assert reader.unreadable == count and reader.error is None
+    assert reader.note == f"{count} unreadable frames skipped (damaged data)"
+    assert [i for i, _ in items] == list(range(CLIP_FRAMES - count))
+
+
+def test_reader_gives_up_after_too_many_unreadable_frames_in_a_row(corrupt_clip):
+    opened = open_source(corrupt_clip)
+    opened.capture.max_unreadable_run = 3
+    reader = FrameReader(opened)
+    try:
+        items = list(reader)
+    finally:
+        reader.close()
+    assert len(items) <= DAMAGED[0]   # B-frames: a few decoded before the damage may be lost with it
+    assert reader.unreadable == 3
+    assert reader.error.startswith("gave up after 3 unreadable frames in a row (damaged data, near ")
+
+
+def test_video_skips_damaged_frames_with_one_note(corrupt_clip, model_dir, tmp_path, capfd):
+    """Issue 23, item 4: every good frame is written, one line counts the unreadable ones, and
+    FFmpeg's own messages do not reach the terminal (capfd: also what C code writes to fd 2)."""
+    out, kp = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    rc = main.main(["video", str(corrupt_clip), "-o", str(out), "--keypoints", str(kp), "--weights", str(model_dir)])
+    captured = capfd.readouterr()
+    good = CLIP_FRAMES - DAMAGED[1]
+    assert rc == 0, captured.err
+    err = [line for line in captured.err.splitlines() if line.strip()]
+    assert err == [f"note: {corrupt_clip}: {DAMAGED[1]} unreadable frames skipped (damaged data); {good} frames written"]
+    assert captured.out.strip().splitlines()[-1].startswith(f"done: {good} frames")
+    assert len(frame_times(out)) == good
+    assert len(read_keypoints(kp)) == good
+
+
+def test_video_gives_up_on_a_long_damaged_stretch(corrupt_clip, model_dir, tmp_path, capfd, monkeypatch):
+    """More unreadable frames in a row than MAX_UNREADABLE_RUN: the input is given up as failed
+    (exit 1), with the frames before it kept."""
+    import deeppose.engine.frames as frames
+
+    monkeypatch.setattr(frames, "MAX_UNREADABLE_RUN", 3)
+    out = tmp_path / "out.mp4"
+    rc = main.main(["video", str(corrupt_clip), "-o", str(out), "--weights", str(model_dir), "--stages", "1"])
+    err = capfd.readouterr().err
+    assert rc == 1, err
+    assert "gave up after 3 unreadable frames in a row" in err and "h264" not in err
+    assert 0 < len(frame_times(out)) <= DAMAGED[0]
+
+
+def test_jobs_summary_shows_the_unreadable_frames(corrupt_clip, frames, model_dir, tmp_path, capfd):
+    clean = write_clip(tmp_path / "clean.mp4", frames[:6])
+    rc = main.main(["video", str(corrupt_clip), str(clean), "--jobs", "1", "--out-dir", str(tmp_path),
+                    "--weights", str(model_dir), "--stages", "1"])
+    captured = capfd.readouterr()
+    assert rc == 0, captured
+    ok = [line for line in captured.out.splitlines() if line.startswith("ok ")]
+    assert len(ok) == 2
+    damaged = next(line for line in ok if "corrupt.mp4" in line)
+    assert f"done: {CLIP_FRAMES - DAMAGED[1]} frames" in damaged and "5 unreadable frames skipped" in damaged
+    assert "unreadable" not in next(line for line in ok if "clean.mp4" in line)
+    assert "h264" not in captured.err and "NAL" not in captured.err
