@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # A camera that delivers no frame for this long is reported as lost (unplugged).
 CAMERA_TIMEOUT_S = 2.0
+# A file plays at its frames' own times, but never pauses longer than this between two frames
+# (a broken timestamp would otherwise stall playback).
+MAX_FILE_PAUSE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,9 @@ class Frame:
 
     Attributes:
         image: (H, W, 3) uint8 BGR pixels.
-        index: 0-based frame number in the source.
-        timestamp: source time in seconds (file: index / fps; camera: since capture started).
+        index: 0-based frame number in the source (a file's damaged frames are skipped, not numbered).
+        timestamp: source time in seconds (file: the frame's presentation time; camera: since
+            capture started).
         captured: ``time.perf_counter()`` when the frame was read (for capture-to-display latency).
         fps: the source's nominal frame rate.
     """
@@ -226,8 +230,8 @@ class CaptureThread(threading.Thread):
                 if self._stop_event.is_set():
                     return
         video, fps = opened.capture, opened.fps   # an engine.frames.VideoFile
-        start = time.perf_counter()
-        index = 0
+        start = time.perf_counter() - opened.first_time   # the wall-clock time of source time 0
+        index, previous = 0, opened.first_time
         item = (opened.first, opened.first_time)   # open_source read it (a file without one is refused there)
         while not self._stop_event.is_set():
             if index > 0:
@@ -236,12 +240,14 @@ class CaptureThread(threading.Thread):
                     self.slot.finish(self.generation, video.error and f"{self.source.label}: {video.error}",
                                      video.note)
                     return
-            image = item[0]
-            if self.realtime:
-                delay = start + index / fps - time.perf_counter()
+            image, t = item
+            if self.realtime:   # played at the frames' own times (variable frame rates too)
+                start -= max(0.0, t - previous - MAX_FILE_PAUSE_S)
+                previous = t
+                delay = start + t - time.perf_counter()
                 if delay > 0 and self._stop_event.wait(delay):
                     return
-            self.slot.put(Frame(image, index, index / fps, time.perf_counter(), fps), self.generation)
+            self.slot.put(Frame(image, index, t, time.perf_counter(), fps), self.generation)
             index += 1
 
     def _run_camera(self, cap, fps: float) -> None:

@@ -285,9 +285,10 @@ class FrameReader:
 
     PyAV releases the GIL while it decodes and converts, so decoding overlaps the caller's
     inference; at most ``queue_size`` decoded frames wait (memory stays bounded: a 1280x720
-    frame is 2.6 MiB). Iterate to get ``(index, frame)`` in order, the opened first frame
-    included: ``index`` counts the frames delivered (0, 1, 2, ...), ``frame`` is (H, W, 3) uint8
-    BGR of ``opened.size``. Damaged frames are skipped and counted
+    frame is 2.6 MiB). Iterate to get ``(index, frame, timestamp)`` in order, the opened first
+    frame included: ``index`` counts the frames delivered (0, 1, 2, ...), ``frame`` is (H, W, 3)
+    uint8 BGR of ``opened.size``, ``timestamp`` its source time in seconds (the decoder's
+    presentation time; see :class:`VideoFile`). Damaged frames are skipped and counted
     (:attr:`unreadable`, :attr:`note`); a decoder failure, or a file given up after too many
     damaged frames in a row, ends the iteration and is kept in :attr:`error`.
 
@@ -330,7 +331,7 @@ class FrameReader:
         item = None if self.opened.first is None else (self.opened.first, self.opened.first_time)
         try:
             while item is not None and not self._stop.is_set():
-                if not self._put((index, item[0])):
+                if not self._put((index, item[0], item[1])):
                     return
                 index += 1
                 if self.max_frames and index >= self.max_frames:
@@ -386,7 +387,7 @@ class FrameLoop:
 
         Args:
             image: (H, W, 3) uint8 BGR frame; the skeletons are drawn into it.
-            timestamp: source time of the frame, seconds.
+            timestamp: source time of the frame, seconds (a file's presentation time).
             index: 0-based number of the frame among those delivered (a file's damaged,
                 unreadable frames are skipped and not numbered).
         Returns:

@@ -17,7 +17,8 @@ joints are not drawn. CSV: one row per person per frame with columns :func:`csv_
 flag as ``<joint>_in_frame``, 1 or 0); a frame with nobody is one row whose ``person`` column is
 empty.
 ``frame`` numbers the frames recorded, from 0 (a video's damaged, unreadable frames are skipped,
-so after them it runs behind the source's frame numbers).
+so after them it runs behind the source's frame numbers); ``timestamp`` is the frame's source
+time in seconds (a video's presentation time, so variable frame rates and skipped frames show).
 Coordinates are pixels of the frame (x right, y down, (0, 0) the centre of the top-left
 pixel); ``stage`` is the cascade stage the joints come from; ``smoothed`` says whether the
 One-Euro filter was applied; ``b0_source`` is "face" (a face detected in this frame), "pose"

@@ -329,7 +329,7 @@ class PosePipeline:
 
         Args:
             frame_bgr: (H, W, 3) uint8 frame, BGR.
-            timestamp: frame time in seconds (video: frame index / fps). Default: seconds
+            timestamp: frame time in seconds (video: its presentation time). Default: seconds
                 since the first frame processed after construction or :meth:`reset`
                 (wall clock; for live sources).
             index: frame index to record (default: frames processed since :meth:`reset`).

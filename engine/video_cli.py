@@ -18,7 +18,8 @@ others go on.
 Decoding (:class:`engine.frames.VideoFile`, PyAV): damaged frames are skipped and counted in
 one ``note:`` line (and in a ``--jobs`` summary line), and an input is given up after
 :data:`engine.frames.MAX_UNREADABLE_RUN` unreadable frames in a row; OUTPUT has the input's
-size and frame rate.
+size, and every frame keeps its source time (its presentation timestamp times the keypoints,
+the One-Euro smoothing and OUTPUT, so variable frame rates are kept).
 
 Exit codes: 0 done, 2 bad input (nothing written), 1 failed mid-way, 130 interrupted; with
 several inputs, 0 only when every input is done, else 1 (130 when interrupted).
@@ -396,7 +397,9 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
         return _error(f"--stages must be in 1..{pipeline.num_stages} for {weights}, got {args.stages}")
     pipeline.stages = args.stages
     try:
-        recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton, lock=False)
+        # Frames are timed by their source timestamps, in the file's own time base.
+        recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton, lock=False, timestamps=True,
+                                time_base=getattr(opened.capture, "time_base", None))
     except (RecordingError, OSError) as e:
         pipeline.close()
         opened.release()
@@ -439,8 +442,8 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     loop = FrameLoop(pipeline, recorder, draw_boxes=args.draw_boxes)
     reader = FrameReader(opened, args.max_frames)
     try:
-        for index, frame in reader:
-            result = loop.step(frame, index / fps, index)
+        for index, frame, timestamp in reader:
+            result = loop.step(frame, timestamp, index)
             people.append(len(result.persons))
             pipeline_s.append(result.total_seconds)
             detect_s.append(result.detect_seconds)

@@ -1,8 +1,10 @@
 """Decoding video files (engine/frames.py) and what the `video` command makes of it (issue 23,
-items 4-6): a damaged middle is skipped and counted, not taken for the end. Every clip is made here with PyAV from a few frames of
+items 4-6): a damaged middle is skipped and counted, not taken for the end; variable frame
+rates keep their times (keypoints, smoothing, the output video). Every clip is made here with PyAV from a few frames of
 ../shared/data/videos/walking.mp4, downscaled (tests/clips.py)."""
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 import main
 from deeppose.engine.frames import FrameReader, open_source
 from deeppose.engine.keypoints import read_keypoints
+from deeppose.engine.smoothing import OneEuroFilter
 
 from clips import damage_packets, frame_times, walking_frames, write_clip
 from conftest import WALKING, WEIGHTS_FLIC, require_data
@@ -53,13 +56,18 @@ def read_all(path: Path, **kw) -> tuple[list[tuple[int, np.ndarray, float]], Fra
 
 
 # -- 4. a damaged middle --------------------------------------------------------------------------
-def test_reader_skips_damaged_frames_and_counts_them(corrupt_clip):
+def test_reader_skips_damaged_frames_and_counts_them(corrupt):
+    corrupt_clip, damaged_times = corrupt
     items, reader = read_all(corrupt_clip)
     count = DAMAGED[1]
     assert len(items) == CLIP_FRAMES - count
     assert reader.unreadable == count and reader.error is None
     assert reader.note == f"{count} unreadable frames skipped (damaged data)"
-    assert [i for i, _ in items] == list(range(CLIP_FRAMES - count))
+    assert [i for i, _, _ in items] == list(range(CLIP_FRAMES - count))
+    # the frames after the damage keep their own times: the gap is visible
+    times = [t for _, _, t in items]
+    expected = [i / 30 for i in range(CLIP_FRAMES) if min(abs(i / 30 - t) for t in damaged_times) > 1e-6]
+    np.testing.assert_allclose(times, expected, atol=1e-6)
 
 
 def test_reader_gives_up_after_too_many_unreadable_frames_in_a_row(corrupt_clip):
@@ -116,3 +124,47 @@ def test_jobs_summary_shows_the_unreadable_frames(corrupt_clip, frames, model_di
     assert f"done: {CLIP_FRAMES - DAMAGED[1]} frames" in damaged and "5 unreadable frames skipped" in damaged
     assert "unreadable" not in next(line for line in ok if "clean.mp4" in line)
     assert "h264" not in captured.err and "NAL" not in captured.err
+
+
+# -- 5. variable frame rate -----------------------------------------------------------------------
+# The variable-frame-rate clip: frames 0-29 every 1/30 s, then every 2/30 s (issue 23, item 5).
+VFR_PTS = [i if i < 30 else 30 + 2 * (i - 30) for i in range(CLIP_FRAMES)]
+
+
+@pytest.fixture(scope="module")
+def vfr_clip(frames, tmp_path_factory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("vfr") / "vfr.mp4", frames, pts=VFR_PTS)
+
+
+def test_vfr_times_in_keypoints_smoothing_and_output(vfr_clip, model_dir, tmp_path, capfd, monkeypatch):
+    """Issue 23, item 5: the source's presentation times, not index / average fps, time the
+    keypoints, the One-Euro filter and the output video (tolerance 1 ms)."""
+    source_times = [p / 30 for p in VFR_PTS]
+    np.testing.assert_allclose(frame_times(vfr_clip), source_times, atol=1e-6)   # the clip is what we meant
+    filtered_at: list[float] = []
+    call = OneEuroFilter.__call__
+
+    def spy(self, x, t, scale=1.0):
+        filtered_at.append(float(t))
+        return call(self, x, t, scale)
+
+    monkeypatch.setattr(OneEuroFilter, "__call__", spy)
+    out, kp = tmp_path / "vfr.pose.mp4", tmp_path / "vfr.jsonl"
+    rc = main.main(["video", str(vfr_clip), "-o", str(out), "--keypoints", str(kp), "--weights", str(model_dir)])
+    assert rc == 0, capfd.readouterr().err
+    records = read_keypoints(kp)
+    np.testing.assert_allclose([r["timestamp"] for r in records], source_times, atol=1e-3)
+    np.testing.assert_allclose(frame_times(out), source_times, atol=1e-3)
+    assert filtered_at, "nobody was smoothed: the test clip shows nobody the model finds"
+    assert all(np.abs(np.asarray(source_times) - t).min() < 1e-6 for t in filtered_at)
+
+
+def test_writer_keeps_the_time_base_it_is_given(tmp_path):
+    from deeppose.engine.recording import AnnotatedVideoWriter
+
+    times = [p / 30 for p in VFR_PTS[:34]]
+    w = AnnotatedVideoWriter(tmp_path / "t.mp4", 30, (64, 48), variable_rate=True, time_base=Fraction(1, 30000))
+    for i, t in enumerate(times):
+        w.write(np.full((48, 64, 3), 5 * i, np.uint8), timestamp=t)
+    w.close()
+    np.testing.assert_allclose(frame_times(tmp_path / "t.mp4"), times, atol=1e-6)
