@@ -3,8 +3,8 @@ the app (app/capture.py, app/worker.py).
 
 - :func:`open_source`: opens a camera (OpenCV) or a video file (PyAV, :class:`VideoFile`) (one
   set of checks, one frame-rate guard, one exception type).
-- :class:`VideoFile`: decodes a file with PyAV: each frame with its presentation time, damaged
-  frames skipped and counted.
+- :class:`VideoFile`: decodes a file with PyAV: each frame with its presentation time, resampled
+  to square pixels when the file's pixels are not square, damaged frames skipped and counted.
 - :class:`FrameReader`: decodes a file on its own thread into a bounded queue, so that
   decoding overlaps inference (the video command; the app's capture thread paces a file in
   real time instead).
@@ -52,7 +52,8 @@ class OpenedSource:
             camera, whose first frame is read by the caller).
         fps: nominal frame rate, frames per second (the header's average, or
             :data:`DEFAULT_FPS`); a file's frames are timed by their own timestamps.
-        size: (width, height) in pixels of the frames delivered ((0, 0) for a camera).
+        size: (width, height) in pixels of the frames delivered ((0, 0) for a camera): for a
+            file, its display geometry (square pixels, see :class:`VideoFile`).
         count: frames announced by the header, 0 when unknown (cameras).
         first_time: source time of ``first``, seconds (0.0 for a camera).
     """
@@ -136,11 +137,31 @@ def _valid_fps(fps) -> float:
     return fps
 
 
+def display_size(stored: tuple[int, int], sample_aspect: Fraction) -> tuple[int, int]:
+    """(width, height) with square pixels of a frame stored as ``stored`` (width, height) pixels
+    of aspect ``sample_aspect`` (width / height of one pixel).
+
+    Pixels wider than tall widen the frame, taller than wide heighten it (no stored pixel is
+    lost); the stretched side is rounded to an even number (H.264 4:2:0 wants even sides).
+    Example: 960x720 with sample aspect 4:3 -> 1280x720 (16:9).
+    """
+    w, h = int(stored[0]), int(stored[1])
+    if sample_aspect == 1:
+        return w, h
+    if sample_aspect > 1:
+        return max(2, 2 * round(w * sample_aspect / 2)), h
+    return w, max(2, 2 * round(h / sample_aspect / 2))
+
+
 class VideoFile:
     """A video file decoded with PyAV (FFmpeg), frame by frame.
 
     - Time: each frame comes with its presentation time (pts x time base), in seconds since the
       start of the video stream, so variable-frame-rate files keep their timing.
+    - Geometry: a file whose pixels are not square (sample aspect ratio != 1, e.g. 960x720
+      stored, 4:3 pixels, shown as 1280x720) is resampled right after decoding to its display
+      geometry (:func:`display_size`, bilinear), so every frame delivered has square pixels and
+      :attr:`size` (width, height).
     - Damage: a packet that fails to decode is skipped and counted (:attr:`unreadable`), and
       decoding goes on with the next one; after ``max_unreadable_run`` in a row the file is
       given up (:attr:`error` says so, :meth:`next_frame` returns None). FFmpeg's messages do
@@ -157,7 +178,9 @@ class VideoFile:
     Attributes:
         fps: nominal frame rate (the stream's average, else a guess, else :data:`DEFAULT_FPS`).
         count: frames announced by the header (0: unknown).
-        size: (width, height) of the frames delivered, pixels.
+        stored_size: (width, height) of the coded frames, pixels.
+        sample_aspect: width / height of one stored pixel (1 when unknown).
+        size: (width, height) of the frames delivered (display geometry), pixels.
         time_base: the stream's time base, seconds per pts unit (a timing as fine as the file's).
         unreadable: frames skipped so far because their data could not be decoded.
         error: one line when the file was given up, else None.
@@ -183,7 +206,10 @@ class VideoFile:
         self.time_base = stream.time_base or Fraction(1, 90000)
         self._start = stream.start_time   # pts of the stream's start (None: the first frame's)
         cc = stream.codec_context
-        self.size = (int(cc.width), int(cc.height))
+        self.stored_size = (int(cc.width), int(cc.height))
+        sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
+        self.sample_aspect = Fraction(sar) if sar and 0.1 <= sar <= 10 else Fraction(1)
+        self.size = display_size(self.stored_size, self.sample_aspect)
         self.unreadable = 0
         self.error: str | None = None
         self._run = 0
@@ -261,7 +287,7 @@ class VideoFile:
         w, h = self.size
         if (frame.width, frame.height) == (w, h):
             image = frame.to_ndarray(format="bgr24")
-        else:   # a size change mid-stream: every frame keeps the first one's size
+        else:   # non-square pixels (or a size change mid-stream): to the display geometry
             image = frame.to_ndarray(format="bgr24", width=w, height=h, interpolation="BILINEAR")
         return np.ascontiguousarray(image)
 

@@ -328,6 +328,9 @@ class PoseRecorder:
             if keypoints_path is not None:
                 header = {"video": None if video_path is None else Path(video_path).name, "fps": _r(fps, 3),
                           "width": int(frame_size[0]), "height": int(frame_size[1]),
+                          "size_note": "width and height of the frames as displayed, square pixels (a video "
+                                       "with non-square pixels is resampled to its display geometry); joint "
+                                       "coordinates are pixels of these frames",
                           "frames_note": f"one record per video frame, in order; a record is written once its "
                                          f"frame is in the video, so after an abrupt stop (process killed, disk "
                                          f"full) the video may hold up to {MAX_EXTRA_VIDEO_FRAMES} frames more "

@@ -18,8 +18,9 @@ others go on.
 Decoding (:class:`engine.frames.VideoFile`, PyAV): damaged frames are skipped and counted in
 one ``note:`` line (and in a ``--jobs`` summary line), and an input is given up after
 :data:`engine.frames.MAX_UNREADABLE_RUN` unreadable frames in a row; OUTPUT has the input's
-size, and every frame keeps its source time (its presentation timestamp times the keypoints,
-the One-Euro smoothing and OUTPUT, so variable frame rates are kept).
+display size (non-square pixels are resampled to square ones right after decoding), and every
+frame keeps its source time (its presentation timestamp times the keypoints, the One-Euro
+smoothing and OUTPUT, so variable frame rates are kept).
 
 Exit codes: 0 done, 2 bad input (nothing written), 1 failed mid-way, 130 interrupted; with
 several inputs, 0 only when every input is done, else 1 (130 when interrupted).
@@ -408,7 +409,10 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     total = min(count, args.max_frames) if count and args.max_frames else (count or args.max_frames or None)
     if not quiet:
         print(f"backend: {pipeline.backend_description}", flush=True)
-        print(f"{input_path}: {size[0]}x{size[1]}, {fps:g} fps, {count or '?'} frames -> {output}"
+        stored = getattr(opened.capture, "stored_size", size)
+        resampled = (f" (stored {stored[0]}x{stored[1]} with {opened.capture.sample_aspect} pixels, resampled to "
+                     f"square pixels)" if stored != size else "")
+        print(f"{input_path}: {size[0]}x{size[1]}{resampled}, {fps:g} fps, {count or '?'} frames -> {output}"
               + (f" + {keypoints}" if keypoints else ""), flush=True)
 
     from tqdm import tqdm

@@ -1,18 +1,20 @@
 """Decoding video files (engine/frames.py) and what the `video` command makes of it (issue 23,
 items 4-6): a damaged middle is skipped and counted, not taken for the end; variable frame
-rates keep their times (keypoints, smoothing, the output video). Every clip is made here with PyAV from a few frames of
+rates keep their times (keypoints, smoothing, the output video); non-square pixels are
+resampled to the display geometry. Every clip is made here with PyAV from a few frames of
 ../shared/data/videos/walking.mp4, downscaled (tests/clips.py)."""
 from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
 import main
 from deeppose.engine.frames import FrameReader, open_source
-from deeppose.engine.keypoints import read_keypoints
+from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
 from deeppose.engine.smoothing import OneEuroFilter
 
 from clips import damage_packets, frame_times, walking_frames, write_clip
@@ -168,3 +170,60 @@ def test_writer_keeps_the_time_base_it_is_given(tmp_path):
         w.write(np.full((48, 64, 3), 5 * i, np.uint8), timestamp=t)
     w.close()
     np.testing.assert_allclose(frame_times(tmp_path / "t.mp4"), times, atol=1e-6)
+
+
+# -- 6. non-square pixels -------------------------------------------------------------------------
+def test_display_size():
+    from deeppose.engine.frames import display_size
+
+    assert display_size((960, 720), Fraction(4, 3)) == (1280, 720)
+    assert display_size((720, 576), Fraction(16, 15)) == (768, 576)
+    assert display_size((1280, 720), Fraction(3, 4)) == (1280, 960)   # tall pixels: taller, nothing lost
+    assert display_size((101, 75), Fraction(1)) == (101, 75)
+    assert display_size((101, 75), Fraction(3, 2)) == (152, 75)        # stretched side even
+
+
+@pytest.fixture(scope="module")
+def anamorphic_clip(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
+    """walking.mp4 stored as 480x360 with 4:3 pixels (displays 640x360, 16:9), and its frames
+    at display size."""
+    require_data("videos", "walking.mp4")
+    shown = walking_frames(WALKING, 8, (640, 360))
+    stored = walking_frames(WALKING, 8, (480, 360))
+    path = write_clip(tmp_path_factory.mktemp("sar") / "anamorphic.mp4", stored, sample_aspect=Fraction(4, 3))
+    return path, shown
+
+
+def test_non_square_pixels_are_resampled_to_display_geometry(anamorphic_clip):
+    from deeppose.engine.frames import VideoFile
+
+    path, shown = anamorphic_clip
+    opened = open_source(path)
+    try:
+        assert opened.size == (640, 360) and opened.first.shape == (360, 640, 3)
+        video = opened.capture
+        assert isinstance(video, VideoFile)
+        assert (video.stored_size, video.sample_aspect) == ((480, 360), Fraction(4, 3))
+        # the picture is the display-size one: H.264 and two resamplings apart, a few grey
+        # levels on average (0..255)
+        diff = np.abs(opened.first.astype(np.int16) - shown[0]).mean()
+        assert diff < 6, diff
+    finally:
+        opened.release()
+
+
+def test_video_output_and_keypoints_in_display_geometry(anamorphic_clip, model_dir, tmp_path, capfd):
+    path, _ = anamorphic_clip
+    out, kp = tmp_path / "a.pose.mp4", tmp_path / "a.jsonl"
+    rc = main.main(["video", str(path), "-o", str(out), "--keypoints", str(kp), "--weights", str(model_dir),
+                    "--stages", "1", "--max-frames", "4"])
+    captured = capfd.readouterr()
+    assert rc == 0, captured.err
+    with av.open(str(out)) as c:   # square pixels: no sample aspect, or 1:1
+        s = c.streams.video[0]
+        assert (s.codec_context.width, s.codec_context.height) == (640, 360)
+        assert s.sample_aspect_ratio in (None, Fraction(1), Fraction(0, 1))
+    header = read_keypoints_header(kp)
+    assert (header["width"], header["height"]) == (640, 360)
+    assert "square pixels" in header["size_note"]
+    assert "640x360 (stored 480x360 with 4/3 pixels, resampled to square pixels)" in captured.out
