@@ -345,7 +345,7 @@ class PosePipeline:
         Args:
             frame_bgr: (H, W, 3) uint8 frame, BGR; in still-image mode (``still``) an image on
                 its own (nothing of the previous call is used).
-            timestamp: frame time in seconds (video: frame index / fps). Default: seconds
+            timestamp: frame time in seconds (video: its presentation time). Default: seconds
                 since the first frame processed after construction or :meth:`reset`
                 (wall clock; for live sources; 0 in still-image mode).
             index: frame index to record (default: frames processed since :meth:`reset`).

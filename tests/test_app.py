@@ -370,6 +370,37 @@ def test_bad_file_shows_error_and_app_keeps_running(qtbot, random_model_dir, wal
     close_window(win)
 
 
+@pytest.fixture(scope="module")
+def damaged_clip(tmp_path_factory) -> Path:
+    """40 frames of walking.mp4 (320x180) whose packets 15..19 are zeros: 35 decodable frames."""
+    from clips import damage_packets, walking_frames, write_clip
+
+    src = require_data("videos", "walking.mp4")
+    path = write_clip(tmp_path_factory.mktemp("damaged") / "damaged.mp4", walking_frames(src, 40, (320, 180)))
+    damage_packets(path, 15, 5)
+    return path
+
+
+def test_capture_goes_on_past_damaged_frames(damaged_clip):
+    """Issue 23, item 4: a damaged middle is skipped and counted, not taken for the end."""
+    slot = LatestFrameSlot()
+    t = CaptureThread(Source("file", str(damaged_clip)), slot, slot.reset(), realtime=False)
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    assert slot.ended and slot.error is None and slot.captured == 35
+    assert slot.note == "5 unreadable frames skipped (damaged data)"
+
+
+def test_window_status_says_how_many_frames_were_unreadable(qtbot, damaged_clip, tmp_path):
+    win = open_window(qtbot, damaged_clip, tmp_path / "no_model_here")   # no model needed to play it
+    info = wait_end(qtbot, win)
+    assert info["error"] is None and info["captured"] == 35
+    message = win.statusBar().currentMessage()
+    assert "End of damaged.mp4" in message and "5 unreadable frames skipped (damaged data)" in message
+    close_window(win)
+
+
 def test_missing_model_shows_error_and_video_plays_at_its_frame_rate(qtbot, walking_cut, tmp_path):
     """No model: a clear message, and the video still plays, at its own 30 fps (nothing slows
     the worker, so no frame is dropped and 30 frames take about a second)."""
