@@ -202,8 +202,8 @@ class PosePipeline:
             then the predicted eyes while tracked by pose) where it exceeds
             :data:`engine.detector.ROTATE_MIN_ROLL` (45 degrees), so that a lying or leaning
             person gets an upright crop; the face search then also scans the frame turned by
-            +-90 degrees (:class:`engine.tracking.TurnedFaceSearch`), as BlazeFace misses faces
-            rolled by more than about 45 degrees (default off).
+            +-90 and 180 degrees (:class:`engine.tracking.TurnedFaceSearch`), as BlazeFace misses
+            faces rolled by more than about 45 degrees (default off).
         flip: flip test-time averaging of the cascade, "off", "first" or "all" (see
             :class:`engine.cascade.Cascade`); default :data:`DEFAULT_FLIP`.
         max_persons: follow at most this many persons (None: everyone found; the tracker's
@@ -298,9 +298,10 @@ class PosePipeline:
         def search():
             return face_search(faces)
 
-        # Rotated b0 also searches the frame turned by quarter turns: BlazeFace misses faces
-        # rolled by more than about 45 degrees (a lying person).
-        self.face_search = TurnedFaceSearch({0: search(), 1: search(), -1: search()}) if self.rotate else search()
+        # Rotated b0 also searches the frame turned by quarter and half turns: BlazeFace misses
+        # faces rolled by more than about 45 degrees (a lying or upside-down person).
+        self.face_search = (TurnedFaceSearch({0: search(), 1: search(), 2: search(), -1: search()})
+                            if self.rotate else search())
         return PersonDetector(scaler, self.face_search, rotate=self.rotate)
 
     # -- settings -----------------------------------------------------------------------

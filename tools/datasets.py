@@ -252,23 +252,6 @@ def turn_image(image: np.ndarray, degrees: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, degrees // 90))
 
 
-def turn_points(points: np.ndarray, size: tuple[int, int], degrees: int) -> np.ndarray:
-    """Pixel coordinates (..., 2), (0, 0) the centre of the top-left pixel, of an image of
-    ``size`` = (W, H), carried into that image turned by :func:`turn_image`; NaN stays NaN."""
-    w, h = size
-    x, y = points[..., 0], points[..., 1]
-    k = (degrees // 90) % 4
-    if k == 0:
-        out = (x, y)
-    elif k == 1:
-        out = (y, w - 1 - x)
-    elif k == 2:
-        out = (w - 1 - x, h - 1 - y)
-    else:
-        out = (h - 1 - y, x)
-    return np.stack(out, axis=-1)
-
-
 def turn_dataset(dataset: PoseDataset, degrees: int) -> PoseDataset:
     """The dataset with every image turned counterclockwise by ``degrees`` (0, 90, 180 or 270):
     poses, image sizes and FLIC torso boxes carried along; read its images through
@@ -279,11 +262,14 @@ def turn_dataset(dataset: PoseDataset, degrees: int) -> PoseDataset:
     """
     import dataclasses
 
+    from deeppose.engine.tracking import turn_points
+
     if degrees not in TURNS:
         raise ValueError(f"turn must be one of {TURNS} degrees, got {degrees}")
     examples = []
     for e in dataset.examples:
         size = e.image_size if degrees in (0, 180) else (e.image_size[1], e.image_size[0])
-        examples.append(dataclasses.replace(e, pose=turn_points(e.pose, e.image_size, degrees), image_size=size,
+        pose = turn_points(e.pose, degrees // 90, e.image_size[0], e.image_size[1])
+        examples.append(dataclasses.replace(e, pose=pose, image_size=size,
                                             torso_box=None if degrees else e.torso_box))
     return dataclasses.replace(dataset, examples=examples)
