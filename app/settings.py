@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings
 
-from ..engine.cli_args import MODELS
+from ..engine.constants import MODELS
 
 ORGANIZATION = "deeppose"
 APPLICATION = "deeppose"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .constants import FACE_MODEL_DIR  # the bundled BlazeFace models (Apache-2.0, from the mediapipe 0.10.21 wheel)
 from .native_stderr import filtered_native_stderr
 
 _LAZY_MEDIAPIPE_MODULES = frozenset({"mediapipe.tasks.python.vision.drawing_utils",
@@ -93,8 +94,6 @@ def _ctrl_c_after():
         raise KeyboardInterrupt
 
 
-FACE_MODEL_DIR = Path(__file__).resolve().parents[1] / "weights" / "face"
-"""Folder of the bundled BlazeFace models (Apache-2.0, from the mediapipe 0.10.21 wheel)."""
 
 FACE_MODELS = {
     "full": "face_detection_full_range_sparse.tflite",

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli_args import DEFAULT_FLIP
+from .constants import DEFAULT_FLIP, DEFAULT_MODEL, WEIGHTS_ROOT
 from .detector import FaceScaler, PersonBoxes, face_joint_indices, frame_box, joints_face, turn_angles
 from .face_detector import face_roll, face_size
 from .smoothing import OneEuroFilter, OneEuroParams
@@ -37,7 +37,7 @@ from .tracking import (PersonTracker, TrackingFaceDetector, TurnedFaceSearch, Ve
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "flic"
+DEFAULT_WEIGHTS = WEIGHTS_ROOT / DEFAULT_MODEL
 """The default model folder, ``weights/flic`` at the repository root."""
 
 DEFAULT_DETECT_EVERY = 5

@@ -9,7 +9,7 @@ import main
 from deeppose.engine.backends import BackendError, create_regressors, describe_regressors
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import read_manifest
-from deeppose.tools.benchmark import read_frames
+from deeppose.tools.datasets import read_frames
 from deeppose.tools.random_model import make_random_model
 
 from conftest import WALKING, require_data

@@ -21,7 +21,6 @@ Splits:
 """
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +29,11 @@ import cv2
 import numpy as np
 import scipy.io
 
+from deeppose.engine.constants import data_root
 from deeppose.engine.skeletons import FLIC, FLIC_COORD_ROWS, LSP, Skeleton
 
 SPLITS = ("train", "val", "test", "trainval")
 VAL_FRACTION = 0.10
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class DatasetError(RuntimeError):
@@ -83,9 +82,9 @@ class PoseDataset:
 
 
 def default_data_root(name: str) -> Path:
-    """``$DEEPPOSE_DATA/<name>`` if set, else ``../shared/data/<name>`` beside the repository."""
-    base = os.environ.get("DEEPPOSE_DATA")
-    return (Path(base) if base else REPO_ROOT.parent / "shared" / "data") / name
+    """``$DEEPPOSE_DATA/<name>`` if set, else ``../shared/data/<name>`` beside the repository
+    (:func:`engine.constants.data_root`)."""
+    return data_root() / name
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -273,3 +272,26 @@ def turn_dataset(dataset: PoseDataset, degrees: int) -> PoseDataset:
         examples.append(dataclasses.replace(e, pose=pose, image_size=size,
                                             torso_box=None if degrees else e.torso_box))
     return dataclasses.replace(dataset, examples=examples)
+
+
+def walking_video() -> Path:
+    """The shared walking.mp4 (``videos/`` of :func:`engine.constants.data_root`)."""
+    return data_root() / "videos" / "walking.mp4"
+
+
+def read_frames(video: Path, count: int = 40, start: int = 0) -> list:
+    """Up to ``count`` consecutive BGR frames of ``video`` from frame ``start`` ([] if unreadable)."""
+    import cv2
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    try:
+        if start:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        while len(frames) < count:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        cap.release()
+    return frames

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import physical_cores
+from .common import physical_cores
 from .base import BackendError, Regressor
 from .common import file_sha256
 
