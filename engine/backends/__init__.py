@@ -33,6 +33,7 @@ from ..cascade import Cascade
 from ..cli_args import BACKEND_ALIASES as ALIASES  # the names live in the light CLI module
 from ..cli_args import BACKEND_CHOICES as CHOICES
 from ..cli_args import BACKENDS
+from ..interrupts import caused_by_ctrl_c
 from ..model import ModelError, ModelInfo, read_manifest
 from .base import NO_GPU, BackendError, Regressor
 
@@ -228,7 +229,7 @@ def create_regressors(info: ModelInfo, backend: str = "auto", **opts: Any) -> li
         try:
             return _create(info, name, reason, opts)
         except BackendError as e:
-            if name == "torch" or not backend_status()["torch"][0]:
+            if name == "torch" or caused_by_ctrl_c(e) or not backend_status()["torch"][0]:
                 raise
             reason = f"auto: {name} failed to load ({e}); using PyTorch"
             log.warning("%s", reason)
