@@ -10,6 +10,7 @@ holds Ctrl-C there, after it). MOMENT is one of:
 
 - ``import:MODULE``: when the import system starts looking for MODULE (the first time);
 - ``call:MODULE:QUALNAME``: when the function (or method ``Class.name``) is first called;
+  ``call:MODULE:QUALNAME@N``: at its N-th call;
 - ``atexit``: in the last atexit callback (after the program's own), before Python restores
   SIGINT's default action;
 - ``teardown``: while Python destroys the modules, after it has restored that action.
@@ -61,16 +62,17 @@ class _Finder:
 
 
 def _wrap(module, qualname: str, moment: str) -> None:
+    qualname, _, nth = qualname.partition("@")
     *outer, name = qualname.split(".")
     owner = module
     for part in outer:
         owner = getattr(owner, part)
     original = getattr(owner, name)
-    done = []
+    calls = []
 
     def wrapper(*args, **kwargs):
-        if not done:
-            done.append(True)
+        calls.append(True)
+        if len(calls) == int(nth or 1):
             pause(moment)
         return original(*args, **kwargs)
 
@@ -106,10 +108,12 @@ def main() -> None:
 
 
 def run_interrupted_at(moment: str, script: Path, args: list[str], env: dict | None = None,
-                       timeout: float = 120) -> tuple[int, str, str] | None:
-    """``python SCRIPT ARGS`` (in the script's folder) stopped at ``moment``, SIGINT sent there,
-    then let go: (exit code, stdout, stderr); None when the process ended without reaching the
-    moment. The signal lands at a known point of the process, not after a sleep, whose moment
+                       timeout: float = 120, sig: int | None = signal.SIGINT,
+                       before_signal=None) -> tuple[int, str, str] | None:
+    """``python SCRIPT ARGS`` (in the script's folder) stopped at ``moment``, SIGINT (or ``sig``;
+    None: no signal) sent there once ``before_signal()``, if given, has returned (the process
+    waits meanwhile, its other threads run on), then let go: (exit code, stdout, stderr); None
+    when the process ended without reaching the moment. The signal lands at a known point of the process, not after a sleep, whose moment
     depends on the machine (issue 23). SIGINT starts at its default action in the process, as
     from a terminal (a background job of a non-interactive shell would ignore it)."""
     proc = subprocess.Popen([sys.executable, __file__, moment, str(script), *args], cwd=Path(script).parent, env=env,
@@ -120,7 +124,10 @@ def run_interrupted_at(moment: str, script: Path, args: list[str], env: dict | N
         for line in proc.stdout:   # ends at the marker, or at EOF if the moment never came
             before.append(line)
             if line.startswith("@probe "):
-                proc.send_signal(signal.SIGINT)
+                if before_signal is not None:
+                    before_signal()
+                if sig is not None:
+                    proc.send_signal(sig)
                 break
         out, err = proc.communicate(timeout=timeout)   # closes stdin: the process goes on from the moment
     finally:
