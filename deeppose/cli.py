@@ -105,12 +105,6 @@ def _run(argv: list[str], prog: str) -> int:
         argv.insert(0, "app")
     elif argv[0] in ("-v", "--verbose") and (len(argv) == 1 or argv[1] not in COMMANDS):
         argv.insert(1, "app")
-    # Imported first, with a Ctrl-C held until they are (engine.interrupts): numpy's C core cannot
-    # take one while it initializes (it reports a broken install and loses the KeyboardInterrupt),
-    # and OpenCV's loader runs its config under a bare `except: pass`.
-    with ctrl_c_held():
-        import cv2  # noqa: F401
-        import numpy  # noqa: F401
     try:
         args = build_parser(prog).parse_args(argv)
     except SystemExit as e:   # a usage error was printed (one line); --help exits 0 as argparse does
@@ -118,5 +112,14 @@ def _run(argv: list[str], prog: str) -> int:
             raise
         return int(e.code) if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Imported before the command, with a Ctrl-C held until they are (engine.interrupts): numpy's
+    # C core cannot take one while it initializes (it reports a broken install and loses the
+    # KeyboardInterrupt), and OpenCV's loader runs its config under a bare `except: pass`. Not
+    # OpenCV for the app: importing cv2 points QT_QPA_PLATFORM_PLUGIN_PATH at OpenCV's own Qt
+    # plugins, and the app imports it only once its QApplication exists.
+    with ctrl_c_held():
+        import numpy  # noqa: F401
+        if args.command != "app":
+            import cv2  # noqa: F401
     module = importlib.import_module(COMMANDS[args.command][0])
     return int(module.run(args) or 0)

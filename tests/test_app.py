@@ -748,17 +748,21 @@ def test_readme_lists_every_system_package_the_check_knows():
 
 @pytest.mark.parametrize("moment,line", [
     ("import:PyQt6.QtWidgets", "interrupted: main.py app stopped (Ctrl-C)"),   # before the window: Qt loads
+    ("import:cv2.version", "interrupted: main.py app stopped (Ctrl-C)"),   # OpenCV's loader (a bare except), once Qt is up
     ("call:deeppose.app.window:MainWindow.__init__", "interrupted (SIGINT): the window was closed"),   # being built
 ])
 def test_ctrl_c_while_the_window_is_being_built(tmp_path, random_model_dir, walking_cut, moment, line):
-    """SIGINT while Qt loads and while the window is built (the model loads on the worker): exit
-    130, its one line, no traceback, no abort. The signal is sent at those moments
+    """SIGINT while Qt loads, while OpenCV loads (its loader swallowed a KeyboardInterrupt: the
+    app went on) and while the window is built (the model loads on the worker): exit 130, its one
+    line, no traceback, no abort. The signal is sent at those moments
     (tests/sigint_probe.py), not 2 s after the start, a moment that depends on the machine."""
     from sigint_probe import run_interrupted_at
 
     result = run_interrupted_at(moment, REPO / "main.py", ["--source", str(walking_cut), "--weights",
                                                            str(random_model_dir), "--backend", "torch"],
                                 env=_app_env(tmp_path))
+    if result is None and moment == "import:cv2.version":
+        pytest.skip("this OpenCV's loader imports no cv2.version")
     assert result is not None, f"the app never reached {moment}"
     rc, _, stderr = result
     assert rc == 130 and "Traceback" not in stderr and line in _lines(stderr), (rc, stderr[-2000:])
