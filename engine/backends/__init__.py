@@ -32,6 +32,7 @@ from typing import Any
 from ..cascade import Cascade
 from ..constants import BACKEND_CHOICES as CHOICES
 from ..constants import BACKENDS, backend_key
+from ..interrupts import caused_by_ctrl_c
 from ..model import ModelError, ModelInfo, read_manifest
 from .base import NO_GPU, BackendError, Regressor
 from .common import physical_cores  # noqa: F401 (part of this package's interface)
@@ -192,7 +193,7 @@ def create_regressors(info: ModelInfo, backend: str = "auto", **opts: Any) -> li
         try:
             return _create(info, name, reason, opts)
         except BackendError as e:
-            if name == "torch" or not backend_status()["torch"][0]:
+            if name == "torch" or caused_by_ctrl_c(e) or not backend_status()["torch"][0]:
                 raise
             reason = f"auto: {name} failed to load ({e}); using PyTorch"
             log.warning("%s", reason)
