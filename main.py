@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from deeppose.cli import COMMANDS, build_parser, main  # noqa: F401 (tests and scripts call main.main)
+try:
+    from deeppose.cli import COMMANDS, build_parser, main  # noqa: F401 (tests and scripts call main.main)
+except KeyboardInterrupt:   # Ctrl-C before the command line is loaded: the same line and exit as later
+    if __name__ != "__main__":
+        raise
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # exiting now (see deeppose.cli.main)
+    print("\ninterrupted: main.py stopped (Ctrl-C)", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main(prog="main.py"))

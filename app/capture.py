@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # A camera that delivers no frame for this long is reported as lost (unplugged).
 CAMERA_TIMEOUT_S = 2.0
+# A file plays at its frames' own times, but never pauses longer than this between two frames
+# (a broken timestamp would otherwise stall playback).
+MAX_FILE_PAUSE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,9 @@ class Frame:
 
     Attributes:
         image: (H, W, 3) uint8 BGR pixels.
-        index: 0-based frame number in the source.
-        timestamp: source time in seconds (file: index / fps; camera: since capture started).
+        index: 0-based frame number in the source (a file's damaged frames are skipped, not numbered).
+        timestamp: source time in seconds (file: the frame's presentation time; camera: since
+            capture started).
         captured: ``time.perf_counter()`` when the frame was read (for capture-to-display latency).
         fps: the source's nominal frame rate.
     """
@@ -72,7 +76,8 @@ class LatestFrameSlot:
 
     ``put`` replaces the frame held (counting the replaced one as dropped); ``take`` removes and
     returns the newest frame. The slot also carries the end of the source (``ended``) and a
-    one-line ``error``. Each capture run gets a generation number from :meth:`reset`; frames and
+    one-line ``error`` or, for a file that ended normally, a one-line ``note`` (e.g. damaged
+    frames skipped). Each capture run gets a generation number from :meth:`reset`; frames and
     events of an older generation (a capture thread that is still stopping) are ignored.
     """
 
@@ -84,6 +89,7 @@ class LatestFrameSlot:
         self.captured = 0
         self.ended = False
         self.error: str | None = None
+        self.note: str | None = None
         self.source_fps = 0.0
 
     def reset(self) -> int:
@@ -95,6 +101,7 @@ class LatestFrameSlot:
             self.captured = 0
             self.ended = False
             self.error = None
+            self.note = None
             self.source_fps = 0.0
             self._cond.notify_all()
             return self._generation
@@ -113,13 +120,15 @@ class LatestFrameSlot:
             self.captured += 1
             self._cond.notify_all()
 
-    def finish(self, generation: int, error: str | None = None) -> None:
-        """Mark the source as ended (``error`` None) or failed (a one-line message)."""
+    def finish(self, generation: int, error: str | None = None, note: str | None = None) -> None:
+        """Mark the source as ended (``error`` None) or failed (a one-line message); ``note``:
+        one line on how it ended (e.g. ``"17 unreadable frames skipped (damaged data)"``)."""
         with self._cond:
             if generation != self._generation:
                 return
             self.ended = True
             self.error = error
+            self.note = note
             self._cond.notify_all()
 
     def take(self, timeout: float) -> Frame | None:
@@ -206,7 +215,7 @@ class CaptureThread(threading.Thread):
         self.slot.source_fps = opened.fps
         try:
             if self.source.kind == "file":
-                self._run_file(opened.capture, opened.fps, opened.first)
+                self._run_file(opened)
             else:
                 self._run_camera(opened.capture, opened.fps)
         except Exception as e:
@@ -215,25 +224,30 @@ class CaptureThread(threading.Thread):
         finally:
             opened.release()
 
-    def _run_file(self, cap, fps: float, first: np.ndarray) -> None:
+    def _run_file(self, opened) -> None:
         if self.ready is not None:
             while not self.ready.wait(0.1):
                 if self._stop_event.is_set():
                     return
-        start = time.perf_counter()
-        index = 0
-        image = first   # open_source read it (a file without one is refused there)
+        video, fps = opened.capture, opened.fps   # an engine.frames.VideoFile
+        start = time.perf_counter() - opened.first_time   # the wall-clock time of source time 0
+        index, previous = 0, opened.first_time
+        item = (opened.first, opened.first_time)   # open_source read it (a file without one is refused there)
         while not self._stop_event.is_set():
             if index > 0:
-                ok, image = cap.read()
-                if not ok or image is None:
-                    self.slot.finish(self.generation, None)
+                item = video.next_frame()   # damaged frames are skipped and counted
+                if item is None:
+                    self.slot.finish(self.generation, video.error and f"{self.source.label}: {video.error}",
+                                     video.note)
                     return
-            if self.realtime:
-                delay = start + index / fps - time.perf_counter()
+            image, t = item
+            if self.realtime:   # played at the frames' own times (variable frame rates too)
+                start -= max(0.0, t - previous - MAX_FILE_PAUSE_S)
+                previous = t
+                delay = start + t - time.perf_counter()
                 if delay > 0 and self._stop_event.wait(delay):
                     return
-            self.slot.put(Frame(image, index, index / fps, time.perf_counter(), fps), self.generation)
+            self.slot.put(Frame(image, index, t, time.perf_counter(), fps), self.generation)
             index += 1
 
     def _run_camera(self, cap, fps: float) -> None:

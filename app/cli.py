@@ -102,6 +102,9 @@ def _run_window(args: argparse.Namespace, source, weights, live) -> int:
     from .window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from deeppose.engine.interrupts import ctrl_c_held
+    with ctrl_c_held():   # once Qt is up (deeppose/cli.py: OpenCV's loader swallows a Ctrl-C)
+        import cv2  # noqa: F401
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("deeppose")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings
 
-from ..engine.cli_args import DEFAULT_HOST, MODELS
+from ..engine.cli_args import DEFAULT_HOST
+from ..engine.constants import MODELS
 
 ORGANIZATION = "deeppose"
 APPLICATION = "deeppose"

@@ -16,8 +16,9 @@ from PyQt6.QtCore import Qt
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                              QLineEdit, QPushButton, QSpinBox, QWidget)
 
-from ..engine.cli_args import BACKENDS as RUNTIME_BACKENDS
-from ..engine.cli_args import MODELS, model_folder, model_problem, split_host_port
+from ..engine.cli_args import model_folder, model_problem, split_host_port
+from ..engine.constants import BACKENDS as RUNTIME_BACKENDS
+from ..engine.constants import MODELS
 from .settings import MAX_PERSONS_SETTING, save_setting
 
 log = logging.getLogger(__name__)

@@ -368,7 +368,7 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
             self.automation_failed(1, finish=False)   # finished below
         else:
             msg = (f"End of {label}: {info.get('captured', 0)} frames read, {self.frames_shown} shown, "
-                   f"{info.get('dropped', 0)} dropped")
+                   f"{info.get('dropped', 0)} dropped" + (f"; {info['note']}" if info.get("note") else ""))
             self.show_status(msg)
         self._update_actions()
         if self.quit_after_frames is not None:

@@ -102,8 +102,8 @@ class InferenceWorker(QThread):
             here or cannot load the model) or "model" (the model folder); frames are shown
             without poses until a model loads.
         failed(str): a runtime error (inference, recording); the app keeps running.
-        sourceEnded(dict): the source ended or failed: {"label", "error" (str|None),
-            "captured", "dropped", "processed"}.
+        sourceEnded(dict): the source ended or failed: {"label", "error" (str|None), "note" (str|None,
+            e.g. damaged frames skipped), "captured", "dropped", "processed"}.
         recordingChanged(bool, str): recording on/off and a message (file names, frames written).
     """
 
@@ -342,7 +342,8 @@ class InferenceWorker(QThread):
         if self.slot.ended and gen != self._ended_generation and not self.slot.pending():
             self._ended_generation = gen
             self._finish_recording()
-            self.sourceEnded.emit({"label": self._source_label, "error": self.slot.error, "captured": self.slot.captured,
+            self.sourceEnded.emit({"label": self._source_label, "error": self.slot.error, "note": self.slot.note,
+                                   "captured": self.slot.captured,
                                    "dropped": self.slot.dropped, "processed": self._processed})
 
     def _open_recorder(self, image: np.ndarray, fps: float) -> None:

@@ -7,6 +7,8 @@ import importlib
 import logging
 import sys
 
+from deeppose.engine.interrupts import caused_by_ctrl_c, ctrl_c_held, deliver_ctrl_c_from_finalizers, ignore_ctrl_c
+
 # command -> (module with configure(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("deeppose.app.cli", "the desktop app: live webcam or video with stick figures (default)"),
@@ -63,11 +65,41 @@ def build_parser(prog: str = "deeppose") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "deeppose") -> int:
     """Run one command; returns its exit code (0 done, 1 failure, 2 with a one-line error for bad
-    options, 130 when interrupted with Ctrl-C; ``--help`` exits through SystemExit)."""
+    options, 130 when interrupted with Ctrl-C; ``--help`` exits through SystemExit).
+
+    Ctrl-C at any moment, from parsing the options (which imports every command module) to the
+    command's end, gives 130 and one line, also where a native module wrapped it in an
+    ImportError while it initialized (:mod:`deeppose.engine.interrupts`). With ``argv`` None
+    (the process's own command line: the ``deeppose`` script, ``python -m deeppose``,
+    ``python main.py``) this is the program, and the process's hooks are its own: a Ctrl-C
+    that a finalizer swallowed is raised again, and once the exit code is decided SIGINT is
+    ignored, so that a late Ctrl-C cannot end the finished process by the signal while Python
+    tears down (exit -2 and no line) instead of with its code."""
+    program = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if program:
+        deliver_ctrl_c_from_finalizers()
+    try:
+        code = _run(argv, prog)
+    except BaseException as e:
+        if not caused_by_ctrl_c(e) or isinstance(e, SystemExit):
+            raise
+        if program:
+            ignore_ctrl_c()   # a second Ctrl-C cannot interrupt the line below
+        command = argv[1] if argv[:1] in (["-v"], ["--verbose"]) and len(argv) > 1 else (argv or [""])[0]
+        command = command if command in COMMANDS else ""
+        print(f"\ninterrupted: {prog}{' ' + command if command else ''} stopped (Ctrl-C)", file=sys.stderr)
+        code = 130
+    if program:
+        ignore_ctrl_c()
+    return code
+
+
+def _run(argv: list[str], prog: str) -> int:
+    """Parse ``argv`` and run its command (see :func:`main`)."""
     from deeppose.engine.cli_args import safe_console
 
     safe_console()   # a file name the console cannot encode is escaped, never a crash
-    argv = list(sys.argv[1:] if argv is None else argv)
     # No command (or only app options such as --source) starts the app.
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "-v", "--verbose")):
         argv.insert(0, "app")
@@ -80,9 +112,14 @@ def main(argv: list[str] | None = None, prog: str = "deeppose") -> int:
             raise
         return int(e.code) if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        module = importlib.import_module(COMMANDS[args.command][0])
-        return int(module.run(args) or 0)
-    except KeyboardInterrupt:   # Ctrl-C while starting up (importing, loading a model) or not handled
-        print(f"\ninterrupted: {prog} {args.command} stopped (Ctrl-C)", file=sys.stderr)
-        return 130
+    # Imported before the command, with a Ctrl-C held until they are (engine.interrupts): numpy's
+    # C core cannot take one while it initializes (it reports a broken install and loses the
+    # KeyboardInterrupt), and OpenCV's loader runs its config under a bare `except: pass`. Not
+    # OpenCV for the app: importing cv2 points QT_QPA_PLATFORM_PLUGIN_PATH at OpenCV's own Qt
+    # plugins, and the app imports it only once its QApplication exists.
+    with ctrl_c_held():
+        import numpy  # noqa: F401
+        if args.command != "app":
+            import cv2  # noqa: F401
+    module = importlib.import_module(COMMANDS[args.command][0])
+    return int(module.run(args) or 0)

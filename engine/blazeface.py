@@ -39,6 +39,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .interrupts import ctrl_c_held
+
 NUM_KEYPOINTS = 6
 """BlazeFace's keypoints per face: right eye, left eye, nose tip, mouth, right ear, left ear."""
 
@@ -135,7 +137,8 @@ class BlazeFace:
     def __init__(self, model_path: str | Path, min_confidence: float = 0.5, min_suppression: float = 0.3,
                  threads: int | None = None):
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            with ctrl_c_held():   # not inside LiteRT's native initialization (engine.interrupts)
+                from ai_edge_litert.interpreter import Interpreter
         except ImportError as e:
             raise BlazeFaceError(f"ai-edge-litert is not installed ({e})") from None
         self.model_path = Path(model_path)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from .cli_args import FLIP_MODES  # defined with the CLI options, which must stay light
+from .constants import FLIP_MODES
 from .geometry import INPUT_SIZE, crop_boxes, denormalize, diam, joint_boxes, to_network_input
 from .skeletons import Skeleton
 

@@ -18,24 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-"""Runtime backend names (engine.backends reads them from here, so that `--help` stays light)."""
-BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
-BACKEND_CHOICES = ("auto",) + BACKENDS + tuple(BACKEND_ALIASES)
-"""Every name accepted by ``--backend``."""
-MODELS = {"flic": "upper body", "lsp": "full body"}
-"""The shipped models (``weights/NAME``) and what each estimates: FLIC's 11 upper-body joints or
-LSP's 14 full-body joints."""
-WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
-"""The repository's ``weights/`` folder, holding one folder per shipped model."""
-PRECISIONS = ("fp16", "fp32")
-FLIP_MODES = ("off", "first", "all")
-"""Flip test-time averaging modes of engine.cascade.Cascade: none, stage 1 only, every stage."""
-DEFAULT_FLIP = "off"
-"""No flip test-time averaging by default. Measured on FLIC val with the shipped v4 model
-(docs/flic_ablation.md): averaging stage 1 with its mirror image ("first", one more 220-pixel
-crop per person, about a tenth of v4's network work) read wrists 0.673 against 0.682 without,
-elbows 0.803 against 0.804 (v3 had gained 0.7 points of wrists from it)."""
+from .constants import (BACKEND_CHOICES, BACKENDS, DEFAULT_FLIP, FLIP_MODES, MODELS, PRECISIONS,  # noqa: F401
+                        WEIGHTS_ROOT, backend_key)
 
 
 def _int_at_least(text: str, minimum: int) -> int:
@@ -180,9 +164,7 @@ def add_int8(parser: argparse.ArgumentParser, default_text: str | None = None) -
 
 def int8_problem(args) -> str | None:
     """None, or why ``--int8`` cannot be used with the chosen ``--backend`` (one line)."""
-    from .backends import canonical_name
-
-    if getattr(args, "int8", None) is True and canonical_name(getattr(args, "backend", "auto")) not in ("auto", "onnxruntime"):
+    if getattr(args, "int8", None) is True and backend_key(getattr(args, "backend", "auto")) not in ("auto", "onnxruntime"):
         return f"--int8 runs on ONNX Runtime, not on --backend {args.backend}"
     return None
 

@@ -16,14 +16,14 @@ import contextlib
 import functools
 import importlib.machinery
 import importlib.util
-import signal
 import sys
-import threading
 import weakref
 from pathlib import Path
 
 import numpy as np
 
+from .constants import FACE_MODEL_DIR  # the bundled BlazeFace models (Apache-2.0, from the mediapipe 0.10.21 wheel)
+from .interrupts import caused_by_ctrl_c, ctrl_c_held
 from .native_stderr import filtered_native_stderr
 
 _LAZY_MEDIAPIPE_MODULES = frozenset({"mediapipe.tasks.python.vision.drawing_utils",
@@ -64,37 +64,13 @@ def import_mediapipe():
     """
     sys.meta_path.insert(0, _LazyMediaPipeModules)
     try:
-        with _ctrl_c_after():
+        with ctrl_c_held():   # MediaPipe's native initialization does not survive a KeyboardInterrupt
             import mediapipe
             from mediapipe.tasks.python import BaseOptions, vision
     finally:
         sys.meta_path.remove(_LazyMediaPipeModules)
     return mediapipe, BaseOptions, vision
 
-
-@contextlib.contextmanager
-def _ctrl_c_after():
-    """Hold a Ctrl-C (SIGINT) that arrives inside the block and raise KeyboardInterrupt after it.
-
-    MediaPipe's native initialization does not survive a KeyboardInterrupt raised inside it: it
-    reported "mediapipe is not installed" and the interpreter then aborted while exiting. Only
-    the main thread can change the handler; elsewhere the block runs as it is.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if held:
-        raise KeyboardInterrupt
-
-
-FACE_MODEL_DIR = Path(__file__).resolve().parents[1] / "weights" / "face"
-"""Folder of the bundled BlazeFace models (Apache-2.0, from the mediapipe 0.10.21 wheel)."""
 
 FACE_MODELS = {
     "full": "face_detection_full_range_sparse.tflite",
@@ -170,10 +146,13 @@ def resolve_face_runtime(runtime: str = "auto") -> str:
 
 @functools.lru_cache(maxsize=1)
 def _litert_imports() -> bool:
-    try:
-        import ai_edge_litert.interpreter  # noqa: F401
-    except Exception:  # not installed, or a broken install: MediaPipe runs BlazeFace instead
-        return False
+    # Ctrl-C held: raised inside LiteRT's native initialization it became an ImportError, read
+    # here as "not installed" (engine.interrupts); it is raised once the import is done.
+    with ctrl_c_held():
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except Exception:  # not installed, or a broken install: MediaPipe runs BlazeFace instead
+            return False
     return True
 
 
@@ -216,6 +195,8 @@ class FaceDetector:
             try:
                 self._detector = self._create(min_suppression, threads)
             except Exception as e:  # the runtimes raise ValueError / RuntimeError / FileNotFoundError
+                if caused_by_ctrl_c(e):   # a Ctrl-C that Python or a native call wrapped (engine.interrupts)
+                    raise
                 msg = _one_line(e)
                 drop.append(msg)
                 error = e if isinstance(e, DetectorError) else DetectorError(f"cannot load face model {self.model_path}: {msg}")

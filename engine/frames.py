@@ -1,9 +1,11 @@
 """Frame sources and the frame loop, shared by the ``video`` command (engine/video_cli.py) and
 the app (app/capture.py, app/worker.py).
 
-- :func:`open_source`: opens a camera or a video file with OpenCV (one set of checks, one
-  frame-rate guard, one exception type).
-- :class:`FrameReader`: decodes a source on its own thread into a bounded queue, so that
+- :func:`open_source`: opens a camera (OpenCV) or a video file (PyAV, :class:`VideoFile`) (one
+  set of checks, one frame-rate guard, one exception type).
+- :class:`VideoFile`: decodes a file with PyAV: each frame with its presentation time, resampled
+  to square pixels when the file's pixels are not square, damaged frames skipped and counted.
+- :class:`FrameReader`: decodes a file on its own thread into a bounded queue, so that
   decoding overlaps inference (the video command; the app's capture thread paces a file in
   real time instead).
 - :class:`FrameLoop`: one frame through the pose path: ``PosePipeline.process`` -> drawing
@@ -14,10 +16,12 @@ the video command, which imports this module.
 """
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,11 @@ import numpy as np
 # DEFAULT_FPS (broken headers say 0, NaN or 90000).
 DEFAULT_FPS = 30.0
 MAX_FPS = 1000.0
+# A file is given up after this many unreadable frames in a row (damaged data: each is skipped
+# and counted, and decoding goes on with the next one).
+MAX_UNREADABLE_RUN = 100
+
+log = logging.getLogger(__name__)
 
 
 class SourceError(ValueError):
@@ -37,12 +46,16 @@ class OpenedSource:
     """An opened camera or video file.
 
     Attributes:
-        capture: the ``cv2.VideoCapture`` (release it, or use :meth:`release`).
+        capture: a camera's ``cv2.VideoCapture``, or a file's :class:`VideoFile` (release it,
+            or use :meth:`release`).
         first: the first frame, (H, W, 3) uint8 BGR, already read (files only; None for a
             camera, whose first frame is read by the caller).
-        fps: frame rate, frames per second (the header's, or :data:`DEFAULT_FPS`).
-        size: (width, height) in pixels of the first frame ((0, 0) for a camera).
+        fps: nominal frame rate, frames per second (the header's average, or
+            :data:`DEFAULT_FPS`); a file's frames are timed by their own timestamps.
+        size: (width, height) in pixels of the frames delivered ((0, 0) for a camera): for a
+            file, its display geometry (square pixels, see :class:`VideoFile`).
         count: frames announced by the header, 0 when unknown (cameras).
+        first_time: source time of ``first``, seconds (0.0 for a camera).
     """
 
     capture: object
@@ -50,6 +63,7 @@ class OpenedSource:
     fps: float
     size: tuple[int, int]
     count: int
+    first_time: float = 0.0
 
     def release(self) -> None:
         self.capture.release()
@@ -67,10 +81,10 @@ def quiet_opencv() -> None:
 
 
 def open_source(source: int | str | Path) -> OpenedSource:
-    """Open a camera (an int index) or a video file (a path) with OpenCV.
+    """Open a camera (an int index, with OpenCV) or a video file (a path, with PyAV).
 
     A file must exist, be readable, not be a still image (FFmpeg would open one as a
-    one-frame video) and have a decodable first frame, which is read here.
+    one-frame video) and have a decodable frame, the first of which is read here.
 
     Raises:
         SourceError: one line saying why the camera or file cannot be used; nothing is left
@@ -94,26 +108,199 @@ def open_source(source: int | str | Path) -> OpenedSource:
         raise SourceError(f"cannot read input video {path}: permission denied")
     if cv2.haveImageReader(str(path)):
         raise SourceError(f"{path} is an image, not a video")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        cap.release()
-        raise SourceError(f"cannot read {path} as a video")
-    ok, frame = cap.read()
-    if not ok or frame is None or frame.ndim != 3:
-        cap.release()
+    video = VideoFile(path)
+    try:
+        first = video.next_frame()
+    except BaseException:
+        video.release()
+        raise
+    if first is None:
+        video.release()
         raise SourceError(f"cannot read {path} as a video: no decodable frame")
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    h, w = frame.shape[:2]
-    return OpenedSource(cap, frame, _fps(cap), (w, h), max(count, 0))
+    return OpenedSource(video, first[0], video.fps, video.size, video.count, first[1])
 
 
 def _fps(cap) -> float:
     import cv2
 
-    fps = cap.get(cv2.CAP_PROP_FPS)
+    return _valid_fps(cap.get(cv2.CAP_PROP_FPS))
+
+
+def _valid_fps(fps) -> float:
+    """``fps`` as a float, or :data:`DEFAULT_FPS` when it is missing or outside (0, MAX_FPS]."""
+    try:
+        fps = float(fps or 0)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return DEFAULT_FPS
     if not fps or fps != fps or fps <= 0 or fps > MAX_FPS:
         return DEFAULT_FPS
-    return float(fps)
+    return fps
+
+
+def display_size(stored: tuple[int, int], sample_aspect: Fraction) -> tuple[int, int]:
+    """(width, height) with square pixels of a frame stored as ``stored`` (width, height) pixels
+    of aspect ``sample_aspect`` (width / height of one pixel).
+
+    Pixels wider than tall widen the frame, taller than wide heighten it (no stored pixel is
+    lost); the stretched side is rounded to an even number (H.264 4:2:0 wants even sides).
+    Example: 960x720 with sample aspect 4:3 -> 1280x720 (16:9).
+    """
+    w, h = int(stored[0]), int(stored[1])
+    if sample_aspect == 1:
+        return w, h
+    if sample_aspect > 1:
+        return max(2, 2 * round(w * sample_aspect / 2)), h
+    return w, max(2, 2 * round(h / sample_aspect / 2))
+
+
+class VideoFile:
+    """A video file decoded with PyAV (FFmpeg), frame by frame.
+
+    - Time: each frame comes with its presentation time (pts x time base), in seconds since the
+      start of the video stream, so variable-frame-rate files keep their timing.
+    - Geometry: a file whose pixels are not square (sample aspect ratio != 1, e.g. 960x720
+      stored, 4:3 pixels, shown as 1280x720) is resampled right after decoding to its display
+      geometry (:func:`display_size`, bilinear), so every frame delivered has square pixels and
+      :attr:`size` (width, height).
+    - Damage: a packet that fails to decode is skipped and counted (:attr:`unreadable`), and
+      decoding goes on with the next one; after ``max_unreadable_run`` in a row the file is
+      given up (:attr:`error` says so, :meth:`next_frame` returns None). FFmpeg's messages do
+      not reach the terminal (PyAV's FFmpeg logging stays off); each skipped packet is logged
+      on this module's logger at DEBUG level with FFmpeg's error.
+
+    Args:
+        path: the video file.
+        max_unreadable_run: unreadable frames in a row after which the file is given up
+            (default :data:`MAX_UNREADABLE_RUN`).
+    Raises:
+        SourceError: the file cannot be opened as a video or has no video stream.
+
+    Attributes:
+        fps: nominal frame rate (the stream's average, else a guess, else :data:`DEFAULT_FPS`).
+        count: frames announced by the header (0: unknown).
+        stored_size: (width, height) of the coded frames, pixels.
+        sample_aspect: width / height of one stored pixel (1 when unknown).
+        size: (width, height) of the frames delivered (display geometry), pixels.
+        time_base: the stream's time base, seconds per pts unit (a timing as fine as the file's).
+        unreadable: frames skipped so far because their data could not be decoded.
+        error: one line when the file was given up, else None.
+    """
+
+    def __init__(self, path: str | Path, max_unreadable_run: int | None = None):
+        import av
+
+        self.path = Path(path)
+        self.max_unreadable_run = max(1, int(max_unreadable_run or MAX_UNREADABLE_RUN))
+        try:
+            self._container = av.open(str(self.path))
+        except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+            reason = getattr(e, "strerror", None) or _one_line(e)
+            raise SourceError(f"cannot read {self.path} as a video ({reason})") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise SourceError(f"cannot read {self.path} as a video: it has no video stream")
+        stream = self._container.streams.video[0]
+        self._stream = stream
+        self.fps = _valid_fps(stream.average_rate or stream.guessed_rate)
+        self.count = max(int(stream.frames or 0), 0)
+        self.time_base = stream.time_base or Fraction(1, 90000)
+        self._start = stream.start_time   # pts of the stream's start (None: the first frame's)
+        cc = stream.codec_context
+        self.stored_size = (int(cc.width), int(cc.height))
+        sar = stream.sample_aspect_ratio or cc.sample_aspect_ratio
+        self.sample_aspect = Fraction(sar) if sar and 0.1 <= sar <= 10 else Fraction(1)
+        self.size = display_size(self.stored_size, self.sample_aspect)
+        self.unreadable = 0
+        self.error: str | None = None
+        self._run = 0
+        self._last_time: float | None = None
+        self._pending: list = []
+        self._packets = None
+        self._ended = False
+
+    @property
+    def note(self) -> str | None:
+        """One line on the frames skipped (``"17 unreadable frames skipped (damaged data)"``), or None."""
+        if not self.unreadable:
+            return None
+        return f"{self.unreadable} unreadable frame{'s' if self.unreadable != 1 else ''} skipped (damaged data)"
+
+    def next_frame(self) -> tuple[np.ndarray, float] | None:
+        """The next decodable frame: ((H, W, 3) uint8 BGR of :attr:`size`, its time in seconds),
+        or None at the end of the file or once it is given up (:attr:`error`)."""
+        while not self._pending:
+            if self._ended:
+                return None
+            self._decode_next_packet()
+        frame = self._pending.pop(0)
+        return self._to_bgr(frame), self._time(frame)
+
+    def _decode_next_packet(self) -> None:
+        import av
+
+        if self._packets is None:
+            self._packets = self._container.demux(self._stream)
+        try:
+            packet = next(self._packets)
+        except StopIteration:
+            self._ended = True
+            return
+        except av.FFmpegError as e:   # a demuxer error: go on reading after it (bounded below)
+            self._packets = None
+            self._skip(None, e)
+            return
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as e:
+            if packet.size:
+                self._skip(packet, e)
+            return
+        self._run = 0
+        self._pending.extend(frames)
+
+    def _skip(self, packet, error: Exception) -> None:
+        self.unreadable += 1
+        self._run += 1
+        where = "?" if packet is None or packet.pts is None else f"{self._seconds(packet.pts):.3f} s"
+        log.debug("%s: skipped an unreadable frame at %s: %s", self.path, where, _one_line(error))
+        if self._run >= self.max_unreadable_run:
+            self.error = (f"gave up after {self._run} unreadable frames in a row (damaged data"
+                          + (f", near {where})" if packet is not None else ")"))
+            self._ended = True
+
+    def _seconds(self, pts: int) -> float:
+        start = self._start if self._start is not None else 0
+        return float((pts - start) * self.time_base)
+
+    def _time(self, frame) -> float:
+        pts = frame.pts
+        if pts is None:   # no timestamp: one nominal frame after the previous one
+            t = 0.0 if self._last_time is None else self._last_time + 1.0 / self.fps
+        else:
+            if self._start is None:
+                self._start = pts
+            t = self._seconds(pts)
+        self._last_time = t
+        return t
+
+    def _to_bgr(self, frame) -> np.ndarray:
+        w, h = self.size
+        if (frame.width, frame.height) == (w, h):
+            image = frame.to_ndarray(format="bgr24")
+        else:   # non-square pixels (or a size change mid-stream): to the display geometry
+            image = frame.to_ndarray(format="bgr24", width=w, height=h, interpolation="BILINEAR")
+        return np.ascontiguousarray(image)
+
+    def release(self) -> None:
+        """Close the file (idempotent)."""
+        self._pending = []
+        self._ended = True
+        self._container.close()
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return text or type(e).__name__
 
 
 _END = object()
@@ -122,13 +309,17 @@ _END = object()
 class FrameReader:
     """Decodes an opened file on a background thread into a bounded queue.
 
-    OpenCV releases the GIL while it decodes, so decoding overlaps the caller's inference;
-    at most ``queue_size`` decoded frames wait (memory stays bounded: a 1280x720 frame is
-    2.6 MiB). Iterate to get ``(index, frame)`` pairs in order, the opened first frame
-    included; a read error ends the iteration like the end of the file.
+    PyAV releases the GIL while it decodes and converts, so decoding overlaps the caller's
+    inference; at most ``queue_size`` decoded frames wait (memory stays bounded: a 1280x720
+    frame is 2.6 MiB). Iterate to get ``(index, frame, timestamp)`` in order, the opened first
+    frame included: ``index`` counts the frames delivered (0, 1, 2, ...), ``frame`` is (H, W, 3)
+    uint8 BGR of ``opened.size``, ``timestamp`` its source time in seconds (the decoder's
+    presentation time; see :class:`VideoFile`). Damaged frames are skipped and counted
+    (:attr:`unreadable`, :attr:`note`); a decoder failure, or a file given up after too many
+    damaged frames in a row, ends the iteration and is kept in :attr:`error`.
 
     Args:
-        opened: from :func:`open_source` (a file: its first frame is yielded first).
+        opened: a file from :func:`open_source` (its first frame is yielded first).
         max_frames: stop after this many frames (None: the whole file).
         queue_size: decoded frames that may wait.
     """
@@ -142,6 +333,16 @@ class FrameReader:
         self._thread = threading.Thread(target=self._decode, name="decode", daemon=True)
         self._thread.start()
 
+    @property
+    def unreadable(self) -> int:
+        """Frames skipped so far because their data could not be decoded."""
+        return int(getattr(self.opened.capture, "unreadable", 0))
+
+    @property
+    def note(self) -> str | None:
+        """One line on the unreadable frames skipped (see :attr:`VideoFile.note`), or None."""
+        return getattr(self.opened.capture, "note", None)
+
     def _put(self, item) -> bool:
         while not self._stop.is_set():
             try:
@@ -153,17 +354,17 @@ class FrameReader:
 
     def _decode(self) -> None:
         index = 0
-        frame = self.opened.first
+        item = None if self.opened.first is None else (self.opened.first, self.opened.first_time)
         try:
-            while frame is not None and not self._stop.is_set():
-                if not self._put((index, frame)):
+            while item is not None and not self._stop.is_set():
+                if not self._put((index, item[0], item[1])):
                     return
                 index += 1
                 if self.max_frames and index >= self.max_frames:
                     break
-                ok, frame = self.opened.capture.read()
-                if not ok:
-                    frame = None
+                item = self.opened.capture.next_frame()
+            if item is None and getattr(self.opened.capture, "error", None):
+                self.error = self.opened.capture.error
         except Exception as e:  # a decoder failure ends the frames; the caller reports it
             self.error = f"{type(e).__name__}: {e}"
         finally:
@@ -177,7 +378,7 @@ class FrameReader:
             yield item
 
     def close(self) -> None:
-        """Stop decoding and release the capture (idempotent)."""
+        """Stop decoding and release the file (idempotent)."""
         self._stop.set()
         self._thread.join(5)
         self.opened.release()
@@ -215,8 +416,9 @@ class FrameLoop:
 
         Args:
             image: (H, W, 3) uint8 BGR frame; the skeletons are drawn into it.
-            timestamp: source time of the frame, seconds.
-            index: 0-based frame number in the source.
+            timestamp: source time of the frame, seconds (a file's presentation time).
+            index: 0-based number of the frame among those delivered (a file's damaged,
+                unreadable frames are skipped and not numbered).
         Returns:
             the pipeline's :class:`engine.pipeline.FrameResult`.
         Raises:

@@ -171,6 +171,10 @@ def crop_boxes(image: np.ndarray, boxes: np.ndarray, size: int = INPUT_SIZE, ang
     # Axis-aligned boxes inside the frame: resize the whole-pixel region [x0, x1) x [y0, y1),
     # which maps crop pixel u to x0 - 0.5 + (u + 0.5) (x1 - x0) / size, where the affine map
     # gives cx - w/2 + (u + 0.5) w / size: each edge is rounded on its own, within half a pixel.
+    # Upright means an angle of exactly 0, the value callers give for "not turned" (a literal 0.0:
+    # turn_angles, trackers, cascade), never a computed one; any other angle, however small,
+    # takes the exact map. Both paths agree within the half pixel above, so no crop depends on
+    # which side of an exact comparison a float falls (tests/test_geometry.py measures it).
     upright = np.ones(len(b), bool) if angles is None else np.nan_to_num(np.asarray(angles, np.float64)) == 0
     with np.errstate(invalid="ignore"):
         lo = np.floor(b[:, :2] - b[:, 2:] / 2 + 1.0)      # x0, y0

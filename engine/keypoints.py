@@ -1,8 +1,8 @@
 """The keypoints file of a run: one record per frame, JSON Lines or CSV, flushed after every frame.
 
 JSON Lines: a header record first (``{"deeppose_keypoints": 1, "video": NAME | null, "source", "fps",
-"width", "height", "skeleton", "joints": [...], "angles": [...], "frames_note": ...}``), then
-one record per frame::
+"width", "height", "size_note", "skeleton", "joints": [...], "angles": [...], "frames_note": ...}``),
+then one record per frame::
 
     {"frame": 12, "timestamp": 0.4, "persons": [
         {"id": 1, "b0": [cx, cy, w, h], "b0_source": "face", "face": [cx, cy, w, h] | null,
@@ -23,11 +23,16 @@ least of its joints', null without). CSV: one row per person per frame with colu
 :func:`csv_columns` (the flag as ``<joint>_in_frame``, 1 or 0; the angles as ``angle_<name>``
 and ``angle_<name>_confidence``; unknown values empty); a frame with nobody is one row whose
 ``person`` column is empty.
-Coordinates are pixels of the frame (x right, y down, (0, 0) the centre of the top-left
-pixel); ``stage`` is the cascade stage the joints come from; ``smoothed`` says whether the
-One-Euro filter was applied; ``b0_source`` is "face" (a face detected in this frame), "pose"
-(tracked by pose: from the eyes and nose of the previous frame), "held" or "frame", and
-``face`` the face box b0 came from (detected, or implied by the previous pose).
+``frame`` numbers the frames recorded, from 0 (a video's damaged, unreadable frames are skipped,
+so after them it runs behind the source's frame numbers); ``timestamp`` is the frame's source
+time in seconds (a video's presentation time, so variable frame rates and skipped frames show).
+Coordinates are pixels of the frame as displayed, ``width`` x ``height`` in the header (square
+pixels: a video with non-square pixels is resampled to its display geometry before estimation;
+x right, y down, (0, 0) the centre of the top-left pixel); ``stage`` is the cascade stage the
+joints come from; ``smoothed`` says whether the One-Euro filter was applied; ``b0_source`` is
+"face" (a face detected in this frame), "pose" (tracked by pose: from the eyes and nose of the
+previous frame), "held" or "frame", and ``face`` the face box b0 came from (detected, or
+implied by the previous pose).
 
 Written alongside the annotated video by :class:`engine.recording.PoseRecorder`.
 """

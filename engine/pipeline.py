@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli_args import DEFAULT_FLIP
+from .constants import DEFAULT_FLIP, DEFAULT_MODEL, WEIGHTS_ROOT
 from .detector import FaceScaler, PersonBoxes, face_joint_indices, frame_box, joints_face, turn_angles
 from .face_detector import face_roll, face_size
 from .smoothing import OneEuroFilter, OneEuroParams
@@ -37,7 +37,7 @@ from .tracking import (PersonTracker, TrackingFaceDetector, TurnedFaceSearch, Ve
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "flic"
+DEFAULT_WEIGHTS = WEIGHTS_ROOT / DEFAULT_MODEL
 """The default model folder, ``weights/flic`` at the repository root."""
 
 DEFAULT_DETECT_EVERY = 5
@@ -206,8 +206,8 @@ class PosePipeline:
             then the predicted eyes while tracked by pose) where it exceeds
             :data:`engine.detector.ROTATE_MIN_ROLL` (45 degrees), so that a lying or leaning
             person gets an upright crop; the face search then also scans the frame turned by
-            +-90 degrees (:class:`engine.tracking.TurnedFaceSearch`), as BlazeFace misses faces
-            rolled by more than about 45 degrees (default off).
+            +-90 and 180 degrees (:class:`engine.tracking.TurnedFaceSearch`), as BlazeFace misses
+            faces rolled by more than about 45 degrees (default off).
         flip: flip test-time averaging of the cascade, "off", "first" or "all" (see
             :class:`engine.cascade.Cascade`); default :data:`DEFAULT_FLIP`.
         max_persons: follow at most this many persons (None: everyone found; the tracker's
@@ -302,9 +302,10 @@ class PosePipeline:
         def search():
             return face_search(faces)
 
-        # Rotated b0 also searches the frame turned by quarter turns: BlazeFace misses faces
-        # rolled by more than about 45 degrees (a lying person).
-        self.face_search = TurnedFaceSearch({0: search(), 1: search(), -1: search()}) if self.rotate else search()
+        # Rotated b0 also searches the frame turned by quarter and half turns: BlazeFace misses
+        # faces rolled by more than about 45 degrees (a lying or upside-down person).
+        self.face_search = (TurnedFaceSearch({0: search(), 1: search(), 2: search(), -1: search()})
+                            if self.rotate else search())
         return PersonDetector(scaler, self.face_search, rotate=self.rotate)
 
     # -- settings -----------------------------------------------------------------------
@@ -349,7 +350,7 @@ class PosePipeline:
         Args:
             frame_bgr: (H, W, 3) uint8 frame, BGR; in still-image mode (``still``) an image on
                 its own (nothing of the previous call is used).
-            timestamp: frame time in seconds (video: frame index / fps). Default: seconds
+            timestamp: frame time in seconds (video: its presentation time). Default: seconds
                 since the first frame processed after construction or :meth:`reset`
                 (wall clock; for live sources; 0 in still-image mode).
             index: frame index to record (default: frames processed since :meth:`reset`).

@@ -70,9 +70,12 @@ class AnnotatedVideoWriter:
         finalize: on :meth:`close`, rewrite the fragmented MP4 as a plain one (see module doc).
         backend: "pyav" (H.264 fragmented MP4; the default when PyAV is installed) or
             "opencv" (OpenCV VideoWriter, 'mp4v'; only playable once closed).
-        variable_rate: time frames by the ``timestamp`` given to :meth:`write` (seconds,
-            millisecond precision) instead of 1/fps apart, so that a live recording of unevenly
-            spaced frames plays in real time (PyAV only; ``fps`` is then a hint).
+        variable_rate: time frames by the ``timestamp`` given to :meth:`write` (seconds, in
+            steps of ``time_base``) instead of 1/fps apart, so that a live recording of unevenly
+            spaced frames, or a variable-frame-rate file, plays in real time (PyAV only; ``fps``
+            is then a hint).
+        time_base: with ``variable_rate``, the unit of the frames' timestamps in the file,
+            seconds (default 1/1000; a file's own time base keeps its timing exactly).
         threaded: encode in a background thread (PyAV releases the GIL while encoding), so
             that encoding overlaps the next frame's inference; at most ``queue_size`` frames
             wait. An encoding error is raised by the next :meth:`write` or by :meth:`close`.
@@ -82,9 +85,11 @@ class AnnotatedVideoWriter:
 
     def __init__(self, path: str | Path, fps: float, frame_size: tuple[int, int], crf: int = 20,
                  preset: str = "veryfast", finalize: bool = True, backend: str | None = None,
-                 variable_rate: bool = False, threaded: bool = True, queue_size: int = 2):
+                 variable_rate: bool = False, threaded: bool = True, queue_size: int = 2,
+                 time_base: Fraction | None = None):
         self.path = Path(path)
         self.variable_rate = bool(variable_rate)
+        self.time_base = Fraction(time_base) if time_base else Fraction(1, 1000)
         self._t0: float | None = None
         self._last_pts = -1
         self.fps = _fps_fraction(fps)
@@ -132,8 +137,8 @@ class AnnotatedVideoWriter:
             # 4:2:0 needs even sides; odd-sized frames keep their size in 4:4:4.
             stream.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
             if self.variable_rate:
-                stream.codec_context.time_base = Fraction(1, 1000)
-                stream.time_base = Fraction(1, 1000)
+                stream.codec_context.time_base = self.time_base
+                stream.time_base = self.time_base
             else:
                 stream.codec_context.time_base = 1 / self.fps
             stream.options = {"crf": str(int(crf)), "preset": preset, "tune": "zerolatency"}
@@ -205,13 +210,13 @@ class AnnotatedVideoWriter:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
             if self.variable_rate:
                 if timestamp is None:
-                    pts = self._last_pts + max(1, round(1000 / float(self.fps)))
+                    pts = self._last_pts + max(1, round(1 / (self.fps * self.time_base)))
                 else:
                     if self._t0 is None:
                         self._t0 = float(timestamp)
-                    pts = round((float(timestamp) - self._t0) * 1000)
+                    pts = round((float(timestamp) - self._t0) / self.time_base)
                 frame.pts = max(pts, self._last_pts + 1)
-                frame.time_base = Fraction(1, 1000)
+                frame.time_base = self.time_base
             else:
                 frame.pts = self.frames_encoded
             self._last_pts = frame.pts
@@ -324,6 +329,9 @@ class PoseRecorder:
                 header = {"video": None if video_path is None else Path(video_path).name,
                           **({"source": str(source)} if source else {}), "fps": _r(fps, 3),
                           "width": int(frame_size[0]), "height": int(frame_size[1]),
+                          "size_note": "width and height of the frames as displayed, square pixels (a video "
+                                       "with non-square pixels is resampled to its display geometry); joint "
+                                       "coordinates are pixels of these frames",
                           "frames_note": f"one record per video frame, in order; a record is written once its "
                                          f"frame is in the video, so after an abrupt stop (process killed, disk "
                                          f"full) the video may hold up to {MAX_EXTRA_VIDEO_FRAMES} frames more "

@@ -807,8 +807,9 @@ class TrackingFaceDetector:
 
 def turn_points(xy: np.ndarray, k: int, width: int, height: int, inverse: bool = False) -> np.ndarray:
     """Pixel coordinates (..., 2) of a width x height frame in the frame turned by
-    ``np.rot90(frame, k)`` (k = 1: a quarter turn counter-clockwise on screen, -1: clockwise,
-    0: unchanged), or back with ``inverse``. Exact for the pixel-centre convention."""
+    ``np.rot90(frame, k)`` (k = 1: a quarter turn counter-clockwise on screen, -1 or 3:
+    clockwise, 2: a half turn, 0: unchanged), or back with ``inverse``. Exact for the
+    pixel-centre convention."""
     xy = np.asarray(xy, dtype=np.float64)
     x, y = xy[..., 0], xy[..., 1]
     if k % 4 == 0:
@@ -817,22 +818,22 @@ def turn_points(xy: np.ndarray, k: int, width: int, height: int, inverse: bool =
         out = (y, width - 1 - x) if not inverse else (width - 1 - y, x)   # (x', y') = (y, W-1-x)
     elif k % 4 == 3:
         out = (height - 1 - y, x) if not inverse else (y, height - 1 - x)  # (x', y') = (H-1-y, x)
-    else:
-        raise ValueError(f"only quarter turns 0, 1, -1 are supported, got {k}")
+    else:   # a half turn is its own inverse
+        out = (width - 1 - x, height - 1 - y)
     return np.stack(out, axis=-1)
 
 
 class TurnedFaceSearch:
-    """Face search on the frame and on the frame turned by quarter turns, for rotated b0:
-    BlazeFace finds faces rolled by up to about 45 degrees, so a lying person's face is found
-    only in the frame turned by 90 degrees. Each turn has its own
+    """Face search on the frame and on the frame turned by quarter and half turns, for rotated
+    b0: BlazeFace finds faces rolled by up to about 45 degrees, so a lying person's face is found
+    only in the frame turned by 90 degrees, an upside-down person's in the frame turned by 180. Each turn has its own
     :class:`TrackingFaceDetector` (tiles and windows in its own coordinates); the faces and
     keypoints come back in frame pixels, so that :func:`engine.detector.face_roll` of the
     keypoints gives the person's roll (about +-90 degrees for a lying person).
 
     Args:
         searches: {k: TrackingFaceDetector} for the turns ``np.rot90(frame, k)``, k in
-            {0, 1, -1}; they may share one wrapped face detector, closed once by :meth:`close`.
+            {0, 1, 2, -1}; they may share one wrapped face detector, closed once by :meth:`close`.
         nms_iou, nms_overlap: merging of the faces found in several turns (see :func:`nms`).
     """
 
@@ -851,7 +852,7 @@ class TurnedFaceSearch:
 
     def set_hints(self, faces: np.ndarray, windows_only: bool = False) -> None:
         """Faces (N, 4) in frame pixels to look around in the next frame; ``windows_only``:
-        only around them, in each of the three turns (three BlazeFace calls per person; see
+        only around them, in each of the turns (one BlazeFace call per turn and person; see
         :meth:`TrackingFaceDetector.set_hints`)."""
         faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
         self._hints = faces[np.isfinite(faces).all(axis=1)]

@@ -4,7 +4,7 @@ Every frame of INPUT goes through :class:`engine.pipeline.PosePipeline` (faces -
 cascade, all persons of a frame in one batch per stage; persons tracked across frames by box
 overlap, a missed face's b0 held briefly, joints One-Euro smoothed per person), is drawn with
 :func:`engine.drawing.draw_poses` and recorded by :class:`engine.recording.PoseRecorder`:
-OUTPUT has the input's size, frame rate and frame count. Inputs and outputs are checked
+OUTPUT holds every decodable frame of INPUT (see Decoding below). Inputs and outputs are checked
 before any work (an output, or its lock file, that is an input, by file identity, is refused;
 with several inputs, an earlier NAME.pose.mp4 of an input NAME is skipped) and the outputs
 are locked while written (:class:`engine.recording.OutputLock`: a second run writing the same
@@ -15,6 +15,13 @@ Several inputs (files, folders, glob patterns) run as ``--jobs N`` worker proces
 a progress bar, under an overall one; each input gets its own outputs (next to it, or in
 ``--out-dir``) and its own locks, and a failing input is reported in one line while the
 others go on.
+
+Decoding (:class:`engine.frames.VideoFile`, PyAV): damaged frames are skipped and counted in
+one ``note:`` line (and in a ``--jobs`` summary line), and an input is given up after
+:data:`engine.frames.MAX_UNREADABLE_RUN` unreadable frames in a row; OUTPUT has the input's
+display size (non-square pixels are resampled to square ones right after decoding), and every
+frame keeps its source time (its presentation timestamp times the keypoints, the One-Euro
+smoothing and OUTPUT, so variable frame rates are kept).
 
 Exit codes: 0 done, 2 bad input (nothing written), 1 failed mid-way, 130 interrupted; with
 several inputs, 0 only when every input is done, else 1 (130 when interrupted).
@@ -43,7 +50,7 @@ KEYPOINTS_FORMATS = {"jsonl": ".jsonl", "csv": ".csv", "coco": ".coco.json"}
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``video`` command's arguments."""
     parser.add_argument("input", metavar="INPUT", nargs="+",
-                        help="video file (anything OpenCV can read), a folder (its video files), or a glob "
+                        help="video file (anything FFmpeg can read), a folder (its video files), or a glob "
                         "pattern such as 'clips/*.mp4'; several may be given")
     parser.add_argument("-o", "--output", metavar="FILE.mp4",
                         help="annotated video (H.264 MP4; default: NAME.pose.mp4 next to INPUT); one input only")
@@ -440,7 +447,10 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
         return _error(f"--stages must be in 1..{pipeline.num_stages} for {weights}, got {args.stages}")
     pipeline.stages = args.stages
     try:
-        recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton, lock=False, source=input_path.name)
+        # Frames are timed by their source timestamps, in the file's own time base.
+        recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton, lock=False, timestamps=True,
+                                time_base=getattr(opened.capture, "time_base", None),
+                                source=input_path.name)
     except (RecordingError, OSError) as e:
         pipeline.close()
         opened.release()
@@ -449,7 +459,10 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     total = min(count, args.max_frames) if count and args.max_frames else (count or args.max_frames or None)
     if not quiet:
         print(f"backend: {pipeline.backend_description}", flush=True)
-        print(f"{input_path}: {size[0]}x{size[1]}, {fps:g} fps, {count or '?'} frames -> {output}"
+        stored = getattr(opened.capture, "stored_size", size)
+        resampled = (f" (stored {stored[0]}x{stored[1]} with {opened.capture.sample_aspect} pixels, resampled to "
+                     f"square pixels)" if stored != size else "")
+        print(f"{input_path}: {size[0]}x{size[1]}{resampled}, {fps:g} fps, {count or '?'} frames -> {output}"
               + (f" + {keypoints}" if keypoints else ""), flush=True)
 
     from tqdm import tqdm
@@ -485,8 +498,8 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     loop = FrameLoop(pipeline, recorder, draw_boxes=args.draw_boxes, live=live)
     reader = FrameReader(opened, args.max_frames)
     try:
-        for index, frame in reader:
-            result = loop.step(frame, index / fps, index)
+        for index, frame, timestamp in reader:
+            result = loop.step(frame, timestamp, index)
             people.append(len(result.persons))
             pipeline_s.append(result.total_seconds)
             detect_s.append(result.detect_seconds)
@@ -516,8 +529,11 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     wall = time.perf_counter() - t_start
 
     n = len(people)
-    if status == "done" and count and not args.max_frames and n < count:
-        print(f"note: {input_path} ended after {n} of the {count} frames its header announces", file=sys.stderr)
+    if reader.note:
+        print(f"note: {input_path}: {reader.note}; {n} frames written", file=sys.stderr)
+    if status == "done" and count and not args.max_frames and n + reader.unreadable < count:
+        print(f"note: {input_path} ended after {n + reader.unreadable} of the {count} frames its header announces",
+              file=sys.stderr)
     if failure:
         print(f"error: failed at frame {n}: {failure}", file=sys.stderr)
     if status != "done":
@@ -535,7 +551,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
                    f"{ms:.1f} ms per frame in the pipeline (detection {1000 * float(np.mean(detect_s)):.1f} ms); "
                    f"backend {pipeline.backend_name}")
         if quiet:
-            args._summary = f"{summary.split(';')[0]} -> {output}"
+            args._summary = f"{summary.split(';')[0]}" + (f"; {reader.note}" if reader.note else "") + f" -> {output}"
         else:
             print(summary, flush=True)
     return code

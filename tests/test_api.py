@@ -80,7 +80,7 @@ def test_stages_and_no_face(flic_weights, flic_val):
 
 def test_smoother_follows_and_smooths_real_frames(pose):
     require_data("videos", "walking.mp4")
-    from deeppose.tools.benchmark import read_frames
+    from deeppose.tools.datasets import read_frames
     frames = read_frames(WALKING, 12, start=30)
     smoother = PoseSmoother()
     raw, smooth, ids = [], [], []

@@ -226,44 +226,44 @@ def test_view_keeps_aspect_and_scales(qtbot, random_model_dir, walking_cut):
 
 def test_slow_model_drops_frames_and_window_stays_responsive(qtbot, random_model_dir, tmp_path, monkeypatch):
     """Inference slower than the video: frames are dropped (never queued) and the GUI thread
-    keeps handling events."""
+    keeps handling events. Inference is held inside the pipeline until the test lets it go,
+    instead of a 0.4 s sleep against event-loop gaps under 0.3 s, which a loaded machine could
+    break: while it is held the GUI thread handles an event, and once the capture has read 10
+    frames more the next frame inferred is the newest, at least 10 on, the ones between dropped."""
     import deeppose.engine.pipeline
     from deeppose import engine
 
-    class SlowPipeline(engine.pipeline.PosePipeline):
+    entered, release, indices = threading.Event(), threading.Event(), []
+    holding = [True]
+
+    class HeldPipeline(engine.pipeline.PosePipeline):
         def process(self, frame, timestamp=None, index=None):
-            time.sleep(0.4)
+            indices.append(index)
+            if holding[0]:
+                entered.set()
+                assert release.wait(60), "the test never let inference go"
+                release.clear()
             return super().process(frame, timestamp, index)
 
-    frames = 75  # 2.5 s of video: several slow inferences complete
+    frames = 75  # 2.5 s of video
     cut = cut_video(require_data("videos", "walking.mp4"), tmp_path / "walking75.mp4", frames)
-    monkeypatch.setattr(engine.pipeline, "PosePipeline", SlowPipeline)
+    monkeypatch.setattr(engine.pipeline, "PosePipeline", HeldPipeline)
     win = open_window(qtbot, cut, random_model_dir)
-    gaps, last = [], [time.perf_counter()]
-
-    shown: list[int] = []
-
-    def tick():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-        if win.last_display is not None and (not shown or shown[-1] != win.last_display.index):
-            shown.append(win.last_display.index)
-
-    timer = QTimer()
-    timer.timeout.connect(tick)
-    qtbot.waitUntil(lambda: win.model is not None, timeout=60000)
-    last[0] = time.perf_counter()
-    timer.start(10)
+    qtbot.waitUntil(entered.is_set, timeout=60000)       # the worker is inside inference
+    entered.clear()
+    first, captured = indices[-1], win.slot.captured
+    handled = []
+    QTimer.singleShot(0, lambda: handled.append(not release.is_set()))
+    qtbot.waitUntil(lambda: bool(handled), timeout=10000)
+    assert handled == [True], "the GUI thread handled no event while inference ran"
+    qtbot.waitUntil(lambda: win.slot.captured >= captured + 10, timeout=30000)   # the video plays on
+    release.set()
+    qtbot.waitUntil(entered.is_set, timeout=30000)       # the next frame inferred
+    assert indices[-1] - first >= 10 and win.slot.dropped >= 9, (first, indices, win.slot.dropped)
+    holding[0] = False
+    release.set()
     info = wait_end(qtbot, win)
-    timer.stop()
-    assert info["dropped"] >= frames // 2, info
-    assert win.view.stats.dropped == info["dropped"]
-    # newest frame first: consecutive frames shown are several frames apart, not 1 as from a
-    # queue (the file's last frame may follow its predecessor closely, so it is left out)
-    assert len(shown) >= 3 and min(np.diff(shown[:-1])) >= 4, shown
-    # the GUI event loop never stalled for as long as one inference (>= 0.4 s)
-    assert max(gaps) < 0.3, f"GUI thread blocked for {max(gaps):.3f} s"
+    assert info["dropped"] >= 9 and win.view.stats.dropped == info["dropped"], info
     close_window(win)
 
 
@@ -370,23 +370,61 @@ def test_bad_file_shows_error_and_app_keeps_running(qtbot, random_model_dir, wal
     close_window(win)
 
 
+@pytest.fixture(scope="module")
+def damaged_clip(tmp_path_factory) -> Path:
+    """40 frames of walking.mp4 (320x180) whose packets 15..19 are zeros: 35 decodable frames."""
+    from clips import damage_packets, walking_frames, write_clip
+
+    src = require_data("videos", "walking.mp4")
+    path = write_clip(tmp_path_factory.mktemp("damaged") / "damaged.mp4", walking_frames(src, 40, (320, 180)))
+    damage_packets(path, 15, 5)
+    return path
+
+
+def test_capture_goes_on_past_damaged_frames(damaged_clip):
+    """Issue 23, item 4: a damaged middle is skipped and counted, not taken for the end."""
+    slot = LatestFrameSlot()
+    t = CaptureThread(Source("file", str(damaged_clip)), slot, slot.reset(), realtime=False)
+    t.start()
+    t.join(30)
+    assert not t.is_alive()
+    assert slot.ended and slot.error is None and slot.captured == 35
+    assert slot.note == "5 unreadable frames skipped (damaged data)"
+
+
+def test_window_status_says_how_many_frames_were_unreadable(qtbot, damaged_clip, tmp_path):
+    win = open_window(qtbot, damaged_clip, tmp_path / "no_model_here")   # no model needed to play it
+    info = wait_end(qtbot, win)
+    assert info["error"] is None and info["captured"] == 35
+    message = win.statusBar().currentMessage()
+    assert "End of damaged.mp4" in message and "5 unreadable frames skipped (damaged data)" in message
+    close_window(win)
+
+
 def test_missing_model_shows_error_and_video_plays_at_its_frame_rate(qtbot, walking_cut, tmp_path):
-    """No model: a clear message, and the video still plays, at its own 30 fps (nothing slows
-    the worker, so no frame is dropped and 30 frames take about a second)."""
+    """No model: a clear message, and the video still plays, every frame read, paced at its own
+    30 fps: its last frame is read at least 29/30 s after the window opened (the capture's own
+    stamp; a file read as fast as it decodes takes about 0.1 s). No upper bound and no count of
+    dropped frames: how long 30 frames take, and whether the GUI keeps up, depends on the load
+    of the machine (this test raced a wall clock, 0.7 s < 30 frames < 2.0 s and <= 3 dropped)."""
+    opened = time.perf_counter()   # the capture's clock starts later, once the window starts the file
     win = open_window(qtbot, walking_cut, tmp_path / "no_model_here")
+    shown = []   # (index, time read) of every frame shown
+    set_frame = win.view.set_frame
+    win.view.set_frame = lambda image, captured: (shown.append((win.last_display.index, captured)),
+                                                  set_frame(image, captured))[1]
     qtbot.waitUntil(lambda: win.model_error is not None, timeout=60000)
     assert "no_model_here" in win.model_error
     assert "Model not loaded" in win.statusBar().currentMessage()
     assert "not loaded" in win.model_label.text()
     qtbot.waitUntil(lambda: win.frames_shown >= 1, timeout=30000)
-    t0 = time.perf_counter()
     assert win.last_display.result is None
     assert "no model loaded" in "\n".join(win.view.stats.lines())
     assert win.start_recording(tmp_path / "x.mp4") is None and "cannot record" in win.errors[-1]
     info = wait_end(qtbot, win)
-    elapsed = time.perf_counter() - t0
-    assert info["captured"] == CUT_FRAMES and info["dropped"] <= 3, info
-    assert 0.7 < elapsed < 2.0, f"{CUT_FRAMES} frames at 30 fps took {elapsed:.2f} s"
+    assert info["captured"] == CUT_FRAMES, info
+    last, read = shown[-1]   # the newest frame is never dropped: the last one is shown
+    assert last == CUT_FRAMES - 1 and read - opened >= (CUT_FRAMES - 1) / 30, (shown[-1], opened)
     close_window(win)
 
 
@@ -693,8 +731,8 @@ def test_hud_drops_rec_after_stop(qtbot, random_model_dir, tmp_path):
     assert "\u25cf REC" in painted[-1]
     win.stop()
     qtbot.waitUntil(lambda: not win.recording, timeout=30000)
-    qtbot.wait(300)
-    assert painted and "\u25cf REC" not in painted[-1], painted[-1]
+    # the next paint drops it: waited for (a fixed 300 ms wait raced a loaded machine's repaint)
+    qtbot.waitUntil(lambda: "\u25cf REC" not in painted[-1], timeout=10000)
     close_window(win)
 
 
@@ -708,15 +746,26 @@ def test_readme_lists_every_system_package_the_check_knows():
     assert listed == set(GUI_LIBRARIES.values()) | set(XCB_LIBRARIES.values())
 
 
-def test_ctrl_c_while_the_window_is_being_built(tmp_path, random_model_dir, walking_cut):
-    """SIGINT at once, while Qt and the model start: exit 130, no traceback, no abort."""
-    proc = subprocess.Popen([sys.executable, "main.py", "--source", str(walking_cut), "--weights",
-                             str(random_model_dir), "--backend", "torch"],
-                            cwd=REPO, env=_app_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
-    stderr = _ctrl_c(proc)
-    assert proc.returncode == 130, stderr[-2000:]
-    assert "Traceback" not in stderr and "interrupted" in stderr
+@pytest.mark.parametrize("moment,line", [
+    ("import:PyQt6.QtWidgets", "interrupted: main.py app stopped (Ctrl-C)"),   # before the window: Qt loads
+    ("import:cv2.version", "interrupted: main.py app stopped (Ctrl-C)"),   # OpenCV's loader (a bare except), once Qt is up
+    ("call:deeppose.app.window:MainWindow.__init__", "interrupted (SIGINT): the window was closed"),   # being built
+])
+def test_ctrl_c_while_the_window_is_being_built(tmp_path, random_model_dir, walking_cut, moment, line):
+    """SIGINT while Qt loads, while OpenCV loads (its loader swallowed a KeyboardInterrupt: the
+    app went on) and while the window is built (the model loads on the worker): exit 130, its one
+    line, no traceback, no abort. The signal is sent at those moments
+    (tests/sigint_probe.py), not 2 s after the start, a moment that depends on the machine."""
+    from sigint_probe import run_interrupted_at
+
+    result = run_interrupted_at(moment, REPO / "main.py", ["--source", str(walking_cut), "--weights",
+                                                           str(random_model_dir), "--backend", "torch"],
+                                env=_app_env(tmp_path))
+    if result is None and moment == "import:cv2.version":
+        pytest.skip("this OpenCV's loader imports no cv2.version")
+    assert result is not None, f"the app never reached {moment}"
+    rc, _, stderr = result
+    assert rc == 130 and "Traceback" not in stderr and line in _lines(stderr), (rc, stderr[-2000:])
 
 
 # -- the model chooser (upper body / full body) -------------------------------------------------

@@ -17,7 +17,7 @@ from deeppose.engine.backends import onnxruntime_backend as ortb
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.backends import load_cascade
 from deeppose.engine.model import ModelError, read_manifest
-from deeppose.tools.benchmark import read_frames
+from deeppose.tools.datasets import read_frames
 from deeppose.tools.random_model import make_random_model
 
 REPO = Path(__file__).resolve().parents[1]

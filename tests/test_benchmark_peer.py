@@ -35,7 +35,8 @@ def test_bad_peer_file_is_one_line_error(tmp_path, capsys, what):
 @pytest.mark.skipif(not PEER.is_file(), reason=f"peer model {PEER} absent")
 @pytest.mark.skipif(not WALKING.is_file(), reason=f"{WALKING} absent")
 def test_side_by_side_on_walking(random_model_dir):
-    from deeppose.tools.benchmark import format_side_by_side, measure_side_by_side, read_frames
+    from deeppose.tools.benchmark import format_side_by_side, measure_side_by_side
+    from deeppose.tools.datasets import read_frames
     from deeppose.tools.peer import MediaPipePeer
 
     frames = read_frames(WALKING, 3, start=30)

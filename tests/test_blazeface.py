@@ -93,6 +93,7 @@ def test_litert_faces_match_mediapipe(model, at_least, max_px):
                     assert kp_error[-1] <= 0.1, (model, ka[i], kb[j])
     assert len(kp_error) >= at_least, f"only {len(kp_error)} faces compared: the check would say little"
     assert np.median(kp_error) <= 0.01
+    # whole-pixel boxes, identical in 72% (full) and 88% (short) of the pairs measured; at least half
     assert np.mean(np.asarray(box_error) == 0) >= 0.5, np.round(box_error, 1)
 
 
@@ -108,10 +109,19 @@ def test_litert_runtime_is_the_default_and_refuses_bad_input():
         # A FLIC frame whose face is found in gray too.
         frame, gray, expected = next((v, g, e) for v in _views()[:24] for g in [cv2.cvtColor(v, cv2.COLOR_BGR2GRAY)]
                                      for e in [det.detect(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR))] if len(e[0]))
+        seen = []
+        run = det._detector.detect
+        det._detector.detect = lambda image: (seen.append(image.copy()), run(image))[1]
         for variant in (gray, gray[..., None], cv2.cvtColor(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2BGRA)):
             got = det.detect(variant)
-            np.testing.assert_array_equal(got[0], expected[0])
-            np.testing.assert_array_equal(got[1], expected[1])
+            # The network sees the very same BGR bytes (exact: the conversions only copy
+            # channels), so the faces are the same: equal here, but LiteRT's float outputs are
+            # held to a bound, not to their bits: one whole pixel of the truncated boxes, 1e-5 of
+            # the score; a face found elsewhere or scored from other pixels is far outside it.
+            np.testing.assert_array_equal(seen[-1], cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+            np.testing.assert_allclose(got[0], expected[0], rtol=0, atol=1.0)
+            np.testing.assert_allclose(got[1], expected[1], rtol=0, atol=1e-5)
+        del det._detector.detect
         with pytest.raises(ValueError, match="uint8"):
             det.detect(np.zeros((90, 160, 3), np.float32))
         with pytest.raises(DetectorError, match="0x90 image"):

@@ -319,16 +319,17 @@ def test_write_manifest_records_val_metrics(tmp_path, capsys):
 
 @pytest.mark.parametrize("degrees", [0, 90, 180, 270])
 def test_turned_points_land_on_the_pixels_they_marked(degrees):
-    from deeppose.tools.datasets import turn_image, turn_points
+    from deeppose.engine.tracking import turn_points
+    from deeppose.tools.datasets import turn_image
 
     image = np.zeros((5, 8, 3), np.uint8)
     points = np.array([[1.0, 0.0], [7.0, 4.0], [3.0, 2.0]])
     for v, (x, y) in enumerate(points.astype(int), start=1):
         image[y, x] = v
     turned = turn_image(image, degrees)
-    moved = turn_points(points, (8, 5), degrees).astype(int)
+    moved = turn_points(points, degrees // 90, 8, 5).astype(int)
     assert [turned[y, x, 0] for x, y in moved] == [1, 2, 3]
-    assert np.isnan(turn_points(np.array([[np.nan, np.nan]]), (8, 5), degrees)).all()
+    assert np.isnan(turn_points(np.array([[np.nan, np.nan]]), degrees // 90, 8, 5)).all()
 
 
 def test_evaluate_on_turned_images_takes_the_full_image_as_b0(tmp_path):

@@ -95,7 +95,7 @@ def test_export_model_names_files_in_manifest(model_dir, monkeypatch):
 
 def test_fp16_initializers_are_lossless_and_half_size(flic_weights, tmp_path):
     """The shipped graphs store fp16-exact weights as fp16 + Cast: expanding them back gives
-    the same outputs bit for bit, in about half the bytes for those weights."""
+    the same outputs, in about half the bytes for those weights."""
     info = read_manifest(flic_weights)
     path, side = info.onnx_files[1], info.stage_input_sizes[1]
     compact = onnx.load(str(path))
@@ -107,8 +107,11 @@ def test_fp16_initializers_are_lossless_and_half_size(flic_weights, tmp_path):
     onnx.save(plain, str(tmp_path / "plain.onnx"))
     assert path.stat().st_size < 0.75 * (tmp_path / "plain.onnx").stat().st_size
     x = np.random.default_rng(0).normal(size=(4, 3, side, side)).astype(np.float32)
+    # Lossless: equal outputs here (max difference 0, 1 or 2 threads), held to 1e-6 rather than to
+    # their bits (two graphs, two sessions; last-bit noise on outputs of about 0.1 is ~1e-8). Every
+    # weight rounded to fp16 instead would move them by 4e-5.
     with ortb.OnnxRuntimeRegressor(path, threads=1) as a, ortb.OnnxRuntimeRegressor(tmp_path / "plain.onnx", threads=1) as b:
-        assert np.array_equal(a.regress(x), b.regress(x))
+        assert np.abs(a.regress(x) - b.regress(x)).max() < 1e-6
     assert compact_initializers(plain) == n16   # and compacting again gives the same conversion
 
 
@@ -151,7 +154,7 @@ def test_export_to_a_runtime_only_folder(model_dir, tmp_path):
     regs = create_regressors(read_manifest(out), "onnxruntime", threads=1)
     x = np.zeros((2, 3, 220, 220), np.float32)
     ref = create_regressors(read_manifest(model_dir), "onnxruntime", threads=1)
-    assert np.array_equal(regs[1].regress(x), ref[1].regress(x))
+    assert np.abs(regs[1].regress(x) - ref[1].regress(x)).max() < 1e-6   # the same graph (measured 0), as above
     with pytest.raises(ModelError, match="stage1.pt is missing"):
         create_regressors(read_manifest(out), "torch")
 

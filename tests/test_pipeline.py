@@ -968,3 +968,41 @@ def test_full_body_model_takes_b0_from_faces_and_reaches_beyond_the_frame(tmp_pa
         pipe.reset()
         r = pipe.process(np.zeros((240, 320, 3), np.uint8), 0.0)
         assert [p.b0_source for p in r.persons] == ["frame"]
+
+
+def test_turned_face_search_finds_an_upside_down_face_in_the_half_turn():
+    """A face the detector finds only upright (its forehead, a red stripe, above it) is found
+    upside down in the frame turned by 180 degrees, back in frame pixels with a roll of 180."""
+    from deeppose.engine.face_detector import face_roll
+    from deeppose.engine.tracking import TurnedFaceSearch, turn_points
+
+    class UprightOnly:
+        def detect_with_keypoints(self, image):
+            white = (image == 255).all(axis=2).astype(np.uint8)
+            n, _, stats, cents = cv2.connectedComponentsWithStats(white)
+            faces, kps = [], []
+            for (x, y, w, h, _), c in zip(stats[1:], cents[1:]):
+                if y >= 3 and (image[y - 3:y, x:x + w] == (0, 0, 255)).all():   # forehead above: upright
+                    faces.append((c[0], c[1], w, h))
+                    k = np.tile(c, (6, 1))
+                    k[0], k[1] = c - (w / 2 - 1, 0), c + (w / 2 - 1, 0)          # right eye on the image's left
+                    kps.append(k)
+            return np.array(faces).reshape(-1, 4), np.full(len(faces), 0.9), np.array(kps).reshape(-1, 6, 2)
+
+        def close(self):
+            pass
+
+    upright = np.zeros((240, 320, 3), np.uint8)
+    upright[100:120, 200:220] = 255
+    upright[97:100, 200:220] = (0, 0, 255)
+    frame = np.ascontiguousarray(upright[::-1, ::-1])                        # the person upside down
+    inner = UprightOnly()
+    assert len(inner.detect_with_keypoints(upright)[0]) == 1 and len(inner.detect_with_keypoints(frame)[0]) == 0
+    search = TurnedFaceSearch({k: TrackingFaceDetector(inner, small_tile=0) for k in (0, 1, 2, -1)})
+    faces, scores, kps = search.detect_with_keypoints(frame)
+    assert len(faces) == 1
+    np.testing.assert_allclose(faces[0], [319 - 209.5, 239 - 109.5, 20, 20])
+    assert abs(abs(np.degrees(face_roll(kps[0, 0], kps[0, 1]))) - 180) < 1e-6
+    xy = np.array([[3.0, 7.0], [319.0, 0.0]])
+    np.testing.assert_allclose(turn_points(xy, 2, 320, 240), [[316.0, 232.0], [0.0, 239.0]])
+    np.testing.assert_allclose(turn_points(turn_points(xy, 2, 320, 240), 2, 320, 240, inverse=True), xy)

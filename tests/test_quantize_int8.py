@@ -9,7 +9,7 @@ import main
 from deeppose.engine.backends import BackendError, create_regressors, describe_regressors
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import read_manifest
-from deeppose.tools.benchmark import read_frames
+from deeppose.tools.datasets import read_frames
 from deeppose.tools.random_model import make_random_model
 
 from conftest import WALKING, require_data
@@ -51,7 +51,9 @@ def test_quantized_stages_load_and_follow_the_float_ones(model_dir):
     b0 = np.array([[640.0, 380.0, 300.0, 600.0]])
     poses = [Cascade(r, info.skeleton, info.sigma, info.input_size).run(frame, b0).stage_poses for r in
              (float_regs, int8_regs)]
-    assert not np.array_equal(poses[0], poses[1])   # really another graph
+    # Really another graph: its joints differ by 1.3 px (stage 1) and 1.6 px (stage 2) here. "Not
+    # bit-equal" would also pass the float graph again in another session (last-bit noise, ~1e-4 px).
+    assert np.abs(poses[0] - poses[1]).max() > 0.1
     # Quantization noise only: the joints stay within a few percent of the 600 px box.
     assert np.abs(poses[0] - poses[1]).max() < 0.05 * 600
 

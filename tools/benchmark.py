@@ -29,10 +29,12 @@ from pathlib import Path
 
 from deeppose.engine.cli_args import (WeightsError, add_int8, add_precision, add_stages, add_threads, add_weights,
                                      positive_int, resolve_weights)
+from deeppose.engine.constants import DEFAULT_MODEL, PACKAGE_ROOT, WEIGHTS_ROOT
+from deeppose.tools.datasets import read_frames, walking_video
 from deeppose.tools.random_model import make_random_model
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = REPO / "weights" / "flic"
+REPO = PACKAGE_ROOT
+DEFAULT_WEIGHTS = WEIGHTS_ROOT / DEFAULT_MODEL
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -76,31 +78,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 # --------------------------------------------------------------------------- frames
-
-def default_video() -> Path:
-    """The shared walking.mp4 ($DEEPPOSE_DATA/videos or ../shared/data/videos)."""
-    import os
-    base = os.environ.get("DEEPPOSE_DATA")
-    return (Path(base) if base else REPO.parent / "shared" / "data") / "videos" / "walking.mp4"
-
-
-def read_frames(video: Path, count: int = 40, start: int = 0) -> list:
-    """Up to ``count`` consecutive BGR frames of ``video`` from frame ``start`` ([] if unreadable)."""
-    import cv2
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    try:
-        if start:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-        while len(frames) < count:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-    finally:
-        cap.release()
-    return frames
-
 
 # --------------------------------------------------------------------------- measuring
 
@@ -383,7 +360,7 @@ def run(args) -> int:
     persons = max(1, int(args.persons))
 
     # Frames.
-    video = args.video or default_video()
+    video = args.video or walking_video()
     if args.peer_video and not Path(video).is_file():
         print(f"benchmark: error: --peer-video needs a video file, {video} is not one", file=sys.stderr)
         return 2

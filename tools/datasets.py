@@ -21,7 +21,6 @@ Splits:
 """
 from __future__ import annotations
 
-import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +29,11 @@ import cv2
 import numpy as np
 import scipy.io
 
+from deeppose.engine.constants import data_root
 from deeppose.engine.skeletons import FLIC, FLIC_COORD_ROWS, LSP, Skeleton
 
 SPLITS = ("train", "val", "test", "trainval")
 VAL_FRACTION = 0.10
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class DatasetError(RuntimeError):
@@ -83,9 +82,9 @@ class PoseDataset:
 
 
 def default_data_root(name: str) -> Path:
-    """``$DEEPPOSE_DATA/<name>`` if set, else ``../shared/data/<name>`` beside the repository."""
-    base = os.environ.get("DEEPPOSE_DATA")
-    return (Path(base) if base else REPO_ROOT.parent / "shared" / "data") / name
+    """``$DEEPPOSE_DATA/<name>`` if set, else ``../shared/data/<name>`` beside the repository
+    (:func:`engine.constants.data_root`)."""
+    return data_root() / name
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -252,23 +251,6 @@ def turn_image(image: np.ndarray, degrees: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, degrees // 90))
 
 
-def turn_points(points: np.ndarray, size: tuple[int, int], degrees: int) -> np.ndarray:
-    """Pixel coordinates (..., 2), (0, 0) the centre of the top-left pixel, of an image of
-    ``size`` = (W, H), carried into that image turned by :func:`turn_image`; NaN stays NaN."""
-    w, h = size
-    x, y = points[..., 0], points[..., 1]
-    k = (degrees // 90) % 4
-    if k == 0:
-        out = (x, y)
-    elif k == 1:
-        out = (y, w - 1 - x)
-    elif k == 2:
-        out = (w - 1 - x, h - 1 - y)
-    else:
-        out = (h - 1 - y, x)
-    return np.stack(out, axis=-1)
-
-
 def turn_dataset(dataset: PoseDataset, degrees: int) -> PoseDataset:
     """The dataset with every image turned counterclockwise by ``degrees`` (0, 90, 180 or 270):
     poses, image sizes and FLIC torso boxes carried along; read its images through
@@ -279,11 +261,37 @@ def turn_dataset(dataset: PoseDataset, degrees: int) -> PoseDataset:
     """
     import dataclasses
 
+    from deeppose.engine.tracking import turn_points
+
     if degrees not in TURNS:
         raise ValueError(f"turn must be one of {TURNS} degrees, got {degrees}")
     examples = []
     for e in dataset.examples:
         size = e.image_size if degrees in (0, 180) else (e.image_size[1], e.image_size[0])
-        examples.append(dataclasses.replace(e, pose=turn_points(e.pose, e.image_size, degrees), image_size=size,
+        pose = turn_points(e.pose, degrees // 90, e.image_size[0], e.image_size[1])
+        examples.append(dataclasses.replace(e, pose=pose, image_size=size,
                                             torso_box=None if degrees else e.torso_box))
     return dataclasses.replace(dataset, examples=examples)
+
+
+def walking_video() -> Path:
+    """The shared walking.mp4 (``videos/`` of :func:`engine.constants.data_root`)."""
+    return data_root() / "videos" / "walking.mp4"
+
+
+def read_frames(video: Path, count: int = 40, start: int = 0) -> list:
+    """Up to ``count`` consecutive BGR frames of ``video`` from frame ``start`` ([] if unreadable)."""
+    import cv2
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    try:
+        if start:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        while len(frames) < count:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        cap.release()
+    return frames

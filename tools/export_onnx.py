@@ -290,14 +290,14 @@ def real_crops(info, count: int = 11, stage: int = 1, seed: int = 0):
     import numpy as np
 
     from deeppose.engine.geometry import crop_boxes, to_network_input
-    from deeppose.tools.benchmark import default_video, read_frames
+    from deeppose.tools.datasets import read_frames, walking_video
 
-    frames = read_frames(default_video(), 1, start=60)
+    frames = read_frames(walking_video(), 1, start=60)
     if frames:
         image = frames[0]
     else:
         import cv2
-        flic = default_video().parents[1] / "flic" / "images"
+        flic = walking_video().parents[1] / "flic" / "images"
         files = sorted(flic.glob("*.jpg"))[:1] if flic.is_dir() else []
         image = cv2.imread(str(files[0])) if files else None
         if image is None:

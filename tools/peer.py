@@ -104,16 +104,18 @@ def video_job(task_path: str | Path, input_path: str | Path, output_path: str | 
     lines = [(c.start, c.end) for c in vision.PoseLandmarksConnections.POSE_LANDMARKS]
     opened = open_source(input_path)
     reader = FrameReader(opened)
-    writer = AnnotatedVideoWriter(output_path, opened.fps, opened.size)
+    # timed as the video command times its output: each frame at its source time
+    writer = AnnotatedVideoWriter(output_path, opened.fps, opened.size, variable_rate=True,
+                                  time_base=getattr(opened.capture, "time_base", None))
     n = 0
     try:
         with MediaPipePeer(task_path) as peer:
-            for index, frame in reader:
-                for pose in peer.process(frame, index / opened.fps):
+            for _, frame, timestamp in reader:
+                for pose in peer.process(frame, timestamp):
                     pts = np.round(pose).astype(np.int32)
                     for a, b in lines:
                         cv2.line(frame, tuple(map(int, pts[a])), tuple(map(int, pts[b])), (0, 255, 255), 2, cv2.LINE_AA)
-                writer.write(frame)
+                writer.write(frame, timestamp)
                 n += 1
     finally:
         writer.close()

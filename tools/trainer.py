@@ -735,7 +735,7 @@ def _body_split(split: str, limit: int | None) -> TrainingData:
     Raises:
         DatasetError: a dataset is missing, or the FLIC scaler is.
     """
-    from deeppose.engine.cli_args import WEIGHTS_ROOT
+    from deeppose.engine.constants import WEIGHTS_ROOT
     from deeppose.tools.person_boxes import example_b0
 
     skeleton = get_skeleton("body")

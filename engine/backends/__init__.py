@@ -30,57 +30,22 @@ from pathlib import Path
 from typing import Any
 
 from ..cascade import Cascade
-from ..cli_args import BACKEND_ALIASES as ALIASES  # the names live in the light CLI module
-from ..cli_args import BACKEND_CHOICES as CHOICES
-from ..cli_args import BACKENDS
+from ..constants import BACKEND_CHOICES as CHOICES
+from ..constants import BACKENDS, backend_key
+from ..interrupts import caused_by_ctrl_c
 from ..model import ModelError, ModelInfo, read_manifest
 from .base import NO_GPU, BackendError, Regressor
+from .common import physical_cores  # noqa: F401 (part of this package's interface)
 
 log = logging.getLogger(__name__)
 
 
 def canonical_name(name: str) -> str:
     """``"ort"`` -> ``"onnxruntime"`` etc.; raises :class:`BackendError` for an unknown name."""
-    key = str(name).strip().lower()
-    key = ALIASES.get(key, key)
+    key = backend_key(name)
     if key != "auto" and key not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose one of: {', '.join(('auto',) + BACKENDS)}")
     return key
-
-
-def physical_cores() -> int:
-    """Physical CPU cores this process may run on (hyper-threads not counted); at least 1.
-
-    Reads the core/package ids of the CPUs in the process's affinity mask from
-    /proc/cpuinfo (Linux); elsewhere falls back to ``os.cpu_count()``.
-    """
-    try:
-        allowed = os.sched_getaffinity(0)
-    except (AttributeError, OSError):
-        allowed = None
-    try:
-        cores: set[tuple[str, str]] = set()
-        proc = phys = core = None
-        with open("/proc/cpuinfo") as f:
-            for line in list(f) + [""]:
-                if not line.strip():
-                    if proc is not None and (allowed is None or proc in allowed):
-                        cores.add((phys or "0", core if core is not None else str(proc)))
-                    proc = phys = core = None
-                    continue
-                key, _, value = line.partition(":")
-                key, value = key.strip(), value.strip()
-                if key == "processor":
-                    proc = int(value)
-                elif key == "physical id":
-                    phys = value
-                elif key == "core id":
-                    core = value
-        if cores:
-            return len(cores)
-    except (OSError, ValueError):
-        pass
-    return max(1, len(allowed) if allowed else (os.cpu_count() or 1))
 
 
 def _has_module(name: str) -> bool:
@@ -228,7 +193,7 @@ def create_regressors(info: ModelInfo, backend: str = "auto", **opts: Any) -> li
         try:
             return _create(info, name, reason, opts)
         except BackendError as e:
-            if name == "torch" or not backend_status()["torch"][0]:
+            if name == "torch" or caused_by_ctrl_c(e) or not backend_status()["torch"][0]:
                 raise
             reason = f"auto: {name} failed to load ({e}); using PyTorch"
             log.warning("%s", reason)

@@ -32,3 +32,38 @@ def default_cache_dir(folder: str | Path, kind: str) -> Path:
 def is_writable(folder: str | Path) -> bool:
     """Whether files can be created in ``folder``."""
     return os.access(folder, os.W_OK)
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (hyper-threads not counted); at least 1.
+
+    Reads the core/package ids of the CPUs in the process's affinity mask from
+    /proc/cpuinfo (Linux); elsewhere falls back to ``os.cpu_count()``.
+    """
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        allowed = None
+    try:
+        cores: set[tuple[str, str]] = set()
+        proc = phys = core = None
+        with open("/proc/cpuinfo") as f:
+            for line in list(f) + [""]:
+                if not line.strip():
+                    if proc is not None and (allowed is None or proc in allowed):
+                        cores.add((phys or "0", core if core is not None else str(proc)))
+                    proc = phys = core = None
+                    continue
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "processor":
+                    proc = int(value)
+                elif key == "physical id":
+                    phys = value
+                elif key == "core id":
+                    core = value
+        if cores:
+            return len(cores)
+    except (OSError, ValueError):
+        pass
+    return max(1, len(allowed) if allowed else (os.cpu_count() or 1))

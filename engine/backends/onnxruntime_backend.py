@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import physical_cores
+from ..interrupts import caused_by_ctrl_c, ctrl_c_held
+from .common import physical_cores
 from .base import BackendError, Regressor
 from .common import file_sha256
 
@@ -84,7 +85,8 @@ class OnnxRuntimeRegressor(Regressor):
 
     def __init__(self, path: str | Path, threads: int | None = None, spinning: bool = False, reason: str = ""):
         try:
-            import onnxruntime as ort
+            with ctrl_c_held():   # a Ctrl-C inside its native initialization is no "not installed" (engine.interrupts)
+                import onnxruntime as ort
         except ImportError as e:
             raise BackendError(f"onnxruntime is not installed: {e}") from None
         self.path = Path(path)
@@ -101,6 +103,8 @@ class OnnxRuntimeRegressor(Regressor):
         try:
             self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
+            if caused_by_ctrl_c(e):   # a Ctrl-C that Python or a native call wrapped (engine.interrupts)
+                raise
             raise BackendError(f"ONNX Runtime cannot load {self.path}: {str(e).splitlines()[0]}") from None
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
@@ -213,6 +217,8 @@ def create_onnxruntime_regressors(info: "ModelInfo", threads: int | None = None,
         try:
             regs = _stage_regressors(info, threads, spinning, "; ".join(filter(None, (reason, why))), stages)
         except BackendError as e:
+            if caused_by_ctrl_c(e):   # no reason to run the float graphs (engine.interrupts)
+                raise
             why = f"float: the int8 copies cannot be used ({e})"
         else:
             measured = info.manifest.extra["int8"]["val_protocol"]   # int8_record read it: there

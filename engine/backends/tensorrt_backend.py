@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..interrupts import ctrl_c_held
 from .base import NO_GPU, BackendError, Regressor
 from .common import default_cache_dir, file_sha256
 
@@ -65,7 +66,8 @@ def current_environment(device: str | None = None) -> TrtEnvironment:
     if not torch.cuda.is_available():
         raise BackendError(NO_GPU)
     try:
-        import tensorrt as trt
+        with ctrl_c_held():   # a Ctrl-C inside its native initialization is no "not installed" (engine.interrupts)
+            import tensorrt as trt
     except ImportError as e:
         raise BackendError(f"TensorRT is not installed ({e}); install it from NVIDIA's index: pip install tensorrt") from None
     dev = torch.device(device or "cuda")
@@ -203,7 +205,8 @@ class TensorRTRegressor(Regressor):
 
     def __init__(self, path: str | Path, device: str | None = None, rebuild_hint: str = "", reason: str = ""):
         try:
-            import tensorrt as trt
+            with ctrl_c_held():
+                import tensorrt as trt
         except ImportError as e:
             raise BackendError(f"TensorRT is not installed ({e})") from None
         import torch

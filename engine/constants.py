@@ -1,0 +1,48 @@
+"""Names and paths every part of deeppose shares: backends, flip modes, shipped models, folders.
+
+No imports beyond the standard library, so that any module (the CLI's argument parsing, the
+cascade, the backends, the app) can take them without importing another part of the project.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+"""The folder that holds engine/, tools/, app/ and weights/: the repository root in a checkout,
+``site-packages/deeppose`` when installed."""
+WEIGHTS_ROOT = PACKAGE_ROOT / "weights"
+"""The ``weights/`` folder, holding one folder per shipped model and the face detector's files."""
+FACE_MODEL_DIR = WEIGHTS_ROOT / "face"
+"""The BlazeFace models shipped with the package."""
+DEFAULT_MODEL = "flic"
+"""The shipped model used when none is named."""
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+"""Runtime backend names."""
+BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
+BACKEND_CHOICES = ("auto",) + BACKENDS + tuple(BACKEND_ALIASES)
+"""Every name accepted by ``--backend``."""
+MODELS = {"flic": "upper body", "lsp": "full body"}
+"""The shipped models (``weights/NAME``) and what each estimates: FLIC's 11 upper-body joints or
+LSP's 14 full-body joints."""
+PRECISIONS = ("fp16", "fp32")
+"""TensorRT engine precisions."""
+FLIP_MODES = ("off", "first", "all")
+"""Flip test-time averaging modes of engine.cascade.Cascade: none, stage 1 only, every stage."""
+DEFAULT_FLIP = "off"
+"""No flip test-time averaging by default (measured in docs/flic_ablation.md)."""
+
+
+def backend_key(name: str) -> str:
+    """A ``--backend`` name in canonical form (``"ort"`` -> ``"onnxruntime"``), or the lower-cased
+    name itself when it is no alias; whether it is known is the caller's check (BACKEND_CHOICES)."""
+    key = str(name).strip().lower()
+    return BACKEND_ALIASES.get(key, key)
+
+
+def data_root() -> Path:
+    """The shared data folder: ``$DEEPPOSE_DATA`` if set, else ``../shared/data`` beside the
+    package root (the project's layout)."""
+    base = os.environ.get("DEEPPOSE_DATA")
+    return Path(base) if base else PACKAGE_ROOT.parent / "shared" / "data"
