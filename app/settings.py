@@ -12,8 +12,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings
 
-from ..engine.cli_args import DEFAULT_HOST
-from ..engine.constants import MODELS
+from ..engine.constants import DEFAULT_HOST, MODELS
 
 ORGANIZATION = "deeppose"
 APPLICATION = "deeppose"

@@ -18,8 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .constants import (BACKEND_CHOICES, BACKENDS, DEFAULT_FLIP, FLIP_MODES, MODELS, PRECISIONS,  # noqa: F401
-                        WEIGHTS_ROOT, backend_key)
+from .constants import (BACKEND_CHOICES, BACKENDS, DEFAULT_FLIP, DEFAULT_HOST, FLIP_MODES, MODELS,  # noqa: F401
+                        PRECISIONS, WEIGHTS_ROOT, backend_key)
 
 
 def _int_at_least(text: str, minimum: int) -> int:
@@ -236,11 +236,6 @@ def safe_console() -> None:
             stream.reconfigure(errors="backslashreplace")
         except (AttributeError, ValueError, OSError):   # None (no console), not a TextIOWrapper, or closed
             pass
-
-
-DEFAULT_HOST = "127.0.0.1"
-"""Where ``--serve`` listens and ``--osc`` sends unless HOST:PORT names another host: this machine
-only. Binding another address (``0.0.0.0``, a network interface) is the user's explicit choice."""
 
 
 def split_host_port(text: str, min_port: int = 0, default_host: str = DEFAULT_HOST) -> tuple[str, int]:

@@ -28,6 +28,9 @@ MODELS = {"flic": "upper body", "lsp": "full body"}
 LSP's 14 full-body joints."""
 PRECISIONS = ("fp16", "fp32")
 """TensorRT engine precisions."""
+DEFAULT_HOST = "127.0.0.1"
+"""Where ``--serve`` listens and ``--osc`` sends unless HOST:PORT names another host: this machine
+only. Binding another address (``0.0.0.0``, a network interface) is the user's explicit choice."""
 FLIP_MODES = ("off", "first", "all")
 """Flip test-time averaging modes of engine.cascade.Cascade: none, stage 1 only, every stage."""
 DEFAULT_FLIP = "off"

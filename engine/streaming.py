@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 
-from .cli_args import DEFAULT_HOST
+from .constants import DEFAULT_HOST
 
 log = logging.getLogger(__name__)
 
