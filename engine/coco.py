@@ -7,7 +7,8 @@ a user can correct our poses and train on them:
 - ``images``: one per frame: ``id`` = frame index + 1, ``file_name`` =
   ``<source stem>/<frame index, 6 digits>.jpg`` (the frames of the *input* video, which
   ``ffmpeg -i IN.mp4 -fps_mode passthrough -start_number 0 IN/%06d.jpg`` extracts under those
-  names), ``width``, ``height``, and our own ``frame_index`` and ``timestamp`` (seconds).
+  names, unless damaged frames of the video were skipped: the index is the record's ``frame``),
+  ``width``, ``height``, and our own ``frame_index`` and ``timestamp`` (seconds).
 - ``annotations``: one per person and frame: ``keypoints`` (the 17 COCO keypoints as
   x, y, v triples), ``num_keypoints``, ``bbox`` (b0 as COCO's [x, y, w, h], clipped to the
   image), ``area`` (the bbox's), ``iscrowd`` 0, ``category_id`` 1, ``score`` (the person's
