@@ -30,7 +30,6 @@ from pathlib import Path
 from deeppose.engine.cli_args import (WeightsError, add_int8, add_precision, add_stages, add_threads, add_weights,
                                      positive_int, resolve_weights)
 from deeppose.engine.constants import DEFAULT_MODEL, PACKAGE_ROOT, WEIGHTS_ROOT
-from deeppose.tools.datasets import read_frames, walking_video
 from deeppose.tools.random_model import make_random_model
 
 REPO = PACKAGE_ROOT
@@ -360,6 +359,8 @@ def run(args) -> int:
     persons = max(1, int(args.persons))
 
     # Frames.
+    from deeppose.tools.datasets import read_frames, walking_video   # (cv2, scipy: not at --help)
+
     video = args.video or walking_video()
     if args.peer_video and not Path(video).is_file():
         print(f"benchmark: error: --peer-video needs a video file, {video} is not one", file=sys.stderr)
