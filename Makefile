@@ -11,7 +11,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test onnx bytecode pretrained clean-venv
+.PHONY: run test lint onnx bytecode pretrained clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,11 @@ bytecode: $(VENV)/.installed
 run: $(VENV)/.installed onnx bytecode
 	$(PY) main.py $(ARGS)
 
-test: $(VENV)/.installed onnx bytecode
+# ruff (configured in pyproject.toml): part of the test run, so CI runs it too
+lint: $(VENV)/.installed
+	$(PY) -m ruff check engine tools app deeppose tests main.py
+
+test: $(VENV)/.installed onnx bytecode lint
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean-venv:

@@ -7,8 +7,16 @@ from __future__ import annotations
 
 import argparse
 
-from deeppose.engine.cli_args import (WeightsError, add_backend, add_live_outputs, add_stages, add_weights,
-                                     output_problem, positive_int, resolve_weights)
+from deeppose.engine.cli_args import (
+    WeightsError,
+    add_backend,
+    add_live_outputs,
+    add_stages,
+    add_weights,
+    output_problem,
+    positive_int,
+    resolve_weights,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,17 +39,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_live_outputs(parser)   # --serve (this run; the settings panel has it too) and --osc
 
 
-def recording_outputs(video) -> list[tuple]:
-    """The files a recording to ``video`` writes, as ``(path, what)`` pairs: the annotated video
-    and the keypoints beside it (same name, ``.jsonl``); none for None."""
-    from pathlib import Path
-
-    if video is None:
-        return []
-    video = Path(video)
-    return [(video, "recording"), (video.with_suffix(".jsonl"), "recording's keypoints file")]
-
-
 def run(args: argparse.Namespace) -> int:
     """Start QApplication and the main window; returns the app's exit code: 1 when the app
     cannot open a window here or an automated run failed (source, model), 2 for bad options,
@@ -49,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     is finished)."""
     import sys
 
-    from deeppose.engine.outputs import overwrite_problem
+    from deeppose.engine.outputs import overwrite_problem, recording_outputs
 
     from .system_check import display_problem
 

@@ -22,10 +22,9 @@ from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QFontMetrics, QKeySequence
 from PyQt6.QtWidgets import QLabel, QMainWindow, QToolBar
 
-from ..engine.outputs import overwrite_problem
+from ..engine.outputs import overwrite_problem, recording_outputs
 from .automation import AutomationMixin
 from .capture import CaptureThread, LatestFrameSlot, Source
-from .cli import recording_outputs
 from .settings import AppSettings, load_settings, open_qsettings
 from .settings_panel import SettingsPanelMixin
 from .sources import SourcesMixin

@@ -17,8 +17,6 @@ from .constants import FLIP_MODES
 from .geometry import INPUT_SIZE, crop_boxes, denormalize, diam, joint_boxes, to_network_input
 from .skeletons import Skeleton
 
-
-
 if TYPE_CHECKING:  # pragma: no cover
     from .backends.base import Regressor  # the contract every backend implements
 

@@ -18,8 +18,17 @@ import argparse
 import json
 from pathlib import Path
 
-from .constants import (BACKEND_CHOICES, BACKENDS, DEFAULT_FLIP, DEFAULT_HOST, FLIP_MODES, MODELS,  # noqa: F401
-                        PRECISIONS, WEIGHTS_ROOT, backend_key)
+from .constants import (  # noqa: F401
+    BACKEND_CHOICES,
+    BACKENDS,
+    DEFAULT_FLIP,
+    DEFAULT_HOST,
+    FLIP_MODES,
+    MODELS,
+    PRECISIONS,
+    WEIGHTS_ROOT,
+    backend_key,
+)
 
 
 def _int_at_least(text: str, minimum: int) -> int:

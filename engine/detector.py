@@ -20,8 +20,17 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .face_detector import (DEFAULT_FACE_MODEL, DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, DetectorError,  # noqa: F401
-                            FaceDetector, face_roll, face_size, plausible_face_keypoints)
+from .face_detector import (  # noqa: F401
+    DEFAULT_FACE_MODEL,
+    DEFAULT_MIN_CONFIDENCE,
+    FACE_KEYPOINTS,
+    DetectorError,
+    FaceDetector,
+    face_roll,
+    face_size,
+    plausible_face_keypoints,
+)
+
 # (DetectorError is what PersonDetector raises; importable from here too.)
 
 

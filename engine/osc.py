@@ -35,7 +35,7 @@ import queue
 import socket
 import threading
 
-from .streaming import StreamError
+from .outputs import StreamError
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,12 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+
+class StreamError(RuntimeError):
+    """A live output (``--serve``, ``--osc``: engine.streaming, engine.osc) that cannot start: a
+    bad host, the port in use; one-line message."""
+
+
 NAME_MAX = 255
 """The longest file name (bytes) where the file system does not say (POSIX's and NTFS's limit)."""
 
@@ -189,3 +195,13 @@ class OutputLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def recording_outputs(video) -> list[tuple[Path, str]]:
+    """The files a recording to ``video`` (the app's Record, ``--record``) writes, as
+    ``(path, what)`` pairs: the annotated video and the keypoints beside it (same name,
+    ``.jsonl``); none for None."""
+    if video is None:
+        return []
+    video = Path(video)
+    return [(video, "recording"), (video.with_suffix(".jsonl"), "recording's keypoints file")]

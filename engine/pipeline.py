@@ -32,8 +32,16 @@ from .constants import DEFAULT_FLIP, DEFAULT_MODEL, WEIGHTS_ROOT
 from .detector import FaceScaler, PersonBoxes, face_joint_indices, frame_box, joints_face, turn_angles
 from .face_detector import face_roll, face_size
 from .smoothing import OneEuroFilter, OneEuroParams
-from .tracking import (PersonTracker, TrackingFaceDetector, TurnedFaceSearch, VerifyParams, box_iou, box_overlap,
-                       on_bodies, verify_poses)
+from .tracking import (
+    PersonTracker,
+    TrackingFaceDetector,
+    TurnedFaceSearch,
+    VerifyParams,
+    box_iou,
+    box_overlap,
+    on_bodies,
+    verify_poses,
+)
 
 log = logging.getLogger(__name__)
 

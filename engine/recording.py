@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import queue
 import threading
 from collections import deque

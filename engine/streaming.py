@@ -30,6 +30,7 @@ import time
 from collections import deque
 
 from .constants import DEFAULT_HOST
+from .outputs import StreamError  # noqa: F401 (raised here, and imported from here by callers)
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ LOCAL_ORIGINS = re.compile(r"^(https?|file)://(localhost|127(\.\d{1,3}){3}|\[::1
 """Browser pages may connect only from this machine (``Origin`` http(s)://localhost,
 127.x.x.x or [::1], any port): any website open in a browser could otherwise read the poses of
 the user's webcam. Programs that send no ``Origin`` (Python, TouchDesigner, Node) connect freely."""
-
-
-class StreamError(RuntimeError):
-    """A live output that cannot start (a bad host, the port in use); one-line message."""
 
 
 def is_loopback(host: str) -> bool:

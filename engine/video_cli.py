@@ -34,9 +34,22 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_args import (DEFAULT_FLIP, WeightsError, add_backend, add_flip, add_int8, add_live_outputs, add_stages,
-                       add_threads, add_weights, int8_problem, name_problem, output_problem, positive_int,
-                       resolve_weights)
+from .cli_args import (
+    DEFAULT_FLIP,
+    WeightsError,
+    add_backend,
+    add_flip,
+    add_int8,
+    add_live_outputs,
+    add_stages,
+    add_threads,
+    add_weights,
+    int8_problem,
+    name_problem,
+    output_problem,
+    positive_int,
+    resolve_weights,
+)
 
 VIDEO_SUFFIXES = (".mp4",)
 # Files a folder or glob INPUT contributes (what OpenCV's FFmpeg reads); our own outputs
@@ -427,10 +440,10 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
 
     import numpy as np
 
+    from .detector import DetectorError
     from .frames import FrameLoop, FrameReader, RecordingFailed
     from .model import ModelError
     from .pipeline import DEFAULT_WEIGHTS, PosePipeline
-    from .detector import DetectorError
     from .recording import PoseRecorder, RecordingError
 
     fps, size, count = opened.fps, opened.size, opened.count

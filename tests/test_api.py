@@ -90,7 +90,9 @@ def test_smoother_follows_and_smooths_real_frames(pose):
         assert s.shape == joints.shape and pid.shape == (len(joints),)
         k = int(np.argmax(b0[:, 2])) if len(b0) else None       # the walking person: the largest box
         if k is not None:
-            raw.append(joints[k]); smooth.append(s[k]); ids.append(int(pid[k]))
+            raw.append(joints[k])
+            smooth.append(s[k])
+            ids.append(int(pid[k]))
     assert len(ids) >= 10 and len(set(ids)) == 1, ids             # one person, one id
     jitter = lambda x: np.abs(np.diff(np.stack(x), n=2, axis=0)).mean()   # noqa: E731
     assert jitter(smooth) < 0.5 * jitter(raw), (jitter(smooth), jitter(raw))

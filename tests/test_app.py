@@ -7,7 +7,6 @@ stick-figure-on-the-person test, which needs the trained model.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -230,7 +229,6 @@ def test_slow_model_drops_frames_and_window_stays_responsive(qtbot, random_model
     instead of a 0.4 s sleep against event-loop gaps under 0.3 s, which a loaded machine could
     break: while it is held the GUI thread handles an event, and once the capture has read 10
     frames more the next frame inferred is the newest, at least 10 on, the ones between dropped."""
-    import deeppose.engine.pipeline
     from deeppose import engine
 
     entered, release, indices = threading.Event(), threading.Event(), []
@@ -429,7 +427,6 @@ def test_missing_model_shows_error_and_video_plays_at_its_frame_rate(qtbot, walk
 
 
 def test_no_camera_and_unopenable_camera(qtbot, random_model_dir, monkeypatch):
-    import deeppose.app.sources
     from deeppose import app
     monkeypatch.setattr(app.sources, "list_cameras", lambda: [])   # as here; a machine may have one
     win = open_window(qtbot, None, random_model_dir, probe_cameras=True)

@@ -12,10 +12,9 @@ import pytest
 import torch
 
 import deeppose.engine.backends as backends
-from deeppose.engine.backends import BackendError, create_regressors, describe_regressors, resolve_backend
+from deeppose.engine.backends import BackendError, create_regressors, describe_regressors, load_cascade, resolve_backend
 from deeppose.engine.backends import onnxruntime_backend as ortb
 from deeppose.engine.cascade import Cascade
-from deeppose.engine.backends import load_cascade
 from deeppose.engine.model import ModelError, read_manifest
 from deeppose.tools.datasets import read_frames
 from deeppose.tools.random_model import make_random_model

@@ -8,10 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import DATA, WALKING
 from deeppose.engine.blazeface import BlazeFaceError, ssd_anchors, weighted_nms
 from deeppose.engine.face_detector import DetectorError, FaceDetector, resolve_face_runtime
-
-from conftest import DATA, WALKING
 
 needs_litert = pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
                                   reason="ai-edge-litert is not installed (the MediaPipe runtime is used)")

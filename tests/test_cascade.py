@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from deeppose.engine.backends import load_cascade
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.geometry import INPUT_SIZE, diam, joint_boxes, normalize
-from deeppose.engine.backends import load_cascade
 from deeppose.engine.model import ModelError, read_manifest
 from deeppose.engine.skeletons import FLIC
 

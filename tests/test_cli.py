@@ -187,8 +187,8 @@ def test_resolve_weights(shipped, monkeypatch, tmp_path):
 @pytest.mark.parametrize("command", [["app"], ["video", "IN"], ["evaluate", "--dataset", "lsp"], ["benchmark", "--no-pipeline"],
                                      ["export-onnx"], ["build-engines"]])
 def test_missing_or_conflicting_model_is_one_line(command, shipped, monkeypatch, tmp_path, capsys):
-    from deeppose.engine import cli_args
     from conftest import WALKING, cut_video, require_data
+    from deeppose.engine import cli_args
 
     if "IN" in command:
         require_data("videos", "walking.mp4")
@@ -208,9 +208,9 @@ def test_video_switches_to_the_full_body_model(shipped, monkeypatch, tmp_path, c
     joints per person, b0 from the walker's face through the full-body scaler."""
     import json
 
+    from conftest import WALKING, cut_video, require_data
     from deeppose.engine import cli_args
     from deeppose.engine.skeletons import LSP
-    from conftest import WALKING, cut_video, require_data
 
     require_data("videos", "walking.mp4")
     src = cut_video(WALKING, tmp_path / "in.mp4", 4)

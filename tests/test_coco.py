@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 import main
+from conftest import WALKING, WEIGHTS_FLIC, require_data
 from deeppose.engine.coco import COCO_KEYPOINTS, COCO_SKELETON, CocoWriter, coco_bbox, coco_mapping
 from deeppose.engine.pipeline import FrameResult, PersonResult
 from deeppose.engine.skeletons import BODY, FLIC, LSP
-
-from conftest import WALKING, WEIGHTS_FLIC, require_data
 
 pycocotools = pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 
 import main
+from clips import damage_packets, frame_times, walking_frames, write_clip
+from conftest import WALKING, WEIGHTS_FLIC, require_data
 from deeppose.engine.frames import FrameReader, open_source
 from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
 from deeppose.engine.smoothing import OneEuroFilter
-
-from clips import damage_packets, frame_times, walking_frames, write_clip
-from conftest import WALKING, WEIGHTS_FLIC, require_data
 
 CLIP_FRAMES = 40
 SIZE = (320, 180)

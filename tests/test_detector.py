@@ -10,13 +10,12 @@ import json
 import numpy as np
 import pytest
 
+from conftest import WEIGHTS_FLIC
 from deeppose.engine.detector import FaceScaler, FullFrameDetector, PersonDetector, frame_box
 from deeppose.engine.face_detector import DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector
 from deeppose.tools import fit_scaler
 from deeppose.tools.datasets import default_data_root, load_dataset, load_image
 from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
-
-from conftest import WEIGHTS_FLIC
 
 FLIC_ROOT = default_data_root("flic")
 LSP_ROOT = default_data_root("lsp")
@@ -80,7 +79,6 @@ def test_scaler_fit_reproducible_and_cached(flic_train, tmp_path, monkeypatch, c
     """fit-scaler end to end on 40 FLIC training examples: twice (fresh detections, then the
     cache) gives identical scalers; the target coverage is met on that subset."""
     subset = _subset(flic_train, 40)
-    import deeppose.tools.datasets
     from deeppose import tools
 
     monkeypatch.setattr(tools.datasets, "load_dataset", lambda name, root, split: subset if split == "train"
@@ -377,7 +375,6 @@ def test_full_body_scaler_fit_on_lsp(tmp_path, monkeypatch, capsys):
     scaler.json and into the LSP model's manifest in that folder (train and evaluation keep the
     full image: the manifest's training records are untouched)."""
     from conftest import make_random_model
-    import deeppose.tools.datasets
     from deeppose import tools
     from deeppose.engine.model import read_manifest
 

@@ -3,16 +3,16 @@ outputs, one-line errors, and the model-cascade path (random weights, stand-in b
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-import main
 import deeppose.tools.evaluate as evaluate
+import main
 from conftest import REPO, make_random_model, require_data
 
 SKIP_KEYS = {"counts", "correct", "pdj_counts", "fractions", "threshold", "stage"}
@@ -42,7 +42,6 @@ def no_image_decoding(monkeypatch):
     """Make any image decode fail: the oracle must not need one."""
     import cv2
 
-    import deeppose.tools.datasets
     from deeppose import tools
 
     def refuse(*a, **k):

@@ -17,9 +17,19 @@ from deeppose.engine.backends import BackendError, create_regressors
 from deeppose.engine.backends import onnxruntime_backend as ortb
 from deeppose.engine.backends.common import file_sha256
 from deeppose.engine.model import ModelError, load_stage_module, read_manifest
+from deeppose.tools.export_onnx import (
+    OPSET,
+    PARITY_TOLERANCE,
+    compact_initializers,
+    default_exporter,
+    expand_initializers,
+    export_model,
+    export_stage_onnx,
+    onnx_metadata,
+    parity,
+    real_crops,
+)
 from deeppose.tools.random_model import make_random_model
-from deeppose.tools.export_onnx import (OPSET, PARITY_TOLERANCE, compact_initializers, default_exporter, expand_initializers,
-                               export_model, export_stage_onnx, onnx_metadata, parity, real_crops)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,8 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from deeppose.engine.geometry import (INPUT_SIZE, boxes_from_pose, crop_boxes, denormalize, diam, joint_boxes,
-                             normalize, to_network_input)
+from deeppose.engine.geometry import (
+    INPUT_SIZE,
+    boxes_from_pose,
+    crop_boxes,
+    denormalize,
+    diam,
+    joint_boxes,
+    normalize,
+    to_network_input,
+)
 from deeppose.engine.skeletons import FLIC, LSP
 
 

@@ -8,14 +8,20 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import WALKING, WEIGHTS_FLIC, require_data
 from deeppose.engine.backends.base import Regressor
 from deeppose.engine.pipeline import FrameResult, PosePipeline
 from deeppose.engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
-from deeppose.engine.tracking import (PersonTracker, TrackingFaceDetector, box_iou, box_overlap, max_weight_assignment,
-                                      nms, on_bodies, verify_poses)
-
-from conftest import WALKING, WEIGHTS_FLIC, require_data
-
+from deeppose.engine.tracking import (
+    PersonTracker,
+    TrackingFaceDetector,
+    box_iou,
+    box_overlap,
+    max_weight_assignment,
+    nms,
+    on_bodies,
+    verify_poses,
+)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -811,6 +817,7 @@ def test_every_skeleton_on_walking_mp4_is_on_a_counted_person(walking_records):
     frame, no verification): precision 1.0 on the counted frames (0.993 on every frame),
     recall 0.22."""
     import json
+
     from deeppose.tools.person_precision import DEFAULT_TRUTH, score
 
     s = score(walking_records, json.loads(DEFAULT_TRUTH.read_text()))
@@ -821,6 +828,7 @@ def test_every_skeleton_on_walking_mp4_is_on_a_counted_person(walking_records):
 
 def test_the_walker_keeps_one_id_through_the_whole_clip(walking_records):
     import json
+
     from deeppose.tools.person_precision import DEFAULT_TRUTH, score
 
     s = score(walking_records, json.loads(DEFAULT_TRUTH.read_text()))

@@ -16,7 +16,7 @@ from conftest import WEIGHTS_FLIC, require_data
 from deeppose.engine.network import BackboneRegressor, MobileNetV2Features, build_network
 from deeppose.engine.skeletons import BODY, FLIC, LSP
 from deeppose.tools import pretrained
-from deeppose.tools.trainer import SampleMaker, TrainConfig, TrainingData, _body_split, laplace_nll
+from deeppose.tools.trainer import SampleMaker, TrainConfig, _body_split, laplace_nll
 
 
 def test_backbone_regressor_gives_the_pose_vector_and_on_request_its_scale_and_presence_heads():

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 import main
+from conftest import WALKING, require_data
 from deeppose.engine.backends import BackendError, create_regressors, describe_regressors
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import read_manifest
 from deeppose.tools.datasets import read_frames
 from deeppose.tools.random_model import make_random_model
-
-from conftest import WALKING, require_data
 
 
 @pytest.fixture(scope="module")

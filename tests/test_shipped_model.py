@@ -2,11 +2,10 @@
 import json
 
 import numpy as np
-import pytest
 
+from conftest import require_data
 from deeppose.engine.backends import load_cascade
 from deeppose.engine.model import read_manifest
-from conftest import require_data
 from deeppose.tools.datasets import load_dataset, load_image
 from deeppose.tools.metrics import pdj
 
@@ -93,6 +92,7 @@ def test_shipped_full_body_figure_follows_the_walker_upright_through_walking_mp4
     moves with the face boxes: 0.605 with MediaPipe's face detector, 0.579 with LiteRT's, whose
     boxes differ by a pixel and so shift the face search's windows from frame to frame.)"""
     from test_pipeline import walking_frames
+
     from deeppose.engine.pipeline import PosePipeline
     from deeppose.tools.person_precision import DEFAULT_TRUTH, head_points, match, walker_box
 

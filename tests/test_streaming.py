@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 import main
-from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
-
 from conftest import REPO, WALKING, WEIGHTS_FLIC, require_data
+from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
 
 websockets = pytest.importorskip("websockets")
 pythonosc = pytest.importorskip("pythonosc")

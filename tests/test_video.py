@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 
 import main
+import sigint_probe as probe
+from conftest import REPO, WALKING, WEIGHTS_FLIC, cut_video, require_data
 from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
 from deeppose.engine.recording import MAX_EXTRA_VIDEO_FRAMES, AnnotatedVideoWriter
 from deeppose.engine.skeletons import FLIC
-
-import sigint_probe as probe
-from conftest import REPO, WALKING, WEIGHTS_FLIC, cut_video, require_data
 
 FULL_CUT = 36   # frames in the main test cut (the whole video has 144)
 
@@ -497,7 +496,6 @@ def test_second_run_writing_the_same_output_is_refused(cuts, model_dir, tmp_path
 def test_output_under_proc_fails_before_any_work(cuts, model_dir, monkeypatch, capsys):
     if not Path("/proc/self").is_dir():
         pytest.skip("no /proc on this system")
-    import deeppose.engine.pipeline
     from deeppose import engine
 
     def refuse(*a, **k):
@@ -510,7 +508,6 @@ def test_output_under_proc_fails_before_any_work(cuts, model_dir, monkeypatch, c
 
 
 def test_ctrl_c_during_start_up_is_one_line(cuts, model_dir, tmp_path, monkeypatch, capsys):
-    import deeppose.engine.pipeline
     from deeppose import engine
 
     def interrupted(*a, **k):

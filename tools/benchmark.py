@@ -27,8 +27,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import (WeightsError, add_int8, add_precision, add_stages, add_threads, add_weights,
-                                     positive_int, resolve_weights)
+from deeppose.engine.cli_args import (
+    WeightsError,
+    add_int8,
+    add_precision,
+    add_stages,
+    add_threads,
+    add_weights,
+    positive_int,
+    resolve_weights,
+)
 from deeppose.engine.constants import DEFAULT_MODEL, PACKAGE_ROOT, WEIGHTS_ROOT
 from deeppose.tools.random_model import make_random_model
 
@@ -308,8 +316,14 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from deeppose.engine.backends import (BackendError, cascade_from, create_regressors, describe_regressors,
-                                          physical_cores, resolve_backend)
+    from deeppose.engine.backends import (
+        BackendError,
+        cascade_from,
+        create_regressors,
+        describe_regressors,
+        physical_cores,
+        resolve_backend,
+    )
     from deeppose.engine.model import ModelError, read_manifest
 
     log = logging.getLogger("benchmark")
@@ -359,7 +373,7 @@ def run(args) -> int:
     persons = max(1, int(args.persons))
 
     # Frames.
-    from deeppose.tools.datasets import read_frames, walking_video   # (cv2, scipy: not at --help)
+    from deeppose.tools.datasets import read_frames, walking_video  # (cv2, scipy: not at --help)
 
     video = args.video or walking_video()
     if args.peer_video and not Path(video).is_file():
@@ -692,8 +706,8 @@ def _person_box(pipeline, frames: list, w: int, h: int):
 def _ensure_engines(info, precision: str, persons: int) -> None:
     """Build the model's TensorRT engines for this machine when they are missing or stale."""
     from deeppose.engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, find_engines
-    from deeppose.tools.build_engines import build_engines
     from deeppose.engine.model import ModelError
+    from deeppose.tools.build_engines import build_engines
     try:
         find_engines(info, precision)
     except ModelError as e:

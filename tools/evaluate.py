@@ -25,8 +25,18 @@ import math
 import sys
 from pathlib import Path
 
-from deeppose.engine.cli_args import (WeightsError, add_backend, add_flip, add_int8, add_stages, add_weights,
-                                     int8_problem, output_problem, positive_int, resolve_weights)
+from deeppose.engine.cli_args import (
+    WeightsError,
+    add_backend,
+    add_flip,
+    add_int8,
+    add_stages,
+    add_weights,
+    int8_problem,
+    output_problem,
+    positive_int,
+    resolve_weights,
+)
 
 TABLE_PDJ = 0.2
 

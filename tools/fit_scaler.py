@@ -258,8 +258,14 @@ def run(args) -> int:
     from deeppose.engine.face_detector import FACE_MODELS, DetectorError, face_size, resolve_face_model
     from deeppose.engine.model import ModelError, read_manifest, write_manifest
     from deeppose.tools.datasets import DatasetError, load_dataset
-    from deeppose.tools.person_boxes import (MATCH_MARGIN, detect_dataset_faces, example_b0, fit_head_face,
-                                             match_dataset, match_head_dataset)
+    from deeppose.tools.person_boxes import (
+        MATCH_MARGIN,
+        detect_dataset_faces,
+        example_b0,
+        fit_head_face,
+        match_dataset,
+        match_head_dataset,
+    )
 
     log = logging.getLogger("fit-scaler")
     t0 = time.perf_counter()

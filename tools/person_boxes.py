@@ -25,9 +25,16 @@ from pathlib import Path
 import numpy as np
 
 from deeppose.engine.detector import FaceScaler, face_joint_indices, person_boxes
-from deeppose.engine.face_detector import (DEFAULT_MIN_CONFIDENCE, FACE_KEYPOINTS, FACE_MODELS, FaceDetector, face_size,
-                                           resolve_face_model, resolve_face_runtime)
 from deeppose.engine.detector import joints_face as engine_joints_face
+from deeppose.engine.face_detector import (
+    DEFAULT_MIN_CONFIDENCE,
+    FACE_KEYPOINTS,
+    FACE_MODELS,
+    FaceDetector,
+    face_size,
+    resolve_face_model,
+    resolve_face_runtime,
+)
 from deeppose.engine.outputs import replaced_atomically
 from deeppose.engine.skeletons import Skeleton, get_skeleton
 

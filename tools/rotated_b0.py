@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-roll", type=float, default=0.0, help="turn b0 only where |roll| exceeds this (degrees)")
     args = ap.parse_args(argv)
 
+    from deeppose.engine.backends import load_cascade
     from deeppose.engine.detector import FaceScaler
     from deeppose.engine.face_detector import face_roll
-    from deeppose.engine.backends import load_cascade
     from deeppose.tools.datasets import load_dataset
     from deeppose.tools.metrics import stage_metrics
     from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_faces

@@ -22,7 +22,7 @@ from deeppose.engine.backends.torch_backend import TorchRegressor
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam
 from deeppose.engine.model import ModelError, follow_indices, load_stage_module, read_manifest, write_manifest
-from deeppose.engine.network import BACKBONE_PRESETS, PRESETS, BackboneRegressor, PoseRegressor, build_network
+from deeppose.engine.network import PRESETS, BackboneRegressor, PoseRegressor, build_network
 from deeppose.engine.skeletons import get_skeleton
 from deeppose.tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
 from deeppose.tools.metrics import four_limb_pcp, record_val_metrics

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..cascade import Cascade
-from ..constants import BACKEND_CHOICES as CHOICES
+from ..constants import BACKEND_CHOICES as CHOICES  # noqa: F401 (the names --backend takes, for callers)
 from ..constants import BACKENDS, backend_key
 from ..interrupts import caused_by_ctrl_c
 from ..model import ModelError, ModelInfo, read_manifest

@@ -21,7 +21,6 @@ import numpy as np
 
 from ..model import ModelError
 
-
 NO_GPU = "TensorRT needs an NVIDIA GPU with CUDA, and none was found"
 """Why TensorRT cannot run on a machine without a usable NVIDIA GPU."""
 

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..interrupts import caused_by_ctrl_c, ctrl_c_held
-from .common import physical_cores
 from .base import BackendError, Regressor
-from .common import file_sha256
+from .common import file_sha256, physical_cores
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..model import ModelInfo
