@@ -166,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: error: unknown --preset {args.preset!r}; choose one of "
               f"{', '.join(sorted(PRESETS) + sorted(BACKBONE_PRESETS))}", file=sys.stderr)
         return 2
+    if args.preset in BACKBONE_PRESETS and args.stages > 1:
+        print(f"train: error: --preset {args.preset} trains stage 1 only so far (its refinement stages are not "
+              f"built yet); use --stages 1", file=sys.stderr)
+        return 2
     if args.preset in PRESETS and (args.loss == "laplace" or args.negatives):
         print(f"train: error: --loss laplace and --negatives need a psi v2 preset ({', '.join(sorted(BACKBONE_PRESETS))}); "
               f"{args.preset} has no scale or presence head", file=sys.stderr)
