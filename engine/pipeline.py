@@ -391,7 +391,12 @@ class PosePipeline:
                 # tracked faces are (one BlazeFace call per person instead of three; per turn
                 # with rotate)
                 windows_only = self.tracker.full and all(tr.last_face is not None for tr in tracks)
-                self.face_search.set_hints([tr.last_face for tr in tracks if tr.last_face is not None], windows_only)
+                hinted = [tr for tr in tracks if tr.last_face is not None]
+                if self.rotate:   # each tracked face in the turns that bring it near upright
+                    self.face_search.set_hints([tr.last_face for tr in hinted], windows_only,
+                                               rolls=[tr.angle for tr in hinted])
+                else:
+                    self.face_search.set_hints([tr.last_face for tr in hinted], windows_only)
             found = self.detector.detect(frame_bgr)
             self._since_detect, self._detect_ts = 0, ts
         else:

@@ -837,26 +837,45 @@ class TurnedFaceSearch:
         nms_iou, nms_overlap: merging of the faces found in several turns (see :func:`nms`).
     """
 
+    TURN_REACH_DEG = 60.0
+    """With ``windows_only``, a tracked face is looked for only in the turns that bring its roll
+    within this many degrees of upright (BlazeFace finds faces rolled by up to about 45)."""
+
     def __init__(self, searches: dict, nms_iou: float = 0.3, nms_overlap: float = 0.6):
         self.searches = dict(searches)
         self.nms_iou, self.nms_overlap = float(nms_iou), float(nms_overlap)
         self._hints = np.zeros((0, 4))
+        self._rolls = np.zeros(0)
         self._windows_only = False
 
     def reset(self) -> None:
         """New video or source (see :meth:`TrackingFaceDetector.reset`)."""
         self._hints = np.zeros((0, 4))
+        self._rolls = np.zeros(0)
         self._windows_only = False
         for s in self.searches.values():
             s.reset()
 
-    def set_hints(self, faces: np.ndarray, windows_only: bool = False) -> None:
+    def set_hints(self, faces: np.ndarray, windows_only: bool = False, rolls: np.ndarray | None = None) -> None:
         """Faces (N, 4) in frame pixels to look around in the next frame; ``windows_only``:
-        only around them, in each of the turns (one BlazeFace call per turn and person; see
-        :meth:`TrackingFaceDetector.set_hints`)."""
+        only around them (see :meth:`TrackingFaceDetector.set_hints`), and only in the turns
+        that bring each face's roll (``rolls`` (N,) radians, the :func:`engine.detector.face_roll`
+        convention; NaN or None: unknown, every turn) within :attr:`TURN_REACH_DEG` of upright:
+        one BlazeFace call per upright person instead of one per turn."""
         faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
-        self._hints = faces[np.isfinite(faces).all(axis=1)]
+        rolls = np.full(len(faces), np.nan) if rolls is None else np.asarray(rolls, dtype=np.float64).reshape(-1)
+        keep = np.isfinite(faces).all(axis=1)
+        self._hints, self._rolls = faces[keep], rolls[keep]
         self._windows_only = bool(windows_only)
+
+    def _hints_for_turn(self, k: int) -> np.ndarray:
+        """The hints to look around in the frame turned by ``np.rot90(frame, k)``: all of them,
+        but with ``windows_only`` those whose roll that turn brings near upright (a face rolled
+        clockwise by k quarter turns is upright in the frame turned counter-clockwise by k)."""
+        if not self._windows_only:
+            return self._hints
+        gap = np.degrees(np.angle(np.exp(1j * (self._rolls - k * np.pi / 2))))   # wrapped to (-180, 180]
+        return self._hints[~np.isfinite(self._rolls) | (np.abs(gap) <= self.TURN_REACH_DEG)]
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Faces (N, 4) (cx, cy, w, h) frame pixels and scores (N,), highest score first."""
@@ -869,8 +888,10 @@ class TurnedFaceSearch:
         out = []
         try:
             for k, search in self.searches.items():
+                hints = self._hints_for_turn(k).copy()
+                if self._windows_only and not len(hints):
+                    continue   # no tracked face is near upright in this turn: nothing to look for
                 turned = image_bgr if k == 0 else np.ascontiguousarray(np.rot90(image_bgr, k))
-                hints = self._hints.copy()
                 hints[:, :2] = turn_points(hints[:, :2], k, w, h)
                 if k % 2:
                     hints[:, 2:] = hints[:, [3, 2]]
@@ -883,6 +904,8 @@ class TurnedFaceSearch:
                 out.append((faces, np.asarray(scores, dtype=np.float64), turn_points(kps, k, w, h, inverse=True)))
         finally:
             self._windows_only = False
+        if not out:
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, len(FACE_KEYPOINTS), 2))
         faces = np.concatenate([f for f, _, _ in out])
         scores = np.concatenate([s for _, s, _ in out])
         kps = np.concatenate([p for _, _, p in out]).reshape(len(faces), len(FACE_KEYPOINTS), 2)

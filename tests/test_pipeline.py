@@ -1014,3 +1014,43 @@ def test_turned_face_search_finds_an_upside_down_face_in_the_half_turn():
     xy = np.array([[3.0, 7.0], [319.0, 0.0]])
     np.testing.assert_allclose(turn_points(xy, 2, 320, 240), [[316.0, 232.0], [0.0, 239.0]])
     np.testing.assert_allclose(turn_points(turn_points(xy, 2, 320, 240), 2, 320, 240, inverse=True), xy)
+
+
+def test_tracked_faces_are_looked_for_only_in_the_turns_that_bring_them_upright():
+    """With windows only (everyone tracked), a face is searched in the turn that makes its roll
+    upright (within 60 degrees): an upright person costs one search, not four; the whole search
+    (no windows_only) and a face of unknown roll still look in every turn."""
+    from deeppose.engine.tracking import TurnedFaceSearch
+
+    class Recording:
+        def __init__(self, k, log):
+            self.k, self.log = k, log
+
+        def set_hints(self, hints, windows_only=False):
+            self.hints = hints
+
+        def detect_with_keypoints(self, image):
+            self.log.append((self.k, len(self.hints)))
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 6, 2))
+
+        def reset(self):
+            pass
+
+        def close(self):
+            pass
+
+    log = []
+    search = TurnedFaceSearch({k: Recording(k, log) for k in (0, 1, 2, -1)})
+    frame = np.zeros((240, 320, 3), np.uint8)
+    face = [[100.0, 100.0, 20.0, 20.0]]
+    for roll, turns in ((0.0, [0]), (np.pi / 2, [1]), (-np.pi / 2, [-1]), (np.pi, [2]), (np.radians(50), [0, 1]),
+                        (np.nan, [0, 1, 2, -1])):
+        log.clear()
+        search.set_hints(face, windows_only=True, rolls=[roll])
+        faces, scores, kps = search.detect_with_keypoints(frame)
+        assert sorted(k for k, _ in log) == sorted(turns) and all(n == 1 for _, n in log), (roll, log)
+        assert faces.shape == (0, 4) and kps.shape == (0, 6, 2)
+    log.clear()
+    search.set_hints(face, windows_only=False, rolls=[0.0])
+    search.detect_with_keypoints(frame)
+    assert sorted(k for k, _ in log) == [-1, 0, 1, 2]
