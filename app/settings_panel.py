@@ -92,6 +92,12 @@ class SettingsPanelMixin:
         self.smooth_check.setChecked(s.smooth)
         self.smooth_check.toggled.connect(self.set_smooth)
         form.addRow(self.smooth_check)
+        self.rotate_check = QCheckBox("Find people lying or upside down", panel)
+        self.rotate_check.setToolTip("Also search faces in the frame turned by 90, 180 and 270 degrees and turn "
+                                     "each person's crops with his roll (more face search work per frame)")
+        self.rotate_check.setChecked(s.rotate)
+        self.rotate_check.toggled.connect(self.set_rotate)
+        form.addRow(self.rotate_check)
         self.boxes_check = QCheckBox("Show person and face boxes", panel)
         self.boxes_check.setChecked(s.show_boxes)
         self.boxes_check.toggled.connect(self.set_show_boxes)
@@ -241,6 +247,12 @@ class SettingsPanelMixin:
         if self.persons_spin.value() != n:
             self.persons_spin.setValue(n)
         self.worker.configure(max_persons=n)
+
+    def set_rotate(self, on: bool) -> None:
+        """Find people lying or upside down (rebuilds the pipeline with ``rotate``)."""
+        self._set_setting("rotate", bool(on))
+        self.rotate_check.setChecked(on)
+        self.worker.configure(rotate=bool(on))
 
     def set_smooth(self, on: bool) -> None:
         self._set_setting("smooth", bool(on))

@@ -98,7 +98,8 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
 
         self.slot = LatestFrameSlot()
         self.worker = InferenceWorker(self.slot, self.settings.weights, self.settings.backend, self.settings.stages,
-                                      self.settings.smooth, self.settings.show_boxes, self.settings.max_persons)
+                                      self.settings.smooth, self.settings.show_boxes, self.settings.max_persons,
+                                      self.settings.rotate)
         self.worker.frameReady.connect(self._on_frame)
         self.worker.modelLoading.connect(self._on_model_loading)
         self.worker.modelLoaded.connect(self._on_model_loaded)

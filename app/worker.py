@@ -116,13 +116,15 @@ class InferenceWorker(QThread):
     recordingChanged = pyqtSignal(bool, str)
 
     def __init__(self, slot: LatestFrameSlot, weights: str, backend: str = "auto", stages: int = 0,
-                 smooth: bool = True, show_boxes: bool = False, max_persons: int = 0, parent=None):
+                 smooth: bool = True, show_boxes: bool = False, max_persons: int = 0, rotate: bool = False,
+                 parent=None):
         super().__init__(parent)
         self.slot = slot
         self._lock = threading.Lock()
         self._config = {"weights": str(weights), "backend": backend, "stages": int(stages),
-                        "smooth": bool(smooth), "show_boxes": bool(show_boxes), "max_persons": int(max_persons)}
-        self._loaded_key: tuple[str, str] | None = None
+                        "smooth": bool(smooth), "show_boxes": bool(show_boxes), "max_persons": int(max_persons),
+                        "rotate": bool(rotate)}
+        self._loaded_key: tuple[str, str, bool] | None = None
         self._reload = True
         self._reset = False
         self._source_label = ""
@@ -146,12 +148,13 @@ class InferenceWorker(QThread):
     # -- called from the GUI thread ----------------------------------------------------
     def configure(self, **changes) -> None:
         """Change settings (weights, backend, stages, smooth, show_boxes, max_persons: 0 for
-        everyone); applied before the next frame."""
+        everyone, rotate: people lying or upside down, which rebuilds the pipeline); applied
+        before the next frame."""
         with self._lock:
             for k, v in changes.items():
                 if k not in self._config:
                     raise KeyError(f"unknown worker setting {k!r}")
-                if k in ("weights", "backend") and v != self._config[k]:
+                if k in ("weights", "backend", "rotate") and v != self._config[k]:
                     self.ready.clear()
                 self._config[k] = v
         self.slot.wake()
@@ -229,11 +232,12 @@ class InferenceWorker(QThread):
             reload, self._reload = self._reload, False
             reset, self._reset = self._reset, False
             record, self._record_request = self._record_request, None
-        key = (cfg["weights"], cfg["backend"])
+        key = (cfg["weights"], cfg["backend"], bool(cfg["rotate"]))
         if reload or key != self._loaded_key:
             self._load(*key)
         with self._lock:
-            if not self._reload and (self._config["weights"], self._config["backend"]) == self._loaded_key:
+            if not self._reload and (self._config["weights"], self._config["backend"],
+                                     bool(self._config["rotate"])) == self._loaded_key:
                 self.ready.set()
         if self.pipeline is not None:
             s = self.pipeline.num_stages
@@ -261,8 +265,8 @@ class InferenceWorker(QThread):
                     # the recorder opens on the next frame, when the frame size is known
                     self.recordingChanged.emit(True, f"recording to {record[1]}")
 
-    def _load(self, weights: str, backend: str) -> None:
-        self._loaded_key = (weights, backend)
+    def _load(self, weights: str, backend: str, rotate: bool = False) -> None:
+        self._loaded_key = (weights, backend, rotate)
         if self.pipeline is not None:
             self._finish_recording()
             try:
@@ -276,7 +280,7 @@ class InferenceWorker(QThread):
         try:
             from deeppose.engine.pipeline import PosePipeline
             t = time.perf_counter()
-            pipeline = PosePipeline(weights, backend=backend)
+            pipeline = PosePipeline(weights, backend=backend, rotate=rotate)
             pipeline.warmup()   # first-call costs now, not on the first frames shown
             log.info("loaded %s on %s in %.1f s", weights, pipeline.backend_name, time.perf_counter() - t)
         except Exception as e:  # ModelError, a backend that is not installed, a broken detector model...

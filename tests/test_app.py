@@ -286,14 +286,18 @@ def test_settings_change_live_and_persist(qtbot, random_model_dir, walking_cut, 
                                       axis=-1)), timeout=10000)
     win.set_max_persons(1)
     qtbot.waitUntil(lambda: win.worker.pipeline is not None and win.worker.pipeline.max_persons == 1, timeout=10000)
+    win.set_rotate(True)   # people lying or upside down: the pipeline is rebuilt with rotate
+    qtbot.waitUntil(lambda: win.worker.pipeline is not None and win.worker.pipeline.rotate
+                    and win.worker.pipeline.max_persons == 1, timeout=60000)   # the other settings kept
     wait_end(qtbot, win)
     close_window(win)
     assert settings_file.is_file()
 
     win2 = open_window(qtbot, None, None, backend=None)
     s = win2.settings
-    assert (s.weights, s.backend, s.stages, s.smooth, s.show_boxes, s.max_persons) == (
-        str(random_model_dir), "torch", 1, False, True, 1)
+    assert (s.weights, s.backend, s.stages, s.smooth, s.show_boxes, s.max_persons, s.rotate) == (
+        str(random_model_dir), "torch", 1, False, True, 1, True)
+    assert win2.rotate_check.isChecked()
     assert win2.persons_spin.value() == 1
     assert win2.backend_combo.currentText() == "torch"
     assert not win2.smooth_check.isChecked() and win2.boxes_check.isChecked()
