@@ -290,6 +290,8 @@ class Cascade:
                 poses[s][:, fol] += poses[s][:, lead] - poses[s - 1][:, lead]
             boxes_hist[s - 1][:, idx] = sel
             seconds.append(time.perf_counter() - t)
+        if np.isnan(scale).all():   # psi v1: no scale head, nothing more to compute
+            return CascadeResult(b0, poses, boxes_hist, seconds)
         confidence = joint_confidence(scale, diam(poses[-1], self.skeleton))
         return CascadeResult(b0, poses, boxes_hist, seconds, scale, confidence, presence)
 

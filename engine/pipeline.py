@@ -392,11 +392,9 @@ class PosePipeline:
                 # with rotate)
                 windows_only = self.tracker.full and all(tr.last_face is not None for tr in tracks)
                 hinted = [tr for tr in tracks if tr.last_face is not None]
-                if self.rotate:   # each tracked face in the turns that bring it near upright
-                    self.face_search.set_hints([tr.last_face for tr in hinted], windows_only,
-                                               rolls=[tr.angle for tr in hinted])
-                else:
-                    self.face_search.set_hints([tr.last_face for tr in hinted], windows_only)
+                # with rotate, each tracked face is looked for in the turns that bring it near upright
+                self.face_search.set_hints([tr.last_face for tr in hinted], windows_only,
+                                           rolls=[tr.angle for tr in hinted])
             found = self.detector.detect(frame_bgr)
             self._since_detect, self._detect_ts = 0, ts
         else:

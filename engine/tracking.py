@@ -691,10 +691,11 @@ class TrackingFaceDetector:
         self._next_tile = 0
         self._full_scan = True
 
-    def set_hints(self, faces: np.ndarray, windows_only: bool = False) -> None:
+    def set_hints(self, faces: np.ndarray, windows_only: bool = False, rolls: np.ndarray | None = None) -> None:
         """Faces (N, 4) to look around in the next frame (the tracked persons' last faces);
         with ``windows_only``, the next frame is searched only around them (see the class
-        docstring; without any finite face, the whole search runs)."""
+        docstring; without any finite face, the whole search runs). ``rolls`` is
+        :meth:`TurnedFaceSearch.set_hints`'s; this search has one orientation and ignores it."""
         faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
         self._hints = faces[np.isfinite(faces).all(axis=1)]
         self._windows_only = bool(windows_only) and len(self._hints) > 0

@@ -179,13 +179,12 @@ def presence_negatives(dataset, b0):
             continue
         a = 2.399963 * i   # the golden angle: directions spread evenly over the examples
         boxes.append([b[0] + 1.5 * b[2] * np.cos(a), b[1] + 1.5 * b[3] * np.sin(a), b[2], b[3]])
+        owner.append(i)
         labelled = np.flatnonzero(np.isfinite(e.pose).all(1))
         if len(labelled):
             j = e.pose[labelled[i % len(labelled)]]
             boxes.append([j[0], j[1], b[2] / 3, b[3] / 3])
             owner.append(i)
-        owner.append(i)
-    owner.sort()
     return np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(owner, dtype=np.int64)
 
 
