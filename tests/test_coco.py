@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import main
-from conftest import WALKING, WEIGHTS_FLIC, require_data
+from clips import walking_frames, write_clip
+from conftest import WEIGHTS_FLIC, require_data
 from deeppose.engine.coco import COCO_KEYPOINTS, COCO_SKELETON, CocoWriter, coco_bbox, coco_mapping
 from deeppose.engine.pipeline import FrameResult, PersonResult
 from deeppose.engine.skeletons import BODY, FLIC, LSP
@@ -18,20 +19,6 @@ from deeppose.engine.skeletons import BODY, FLIC, LSP
 pycocotools = pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402
 from pycocotools.cocoeval import COCOeval  # noqa: E402
-
-
-def small_walking_clip(path: Path, frames: int = 12, size: tuple[int, int] = (640, 360)) -> Path:
-    """The first ``frames`` frames of walking.mp4, downscaled to ``size`` (cheap to process)."""
-    require_data("videos", "walking.mp4")
-    cap = cv2.VideoCapture(str(WALKING))
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
-    for _ in range(frames):
-        ok, frame = cap.read()
-        assert ok
-        out.write(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
-    out.release()
-    cap.release()
-    return path
 
 
 def load(path: Path) -> COCO:
@@ -118,7 +105,8 @@ def coco_run(tmp_path_factory):
     if not (WEIGHTS_FLIC / "manifest.json").is_file():
         pytest.skip("weights/flic is not installed")
     folder = tmp_path_factory.mktemp("coco_run")
-    clip = small_walking_clip(folder / "walk.mp4")
+    clip = write_clip(folder / "walk.mp4", [cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA)
+                                           for f in walking_frames(require_data("videos", "walking.mp4"), 12, (1280, 720))])
     out = folder / "walk.coco.json"
     rc = main.main(["video", str(clip), "-o", str(folder / "walk.pose.mp4"), "--keypoints", str(out),
                     "--weights", str(WEIGHTS_FLIC)])

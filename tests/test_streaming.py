@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 import main
-from conftest import REPO, WALKING, WEIGHTS_FLIC, require_data
+from clips import walking_frames, write_clip
+from conftest import REPO, WEIGHTS_FLIC, require_data
 from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
 
 websockets = pytest.importorskip("websockets")
@@ -30,20 +31,6 @@ from deeppose.engine.osc import OscSender, frame_messages  # noqa: E402
 from deeppose.engine.streaming import KeypointsServer, StreamError  # noqa: E402
 
 WAIT = 60.0   # generous: the machine may be busy
-
-
-def small_walking_clip(path: Path, frames: int, size: tuple[int, int] = (640, 360)) -> Path:
-    """The first ``frames`` frames of walking.mp4, downscaled to ``size`` (cheap to process)."""
-    require_data("videos", "walking.mp4")
-    cap = cv2.VideoCapture(str(WALKING))
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
-    for _ in range(frames):
-        ok, frame = cap.read()
-        assert ok
-        out.write(cv2.resize(frame, size, interpolation=cv2.INTER_AREA))
-    out.release()
-    cap.release()
-    return path
 
 
 def wait_until(condition, what: str, timeout: float = WAIT) -> None:
@@ -126,7 +113,12 @@ def test_a_stalled_client_never_blocks_the_sender_and_is_dropped():
     try:
         server.begin({"deeppose_keypoints": 1})
         # no client keepalive pings: whether a loaded machine answers them in time is not the test
-        with connect(server.url, max_queue=1, close_timeout=1, ping_interval=None) as stalled, \
+        # the stalled client's receive buffer fixed at 64 KiB: Linux grows a loopback one up to
+        # tcp_rmem's maximum (32 MiB here), which could swallow every frame sent and never stall
+        small = socket.socket()
+        small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        small.connect(server.address[:2])
+        with connect(server.url, sock=small, max_queue=1, close_timeout=1, ping_interval=None) as stalled, \
                 connect(server.url, ping_interval=None) as reader:
             # the stalled client reads one message, then nothing more
             assert "deeppose_keypoints" in json.loads(stalled.recv(timeout=WAIT))
@@ -221,7 +213,8 @@ def test_video_serve_and_osc_stream_a_real_clip(flic, tmp_path):
     model loads; a client that connects then gets the header and every frame from then on to
     the last, equal to the keypoints file's records, and the end of the stream; the OSC server
     gets the frames too."""
-    clip = small_walking_clip(tmp_path / "walk.mp4", 20)
+    clip = write_clip(tmp_path / "walk.mp4", [cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA)
+                                             for f in walking_frames(require_data("videos", "walking.mp4"), 20, (1280, 720))])
     kp = tmp_path / "walk.jsonl"
     collector = OscCollector()
     proc = subprocess.Popen([sys.executable, "main.py", "video", str(clip), "-o", str(tmp_path / "walk.pose.mp4"),
