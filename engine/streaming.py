@@ -13,7 +13,9 @@ each client's queue of at most ``max_pending`` messages (the oldest is skipped, 
 when a client falls that far behind) and wakes the server's own thread, which sends. A client
 whose send has not completed for ``stall_timeout`` seconds (it stopped reading) is dropped
 (close code 1008). Memory stays bounded: at most ``max_clients`` clients, each with at most
-``max_pending`` queued messages plus the socket's write buffer (``write_limit``).
+``max_pending`` queued messages plus the socket's write buffer (``write_limit``) and a kernel
+send buffer fixed at :data:`SEND_BUFFER` bytes (Linux would grow it up to ``tcp_wmem``'s maximum,
+megabytes that a stopped client could swallow for a long time before its send stalls).
 
 Module-level imports stay light; ``websockets`` is imported when a server starts.
 """
@@ -33,6 +35,11 @@ from .constants import DEFAULT_HOST
 from .outputs import StreamError  # noqa: F401 (raised here, and imported from here by callers)
 
 log = logging.getLogger(__name__)
+
+SEND_BUFFER = 256 * 1024
+"""SO_SNDBUF of every client connection, bytes (accepted sockets inherit it from the listening
+one): room for about a hundred frame records, so a client that stops reading stalls its send,
+and is dropped, after that many frames rather than after megabytes."""
 
 LOCAL_ORIGINS = re.compile(r"^(https?|file)://(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$")
 """Browser pages may connect only from this machine (``Origin`` http(s)://localhost,
@@ -65,9 +72,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
     last: OSError | None = None
     for family, _, _, _, addr in infos:
         try:
-            return socket.create_server(addr, family=family, backlog=16)
+            sock = socket.create_server(addr, family=family, backlog=16)
         except OSError as e:
             last = e
+            continue
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        return sock
     if last is not None and last.errno in (98, 48, 10048):   # EADDRINUSE (Linux, macOS, Windows)
         raise StreamError(f"cannot serve on {where}: port {port} is in use (choose another, or port 0 for a free one)")
     raise StreamError(f"cannot serve on {where}: {getattr(last, 'strerror', None) or last}")
