@@ -466,14 +466,15 @@ def test_ctrl_c_during_the_mediapipe_import_is_raised_after_it(tmp_path):
     from conftest import REPO
 
     # The Ctrl-C is sent from inside the import, as a MediaPipe module is found (the import
-    # takes under 0.1 s now, too short to hit with a timer).
+    # takes under 0.1 s now, too short to hit with a timer), to this thread (raise_signal: os.kill's
+    # signal is the process's, and a loaded machine could deliver it to another thread too late).
     code = ("import os, signal, sys\n"
             "from deeppose.engine.face_detector import import_mediapipe\n"
             "class Kick:\n"
             "    @staticmethod\n"
             "    def find_spec(name, path=None, target=None):\n"
             "        if name == 'mediapipe.tasks.python.core':\n"
-            "            os.kill(os.getpid(), signal.SIGINT)\n"
+            "            signal.raise_signal(signal.SIGINT)\n"
             "        return None\n"
             "sys.meta_path.insert(0, Kick)\n"
             "try:\n"
