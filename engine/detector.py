@@ -188,6 +188,67 @@ def turn_angles(rolls: np.ndarray, min_roll: float = ROTATE_MIN_ROLL) -> np.ndar
     return np.where(np.abs(rolls) > np.radians(min_roll), rolls, 0.0)
 
 
+BODY_BOX_MARGIN = 1.35
+"""Side of the b0 a pose gives (:func:`body_box`) over the joints' extent: the middle of the
+1.15-1.6 that psi v2 trained on (``tools.trainer.SampleMaker._joint_box``)."""
+
+
+def torso_roll(poses: np.ndarray, skeleton) -> np.ndarray:
+    """The roll of bodies from their torso: the angle that turns the line from the hips' midpoint
+    to the shoulders' midpoint straight up.
+
+    Args:
+        poses: (..., k, 2) poses in pixels (x right, y down).
+        skeleton: their :class:`engine.skeletons.Skeleton`.
+    Returns:
+        (...,) radians in (-pi, pi]: 0 for shoulders straight above hips, positive when the body
+        is turned clockwise on screen (pi: upside down); the ``angles`` convention of
+        :func:`engine.geometry.crop_boxes` (as :func:`face_roll`). NaN where the skeleton has no
+        shoulders and hips or they are not finite.
+    """
+    poses = np.asarray(poses, dtype=np.float64)
+    names = skeleton.joints
+    need = ("l_shoulder", "r_shoulder", "l_hip", "r_hip")
+    if not all(n in names for n in need):
+        return np.full(poses.shape[:-2], np.nan)
+    ls, rs, lh, rh = (poses[..., names.index(n), :] for n in need)
+    up = (ls + rs) / 2 - (lh + rh) / 2
+    return np.arctan2(up[..., 0], -up[..., 1])
+
+
+def body_box(poses: np.ndarray, angles: np.ndarray | None = None, weights: np.ndarray | None = None,
+             margin: float = BODY_BOX_MARGIN) -> np.ndarray:
+    """b0 from poses (tracking by body): the square around the joints in the frame turned by each
+    pose's roll, ``margin`` times their extent, as psi v2 trained on (joint boxes).
+
+    Args:
+        poses: (P, k, 2) poses in pixels.
+        angles: (P,) b0 rolls, radians (the :func:`engine.geometry.crop_boxes` convention; None: 0).
+        weights: (P, k) which joints count, bool (e.g. confident ones); a pose with fewer than 3
+            counts all its finite joints.
+        margin: side over the extent.
+    Returns:
+        (P, 4) boxes (cx, cy, side, side), pixels; NaN rows for poses with fewer than 3 finite joints.
+    """
+    poses = np.asarray(poses, dtype=np.float64).reshape(-1, *np.shape(poses)[-2:])
+    p = len(poses)
+    a = np.zeros(p) if angles is None else np.nan_to_num(np.asarray(angles, dtype=np.float64).reshape(p))
+    finite = np.isfinite(poses).all(-1)
+    use = finite if weights is None else finite & np.asarray(weights, bool).reshape(finite.shape)
+    use = np.where((use.sum(1) >= 3)[:, None], use, finite)
+    c, s = np.cos(a)[:, None], np.sin(a)[:, None]
+    x, y = poses[..., 0], poses[..., 1]
+    u, v = c * x + s * y, -s * x + c * y             # R(-a) p: the pose as the upright crop sees it
+    big = np.inf
+    lo_u, hi_u = np.where(use, u, big).min(1), np.where(use, u, -big).max(1)
+    lo_v, hi_v = np.where(use, v, big).min(1), np.where(use, v, -big).max(1)
+    cu, cv = (lo_u + hi_u) / 2, (lo_v + hi_v) / 2
+    side = margin * np.maximum(hi_u - lo_u, hi_v - lo_v)
+    out = np.stack([c[:, 0] * cu - s[:, 0] * cv, s[:, 0] * cu + c[:, 0] * cv, side, side], axis=1)
+    out[use.sum(1) < 3] = np.nan
+    return out
+
+
 @dataclass
 class PersonBoxes:
     """The persons found in one frame (P may be 0).
