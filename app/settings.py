@@ -51,6 +51,8 @@ class AppSettings:
         serve_address: HOST:PORT of that server (default 127.0.0.1:8765: this machine only).
         show_angles: draw the joint angles (elbows, shoulders, hips, knees; engine/angles.py)
             at their joints over the video, with the HUD.
+        hide_unsure: do not draw joints whose confidence is below
+            :data:`engine.drawing.MIN_JOINT_CONFIDENCE` (models that give one, psi v2).
         rotate: find and follow people lying or upside down (``PosePipeline(rotate=True)``,
             the video command's ``--rotate``: the face search also in the frame turned by 90,
             180 and 270 degrees, and each person's crops turned with his roll).
@@ -69,6 +71,7 @@ class AppSettings:
     serve_address: str = f"{DEFAULT_HOST}:8765"
     show_angles: bool = False
     rotate: bool = False
+    hide_unsure: bool = True
 
 
 def open_qsettings() -> QSettings:

@@ -35,7 +35,8 @@ from .settings import MAX_PERSONS_SETTING, save_setting
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto",) + RUNTIME_BACKENDS
-MODEL_LABELS = {"flic": "Upper body (FLIC, 11 joints)", "lsp": "Full body (LSP, 14 joints)"}
+MODEL_LABELS = {"flic": "Upper body (FLIC, 11 joints)", "lsp": "Full body (LSP, 14 joints)",
+                "body": "Body, any way up (psi v2, 17 joints)"}
 """The model chooser's items, one per shipped model (engine.cli_args.MODELS)."""
 
 
@@ -102,6 +103,13 @@ class SettingsPanelMixin:
         self.boxes_check.setChecked(s.show_boxes)
         self.boxes_check.toggled.connect(self.set_show_boxes)
         form.addRow(self.boxes_check)
+        self.unsure_check = QCheckBox("Hide unsure joints", panel)
+        self.unsure_check.setToolTip("Do not draw joints the model is unsure of (confidence below 0.2; models "
+                                     "that give a confidence, such as the body model); recordings' keypoints "
+                                     "files keep every joint with its confidence")
+        self.unsure_check.setChecked(s.hide_unsure)
+        self.unsure_check.toggled.connect(self.set_hide_unsure)
+        form.addRow(self.unsure_check)
         self.hud_check = QCheckBox("Show HUD", panel)
         self.hud_check.setChecked(True)
         self.hud_check.toggled.connect(self._set_hud)
@@ -347,6 +355,12 @@ class SettingsPanelMixin:
         if self.view.stats.stream != hud:
             self.view.stats.stream = hud
             self.view.update()
+
+    def set_hide_unsure(self, on: bool) -> None:
+        """Do not draw joints below the confidence threshold (saved)."""
+        self._set_setting("hide_unsure", bool(on))
+        self.unsure_check.setChecked(on)
+        self.worker.configure(hide_unsure=bool(on))
 
     def set_show_boxes(self, on: bool) -> None:
         self._set_setting("show_boxes", bool(on))

@@ -99,7 +99,7 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
         self.slot = LatestFrameSlot()
         self.worker = InferenceWorker(self.slot, self.settings.weights, self.settings.backend, self.settings.stages,
                                       self.settings.smooth, self.settings.show_boxes, self.settings.max_persons,
-                                      self.settings.rotate)
+                                      self.settings.rotate, self.settings.hide_unsure)
         self.worker.frameReady.connect(self._on_frame)
         self.worker.modelLoading.connect(self._on_model_loading)
         self.worker.modelLoaded.connect(self._on_model_loaded)

@@ -117,13 +117,13 @@ class InferenceWorker(QThread):
 
     def __init__(self, slot: LatestFrameSlot, weights: str, backend: str = "auto", stages: int = 0,
                  smooth: bool = True, show_boxes: bool = False, max_persons: int = 0, rotate: bool = False,
-                 parent=None):
+                 hide_unsure: bool = True, parent=None):
         super().__init__(parent)
         self.slot = slot
         self._lock = threading.Lock()
         self._config = {"weights": str(weights), "backend": backend, "stages": int(stages),
                         "smooth": bool(smooth), "show_boxes": bool(show_boxes), "max_persons": int(max_persons),
-                        "rotate": bool(rotate)}
+                        "rotate": bool(rotate), "hide_unsure": bool(hide_unsure)}
         self._loaded_key: tuple[str, str, bool] | None = None
         self._reload = True
         self._reset = False
@@ -148,7 +148,8 @@ class InferenceWorker(QThread):
     # -- called from the GUI thread ----------------------------------------------------
     def configure(self, **changes) -> None:
         """Change settings (weights, backend, stages, smooth, show_boxes, max_persons: 0 for
-        everyone, rotate: people lying or upside down, which rebuilds the pipeline); applied
+        everyone, rotate: people lying or upside down, which rebuilds the pipeline, hide_unsure:
+        joints below the confidence threshold not drawn); applied
         before the next frame."""
         with self._lock:
             for k, v in changes.items():
@@ -302,6 +303,7 @@ class InferenceWorker(QThread):
 
         with self._lock:
             show_boxes = bool(self._config["show_boxes"])
+            min_confidence = None if self._config["hide_unsure"] else 0.0
         image = frame.image
         result = None
         if self.pipeline is not None:
@@ -311,7 +313,8 @@ class InferenceWorker(QThread):
             if live is not None:
                 live.set_source(source=self._source_label, fps=round(float(frame.fps), 3))
             try:
-                result = FrameLoop(self.pipeline, self.recorder, draw_boxes=show_boxes, live=live).step(
+                result = FrameLoop(self.pipeline, self.recorder, draw_boxes=show_boxes, live=live,
+                                   min_confidence=min_confidence).step(
                     image, frame.timestamp, frame.index)
                 self._last_error = None
                 if self.recorder is not None:

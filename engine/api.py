@@ -42,8 +42,10 @@ class PoseEstimate:
         b0: (P, 4) float64 person boxes (cx, cy, w, h) stage 1 cropped, pixels.
         stage_joints: (S, P, k, 2) the joints after each stage run, pixels.
         faces: (P, 4) the face box each b0 came from; NaN rows for full-image boxes.
-        scores: (P,) face detection scores (0 for full-image boxes).
-        sources: P strings, "face" or "frame" (b0 is the whole image).
+        scores: (P,) how sure a person is there, in [0, 1]: with a psi v2 model (``weights/body``)
+            the presence score of b0, otherwise the face detection score (0 for full-image boxes).
+        sources: P strings, "face" (b0 from a detected face), "body" (psi v2: found without a
+            face, b0 the box around the pose the whole image gave) or "frame" (b0 is the whole image).
     """
 
     joints: np.ndarray
@@ -145,8 +147,8 @@ class Pose:
             b0=np.stack([p.b0 for p in persons]).astype(np.float64),
             stage_joints=np.stack([p.stage_poses for p in persons], axis=1).astype(np.float64),
             faces=np.stack([p.face if f and p.face is not None else nan4 for p, f in zip(persons, from_face)]),
-            scores=np.array([p.score if f else 0.0 for p, f in zip(persons, from_face)]),
-            sources=["face" if f else "frame" for f in from_face])
+            scores=np.array([p.score if f or self._pipeline.track_by_body else 0.0 for p, f in zip(persons, from_face)]),
+            sources=[p.b0_source if p.b0_source in ("face", "body") else "frame" for p in persons])
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The persons of one image: ``(joints, b0)``.

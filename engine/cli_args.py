@@ -96,11 +96,12 @@ def manifest_skeleton(folder: str | Path) -> str | None:
 
 
 def add_weights(parser: argparse.ArgumentParser, default_text: str = "flic") -> None:
-    """``--weights DIR`` and ``--model {flic,lsp}`` (read them with :func:`resolve_weights`)."""
+    """``--weights DIR`` and ``--model {flic,lsp,body}`` (read them with :func:`resolve_weights`)."""
     parser.add_argument("--weights", type=Path, metavar="DIR", default=None,
                         help="model folder (default: that of --model)")
     parser.add_argument("--model", choices=tuple(MODELS), default=None,
-                        help="shipped model: flic (upper body, 11 joints) or lsp (full body, 14 joints), "
+                        help="shipped model: flic (upper body, 11 joints), lsp (full body, 14 joints) or "
+                        "body (full body and face, 17 joints, any way up, with each joint's confidence), "
                         f"the folder weights/NAME (default: {default_text})")
 
 

@@ -23,9 +23,14 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 BACKEND_CHOICES = ("auto",) + BACKENDS + tuple(BACKEND_ALIASES)
 """Every name accepted by ``--backend``."""
-MODELS = {"flic": "upper body", "lsp": "full body"}
-"""The shipped models (``weights/NAME``) and what each estimates: FLIC's 11 upper-body joints or
-LSP's 14 full-body joints."""
+MODELS = {"flic": "upper body", "lsp": "full body", "body": "full body and face, any way up, with confidence"}
+"""The shipped models (``weights/NAME``) and what each estimates: FLIC's 11 upper-body joints,
+LSP's 14 full-body joints, or psi v2's 17 body joints (LSP's and the eyes and nose, trained on
+FLIC and LSP together) with each joint's confidence and a presence score, tracked by body."""
+PSI_V2_PRESETS = ("mobilenet_v2",)
+"""The psi v2 network presets (``engine.network.BACKBONE_PRESETS``): pretrained backbones whose
+stage 1 also gives each joint's confidence and a person-presence score, so that the pipeline
+tracks persons by body (``engine.pipeline.PosePipeline``'s ``track_by_body``)."""
 PRECISIONS = ("fp16", "fp32")
 """TensorRT engine precisions."""
 DEFAULT_HOST = "127.0.0.1"

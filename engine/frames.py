@@ -401,14 +401,19 @@ class FrameLoop:
         pipeline: an :class:`engine.pipeline.PosePipeline`.
         recorder: an :class:`engine.recording.PoseRecorder`, or None (may be set later).
         draw_boxes: also draw each person's b0 and face box.
+        min_confidence: joints less sure than this are not drawn (see
+            :data:`engine.drawing.MIN_JOINT_CONFIDENCE`, the default; 0 draws every joint).
         live: an :class:`engine.streaming.LiveOutputs` (WebSocket stream, OSC), or None; it
             gets every frame's result before the recorder, and never raises.
     """
 
-    def __init__(self, pipeline, recorder=None, draw_boxes: bool = False, live=None):
+    def __init__(self, pipeline, recorder=None, draw_boxes: bool = False, live=None, min_confidence: float | None = None):
+        from .drawing import MIN_JOINT_CONFIDENCE
+
         self.pipeline = pipeline
         self.recorder = recorder
         self.draw_boxes = bool(draw_boxes)
+        self.min_confidence = MIN_JOINT_CONFIDENCE if min_confidence is None else float(min_confidence)
         self.live = live
 
     def step(self, image: np.ndarray, timestamp: float, index: int):
@@ -428,7 +433,7 @@ class FrameLoop:
         from .drawing import draw_poses
 
         result = self.pipeline.process(image, timestamp=timestamp, index=index)
-        draw_poses(image, result, self.pipeline.skeleton, draw_boxes=self.draw_boxes)
+        draw_poses(image, result, self.pipeline.skeleton, draw_boxes=self.draw_boxes, min_confidence=self.min_confidence)
         if self.live is not None:
             self.live.publish(result, self.pipeline.skeleton)
         if self.recorder is not None:

@@ -31,8 +31,10 @@ pixels: a video with non-square pixels is resampled to its display geometry befo
 x right, y down, (0, 0) the centre of the top-left pixel); ``stage`` is the cascade stage the
 joints come from; ``smoothed`` says whether the One-Euro filter was applied; ``b0_source`` is
 "face" (a face detected in this frame), "pose" (tracked by pose: from the eyes and nose of the
-previous frame), "held" or "frame", and ``face`` the face box b0 came from (detected, or
-implied by the previous pose).
+previous frame, or with tracking by body the box around it), "held", "body" (found without a
+face, tracking by body) or "frame", and ``face`` the face box b0 came from (detected, or
+implied by the previous pose); ``score`` is the presence score with tracking by body (psi v2
+models), else the face detection score.
 
 Written alongside the annotated video by :class:`engine.recording.PoseRecorder`.
 """

@@ -13,7 +13,10 @@
       -> One-Euro smoothing per person (optional)
       -> :class:`FrameResult`
 
-This is MediaPipe's detector-then-tracker scheme with DeepPose's cascade as the tracker.
+This is MediaPipe's detector-then-tracker scheme with DeepPose's cascade as the tracker. With a
+psi v2 model (``weights/body``) persons are tracked by body instead (``track_by_body``): the next
+b0 is the box around the pose, turned with the torso, a person stays while stage 1's presence
+score holds, and nobody tracked, the whole frame is searched in four turns.
 
 :class:`PosePipeline` owns the model, the detector, the tracker and the per-person filters.
 It is not thread-safe (one thread calls :meth:`PosePipeline.process`), but ``stages`` and
@@ -28,8 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import DEFAULT_FLIP, DEFAULT_MODEL, WEIGHTS_ROOT
-from .detector import FaceScaler, PersonBoxes, face_joint_indices, frame_box, joints_face, turn_angles
+from .constants import DEFAULT_FLIP, DEFAULT_MODEL, PSI_V2_PRESETS, WEIGHTS_ROOT
+from .detector import (
+    FaceScaler,
+    PersonBoxes,
+    body_box,
+    face_joint_indices,
+    frame_box,
+    joints_face,
+    torso_roll,
+    turn_angles,
+)
 from .face_detector import face_roll, face_size
 from .smoothing import OneEuroFilter, OneEuroParams
 from .tracking import (
@@ -81,6 +93,86 @@ walking.mp4 the small background faces score 0.64-0.75 there, the false faces on
 BODY_FACE_RATIO = 1.25
 """A face on the body of a person whose face is this much larger is not a person's face."""
 
+KEEP_PRESENCE = 0.5
+"""Tracking by body (psi v2 models): a person's estimate stands while stage 1's presence score
+for his b0 is at least this; below it he is missed in that frame (and dropped once missed for
+the tracker's hold time)."""
+
+FIND_PRESENCE = 0.85
+"""Tracking by body: the whole-frame search's best pose (:func:`search_boxes`) starts a person
+(found without a face) when its presence score is at least this. Measured with a psi v2 snapshot
+on walking.mp4 cuts (640 px, every 4th frame): the whole frame turned the person's way up scored
+a median 0.91-0.92 (walker
+upright with his head cut off, turned 90 and 180 degrees), turned another way at most 0.79, and
+a cut with nobody in it (bench and pavement) at most 0.39 in any turn."""
+
+FRAME_SEARCH_EVERY = 3
+"""Tracking by body: while nobody is tracked and no face is found, the whole frame and three
+squares along it (:func:`search_boxes`) are tried as b0 on every N-th frame (one stage-1 run of
+four crops), turned by each of :data:`FRAME_SEARCH_TURNS` in turn: every turn within 12 frames
+(0.4 s at 30 fps)."""
+
+FRAME_SEARCH_TURNS = (0.0, np.pi, np.pi / 2, -np.pi / 2)
+"""The turns of the whole-frame b0 (radians, :func:`engine.geometry.crop_boxes` convention):
+upright, upside down, lying either way."""
+
+BODY_UPRIGHT_ROLL = 20.0
+"""Tracking by body: b0 turns with the torso by the part of its roll beyond this many degrees
+(:func:`body_angles`): psi v2 trained on crops turned by up to 20 degrees, so the crop always
+shows the torso within that of upright, and the turn is continuous (no jump at a threshold)."""
+
+BODY_BOX_CONFIDENCE = 0.3
+"""Tracking by body: joints below this confidence do not count for the next b0 (:func:`engine.detector.body_box`)."""
+
+SIDE_SWAP_RATIO = 0.8
+"""Tracking by body: a person's left and right joints are swapped (:meth:`PosePipeline._keep_sides`)
+when the swapped pose is this much nearer his previous one than the pose as given. psi v2 cannot
+always tell a person facing the camera from one facing away, and on walking.mp4 its left and right
+changed places from frame to frame: smoothed, the figure collapsed onto one line."""
+
+DUPLICATE_BODY_IOU = 0.5
+"""Tracking by body: of two persons whose next b0 overlap this much, the younger is a duplicate."""
+
+
+def search_boxes(width: int, height: int, turn: float) -> list[np.ndarray]:
+    """The b0 boxes of the whole-frame search (tracking by body) for one turn: the whole frame
+    (its sides swapped for a quarter turn, so that the turned box covers it) and three squares of
+    the frame's short side along its long side (left, middle, right; top, middle, bottom), where a
+    person who fills the frame's height is larger and centred.
+
+    Args:
+        width, height: the frame's size, pixels.
+        turn: the boxes' roll, radians (one of :data:`FRAME_SEARCH_TURNS`).
+    Returns:
+        Four (4,) boxes (cx, cy, w, h), pixels.
+    """
+    whole = frame_box(width, height)
+    if abs(abs(turn) - np.pi / 2) < 1e-6:
+        whole[2:] = whole[3], whole[2]
+    side = float(min(width, height))
+    span = max(width, height) - side
+    squares = []
+    for f in (0.0, 0.5, 1.0):
+        c = side / 2 - 0.5 + f * span
+        cx, cy = (c, (height - 1) / 2) if width >= height else ((width - 1) / 2, c)
+        squares.append(np.array([cx, cy, side, side]))
+    return [whole, *squares]
+
+
+def body_angles(poses: np.ndarray, skeleton) -> np.ndarray:
+    """b0 rolls for tracking by body: the torso's roll (:func:`engine.detector.torso_roll`) less
+    :data:`BODY_UPRIGHT_ROLL` towards 0, so exactly 0 (an upright crop) within it.
+
+    Args:
+        poses: (P, k, 2) poses, pixels.
+        skeleton: their skeleton (needs shoulders and hips; else 0).
+    Returns:
+        (P,) radians, the :func:`engine.geometry.crop_boxes` convention.
+    """
+    roll = np.nan_to_num(torso_roll(poses, skeleton))
+    dead = np.radians(BODY_UPRIGHT_ROLL)
+    return roll - np.clip(roll, -dead, dead)
+
 
 @dataclass
 class PersonResult:
@@ -94,13 +186,18 @@ class PersonResult:
             "face") or implied by the previous frame's eyes and nose (source "pose"); None
             when held or full-frame.
         b0_source: "face" (from a face detected in this frame), "pose" (tracked by pose: from
-            the eyes and nose of the person's previous pose), "held" (the last good b0 of a
-            person lost in the previous frame) or "frame" (the whole frame, fallback).
+            the eyes and nose of the person's previous pose, or with tracking by body from the
+            box around it), "held" (the last good b0 of a person lost in the previous frame),
+            "body" (found without a face: the box around the pose the whole frame gave) or
+            "frame" (the whole frame, fallback).
         angle: roll of b0 in radians (0: upright; rotated b0, see ``PosePipeline(rotate=)``).
-        stage_poses: (S, k, 2) raw cascade output of each stage run, pixels.
+        stage_poses: (S, k, 2) raw cascade output of each stage run, pixels (with tracking by
+            body, left and right joints kept on the sides of the person's previous frame).
         pose: (k, 2) final pose in pixels: the last stage, One-Euro smoothed when smoothing
             is on.
-        score: face detection score (of the last detection for a held person).
+        score: how sure the pipeline is that a person is there, in [0, 1]: with tracking by
+            body the presence score of this frame's b0 (psi v2's presence head), otherwise the
+            face detection score (of the last detection for a held person).
         smoothed: whether ``pose`` is smoothed.
         confidence: (k,) each joint's confidence in [0, 1] from the last cascade stage
             (:attr:`engine.cascade.CascadeResult.confidence`, psi v2 models); NaN per joint, or
@@ -210,6 +307,18 @@ class PosePipeline:
             duplicates and faces found on another person's body; count a detection only
             once its pose verifies). Default: as ``track_by_pose``.
         verify_params: its thresholds (:class:`engine.tracking.VerifyParams`).
+        track_by_body: follow each person by body (psi v2 models, whose stage 1 says whether b0
+            holds a person): the next frame's b0 is the box around his pose
+            (:func:`engine.detector.body_box`), turned with his torso (:func:`body_angles`), and
+            he is kept while the presence score is at least :data:`KEEP_PRESENCE`, however his
+            face looks (turned away, down, out of the frame); the default tracker then never
+            drops a person for want of face detections, and a detection only confirms him.
+            While nobody is tracked and no face is found, the whole frame and squares along it
+            are tried as b0 every :data:`FRAME_SEARCH_EVERY` frames in one of four turns
+            (:meth:`_frame_search`) and accepted at :data:`FIND_PRESENCE`. Left and right are
+            kept steady (:meth:`_keep_sides`). Duplicates
+            (overlapping body boxes) keep the oldest person. Default: on for psi v2 models
+            unless ``track_by_pose`` is False. Raises ValueError for a psi v1 model.
         rotate: rotated b0: turn each b0 with the person's roll (the detected face's eyes,
             then the predicted eyes while tracked by pose) where it exceeds
             :data:`engine.detector.ROTATE_MIN_ROLL` (45 degrees), so that a lying or leaning
@@ -231,6 +340,9 @@ class PosePipeline:
             the search runs on the whole image and on every tile), and every person whose pose
             verifies is drawn at once: the default tracker confirms on the first detection
             (``PersonTracker(confirm_hits=1)``), and nothing is smoothed (default off).
+        confirm_hits: the default tracker draws a new person once detected (with tracking by
+            body: seen with presence) in this many of his first ``confirm_hits + 2`` frames
+            (default 3; still-image mode: 1).
         backend_options: passed to the backend (e.g. ``device="cpu"``).
     Raises:
         engine.model.ModelError: the model folder cannot be used (one-line message).
@@ -245,15 +357,13 @@ class PosePipeline:
                  detect_every: int | None = None, track_by_pose: bool | None = None, verify: bool | None = None,
                  verify_params: VerifyParams | None = None, rotate: bool = False, flip: str = DEFAULT_FLIP,
                  max_persons: int | None = None, recheck_every: int | None = None, still: bool = False,
-                 **backend_options):
+                 track_by_body: bool | None = None, confirm_hits: int | None = None, **backend_options):
         from .backends import load_cascade
 
         self.still = bool(still)
         if self.still and tracker is not None and tracker.confirm_hits != 1:
             raise ValueError(f"a still image is seen once: its tracker must confirm on one detection, "
                              f"got confirm_hits={tracker.confirm_hits}")
-        if self.still and tracker is None:
-            tracker = PersonTracker(confirm_hits=1, confirm_frames=1)
         self.weights = Path(weights)
         self._threads = int(threads) if threads else None   # the face detector's too
         if self._threads:
@@ -262,23 +372,39 @@ class PosePipeline:
         self.cascade.flip = flip
         self._backend = self.cascade.regressors[0].name
         self.smoothing = smoothing or OneEuroParams()
-        self.tracker = tracker or PersonTracker()
+        if track_by_body is None:   # not when the caller turned tracking by pose off
+            track_by_body = self.info.manifest.preset in PSI_V2_PRESETS and track_by_pose is not False
+        self.track_by_body = bool(track_by_body)
+        if self.track_by_body and self.info.manifest.preset not in PSI_V2_PRESETS:
+            raise ValueError(f"tracking by body needs a psi v2 model (presence scores); {self.weights} is "
+                             f"preset {self.info.manifest.preset!r}")
+        if tracker is None:
+            # by body: presence keeps a person, not face detections; a detection only confirms him
+            opts = {"anchor": False, "max_undetected_seconds": None} if self.track_by_body else {}
+            if self.still:
+                opts.update(confirm_hits=1, confirm_frames=1)
+            elif confirm_hits is not None:
+                opts.update(confirm_hits=int(confirm_hits), confirm_frames=int(confirm_hits) + 2)
+            tracker = PersonTracker(**opts)
+        elif confirm_hits is not None:
+            raise ValueError("confirm_hits configures the default tracker: give it or a tracker, not both")
+        self.tracker = tracker
         self.smooth = bool(smooth)
         self._stages: int | None = None
         self.stages = stages
-        if full_frame_fallback is None:
-            full_frame_fallback = self.skeleton.name == "lsp"
+        if full_frame_fallback is None:   # tracking by body has its own whole-frame search
+            full_frame_fallback = self.skeleton.name == "lsp" and not self.track_by_body
         self.full_frame_fallback = bool(full_frame_fallback)
         self.scaler = FaceScaler.from_dict(self.info.scaler) if self.info.scaler is not None else None
         self._joints_face = self.scaler.extra.get("joints_face") if self.scaler is not None else None
         has_face_joints = len(face_joint_indices(self.skeleton)) == 3
         trained = bool(self.info.manifest.val_metrics)
         if track_by_pose is None:
-            track_by_pose = self.scaler is not None and has_face_joints and trained
-        if track_by_pose and not (self.scaler is not None and has_face_joints):
+            track_by_pose = self.track_by_body or (self.scaler is not None and has_face_joints and trained)
+        if track_by_pose and not self.track_by_body and not (self.scaler is not None and has_face_joints):
             raise ValueError(f"tracking by pose needs a face scaler and eyes and nose in the skeleton ({self.weights})")
         self.track_by_pose = bool(track_by_pose)
-        self.verify = bool(self.track_by_pose if verify is None else verify) and has_face_joints
+        self.verify = bool(self.track_by_pose if verify is None else verify) and (has_face_joints or self.track_by_body)
         self.verify_params = verify_params or VerifyParams()
         self.detect_every = DEFAULT_DETECT_EVERY if detect_every is None else int(detect_every)
         self.recheck_every = DEFAULT_RECHECK_EVERY if recheck_every is None else int(recheck_every)
@@ -287,6 +413,8 @@ class PosePipeline:
         self.rotate = bool(rotate)
         self.max_persons = max_persons
         self._since_detect: int | None = None
+        self._frame_search_wait = 0   # frames until the next whole-frame search (tracking by body)
+        self._frame_search_turn = 0   # index of its next turn in FRAME_SEARCH_TURNS
         self._detect_ts = 0.0   # time of the last detection frame
         self._owns_detector = detector is None
         self.face_search: TrackingFaceDetector | None = None
@@ -400,13 +528,15 @@ class PosePipeline:
         else:
             found = PersonBoxes(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0), [])
             self._since_detect += 1
+        if self.track_by_body and not len(found.b0) and not self.tracker.tracks:
+            found = self._frame_search(frame_bgr, found)
         detect_s = time.perf_counter() - t
         faces = np.asarray(found.faces, dtype=np.float64).reshape(-1, 4)
         tracks = self.tracker.update(found.b0, faces, found.scores, ts, sources=found.sources, frame_index=idx,
                                      angles=getattr(found, "angles", None), pending=self.verify)
 
         h, w = frame_bgr.shape[:2]
-        if self.verify:   # held persons wait for a detection; they are not drawn
+        if self.verify and not self.track_by_body:   # held persons wait for a detection; they are not drawn
             tracks = [tr for tr in tracks if tr.source != "held"]
         elif not self.track_by_pose:   # nothing to verify or follow: estimate only whom we draw
             tracks = [tr for tr in tracks if tr.confirmed]
@@ -414,7 +544,8 @@ class PosePipeline:
             b0 = np.stack([tr.b0 for tr in tracks])
             angles = np.array([tr.angle for tr in tracks])
             res = self.cascade.run(frame_bgr, b0, stages, angles if angles.any() else None)
-            drawn = self._observe(tracks, res.stage_poses[-1], angles, ts)
+            drawn = (self._observe_bodies(tracks, res, ts, found.sources) if self.track_by_body
+                     else self._observe(tracks, res.stage_poses[-1], angles, ts))
         else:
             drawn = []
         if not drawn and self.full_frame_fallback:
@@ -430,6 +561,8 @@ class PosePipeline:
             if tr is not None:
                 filt = tr.state.get("filter")
                 tid, face, source, score, angle = tr.track_id, tr.face, tr.source, tr.score, tr.angle
+                if self.track_by_body:
+                    score = res.presence[i]
             else:
                 filt = self._frame_filter
                 tid, face, source, score, angle = 0, None, "frame", 1.0, 0.0
@@ -479,6 +612,103 @@ class PosePipeline:
         limit = self.tracker.max_undetected_seconds
         return (self._since_detect + 1 >= max(self.detect_every, self.recheck_every)
                 or (limit is not None and ts - self._detect_ts >= limit / 3))
+
+    def _frame_search(self, frame_bgr: np.ndarray, found: PersonBoxes) -> PersonBoxes:
+        """Tracking by body, nobody tracked and no face found: every :data:`FRAME_SEARCH_EVERY`
+        frames, stage 1 on the whole frame and on squares along it (:func:`search_boxes`), turned
+        by the next of :data:`FRAME_SEARCH_TURNS` (in still-image mode by all of them at once);
+        the pose with the highest presence, if at least :data:`FIND_PRESENCE`, gives one candidate
+        (source "body"): the box around it, turned with its torso."""
+        if self._frame_search_wait > 0:
+            self._frame_search_wait -= 1
+            return found
+        self._frame_search_wait = FRAME_SEARCH_EVERY - 1
+        if self.still:
+            turns = FRAME_SEARCH_TURNS
+        else:
+            turns = (FRAME_SEARCH_TURNS[self._frame_search_turn],)
+            self._frame_search_turn = (self._frame_search_turn + 1) % len(FRAME_SEARCH_TURNS)
+        h, w = frame_bgr.shape[:2]
+        boxes, angles = zip(*[(b, t) for t in turns for b in search_boxes(w, h, t)])
+        res = self.cascade.run(frame_bgr, np.stack(boxes), stages=1, angles=np.array(angles))
+        best = int(np.nanargmax(np.nan_to_num(res.presence, nan=-1.0)))
+        if not res.presence[best] >= FIND_PRESENCE:
+            return found
+        pose = res.stage_poses[-1, best:best + 1]
+        angle = body_angles(pose, self.skeleton)
+        box = body_box(pose, angle, res.confidence[best:best + 1] >= BODY_BOX_CONFIDENCE)
+        if not np.isfinite(box).all():
+            return found
+        return PersonBoxes(box, np.full((1, 4), np.nan), res.presence[best:best + 1].copy(), ["body"], angle)
+
+    def _observe_bodies(self, tracks: list, res, ts: float, sources: list[str]) -> list[int]:
+        """Tracking by body: keep the estimates whose presence is at least :data:`KEEP_PRESENCE`,
+        drop the younger of two whose body boxes overlap, report to the tracker with the next
+        frame's b0 (the box around each kept pose, turned with its torso); a tentative person
+        seen again counts a hit. ``sources``: this frame's detections' b0 sources (the tracks'
+        ``detection`` rows). Returns the indices of the persons to draw (confirmed, kept)."""
+        faced = np.array([tr.detected and tr.detection is not None and sources[tr.detection] == "face" for tr in tracks])
+        self._keep_sides(tracks, res, faced)
+        poses, p = res.stage_poses[-1], len(tracks)
+        angles = body_angles(poses, self.skeleton)
+        boxes = body_box(poses, angles, res.confidence >= BODY_BOX_CONFIDENCE)
+        ok = (res.presence >= KEEP_PRESENCE) & np.isfinite(boxes).all(1)
+        drop = np.zeros(p, bool)
+        kept: list[int] = []
+        for i in sorted(range(p), key=lambda i: (not tracks[i].confirmed, tracks[i].first_frame, tracks[i].track_id)):
+            if not ok[i]:
+                continue
+            if kept and (box_iou(boxes[i], boxes[kept]) > DUPLICATE_BODY_IOU).any():
+                drop[i] = True
+                continue
+            kept.append(i)
+        implied = joints_face(poses, self.skeleton, self._joints_face)   # the face a detection is matched on
+        for i, tr in enumerate(tracks):
+            if drop[i]:
+                self.tracker.drop(tr)
+                continue
+            if ok[i] and not tr.confirmed:
+                tr.pending_hit = True
+            face = implied[i] if ok[i] and np.isfinite(implied[i]).all() else None
+            if ok[i]:
+                tr.state["sides"] = poses[i].copy()
+            self.tracker.observe(tr, bool(ok[i]), boxes[i] if ok[i] else None, face, float(angles[i]), ts)
+        return [i for i, tr in enumerate(tracks) if not drop[i] and tr.confirmed and tr.verified]
+
+    def _keep_sides(self, tracks: list, res, faced: np.ndarray) -> None:
+        """Put each person's left and right joints on the right sides, in place in ``res`` (this
+        frame's poses of every stage, confidences and scales; the skeleton's mirror swaps them).
+
+        A person whose face was detected in this frame faces the camera: in his torso's upright
+        frame his left shoulder and hip lie right of his right ones (image x), else they are
+        swapped. Otherwise his sides stay those of his last kept pose: swapped where the pose with
+        its sides swapped is nearer that pose by :data:`SIDE_SWAP_RATIO`.
+
+        Args:
+            tracks: the P tracks of ``res``.
+            res: the frame's :class:`engine.cascade.CascadeResult`, changed in place.
+            faced: (P,) bool, a face detection matched the person in this frame.
+        """
+        mirror = np.asarray(self.skeleton.mirror)
+        names = self.skeleton.joints
+        pairs = [(names.index(f"l_{n}"), names.index(f"r_{n}")) for n in ("shoulder", "hip")
+                 if f"l_{n}" in names and f"r_{n}" in names]
+        roll = np.nan_to_num(torso_roll(res.stage_poses[-1], self.skeleton))
+        for i, tr in enumerate(tracks):
+            pose = res.stage_poses[-1, i]
+            ref = tr.state.get("sides")
+            if faced[i] and pairs:
+                across = sum(pose[left] - pose[right] for left, right in pairs)   # person's right to left
+                swap = np.cos(roll[i]) * across[0] + np.sin(roll[i]) * across[1] < 0   # x in the upright frame
+            elif ref is not None:
+                direct = np.nanmean(np.linalg.norm(pose - ref, axis=1))
+                swap = np.nanmean(np.linalg.norm(pose[mirror] - ref, axis=1)) < SIDE_SWAP_RATIO * direct
+            else:
+                continue
+            if swap:
+                res.stage_poses[:, i] = res.stage_poses[:, i][:, mirror]
+                res.confidence[i] = res.confidence[i][mirror]
+                res.joint_scale[i] = res.joint_scale[i][mirror]
 
     def _observe(self, tracks: list, poses: np.ndarray, angles: np.ndarray, ts: float) -> list[int]:
         """Verify this frame's estimates, drop duplicates and faces on other persons' bodies,
@@ -554,6 +784,8 @@ class PosePipeline:
         if self.face_search is not None:
             self.face_search.reset()
         self._since_detect = None
+        self._frame_search_wait = 0
+        self._frame_search_turn = 0
         self._frame_filter = None
         self._index = 0
         self._t_origin = None

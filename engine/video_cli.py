@@ -84,12 +84,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "min_cutoff 1 Hz, beta 5 per box size per second, d_cutoff 1 Hz)")
     parser.add_argument("--draw-boxes", action="store_true",
                         help="also draw each person's b0 box (dashed when held) and face box")
+    parser.add_argument("--min-confidence", type=_confidence, default=None, metavar="F",
+                        help="do not draw joints whose confidence is below F, 0..1 (models that give "
+                        "one, e.g. --model body; default 0.2; 0 draws every joint); the keypoints "
+                        "files keep every joint with its confidence")
     parser.add_argument("--max-frames", type=positive_int, metavar="N",
                         help="stop after the first N frames (default: the whole video)")
     add_threads(parser)
     add_int8(parser)
     add_tracking_options(parser)
     add_live_outputs(parser)
+
+
+def _confidence(text: str) -> float:
+    """``--min-confidence``: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
 
 
 def add_tracking_options(parser: argparse.ArgumentParser) -> None:
@@ -118,12 +133,9 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
 
 def tracking_kwargs(args) -> dict:
     """PosePipeline keyword arguments from the options of :func:`add_tracking_options`."""
-    from .tracking import PersonTracker
-
     return {"detect_every": args.detect_every, "recheck_every": args.recheck_every,
-            "track_by_pose": None if args.track_by_pose else False, "verify": None if args.track_by_pose else False, "rotate": args.rotate, "flip": args.flip,
-            "max_persons": args.max_persons,
-            "tracker": PersonTracker(confirm_hits=args.confirm, confirm_frames=args.confirm + 2)}
+            "track_by_pose": None if args.track_by_pose else False, "verify": None if args.track_by_pose else False,
+            "rotate": args.rotate, "flip": args.flip, "max_persons": args.max_persons, "confirm_hits": args.confirm}
 
 
 def _error(msg: str, code: int = 2) -> int:
@@ -508,7 +520,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     # thread does inference and drawing only.
     if live is not None:
         live.set_source(video=output.name, source=input_path.name, fps=round(float(fps), 3))
-    loop = FrameLoop(pipeline, recorder, draw_boxes=args.draw_boxes, live=live)
+    loop = FrameLoop(pipeline, recorder, draw_boxes=args.draw_boxes, live=live, min_confidence=args.min_confidence)
     reader = FrameReader(opened, args.max_frames)
     try:
         for index, frame, timestamp in reader:

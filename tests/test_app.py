@@ -789,9 +789,10 @@ def test_model_chooser_switches_live_and_persists(qtbot, shipped_models, walking
     monkeypatch.setattr(cli_args, "WEIGHTS_ROOT", shipped_models)
     win = open_window(qtbot, walking_cut, None)
     combo = win.model_combo
-    assert [combo.itemData(i) for i in range(combo.count())] == ["flic", "lsp"]
-    assert all(combo.model().item(i).isEnabled() for i in range(combo.count()))
-    assert "Upper body" in combo.itemText(0) and "Full body" in combo.itemText(1)
+    assert [combo.itemData(i) for i in range(combo.count())] == ["flic", "lsp", "body"]
+    assert combo.model().item(0).isEnabled() and combo.model().item(1).isEnabled()
+    assert not combo.model().item(2).isEnabled()            # this weights/ folder has no body model
+    assert "Upper body" in combo.itemText(0) and "Full body" in combo.itemText(1) and "any way up" in combo.itemText(2)
     win.set_model("flic")
     qtbot.waitUntil(lambda: win.model is not None and win.model.skeleton == "flic", timeout=60000)
     assert combo.currentData() == "flic"

@@ -146,7 +146,7 @@ def test_every_command_with_weights_takes_model():
     assert with_weights == set(WEIGHTS_COMMANDS)
     for name in with_weights:
         a = option(parsers[name], "--model")
-        assert a is not None and tuple(a.choices) == ("flic", "lsp") and a.default is None, name
+        assert a is not None and tuple(a.choices) == ("flic", "lsp", "body") and a.default is None, name
         assert "weights/NAME" in a.help and "full body" in a.help, name
 
 

@@ -182,3 +182,24 @@ def test_joints_outside_the_frame_are_not_drawn():
     knee, ankle = pose[LSP.index("l_knee")], pose[LSP.index("l_ankle")]
     mid = knee + 0.4 * (ankle - knee)
     assert tall[int(round(mid[1])) - 2:int(round(mid[1])) + 3, int(round(mid[0])) - 2:int(round(mid[0])) + 3].any()
+
+
+def test_unsure_joints_and_their_limbs_are_not_drawn_unless_asked():
+    """psi v2 models give each joint a confidence: below min_confidence (0.2 by default) a joint
+    and the limbs touching it are left out; unknown confidence (NaN, psi v1) is always drawn."""
+    j = {n: i for i, n in enumerate(FLIC.joints)}
+    pose = _flic_pose()
+    wrist, elbow = pose[j["l_wrist"]], pose[j["l_elbow"]]
+    forearm = (wrist + elbow) / 2
+    conf = np.full(FLIC.k, 0.9)
+    conf[j["l_wrist"]] = 0.1
+    conf[j["r_wrist"]] = np.nan
+    res = _result(pose)
+    res.persons[0].confidence = conf
+    hidden = draw_poses(np.zeros((480, 640, 3), np.uint8), res, FLIC)
+    shown = draw_poses(np.zeros((480, 640, 3), np.uint8), res, FLIC, min_confidence=0.0)
+    assert not hidden[int(wrist[1]), int(wrist[0])].any() and not hidden[int(forearm[1]), int(forearm[0])].any()
+    assert shown[int(wrist[1]), int(wrist[0])].any() and shown[int(forearm[1]), int(forearm[0])].any()
+    assert hidden[int(elbow[1]), int(elbow[0])].any()                       # the sure elbow stays
+    r_wrist = pose[j["r_wrist"]]
+    assert hidden[int(r_wrist[1]), int(r_wrist[0])].any()                   # NaN: drawn

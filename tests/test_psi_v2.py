@@ -308,3 +308,12 @@ def test_presence_negatives_are_two_boxes_per_person_off_the_person_or_on_one_jo
         moved = np.abs(box[:2] - b0[i, :2]) / b0[i, 2:]
         small = np.allclose(box[2:], b0[i, 2:] / 3)
         assert small or moved.max() >= 1.0   # off the person, or a third of b0 on a joint
+
+
+def test_the_run_time_knows_every_psi_v2_preset_without_importing_torch():
+    """engine.constants.PSI_V2_PRESETS (what the pipeline reads from a manifest to track by body)
+    names exactly the backbone presets of engine.network."""
+    from deeppose.engine.constants import PSI_V2_PRESETS
+    from deeppose.engine.network import BACKBONE_PRESETS
+
+    assert set(PSI_V2_PRESETS) == set(BACKBONE_PRESETS)

@@ -225,7 +225,7 @@ def test_tracking_options_reach_the_pipeline():
     add_tracking_options(parser)
     kw = tracking_kwargs(parser.parse_args(["--detect-every", "3", "--recheck-every", "7", "--max-persons", "1",
                                             "--confirm", "2"]))
-    assert (kw["detect_every"], kw["recheck_every"], kw["max_persons"], kw["tracker"].confirm_hits) == (3, 7, 1, 2)
+    assert (kw["detect_every"], kw["recheck_every"], kw["max_persons"], kw["confirm_hits"]) == (3, 7, 1, 2)
     assert tracking_kwargs(parser.parse_args([]))["recheck_every"] is None   # PosePipeline's default
 
 
@@ -577,7 +577,9 @@ def test_ctrl_c_while_a_finished_run_exits_keeps_its_exit_code(cuts, model_dir, 
 
 @pytest.mark.parametrize("argv,message", [(["--threads", "-3"], "--threads: must be >= 1"),
                                           (["--max-frames", "0"], "--max-frames: must be >= 1"),
-                                          (["--backend", "gpu"], "--backend: invalid choice")])
+                                          (["--backend", "gpu"], "--backend: invalid choice"),
+                                          (["--min-confidence", "1.5"], "--min-confidence: expected a number from 0 to 1"),
+                                          (["--min-confidence", "x"], "--min-confidence: expected a number from 0 to 1")])
 def test_bad_options_are_one_line(cuts, argv, message, capsys):
     rc = main.main(["video", str(cuts["short"]), *argv])
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,0 +1,183 @@
+"""Tracking by body (psi v2 models, engine.pipeline.PosePipeline(track_by_body=)): b0 from the
+previous pose (engine.detector.body_box, turned with the torso), persons kept on the presence
+score, found without a face by a whole-frame search in four turns, left and right kept steady.
+The geometry is tested on plain arrays; the pipeline with the shipped body model on cuts of the
+real walking.mp4 turned upside down, with the walker's head cut off, and with nobody in view."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from clips import walking_frames
+from conftest import REPO, require_data
+from deeppose.engine.detector import BODY_BOX_MARGIN, body_box, torso_roll
+from deeppose.engine.pipeline import BODY_UPRIGHT_ROLL, PosePipeline, body_angles
+from deeppose.engine.skeletons import get_skeleton
+
+BODY = get_skeleton("body")
+WEIGHTS_BODY = REPO / "weights" / "body"
+
+
+def upright_pose() -> np.ndarray:
+    """A standing person in the body skeleton, pixels: head at y 100, ankles at y 400."""
+    pts = {"head_top": (200, 100), "neck": (200, 150), "nose": (200, 125), "l_eye": (208, 118), "r_eye": (192, 118),
+           "r_shoulder": (170, 160), "l_shoulder": (230, 160), "r_elbow": (160, 220), "l_elbow": (240, 220),
+           "r_wrist": (155, 270), "l_wrist": (245, 270), "r_hip": (180, 270), "l_hip": (220, 270),
+           "r_knee": (180, 340), "l_knee": (220, 340), "r_ankle": (180, 400), "l_ankle": (220, 400)}
+    return np.array([pts[j] for j in BODY.joints], float)
+
+
+def turned(pose: np.ndarray, degrees: float, centre=(200.0, 250.0)) -> np.ndarray:
+    """``pose`` turned clockwise on screen (x right, y down) by ``degrees`` about ``centre``."""
+    a = np.radians(degrees)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return (pose - centre) @ rot.T + centre
+
+
+@pytest.mark.parametrize("degrees", [0, 30, 90, -90, 180, -135])
+def test_torso_roll_is_the_turn_of_the_body_in_the_crop_angle_convention(degrees):
+    roll = torso_roll(turned(upright_pose(), degrees)[None], BODY)[0]
+    assert np.isclose(np.angle(np.exp(1j * (roll - np.radians(degrees)))), 0, atol=1e-9)
+
+
+def test_body_angles_leave_a_body_within_20_degrees_upright_and_turn_beyond_it_continuously():
+    rolls = [0, 15, 20, 25, 90, 179, -179, -60]
+    angles = np.degrees(body_angles(np.stack([turned(upright_pose(), d) for d in rolls]), BODY))
+    assert BODY_UPRIGHT_ROLL == 20.0
+    np.testing.assert_allclose(angles, [0, 0, 0, 5, 70, 159, -159, -40], atol=1e-6)
+    assert body_angles(np.full((1, BODY.k, 2), np.nan), BODY)[0] == 0   # no torso: upright
+
+
+def test_body_box_is_the_square_around_the_joints_margin_times_their_extent():
+    box = body_box(upright_pose()[None])[0]
+    np.testing.assert_allclose(box, [200, 250, BODY_BOX_MARGIN * 300, BODY_BOX_MARGIN * 300])
+
+
+@pytest.mark.parametrize("degrees", [90, 180, -60])
+def test_a_turned_body_gets_the_upright_box_turned_with_it(degrees):
+    pose = turned(upright_pose(), degrees)
+    box = body_box(pose[None], np.array([np.radians(degrees)]))[0]
+    np.testing.assert_allclose(box, [200, 250, BODY_BOX_MARGIN * 300, BODY_BOX_MARGIN * 300], atol=1e-9)
+
+
+def test_unsure_joints_do_not_count_for_the_box_unless_fewer_than_three_are_sure():
+    pose = upright_pose()
+    pose[BODY.joints.index("l_wrist")] = (900, 900)               # a wild guess
+    sure = np.ones((1, BODY.k), bool)
+    sure[0, BODY.joints.index("l_wrist")] = False
+    # x from the right wrist (155) to the left elbow (240), y from the head (100) to the ankles (400)
+    np.testing.assert_allclose(body_box(pose[None], None, sure)[0], [197.5, 250, 405, 405])
+    assert body_box(pose[None])[0][2] > 1000                      # counted, it blows the box up
+    few = np.zeros((1, BODY.k), bool)
+    few[0, :2] = True
+    np.testing.assert_allclose(body_box(pose[None], None, few), body_box(pose[None]))   # all finite joints then
+    two = np.full_like(pose, np.nan)
+    two[:2] = pose[:2]
+    assert np.isnan(body_box(two[None])).all()
+
+
+def test_left_and_right_stay_on_the_sides_of_the_previous_frame():
+    """A pose whose left and right joints swapped since the last frame (the network unsure whether
+    the person faces the camera) is swapped back, with its confidences; a pose that moved on is not."""
+    pose = upright_pose()
+    mirror = np.asarray(BODY.mirror)
+    track = SimpleNamespace(state={"sides": pose.copy()})
+    conf = np.linspace(0.1, 0.9, BODY.k)
+
+    def result(p):
+        return SimpleNamespace(stage_poses=p[None, None].copy(), confidence=conf[None].copy(),
+                               joint_scale=conf[None].copy())
+
+    fake = SimpleNamespace(skeleton=BODY)
+    res = result(pose[mirror] + 3.0)                              # swapped, and moved a little
+    PosePipeline._keep_sides(fake, [track], res, np.array([False]))
+    np.testing.assert_allclose(res.stage_poses[0, 0], pose + 3.0)
+    np.testing.assert_allclose(res.confidence[0], conf[mirror])
+    res = result(pose + 3.0)                                      # the same sides: untouched
+    PosePipeline._keep_sides(fake, [track], res, np.array([False]))
+    np.testing.assert_allclose(res.stage_poses[0, 0], pose + 3.0)
+    np.testing.assert_allclose(res.confidence[0], conf)
+
+
+@pytest.mark.parametrize("degrees", [0, 90, 180])
+def test_a_person_whose_face_is_detected_faces_the_camera(degrees):
+    """With a face detected, the person's left shoulder and hip go to the image right of his right
+    ones in his torso's upright frame, whatever his sides were in the last frame; a person facing
+    the camera already is left as he is."""
+    facing = turned(upright_pose(), degrees)          # person's left on the image right (upright)
+    mirror = np.asarray(BODY.mirror)
+    fake = SimpleNamespace(skeleton=BODY)
+    for given, last in ((facing[mirror], facing[mirror]), (facing, facing[mirror])):
+        track = SimpleNamespace(state={"sides": last.copy()})
+        res = SimpleNamespace(stage_poses=given[None, None].copy(), confidence=np.ones((1, BODY.k)),
+                              joint_scale=np.ones((1, BODY.k)))
+        PosePipeline._keep_sides(fake, [track], res, np.array([True]))
+        np.testing.assert_allclose(res.stage_poses[0, 0], facing, atol=1e-9)
+
+
+# -- the pipeline with the shipped body model on real frames ---------------------------------
+@pytest.fixture(scope="module")
+def body_weights():
+    if not (WEIGHTS_BODY / "manifest.json").is_file():
+        pytest.skip("the body model (weights/body) is not installed")
+    return WEIGHTS_BODY
+
+
+@pytest.fixture(scope="module")
+def walking():
+    """The first 60 frames of walking.mp4 at 640x360."""
+    return walking_frames(require_data("videos", "walking.mp4"), 60, (640, 360))
+
+
+def run(weights, frames, **kw):
+    with PosePipeline(weights, backend="onnxruntime", max_persons=1, threads=1, **kw) as pipe:
+        assert pipe.track_by_body
+        return [pipe.process(f, timestamp=i / 30) for i, f in enumerate(frames)], pipe.skeleton
+
+
+def test_an_upside_down_walker_is_found_without_a_face_and_drawn_upside_down(body_weights, walking):
+    results, skel = run(body_weights, [np.ascontiguousarray(f[::-1, ::-1]) for f in walking])
+    drawn = [r for r in results if r.persons]
+    assert len(drawn) >= 0.75 * len(results), len(drawn)
+    assert {p.track_id for r in drawn for p in r.persons} == {1}
+    head, hips = skel.joints.index("head_top"), [skel.joints.index("l_hip"), skel.joints.index("r_hip")]
+    upside_down = [p.pose[head, 1] > p.pose[hips, 1].mean() for r in drawn for p in r.persons]
+    assert np.mean(upside_down) >= 0.9
+    assert all(0.5 <= p.score <= 1 for r in drawn for p in r.persons)   # the presence score
+
+
+def test_a_walker_whose_head_is_out_of_the_frame_keeps_his_figure(body_weights, walking):
+    cut = [np.ascontiguousarray(f[35:]) for f in walking]         # the cap and face above the top
+    results, skel = run(body_weights, cut)
+    assert sum(bool(r.persons) for r in results) >= 0.85 * len(results)
+    shoulders = [skel.joints.index("l_shoulder"), skel.joints.index("r_shoulder")]
+    assert all((p.pose[shoulders, 1] < 120).all() for r in results for p in r.persons)   # on his shoulders
+
+
+def test_nobody_in_view_gives_no_figure(body_weights):
+    frames = walking_frames(require_data("videos", "walking.mp4"), 45, (1280, 720))
+    empty = [np.ascontiguousarray(f[380:720, 0:480]) for f in frames]   # bench and pavement
+    results, _ = run(body_weights, empty)
+    assert not any(r.persons for r in results)
+
+
+def test_a_still_image_of_a_person_upside_down_gets_his_pose(body_weights, walking):
+    from deeppose.engine.api import Pose
+
+    with Pose(body_weights, backend="onnxruntime") as pose:
+        est = pose.estimate(np.ascontiguousarray(walking[30][::-1, ::-1]))
+        joints = pose.joints
+    assert len(est.joints) == 1 and est.sources == ["body"] and 0.85 <= est.scores[0] <= 1
+    head, hips = joints.index("head_top"), [joints.index("l_hip"), joints.index("r_hip")]
+    assert est.joints[0, head, 1] > est.joints[0, hips, 1].mean()        # drawn upside down
+
+
+def test_tracking_by_body_needs_a_psi_v2_model_and_is_off_with_tracking_by_pose_off(flic_weights, body_weights):
+    with pytest.raises(ValueError, match="tracking by body needs a psi v2 model"):
+        PosePipeline(flic_weights, backend="onnxruntime", track_by_body=True)
+    with PosePipeline(flic_weights, backend="onnxruntime") as pipe:
+        assert not pipe.track_by_body
+    with PosePipeline(body_weights, backend="onnxruntime", track_by_pose=False) as pipe:
+        assert not pipe.track_by_body and not pipe.track_by_pose
