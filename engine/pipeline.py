@@ -131,7 +131,13 @@ always tell a person facing the camera from one facing away, and on walking.mp4 
 changed places from frame to frame: smoothed, the figure collapsed onto one line."""
 
 DUPLICATE_BODY_IOU = 0.5
-"""Tracking by body: of two persons whose next b0 overlap this much, the younger is a duplicate."""
+"""Tracking by body: of two persons whose next b0 overlap this much (IoU), or one of which lies
+:data:`DUPLICATE_BODY_INSIDE` inside the other, the younger is a duplicate."""
+
+DUPLICATE_BODY_INSIDE = 0.6
+"""Tracking by body: the share of the smaller of two next b0 that lies inside the larger beyond
+which they are one person (on walking.mp4 a small box on a seated man's face inside the box of
+his body made a second figure on him)."""
 
 
 def search_boxes(width: int, height: int, turn: float) -> list[np.ndarray]:
@@ -658,7 +664,8 @@ class PosePipeline:
         for i in sorted(range(p), key=lambda i: (not tracks[i].confirmed, tracks[i].first_frame, tracks[i].track_id)):
             if not ok[i]:
                 continue
-            if kept and (box_iou(boxes[i], boxes[kept]) > DUPLICATE_BODY_IOU).any():
+            if kept and ((box_iou(boxes[i], boxes[kept]) > DUPLICATE_BODY_IOU)
+                         | (box_overlap(boxes[i], boxes[kept]) > DUPLICATE_BODY_INSIDE)).any():
                 drop[i] = True
                 continue
             kept.append(i)

@@ -181,3 +181,25 @@ def test_tracking_by_body_needs_a_psi_v2_model_and_is_off_with_tracking_by_pose_
         assert not pipe.track_by_body
     with PosePipeline(body_weights, backend="onnxruntime", track_by_pose=False) as pipe:
         assert not pipe.track_by_body and not pipe.track_by_pose
+
+
+def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_walker_keeps_one_id(body_weights):
+    """Person precision against the hand counts (tests/data/walking_persons.json; tools/person_precision.py)
+    with the body model and everyone followed: no figure on nobody (a small box on a seated man's
+    face inside his body's box was a second figure on him before duplicates counted containment)."""
+    import json
+
+    from deeppose.tools.person_precision import DEFAULT_TRUTH, score
+
+    frames = walking_frames(require_data("videos", "walking.mp4"), 144, (1280, 720))
+    records = []
+    with PosePipeline(body_weights, backend="onnxruntime") as pipe:
+        for i, f in enumerate(frames):
+            r = pipe.process(f, i / 30, i)
+            records.append({"frame": i, "persons": [
+                {"id": p.track_id, "b0_source": p.b0_source,
+                 "joints": {n: {"x": float(x), "y": float(y)} for n, (x, y) in zip(pipe.skeleton.joints, p.pose)}}
+                for p in r.persons]})
+    s = score(records, json.loads(DEFAULT_TRUTH.read_text()))
+    assert s["precision"] == 1.0 and s["precision_all"] >= 0.99, (s["false"], s["false_all"])
+    assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 140
