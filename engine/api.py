@@ -63,7 +63,7 @@ class Pose:
     code (:class:`engine.pipeline.PosePipeline` in still-image mode): the multi-scale face
     search (the whole image, tiles for small faces; :func:`engine.pipeline.face_search`), one
     b0 per face by the model's face scaler, the cascade on all of them in one batch per stage,
-    and the check of every estimate (:func:`engine.tracking.verify.verify_poses`: the predicted eyes
+    and the check of every estimate (:class:`engine.tracking.verify.PoseVerifier`: the predicted eyes
     and nose must land on the face, the shoulders below it; a second box on one face and a
     "face" on another person's body are dropped). Nothing is kept from one image to the next.
 

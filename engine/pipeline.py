@@ -47,9 +47,9 @@ from .detection.persons import (
 from .detection.protocols import FaceSearch, PersonFinder
 from .detection.search import TrackingFaceDetector, TurnedFaceSearch
 from .smoothing import OneEuroFilter, OneEuroParams
-from .tracking.protocols import Tracker
+from .tracking.protocols import Tracker, Verifier
 from .tracking.tracker import PersonTracker
-from .tracking.verify import VerifyParams, on_bodies, verify_poses
+from .tracking.verify import PoseVerifier, VerifyParams, on_bodies
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ class PosePipeline:
             trained models (validation metrics in the manifest) with a face scaler and eyes
             and nose in their skeleton; random or untrained weights predict no face to follow
             or to verify, so they get the plain tracker (every detection drawn once confirmed).
-        verify: check every estimate with :func:`engine.tracking.verify.verify_poses` (drop
+        verify: check every estimate with :class:`engine.tracking.verify.PoseVerifier` (drop
             duplicates and faces found on another person's body; count a detection only
             once its pose verifies). Default: as ``track_by_pose``.
         verify_params: its thresholds (:class:`engine.tracking.verify.VerifyParams`).
@@ -401,7 +401,7 @@ class PosePipeline:
             raise ValueError(f"tracking by pose needs a face scaler and eyes and nose in the skeleton ({self.weights})")
         self.track_by_pose = bool(track_by_pose)
         self.verify = bool(self.track_by_pose if verify is None else verify) and (has_face_joints or self.track_by_body)
-        self.verify_params = verify_params or VerifyParams()
+        self.verifier: Verifier = PoseVerifier(verify_params, self.skeleton, self._joints_face)
         self.detect_every = DEFAULT_DETECT_EVERY if detect_every is None else int(detect_every)
         self.recheck_every = DEFAULT_RECHECK_EVERY if recheck_every is None else int(recheck_every)
         if self.detect_every < 1 or self.recheck_every < 1:
@@ -441,6 +441,15 @@ class PosePipeline:
         return PersonDetector(scaler, self.face_search, rotate=self.rotate)
 
     # -- settings -----------------------------------------------------------------------
+    @property
+    def verify_params(self) -> VerifyParams:
+        """The thresholds of the check of every estimate (:attr:`verifier`'s)."""
+        return self.verifier.params
+
+    @verify_params.setter
+    def verify_params(self, params: VerifyParams | None) -> None:
+        self.verifier.params = params or VerifyParams()
+
     @property
     def skeleton(self):
         """The model's :class:`engine.skeletons.Skeleton`."""
@@ -718,8 +727,8 @@ class PosePipeline:
         if self.verify:
             ref = np.stack([tr.face if tr.face is not None else (tr.last_face if tr.last_face is not None else nan4)
                             for tr in tracks])
-            ok = verify_poses(poses, ref, skel, self._joints_face, angles, self.verify_params,
-                              from_pose=np.array([tr.source == "pose" for tr in tracks]), implied=implied)
+            ok = self.verifier.check(poses, ref, angles, from_pose=np.array([tr.source == "pose" for tr in tracks]),
+                                     implied=implied)
         else:
             ok = np.ones(p, bool)
         drop = np.zeros(p, bool)

@@ -2,6 +2,7 @@
 type checkers and readers; nothing checks them at run time).
 
 - :class:`Tracker`: :class:`engine.tracking.tracker.PersonTracker`, or the caller's own.
+- :class:`Verifier`: :class:`engine.tracking.verify.PoseVerifier`.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .tracker import Track
+    from .verify import VerifyParams
 
 
 class Tracker(Protocol):
@@ -49,3 +51,15 @@ class Tracker(Protocol):
         """Drop every track (new video or source)."""
         ...
 
+
+class Verifier(Protocol):
+    """Whether estimates are the persons of their reference faces
+    (:class:`engine.tracking.verify.PoseVerifier`)."""
+
+    params: VerifyParams
+
+    def check(self, poses: np.ndarray, faces: np.ndarray, angles: np.ndarray | None = None,
+              from_pose: np.ndarray | None = None, implied: np.ndarray | None = None) -> np.ndarray:
+        """(P,) bool for poses (P, k, 2) and reference faces (P, 4), pixels; ``angles`` (P,)
+        radians, ``from_pose`` (P,) bool, ``implied`` (P, 4) the faces the poses imply."""
+        ...

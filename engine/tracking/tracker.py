@@ -359,7 +359,7 @@ class PersonTracker:
 
         Args:
             track: the track.
-            ok: the estimate verified (see :func:`engine.tracking.verify.verify_poses`).
+            ok: the estimate verified (see :class:`engine.tracking.verify.PoseVerifier`).
             next_b0, next_face, next_angle: the b0 (4,), face box (4,) and roll (radians) the
                 pose implies for the next frame (tracking by pose); None: no prediction (the
                 track is matched on its last face, and held when no detection matches it).

@@ -1,5 +1,5 @@
 """Is an estimate a person? The cascade checks its own candidates: the eyes and nose it predicts
-must land on the face b0 came from, with the shoulders below it (:func:`verify_poses`,
+must land on the face b0 came from, with the shoulders below it (:class:`PoseVerifier`,
 :class:`VerifyParams`), and a "face" lying on another person's arm or torso is not a person
 (:func:`on_bodies`). Plain arrays in, bool masks out: no model, no image.
 """
@@ -15,7 +15,7 @@ from ..detection.persons import joints_face
 
 @dataclass
 class VerifyParams:
-    """Thresholds of :func:`verify_poses`, in face sizes s = sqrt(w * h) of the reference face.
+    """Thresholds of :class:`PoseVerifier`, in face sizes s = sqrt(w * h) of the reference face.
 
     Measured on walking.mp4 (every 12th frame, the shipped model, stage 3): on the 40 real
     faces the eyes and nose imply a face at most 0.35 s from the detected one, 0.59-1.19 times
@@ -46,61 +46,92 @@ class VerifyParams:
     min_pose_scale: float = 0.6
 
 
-def verify_poses(poses: np.ndarray, faces: np.ndarray, skeleton, joints_face_params: dict | None = None,
-                 angles: np.ndarray | None = None, params: VerifyParams | None = None,
-                 from_pose: np.ndarray | None = None, implied: np.ndarray | None = None) -> np.ndarray:
+class PoseVerifier:
     """Whether each estimated pose is a person whose face is the reference face: the cascade
     checks its own candidate (a "face" found on a hand, a belt or a bin gets a pose whose eyes
     and nose do not land on it, or whose shoulders are not below it).
 
     Checks, in units of the reference face's size s (see :class:`VerifyParams`): the face the
-    predicted eyes and nose imply (:func:`engine.detection.persons.joints_face`) lies near the reference
-    face and has about its size; the shoulders are below the face (in the face's upright frame
-    when ``angles`` is given) and apart. Every joint used must be finite.
+    predicted eyes and nose imply (:func:`engine.detection.persons.joints_face`) lies near the
+    reference face and has about its size; the shoulders are below the face (in the face's
+    upright frame when ``angles`` is given) and apart. Every joint used must be finite.
 
     Args:
-        poses: (P, k, 2) estimated poses, pixels.
-        faces: (P, 4) reference face boxes (cx, cy, w, h), pixels: the face b0 was made from
-            (detected, or implied by the previous pose when tracking by pose).
-        skeleton: the poses' skeleton; without eyes, nose and shoulders nothing is checked
-            (all True).
-        joints_face_params: the scaler's "joints_face" parameters.
-        angles: (P,) roll of each person, radians (default 0).
-        params: thresholds (default :class:`VerifyParams`).
-        from_pose: (P,) bool, True where the reference face is the one the previous pose
-            implied (held to the ``*_pose_*`` limits); default all False.
-        implied: (P, 4) the faces the poses imply, if the caller has them already (default:
-            computed here with ``joints_face_params``).
+        params: thresholds (None: the defaults, :class:`VerifyParams`); settable as :attr:`params`.
+        skeleton: the poses' :class:`engine.skeletons.Skeleton`; without eyes, nose and
+            shoulders nothing is checked (every pose passes).
+        joints_face_params: the scaler's "joints_face" parameters (default
+            :data:`engine.detection.persons.DEFAULT_JOINTS_FACE`).
+    """
+
+    def __init__(self, params: VerifyParams | None, skeleton, joints_face_params: dict | None = None):
+        self.params = params or VerifyParams()
+        self.skeleton = skeleton
+        self.joints_face_params = joints_face_params
+
+    def implied_faces(self, poses: np.ndarray) -> np.ndarray:
+        """The faces (P, 4) (cx, cy, s, s) pixels the eyes and nose of poses (P, k, 2) imply
+        (:func:`engine.detection.persons.joints_face` with this verifier's parameters); NaN rows
+        where a face joint is missing or the skeleton has none."""
+        return joints_face(poses, self.skeleton, self.joints_face_params)
+
+    def check(self, poses: np.ndarray, faces: np.ndarray, angles: np.ndarray | None = None,
+              from_pose: np.ndarray | None = None, implied: np.ndarray | None = None) -> np.ndarray:
+        """Verify P estimates.
+
+        Args:
+            poses: (P, k, 2) estimated poses, pixels.
+            faces: (P, 4) reference face boxes (cx, cy, w, h), pixels: the face b0 was made from
+                (detected, or implied by the previous pose when tracking by pose).
+            angles: (P,) roll of each person, radians (default 0; NaN counts as 0).
+            from_pose: (P,) bool, True where the reference face is the one the previous pose
+                implied (held to the ``*_pose_*`` limits); default all False.
+            implied: (P, 4) the faces the poses imply, if the caller has them already (default:
+                :meth:`implied_faces`).
+        Returns:
+            (P,) bool: True where the pose is the reference face's person. All True when the
+            skeleton lacks shoulders or no pose implies a face (nothing to check).
+        """
+        prm, skeleton = self.params, self.skeleton
+        poses = np.asarray(poses, dtype=np.float64)
+        faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
+        p = len(faces)
+        names = ("l_shoulder", "r_shoulder")
+        if p == 0 or not all(n in skeleton.joints for n in names):
+            return np.ones(p, bool)
+        if implied is None:
+            implied = self.implied_faces(poses)                                 # (P, 4)
+        if not np.isfinite(implied).any():
+            return np.ones(p, bool)
+        s = np.maximum(face_size(faces), 1e-6)
+        shift = np.linalg.norm(implied[:, :2] - faces[:, :2], axis=1) / s
+        scale = implied[:, 2] / s
+        a = np.zeros(p) if angles is None else np.nan_to_num(np.asarray(angles, dtype=np.float64).reshape(p))
+        ls, rs = (poses[:, skeleton.joints.index(n)] for n in names)
+        mid = (ls + rs) / 2 - faces[:, :2]
+        drop = (-np.sin(a) * mid[:, 0] + np.cos(a) * mid[:, 1]) / s             # along the face's "down"
+        width = np.linalg.norm(ls - rs, axis=1) / s
+        tracked = np.zeros(p, bool) if from_pose is None else np.asarray(from_pose, bool).reshape(p)
+        max_shift = np.where(tracked, prm.max_pose_shift, prm.max_shift)
+        max_scale = np.where(tracked, prm.max_pose_scale, prm.max_scale)
+        min_scale = np.where(tracked, prm.min_pose_scale, 1.0 / prm.max_scale)
+        with np.errstate(invalid="ignore"):
+            ok = ((shift <= max_shift) & (scale <= max_scale) & (scale >= min_scale)
+                  & (drop >= prm.min_shoulder_drop) & (width >= prm.min_shoulder_width))
+        return ok & np.isfinite(implied).all(axis=1)
+
+
+def verify_poses(poses: np.ndarray, faces: np.ndarray, skeleton, joints_face_params: dict | None = None,
+                 angles: np.ndarray | None = None, params: VerifyParams | None = None,
+                 from_pose: np.ndarray | None = None, implied: np.ndarray | None = None) -> np.ndarray:
+    """:meth:`PoseVerifier.check` in one call: ``PoseVerifier(params, skeleton,
+    joints_face_params).check(poses, faces, angles, from_pose, implied)`` (see there for the
+    arguments, in the same units).
+
     Returns:
         (P,) bool.
     """
-    prm = params or VerifyParams()
-    poses = np.asarray(poses, dtype=np.float64)
-    faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
-    p = len(faces)
-    names = ("l_shoulder", "r_shoulder")
-    if p == 0 or not all(n in skeleton.joints for n in names):
-        return np.ones(p, bool)
-    if implied is None:
-        implied = joints_face(poses, skeleton, joints_face_params)           # (P, 4)
-    if not np.isfinite(implied).any():
-        return np.ones(p, bool)
-    s = np.maximum(face_size(faces), 1e-6)
-    shift = np.linalg.norm(implied[:, :2] - faces[:, :2], axis=1) / s
-    scale = implied[:, 2] / s
-    a = np.zeros(p) if angles is None else np.nan_to_num(np.asarray(angles, dtype=np.float64).reshape(p))
-    ls, rs = (poses[:, skeleton.joints.index(n)] for n in names)
-    mid = (ls + rs) / 2 - faces[:, :2]
-    drop = (-np.sin(a) * mid[:, 0] + np.cos(a) * mid[:, 1]) / s             # along the face's "down"
-    width = np.linalg.norm(ls - rs, axis=1) / s
-    tracked = np.zeros(p, bool) if from_pose is None else np.asarray(from_pose, bool).reshape(p)
-    max_shift = np.where(tracked, prm.max_pose_shift, prm.max_shift)
-    max_scale = np.where(tracked, prm.max_pose_scale, prm.max_scale)
-    min_scale = np.where(tracked, prm.min_pose_scale, 1.0 / prm.max_scale)
-    with np.errstate(invalid="ignore"):
-        ok = ((shift <= max_shift) & (scale <= max_scale) & (scale >= min_scale)
-              & (drop >= prm.min_shoulder_drop) & (width >= prm.min_shoulder_width))
-    return ok & np.isfinite(implied).all(axis=1)
+    return PoseVerifier(params, skeleton, joints_face_params).check(poses, faces, angles, from_pose, implied)
 
 
 BODY_SEGMENTS = (("l_shoulder", "l_elbow"), ("l_elbow", "l_wrist"), ("r_shoulder", "r_elbow"),
