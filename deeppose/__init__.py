@@ -32,7 +32,7 @@ def __getattr__(name: str):
         from .engine import api
         return getattr(api, name)
     if name == "PersonTracker":
-        from .engine.tracking import PersonTracker
+        from .engine.tracking.tracker import PersonTracker
         return PersonTracker
     if name in ("OneEuroFilter", "OneEuroParams"):
         from .engine import smoothing

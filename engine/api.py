@@ -12,7 +12,7 @@ video's first frame: the multi-scale face search (the whole image and tiles, for
 faces -> b0 by the model's face scaler (the whole image for models without one), the cascade,
 every person of an image in one batch per stage, and the check that each pose's eyes and nose
 land on its face. :class:`PoseSmoother` keeps the state of a video: it follows persons
-across frames (:class:`engine.tracking.PersonTracker`) and One-Euro filters each one's joints
+across frames (:class:`engine.tracking.tracker.PersonTracker`) and One-Euro filters each one's joints
 (:class:`engine.smoothing.OneEuroFilter`). The video command and the app use the pipeline
 itself, which also follows each person by pose, holds a missed person's box for a few frames
 and searches for small faces near tracked ones.
@@ -30,7 +30,7 @@ import numpy as np
 from .backends import describe_regressors
 from .pipeline import DEFAULT_WEIGHTS, PosePipeline
 from .smoothing import OneEuroFilter, OneEuroParams
-from .tracking import PersonTracker
+from .tracking.tracker import PersonTracker
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Pose:
     code (:class:`engine.pipeline.PosePipeline` in still-image mode): the multi-scale face
     search (the whole image, tiles for small faces; :func:`engine.pipeline.face_search`), one
     b0 per face by the model's face scaler, the cascade on all of them in one batch per stage,
-    and the check of every estimate (:func:`engine.tracking.verify_poses`: the predicted eyes
+    and the check of every estimate (:class:`engine.tracking.verify.PoseVerifier`: the predicted eyes
     and nose must land on the face, the shoulders below it; a second box on one face and a
     "face" on another person's body are dropped). Nothing is kept from one image to the next.
 
@@ -80,7 +80,7 @@ class Pose:
     Raises:
         engine.model.ModelError: the model folder cannot be used (one line; BackendError for
             a backend that cannot run it).
-        engine.face_detector.DetectorError: the face model cannot be loaded.
+        engine.detection.faces.DetectorError: the face model cannot be loaded.
         ValueError: ``stages`` out of 1..S, or an unknown ``fallback``.
     """
 
@@ -201,7 +201,7 @@ class PoseSmoother:
     """Follow the persons of consecutive frames and One-Euro smooth each one's joints.
 
     Each call's persons are matched one to one to the previous ones (Hungarian assignment on
-    box IoU, :class:`engine.tracking.PersonTracker`) by the bounding boxes of their joints
+    box IoU, :class:`engine.tracking.tracker.PersonTracker`) by the bounding boxes of their joints
     (:func:`joint_boxes`, given to the tracker as its match boxes in place of faces), by b0
     for a person with fewer than two finite joints; so two persons with the same b0 are two
     persons, each with its own id and filter. A person left unmatched starts a new id and

@@ -118,7 +118,7 @@ class Manifest:
         normalization: pixel normalization of the network input.
         stages: one entry per stage, stage 1 first.
         preset: network preset of the checkpoints ("compact", "paper"), None if unknown.
-        scaler: the fitted face-box scaler (``engine.detector.FaceScaler.to_dict()``) or None
+        scaler: the fitted face-box scaler (``engine.detection.persons.FaceScaler.to_dict()``) or None
             (b0 is then the whole frame).
         training: how the model was trained (free-form), or None.
         val_metrics: validation metrics per stage (free-form), or None.
@@ -325,7 +325,7 @@ class ModelInfo:
 
     @property
     def scaler(self) -> dict | None:
-        """The fitted face-box scaler (see engine.detector), or None if the model has none."""
+        """The fitted face-box scaler (see engine.detection.persons), or None if the model has none."""
         return self.manifest.scaler
 
 

@@ -32,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from .constants import DEFAULT_FLIP, DEFAULT_MODEL, PSI_V2_PRESETS, WEIGHTS_ROOT
-from .detector import (
+from .detection.boxes import box_iou, box_overlap
+from .detection.faces import face_roll, face_size
+from .detection.persons import (
     FaceScaler,
     PersonBoxes,
     body_box,
@@ -42,18 +44,12 @@ from .detector import (
     torso_roll,
     turn_angles,
 )
-from .face_detector import face_roll, face_size
+from .detection.protocols import FaceSearch, PersonFinder
+from .detection.search import TrackingFaceDetector, TurnedFaceSearch
 from .smoothing import OneEuroFilter, OneEuroParams
-from .tracking import (
-    PersonTracker,
-    TrackingFaceDetector,
-    TurnedFaceSearch,
-    VerifyParams,
-    box_iou,
-    box_overlap,
-    on_bodies,
-    verify_poses,
-)
+from .tracking.protocols import Tracker, Verifier
+from .tracking.tracker import PersonTracker
+from .tracking.verify import PoseVerifier, VerifyParams, on_bodies
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +76,7 @@ also rechecks at least three times per tracker's ``max_undetected_seconds`` (1 s
 which at 30 fps is every 10th frame: larger N change nothing there."""
 
 FACE_SEARCH_TILE = 480
-"""Tile side of the pipeline's face search (:class:`engine.tracking.TrackingFaceDetector`): a
+"""Tile side of the pipeline's face search (:class:`engine.detection.search.TrackingFaceDetector`): a
 25 px face of a 1280x720 frame is 10 px in BlazeFace's 192 px input (7.5 px with 640 px tiles,
 which it misses). On walking.mp4 (hand counts, tests/data/walking_persons.json) recall of
 visible faces rose from 0.34 to 0.57 at precision 1.0 (same settings otherwise)."""
@@ -122,7 +118,7 @@ BODY_UPRIGHT_ROLL = 20.0
 shows the torso within that of upright, and the turn is continuous (no jump at a threshold)."""
 
 BODY_BOX_CONFIDENCE = 0.3
-"""Tracking by body: joints below this confidence do not count for the next b0 (:func:`engine.detector.body_box`)."""
+"""Tracking by body: joints below this confidence do not count for the next b0 (:func:`engine.detection.persons.body_box`)."""
 
 SIDE_SWAP_RATIO = 0.8
 """Tracking by body: a person's left and right joints are swapped (:meth:`PosePipeline._keep_sides`)
@@ -166,7 +162,7 @@ def search_boxes(width: int, height: int, turn: float) -> list[np.ndarray]:
 
 
 def body_angles(poses: np.ndarray, skeleton) -> np.ndarray:
-    """b0 rolls for tracking by body: the torso's roll (:func:`engine.detector.torso_roll`) less
+    """b0 rolls for tracking by body: the torso's roll (:func:`engine.detection.persons.torso_roll`) less
     :data:`BODY_UPRIGHT_ROLL` towards 0, so exactly 0 (an upright crop) within it.
 
     Args:
@@ -258,7 +254,7 @@ class FrameResult:
 
 def face_search(face_detector) -> TrackingFaceDetector:
     """The multi-scale face search of the app, the video command, evaluation and training:
-    :class:`engine.tracking.TrackingFaceDetector` over ``face_detector`` with
+    :class:`engine.detection.search.TrackingFaceDetector` over ``face_detector`` with
     :data:`FACE_SEARCH_TILE` px tiles on large frames, five 0.6-size tiles on frames up to 720 px,
     :data:`WINDOW_MIN_CONFIDENCE` for windows around known faces, and nested boxes (one face
     found at two scales) merged into one."""
@@ -274,18 +270,18 @@ class PosePipeline:
         backend: "auto" (the fastest available), "torch", "onnxruntime", "tensorrt".
         stages: how many cascade stages to run, 1..S (default all).
         smooth: One-Euro smoothing per person across frames.
-        detector: an object with ``detect(frame) -> PersonBoxes`` (``.b0``, ``.faces``,
-            ``.scores``) and ``close()`` (not closed by :meth:`close`); default: an
-            :class:`engine.detector.PersonDetector` with the model's face scaler over a
-            :class:`engine.tracking.TrackingFaceDetector`, which also finds the small faces
+        detector: a :class:`engine.detection.protocols.PersonFinder`: ``detect(frame) ->
+            PersonBoxes`` and ``close()`` (not closed by :meth:`close`); default: an
+            :class:`engine.detection.persons.PersonDetector` with the model's face scaler over a
+            :class:`engine.detection.search.TrackingFaceDetector`, which also finds the small faces
             of distant persons (tiles, and windows around tracked faces); for a model without
-            a face scaler an :class:`engine.detector.FullFrameDetector` (b0 = the frame). The
+            a face scaler an :class:`engine.detection.persons.FullFrameDetector` (b0 = the frame). The
             manifest's "scaler" decides: the full-body LSP model's scaler (``fit-scaler
             --dataset lsp``) turns each face into a box around the whole body, which may reach
             beyond the frame (legs out of view; the crop pads it, and joints predicted outside
             the frame are flagged, see ``engine.keypoints``).
         smoothing: One-Euro parameters (see :class:`engine.smoothing.OneEuroParams`).
-        tracker: a :class:`engine.tracking.PersonTracker` (default: face IoU 0.2, a new person
+        tracker: a :class:`engine.tracking.tracker.PersonTracker` (default: face IoU 0.2, a new person
             confirmed after 3 detections in its first 5 frames, hold 15 frames / 0.5 s).
         full_frame_fallback: when nobody is detected or held, estimate one person with the
             whole frame as b0 (source "frame"), as the paper does for LSP. Default: on for
@@ -304,18 +300,18 @@ class PosePipeline:
             ``max_undetected_seconds``, so that a slow source keeps its tracks). Default 10
             (:data:`DEFAULT_RECHECK_EVERY`).
         track_by_pose: follow each tracked person by pose: the next frame's b0 comes from the
-            face its predicted eyes and nose imply (:func:`engine.detector.joints_face`, the
+            face its predicted eyes and nose imply (:func:`engine.detection.persons.joints_face`, the
             scaler's fitted "joints_face" model) enlarged by the scaler. Default: on for
             trained models (validation metrics in the manifest) with a face scaler and eyes
             and nose in their skeleton; random or untrained weights predict no face to follow
             or to verify, so they get the plain tracker (every detection drawn once confirmed).
-        verify: check every estimate with :func:`engine.tracking.verify_poses` (drop
+        verify: check every estimate with :class:`engine.tracking.verify.PoseVerifier` (drop
             duplicates and faces found on another person's body; count a detection only
             once its pose verifies). Default: as ``track_by_pose``.
-        verify_params: its thresholds (:class:`engine.tracking.VerifyParams`).
+        verify_params: its thresholds (:class:`engine.tracking.verify.VerifyParams`).
         track_by_body: follow each person by body (psi v2 models, whose stage 1 says whether b0
             holds a person): the next frame's b0 is the box around his pose
-            (:func:`engine.detector.body_box`), turned with his torso (:func:`body_angles`), and
+            (:func:`engine.detection.persons.body_box`), turned with his torso (:func:`body_angles`), and
             he is kept while the presence score is at least :data:`KEEP_PRESENCE`, however his
             face looks (turned away, down, out of the frame); the default tracker then never
             drops a person for want of face detections, and a detection only confirms him.
@@ -327,9 +323,9 @@ class PosePipeline:
             unless ``track_by_pose`` is False. Raises ValueError for a psi v1 model.
         rotate: rotated b0: turn each b0 with the person's roll (the detected face's eyes,
             then the predicted eyes while tracked by pose) where it exceeds
-            :data:`engine.detector.ROTATE_MIN_ROLL` (45 degrees), so that a lying or leaning
+            :data:`engine.detection.persons.ROTATE_MIN_ROLL` (45 degrees), so that a lying or leaning
             person gets an upright crop; the face search then also scans the frame turned by
-            +-90 and 180 degrees (:class:`engine.tracking.TurnedFaceSearch`), as BlazeFace misses
+            +-90 and 180 degrees (:class:`engine.detection.search.TurnedFaceSearch`), as BlazeFace misses
             faces rolled by more than about 45 degrees (default off).
         flip: flip test-time averaging of the cascade, "off", "first" or "all" (see
             :class:`engine.cascade.Cascade`); default :data:`DEFAULT_FLIP`.
@@ -357,8 +353,8 @@ class PosePipeline:
     """
 
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, backend: str = "auto", stages: int | None = None,
-                 smooth: bool = True, detector=None, smoothing: OneEuroParams | None = None,
-                 tracker: PersonTracker | None = None, full_frame_fallback: bool | None = None,
+                 smooth: bool = True, detector: PersonFinder | None = None, smoothing: OneEuroParams | None = None,
+                 tracker: Tracker | None = None, full_frame_fallback: bool | None = None,
                  min_face_confidence: float | None = None, threads: int | None = None,
                  detect_every: int | None = None, track_by_pose: bool | None = None, verify: bool | None = None,
                  verify_params: VerifyParams | None = None, rotate: bool = False, flip: str = DEFAULT_FLIP,
@@ -411,7 +407,7 @@ class PosePipeline:
             raise ValueError(f"tracking by pose needs a face scaler and eyes and nose in the skeleton ({self.weights})")
         self.track_by_pose = bool(track_by_pose)
         self.verify = bool(self.track_by_pose if verify is None else verify) and (has_face_joints or self.track_by_body)
-        self.verify_params = verify_params or VerifyParams()
+        self.verifier: Verifier = PoseVerifier(verify_params, self.skeleton, self._joints_face)
         self.detect_every = DEFAULT_DETECT_EVERY if detect_every is None else int(detect_every)
         self.recheck_every = DEFAULT_RECHECK_EVERY if recheck_every is None else int(recheck_every)
         if self.detect_every < 1 or self.recheck_every < 1:
@@ -423,7 +419,7 @@ class PosePipeline:
         self._frame_search_turn = 0   # index of its next turn in FRAME_SEARCH_TURNS
         self._detect_ts = 0.0   # time of the last detection frame
         self._owns_detector = detector is None
-        self.face_search: TrackingFaceDetector | None = None
+        self.face_search: FaceSearch | None = None
         if detector is None:
             detector = self._make_detector(min_face_confidence)
         self.detector = detector
@@ -432,9 +428,9 @@ class PosePipeline:
         self._t_origin: float | None = None
         self._last_stages = None
 
-    def _make_detector(self, min_confidence: float | None):
-        from .detector import FullFrameDetector, PersonDetector
-        from .face_detector import FaceDetector
+    def _make_detector(self, min_confidence: float | None) -> PersonFinder:
+        from .detection.faces import FaceDetector
+        from .detection.persons import FullFrameDetector, PersonDetector
         if self.scaler is None:  # e.g. LSP: b0 is the whole frame (paper, Sec. 4.1)
             log.info("model %s has no face scaler: b0 is the full frame", self.weights)
             return FullFrameDetector()
@@ -451,6 +447,15 @@ class PosePipeline:
         return PersonDetector(scaler, self.face_search, rotate=self.rotate)
 
     # -- settings -----------------------------------------------------------------------
+    @property
+    def verify_params(self) -> VerifyParams:
+        """The thresholds of the check of every estimate (:attr:`verifier`'s)."""
+        return self.verifier.params
+
+    @verify_params.setter
+    def verify_params(self, params: VerifyParams | None) -> None:
+        self.verifier.params = params or VerifyParams()
+
     @property
     def skeleton(self):
         """The model's :class:`engine.skeletons.Skeleton`."""
@@ -539,7 +544,7 @@ class PosePipeline:
         detect_s = time.perf_counter() - t
         faces = np.asarray(found.faces, dtype=np.float64).reshape(-1, 4)
         tracks = self.tracker.update(found.b0, faces, found.scores, ts, sources=found.sources, frame_index=idx,
-                                     angles=getattr(found, "angles", None), pending=self.verify)
+                                     angles=found.angles, pending=self.verify)
 
         h, w = frame_bgr.shape[:2]
         if self.verify and not self.track_by_body:   # held persons wait for a detection; they are not drawn
@@ -729,8 +734,8 @@ class PosePipeline:
         if self.verify:
             ref = np.stack([tr.face if tr.face is not None else (tr.last_face if tr.last_face is not None else nan4)
                             for tr in tracks])
-            ok = verify_poses(poses, ref, skel, self._joints_face, angles, self.verify_params,
-                              from_pose=np.array([tr.source == "pose" for tr in tracks]), implied=implied)
+            ok = self.verifier.check(poses, ref, angles, from_pose=np.array([tr.source == "pose" for tr in tracks]),
+                                     implied=implied)
         else:
             ok = np.ones(p, bool)
         drop = np.zeros(p, bool)

@@ -452,7 +452,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
 
     import numpy as np
 
-    from .detector import DetectorError
+    from .detection.faces import DetectorError
     from .frames import FrameLoop, FrameReader, RecordingFailed
     from .model import ModelError
     from .pipeline import DEFAULT_WEIGHTS, PosePipeline

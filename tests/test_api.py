@@ -147,10 +147,10 @@ def test_pose_finds_the_persons_of_the_video_search_on_real_frames(flic_weights,
     persons the video command's search finds on a first frame, with the skeletons on them."""
     import json
 
-    from deeppose.engine.detector import joints_face
-    from deeppose.engine.face_detector import face_size
+    from deeppose.engine.detection.boxes import box_iou
+    from deeppose.engine.detection.faces import face_size
+    from deeppose.engine.detection.persons import joints_face
     from deeppose.engine.pipeline import PosePipeline
-    from deeppose.engine.tracking import box_iou
     labels = {a["frame"]: a["persons"] for a in json.loads((REPO / "tests/data/walking_persons.json").read_text())[
         "annotations"]}
     api_counts, search_counts = [], []
@@ -183,7 +183,7 @@ def test_pose_finds_the_persons_of_the_video_search_on_real_frames(flic_weights,
                     d = np.linalg.norm(heads[:, :2] - f[:2], axis=1) / face_size(heads)
                     assert d.min() < 0.6, (n, f, heads)
     assert sum(api_counts) >= 0.9 * sum(search_counts), (api_counts, search_counts)
-    from deeppose.engine.tracking import PersonTracker
+    from deeppose.engine.tracking.tracker import PersonTracker
     with pytest.raises(ValueError, match="confirm on one detection"):
         PosePipeline(flic_weights, still=True, tracker=PersonTracker(confirm_hits=3))
 

@@ -1,4 +1,4 @@
-"""BlazeFace on LiteRT (engine/blazeface.py): its anchors and weighted NMS, and its faces against
+"""BlazeFace on LiteRT (engine/detection/blazeface.py): its anchors and weighted NMS, and its faces against
 MediaPipe Tasks' FaceDetector on real FLIC frames and walking.mp4."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import DATA, WALKING
-from deeppose.engine.blazeface import BlazeFaceError, ssd_anchors, weighted_nms
-from deeppose.engine.face_detector import DetectorError, FaceDetector, resolve_face_runtime
+from deeppose.engine.detection.blazeface import BlazeFaceError, ssd_anchors, weighted_nms
+from deeppose.engine.detection.faces import DetectorError, FaceDetector, resolve_face_runtime
 
 needs_litert = pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
                                   reason="ai-edge-litert is not installed (the MediaPipe runtime is used)")
@@ -138,7 +138,7 @@ def test_litert_runtime_is_the_default_and_refuses_bad_input():
 def test_auto_runtime_falls_back_to_mediapipe_without_litert(monkeypatch):
     """Where ai-edge-litert is missing or does not import, "auto" runs MediaPipe, and asking for
     "litert" is a one-line error that says what to install."""
-    from deeppose.engine import face_detector
+    from deeppose.engine.detection import faces as face_detector
 
     monkeypatch.setattr(face_detector, "_litert_imports", lambda: False)
     assert resolve_face_runtime() == "mediapipe"
@@ -178,7 +178,7 @@ def test_weighted_nms_outputs_a_zero_area_detection_alone():
 def test_face_cache_made_by_the_other_runtime_is_discarded(tmp_path):
     """Dataset face detections cached by one runtime are not reused by the other (their scores
     differ slightly, which moves faces across the threshold); the same runtime reuses them."""
-    from deeppose.engine.face_detector import resolve_face_model
+    from deeppose.engine.detection.faces import resolve_face_model
     from deeppose.tools.person_boxes import FaceCache
 
     path, model = tmp_path / "faces.npz", resolve_face_model("full")

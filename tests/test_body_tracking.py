@@ -1,5 +1,5 @@
 """Tracking by body (psi v2 models, engine.pipeline.PosePipeline(track_by_body=)): b0 from the
-previous pose (engine.detector.body_box, turned with the torso), persons kept on the presence
+previous pose (engine.detection.persons.body_box, turned with the torso), persons kept on the presence
 score, found without a face by a whole-frame search in four turns, left and right kept steady.
 The geometry is tested on plain arrays; the pipeline with the shipped body model on cuts of the
 real walking.mp4 turned upside down, with the walker's head cut off, and with nobody in view."""
@@ -12,7 +12,7 @@ import pytest
 
 from clips import walking_frames
 from conftest import REPO, require_data
-from deeppose.engine.detector import BODY_BOX_MARGIN, body_box, torso_roll
+from deeppose.engine.detection.persons import BODY_BOX_MARGIN, body_box, torso_roll
 from deeppose.engine.pipeline import BODY_UPRIGHT_ROLL, PosePipeline, body_angles
 from deeppose.engine.skeletons import get_skeleton
 

@@ -1,4 +1,4 @@
-"""The person detector that gives b0 (engine/detector.py), the scaler fit (tools/fit_scaler.py) and
+"""The person detector that gives b0 (engine/detection/persons.py), the scaler fit (tools/fit_scaler.py) and
 the per-example b0 of training and evaluation (tools/person_boxes.py), on the real shared data."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import WEIGHTS_FLIC
-from deeppose.engine.detector import FaceScaler, FullFrameDetector, PersonDetector, frame_box
-from deeppose.engine.face_detector import DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector
+from deeppose.engine.detection.faces import DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector
+from deeppose.engine.detection.persons import FaceScaler, FullFrameDetector, PersonDetector, frame_box
 from deeppose.tools import fit_scaler
 from deeppose.tools.datasets import default_data_root, load_dataset, load_image
 from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
@@ -102,7 +102,7 @@ def test_scaler_fit_reproducible_and_cached(flic_train, tmp_path, monkeypatch, c
     assert results[0]["face_model"] == DEFAULT_FACE_MODEL and results[0]["min_confidence"] == 0.5
     assert "recall" in capsys.readouterr().out
     # the cache holds exactly what the multi-scale search of a still image gives
-    from deeppose.engine.tracking import TrackingFaceDetector
+    from deeppose.engine.detection.search import TrackingFaceDetector
 
     dets = detect_dataset_faces(subset, "full", cache_dir=tmp_path / "cache", progress=False)
     with FaceDetector() as det:
@@ -181,7 +181,7 @@ def test_native_stderr_filter_is_thread_safe_and_reentrant(capfd, monkeypatch):
     import os
     import threading
 
-    from deeppose.engine.native_stderr import filtered_native_stderr
+    from deeppose.engine.detection.native_stderr import filtered_native_stderr
 
     def block(tag: str, nested: bool) -> None:
         with filtered_native_stderr():
@@ -291,9 +291,9 @@ def test_example_b0_is_the_runtime_b0_rule(flic_train, tmp_path):
 
 
 def test_joints_face_is_the_fitted_model_batched_and_shared_with_tools():
-    """engine.detector.joints_face (runtime, tracking by pose) is the model tools fit and use:
+    """engine.detection.persons.joints_face (runtime, tracking by pose) is the model tools fit and use:
     d = hypot(|le - re|, w_nose |(le + re)/2 - no|), s = ratio d, centre = mean + offset s."""
-    from deeppose.engine.detector import DEFAULT_JOINTS_FACE, joints_face
+    from deeppose.engine.detection.persons import DEFAULT_JOINTS_FACE, joints_face
     from deeppose.engine.skeletons import FLIC
     from deeppose.tools.person_boxes import joints_face as tools_joints_face
 
@@ -314,7 +314,7 @@ def test_joints_face_is_the_fitted_model_batched_and_shared_with_tools():
 def test_face_roll_and_rotated_scaler():
     """The roll from the eyes is 0 upright and +90 degrees for a face turned clockwise on screen
     (lying with the head on the left); the scaler turns the face-to-b0 offset with it."""
-    from deeppose.engine.face_detector import face_roll
+    from deeppose.engine.detection.faces import face_roll
 
     assert face_roll(np.array([90.0, 100.0]), np.array([110.0, 100.0])) == pytest.approx(0.0)
     assert face_roll(np.array([100.0, 90.0]), np.array([100.0, 110.0])) == pytest.approx(np.pi / 2)
@@ -328,7 +328,7 @@ def test_implausible_face_keypoints_are_dropped_and_lying_faces_turn_b0():
     """A 'face' whose BlazeFace eyes and ears nearly coincide (a litter bin in walking.mp4) is
     not a face; PersonDetector drops it, and keeps faces without keypoints. With rotate=True,
     a face rolled 90 degrees (a lying person) turns its b0; an upright one does not."""
-    from deeppose.engine.face_detector import plausible_face_keypoints
+    from deeppose.engine.detection.faces import plausible_face_keypoints
 
     faces = np.array([[100.0, 100.0, 40.0, 40.0], [300.0, 300.0, 100.0, 100.0], [50.0, 50.0, 20.0, 20.0],
                       [100.0, 300.0, 40.0, 40.0]])
@@ -424,7 +424,7 @@ def test_mediapipe_import_leaves_out_matplotlib(tmp_path):
     from conftest import REPO
 
     code = ("import sys, importlib\n"
-            "from deeppose.engine.face_detector import import_mediapipe\n"
+            "from deeppose.engine.detection.faces import import_mediapipe\n"
             "mp, BaseOptions, vision = import_mediapipe()\n"
             "assert 'matplotlib' not in sys.modules, 'matplotlib was loaded'\n"
             "assert not {'sounddevice', 'mediapipe.tasks.python.audio.audio_classifier',\n"
@@ -472,7 +472,7 @@ def test_ctrl_c_during_the_mediapipe_import_is_raised_after_it(tmp_path):
     # ignored, and an ignored SIGINT rightly stays ignored after the import.
     code = ("import signal, sys, threading\n"
             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-            "from deeppose.engine.face_detector import import_mediapipe\n"
+            "from deeppose.engine.detection.faces import import_mediapipe\n"
             "fired = []\n"
             "class Kick:\n"
             "    @staticmethod\n"

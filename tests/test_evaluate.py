@@ -318,7 +318,7 @@ def test_write_manifest_records_val_metrics(tmp_path, capsys):
 
 @pytest.mark.parametrize("degrees", [0, 90, 180, 270])
 def test_turned_points_land_on_the_pixels_they_marked(degrees):
-    from deeppose.engine.tracking import turn_points
+    from deeppose.engine.detection.search import turn_points
     from deeppose.tools.datasets import turn_image
 
     image = np.zeros((5, 8, 3), np.uint8)

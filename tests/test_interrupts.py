@@ -93,7 +93,7 @@ def test_ctrl_c_held_delivers_to_the_handler_in_place_after_the_block():
      "from deeppose.engine.backends.onnxruntime_backend import OnnxRuntimeRegressor\n"
      "OnnxRuntimeRegressor('weights/flic/stage1.onnx', threads=1)\n"),
     ("ai_edge_litert._pywrap_litert_interpreter_wrapper",
-     "from deeppose.engine.face_detector import _litert_imports\n"
+     "from deeppose.engine.detection.faces import _litert_imports\n"
      "_litert_imports()\n"),
 ])
 def test_ctrl_c_inside_a_native_import_is_raised_after_it(module, load):

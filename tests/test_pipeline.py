@@ -1,8 +1,7 @@
 """The frame pipeline (engine/pipeline.py) and its parts: One-Euro smoothing (engine/smoothing.py),
-person tracking and the small-face search (engine/tracking.py)."""
+person tracking (engine/tracking/tracker.py), verification (engine/tracking/verify.py) and the
+small-face search (engine/detection/search.py)."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -10,28 +9,15 @@ import pytest
 
 from conftest import WALKING, WEIGHTS_FLIC, require_data
 from deeppose.engine.backends.base import Regressor
+from deeppose.engine.detection.boxes import box_iou, box_overlap, nms
+from deeppose.engine.detection.persons import PersonBoxes
+from deeppose.engine.detection.search import TrackingFaceDetector
 from deeppose.engine.pipeline import FrameResult, PosePipeline
 from deeppose.engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
-from deeppose.engine.tracking import (
-    PersonTracker,
-    TrackingFaceDetector,
-    box_iou,
-    box_overlap,
-    max_weight_assignment,
-    nms,
-    on_bodies,
-    verify_poses,
-)
+from deeppose.engine.tracking.tracker import PersonTracker, max_weight_assignment
+from deeppose.engine.tracking.verify import on_bodies, verify_poses
 
 # --------------------------------------------------------------------------- helpers
-
-@dataclass
-class Boxes:
-    b0: np.ndarray
-    faces: np.ndarray
-    scores: np.ndarray
-    sources: list
-
 
 class ScriptedDetector:
     """A person detector that returns, for frame i, the b0 boxes script[i] (faces = b0 / 5)."""
@@ -47,7 +33,7 @@ class ScriptedDetector:
         faces = b0.copy()
         faces[:, 1] -= b0[:, 3] / 3
         faces[:, 2:] /= 5
-        return Boxes(b0, faces, np.full(len(b0), 0.9), ["face"] * len(b0))
+        return PersonBoxes(b0, faces, np.full(len(b0), 0.9), ["face"] * len(b0))
 
     def close(self):
         self.closed = True
@@ -327,7 +313,7 @@ def _upright_pose(face: np.ndarray) -> np.ndarray:
 
 
 def test_verify_poses_checks_that_the_eyes_and_nose_land_on_the_face():
-    from deeppose.engine.detector import joints_face
+    from deeppose.engine.detection.persons import joints_face
     from deeppose.engine.skeletons import FLIC
 
     face = np.array([200.0, 100.0, 40.0, 40.0])
@@ -491,7 +477,7 @@ def test_small_frames_get_five_tiles_whose_hits_need_the_stricter_score():
 
 def test_tiles_find_a_small_face_that_the_whole_frame_misses_on_a_flic_still():
     """FLIC val, funny-girl frame 00124191: a 40 px face in a 540x360 still."""
-    from deeppose.engine.face_detector import FaceDetector
+    from deeppose.engine.detection.faces import FaceDetector
     from deeppose.tools.datasets import load_dataset, load_image
     from deeppose.tools.person_boxes import match_faces
 
@@ -645,7 +631,7 @@ def test_trained_joints_lie_on_the_walker(flic_weights):
 def test_model_without_face_scaler_uses_the_full_frame_as_b0(tmp_path):
     """An LSP model (no face scaler) takes the whole frame as b0, as in the paper; no face detector."""
     from conftest import make_random_model
-    from deeppose.engine.detector import FullFrameDetector
+    from deeppose.engine.detection.persons import FullFrameDetector
     from deeppose.engine.pipeline import PosePipeline
 
     model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp")
@@ -669,7 +655,7 @@ def test_tracking_by_pose_runs_the_face_detector_every_n_frames(flic_weights):
     and otherwise only while a track is new or lost; in between, each person's b0 is the
     scaler applied to the face its previous (raw) eyes and nose imply, and the walker keeps
     one id."""
-    from deeppose.engine.detector import FaceScaler, joints_face
+    from deeppose.engine.detection.persons import FaceScaler, joints_face
 
     frames = walking_frames(30)
     results, could_skip = [], []
@@ -755,7 +741,6 @@ class FaceScript:
         self.hand = self.wrist
 
     def detect(self, image):
-        from deeppose.engine.detector import PersonBoxes
         found = self.detector.detect(image)
         faces = found.faces
         walker = faces[(faces[:, 0] > 650) & (faces[:, 0] < 850) & (faces[:, 1] < 200)][:1]
@@ -775,7 +760,7 @@ def test_faces_on_a_hand_and_twice_on_one_face_give_one_skeleton(flic_weights):
     """Person precision: of a face on the walker's hand and two boxes on his face, only one
     skeleton is drawn, on him, with one id (the duplicate's eyes and nose land on his face;
     the hand lies on his body)."""
-    from deeppose.engine.detector import FaceScaler
+    from deeppose.engine.detection.persons import FaceScaler
     from deeppose.engine.skeletons import FLIC
 
     frames = walking_frames(12)
@@ -857,8 +842,8 @@ def test_turned_face_search_finds_a_lying_face_and_its_roll():
     wider than tall, eyes at its ends) misses a face lying on its side; the search on the frame
     turned by +-90 degrees finds it, with its box and keypoints back in frame pixels and a roll
     of +-90 degrees."""
-    from deeppose.engine.face_detector import face_roll
-    from deeppose.engine.tracking import TurnedFaceSearch, turn_points
+    from deeppose.engine.detection.faces import face_roll
+    from deeppose.engine.detection.search import TurnedFaceSearch, turn_points
 
     class UprightOnly:
         def detect_with_keypoints(self, image):
@@ -950,7 +935,7 @@ def test_full_body_model_takes_b0_from_faces_and_reaches_beyond_the_frame(tmp_pa
     legs are in the frame (here cut off: b0 reaches below the frame and the crop pads it); a
     frame without a face falls back to the whole frame."""
     from conftest import make_random_model
-    from deeppose.engine.detector import FaceScaler, PersonDetector
+    from deeppose.engine.detection.persons import FaceScaler, PersonDetector
 
     model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp", face_scaler=True)
     frames = walking_frames(4)
@@ -981,8 +966,8 @@ def test_full_body_model_takes_b0_from_faces_and_reaches_beyond_the_frame(tmp_pa
 def test_turned_face_search_finds_an_upside_down_face_in_the_half_turn():
     """A face the detector finds only upright (its forehead, a red stripe, above it) is found
     upside down in the frame turned by 180 degrees, back in frame pixels with a roll of 180."""
-    from deeppose.engine.face_detector import face_roll
-    from deeppose.engine.tracking import TurnedFaceSearch, turn_points
+    from deeppose.engine.detection.faces import face_roll
+    from deeppose.engine.detection.search import TurnedFaceSearch, turn_points
 
     class UprightOnly:
         def detect_with_keypoints(self, image):
@@ -1020,7 +1005,7 @@ def test_tracked_faces_are_looked_for_only_in_the_turns_that_bring_them_upright(
     """With windows only (everyone tracked), a face is searched in the turn that makes its roll
     upright (within 60 degrees): an upright person costs one search, not four; the whole search
     (no windows_only) and a face of unknown roll still look in every turn."""
-    from deeppose.engine.tracking import TurnedFaceSearch
+    from deeppose.engine.detection.search import TurnedFaceSearch
 
     class Recording:
         def __init__(self, k, log):

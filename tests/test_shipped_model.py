@@ -65,7 +65,7 @@ def test_shipped_full_body_cascade_finds_legs_on_real_lsp_images(lsp_weights):
     read 0.49 here, v2 0.76: these are training images; a broken or random model reads near 0),
     and stage 3 beats stage 1."""
     require_data("lsp", "joints.mat")
-    from deeppose.engine.detector import frame_box
+    from deeppose.engine.detection.persons import frame_box
 
     cascade, info = load_cascade(lsp_weights)
     ds = load_dataset("lsp", None, "train")

@@ -528,7 +528,7 @@ START_UP_MOMENTS = [
     "import:cv2.version",                   # inside OpenCV's loader (its config runs under a bare except)
     "import:ai_edge_litert.interpreter",    # LiteRT, the face detector's runtime
     "import:onnxruntime",
-    "call:deeppose.engine.face_detector:FaceDetector.__init__",                  # loading the face model
+    "call:deeppose.engine.detection.faces:FaceDetector.__init__",                  # loading the face model
     "call:deeppose.engine.backends.onnxruntime_backend:OnnxRuntimeRegressor.__init__",   # loading the stages
 ]
 LIBRARY_MOMENTS = {"import:datetime", "import:cv2.version"}

@@ -261,7 +261,7 @@ def turn_dataset(dataset: PoseDataset, degrees: int) -> PoseDataset:
     """
     import dataclasses
 
-    from deeppose.engine.tracking import turn_points
+    from deeppose.engine.detection.search import turn_points
 
     if degrees not in TURNS:
         raise ValueError(f"turn must be one of {TURNS} degrees, got {degrees}")

@@ -413,7 +413,7 @@ def _run(args) -> int:
                           f"are not {skeleton.name}'s alone")
         if args.stages is not None and args.stages > cascade.num_stages:
             return _error(f"--stages {args.stages}: model {weights} has {cascade.num_stages} stages")
-        from deeppose.engine.face_detector import DetectorError, resolve_face_runtime
+        from deeppose.engine.detection.faces import DetectorError, resolve_face_runtime
         from deeppose.tools.person_boxes import example_b0
 
         mode = args.b0 if args.b0 != "auto" else ("frame" if skeleton.name == "lsp" or args.turn else "face")

@@ -22,7 +22,7 @@ Two fits (``--fit``):
   a stage-1 model trained on full images scored PCP@0.5 0.302 with this box, 0.137 with the
   coverage box and 0.395 with the image itself (which video frames do not give).
 
-Fit, in units of the face size s = sqrt(w_f * h_f) (engine.detector.FaceScaler):
+Fit, in units of the face size s = sqrt(w_f * h_f) (engine.detection.persons.FaceScaler):
 
 1. Detect faces (BlazeFace, cached per image, see tools.person_boxes) and match each training
    example to its face (tools.person_boxes.match_faces). Examples whose face was not found take
@@ -89,7 +89,7 @@ def required_extents(poses, faces):
     """
     import numpy as np
 
-    from deeppose.engine.face_detector import face_size
+    from deeppose.engine.detection.faces import face_size
 
     poses = np.asarray(poses, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.float64)
@@ -157,16 +157,16 @@ def fit_image_box(faces, image_sizes, face_model: str, min_confidence: float):
         faces: (N, 4) matched face boxes (cx, cy, w, h) pixels.
         image_sizes: (N, 2) image (width, height) in pixels.
     Returns:
-        engine.detector.FaceScaler with offset = median((image centre - face centre) / s) and
+        engine.detection.persons.FaceScaler with offset = median((image centre - face centre) / s) and
         scale = median(image size / s) per axis, s = sqrt(w h); the image box is
-        ((W - 1)/2, (H - 1)/2, W, H) (engine.detector.frame_box).
+        ((W - 1)/2, (H - 1)/2, W, H) (engine.detection.persons.frame_box).
     Raises:
         ValueError: no faces.
     """
     import numpy as np
 
-    from deeppose.engine.detector import FaceScaler
-    from deeppose.engine.face_detector import face_size
+    from deeppose.engine.detection.faces import face_size
+    from deeppose.engine.detection.persons import FaceScaler
 
     faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
     sizes = np.asarray(image_sizes, dtype=np.float64).reshape(-1, 2)
@@ -180,8 +180,8 @@ def fit_image_box(faces, image_sizes, face_model: str, min_confidence: float):
 
 
 def scaler_from_box(box, face_model: str, min_confidence: float):
-    """engine.detector.FaceScaler for a box (a, b, c, d) in face units around the face centre."""
-    from deeppose.engine.detector import FaceScaler
+    """engine.detection.persons.FaceScaler for a box (a, b, c, d) in face units around the face centre."""
+    from deeppose.engine.detection.persons import FaceScaler
 
     a, b, c, d = (float(x) for x in box)
     return FaceScaler(offset_x=(a + b) / 2, offset_y=(c + d) / 2, scale_x=b - a, scale_y=d - c,
@@ -219,7 +219,7 @@ def fit_joints_face(poses, faces, skeleton):
     """
     import numpy as np
 
-    from deeppose.engine.face_detector import face_size
+    from deeppose.engine.detection.faces import face_size
     from deeppose.tools.person_boxes import face_joint_indices
 
     poses = np.asarray(poses, dtype=np.float64)
@@ -255,7 +255,7 @@ def run(args) -> int:
 
     import numpy as np
 
-    from deeppose.engine.face_detector import FACE_MODELS, DetectorError, face_size, resolve_face_model
+    from deeppose.engine.detection.faces import FACE_MODELS, DetectorError, face_size, resolve_face_model
     from deeppose.engine.model import ModelError, read_manifest, write_manifest
     from deeppose.tools.datasets import DatasetError, load_dataset
     from deeppose.tools.person_boxes import (

@@ -34,7 +34,7 @@ class MediaPipePeer:
             raise PeerError(f"peer model {self.path} does not exist")
         if not self.path.is_file():
             raise PeerError(f"peer model {self.path} is not a file")
-        from deeppose.engine.face_detector import import_mediapipe
+        from deeppose.engine.detection.faces import import_mediapipe
 
         try:
             mp, BaseOptions, vision = import_mediapipe()
@@ -96,7 +96,7 @@ def video_job(task_path: str | Path, input_path: str | Path, output_path: str | 
     """
     import cv2
 
-    from deeppose.engine.face_detector import import_mediapipe
+    from deeppose.engine.detection.faces import import_mediapipe
     from deeppose.engine.frames import FrameReader, open_source
     from deeppose.engine.recording import AnnotatedVideoWriter
 

@@ -1,7 +1,7 @@
 """b0 boxes for dataset examples (training and evaluation), face detections cached per image.
 
 FLIC follows the paper's protocol: b0 is the labelled person's detected face box enlarged by the
-fitted :class:`engine.detector.FaceScaler`. LSP uses the full image as b0 (the paper's protocol);
+fitted :class:`engine.detection.persons.FaceScaler`. LSP uses the full image as b0 (the paper's protocol);
 the full-body model's scaler (``fit-scaler --dataset lsp``) is fitted on LSP faces matched to the
 labelled neck and head top (:func:`match_head_faces`), and ``evaluate --b0 face`` measures it.
 
@@ -24,9 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deeppose.engine.detector import FaceScaler, face_joint_indices, person_boxes
-from deeppose.engine.detector import joints_face as engine_joints_face
-from deeppose.engine.face_detector import (
+from deeppose.engine.detection.faces import (
     DEFAULT_MIN_CONFIDENCE,
     FACE_KEYPOINTS,
     FACE_MODELS,
@@ -35,6 +33,8 @@ from deeppose.engine.face_detector import (
     resolve_face_model,
     resolve_face_runtime,
 )
+from deeppose.engine.detection.persons import FaceScaler, face_joint_indices, person_boxes
+from deeppose.engine.detection.persons import joints_face as engine_joints_face
 from deeppose.engine.outputs import replaced_atomically
 from deeppose.engine.skeletons import Skeleton, get_skeleton
 
@@ -76,7 +76,7 @@ class FaceCache:
         search: how the detections were searched (tiling parameters); a cache made with
             other parameters is discarded.
         runtime: the face detector's runtime ("litert" or "mediapipe"; default the one "auto"
-            picks, :func:`engine.face_detector.resolve_face_runtime`); a cache made with the other
+            picks, :func:`engine.detection.faces.resolve_face_runtime`); a cache made with the other
             one is discarded (their scores differ by up to 0.04 near the threshold, which moves faces
             across it).
     """
@@ -161,13 +161,13 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
     """Face detections for every example of ``dataset`` (cached; each image detected once).
 
     With ``tiles`` (the default) each image goes through the same multi-scale search as a
-    still image in the app (:class:`engine.tracking.TrackingFaceDetector`: the whole image at
+    still image in the app (:class:`engine.detection.search.TrackingFaceDetector`: the whole image at
     ``min_confidence``, plus five overlapping tiles at its stricter tile threshold), so that
     evaluation measures the person detector that users get.
 
     Args:
         dataset: a tools.datasets.PoseDataset.
-        model: face model (see engine.face_detector.resolve_face_model); None = full range.
+        model: face model (see engine.detection.faces.resolve_face_model); None = full range.
         min_confidence: detection threshold.
         cache_dir: where the .npz cache lives (default ``<repo>/cache``).
         progress: show a tqdm bar while detecting.
@@ -176,14 +176,14 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
     Returns:
         One :data:`Detections` per example, in ``dataset.examples`` order.
     Raises:
-        engine.face_detector.DetectorError: the face model cannot be loaded.
+        engine.detection.faces.DetectorError: the face model cannot be loaded.
         tools.datasets.DatasetError: an image cannot be read.
     """
     from deeppose.tools.datasets import load_image
 
     model_path = resolve_face_model(model)
     if not model_path.is_file():
-        from deeppose.engine.face_detector import DetectorError
+        from deeppose.engine.detection.faces import DetectorError
         raise DetectorError(f"face model missing: {model_path}")
     from deeppose.engine.pipeline import face_search
 
@@ -275,12 +275,12 @@ def match_dataset(dataset, detections: list[Detections]) -> tuple[np.ndarray, np
 
 def joints_face(pose: np.ndarray, skeleton: Skeleton, params: dict | None = None) -> np.ndarray | None:
     """The face box implied by the labelled eyes and nose of one pose
-    (:func:`engine.detector.joints_face`, which the runtime uses for tracking by pose).
+    (:func:`engine.detection.persons.joints_face`, which the runtime uses for tracking by pose).
 
     Args:
         pose: (k, 2) pixels, NaN unlabelled.
         params: size_ratio, nose_weight, offset_x, offset_y (default
-            :data:`engine.detector.DEFAULT_JOINTS_FACE`).
+            :data:`engine.detection.persons.DEFAULT_JOINTS_FACE`).
     Returns:
         (4,) square face box (cx, cy, s, s) in pixels, or None unless both eyes and the nose are
         labelled.
@@ -293,7 +293,7 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
                progress: bool = True, missed: str = "joints",
                min_confidence: float | None = None) -> tuple[np.ndarray, list[str]]:
     """b0 for every example of a dataset, as training and evaluation use it: the runtime's b0
-    rule (:func:`engine.detector.person_boxes`) applied to each example's own face.
+    rule (:func:`engine.detection.persons.person_boxes`) applied to each example's own face.
 
     - scaler None (LSP, as in the paper): the full image, (cx, cy, w, h) = ((W-1)/2, (H-1)/2,
       W, H); source "frame".
@@ -323,7 +323,7 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
         boxes (N, 4) float64 b0 per example (pixels), sources (N,) list of str.
     Raises:
         ValueError: a scaler given for a dataset with neither eyes and nose nor neck and head top.
-        engine.face_detector.DetectorError, tools.datasets.DatasetError: from detection.
+        engine.detection.faces.DetectorError, tools.datasets.DatasetError: from detection.
     """
     from deeppose.engine.geometry import boxes_from_pose
 

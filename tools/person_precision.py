@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deeppose.engine.detector import FACE_JOINTS
+from deeppose.engine.detection.persons import FACE_JOINTS
 from deeppose.tools.person_boxes import HEAD_JOINTS as NECK_HEAD_TOP
 
 DEFAULT_TRUTH = Path(__file__).resolve().parents[1] / "tests" / "data" / "walking_persons.json"

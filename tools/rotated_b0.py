@@ -5,7 +5,7 @@ face's roll (``PosePipeline(rotate=True)``), on the same detected faces.
 
 b0 per example is :func:`tools.person_boxes.example_b0` with ``missed="frame"`` (as
 ``main.py evaluate``); for the examples whose face was detected, the rotated run turns b0 by
-the roll of the matched detection's BlazeFace eyes (:func:`engine.detector.face_roll`, only
+the roll of the matched detection's BlazeFace eyes (:func:`engine.detection.faces.face_roll`, only
 where it exceeds ``--min-roll`` degrees) and crops every stage turned by it
 (:meth:`engine.cascade.Cascade.run` with ``angles``). Prints PDJ@0.2 (mean over joints) per
 stage for both, and the rolls seen.
@@ -13,7 +13,7 @@ stage for both, and the rolls seen.
 Measured with the shipped model (FLIC val, 531 examples, onnxruntime, mean PDJ@0.2 stages 1-3):
 upright 0.785, 0.818, 0.817; every face's roll (512 turned, median |roll| 5.6, max 37.8 deg)
 0.760, 0.795, 0.799; --min-roll 25 (12 turned) 0.781, 0.813, 0.813. A tilted head is not a
-tilted body: the pipeline turns b0 only above engine.detector.ROTATE_MIN_ROLL (45 degrees),
+tilted body: the pipeline turns b0 only above engine.detection.persons.ROTATE_MIN_ROLL (45 degrees),
 which no FLIC val example reaches, so FLIC val is unchanged.
 """
 from __future__ import annotations
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from deeppose.engine.backends import load_cascade
-    from deeppose.engine.detector import FaceScaler
-    from deeppose.engine.face_detector import face_roll
+    from deeppose.engine.detection.faces import face_roll
+    from deeppose.engine.detection.persons import FaceScaler
     from deeppose.tools.datasets import load_dataset
     from deeppose.tools.metrics import stage_metrics
     from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_faces

@@ -1,14 +1,21 @@
-"""The person detector that gives the cascade its initial box b0 (FLIC protocol of the paper).
+"""Persons in a frame: the boxes b0 that start the cascade, from faces (FLIC protocol of the
+paper), from the whole frame, or from a previous pose.
 
 DeepPose (Sec. 4.1) runs FLIC from a face detector: the detected face box is enlarged by a fixed
 scaler, fitted on the training data so that the enlarged box holds all labelled joints, and that
 box is b0, the box of the stage-1 crop. Here the face detector is MediaPipe's BlazeFace
-(full-range model by default), run on LiteRT by :mod:`engine.blazeface` (or through MediaPipe
-Tasks' ``FaceDetector`` where LiteRT has no wheel).
+(full-range model by default, :class:`engine.detection.faces.FaceDetector`), run on LiteRT by
+:mod:`engine.detection.blazeface` (or through MediaPipe Tasks' ``FaceDetector`` where LiteRT
+has no wheel).
 
-- :class:`engine.face_detector.FaceDetector`: faces (N, 4) as (cx, cy, w, h) pixels and scores (N,).
 - :class:`FaceScaler`: face boxes -> b0 boxes (fitted by ``python main.py fit-scaler``).
+- :class:`PersonBoxes`: the persons found in one frame; :func:`person_boxes`, the b0 rule
+  shared by the runtime and by training and evaluation; :func:`frame_box`.
 - :class:`PersonDetector`: one person per detected face; b0 = scaler.apply(face).
+  :class:`FullFrameDetector`: one person whose b0 is the whole frame (LSP). Both have the
+  :class:`engine.detection.protocols.PersonFinder` interface.
+- Boxes from poses: :func:`joints_face` (the face the eyes and nose imply; tracking by pose),
+  :func:`body_box` and :func:`torso_roll` (tracking by body), :func:`turn_angles` (rotated b0).
 
 Boxes follow engine.geometry: (cx, cy, w, h) in pixels, x right, y down, (0, 0) the centre of
 the top-left pixel.
@@ -20,19 +27,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .face_detector import (  # noqa: F401
+from .faces import (
     DEFAULT_FACE_MODEL,
     DEFAULT_MIN_CONFIDENCE,
     FACE_KEYPOINTS,
-    DetectorError,
     FaceDetector,
     face_roll,
     face_size,
+    faces_with_keypoints,
     plausible_face_keypoints,
 )
-
-# (DetectorError is what PersonDetector raises; importable from here too.)
-
 
 # --------------------------------------------------------------------------- scaler
 
@@ -369,11 +373,7 @@ class PersonDetector:
         """
         if fallback not in (None, "frame"):
             raise ValueError(f"fallback must be None or 'frame', got {fallback!r}")
-        if hasattr(self.face_detector, "detect_with_keypoints"):
-            faces, scores, kps = self.face_detector.detect_with_keypoints(image_bgr)
-        else:
-            faces, scores = self.face_detector.detect(image_bgr)
-            kps = np.full((len(faces), len(FACE_KEYPOINTS), 2), np.nan)
+        faces, scores, kps = faces_with_keypoints(self.face_detector, image_bgr)
         faces = np.asarray(faces, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         kps = np.asarray(kps, dtype=np.float64).reshape(len(faces), len(FACE_KEYPOINTS), 2)

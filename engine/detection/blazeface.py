@@ -29,7 +29,7 @@ faces whose score is within 0.04 of the threshold may fall on the other side of 
 
 Coordinates: boxes (cx, cy, w, h) in pixels, (0, 0) the centre of the top-left pixel
 (engine.geometry's convention); keypoints (6, 2) pixels in
-:data:`engine.face_detector.FACE_KEYPOINTS` order.
+:data:`engine.detection.faces.FACE_KEYPOINTS` order.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .interrupts import ctrl_c_held
+from ..interrupts import ctrl_c_held
 
 NUM_KEYPOINTS = 6
 """BlazeFace's keypoints per face: right eye, left eye, nose tip, mouth, right ear, left ear."""
@@ -131,7 +131,7 @@ class BlazeFace:
         BlazeFaceError: ``ai-edge-litert`` is missing, or the file is not a float32 BlazeFace
             model (one line).
         ValueError, RuntimeError: LiteRT cannot read the file (LiteRT's own message;
-            :class:`engine.face_detector.FaceDetector` puts it on one line).
+            :class:`engine.detection.faces.FaceDetector` puts it on one line).
     """
 
     def __init__(self, model_path: str | Path, min_confidence: float = 0.5, min_suppression: float = 0.3,

@@ -1,13 +1,16 @@
 """Face detection: MediaPipe's BlazeFace (full-range model by default), run by our own code on
-LiteRT (:mod:`engine.blazeface`) or through MediaPipe Tasks' ``FaceDetector``, and what the face
+LiteRT (:mod:`engine.detection.blazeface`) or through MediaPipe Tasks' ``FaceDetector``, and what the face
 boxes and keypoints tell.
 
 - :class:`FaceDetector`: faces (N, 4) as (cx, cy, w, h) pixels, scores (N,), keypoints (N, 6, 2).
+- :func:`faces_with_keypoints`: faces, scores and keypoints from any face detector.
 - :func:`face_size`, :func:`face_roll`, :func:`plausible_face_keypoints`.
+- :func:`import_mediapipe`, :func:`resolve_face_model`, :func:`resolve_face_runtime`.
 
-The person boxes b0 made from the faces are in :mod:`engine.detector`. Boxes follow
+The person boxes b0 made from the faces are in :mod:`engine.detection.persons`, the multi-scale
+search around a face detector in :mod:`engine.detection.search`. Boxes follow
 engine.geometry: (cx, cy, w, h) in pixels, x right, y down, (0, 0) the centre of the top-left
-pixel. MediaPipe's native chatter on stderr is filtered out (:mod:`engine.native_stderr`).
+pixel. MediaPipe's native chatter on stderr is filtered out (:mod:`engine.detection.native_stderr`).
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import FACE_MODEL_DIR  # the bundled BlazeFace models (Apache-2.0, from the mediapipe 0.10.21 wheel)
-from .interrupts import caused_by_ctrl_c, ctrl_c_held
+from ..constants import FACE_MODEL_DIR  # the bundled BlazeFace models (Apache-2.0, from the mediapipe 0.10.21 wheel)
+from ..interrupts import caused_by_ctrl_c, ctrl_c_held
 from .native_stderr import filtered_native_stderr
 
 _LAZY_MEDIAPIPE_MODULES = frozenset({"mediapipe.tasks.python.vision.drawing_utils",
@@ -125,7 +128,7 @@ def _close_open_detectors() -> None:
 
 FACE_RUNTIMES = ("auto", "litert", "mediapipe")
 """How :class:`FaceDetector` runs BlazeFace: "litert" our own steps around a LiteRT interpreter
-(:class:`engine.blazeface.BlazeFace`, about twice as fast), "mediapipe" MediaPipe Tasks'
+(:class:`engine.detection.blazeface.BlazeFace`, about twice as fast), "mediapipe" MediaPipe Tasks'
 FaceDetector, "auto" LiteRT where ``ai-edge-litert`` imports, else MediaPipe."""
 
 
@@ -162,9 +165,9 @@ def _one_line(error: BaseException) -> str:
 
 
 class FaceDetector:
-    """BlazeFace: on LiteRT by our own code (:class:`engine.blazeface.BlazeFace`), or through
+    """BlazeFace: on LiteRT by our own code (:class:`engine.detection.blazeface.BlazeFace`), or through
     MediaPipe Tasks' ``FaceDetector`` in IMAGE running mode; both give the same faces (scored
-    at least 0.5: boxes within 2 px, scores within 0.02; see :mod:`engine.blazeface`).
+    at least 0.5: boxes within 2 px, scores within 0.02; see :mod:`engine.detection.blazeface`).
 
     Use as a context manager or call :meth:`close`; detectors still open at interpreter exit
     are closed by an atexit hook.
@@ -312,6 +315,25 @@ class FaceDetector:
             self.close()
         except Exception:  # interpreter teardown
             pass
+
+
+def faces_with_keypoints(face_detector, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Faces, scores and keypoints of one image from any face detector
+    (:class:`engine.detection.protocols.FaceDetecting`): its ``detect_with_keypoints`` where it
+    has one, else its ``detect`` with NaN keypoints (a detector that gives no keypoints).
+
+    Args:
+        face_detector: an object with ``detect(image) -> (faces (N, 4), scores (N,))`` and
+            optionally ``detect_with_keypoints(image) -> (faces, scores, keypoints (N, 6, 2))``.
+        image_bgr: (H, W, 3) uint8 BGR image.
+    Returns:
+        faces (N, 4) (cx, cy, w, h) pixels, scores (N,) and keypoints (N, 6, 2) pixels in
+        :data:`FACE_KEYPOINTS` order (NaN where not given), as the detector returns them.
+    """
+    if hasattr(face_detector, "detect_with_keypoints"):
+        return face_detector.detect_with_keypoints(image_bgr)
+    faces, scores = face_detector.detect(image_bgr)
+    return faces, scores, np.full((len(faces), len(FACE_KEYPOINTS), 2), np.nan)
 
 
 # --------------------------------------------------------------------------- face geometry
