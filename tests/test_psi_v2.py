@@ -192,7 +192,10 @@ def test_train_cli_trains_a_body_backbone_stage_and_writes_a_model(tmp_path, mon
     """A few steps of psi v2 on FLIC + LSP through the CLI: the backbone starts from the
     (stand-in) pretrained file, the manifest names the body skeleton, and val is logged per dataset."""
     import main
+    from conftest import require_data
 
+    require_data("flic", "examples.mat")
+    require_data("lsp", "joints.mat")
     monkeypatch.setenv("DEEPPOSE_CACHE", str(tmp_path / "cache"))
     out, run = tmp_path / "model", tmp_path / "run"
     rc = main.main(["train", "--dataset", "body", "--preset", "mobilenet_v2", "--input-size", "64", "--stages", "1",
