@@ -76,6 +76,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--neighbours", action="store_true",
                         help="stages >= 2: also supervise the other labelled joints inside each joint box "
                              "(default: off, only the box's own joint, the paper's psi_i)")
+    parser.add_argument("--refine-preset", default=None, metavar="NAME",
+                        help="network preset of stages >= 2: paper or compact (default: --preset; needed under a "
+                             "psi v2 --preset, whose refinement stages are psi v1 networks on joint crops)")
     parser.add_argument("--init", type=Path, default=None, metavar="DIR",
                         help="model folder whose stage-s checkpoint starts stage s (fine-tuning; default: "
                              "stage 1 from scratch, stages >= 2 from stage s-1)")
@@ -166,9 +169,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: error: unknown --preset {args.preset!r}; choose one of "
               f"{', '.join(sorted(PRESETS) + sorted(BACKBONE_PRESETS))}", file=sys.stderr)
         return 2
-    if args.preset in BACKBONE_PRESETS and args.stages > 1:
-        print(f"train: error: --preset {args.preset} trains stage 1 only so far (its refinement stages are not "
-              f"built yet); use --stages 1", file=sys.stderr)
+    if args.refine_preset is not None and args.refine_preset not in PRESETS:
+        print(f"train: error: --refine-preset must be a psi v1 preset ({', '.join(sorted(PRESETS))}); "
+              f"got {args.refine_preset!r}", file=sys.stderr)
+        return 2
+    if args.preset in BACKBONE_PRESETS and args.stages > 1 and args.refine_preset is None:
+        print(f"train: error: --preset {args.preset} is a stage-1 network; its refinement stages need "
+              f"--refine-preset ({', '.join(sorted(PRESETS))})", file=sys.stderr)
         return 2
     if args.preset in PRESETS and (args.loss == "laplace" or args.negatives):
         print(f"train: error: --loss laplace and --negatives need a psi v2 preset ({', '.join(sorted(BACKBONE_PRESETS))}); "
@@ -215,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         refine_lr=args.refine_lr,
         refine_input_size=args.refine_input_size,
+        refine_preset=args.refine_preset,
         refine_joints=refine_joints,
         refine_follow=refine_follow,
         neighbours=args.neighbours,

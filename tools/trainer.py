@@ -63,6 +63,7 @@ class TrainConfig:
     # stages >= 2
     refine_lr: float = 1e-3    # peak learning rate (the network starts from stage s-1's weights)
     refine_input_size: int = INPUT_SIZE  # crop side of stages >= 2, pixels
+    refine_preset: str | None = None     # network preset of stages >= 2 (None: ``preset``); psi v1 under a psi v2 stage 1
     refine_joints: list[str] | None = None  # joints stages >= 2 refine (None: all)
     refine_follow: dict[str, str] | None = None  # stages >= 2: {follower: leader}, followers not cropped
     neighbours: bool = False   # also supervise the other labelled joints inside each joint box
@@ -391,12 +392,13 @@ def laplace_nll(pred: torch.Tensor, log_scale: torch.Tensor, target: torch.Tenso
 
 
 def training_loss(cfg: TrainConfig, model, batch: Batch, v2: bool) -> torch.Tensor:
-    """The loss of one batch: :func:`masked_loss` of ``cfg.loss`` for psi v1; for psi v2 the
-    pose loss (``laplace``: :func:`laplace_nll` with the scale head) plus ``cfg.presence_weight``
-    times the binary cross-entropy of the presence logit (mean over the batch)."""
+    """The loss of one batch: :func:`masked_loss` of ``cfg.loss`` for psi v1 (L2, Eq. 4, where
+    ``cfg.loss`` is ``laplace``: a psi v1 refinement stage under a psi v2 stage 1 has no scale
+    head); for psi v2 the pose loss (``laplace``: :func:`laplace_nll` with the scale head) plus
+    ``cfg.presence_weight`` times the binary cross-entropy of the presence logit (mean over the batch)."""
     x = batch.network_input()
     if not v2:
-        return masked_loss(cfg.loss, model(x), batch.target, batch.mask)
+        return masked_loss("l2" if cfg.loss == "laplace" else cfg.loss, model(x), batch.target, batch.mask)
     pose, log_scale, presence = model(x, heads=True)
     if cfg.loss == "laplace":
         loss = laplace_nll(pose, log_scale, batch.target, batch.mask)
@@ -551,12 +553,16 @@ class StageTrainer:
         cfg = self.cfg
         torch.manual_seed(cfg.seed + self.stage)
         size = cfg.input_size if self.stage == 1 else cfg.refine_input_size
-        net = build_network(self.k, cfg.preset, size)
+        preset = cfg.preset if self.stage == 1 else (cfg.refine_preset or cfg.preset)
+        net = build_network(self.k, preset, size)
         v2 = isinstance(net, BackboneRegressor)
         init = _init_checkpoint(cfg, self.stage)
         if init is not None:  # fine-tune a trained stage s
             loaded = start_from(net, init)
             log.info("stage %d: starts from %s (%s)", self.stage, init, loaded)
+        elif self.prev and getattr(self.prev[-1], "preset", None) != preset:   # another network: nothing carries over
+            log.info("stage %d: %s starts from scratch (stage %d is %s)", self.stage, preset, self.stage - 1,
+                     getattr(self.prev[-1], "preset", None))
         elif self.prev:  # start from the previous stage: its features already find body parts
             loaded = transfer_weights(net, self.prev[-1].state_dict(), f"stage {self.stage - 1}")
             log.info("stage %d: starts from stage %d (%s)", self.stage, self.stage - 1, loaded)
