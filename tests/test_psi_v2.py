@@ -219,6 +219,22 @@ def test_train_cli_trains_a_body_backbone_stage_and_writes_a_model(tmp_path, mon
         assert 0.0 <= report["presence_auroc"] <= 1.0
         assert report["confidence_auroc"] is None or 0.0 <= report["confidence_auroc"] <= 1.0
     assert main.main(["evaluate", "--dataset", "flic", "--weights", str(out), "--write-manifest"]) == 2
+    # a psi v1 refinement stage on that stage 1 (--refine-preset), trained from scratch
+    rc = main.main(["train", "--dataset", "body", "--preset", "mobilenet_v2", "--input-size", "64",
+                    "--refine-preset", "compact", "--refine-input-size", "64", "--from-stage", "2", "--stages", "2",
+                    "--refine-joints", "l_wrist,r_wrist", "--loss", "laplace", "--batch-size", "4", "--limit", "6",
+                    "--val-limit", "3", "--max-steps", "2", "--out", str(out), "--run-dir", str(run), "--threads", "1"])
+    assert rc == 0
+    from deeppose.engine.backends import load_cascade
+    from deeppose.engine.model import load_stage_module
+
+    assert load_stage_module(out / "stage2.pt").preset == "compact"
+    assert "stage 2: compact starts from scratch (stage 1 is mobilenet_v2)" in (run / "train.log").read_text()
+    cascade, info = load_cascade(out, "torch")
+    res = cascade.run(np.zeros((96, 96, 3), np.uint8), np.array([[48.0, 48.0, 80.0, 80.0]]))
+    assert res.stage_poses.shape == (2, 1, 17, 2) and np.isfinite(res.presence).all()
+    moved = np.abs(res.stage_poses[1, 0] - res.stage_poses[0, 0]).sum(1) > 0
+    assert set(np.flatnonzero(moved)) <= {BODY.joints.index("l_wrist"), BODY.joints.index("r_wrist")}   # its joints only
 
 
 @pytest.mark.parametrize("argv, message", [
