@@ -115,7 +115,8 @@ upright, upside down, lying either way."""
 BODY_UPRIGHT_ROLL = 20.0
 """Tracking by body: b0 turns with the torso by the part of its roll beyond this many degrees
 (:func:`body_angles`): psi v2 trained on crops turned by up to 20 degrees, so the crop always
-shows the torso within that of upright, and the turn is continuous (no jump at a threshold)."""
+shows the torso within that of upright, and the turn has no jump where turning starts (only
+across upside down, where a roll of +-180 degrees gives +-160)."""
 
 BODY_BOX_CONFIDENCE = 0.3
 """Tracking by body: joints below this confidence do not count for the next b0 (:func:`engine.detection.persons.body_box`)."""
@@ -380,6 +381,8 @@ class PosePipeline:
         if self.track_by_body and self.info.manifest.preset not in PSI_V2_PRESETS:
             raise ValueError(f"tracking by body needs a psi v2 model (presence scores); {self.weights} is "
                              f"preset {self.info.manifest.preset!r}")
+        if self.track_by_body and track_by_pose is False:
+            raise ValueError("tracking by body takes each next b0 from the pose: it cannot go with track_by_pose=False")
         if tracker is None:
             # by body: presence keeps a person, not face detections; a detection only confirms him
             opts = {"anchor": False, "max_undetected_seconds": None} if self.track_by_body else {}
@@ -539,7 +542,9 @@ class PosePipeline:
         else:
             found = PersonBoxes(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0), [])
             self._since_detect += 1
-        if self.track_by_body and not len(found.b0) and not self.tracker.tracks:
+        # a still image is seen once: searched as a whole also when faces were found (one may be
+        # false, and the person may show no face)
+        if self.track_by_body and not self.tracker.full and (self.still or (not len(found.b0) and not self.tracker.tracks)):
             found = self._frame_search(frame_bgr, found)
         detect_s = time.perf_counter() - t
         faces = np.asarray(found.faces, dtype=np.float64).reshape(-1, 4)
@@ -625,11 +630,13 @@ class PosePipeline:
                 or (limit is not None and ts - self._detect_ts >= limit / 3))
 
     def _frame_search(self, frame_bgr: np.ndarray, found: PersonBoxes) -> PersonBoxes:
-        """Tracking by body, nobody tracked and no face found: every :data:`FRAME_SEARCH_EVERY`
-        frames, stage 1 on the whole frame and on squares along it (:func:`search_boxes`), turned
-        by the next of :data:`FRAME_SEARCH_TURNS` (in still-image mode by all of them at once);
-        the pose with the highest presence, if at least :data:`FIND_PRESENCE`, gives one candidate
-        (source "body"): the box around it, turned with its torso."""
+        """Tracking by body, nobody tracked and no face found (in still-image mode: always, beside
+        the faces found): every :data:`FRAME_SEARCH_EVERY` frames, stage 1 on the whole frame and
+        on squares along it (:func:`search_boxes`), turned by the next of :data:`FRAME_SEARCH_TURNS`
+        (in still-image mode by all of them at once); the pose with the highest presence, if at
+        least :data:`FIND_PRESENCE`, is added to ``found`` as one more candidate (source "body"):
+        the box around it, turned with its torso. A candidate on a person a face also found is
+        dropped as the younger duplicate (:meth:`_observe_bodies`)."""
         if self._frame_search_wait > 0:
             self._frame_search_wait -= 1
             return found
@@ -650,7 +657,12 @@ class PosePipeline:
         box = body_box(pose, angle, res.confidence[best:best + 1] >= BODY_BOX_CONFIDENCE)
         if not np.isfinite(box).all():
             return found
-        return PersonBoxes(box, np.full((1, 4), np.nan), res.presence[best:best + 1].copy(), ["body"], angle)
+        n = len(found.b0)
+        found_angles = np.zeros(n) if found.angles is None else np.asarray(found.angles, dtype=np.float64).reshape(n)
+        return PersonBoxes(np.concatenate([np.asarray(found.b0, np.float64).reshape(n, 4), box]),
+                           np.concatenate([np.asarray(found.faces, np.float64).reshape(n, 4), np.full((1, 4), np.nan)]),
+                           np.concatenate([np.asarray(found.scores, np.float64).reshape(n), res.presence[best:best + 1]]),
+                           list(found.sources) + ["body"], np.concatenate([found_angles, angle]))
 
     def _observe_bodies(self, tracks: list, res, ts: float, sources: list[str]) -> list[int]:
         """Tracking by body: keep the estimates whose presence is at least :data:`KEEP_PRESENCE`,

@@ -14,7 +14,7 @@ when a client falls that far behind) and wakes the server's own thread, which se
 whose send has not completed for ``stall_timeout`` seconds (it stopped reading) is dropped
 (close code 1008). Memory stays bounded: at most ``max_clients`` clients, each with at most
 ``max_pending`` queued messages plus the socket's write buffer (``write_limit``) and a kernel
-send buffer fixed at :data:`SEND_BUFFER` bytes (Linux would grow it up to ``tcp_wmem``'s maximum,
+send buffer fixed at :data:`SEND_BUFFER` bytes (Linux books twice that) (Linux would grow it up to ``tcp_wmem``'s maximum,
 megabytes that a stopped client could swallow for a long time before its send stalls).
 
 Module-level imports stay light; ``websockets`` is imported when a server starts.

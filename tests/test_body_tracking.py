@@ -203,3 +203,23 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
     s = score(records, json.loads(DEFAULT_TRUTH.read_text()))
     assert s["precision"] == 1.0 and s["precision_all"] >= 0.99, (s["false"], s["false_all"])
     assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 140
+
+
+def test_tracking_by_body_cannot_go_without_tracking_by_pose(body_weights):
+    with pytest.raises(ValueError, match="cannot go with track_by_pose=False"):
+        PosePipeline(body_weights, backend="onnxruntime", track_by_body=True, track_by_pose=False)
+
+
+def test_a_still_image_with_a_face_and_the_whole_image_search_gives_one_person(body_weights, walking):
+    """In still-image mode the whole-image search runs beside the face search; on an upright frame
+    both find the walker, and one figure is left on him (the search's is the younger duplicate)."""
+    from deeppose.engine.api import Pose
+
+    with Pose(body_weights, backend="onnxruntime") as pose:
+        frame = np.ascontiguousarray(walking[40][:, 160:480])   # the walker upright, his face in view
+        est = pose.estimate(frame)
+        head = pose.joints.index("head_top")
+    assert len(est.joints) >= 1 and "body" not in est.sources, est.sources
+    tops = est.joints[:, head]
+    gaps = [np.linalg.norm(a - b) for i, a in enumerate(tops) for b in tops[i + 1:]]
+    assert all(g > 20 for g in gaps), tops                      # no two figures on one person

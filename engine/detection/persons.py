@@ -261,7 +261,8 @@ class PersonBoxes:
         b0: (P, 4) initial boxes (cx, cy, w, h) in pixels for the cascade.
         faces: (P, 4) the face box of each person; NaN rows where b0 is not from a face.
         scores: (P,) face detection scores; 0 where b0 is not from a face.
-        sources: P strings: "face" (scaled face box) or "frame" (whole-frame fallback).
+        sources: P strings: "face" (scaled face box), "frame" (whole-frame fallback) or "body"
+            (tracking by body: the box around the pose the whole-frame search found).
         angles: (P,) roll of each b0 in radians (the face's roll, :func:`face_roll`; 0 for
             upright), or None: no rotation.
     """
