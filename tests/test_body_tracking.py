@@ -189,6 +189,7 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
     face inside his body's box was a second figure on him before duplicates counted containment)."""
     import json
 
+    from deeppose.engine.keypoints import frame_record
     from deeppose.tools.person_precision import DEFAULT_TRUTH, score
 
     frames = walking_frames(require_data("videos", "walking.mp4"), 144, (1280, 720))
@@ -196,10 +197,7 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
     with PosePipeline(body_weights, backend="onnxruntime") as pipe:
         for i, f in enumerate(frames):
             r = pipe.process(f, i / 30, i)
-            records.append({"frame": i, "persons": [
-                {"id": p.track_id, "b0_source": p.b0_source,
-                 "joints": {n: {"x": float(x), "y": float(y)} for n, (x, y) in zip(pipe.skeleton.joints, p.pose)}}
-                for p in r.persons]})
+            records.append(frame_record(r, pipe.skeleton))
     s = score(records, json.loads(DEFAULT_TRUTH.read_text()))
     assert s["precision"] == 1.0 and s["precision_all"] >= 0.99, (s["false"], s["false_all"])
     assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 140

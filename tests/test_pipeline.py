@@ -784,15 +784,14 @@ def test_faces_on_a_hand_and_twice_on_one_face_give_one_skeleton(flic_weights):
 @pytest.fixture(scope="module")
 def walking_records(flic_weights):
     """The default pipeline over all 144 frames of walking.mp4, as keypoints-JSONL records."""
+    from deeppose.engine.keypoints import frame_record
+
     frames = walking_frames(144)
     records = []
     with PosePipeline(flic_weights) as pipe:
         for i, f in enumerate(frames):
             r = pipe.process(f, i / 30, i)
-            records.append({"frame": i, "persons": [
-                {"id": p.track_id, "b0_source": p.b0_source,
-                 "joints": {n: {"x": float(x), "y": float(y)} for n, (x, y) in zip(pipe.skeleton.joints, p.pose)}}
-                for p in r.persons]})
+            records.append(frame_record(r, pipe.skeleton))
     return records
 
 
