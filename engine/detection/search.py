@@ -19,6 +19,20 @@ from .boxes import nms
 from .faces import FACE_KEYPOINTS, face_size, faces_with_keypoints
 
 
+def merged(found: list, nms_iou: float, nms_overlap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The faces of several searches (tiles, windows, turns) as one set: ``found`` holds
+    (faces (n, 4), scores (n,), keypoints (n, 6, 2)) per search, frame pixels; returns their
+    union after :func:`engine.detection.boxes.nms` (faces (N, 4), scores (N,), keypoints (N, 6, 2))."""
+    k = len(FACE_KEYPOINTS)
+    faces = np.concatenate([np.zeros((0, 4))] + [np.asarray(f, np.float64).reshape(-1, 4) for f, _, _ in found])
+    scores = np.concatenate([np.zeros(0)] + [np.asarray(s, np.float64).reshape(-1) for _, s, _ in found])
+    kps = np.concatenate([np.zeros((0, k, 2))] + [np.asarray(p, np.float64).reshape(-1, k, 2) for _, _, p in found])
+    if not len(faces):
+        return faces, scores, kps
+    keep = nms(faces, scores, nms_iou, nms_overlap)
+    return faces[keep], scores[keep], kps[keep]
+
+
 def _starts(n: int, tile: int, stride: int) -> list[int]:
     if n <= tile:
         return [0]
@@ -168,13 +182,7 @@ class TrackingFaceDetector:
                 self._search(image_bgr, found)
         finally:
             self._windows_only = False
-        if not found:
-            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, len(FACE_KEYPOINTS), 2))
-        faces = np.concatenate([f for f, _, _ in found])
-        scores = np.concatenate([s for _, s, _ in found])
-        kps = np.concatenate([k for _, _, k in found])
-        keep = nms(faces, scores, self.nms_iou, self.nms_overlap)
-        return faces[keep], scores[keep], kps[keep]
+        return merged(found, self.nms_iou, self.nms_overlap)
 
     def _window(self, face: np.ndarray, size: float, w: int, h: int) -> tuple[int, int, int]:
         """(x0, y0, side) of the square window around one hinted face of size ``size``
@@ -327,13 +335,7 @@ class TurnedFaceSearch:
                 out.append((faces, np.asarray(scores, dtype=np.float64), turn_points(kps, k, w, h, inverse=True)))
         finally:
             self._windows_only = False
-        if not out:
-            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, len(FACE_KEYPOINTS), 2))
-        faces = np.concatenate([f for f, _, _ in out])
-        scores = np.concatenate([s for _, s, _ in out])
-        kps = np.concatenate([p for _, _, p in out]).reshape(len(faces), len(FACE_KEYPOINTS), 2)
-        keep = nms(faces, scores, self.nms_iou, self.nms_overlap) if len(faces) else np.zeros(0, np.int64)
-        return faces[keep], scores[keep], kps[keep]
+        return merged(out, self.nms_iou, self.nms_overlap)
 
     def close(self) -> None:
         """Close the wrapped face detectors (each once)."""
