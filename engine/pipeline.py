@@ -147,13 +147,15 @@ def search_boxes(width: int, height: int, turn: float) -> list[np.ndarray]:
         width, height: the frame's size, pixels.
         turn: the boxes' roll, radians (one of :data:`FRAME_SEARCH_TURNS`).
     Returns:
-        Four (4,) boxes (cx, cy, w, h), pixels.
+        Four (4,) boxes (cx, cy, w, h), pixels; one (the frame) for a square frame.
     """
     whole = frame_box(width, height)
     if abs(abs(turn) - np.pi / 2) < 1e-6:
         whole[2:] = whole[3], whole[2]
     side = float(min(width, height))
     span = max(width, height) - side
+    if span < 1:   # a square frame: the squares are the frame itself
+        return [whole]
     squares = []
     for f in (0.0, 0.5, 1.0):
         c = side / 2 - 0.5 + f * span
@@ -172,7 +174,12 @@ def body_angles(poses: np.ndarray, skeleton) -> np.ndarray:
     Returns:
         (P,) radians, the :func:`engine.geometry.crop_boxes` convention.
     """
-    roll = np.nan_to_num(torso_roll(poses, skeleton))
+    return roll_beyond_upright(torso_roll(poses, skeleton))
+
+
+def roll_beyond_upright(roll: np.ndarray) -> np.ndarray:
+    """The part of torso rolls (radians; NaN: 0) beyond :data:`BODY_UPRIGHT_ROLL`, towards 0."""
+    roll = np.nan_to_num(np.asarray(roll, dtype=np.float64))
     dead = np.radians(BODY_UPRIGHT_ROLL)
     return roll - np.clip(roll, -dead, dead)
 
@@ -649,7 +656,7 @@ class PosePipeline:
         h, w = frame_bgr.shape[:2]
         boxes, angles = zip(*[(b, t) for t in turns for b in search_boxes(w, h, t)])
         res = self.cascade.run(frame_bgr, np.stack(boxes), stages=1, angles=np.array(angles))
-        best = int(np.nanargmax(np.nan_to_num(res.presence, nan=-1.0)))
+        best = int(np.argmax(np.nan_to_num(res.presence, nan=-1.0)))
         if not res.presence[best] >= FIND_PRESENCE:
             return found
         pose = res.stage_poses[-1, best:best + 1]
@@ -671,9 +678,11 @@ class PosePipeline:
         seen again counts a hit. ``sources``: this frame's detections' b0 sources (the tracks'
         ``detection`` rows). Returns the indices of the persons to draw (confirmed, kept)."""
         faced = np.array([tr.detected and tr.detection is not None and sources[tr.detection] == "face" for tr in tracks])
-        self._keep_sides(tracks, res, faced)
+        # swapping sides leaves the shoulders' and hips' midpoints, so the roll, as they were
+        roll = np.nan_to_num(torso_roll(res.stage_poses[-1], self.skeleton))
+        self._keep_sides(tracks, res, faced, roll)
         poses, p = res.stage_poses[-1], len(tracks)
-        angles = body_angles(poses, self.skeleton)
+        angles = roll_beyond_upright(roll)
         boxes = body_box(poses, angles, res.confidence >= BODY_BOX_CONFIDENCE)
         ok = (res.presence >= KEEP_PRESENCE) & np.isfinite(boxes).all(1)
         drop = np.zeros(p, bool)
@@ -699,7 +708,7 @@ class PosePipeline:
             self.tracker.observe(tr, bool(ok[i]), boxes[i] if ok[i] else None, face, float(angles[i]), ts)
         return [i for i, tr in enumerate(tracks) if not drop[i] and tr.confirmed and tr.verified]
 
-    def _keep_sides(self, tracks: list, res, faced: np.ndarray) -> None:
+    def _keep_sides(self, tracks: list, res, faced: np.ndarray, roll: np.ndarray) -> None:
         """Put each person's left and right joints on the right sides, in place in ``res`` (this
         frame's poses of every stage, confidences and scales; the skeleton's mirror swaps them).
 
@@ -712,12 +721,12 @@ class PosePipeline:
             tracks: the P tracks of ``res``.
             res: the frame's :class:`engine.cascade.CascadeResult`, changed in place.
             faced: (P,) bool, a face detection matched the person in this frame.
+            roll: (P,) each pose's torso roll, radians (:func:`engine.detection.persons.torso_roll`, NaN as 0).
         """
         mirror = np.asarray(self.skeleton.mirror)
         names = self.skeleton.joints
         pairs = [(names.index(f"l_{n}"), names.index(f"r_{n}")) for n in ("shoulder", "hip")
                  if f"l_{n}" in names and f"r_{n}" in names]
-        roll = np.nan_to_num(torso_roll(res.stage_poses[-1], self.skeleton))
         for i, tr in enumerate(tracks):
             pose = res.stage_poses[-1, i]
             ref = tr.state.get("sides")

@@ -92,11 +92,11 @@ def test_left_and_right_stay_on_the_sides_of_the_previous_frame():
 
     fake = SimpleNamespace(skeleton=BODY)
     res = result(pose[mirror] + 3.0)                              # swapped, and moved a little
-    PosePipeline._keep_sides(fake, [track], res, np.array([False]))
+    PosePipeline._keep_sides(fake, [track], res, np.array([False]), torso_roll(res.stage_poses[-1], BODY))
     np.testing.assert_allclose(res.stage_poses[0, 0], pose + 3.0)
     np.testing.assert_allclose(res.confidence[0], conf[mirror])
     res = result(pose + 3.0)                                      # the same sides: untouched
-    PosePipeline._keep_sides(fake, [track], res, np.array([False]))
+    PosePipeline._keep_sides(fake, [track], res, np.array([False]), torso_roll(res.stage_poses[-1], BODY))
     np.testing.assert_allclose(res.stage_poses[0, 0], pose + 3.0)
     np.testing.assert_allclose(res.confidence[0], conf)
 
@@ -113,7 +113,7 @@ def test_a_person_whose_face_is_detected_faces_the_camera(degrees):
         track = SimpleNamespace(state={"sides": last.copy()})
         res = SimpleNamespace(stage_poses=given[None, None].copy(), confidence=np.ones((1, BODY.k)),
                               joint_scale=np.ones((1, BODY.k)))
-        PosePipeline._keep_sides(fake, [track], res, np.array([True]))
+        PosePipeline._keep_sides(fake, [track], res, np.array([True]), torso_roll(res.stage_poses[-1], BODY))
         np.testing.assert_allclose(res.stage_poses[0, 0], facing, atol=1e-9)
 
 
@@ -221,3 +221,14 @@ def test_a_still_image_with_a_face_and_the_whole_image_search_gives_one_person(b
     tops = est.joints[:, head]
     gaps = [np.linalg.norm(a - b) for i, a in enumerate(tops) for b in tops[i + 1:]]
     assert all(g > 20 for g in gaps), tops                      # no two figures on one person
+
+
+def test_the_whole_frame_search_tries_the_frame_and_three_squares_and_a_square_frame_once():
+    from deeppose.engine.pipeline import search_boxes
+
+    boxes = search_boxes(640, 360, 0.0)
+    np.testing.assert_allclose(boxes[0], [319.5, 179.5, 640, 360])
+    np.testing.assert_allclose([b[0] for b in boxes[1:]], [179.5, 319.5, 459.5])   # left, middle, right
+    assert all(b[2] == b[3] == 360 for b in boxes[1:])
+    np.testing.assert_allclose(search_boxes(640, 360, np.pi / 2)[0], [319.5, 179.5, 360, 640])   # turned a quarter
+    assert len(search_boxes(480, 480, np.pi)) == 1
