@@ -419,6 +419,27 @@ def test_a_220_stage_starts_a_smaller_input_stage_with_its_features_and_a_resamp
     torch.testing.assert_close(small_out, big_out + small.head[1].bias, rtol=1e-4, atol=1e-4)
 
 
+def test_a_psi_v2_stage_starts_one_of_a_larger_input_with_a_resampled_f_layer():
+    """--init across input sides for psi v2 (a 160-pixel MobileNetV2 stage 1 starting a 224-pixel
+    one): the backbone, reduction and output layers carry over; the first F layer, over the
+    reduced 128-channel map, is resampled from 5x5 to 7x7 cells so that a uniform map gives the
+    same pre-activation."""
+    from deeppose.engine.network import build_network
+    from deeppose.tools.trainer import transfer_weights
+
+    torch.manual_seed(0)
+    src_net, big = build_network(17, "mobilenet_v2", 160), build_network(17, "mobilenet_v2", 224)
+    src = src_net.state_dict()
+    assert "resampled from 5x5 to 7x7" in transfer_weights(big, src, "stage 1")
+    torch.testing.assert_close(big.backbone.state_dict()["features.0.0.weight"], src["backbone.features.0.0.weight"])
+    torch.testing.assert_close(big.head[-1].weight, src["head.4.weight"])
+    uniform = torch.rand(128, 1, 1, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        small_out = torch.nn.functional.linear(uniform.expand(128, 5, 5).reshape(1, -1), src["head.2.weight"])
+        big_out = torch.nn.functional.linear(uniform.expand(128, 7, 7).reshape(1, -1), big.head[2].weight)
+    torch.testing.assert_close(big_out, small_out, rtol=1e-4, atol=1e-4)
+
+
 def test_lsp_manifest_records_the_run_time_scaler_but_trains_on_the_image(tmp_path):
     """LSP trains with the whole image as b0 (no scaler for training), and its manifest records
     the full-body scaler of ``--out``/scaler.json (fit-scaler --dataset lsp) for the video command

@@ -22,7 +22,7 @@ from deeppose.engine.backends.torch_backend import TorchRegressor
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_boxes, diam
 from deeppose.engine.model import ModelError, follow_indices, load_stage_module, read_manifest, write_manifest
-from deeppose.engine.network import PRESETS, BackboneRegressor, PoseRegressor, build_network
+from deeppose.engine.network import BACKBONE_PRESETS, PRESETS, BackboneRegressor, PoseRegressor, build_network
 from deeppose.engine.skeletons import get_skeleton
 from deeppose.tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
 from deeppose.tools.metrics import four_limb_pcp, record_val_metrics
@@ -831,7 +831,7 @@ def _scaler(cfg: TrainConfig) -> dict | None:
     return json.loads(path.read_text())
 
 
-def start_from(net: PoseRegressor, checkpoint: Path) -> str:
+def start_from(net: PoseRegressor | BackboneRegressor, checkpoint: Path) -> str:
     """Load a trained stage checkpoint into ``net`` (``--init``); see :func:`transfer_weights`.
 
     Raises:
@@ -840,32 +840,37 @@ def start_from(net: PoseRegressor, checkpoint: Path) -> str:
     return transfer_weights(net, load_stage_module(checkpoint).state_dict(), str(checkpoint))
 
 
-def transfer_weights(net: PoseRegressor, source: dict, name: str) -> str:
+def transfer_weights(net: PoseRegressor | BackboneRegressor, source: dict, name: str) -> str:
     """Start ``net`` from the state dict of a trained psi of the same preset.
 
     - Another number of joints (a FLIC model starting an LSP one): every layer but the
       2k-wide output layer, which keeps its fresh initialization.
-    - Another input side S (a 220 stage starting a 96 refinement stage): the convolutions
-      carry over as they are; the first fully connected layer, whose inputs are the C x s x s
-      cells of the last feature map, is resampled from the source's s' x s' grid to s x s by
-      area averaging, scaled by s'^2 / s^2 so that a uniform feature map gives the same output.
+    - Another input side S (a 220 stage starting a 96 refinement stage, a psi v2 stage 1
+      trained at 160 pixels starting one at 224): the convolutions carry over as they are; the
+      first fully connected layer, whose inputs are the C x s x s cells of the last (for psi v2:
+      the reduced) feature map, is resampled from the source's s' x s' grid to s x s by area
+      averaging (a larger grid repeats cells), scaled by s'^2 / s^2 so that a uniform feature
+      map gives the same output.
 
     Returns a short description of what was carried over.
     Raises:
         ModelError: ``source`` is not psi with ``net``'s preset (layers of other shapes).
     """
-    import torch.nn.functional as F
-
     own = net.state_dict()
     same = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-    fc1, last = "head.1.weight", f"head.{len(net.head) - 1}"
+    last = f"head.{len(net.head) - 1}"
+    if isinstance(net, BackboneRegressor):   # Flatten, Dropout, F; cin: channels of the reduced map
+        fc1, cin = "head.2.weight", BACKBONE_PRESETS[net.preset].reduce
+    else:                                    # Flatten, F; cin: channels of the last feature map
+        fc1, cin = "head.1.weight", PRESETS[net.preset].conv345[-1]
     notes = []
     if fc1 in source and fc1 in own and fc1 not in same:
-        w, cin = source[fc1], PRESETS[net.preset].conv345[-1]   # the last feature map's channels
+        w = source[fc1]
         s_src, s_dst = math.isqrt(w.shape[1] // cin), math.isqrt(own[fc1].shape[1] // cin)
         if s_src * s_src * cin == w.shape[1] and w.shape[0] == own[fc1].shape[0]:
             grid = w.reshape(w.shape[0], cin, s_src, s_src)
-            same[fc1] = (F.adaptive_avg_pool2d(grid, s_dst) * (s_src * s_src / (s_dst * s_dst))).reshape(own[fc1].shape)
+            r = _area_weights(s_src, s_dst).to(grid.dtype) * (s_src / s_dst)   # (s_dst, s_src), per axis
+            same[fc1] = torch.einsum("ai,ocij,bj->ocab", r, grid, r).reshape(own[fc1].shape)
             notes.append(f"first F layer resampled from {s_src}x{s_src} to {s_dst}x{s_dst} cells")
     if set(own) - set(same) - {f"{last}.weight", f"{last}.bias"}:
         raise ModelError(f"{name} is not psi with preset {net.preset!r}: cannot start from it")
@@ -873,6 +878,17 @@ def transfer_weights(net: PoseRegressor, source: dict, name: str) -> str:
         notes.append("features only: it regresses another number of joints; the output layer starts afresh")
     net.load_state_dict(same, strict=False)
     return "; ".join(notes) or "every layer"
+
+
+def _area_weights(n_src: int, n_dst: int) -> torch.Tensor:
+    """(n_dst, n_src) area-averaging weights along one axis: row i holds the overlap of cell i of
+    an n_dst-cell grid with each cell of an n_src-cell grid over the same span, divided by cell
+    i's length, so each row sums to 1 and each column to n_dst / n_src (exact for any sizes)."""
+    edges_src = np.arange(n_src + 1) / n_src
+    edges_dst = np.arange(n_dst + 1) / n_dst
+    lo = np.maximum(edges_dst[:-1, None], edges_src[None, :-1])
+    hi = np.minimum(edges_dst[1:, None], edges_src[None, 1:])
+    return torch.from_numpy(np.clip(hi - lo, 0, None) * n_dst)
 
 
 def _init_checkpoint(cfg: TrainConfig, stage: int) -> Path | None:
