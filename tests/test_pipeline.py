@@ -227,6 +227,27 @@ def test_tracker_keeps_ids_holds_and_drops():
     assert sorted(t.track_id for t in out) == [ids[100], 3]
 
 
+def test_a_held_person_whose_estimate_fails_verification_is_held_for_max_hold_frames_not_half():
+    """A confirmed track lost by verification and then held, with each held frame's estimate
+    failing verification too, is missed once per frame: update() (held, not detected) and
+    observe(ok=False) both see the frame, and it is still held for max_hold_frames frames."""
+    tracker = PersonTracker(max_hold_frames=6, max_hold_seconds=10.0, confirm_hits=1)
+    box = np.array([[100.0, 100.0, 50.0, 50.0]])
+    [track] = tracker.update(box, box, timestamp=0.0, pending=True)
+    tracker.observe(track, True, timestamp=0.0)
+    assert track.confirmed and track.misses == 0
+    held = 0
+    for i in range(1, 20):
+        out = tracker.update(np.zeros((0, 4)), timestamp=i / 30, pending=True)
+        if not out:
+            break
+        assert out == [track] and track.source == "held"
+        tracker.observe(track, False, timestamp=i / 30)
+        assert track.misses == i
+        held += 1
+    assert held == 6
+
+
 def test_tracker_hold_limited_in_seconds():
     tr = PersonTracker(max_hold_frames=100, max_hold_seconds=0.5, confirm_hits=1)
     tr.update(np.array([[100.0, 100.0, 50.0, 50.0]]), timestamp=0.0)

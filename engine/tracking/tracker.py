@@ -328,7 +328,7 @@ class PersonTracker:
                 tr.b0, tr.face, tr.angle, tr.source = tr.next_b0, tr.next_face, tr.next_angle, "pose"
                 present.append(tr)
                 continue
-            tr.misses += 1
+            tr.misses = self._frame - tr.last_seen_frame   # frames since seen, this one included
             if (tr.confirmed and tr.misses <= self.max_hold_frames
                     and t - tr.last_seen_time <= self.max_hold_seconds + 1e-9):
                 tr.source, tr.face = "held", None
@@ -389,7 +389,8 @@ class PersonTracker:
         if not track.confirmed:
             self.drop(track)
             return
-        track.misses += 1
+        # a frame is missed once: update() may have counted this one already (a held track)
+        track.misses = self._frame - track.last_seen_frame
 
     def drop(self, track: Track) -> None:
         """Forget a track (e.g. a duplicate of another person)."""
