@@ -64,10 +64,12 @@ class HudStats:
         return out
 
 
-def angle_labels(result, skeleton) -> list[tuple[float, float, str]]:
+def angle_labels(result, skeleton, min_confidence: float = 0.0) -> list[tuple[float, float, str]]:
     """The joint angles of every person of a :class:`engine.pipeline.FrameResult` as labels:
     ``(x, y, text)`` with (x, y) the angle's vertex joint in frame pixels and text such as
-    "92°"; angles that are unknown (a joint out of the frame) are left out."""
+    "92°"; angles that are unknown (a joint out of the frame) are left out, and so are angles
+    with a joint whose confidence is below ``min_confidence`` (a joint not drawn: the app's
+    "Hide unsure joints" passes :data:`engine.drawing.MIN_JOINT_CONFIDENCE`)."""
     import numpy as np
 
     from deeppose.engine.angles import angle_defs, angle_indices, joint_angles
@@ -82,7 +84,11 @@ def angle_labels(result, skeleton) -> list[tuple[float, float, str]]:
         pose = np.asarray(p.pose, dtype=np.float64)
         if pose.shape != (skeleton.k, 2):   # a result of another model (one is loading)
             continue
-        deg = joint_angles(pose, skeleton, joints_in_frame(pose, w, h) if w and h else None)
+        shown = joints_in_frame(pose, w, h) if w and h else np.ones(skeleton.k, bool)
+        conf = getattr(p, "confidence", None)
+        if conf is not None and min_confidence > 0:
+            shown = shown & ~(np.asarray(conf, dtype=np.float64) < min_confidence)   # NaN: shown, as drawn
+        deg = joint_angles(pose, skeleton, shown)
         out += [(float(pose[j, 0]), float(pose[j, 1]), f"{d:.0f}\u00b0") for j, d in zip(vertex, deg) if np.isfinite(d)]
     return out
 

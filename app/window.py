@@ -22,6 +22,7 @@ from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QFontMetrics, QKeySequence
 from PyQt6.QtWidgets import QLabel, QMainWindow, QToolBar
 
+from ..engine.drawing import MIN_JOINT_CONFIDENCE
 from ..engine.outputs import overwrite_problem, recording_outputs
 from .automation import AutomationMixin
 from .capture import CaptureThread, LatestFrameSlot, Source
@@ -398,7 +399,8 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
             st.people = len(r.persons)
             st.backend = self.model.backend if self.model is not None else r.backend
             if self.view.show_angles:
-                self.view.angle_labels = angle_labels(r, d.skeleton)
+                self.view.angle_labels = angle_labels(r, d.skeleton,
+                                                      MIN_JOINT_CONFIDENCE if self.settings.hide_unsure else 0.0)
         else:
             st.backend = ""
             st.people = 0

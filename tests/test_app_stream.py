@@ -4,6 +4,7 @@ settings file; servers bind 127.0.0.1 with port 0 or a port found free; waits ar
 and events with generous timeouts."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -146,6 +147,13 @@ def test_angle_labels_and_their_painting(qtbot):
     assert labels == [(300.0, 160.0, "90\u00b0"), (200.0, 160.0, "180\u00b0"), (300.0, 100.0, "0\u00b0"),
                       (200.0, 100.0, "0\u00b0")]
     assert angle_labels(None, FLIC) == [] and angle_labels(result, None) == []
+    # an unsure left elbow (not drawn under "Hide unsure joints") takes the angles it is in along
+    conf = np.full(11, 0.9)
+    conf[1] = 0.1
+    unsure = FrameResult(0, 0.0, [dataclasses.replace(person, confidence=conf)], 0.0, [0.0], 0.0, "onnxruntime",
+                         (400, 300), 1)
+    assert angle_labels(unsure, FLIC, min_confidence=0.2) == [(200.0, 160.0, "180\u00b0"), (200.0, 100.0, "0\u00b0")]
+    assert angle_labels(unsure, FLIC) == labels                 # nothing hidden
     view = VideoView()
     qtbot.addWidget(view)
     view.resize(400, 300)
