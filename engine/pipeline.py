@@ -207,7 +207,8 @@ class PersonResult:
             is on.
         score: how sure the pipeline is that a person is there, in [0, 1]: with tracking by
             body the presence score of this frame's b0 (psi v2's presence head), otherwise the
-            face detection score (of the last detection for a held person).
+            face detection score (of the last detection for a held person); for the full-frame
+            fallback (track_id 0), the presence score with a psi v2 model, else 1.
         smoothed: whether ``pose`` is smoothed.
         confidence: (k,) each joint's confidence in [0, 1] from the last cascade stage
             (:attr:`engine.cascade.CascadeResult.confidence`, psi v2 models); NaN per joint, or
@@ -588,7 +589,10 @@ class PosePipeline:
                     score = res.presence[i]
             else:
                 filt = self._frame_filter
-                tid, face, source, score, angle = 0, None, "frame", 1.0, 0.0
+                presence = float(res.presence[i]) if res.presence is not None else float("nan")
+                # the full frame as b0: psi v2 says how sure it is that someone is there
+                score = presence if np.isfinite(presence) else 1.0
+                tid, face, source, angle = 0, None, "frame", 0.0
             box = res.b0[i]
             if smooth:
                 if filt is None:

@@ -232,3 +232,13 @@ def test_the_whole_frame_search_tries_the_frame_and_three_squares_and_a_square_f
     assert all(b[2] == b[3] == 360 for b in boxes[1:])
     np.testing.assert_allclose(search_boxes(640, 360, np.pi / 2)[0], [319.5, 179.5, 360, 640])   # turned a quarter
     assert len(search_boxes(480, 480, np.pi)) == 1
+
+
+def test_the_full_frame_fallback_of_a_psi_v2_model_scores_its_presence_not_one():
+    """The full-frame fallback's person (track id 0) carries psi v2's presence score for the
+    frame as b0, so a frame of nobody is drawn with a low score instead of a sure 1.0."""
+    empty = np.full((360, 640, 3), 128, np.uint8)
+    with PosePipeline(WEIGHTS_BODY, backend="onnxruntime", full_frame_fallback=True, smooth=False) as pipe:
+        [person] = pipe.process(empty).persons
+    assert person.track_id == 0 and person.b0_source == "frame"
+    assert 0.0 <= person.score < 0.5
