@@ -12,10 +12,10 @@ Two measurements per backend, each a median and 90th percentile over ``--runs`` 
    output says so.
 
 3. Side by side (``--peer FILE.task``): our pipeline (``auto`` backend) and MediaPipe's pose
-   landmarker (:mod:`tools.peer`) on the same frames, interleaved frame by frame in one
+   landmarker (:mod:`tools.eval.peer`) on the same frames, interleaved frame by frame in one
    process so that both see the same load; ms per frame, fps, their ratio and the resident
    memory each adds when loaded. With ``--peer-video``, also the whole video job on
-   ``--video``: ``main.py video`` and the peer's (``python -m deeppose.tools.peer``) as
+   ``--video``: ``main.py video`` and the peer's (``python -m deeppose.tools.eval.peer``) as
    processes run one after the other, wall time, CPU time and peak RSS of each.
 
 Frames per second = 1 / median end-to-end latency. The machine (CPU, cores, threads, GPU,
@@ -38,7 +38,7 @@ from deeppose.engine.cli_args import (
     resolve_weights,
 )
 from deeppose.engine.constants import DEFAULT_MODEL, PACKAGE_ROOT, WEIGHTS_ROOT
-from deeppose.tools.random_model import make_random_model
+from deeppose.tools.export.random_model import make_random_model
 
 REPO = PACKAGE_ROOT
 DEFAULT_WEIGHTS = WEIGHTS_ROOT / DEFAULT_MODEL
@@ -331,7 +331,7 @@ def run(args) -> int:
         print("benchmark: error: --peer-video needs --peer FILE", file=sys.stderr)
         return 2
     if args.peer is not None:   # before any measuring: a bad peer file fails at once
-        from deeppose.tools.peer import MediaPipePeer, PeerError
+        from deeppose.tools.eval.peer import MediaPipePeer, PeerError
         try:
             MediaPipePeer(args.peer).close()
         except PeerError as e:
@@ -373,7 +373,7 @@ def run(args) -> int:
     persons = max(1, int(args.persons))
 
     # Frames.
-    from deeppose.tools.datasets import read_frames, walking_video  # (cv2, scipy: not at --help)
+    from deeppose.tools.data.datasets import read_frames, walking_video  # (cv2, scipy: not at --help)
 
     video = args.video or walking_video()
     if args.peer_video and not Path(video).is_file():
@@ -477,7 +477,7 @@ def run(args) -> int:
 
     side = None
     if args.peer is not None:
-        from deeppose.tools.peer import PeerError
+        from deeppose.tools.eval.peer import PeerError
         try:
             side = measure_side_by_side(weights, stages, threads, frames, args.peer, args.peer_poses, args.runs,
                                         args.warmup, int8=args.int8, max_persons=args.max_persons)
@@ -550,14 +550,14 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
         each side has "name", "per_frame" (median_ms, p90_ms, n), "fps", "persons_median",
         "load_seconds", "rss_added_mib".
     Raises:
-        tools.peer.PeerError: the peer model cannot be loaded (one line).
+        tools.eval.peer.PeerError: the peer model cannot be loaded (one line).
     """
     import time
 
     import numpy as np
 
     from deeppose.engine.pipeline import PosePipeline
-    from deeppose.tools.peer import MediaPipePeer
+    from deeppose.tools.eval.peer import MediaPipePeer
 
     rss0, t0 = rss_mib(), time.perf_counter()
     peer = MediaPipePeer(peer_path, num_poses=peer_poses)
@@ -644,7 +644,7 @@ def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool |
                        max_persons: int | None = None) -> dict:
     """``main.py video VIDEO`` (defaults, the auto backend, ``--max-persons`` when given, ``--int8`` /
     ``--no-int8`` when ``int8`` is True / False) and the peer's video job
-    (:func:`tools.peer.video_job`) on the whole of ``video``, one process after the other,
+    (:func:`tools.eval.peer.video_job`) on the whole of ``video``, one process after the other,
     each writing into a temporary folder; see :func:`_timed_process` for the figures."""
     import tempfile
 
@@ -653,7 +653,7 @@ def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool |
                                str(Path(tmp) / "ours.mp4"), "--weights", str(weights)]
                               + _INT8_FLAG[int8].split()
                               + (["--max-persons", str(max_persons)] if max_persons else []))
-        peer = _timed_process([sys.executable, "-m", "deeppose.tools.peer", str(peer_path), str(video),
+        peer = _timed_process([sys.executable, "-m", "deeppose.tools.eval.peer", str(peer_path), str(video),
                                str(Path(tmp) / "peer.mp4")])
     return {"ours": ours, "peer": peer, "wall_ratio": ours["wall_s"] / peer["wall_s"], "int8": int8,
             "max_persons": max_persons}
@@ -707,7 +707,7 @@ def _ensure_engines(info, precision: str, persons: int) -> None:
     """Build the model's TensorRT engines for this machine when they are missing or stale."""
     from deeppose.engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, find_engines
     from deeppose.engine.model import ModelError
-    from deeppose.tools.build_engines import build_engines
+    from deeppose.tools.export.build_engines import build_engines
     try:
         find_engines(info, precision)
     except ModelError as e:

@@ -1,4 +1,4 @@
-"""The training loop behind `main.py train` (see tools/train.py for the protocol)."""
+"""The training loop behind `main.py train` (see tools/train/train.py for the protocol)."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,8 +24,8 @@ from deeppose.engine.geometry import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, crop_box
 from deeppose.engine.model import ModelError, follow_indices, load_stage_module, read_manifest, write_manifest
 from deeppose.engine.network import BACKBONE_PRESETS, PRESETS, BackboneRegressor, PoseRegressor, build_network
 from deeppose.engine.skeletons import get_skeleton
-from deeppose.tools.datasets import DatasetError, PoseDataset, load_dataset, load_image
-from deeppose.tools.metrics import four_limb_pcp, record_val_metrics
+from deeppose.tools.data.datasets import DatasetError, PoseDataset, load_dataset, load_image
+from deeppose.tools.eval.metrics import four_limb_pcp, record_val_metrics
 
 log = logging.getLogger("deeppose.train")
 
@@ -426,7 +426,7 @@ def predict(nets: list[PoseRegressor], data: TrainingData, sigma: float, device:
     """Run the cascade of ``nets`` (stage s refining the joints ``stage_joints[s - 1]``, None:
     all, and moving the followers ``stage_follow[s - 1]`` with their leaders) over every example
     of ``data``; returns (S, N, k, 2) pixels."""
-    from deeppose.tools.evaluate import cascade_poses
+    from deeppose.tools.eval.evaluate import cascade_poses
 
     cascade = Cascade([TorchRegressor(n, device=str(device), fp16=False) for n in nets], data.ds.skeleton, sigma,
                       [n.input_size for n in nets], stage_joints=stage_joints, stage_follow=stage_follow)
@@ -457,8 +457,8 @@ def displacement_stats(pred: np.ndarray, data: TrainingData) -> dict:
 
 def val_metrics(stage_poses: np.ndarray, data: TrainingData) -> dict:
     """The manifest's val metrics ({"stage<s>": PDJ@0.1 and @0.2 per joint, PCP per limb, and
-    their means; :func:`tools.metrics.val_metrics_entry`) for every stage's poses (S, N, k, 2)."""
-    from deeppose.tools.metrics import stage_metrics, val_metrics_entry
+    their means; :func:`tools.eval.metrics.val_metrics_entry`) for every stage's poses (S, N, k, 2)."""
+    from deeppose.tools.eval.metrics import stage_metrics, val_metrics_entry
 
     return {f"stage{s}": val_metrics_entry(stage_metrics(poses, data.poses, data.ds.skeleton))
             for s, poses in enumerate(stage_poses, start=1)}
@@ -467,7 +467,7 @@ def val_metrics(stage_poses: np.ndarray, data: TrainingData) -> dict:
 def part_metrics(poses: np.ndarray, data: TrainingData) -> dict:
     """The val metrics of each dataset part of ``body`` data ({"flic": entry, "lsp": entry}, as
     :func:`val_metrics` gives per stage) for one stage's poses (N, k, 2)."""
-    from deeppose.tools.metrics import stage_metrics, val_metrics_entry
+    from deeppose.tools.eval.metrics import stage_metrics, val_metrics_entry
 
     out = {}
     for name in BODY_PARTS:
@@ -567,7 +567,7 @@ class StageTrainer:
             loaded = transfer_weights(net, self.prev[-1].state_dict(), f"stage {self.stage - 1}")
             log.info("stage %d: starts from stage %d (%s)", self.stage, self.stage - 1, loaded)
         elif v2:   # psi v2 from scratch: the backbone starts from its ImageNet weights
-            from deeppose.tools.pretrained import load_backbone
+            from deeppose.tools.train.pretrained import load_backbone
 
             log.info("stage %d: backbone from %s", self.stage, load_backbone(net))
         net = net.to(self.device)
@@ -701,7 +701,7 @@ def _setup_logging(run_dir: Path) -> None:
 
 
 def _load_split(cfg: TrainConfig, split: str, limit: int | None, scaler: dict | None) -> TrainingData:
-    from deeppose.tools.person_boxes import example_b0
+    from deeppose.tools.data.person_boxes import example_b0
 
     if cfg.dataset == "body":
         return _body_split(split, limit)
@@ -742,7 +742,7 @@ def _body_split(split: str, limit: int | None) -> TrainingData:
         DatasetError: a dataset is missing, or the FLIC scaler is.
     """
     from deeppose.engine.constants import WEIGHTS_ROOT
-    from deeppose.tools.person_boxes import example_b0
+    from deeppose.tools.data.person_boxes import example_b0
 
     skeleton = get_skeleton("body")
     scaler_path = WEIGHTS_ROOT / "flic" / "scaler.json"
@@ -785,15 +785,15 @@ def _extra_split(name: str, skeleton, scaler: dict, limit: int | None):
 
     b0 follows the model's run-time protocol, the detected face enlarged by the model's scaler:
     - LSP persons for the FLIC model: the face matched to the neck and head top, or the face
-      they imply (:func:`tools.person_boxes.head_face_b0`);
+      they imply (:func:`tools.data.person_boxes.head_face_b0`);
     - FLIC persons for the LSP model (``scaler`` = the full-body scaler): the matched face, or
       the face implied by the labelled eyes and nose, enlarged to a body box that reaches below
-      the frame where the legs are out of view (:func:`tools.person_boxes.example_b0`);
+      the frame where the legs are out of view (:func:`tools.data.person_boxes.example_b0`);
 
     Returns:
         (dataset with ``skeleton``, b0 (N, 4) pixels, sources (N,)); persons without a b0 are dropped.
     """
-    from deeppose.tools.person_boxes import example_b0, head_face_b0
+    from deeppose.tools.data.person_boxes import example_b0, head_face_b0
 
     other = load_dataset(name, None, "train")
     if limit:
@@ -962,11 +962,11 @@ def _write_stage(cfg: TrainConfig, stage: int, net: PoseRegressor, result: dict,
 
 def _export_onnx(folder: Path) -> None:
     """Write the ONNX files of the model folder's stages and name them in its manifest
-    (:func:`tools.export_onnx.export_model`; stages whose file is up to date are skipped), so
+    (:func:`tools.export.export_onnx.export_model`; stages whose file is up to date are skipped), so
     that the runtime backends, which load prebuilt files and never export, can run the folder
     as training leaves it. A failure is logged, not fatal: the checkpoints are written, and
     ``main.py export-onnx`` can finish the job."""
-    from deeppose.tools.export_onnx import export_model
+    from deeppose.tools.export.export_onnx import export_model
 
     try:
         paths = export_model(folder)
