@@ -16,7 +16,10 @@ from conftest import WEIGHTS_FLIC, require_data
 from deeppose.engine.network import BackboneRegressor, MobileNetV2Features, build_network
 from deeppose.engine.skeletons import BODY, FLIC, LSP
 from deeppose.tools.train import pretrained
-from deeppose.tools.train.trainer import SampleMaker, TrainConfig, _body_split, laplace_nll
+from deeppose.tools.train.config import TrainConfig
+from deeppose.tools.train.losses import laplace_nll
+from deeppose.tools.train.sampling import SampleMaker
+from deeppose.tools.train.splits import body_split
 
 
 def test_backbone_regressor_gives_the_pose_vector_and_on_request_its_scale_and_presence_heads():
@@ -149,7 +152,7 @@ def test_body_is_the_union_of_lsp_and_flic_joints_with_lefts_and_rights_swapped_
 def small_body():
     require_data("flic", "examples.mat")
     require_data("lsp", "joints.mat")
-    return _body_split("train", 6)
+    return body_split("train", 6)
 
 
 def test_body_data_holds_flic_and_lsp_persons_each_labelling_only_its_own_joints(small_body):

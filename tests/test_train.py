@@ -9,7 +9,10 @@ import torch
 
 from conftest import WEIGHTS_FLIC, require_data
 from deeppose.tools.data.datasets import load_dataset
-from deeppose.tools.train.trainer import SampleMaker, TrainConfig, TrainingData, displacement_stats, masked_l2
+from deeppose.tools.train.config import TrainConfig
+from deeppose.tools.train.losses import masked_l2
+from deeppose.tools.train.sampling import SampleMaker, displacement_stats
+from deeppose.tools.train.splits import TrainingData
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,7 @@ def test_batch_network_input_is_the_run_time_normalization_with_colour_jitter(sm
 def test_stage_batches_are_the_same_with_worker_processes_and_differ_per_step(small_flic):
     """A batch depends on (seed, stage, step) only: worker processes make the very batches the
     training process would, so --workers and --resume do not change a run."""
-    from deeppose.tools.train.trainer import StageBatches
+    from deeppose.tools.train.sampling import StageBatches
 
     cfg = TrainConfig(batch_size=4)
 
@@ -231,10 +234,10 @@ def test_lsp_persons_join_flic_training_with_the_union_of_joints():
     neck and head top; every labelled LSP arm joint is where LSP put it."""
     require_data("lsp", "joints.mat")
     from deeppose.engine.skeletons import FLIC
-    from deeppose.tools.train.trainer import _extra_split
+    from deeppose.tools.train.splits import extra_split
 
     scaler = json.loads((WEIGHTS_FLIC / "scaler.json").read_text())
-    ds, b0, sources = _extra_split("lsp", FLIC, scaler, limit=20)
+    ds, b0, sources = extra_split("lsp", FLIC, scaler, limit=20)
     lsp = load_dataset("lsp", None, "train")
     assert ds.skeleton is FLIC and len(ds) == len(b0) == len(sources) == 20
     assert set(sources) <= {"face", "head"} and "face" in sources
@@ -263,10 +266,10 @@ def test_flic_persons_join_lsp_training_with_body_boxes_from_their_faces(tmp_pat
     require_data("flic", "examples.mat")
     from conftest import WEIGHTS_LSP
     from deeppose.engine.skeletons import LSP
-    from deeppose.tools.train.trainer import _extra_split
+    from deeppose.tools.train.splits import extra_split
 
     scaler = json.loads((WEIGHTS_LSP / "scaler.json").read_text())
-    ds, b0, sources = _extra_split("flic", LSP, scaler, limit=20)
+    ds, b0, sources = extra_split("flic", LSP, scaler, limit=20)
     flic = load_dataset("flic", None, "train")
     assert ds.skeleton is LSP and len(ds) == len(b0) == len(sources) == 20
     assert set(sources) <= {"face", "joints"} and "face" in sources
@@ -349,7 +352,7 @@ def test_torchrun_with_two_cpu_processes_trains_and_writes_the_model(tmp_path):
 
 
 def test_losses_agree_on_known_errors():
-    from deeppose.tools.train.trainer import masked_loss
+    from deeppose.tools.train.losses import masked_loss
 
     target = torch.zeros(1, 2, 2)
     pred = torch.tensor([[0.3, -0.4, 1.0, 1.0]])
@@ -446,10 +449,11 @@ def test_lsp_manifest_records_the_run_time_scaler_but_trains_on_the_image(tmp_pa
     and the app; without that file the manifest's scaler stays null."""
     import json
 
-    from deeppose.tools.train.trainer import TrainConfig, _run_time_scaler, _scaler
+    from deeppose.tools.train.config import TrainConfig
+    from deeppose.tools.train.splits import run_time_scaler, training_scaler
 
     cfg = TrainConfig(dataset="lsp", out=tmp_path)
-    assert _scaler(cfg) is None and _run_time_scaler(cfg) is None
+    assert training_scaler(cfg) is None and run_time_scaler(cfg) is None
     fitted = {"offset_x": 0.05, "offset_y": 4.23, "scale_x": 7.33, "scale_y": 13.4, "fit": {"dataset": "lsp"}}
     (tmp_path / "scaler.json").write_text(json.dumps(fitted))
-    assert _scaler(cfg) is None and _run_time_scaler(cfg) == fitted
+    assert training_scaler(cfg) is None and run_time_scaler(cfg) == fitted

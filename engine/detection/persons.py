@@ -194,7 +194,7 @@ def turn_angles(rolls: np.ndarray, min_roll: float = ROTATE_MIN_ROLL) -> np.ndar
 
 BODY_BOX_MARGIN = 1.35
 """Side of the b0 a pose gives (:func:`body_box`) over the joints' extent: the middle of the
-1.15-1.6 that psi v2 trained on (``tools.train.trainer.SampleMaker._joint_box``)."""
+1.15-1.6 that psi v2 trained on (``tools.train.sampling.SampleMaker._joint_box``)."""
 
 
 def torso_roll(poses: np.ndarray, skeleton) -> np.ndarray:
