@@ -385,7 +385,7 @@ def test_init_from_another_skeleton_takes_the_features_only(tmp_path):
     from conftest import make_random_model
     from deeppose.engine.model import ModelError, read_manifest
     from deeppose.engine.network import build_network
-    from deeppose.tools.train.trainer import start_from
+    from deeppose.tools.train.checkpoints import start_from
 
     flic = read_manifest(make_random_model(tmp_path / "flic", stages=1, skeleton_name="flic", seed=1)).stage_files[0]
     same = build_network(11)
@@ -407,7 +407,7 @@ def test_a_220_stage_starts_a_smaller_input_stage_with_its_features_and_a_resamp
     from conftest import make_random_model
     from deeppose.engine.model import read_manifest
     from deeppose.engine.network import build_network
-    from deeppose.tools.train.trainer import start_from
+    from deeppose.tools.train.checkpoints import start_from
 
     ckpt = read_manifest(make_random_model(tmp_path / "m", stages=1, skeleton_name="flic", seed=2)).stage_files[0]
     src = {k: v.float() for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items()}
@@ -428,7 +428,7 @@ def test_a_psi_v2_stage_starts_one_of_a_larger_input_with_a_resampled_f_layer():
     reduced 128-channel map, is resampled from 5x5 to 7x7 cells so that a uniform map gives the
     same pre-activation."""
     from deeppose.engine.network import build_network
-    from deeppose.tools.train.trainer import transfer_weights
+    from deeppose.tools.train.checkpoints import transfer_weights
 
     torch.manual_seed(0)
     src_net, big = build_network(17, "mobilenet_v2", 160), build_network(17, "mobilenet_v2", 224)
