@@ -1,6 +1,7 @@
-"""The training loop behind `main.py train` (see tools/train/train.py for the protocol): the stage
-trainer with its epoch loop, validation during training, and torchrun's process group (checkpoints
-and the model folder: checkpoints)."""
+"""The training loop behind `main.py train` (see tools/train/train.py for the protocol): the stages
+in order, each by a :class:`StageTrainer` (its epoch loop, validated and checkpointed every
+``--val-every`` epochs), as one process or under torchrun. Batches come from :mod:`.sampling`, the
+loss from :mod:`.losses`, resume files and the model folder from :mod:`.checkpoints`."""
 from __future__ import annotations
 
 import logging
@@ -14,12 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from deeppose.engine.backends.torch_backend import TorchRegressor
-from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import ModelError, follow_indices
 from deeppose.engine.network import BackboneRegressor, PoseRegressor, build_network
 from deeppose.tools.data.datasets import DatasetError
-from deeppose.tools.eval.metrics import four_limb_pcp
 from deeppose.tools.train.checkpoints import (
     init_checkpoint,
     prev_stages,
@@ -34,7 +32,8 @@ from deeppose.tools.train.checkpoints import (
 from deeppose.tools.train.config import TrainConfig
 from deeppose.tools.train.losses import training_loss
 from deeppose.tools.train.sampling import SampleMaker, StageBatches, displacement_stats, epoch_items
-from deeppose.tools.train.splits import BODY_PARTS, TrainingData, load_split, run_time_scaler, training_scaler
+from deeppose.tools.train.splits import TrainingData, load_split, run_time_scaler, training_scaler
+from deeppose.tools.train.validation import part_metrics, predict, summary, val_metrics
 
 log = logging.getLogger("deeppose.train")
 
@@ -49,56 +48,6 @@ def _dist() -> tuple[int, int]:
 def _barrier() -> None:
     if _dist()[1] > 1:
         torch.distributed.barrier()
-
-
-def predict(nets: list[PoseRegressor], data: TrainingData, sigma: float, device: torch.device,
-            stage_joints: list | None = None, stage_follow: list | None = None) -> np.ndarray:
-    """Run the cascade of ``nets`` (stage s refining the joints ``stage_joints[s - 1]``, None:
-    all, and moving the followers ``stage_follow[s - 1]`` with their leaders) over every example
-    of ``data``; returns (S, N, k, 2) pixels."""
-    from deeppose.tools.eval.evaluate import cascade_poses
-
-    cascade = Cascade([TorchRegressor(n, device=str(device), fp16=False) for n in nets], data.ds.skeleton, sigma,
-                      [n.input_size for n in nets], stage_joints=stage_joints, stage_follow=stage_follow)
-    return cascade_poses(data.ds, cascade, data.b0, load_image=data.image_by_path)[0]
-
-
-def val_metrics(stage_poses: np.ndarray, data: TrainingData) -> dict:
-    """The manifest's val metrics ({"stage<s>": PDJ@0.1 and @0.2 per joint, PCP per limb, and
-    their means; :func:`tools.eval.metrics.val_metrics_entry`) for every stage's poses (S, N, k, 2)."""
-    from deeppose.tools.eval.metrics import stage_metrics, val_metrics_entry
-
-    return {f"stage{s}": val_metrics_entry(stage_metrics(poses, data.poses, data.ds.skeleton))
-            for s, poses in enumerate(stage_poses, start=1)}
-
-
-def part_metrics(poses: np.ndarray, data: TrainingData) -> dict:
-    """The val metrics of each dataset part of ``body`` data ({"flic": entry, "lsp": entry}, as
-    :func:`val_metrics` gives per stage) for one stage's poses (N, k, 2)."""
-    from deeppose.tools.eval.metrics import stage_metrics, val_metrics_entry
-
-    out = {}
-    for name in BODY_PARTS:
-        idx = [i for i, s in enumerate(data.sources) if s.startswith(f"{name}:")]
-        if idx:
-            out[name] = val_metrics_entry(stage_metrics(poses[idx], data.poses[idx], data.ds.skeleton))
-    return out
-
-
-def _summary(m: dict) -> str:
-    p1, p2 = m["pdj@0.1"], m["pdj@0.2"]
-
-    def v(d, name):   # None: nothing to count (val_metrics_entry)
-        x = d.get(name)
-        return np.nan if x is None else x
-
-    elb = (v(p2, "l_elbow") + v(p2, "r_elbow")) / 2
-    wri = (v(p2, "l_wrist") + v(p2, "r_wrist")) / 2
-    four = four_limb_pcp(m["pcp"]) if "pcp" in m else None
-    return (f"PDJ@0.1 {v(p1, 'mean'):.3f}  PDJ@0.2 {v(p2, 'mean'):.3f} (elbows {elb:.3f}, wrists {wri:.3f})"
-            + (f"  PCP {v(m['pcp'], 'mean'):.3f}" if "pcp" in m else "")
-            + (f" (arms {four['upper_arm']:.3f}/{four['lower_arm']:.3f}, legs {four['upper_leg']:.3f}/"
-               f"{four['lower_leg']:.3f}, mean of four {four['mean_of_four']:.3f})" if four else ""))
 
 
 POSTFIX_EVERY = 20
@@ -255,12 +204,12 @@ class StageTrainer:
                 final_metrics = metrics
                 history.append(entry)
                 log.info("stage %d epoch %d/%d: train loss %.4f, %.0f samples/s; val %s", self.stage, entry["epoch"],
-                         epochs, entry["loss"], entry["samples_per_s"], _summary(entry["val"]))
+                         epochs, entry["loss"], entry["samples_per_s"], summary(entry["val"]))
                 if cfg.dataset == "body":
                     entry["val_parts"] = part_metrics(val_pred[-1], self.val)
                     for name, m in entry["val_parts"].items():
                         log.info("stage %d epoch %d/%d: val %s part: %s", self.stage, entry["epoch"], epochs, name,
-                                 _summary(m))
+                                 summary(m))
                 write_resume(self.ckpt_path, net, opt, sched, epoch=entry["epoch"], step=step + 1, history=history,
                              stats=stats, val_metrics=final_metrics, cfg=cfg, device=self.device)
             _barrier()
@@ -344,7 +293,7 @@ def _train_stages(cfg: TrainConfig, device: torch.device, rank: int, world: int)
         if rank == 0:
             final = result["val_metrics"]
             write_stage(cfg, stage, net.cpu(), result, stats, final, train, val, run_time_scaler(cfg))
-            log.info("stage %d written to %s; val %s", stage, cfg.out, _summary(final[f"stage{stage}"]))
+            log.info("stage %d written to %s; val %s", stage, cfg.out, summary(final[f"stage{stage}"]))
             write_onnx(cfg.out)
         _barrier()  # the next stage reads this one from the model folder
     return 0
