@@ -13,14 +13,14 @@ from deeppose.engine.interrupts import caused_by_ctrl_c, ctrl_c_held, deliver_ct
 COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("deeppose.app.cli", "the desktop app: live webcam or video with stick figures (default)"),
     "video": ("deeppose.engine.video_cli", "process a video file into an annotated video and keypoints"),
-    "evaluate": ("deeppose.tools.evaluate", "PCP and PDJ of a model (or the ground-truth oracle) on a dataset split"),
-    "train": ("deeppose.tools.train", "train the cascade's stages on FLIC or LSP"),
-    "fit-scaler": ("deeppose.tools.fit_scaler", "fit the face-box scaler that turns a detected face into b0"),
-    "fetch-pretrained": ("deeppose.tools.pretrained", "fetch and verify the ImageNet backbones of psi v2 (build time)"),
-    "export-onnx": ("deeppose.tools.export_onnx", "export each stage of a model to ONNX (build time)"),
-    "quantize-int8": ("deeppose.tools.quantize_int8", "int8 copies of a model's ONNX stages, calibrated on training crops (build time)"),
-    "build-engines": ("deeppose.tools.build_engines", "build TensorRT engines for a model's stages (build time)"),
-    "benchmark": ("deeppose.tools.benchmark", "latency and frames per second of each available backend"),
+    "evaluate": ("deeppose.tools.eval.evaluate", "PCP and PDJ of a model (or the ground-truth oracle) on a dataset split"),
+    "train": ("deeppose.tools.train.train", "train the cascade's stages on FLIC or LSP"),
+    "fit-scaler": ("deeppose.tools.data.fit_scaler", "fit the face-box scaler that turns a detected face into b0"),
+    "fetch-pretrained": ("deeppose.tools.train.pretrained", "fetch and verify the ImageNet backbones of psi v2 (build time)"),
+    "export-onnx": ("deeppose.tools.export.export_onnx", "export each stage of a model to ONNX (build time)"),
+    "quantize-int8": ("deeppose.tools.export.quantize_int8", "int8 copies of a model's ONNX stages, calibrated on training crops (build time)"),
+    "build-engines": ("deeppose.tools.export.build_engines", "build TensorRT engines for a model's stages (build time)"),
+    "benchmark": ("deeppose.tools.bench.benchmark", "latency and frames per second of each available backend"),
 }
 
 

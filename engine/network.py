@@ -12,7 +12,7 @@ with a linear output of 2k normalized coordinates (x_1, y_1, ..., x_k, y_k):
 
 psi v2 presets put a pretrained ImageNet backbone in place of the convolutions
 (:class:`BackboneRegressor`): ``mobilenet_v2`` (torchvision's MobileNetV2 layout, so that its
-ImageNet weights load with strict keys; ``tools/pretrained.py`` fetches them at build time). Besides
+ImageNet weights load with strict keys; ``tools/train/pretrained.py`` fetches them at build time). Besides
 the pose vector they have two more heads: a per-joint Laplace scale (the joint's confidence,
 trained with the negative log-likelihood of Li et al., ICCV 2021) and a person-presence logit.
 
@@ -272,7 +272,7 @@ def build_network(num_joints: int, preset: str = "compact",
                   input_size: int = INPUT_SIZE) -> PoseRegressor | BackboneRegressor:
     """A freshly initialized psi for k = ``num_joints`` joints on S x S = ``input_size`` crops:
     :class:`PoseRegressor` for the psi v1 presets (``paper``, ``compact``), :class:`BackboneRegressor`
-    for psi v2's (``mobilenet_v2``; its backbone starts random, :func:`tools.pretrained.load_backbone`
+    for psi v2's (``mobilenet_v2``; its backbone starts random, :func:`tools.train.pretrained.load_backbone`
     loads the ImageNet weights). Raises KeyError for an unknown preset, ValueError for an input side
     below MIN_INPUT_SIZE (60) pixels."""
     if preset in BACKBONE_PRESETS:

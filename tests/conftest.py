@@ -19,9 +19,9 @@ WALKING = DATA / "videos" / "walking.mp4"
 
 def make_random_model(folder: Path, stages: int = 3, skeleton_name: str = "flic", seed: int = 0,
                       face_scaler: bool | None = None) -> Path:
-    """A model folder with random compact weights (tools.random_model.make_random_model); with
+    """A model folder with random compact weights (tools.export.random_model.make_random_model); with
     ``face_scaler`` (default: FLIC only) a typical fitted face scaler of its skeleton."""
-    from deeppose.tools.random_model import make_random_model as make
+    from deeppose.tools.export.random_model import make_random_model as make
 
     return make(folder, skeleton=skeleton_name, stages=stages, seed=seed, face_scaler=face_scaler)
 

@@ -1,10 +1,10 @@
-"""tools/animate.py: a labelled image animated into a clip keeps its ground truth exact."""
+"""tools/eval/animate.py: a labelled image animated into a clip keeps its ground truth exact."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from deeppose.tools.animate import animate, animation_affines
+from deeppose.tools.eval.animate import animate, animation_affines
 
 
 @pytest.mark.parametrize("i", [0, 7, 14])

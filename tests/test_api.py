@@ -24,15 +24,15 @@ def pose(flic_weights):
 @pytest.fixture(scope="module")
 def flic_val():
     require_data("flic", "examples.mat")
-    from deeppose.tools.datasets import load_dataset
+    from deeppose.tools.data.datasets import load_dataset
     ds = load_dataset("flic", None, "val")
     ds.examples = ds.examples[::40][:12]
     return ds
 
 
 def test_pose_finds_the_labelled_person_on_real_images(pose, flic_val):
-    from deeppose.tools.datasets import load_image
-    from deeppose.tools.metrics import pdj
+    from deeppose.tools.data.datasets import load_image
+    from deeppose.tools.eval.metrics import pdj
     gt = flic_val.poses()                                        # (N, k, 2)
     best = []
     for i, e in enumerate(flic_val.examples):
@@ -46,7 +46,7 @@ def test_pose_finds_the_labelled_person_on_real_images(pose, flic_val):
 
 
 def test_pose_is_the_cascade_on_the_detected_boxes(pose, flic_weights, flic_val):
-    from deeppose.tools.datasets import load_image
+    from deeppose.tools.data.datasets import load_image
     image = load_image(flic_val.examples[0].image_path)
     est = pose.estimate(image)
     cascade, _ = load_cascade(flic_weights, "onnxruntime", threads=1)
@@ -67,7 +67,7 @@ def test_bad_input_and_options_are_one_line_errors(pose, flic_weights):
 
 
 def test_stages_and_no_face(flic_weights, flic_val):
-    from deeppose.tools.datasets import load_image
+    from deeppose.tools.data.datasets import load_image
     blank = np.zeros((240, 320, 3), np.uint8)
     with Pose(flic_weights, stages=1, threads=1) as p:
         joints, b0 = p(blank)                                    # no face, no fallback: nobody
@@ -80,7 +80,7 @@ def test_stages_and_no_face(flic_weights, flic_val):
 
 def test_smoother_follows_and_smooths_real_frames(pose):
     require_data("videos", "walking.mp4")
-    from deeppose.tools.datasets import read_frames
+    from deeppose.tools.data.datasets import read_frames
     frames = read_frames(WALKING, 12, start=30)
     smoother = PoseSmoother()
     raw, smooth, ids = [], [], []

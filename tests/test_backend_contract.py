@@ -53,7 +53,7 @@ def crops(model):
     """{1: (1, 3, 220, 220) stage-1 crop of a FLIC person, 2: (k, 3, S, S) joint crops at stage 2's
     input side S}, real."""
     require_data("flic", "examples.mat")
-    from deeppose.tools.datasets import load_dataset, load_image
+    from deeppose.tools.data.datasets import load_dataset, load_image
     ds = load_dataset("flic", None, "val")
     image = load_image(ds.examples[0].image_path)
     b0 = boxes_from_pose(ds.poses()[0][None], margin=0.25)
@@ -89,12 +89,12 @@ def regressors(request, model, monkeypatch):
         ok, why = _have_tensorrt()
         if not ok:
             pytest.skip(f"TensorRT: {why}")
-        from deeppose.tools.build_engines import build_engines
+        from deeppose.tools.export.build_engines import build_engines
         build_engines(model, "fp16", max_persons=1)
         regs = create_regressors(model, "tensorrt", precision="fp16")
     else:
         from deeppose.engine.backends import tensorrt_backend as trtb
-        from deeppose.tools.build_engines import build_engines
+        from deeppose.tools.export.build_engines import build_engines
         from trt_standin import install_standin
         install_standin(monkeypatch)
         build_engines(model, "fp32", max_persons=1)   # stage 2 takes at most k crops per run

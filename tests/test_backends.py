@@ -16,8 +16,8 @@ from deeppose.engine.backends import BackendError, create_regressors, describe_r
 from deeppose.engine.backends import onnxruntime_backend as ortb
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import ModelError, read_manifest
-from deeppose.tools.datasets import read_frames
-from deeppose.tools.random_model import make_random_model
+from deeppose.tools.data.datasets import read_frames
+from deeppose.tools.export.random_model import make_random_model
 
 REPO = Path(__file__).resolve().parents[1]
 WALKING = Path(os.environ.get("DEEPPOSE_DATA", REPO.parent / "shared" / "data")) / "videos" / "walking.mp4"

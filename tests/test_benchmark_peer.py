@@ -1,5 +1,5 @@
 """`main.py benchmark --peer FILE.task`: MediaPipe's pose landmarker side by side with our
-pipeline (tools/peer.py, tools/benchmark.py; issue 10 part 5). No timings are asserted."""
+pipeline (tools/eval/peer.py, tools/bench/benchmark.py; issue 10 part 5). No timings are asserted."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,9 +35,9 @@ def test_bad_peer_file_is_one_line_error(tmp_path, capsys, what):
 @pytest.mark.skipif(not PEER.is_file(), reason=f"peer model {PEER} absent")
 @pytest.mark.skipif(not WALKING.is_file(), reason=f"{WALKING} absent")
 def test_side_by_side_on_walking(random_model_dir):
-    from deeppose.tools.benchmark import format_side_by_side, measure_side_by_side
-    from deeppose.tools.datasets import read_frames
-    from deeppose.tools.peer import MediaPipePeer
+    from deeppose.tools.bench.benchmark import format_side_by_side, measure_side_by_side
+    from deeppose.tools.data.datasets import read_frames
+    from deeppose.tools.eval.peer import MediaPipePeer
 
     frames = read_frames(WALKING, 3, start=30)
     with MediaPipePeer(PEER) as peer:
@@ -64,7 +64,7 @@ def test_peer_video_needs_peer(capsys):
 def test_video_jobs_side_by_side(random_model_dir, tmp_path):
     """Both whole video jobs run as processes on a short cut and are accounted for."""
     from conftest import cut_video
-    from deeppose.tools.benchmark import format_video_jobs, measure_video_jobs
+    from deeppose.tools.bench.benchmark import format_video_jobs, measure_video_jobs
 
     clip = cut_video(WALKING, tmp_path / "walking4.mp4", 4)
     jobs = measure_video_jobs(clip, PEER, random_model_dir, max_persons=1)   # like the peer's num_poses 1
@@ -98,7 +98,7 @@ def test_persons_scaling_report(random_model_dir):
     the persons each follower drew (at most 1 and at most N)."""
     from deeppose.engine.backends import load_cascade
     from deeppose.engine.pipeline import PosePipeline
-    from deeppose.tools.benchmark import measure_persons_scaling
+    from deeppose.tools.bench.benchmark import measure_persons_scaling
 
     frames = [np.full((240, 320, 3), v, np.uint8) for v in (40, 90, 140)]
     cascade, _ = load_cascade(random_model_dir, "onnxruntime")

@@ -179,7 +179,7 @@ def test_face_cache_made_by_the_other_runtime_is_discarded(tmp_path):
     """Dataset face detections cached by one runtime are not reused by the other (their scores
     differ slightly, which moves faces across the threshold); the same runtime reuses them."""
     from deeppose.engine.detection.faces import resolve_face_model
-    from deeppose.tools.person_boxes import FaceCache
+    from deeppose.tools.data.person_boxes import FaceCache
 
     path, model = tmp_path / "faces.npz", resolve_face_model("full")
     cache = FaceCache(path, model, 0.5, runtime="mediapipe")

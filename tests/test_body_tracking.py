@@ -184,13 +184,13 @@ def test_tracking_by_body_needs_a_psi_v2_model_and_is_off_with_tracking_by_pose_
 
 
 def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_walker_keeps_one_id(body_weights):
-    """Person precision against the hand counts (tests/data/walking_persons.json; tools/person_precision.py)
+    """Person precision against the hand counts (tests/data/walking_persons.json; tools/eval/person_precision.py)
     with the body model and everyone followed: no figure on nobody (a small box on a seated man's
     face inside his body's box was a second figure on him before duplicates counted containment)."""
     import json
 
     from deeppose.engine.keypoints import frame_record
-    from deeppose.tools.person_precision import DEFAULT_TRUTH, score
+    from deeppose.tools.eval.person_precision import DEFAULT_TRUTH, score
 
     frames = walking_frames(require_data("videos", "walking.mp4"), 144, (1280, 720))
     records = []

@@ -1,4 +1,4 @@
-"""The FLIC and LSP readers (tools/datasets.py) on the real shared data."""
+"""The FLIC and LSP readers (tools/data/datasets.py) on the real shared data."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import scipy.io
 
 from deeppose.engine.skeletons import FLIC, FLIC_COORD_ROWS, LSP
-from deeppose.tools.datasets import DatasetError, default_data_root, load_dataset, load_image
+from deeppose.tools.data.datasets import DatasetError, default_data_root, load_dataset, load_image
 
 FLIC_ROOT = default_data_root("flic")
 LSP_ROOT = default_data_root("lsp")

@@ -1,5 +1,5 @@
-"""The person detector that gives b0 (engine/detection/persons.py), the scaler fit (tools/fit_scaler.py) and
-the per-example b0 of training and evaluation (tools/person_boxes.py), on the real shared data."""
+"""The person detector that gives b0 (engine/detection/persons.py), the scaler fit (tools/data/fit_scaler.py) and
+the per-example b0 of training and evaluation (tools/data/person_boxes.py), on the real shared data."""
 from __future__ import annotations
 
 import argparse
@@ -13,9 +13,9 @@ import pytest
 from conftest import WEIGHTS_FLIC
 from deeppose.engine.detection.faces import DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector
 from deeppose.engine.detection.persons import FaceScaler, FullFrameDetector, PersonDetector, frame_box
-from deeppose.tools import fit_scaler
-from deeppose.tools.datasets import default_data_root, load_dataset, load_image
-from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
+from deeppose.tools.data import fit_scaler
+from deeppose.tools.data.datasets import default_data_root, load_dataset, load_image
+from deeppose.tools.data.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
 
 FLIC_ROOT = default_data_root("flic")
 LSP_ROOT = default_data_root("lsp")
@@ -81,7 +81,7 @@ def test_scaler_fit_reproducible_and_cached(flic_train, tmp_path, monkeypatch, c
     subset = _subset(flic_train, 40)
     from deeppose import tools
 
-    monkeypatch.setattr(tools.datasets, "load_dataset", lambda name, root, split: subset if split == "train"
+    monkeypatch.setattr(tools.data.datasets, "load_dataset", lambda name, root, split: subset if split == "train"
                         else _subset(load_dataset(name, root, split), 10))
     results = []
     for run in range(2):
@@ -295,7 +295,7 @@ def test_joints_face_is_the_fitted_model_batched_and_shared_with_tools():
     d = hypot(|le - re|, w_nose |(le + re)/2 - no|), s = ratio d, centre = mean + offset s."""
     from deeppose.engine.detection.persons import DEFAULT_JOINTS_FACE, joints_face
     from deeppose.engine.skeletons import FLIC
-    from deeppose.tools.person_boxes import joints_face as tools_joints_face
+    from deeppose.tools.data.person_boxes import joints_face as tools_joints_face
 
     params = {"size_ratio": 1.8, "nose_weight": 1.75, "offset_x": -0.02, "offset_y": 0.085}
     pose = np.full((2, FLIC.k, 2), np.nan)
@@ -379,7 +379,7 @@ def test_full_body_scaler_fit_on_lsp(tmp_path, monkeypatch, capsys):
     from deeppose.engine.model import read_manifest
 
     full = {split: load_dataset("lsp", None, split) for split in ("train", "val")}
-    monkeypatch.setattr(tools.datasets, "load_dataset",
+    monkeypatch.setattr(tools.data.datasets, "load_dataset",
                         lambda name, root, split: _subset(full[split], 60 if split == "train" else 15))
     model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp")
     assert read_manifest(model).scaler is None
@@ -432,7 +432,7 @@ def test_mediapipe_import_leaves_out_matplotlib(tmp_path):
             "            'mediapipe.tasks.python.retrieval.semantic_retriever'} & set(sys.modules), 'other tasks loaded'\n"
             "assert vision.FaceDetector and vision.PoseLandmarksConnections.POSE_LANDMARKS\n"
             "assert not any(f.__name__ == '_LazyMediaPipeModules' for f in sys.meta_path if hasattr(f, '__name__'))\n"
-            # first touches by submodule imports, as tools/evaluate.py plots: one module object each
+            # first touches by submodule imports, as tools/eval/evaluate.py plots: one module object each
             "import matplotlib.colors\n"
             "from matplotlib.backends.backend_agg import FigureCanvasAgg\n"
             "from matplotlib.figure import Figure\n"

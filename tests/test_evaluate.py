@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import deeppose.tools.evaluate as evaluate
+import deeppose.tools.eval.evaluate as evaluate
 import main
 from conftest import REPO, make_random_model, require_data
 
@@ -48,7 +48,7 @@ def no_image_decoding(monkeypatch):
         raise AssertionError("the oracle decoded an image")
 
     monkeypatch.setattr(cv2, "imread", refuse)
-    monkeypatch.setattr(tools.datasets, "load_image", refuse)
+    monkeypatch.setattr(tools.data.datasets, "load_image", refuse)
 
 
 def test_help_and_light_import(capsys):
@@ -59,7 +59,7 @@ def test_help_and_light_import(capsys):
     for opt in ("--dataset", "--split", "--weights", "--stages", "--backend", "--limit", "--json", "--plot",
                 "--oracle", "--oracle-noise"):
         assert opt in text
-    code = "import sys, tools.evaluate; print(sorted({'torch', 'cv2', 'matplotlib', 'numpy'} & set(sys.modules)))"
+    code = "import sys, tools.eval.evaluate; print(sorted({'torch', 'cv2', 'matplotlib', 'numpy'} & set(sys.modules)))"
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 
@@ -186,7 +186,7 @@ def two_stage_flic(tmp_path_factory):
 
 @pytest.fixture
 def stand_in_b0(monkeypatch):
-    """tools.person_boxes.example_b0 stand-in: the full image as b0, NaN for example 1."""
+    """tools.data.person_boxes.example_b0 stand-in: the full image as b0, NaN for example 1."""
     calls = []
 
     def example_b0(dataset, scaler, missed="joints", min_confidence=None):
@@ -198,7 +198,7 @@ def stand_in_b0(monkeypatch):
         sources[1] = "none"
         return boxes, sources
 
-    monkeypatch.setitem(sys.modules, "deeppose.tools.person_boxes", types.SimpleNamespace(example_b0=example_b0))
+    monkeypatch.setitem(sys.modules, "deeppose.tools.data.person_boxes", types.SimpleNamespace(example_b0=example_b0))
     return calls
 
 
@@ -208,8 +208,8 @@ def test_cascade_path_scores_every_stage(two_stage_flic, stand_in_b0, one_thread
     without b0 is scored as missed."""
     require_data("flic")
     from deeppose.engine.backends import load_cascade
-    from deeppose.tools.datasets import load_dataset, load_image
-    from deeppose.tools.metrics import pcp, pdj
+    from deeppose.tools.data.datasets import load_dataset, load_image
+    from deeppose.tools.eval.metrics import pcp, pdj
 
     js = tmp_path / "cascade.json"
     rc, out, err = run_cli(["--dataset", "flic", "--split", "train", "--weights", str(two_stage_flic),
@@ -230,7 +230,7 @@ def test_cascade_path_scores_every_stage(two_stage_flic, stand_in_b0, one_thread
     gt = ds.poses()
     # the command's estimator runs examples 15 and 16 together (one decoded frame, P = 2):
     # same poses as one example at a time
-    b0 = sys.modules["deeppose.tools.person_boxes"].example_b0(ds, info.scaler)[0]
+    b0 = sys.modules["deeppose.tools.data.person_boxes"].example_b0(ds, info.scaler)[0]
     poses, seconds = evaluate.cascade_poses(ds, cascade, b0, progress=False)
     for i in (0, 2, 15, 16):
         alone = cascade.run(load_image(ds.examples[i].image_path), b0[i:i + 1]).stage_poses[:, 0]
@@ -260,7 +260,7 @@ def test_cascade_option_errors(two_stage_flic, stand_in_b0, tmp_path, capsys):
 
 
 def test_cascade_on_lsp_with_the_real_b0(one_thread, tmp_path, capsys):
-    """tools.person_boxes.example_b0 as shipped: LSP's b0 is the full image (no face detection)."""
+    """tools.data.person_boxes.example_b0 as shipped: LSP's b0 is the full image (no face detection)."""
     require_data("lsp")
     model = make_random_model(tmp_path / "lsp_model", stages=2, skeleton_name="lsp", seed=1)
     js = tmp_path / "lsp.json"
@@ -275,8 +275,8 @@ def test_cascade_on_lsp_with_the_real_b0(one_thread, tmp_path, capsys):
 
 def test_write_manifest_records_val_metrics(tmp_path, capsys):
     """--write-manifest stores per-stage PDJ/PCP in the manifest; refused on partial runs."""
-    from deeppose.tools.datasets import load_dataset
-    from deeppose.tools.evaluate import evaluate_poses, write_manifest_metrics
+    from deeppose.tools.data.datasets import load_dataset
+    from deeppose.tools.eval.evaluate import evaluate_poses, write_manifest_metrics
 
     require_data("flic")
     model = make_random_model(tmp_path / "m", stages=2)
@@ -319,7 +319,7 @@ def test_write_manifest_records_val_metrics(tmp_path, capsys):
 @pytest.mark.parametrize("degrees", [0, 90, 180, 270])
 def test_turned_points_land_on_the_pixels_they_marked(degrees):
     from deeppose.engine.detection.search import turn_points
-    from deeppose.tools.datasets import turn_image
+    from deeppose.tools.data.datasets import turn_image
 
     image = np.zeros((5, 8, 3), np.uint8)
     points = np.array([[1.0, 0.0], [7.0, 4.0], [3.0, 2.0]])

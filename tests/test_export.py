@@ -17,7 +17,7 @@ from deeppose.engine.backends import BackendError, create_regressors
 from deeppose.engine.backends import onnxruntime_backend as ortb
 from deeppose.engine.backends.common import file_sha256
 from deeppose.engine.model import ModelError, load_stage_module, read_manifest
-from deeppose.tools.export_onnx import (
+from deeppose.tools.export.export_onnx import (
     OPSET,
     PARITY_TOLERANCE,
     compact_initializers,
@@ -29,7 +29,7 @@ from deeppose.tools.export_onnx import (
     parity,
     real_crops,
 )
-from deeppose.tools.random_model import make_random_model
+from deeppose.tools.export.random_model import make_random_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_export_model_names_files_in_manifest(model_dir, monkeypatch):
         assert [d.dim_value for d in dims[1:]] == [3, 220, 220]
 
     # A second call finds the files up to date: exporting again would fail here.
-    import deeppose.tools.export_onnx as exp
+    import deeppose.tools.export.export_onnx as exp
     monkeypatch.setattr(exp, "export_stage_onnx", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-export")))
     assert export_model(folder) == paths
 

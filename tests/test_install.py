@@ -61,7 +61,7 @@ def test_installed_package_runs_the_video_command_from_another_folder(tmp_path):
     assert [n for n in installed if not n.startswith("deeppose")] == [], installed
     pkg = site / "deeppose"
     for rel in ("engine/backends/base.py", "engine/detection/faces.py", "engine/tracking/tracker.py", "app/cli.py",
-                "tools/export_onnx.py", "weights/flic/manifest.json", "weights/flic/stage3.onnx",
+                "tools/export/export_onnx.py", "weights/flic/manifest.json", "weights/flic/stage3.onnx",
                 "weights/body/manifest.json", "weights/body/stage2.onnx",
                 "weights/face/face_detection_full_range_sparse.tflite"):
         assert (pkg / rel).is_file(), rel

@@ -1,4 +1,4 @@
-"""PCP and PDJ (tools/metrics.py): the oracle, hand-made cases with known values, NaN handling,
+"""PCP and PDJ (tools/eval/metrics.py): the oracle, hand-made cases with known values, NaN handling,
 and a statistical check against the closed form for Gaussian noise on the real poses."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 
 from deeppose.engine.geometry import diam
 from deeppose.engine.skeletons import FLIC, LSP
-from deeppose.tools.datasets import default_data_root, load_dataset
-from deeppose.tools.evaluate import oracle_poses
-from deeppose.tools.metrics import pcp, pcp_correct, pdj, pdj_curve, pdj_distances
+from deeppose.tools.data.datasets import default_data_root, load_dataset
+from deeppose.tools.eval.evaluate import oracle_poses
+from deeppose.tools.eval.metrics import pcp, pcp_correct, pdj, pdj_curve, pdj_distances
 
 HAVE_DATA = (default_data_root("flic") / "examples.mat").is_file() and (default_data_root("lsp") / "joints.mat").is_file()
 needs_data = pytest.mark.skipif(not HAVE_DATA, reason=f"shared data not found at {default_data_root('flic').parent}")
@@ -199,7 +199,7 @@ def test_pdj_curve_is_monotone():
 def test_four_limb_pcp_averages_left_and_right_of_the_papers_limbs():
     """The LSP headline figure: upper arm, lower arm, upper leg, lower leg (left and right
     averaged) and their mean; None for an upper-body model's limbs (no legs) or a missing count."""
-    from deeppose.tools.metrics import four_limb_pcp
+    from deeppose.tools.eval.metrics import four_limb_pcp
 
     pcp = {"torso": 0.9, "head": 0.8, "l_upper_arm": 0.4, "r_upper_arm": 0.5, "l_lower_arm": 0.1,
            "r_lower_arm": 0.3, "l_upper_leg": 0.6, "r_upper_leg": 0.7, "l_lower_leg": 0.5, "r_lower_leg": 0.5}

@@ -276,7 +276,7 @@ def _read_only(monkeypatch, folder: Path) -> None:
 def test_export_onnx_into_a_read_only_folder_is_one_line(tmp_path, monkeypatch, capsys):
     """`make onnx` on a read-only model folder: one line naming the folder, exit 1 (it was two
     chained tracebacks: onnx.save_model's EROFS, then the temporary file's unlink's)."""
-    from deeppose.tools.random_model import make_random_model as make
+    from deeppose.tools.export.random_model import make_random_model as make
 
     folder = make(tmp_path / "ro", stages=1, seed=3, onnx=False).resolve()
     before = sorted(p.name for p in folder.iterdir())

@@ -499,8 +499,8 @@ def test_small_frames_get_five_tiles_whose_hits_need_the_stricter_score():
 def test_tiles_find_a_small_face_that_the_whole_frame_misses_on_a_flic_still():
     """FLIC val, funny-girl frame 00124191: a 40 px face in a 540x360 still."""
     from deeppose.engine.detection.faces import FaceDetector
-    from deeppose.tools.datasets import load_dataset, load_image
-    from deeppose.tools.person_boxes import match_faces
+    from deeppose.tools.data.datasets import load_dataset, load_image
+    from deeppose.tools.data.person_boxes import match_faces
 
     require_data("flic", "examples.mat")
     ds = load_dataset("flic", None, "val")
@@ -818,12 +818,12 @@ def walking_records(flic_weights):
 
 def test_every_skeleton_on_walking_mp4_is_on_a_counted_person(walking_records):
     """Person precision and recall against the hand counts (tests/data/walking_persons.json,
-    every 12th frame; tools/person_precision.py). Before issue 10 (face detection on every
+    every 12th frame; tools/eval/person_precision.py). Before issue 10 (face detection on every
     frame, no verification): precision 1.0 on the counted frames (0.993 on every frame),
     recall 0.22."""
     import json
 
-    from deeppose.tools.person_precision import DEFAULT_TRUTH, score
+    from deeppose.tools.eval.person_precision import DEFAULT_TRUTH, score
 
     s = score(walking_records, json.loads(DEFAULT_TRUTH.read_text()))
     assert s["precision"] == 1.0, s["false"]
@@ -834,7 +834,7 @@ def test_every_skeleton_on_walking_mp4_is_on_a_counted_person(walking_records):
 def test_the_walker_keeps_one_id_through_the_whole_clip(walking_records):
     import json
 
-    from deeppose.tools.person_precision import DEFAULT_TRUTH, score
+    from deeppose.tools.eval.person_precision import DEFAULT_TRUTH, score
 
     s = score(walking_records, json.loads(DEFAULT_TRUTH.read_text()))
     assert len(s["walker_ids"]) == 1

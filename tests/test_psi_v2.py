@@ -15,8 +15,11 @@ import torch
 from conftest import WEIGHTS_FLIC, require_data
 from deeppose.engine.network import BackboneRegressor, MobileNetV2Features, build_network
 from deeppose.engine.skeletons import BODY, FLIC, LSP
-from deeppose.tools import pretrained
-from deeppose.tools.trainer import SampleMaker, TrainConfig, _body_split, laplace_nll
+from deeppose.tools.train import pretrained
+from deeppose.tools.train.config import TrainConfig
+from deeppose.tools.train.losses import laplace_nll
+from deeppose.tools.train.sampling import SampleMaker
+from deeppose.tools.train.splits import body_split
 
 
 def test_backbone_regressor_gives_the_pose_vector_and_on_request_its_scale_and_presence_heads():
@@ -149,7 +152,7 @@ def test_body_is_the_union_of_lsp_and_flic_joints_with_lefts_and_rights_swapped_
 def small_body():
     require_data("flic", "examples.mat")
     require_data("lsp", "joints.mat")
-    return _body_split("train", 6)
+    return body_split("train", 6)
 
 
 def test_body_data_holds_flic_and_lsp_persons_each_labelling_only_its_own_joints(small_body):
@@ -296,7 +299,7 @@ def test_the_cascade_turns_psi_v2_heads_into_joint_confidence_and_presence():
 
 
 def test_auroc_is_the_probability_that_a_positive_outscores_a_negative():
-    from deeppose.tools.metrics import auroc, confidence_auroc
+    from deeppose.tools.eval.metrics import auroc, confidence_auroc
 
     assert auroc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
     assert auroc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
@@ -314,10 +317,10 @@ def test_auroc_is_the_probability_that_a_positive_outscores_a_negative():
 
 
 def test_presence_negatives_are_two_boxes_per_person_off_the_person_or_on_one_joint():
-    from deeppose.tools.evaluate import presence_negatives
+    from deeppose.tools.eval.evaluate import presence_negatives
 
     require_data("lsp", "joints.mat")
-    from deeppose.tools.datasets import load_dataset
+    from deeppose.tools.data.datasets import load_dataset
 
     ds = load_dataset("lsp", None, "val")
     ds.examples = ds.examples[:5]

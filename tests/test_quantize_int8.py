@@ -1,4 +1,4 @@
-"""int8 ONNX Runtime stages (tools/quantize_int8.py, ``--int8``; issue 10 part 4): built from
+"""int8 ONNX Runtime stages (tools/export/quantize_int8.py, ``--int8``; issue 10 part 4): built from
 training crops, loaded only when asked for, refused with a one-line error when missing."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from conftest import WALKING, require_data
 from deeppose.engine.backends import BackendError, create_regressors, describe_regressors
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import read_manifest
-from deeppose.tools.datasets import read_frames
-from deeppose.tools.random_model import make_random_model
+from deeppose.tools.data.datasets import read_frames
+from deeppose.tools.export.random_model import make_random_model
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_int8_needs_onnxruntime(capsys, tmp_path):
 
 def test_quantized_stages_load_and_follow_the_float_ones(model_dir):
     require_data("flic")
-    from deeppose.tools.quantize_int8 import quantize_model
+    from deeppose.tools.export.quantize_int8 import quantize_model
 
     written = quantize_model(model_dir, examples=4)
     assert [p.name for p in written] == ["stage1.int8.onnx", "stage2.int8.onnx"]
@@ -67,7 +67,7 @@ def test_calibration_caches_build_the_same_int8_stages_without_data(model_dir, t
     import shutil
 
     from deeppose.engine.backends.common import file_sha256
-    from deeppose.tools.quantize_int8 import calibration_path, check_calibration, quantize_model
+    from deeppose.tools.export.quantize_int8 import calibration_path, check_calibration, quantize_model
 
     folder = shutil.copytree(model_dir, tmp_path / "model")
     first = [p.read_bytes() for p in quantize_model(folder, examples=4, recalibrate=True)]
@@ -114,7 +114,7 @@ def test_auto_precision_runs_int8_only_where_its_validation_passes(model_dir, tm
     require_data("flic")
     import shutil
 
-    from deeppose.tools.quantize_int8 import quantize_model
+    from deeppose.tools.export.quantize_int8 import quantize_model
 
     folder = shutil.copytree(model_dir, tmp_path / "model")
     quantize_model(folder, examples=4, recalibrate=True)
@@ -171,7 +171,7 @@ def test_int8_asked_for_makes_auto_onnxruntime(model_dir, tmp_path, monkeypatch)
     import shutil
 
     import deeppose.engine.backends as backends
-    from deeppose.tools.quantize_int8 import quantize_model
+    from deeppose.tools.export.quantize_int8 import quantize_model
 
     folder = shutil.copytree(model_dir, tmp_path / "model")
     quantize_model(folder, examples=4, recalibrate=True)
@@ -208,7 +208,7 @@ def test_a_calibration_cache_of_another_export_is_refused(model_dir, tmp_path):
     import json
     import shutil
 
-    from deeppose.tools.quantize_int8 import calibration_path, quantize_model
+    from deeppose.tools.export.quantize_int8 import calibration_path, quantize_model
 
     folder = shutil.copytree(model_dir, tmp_path / "model")
     quantize_model(folder, examples=4, recalibrate=True)
@@ -226,7 +226,7 @@ def test_int8_stages_option(capsys):
     """evaluate --int8-stages takes stage numbers (what --write-manifest records as the default)."""
     import argparse
 
-    from deeppose.tools.evaluate import _stage_list
+    from deeppose.tools.eval.evaluate import _stage_list
 
     assert _stage_list("3") == [3] and _stage_list("2,3") == [2, 3]
     for bad in ("0", "x", "", "1,-2"):
@@ -246,7 +246,7 @@ def test_a_failed_recalibration_leaves_the_caches_and_copies_as_they_were(model_
 
     import onnxruntime.quantization as q
 
-    from deeppose.tools.quantize_int8 import calibration_path, quantize_model
+    from deeppose.tools.export.quantize_int8 import calibration_path, quantize_model
 
     folder = shutil.copytree(model_dir, tmp_path / "model")
     quantize_model(folder, examples=4, recalibrate=True)

@@ -6,8 +6,8 @@ import numpy as np
 from conftest import require_data
 from deeppose.engine.backends import load_cascade
 from deeppose.engine.model import read_manifest
-from deeppose.tools.datasets import load_dataset, load_image
-from deeppose.tools.metrics import pdj
+from deeppose.tools.data.datasets import load_dataset, load_image
+from deeppose.tools.eval.metrics import pdj
 
 
 def test_manifest_is_complete_and_weights_fit_the_budget(flic_weights):
@@ -31,7 +31,7 @@ def test_manifest_is_complete_and_weights_fit_the_budget(flic_weights):
 def test_shipped_cascade_finds_joints_on_real_flic_frames(flic_weights):
     """~20 real FLIC training frames with detected faces: most joints within PDJ@0.2 at stage 3."""
     require_data("flic", "examples.mat")
-    from deeppose.tools.person_boxes import example_b0
+    from deeppose.tools.data.person_boxes import example_b0
 
     cascade, info = load_cascade(flic_weights)
     ds = load_dataset("flic", None, "train")
@@ -84,7 +84,7 @@ def test_shipped_full_body_cascade_finds_legs_on_real_lsp_images(lsp_weights):
 def test_shipped_full_body_figure_follows_the_walker_upright_through_walking_mp4(lsp_weights):
     """The full-body model in the video pipeline on all 144 frames of walking.mp4 (a real clip,
     b0 from faces through the full-body scaler): the walker's figure has its head on his head
-    (tools.person_precision) in nearly every frame, and is upright in each of them, head top
+    (tools.eval.person_precision) in nearly every frame, and is upright in each of them, head top
     above neck above hips above knees above ankles, spanning at least 0.55 of b0's height. A
     model that regressed his head onto his chest in 13 frames (a stage 1 trained 800 epochs
     more, docs/lsp_gpu_runs.md) matched him in only 125 frames; v2 matches him in 141. (The
@@ -94,7 +94,7 @@ def test_shipped_full_body_figure_follows_the_walker_upright_through_walking_mp4
     from test_pipeline import walking_frames
 
     from deeppose.engine.pipeline import PosePipeline
-    from deeppose.tools.person_precision import DEFAULT_TRUTH, head_points, match, walker_box
+    from deeppose.tools.eval.person_precision import DEFAULT_TRUTH, head_points, match, walker_box
 
     truth = json.loads(DEFAULT_TRUTH.read_text())
     on_walker, not_upright = 0, []

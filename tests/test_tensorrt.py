@@ -22,9 +22,9 @@ from deeppose.engine.backends.common import file_sha256
 from deeppose.engine.backends.tensorrt_backend import TrtEnvironment
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import read_manifest
-from deeppose.tools.build_engines import build_engines, profile_batches, to_fp16_onnx
-from deeppose.tools.export_onnx import real_crops
-from deeppose.tools.random_model import make_random_model
+from deeppose.tools.export.build_engines import build_engines, profile_batches, to_fp16_onnx
+from deeppose.tools.export.export_onnx import real_crops
+from deeppose.tools.export.random_model import make_random_model
 from trt_standin import ENV, _Flag, install_standin
 
 REPO = Path(__file__).resolve().parents[1]

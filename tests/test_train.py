@@ -8,14 +8,17 @@ import pytest
 import torch
 
 from conftest import WEIGHTS_FLIC, require_data
-from deeppose.tools.datasets import load_dataset
-from deeppose.tools.trainer import SampleMaker, TrainConfig, TrainingData, displacement_stats, masked_l2
+from deeppose.tools.data.datasets import load_dataset
+from deeppose.tools.train.config import TrainConfig
+from deeppose.tools.train.losses import masked_l2
+from deeppose.tools.train.sampling import SampleMaker, displacement_stats
+from deeppose.tools.train.splits import TrainingData
 
 
 @pytest.fixture(scope="module")
 def small_flic():
     require_data("flic", "examples.mat")
-    from deeppose.tools.person_boxes import example_b0
+    from deeppose.tools.data.person_boxes import example_b0
 
     ds = load_dataset("flic", None, "train")
     ds.examples = ds.examples[:12]
@@ -86,7 +89,7 @@ def test_batch_network_input_is_the_run_time_normalization_with_colour_jitter(sm
 def test_stage_batches_are_the_same_with_worker_processes_and_differ_per_step(small_flic):
     """A batch depends on (seed, stage, step) only: worker processes make the very batches the
     training process would, so --workers and --resume do not change a run."""
-    from deeppose.tools.trainer import StageBatches
+    from deeppose.tools.train.sampling import StageBatches
 
     cfg = TrainConfig(batch_size=4)
 
@@ -231,10 +234,10 @@ def test_lsp_persons_join_flic_training_with_the_union_of_joints():
     neck and head top; every labelled LSP arm joint is where LSP put it."""
     require_data("lsp", "joints.mat")
     from deeppose.engine.skeletons import FLIC
-    from deeppose.tools.trainer import _extra_split
+    from deeppose.tools.train.splits import extra_split
 
     scaler = json.loads((WEIGHTS_FLIC / "scaler.json").read_text())
-    ds, b0, sources = _extra_split("lsp", FLIC, scaler, limit=20)
+    ds, b0, sources = extra_split("lsp", FLIC, scaler, limit=20)
     lsp = load_dataset("lsp", None, "train")
     assert ds.skeleton is FLIC and len(ds) == len(b0) == len(sources) == 20
     assert set(sources) <= {"face", "head"} and "face" in sources
@@ -263,10 +266,10 @@ def test_flic_persons_join_lsp_training_with_body_boxes_from_their_faces(tmp_pat
     require_data("flic", "examples.mat")
     from conftest import WEIGHTS_LSP
     from deeppose.engine.skeletons import LSP
-    from deeppose.tools.trainer import _extra_split
+    from deeppose.tools.train.splits import extra_split
 
     scaler = json.loads((WEIGHTS_LSP / "scaler.json").read_text())
-    ds, b0, sources = _extra_split("flic", LSP, scaler, limit=20)
+    ds, b0, sources = extra_split("flic", LSP, scaler, limit=20)
     flic = load_dataset("flic", None, "train")
     assert ds.skeleton is LSP and len(ds) == len(b0) == len(sources) == 20
     assert set(sources) <= {"face", "joints"} and "face" in sources
@@ -300,7 +303,7 @@ def test_flic_persons_join_lsp_training_with_body_boxes_from_their_faces(tmp_pat
 
 def test_head_face_fit_and_match():
     from deeppose.engine.skeletons import LSP
-    from deeppose.tools.person_boxes import fit_head_face, head_face, match_head_faces
+    from deeppose.tools.data.person_boxes import fit_head_face, head_face, match_head_faces
 
     pose = np.full((LSP.k, 2), np.nan)
     pose[LSP.joints.index("neck")] = (100.0, 200.0)
@@ -349,7 +352,7 @@ def test_torchrun_with_two_cpu_processes_trains_and_writes_the_model(tmp_path):
 
 
 def test_losses_agree_on_known_errors():
-    from deeppose.tools.trainer import masked_loss
+    from deeppose.tools.train.losses import masked_loss
 
     target = torch.zeros(1, 2, 2)
     pred = torch.tensor([[0.3, -0.4, 1.0, 1.0]])
@@ -382,7 +385,7 @@ def test_init_from_another_skeleton_takes_the_features_only(tmp_path):
     from conftest import make_random_model
     from deeppose.engine.model import ModelError, read_manifest
     from deeppose.engine.network import build_network
-    from deeppose.tools.trainer import start_from
+    from deeppose.tools.train.checkpoints import start_from
 
     flic = read_manifest(make_random_model(tmp_path / "flic", stages=1, skeleton_name="flic", seed=1)).stage_files[0]
     same = build_network(11)
@@ -404,7 +407,7 @@ def test_a_220_stage_starts_a_smaller_input_stage_with_its_features_and_a_resamp
     from conftest import make_random_model
     from deeppose.engine.model import read_manifest
     from deeppose.engine.network import build_network
-    from deeppose.tools.trainer import start_from
+    from deeppose.tools.train.checkpoints import start_from
 
     ckpt = read_manifest(make_random_model(tmp_path / "m", stages=1, skeleton_name="flic", seed=2)).stage_files[0]
     src = {k: v.float() for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items()}
@@ -425,7 +428,7 @@ def test_a_psi_v2_stage_starts_one_of_a_larger_input_with_a_resampled_f_layer():
     reduced 128-channel map, is resampled from 5x5 to 7x7 cells so that a uniform map gives the
     same pre-activation."""
     from deeppose.engine.network import build_network
-    from deeppose.tools.trainer import transfer_weights
+    from deeppose.tools.train.checkpoints import transfer_weights
 
     torch.manual_seed(0)
     src_net, big = build_network(17, "mobilenet_v2", 160), build_network(17, "mobilenet_v2", 224)
@@ -446,10 +449,11 @@ def test_lsp_manifest_records_the_run_time_scaler_but_trains_on_the_image(tmp_pa
     and the app; without that file the manifest's scaler stays null."""
     import json
 
-    from deeppose.tools.trainer import TrainConfig, _run_time_scaler, _scaler
+    from deeppose.tools.train.config import TrainConfig
+    from deeppose.tools.train.splits import run_time_scaler, training_scaler
 
     cfg = TrainConfig(dataset="lsp", out=tmp_path)
-    assert _scaler(cfg) is None and _run_time_scaler(cfg) is None
+    assert training_scaler(cfg) is None and run_time_scaler(cfg) is None
     fitted = {"offset_x": 0.05, "offset_y": 4.23, "scale_x": 7.33, "scale_y": 13.4, "fit": {"dataset": "lsp"}}
     (tmp_path / "scaler.json").write_text(json.dumps(fitted))
-    assert _scaler(cfg) is None and _run_time_scaler(cfg) == fitted
+    assert training_scaler(cfg) is None and run_time_scaler(cfg) == fitted

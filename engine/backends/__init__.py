@@ -173,7 +173,7 @@ def create_regressors(info: ModelInfo, backend: str = "auto", **opts: Any) -> li
             reason says so); with ``int8`` asked for (True or stage numbers) it is ONNX Runtime.
         **opts: backend options. torch: ``device`` ("cpu"/"cuda"), ``fp16``, ``threads``.
             onnxruntime: ``threads`` (default: physical cores), ``spinning``, ``int8`` (True:
-            the stages' int8 copies, tools/quantize_int8.py; False: the float graphs; None or
+            the stages' int8 copies, tools/export/quantize_int8.py; False: the float graphs; None or
             absent: int8 where the model's int8 record passes, see
             :func:`engine.backends.onnxruntime_backend.create_onnxruntime_regressors`).
             tensorrt: ``precision`` ("fp16"/"fp32"), ``device``.

@@ -1,7 +1,7 @@
 """ONNX Runtime backend (CPU): one inference session per stage, from the ONNX files a model
 folder names (run time: needs onnxruntime and numpy only, neither torch nor onnx).
 
-The files are written at build time by ``python main.py export-onnx`` (:mod:`tools.export_onnx`):
+The files are written at build time by ``python main.py export-onnx`` (:mod:`tools.export.export_onnx`):
 input ``crops`` float32 (B, 3, S, S) (S the stage's crop side), output ``coords`` float32 (B, 2k), B dynamic. Their
 weights may be stored as float16 followed by Casts to float32, which ONNX Runtime's constant
 folding resolves once when the session is created; its graph optimizations also fold the

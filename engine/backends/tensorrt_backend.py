@@ -1,6 +1,6 @@
 """TensorRT backend (optional import): one serialized engine per stage, built from its ONNX graph.
 
-Engines are built at build time by ``python main.py build-engines`` (:mod:`tools.build_engines`)
+Engines are built at build time by ``python main.py build-engines`` (:mod:`tools.export.build_engines`)
 and kept next to the weights, one file per stage, keyed by what they were built for::
 
     stage1.fp16.sm89-nvidia-geforce-rtx-4090.trt10.8.0.engine

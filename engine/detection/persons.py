@@ -47,7 +47,7 @@ class FaceScaler:
         b0_cx = face_cx + offset_x * s      b0_w = scale_x * s
         b0_cy = face_cy + offset_y * s      b0_h = scale_y * s
 
-    Fitted on FLIC training data by ``python main.py fit-scaler`` (tools/fit_scaler.py) so that
+    Fitted on FLIC training data by ``python main.py fit-scaler`` (tools/data/fit_scaler.py) so that
     b0 holds all labelled joints of a target fraction of training examples. Stored in the model
     manifest under "scaler" (:meth:`to_dict`), together with the face model file name and the
     detection threshold it was fitted with, which :class:`PersonDetector` uses.
@@ -141,7 +141,7 @@ def face_joint_indices(skeleton) -> list[int]:
 
 def joints_face(pose: np.ndarray, skeleton, params: dict | None = None) -> np.ndarray:
     """The face box implied by the eyes and nose of poses (labelled or predicted); fitted by
-    ``tools.fit_scaler.fit_joints_face`` on FLIC train against BlazeFace's boxes.
+    ``tools.data.fit_scaler.fit_joints_face`` on FLIC train against BlazeFace's boxes.
 
     With le, re, no the left eye, right eye and nose (pixels)::
 
@@ -194,7 +194,7 @@ def turn_angles(rolls: np.ndarray, min_roll: float = ROTATE_MIN_ROLL) -> np.ndar
 
 BODY_BOX_MARGIN = 1.35
 """Side of the b0 a pose gives (:func:`body_box`) over the joints' extent: the middle of the
-1.15-1.6 that psi v2 trained on (``tools.trainer.SampleMaker._joint_box``)."""
+1.15-1.6 that psi v2 trained on (``tools.train.sampling.SampleMaker._joint_box``)."""
 
 
 def torso_roll(poses: np.ndarray, skeleton) -> np.ndarray:
@@ -281,7 +281,7 @@ def person_boxes(image_size: tuple[int, int], scaler: "FaceScaler | None", faces
                  scores: np.ndarray | None = None, angles: np.ndarray | None = None,
                  fallback: str | None = "frame") -> PersonBoxes:
     """The b0 rule, one for the runtime (:class:`PersonDetector`, :class:`FullFrameDetector`)
-    and for training and evaluation (``tools.person_boxes.example_b0``), after the paper's
+    and for training and evaluation (``tools.data.person_boxes.example_b0``), after the paper's
     protocols (Sec. 4.1):
 
     - no scaler (LSP): one person whose b0 is the whole frame (:func:`frame_box`), source "frame";

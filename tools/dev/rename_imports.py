@@ -12,7 +12,7 @@ Rules (Python files under app/, engine/, tools/, tests/, deeppose/ and main.py):
 2. ``import engine.x as y`` -> ``import deeppose.engine.x as y``; a bare ``import engine.x``
    becomes ``import deeppose.engine.x`` plus ``from deeppose import engine`` (so that uses of
    ``engine.x`` keep working).
-3. A string literal that is a dotted path to a module of these packages (``"tools.evaluate"``,
+3. A string literal that is a dotted path to a module of these packages (``"tools.eval.evaluate"``,
    as in the command table or ``sys.modules[...]``) gets the prefix; other strings
    (``"app.png"``) are left alone.
 Relative imports (``from .model import``) need nothing; docstrings and comments are left as

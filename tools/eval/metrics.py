@@ -149,7 +149,7 @@ class PCPResult:
                 for name, idx in _parts(self.limbs).items()}
 
     def to_dict(self) -> dict:
-        """JSON-able summary (NaN stays float NaN; see tools.evaluate for JSON writing)."""
+        """JSON-able summary (NaN stays float NaN; see tools.eval.evaluate for JSON writing)."""
         return {
             "threshold": self.threshold,
             "per_limb": dict(zip(self.limbs, map(float, self.per_limb))),

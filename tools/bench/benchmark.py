@@ -12,10 +12,10 @@ Two measurements per backend, each a median and 90th percentile over ``--runs`` 
    output says so.
 
 3. Side by side (``--peer FILE.task``): our pipeline (``auto`` backend) and MediaPipe's pose
-   landmarker (:mod:`tools.peer`) on the same frames, interleaved frame by frame in one
+   landmarker (:mod:`tools.eval.peer`) on the same frames, interleaved frame by frame in one
    process so that both see the same load; ms per frame, fps, their ratio and the resident
    memory each adds when loaded. With ``--peer-video``, also the whole video job on
-   ``--video``: ``main.py video`` and the peer's (``python -m deeppose.tools.peer``) as
+   ``--video``: ``main.py video`` and the peer's (``python -m deeppose.tools.eval.peer``) as
    processes run one after the other, wall time, CPU time and peak RSS of each.
 
 Frames per second = 1 / median end-to-end latency. The machine (CPU, cores, threads, GPU,
@@ -38,7 +38,7 @@ from deeppose.engine.cli_args import (
     resolve_weights,
 )
 from deeppose.engine.constants import DEFAULT_MODEL, PACKAGE_ROOT, WEIGHTS_ROOT
-from deeppose.tools.random_model import make_random_model
+from deeppose.tools.export.random_model import make_random_model
 
 REPO = PACKAGE_ROOT
 DEFAULT_WEIGHTS = WEIGHTS_ROOT / DEFAULT_MODEL
@@ -304,49 +304,83 @@ def measure_persons_scaling(cascade, frames: list, boxes, stages: int, runs: int
 
 # --------------------------------------------------------------------------- command
 
+class _OptionError(Exception):
+    """A bad option, model or peer file: its one line is printed and ``benchmark`` exits 2."""
+
+
 def run(args) -> int:
     """Measure every requested backend and print the table; exit code 0, 1 when no backend
     could be measured, 2 on bad options or a bad model."""
-    import json
     import logging
-    import os
-    import tempfile
-    import time
 
-    import numpy as np
     import torch
 
-    from deeppose.engine.backends import (
-        BackendError,
-        cascade_from,
-        create_regressors,
-        describe_regressors,
-        physical_cores,
-        resolve_backend,
-    )
-    from deeppose.engine.model import ModelError, read_manifest
+    from deeppose.engine.backends import BackendError, physical_cores
 
     log = logging.getLogger("benchmark")
-    if args.peer_video and args.peer is None:
-        print("benchmark: error: --peer-video needs --peer FILE", file=sys.stderr)
+    tmp = None
+    try:
+        _check_peer(args)
+        threads = args.threads or physical_cores()
+        torch.set_num_threads(threads)
+        machine = machine_info(threads)
+        try:
+            todo, notes = variants(args.backend, args.precision, args.int8)
+        except BackendError as e:
+            raise _OptionError(f"benchmark: {e}") from e
+        weights, model_note, info, tmp = _model(args)
+        stages = args.stages or len(info.stage_files)
+        if not 1 <= stages <= len(info.stage_files):
+            raise _OptionError(f"benchmark: --stages must be in 1..{len(info.stage_files)}")
+        persons = max(1, int(args.persons))
+        video, frames, frame_note = _frames(args)
+        chosen = _print_header(args, weights, info, model_note, stages, frame_note, machine, notes)
+        results = measure_backends(args, todo, weights, info, stages, threads, persons, frames)
+        side = _peer(args, weights, stages, threads, frames, video)
+    except _OptionError as e:
+        if tmp is not None:
+            tmp.cleanup()
+        print(e, file=sys.stderr)
         return 2
-    if args.peer is not None:   # before any measuring: a bad peer file fails at once
-        from deeppose.tools.peer import MediaPipePeer, PeerError
+    report(args, results, side, video, machine, stages=stages, persons=persons, weights=weights,
+           model_note=model_note, info=info, frame_note=frame_note, chosen=chosen, notes=notes)
+    if tmp is not None:
+        tmp.cleanup()
+    log.debug("done")
+    if not any("error" not in r for r in results):
+        print("benchmark: error: no backend could be measured (see the reasons above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_peer(args) -> None:
+    """Check the peer options before any measuring: a bad peer file fails at once.
+
+    Raises:
+        _OptionError: ``--peer-video`` without ``--peer``, or a peer model that cannot be loaded.
+    """
+    if args.peer_video and args.peer is None:
+        raise _OptionError("benchmark: error: --peer-video needs --peer FILE")
+    if args.peer is not None:
+        from deeppose.tools.eval.peer import MediaPipePeer, PeerError
         try:
             MediaPipePeer(args.peer).close()
         except PeerError as e:
-            print(f"benchmark: error: {e}", file=sys.stderr)
-            return 2
-    threads = args.threads or physical_cores()
-    torch.set_num_threads(threads)
-    machine = machine_info(threads)
-    try:
-        todo, notes = variants(args.backend, args.precision, args.int8)
-    except BackendError as e:
-        print(f"benchmark: {e}", file=sys.stderr)
-        return 2
+            raise _OptionError(f"benchmark: error: {e}") from e
 
-    # Model.
+
+def _model(args):
+    """The model to measure: (weights folder, a note on it, its ``ModelInfo``, the temporary
+    folder to remove at the end or None). Without ``--weights``/``--model`` and with the default
+    model not trained yet, a random-weights compact FLIC model of the same shapes (same speed).
+
+    Raises:
+        _OptionError: a bad ``--weights``/``--model`` or an unreadable manifest.
+    """
+    import tempfile
+
+    from deeppose.engine.model import ModelError, read_manifest
+
     tmp = None
     if args.weights is None and args.model is None and not (DEFAULT_WEIGHTS / "manifest.json").is_file():
         tmp = tempfile.TemporaryDirectory(prefix="deeppose-bench-")
@@ -357,28 +391,31 @@ def run(args) -> int:
         try:
             weights = resolve_weights(args.weights, args.model)
         except WeightsError as e:
-            print(f"benchmark: {e}", file=sys.stderr)
-            return 2
+            raise _OptionError(f"benchmark: {e}") from e
         model_note = str(weights)
     try:
         info = read_manifest(weights)
     except ModelError as e:
-        print(f"benchmark: {e}", file=sys.stderr)
-        return 2
-    sk = info.skeleton
-    stages = args.stages or len(info.stage_files)
-    if not 1 <= stages <= len(info.stage_files):
-        print(f"benchmark: --stages must be in 1..{len(info.stage_files)}", file=sys.stderr)
-        return 2
-    persons = max(1, int(args.persons))
+        if tmp is not None:
+            tmp.cleanup()
+        raise _OptionError(f"benchmark: {e}") from e
+    return weights, model_note, info, tmp
 
-    # Frames.
-    from deeppose.tools.datasets import read_frames, walking_video  # (cv2, scipy: not at --help)
+
+def _frames(args) -> tuple[Path, list, str]:
+    """(the video, 40 of its frames from frame 30, a note on them); one random 1280x720 frame
+    when the video cannot be read.
+
+    Raises:
+        _OptionError: ``--peer-video`` with a ``--video`` that is not a file.
+    """
+    import numpy as np
+
+    from deeppose.tools.data.datasets import read_frames, walking_video  # (cv2, scipy: not at --help)
 
     video = args.video or walking_video()
     if args.peer_video and not Path(video).is_file():
-        print(f"benchmark: error: --peer-video needs a video file, {video} is not one", file=sys.stderr)
-        return 2
+        raise _OptionError(f"benchmark: error: --peer-video needs a video file, {video} is not one")
     frames = read_frames(video, 40, start=30)
     if frames:
         frame_note = f"{video.name} frames 30..{30 + len(frames) - 1}, {frames[0].shape[1]}x{frames[0].shape[0]}"
@@ -386,13 +423,20 @@ def run(args) -> int:
         rng = np.random.default_rng(0)
         frames = [rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)]
         frame_note = f"random 1280x720 frame ({video} not readable)"
-    h, w = frames[0].shape[:2]
+    return video, frames, frame_note
+
+
+def _print_header(args, weights: Path, info, model_note: str, stages: int, frame_note: str, machine: dict,
+                  notes: list[str]) -> tuple[str, str]:
+    """Print what is measured (model, frames, machine, load, runs, the ``auto`` choice) before
+    measuring; returns the backend ``auto`` picks and why."""
+    from deeppose.engine.backends import BackendError, resolve_backend
 
     try:
         chosen, chosen_reason = resolve_backend("auto", weights, args.precision)
     except BackendError as e:
         chosen, chosen_reason = "?", str(e)
-
+    sk = info.skeleton
     header = [
         "deeppose benchmark",
         f"model:    {model_note}: {len(info.stage_files)} stages, preset {info.manifest.preset or '?'}, "
@@ -407,7 +451,25 @@ def run(args) -> int:
     print("\n".join(header), flush=True)
     for n in notes:
         print(f"          {n}")
+    return chosen, chosen_reason
 
+
+def measure_backends(args, todo: list, weights: Path, info, stages: int, threads: int, persons: int,
+                     frames: list) -> list[dict]:
+    """Measure each backend variant of ``todo`` ((label, backend, options), :func:`variants`)
+    in turn: the cascade on ``persons`` copies of the person box of the first frames, with
+    ``--persons`` > 1 how the cascade and the pipeline scale from one person, and the pipeline
+    end to end (the cascade's figures where the pipeline cannot run here). Returns one entry per
+    variant, with ``error`` where it could not be loaded."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from deeppose.engine.backends import BackendError, cascade_from, create_regressors, describe_regressors
+    from deeppose.engine.model import ModelError
+
+    h, w = frames[0].shape[:2]
     results = []
     b0 = None
     for label, backend, opts in todo:
@@ -474,18 +536,36 @@ def run(args) -> int:
         del cascade, pipeline
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    return results
 
-    side = None
-    if args.peer is not None:
-        from deeppose.tools.peer import PeerError
-        try:
-            side = measure_side_by_side(weights, stages, threads, frames, args.peer, args.peer_poses, args.runs,
-                                        args.warmup, int8=args.int8, max_persons=args.max_persons)
-        except PeerError as e:
-            print(f"benchmark: error: {e}", file=sys.stderr)
-            return 2
-        if args.peer_video:
-            side["video_job"] = measure_video_jobs(video, args.peer, weights, args.int8, args.max_persons)
+
+def _peer(args, weights: Path, stages: int, threads: int, frames: list, video: Path) -> dict | None:
+    """With ``--peer``, our pipeline and the peer side by side (:func:`measure_side_by_side`),
+    and with ``--peer-video`` both whole video jobs (:func:`measure_video_jobs`); None without.
+
+    Raises:
+        _OptionError: the peer model cannot be loaded.
+    """
+    if args.peer is None:
+        return None
+    from deeppose.tools.eval.peer import PeerError
+    try:
+        side = measure_side_by_side(weights, stages, threads, frames, args.peer, args.peer_poses, args.runs,
+                                    args.warmup, int8=args.int8, max_persons=args.max_persons)
+    except PeerError as e:
+        raise _OptionError(f"benchmark: error: {e}") from e
+    if args.peer_video:
+        side["video_job"] = measure_video_jobs(video, args.peer, weights, args.int8, args.max_persons)
+    return side
+
+
+def report(args, results: list[dict], side: dict | None, video: Path, machine: dict, *, stages: int, persons: int,
+           weights: Path, model_note: str, info, frame_note: str, chosen: tuple[str, str], notes: list[str]) -> None:
+    """Print the table (:func:`format_table`), the side-by-side figures and video jobs, with the
+    load average after measuring; with ``--json``, write the whole report there."""
+    import json
+    import os
+
     try:
         machine["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
@@ -498,24 +578,17 @@ def run(args) -> int:
         if side.get("video_job"):
             print()
             print(format_video_jobs(side["video_job"], video))
-    report = {"model": {"folder": str(weights), "note": model_note, "stages_run": stages, "k": sk.k,
-                        "preset": info.manifest.preset},
-              "frames": frame_note, "persons": persons, "max_persons": args.max_persons,
-              "runs": args.runs, "warmup": args.warmup,
-              "machine": machine, "auto": {"backend": chosen, "reason": chosen_reason}, "notes": notes,
-              "results": results, "side_by_side": side}
+    sk = info.skeleton
+    out = {"model": {"folder": str(weights), "note": model_note, "stages_run": stages, "k": sk.k,
+                     "preset": info.manifest.preset},
+           "frames": frame_note, "persons": persons, "max_persons": args.max_persons,
+           "runs": args.runs, "warmup": args.warmup,
+           "machine": machine, "auto": {"backend": chosen[0], "reason": chosen[1]}, "notes": notes,
+           "results": results, "side_by_side": side}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
         print(f"\nwrote {args.json}")
-    if tmp is not None:
-        tmp.cleanup()
-    log.debug("done")
-    if not any("error" not in r for r in results):
-        print("benchmark: error: no backend could be measured (see the reasons above)", file=sys.stderr)
-        return 1
-    return 0
-
 
 def rss_mib() -> float:
     """Resident memory of this process now, MiB (Linux /proc; NaN elsewhere)."""
@@ -550,14 +623,14 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
         each side has "name", "per_frame" (median_ms, p90_ms, n), "fps", "persons_median",
         "load_seconds", "rss_added_mib".
     Raises:
-        tools.peer.PeerError: the peer model cannot be loaded (one line).
+        tools.eval.peer.PeerError: the peer model cannot be loaded (one line).
     """
     import time
 
     import numpy as np
 
     from deeppose.engine.pipeline import PosePipeline
-    from deeppose.tools.peer import MediaPipePeer
+    from deeppose.tools.eval.peer import MediaPipePeer
 
     rss0, t0 = rss_mib(), time.perf_counter()
     peer = MediaPipePeer(peer_path, num_poses=peer_poses)
@@ -644,7 +717,7 @@ def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool |
                        max_persons: int | None = None) -> dict:
     """``main.py video VIDEO`` (defaults, the auto backend, ``--max-persons`` when given, ``--int8`` /
     ``--no-int8`` when ``int8`` is True / False) and the peer's video job
-    (:func:`tools.peer.video_job`) on the whole of ``video``, one process after the other,
+    (:func:`tools.eval.peer.video_job`) on the whole of ``video``, one process after the other,
     each writing into a temporary folder; see :func:`_timed_process` for the figures."""
     import tempfile
 
@@ -653,7 +726,7 @@ def measure_video_jobs(video: Path, peer_path: Path, weights: Path, int8: bool |
                                str(Path(tmp) / "ours.mp4"), "--weights", str(weights)]
                               + _INT8_FLAG[int8].split()
                               + (["--max-persons", str(max_persons)] if max_persons else []))
-        peer = _timed_process([sys.executable, "-m", "deeppose.tools.peer", str(peer_path), str(video),
+        peer = _timed_process([sys.executable, "-m", "deeppose.tools.eval.peer", str(peer_path), str(video),
                                str(Path(tmp) / "peer.mp4")])
     return {"ours": ours, "peer": peer, "wall_ratio": ours["wall_s"] / peer["wall_s"], "int8": int8,
             "max_persons": max_persons}
@@ -707,7 +780,7 @@ def _ensure_engines(info, precision: str, persons: int) -> None:
     """Build the model's TensorRT engines for this machine when they are missing or stale."""
     from deeppose.engine.backends.tensorrt_backend import DEFAULT_MAX_PERSONS, find_engines
     from deeppose.engine.model import ModelError
-    from deeppose.tools.build_engines import build_engines
+    from deeppose.tools.export.build_engines import build_engines
     try:
         find_engines(info, precision)
     except ModelError as e:

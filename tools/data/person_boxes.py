@@ -166,7 +166,7 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
     evaluation measures the person detector that users get.
 
     Args:
-        dataset: a tools.datasets.PoseDataset.
+        dataset: a tools.data.datasets.PoseDataset.
         model: face model (see engine.detection.faces.resolve_face_model); None = full range.
         min_confidence: detection threshold.
         cache_dir: where the .npz cache lives (default ``<repo>/cache``).
@@ -177,9 +177,9 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
         One :data:`Detections` per example, in ``dataset.examples`` order.
     Raises:
         engine.detection.faces.DetectorError: the face model cannot be loaded.
-        tools.datasets.DatasetError: an image cannot be read.
+        tools.data.datasets.DatasetError: an image cannot be read.
     """
-    from deeppose.tools.datasets import load_image
+    from deeppose.tools.data.datasets import load_image
 
     model_path = resolve_face_model(model)
     if not model_path.is_file():
@@ -225,7 +225,7 @@ def match_faces(example, faces: np.ndarray, skeleton: Skeleton | None = None,
     """The detected face that belongs to ``example``'s labelled person.
 
     Args:
-        example: a tools.datasets.PoseExample (pose (k, 2) pixels, NaN unlabelled).
+        example: a tools.data.datasets.PoseExample (pose (k, 2) pixels, NaN unlabelled).
         faces: (N, 4) detected face boxes (cx, cy, w, h) pixels.
         skeleton: the example's skeleton (default: FLIC when k == 11).
         margin: each face box is grown by ``margin`` x face size on every side before testing.
@@ -312,7 +312,7 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
       parameters; source "head") or, with ``missed="frame"``, the full image.
 
     Args:
-        dataset: a tools.datasets.PoseDataset.
+        dataset: a tools.data.datasets.PoseDataset.
         scaler: the scaler dict (manifest "scaler" / fit-scaler JSON), a FaceScaler, or None.
         cache_dir: face detection cache folder (default ``<repo>/cache``).
         progress: show a progress bar when images have to be detected.
@@ -323,7 +323,7 @@ def example_b0(dataset, scaler: dict | FaceScaler | None, cache_dir: str | Path 
         boxes (N, 4) float64 b0 per example (pixels), sources (N,) list of str.
     Raises:
         ValueError: a scaler given for a dataset with neither eyes and nose nor neck and head top.
-        engine.detection.faces.DetectorError, tools.datasets.DatasetError: from detection.
+        engine.detection.faces.DetectorError, tools.data.datasets.DatasetError: from detection.
     """
     from deeppose.engine.geometry import boxes_from_pose
 

@@ -54,7 +54,7 @@ def calibration_inputs(folder: Path, examples: int, data: str | None = None, see
 
     from deeppose.engine.backends import load_cascade
     from deeppose.engine.geometry import boxes_from_pose
-    from deeppose.tools.datasets import load_dataset, load_image
+    from deeppose.tools.data.datasets import load_dataset, load_image
 
     cascade, info = load_cascade(folder, "onnxruntime", int8=False)
     recorded: list[list] = [[] for _ in cascade.regressors]
@@ -132,7 +132,7 @@ def quantize_model(folder: Path, examples: int = 64, data: str | None = None, re
             missing or stale (export them first).
         ValueError: a cache made for another checkpoint (see :func:`check_calibration`) or
             another export (tensor names).
-        tools.datasets.DatasetError: calibration is needed and the dataset is missing.
+        tools.data.datasets.DatasetError: calibration is needed and the dataset is missing.
         ImportError: onnxruntime's quantization tools (they need the onnx package).
     """
     import json
@@ -241,7 +241,7 @@ def run(args) -> int:
     """Run the command; exit code 0, or 2 with a one-line error."""
     from deeppose.engine.backends import BackendError
     from deeppose.engine.model import ModelError
-    from deeppose.tools.datasets import DatasetError
+    from deeppose.tools.data.datasets import DatasetError
 
     try:
         folder = resolve_weights(args.weights, args.model)

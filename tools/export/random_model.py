@@ -66,6 +66,6 @@ def make_random_model(folder: str | Path, skeleton: str = "flic", stages: int = 
         "training": {"note": "random weights, for speed measurements only"},
     })
     if onnx:
-        from deeppose.tools.export_onnx import export_model
+        from deeppose.tools.export.export_onnx import export_model
         export_model(folder, exporter="torchscript")
     return folder

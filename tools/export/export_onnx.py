@@ -290,7 +290,7 @@ def real_crops(info, count: int = 11, stage: int = 1, seed: int = 0):
     import numpy as np
 
     from deeppose.engine.geometry import crop_boxes, to_network_input
-    from deeppose.tools.datasets import read_frames, walking_video
+    from deeppose.tools.data.datasets import read_frames, walking_video
 
     frames = read_frames(walking_video(), 1, start=60)
     if frames:

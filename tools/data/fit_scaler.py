@@ -6,7 +6,7 @@ fitted on the training data so that the enlarged box contains all labelled joint
 
 ``--dataset lsp`` fits the full-body scaler of the LSP model on the LSP training images whose
 face is found (matched to the labelled neck and head top,
-:func:`tools.person_boxes.match_head_faces`). The LSP model is trained and evaluated with the
+:func:`tools.data.person_boxes.match_head_faces`). The LSP model is trained and evaluated with the
 full image as b0 (the paper's LSP protocol); the scaler gives it b0 in video and the app, where
 frames are not cropped around one person. It is written to ``weights/lsp/scaler.json`` and,
 when that folder already holds an LSP model, into its manifest's "scaler".
@@ -24,8 +24,8 @@ Two fits (``--fit``):
 
 Fit, in units of the face size s = sqrt(w_f * h_f) (engine.detection.persons.FaceScaler):
 
-1. Detect faces (BlazeFace, cached per image, see tools.person_boxes) and match each training
-   example to its face (tools.person_boxes.match_faces). Examples whose face was not found take
+1. Detect faces (BlazeFace, cached per image, see tools.data.person_boxes) and match each training
+   example to its face (tools.data.person_boxes.match_faces). Examples whose face was not found take
    no part in the fit.
 2. For each matched example, the extents its box must reach to hold every labelled joint:
    L = min_j (x_j - face_cx) / s, R = max_j (x_j - face_cx) / s, and T, B likewise in y.
@@ -39,9 +39,9 @@ Fit, in units of the face size s = sqrt(w_f * h_f) (engine.detection.persons.Fac
    joint coverage, because the four sides' tails are of very different lengths.
 4. offset = ((a + b) / 2, (c + d) / 2), scale = (b - a, d - c).
 
-Also fitted, for training examples whose face the detector missed (tools.person_boxes.example_b0,
+Also fitted, for training examples whose face the detector missed (tools.data.person_boxes.example_b0,
 source "joints"): the face box implied by the labelled eyes and nose, see :func:`fit_joints_face`
-(FLIC), or by the labelled neck and head top, see :func:`tools.person_boxes.fit_head_face` (LSP).
+(FLIC), or by the labelled neck and head top, see :func:`tools.data.person_boxes.fit_head_face` (LSP).
 """
 from __future__ import annotations
 
@@ -220,7 +220,7 @@ def fit_joints_face(poses, faces, skeleton):
     import numpy as np
 
     from deeppose.engine.detection.faces import face_size
-    from deeppose.tools.person_boxes import face_joint_indices
+    from deeppose.tools.data.person_boxes import face_joint_indices
 
     poses = np.asarray(poses, dtype=np.float64)
     li, ri, ni = face_joint_indices(skeleton)
@@ -257,8 +257,8 @@ def run(args) -> int:
 
     from deeppose.engine.detection.faces import FACE_MODELS, DetectorError, face_size, resolve_face_model
     from deeppose.engine.model import ModelError, read_manifest, write_manifest
-    from deeppose.tools.datasets import DatasetError, load_dataset
-    from deeppose.tools.person_boxes import (
+    from deeppose.tools.data.datasets import DatasetError, load_dataset
+    from deeppose.tools.data.person_boxes import (
         MATCH_MARGIN,
         detect_dataset_faces,
         example_b0,

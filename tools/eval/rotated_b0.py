@@ -1,9 +1,9 @@
 """Rotated b0 on a dataset split: mean PDJ with b0 upright (the paper's) and turned with the
 face's roll (``PosePipeline(rotate=True)``), on the same detected faces.
 
-    python -m tools.rotated_b0 [--dataset flic] [--split val] [--weights weights/flic] [--min-roll 0]
+    python -m deeppose.tools.eval.rotated_b0 [--dataset flic] [--split val] [--weights weights/flic] [--min-roll 0]
 
-b0 per example is :func:`tools.person_boxes.example_b0` with ``missed="frame"`` (as
+b0 per example is :func:`tools.data.person_boxes.example_b0` with ``missed="frame"`` (as
 ``main.py evaluate``); for the examples whose face was detected, the rotated run turns b0 by
 the roll of the matched detection's BlazeFace eyes (:func:`engine.detection.faces.face_roll`, only
 where it exceeds ``--min-roll`` degrees) and crops every stage turned by it
@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def run_cascade(dataset, cascade, b0: np.ndarray, angles: np.ndarray | None):
     """(S, N, k, 2) poses of every example; examples of one image in one call, with their angles."""
-    from deeppose.tools.datasets import load_image
+    from deeppose.tools.data.datasets import load_image
 
     n = len(dataset.examples)
     out = np.full((cascade.num_stages, n, dataset.skeleton.k, 2), np.nan)
@@ -55,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     from deeppose.engine.backends import load_cascade
     from deeppose.engine.detection.faces import face_roll
     from deeppose.engine.detection.persons import FaceScaler
-    from deeppose.tools.datasets import load_dataset
-    from deeppose.tools.metrics import stage_metrics
-    from deeppose.tools.person_boxes import detect_dataset_faces, example_b0, match_faces
+    from deeppose.tools.data.datasets import load_dataset
+    from deeppose.tools.data.person_boxes import detect_dataset_faces, example_b0, match_faces
+    from deeppose.tools.eval.metrics import stage_metrics
 
     dataset = load_dataset(args.dataset, None, args.split)
     cascade, info = load_cascade(Path(args.weights), "auto", int8=False)   # the float model, as evaluate

@@ -1,6 +1,6 @@
 """Precision and recall of the persons the video command draws, against hand-counted persons.
 
-    python -m tools.person_precision KEYPOINTS.jsonl [--truth tests/data/walking_persons.json]
+    python -m deeppose.tools.eval.person_precision KEYPOINTS.jsonl [--truth tests/data/walking_persons.json]
 
 The truth file (``tests/data/walking_persons.json`` for walking.mp4) lists, for every 12th
 frame, each person whose head is in view with an approximate head box, whether some of the
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from deeppose.engine.detection.persons import FACE_JOINTS
-from deeppose.tools.person_boxes import HEAD_JOINTS as NECK_HEAD_TOP
+from deeppose.tools.data.person_boxes import HEAD_JOINTS as NECK_HEAD_TOP
 
 DEFAULT_TRUTH = Path(__file__).resolve().parents[1] / "tests" / "data" / "walking_persons.json"
 HEAD_JOINTS = (FACE_JOINTS, NECK_HEAD_TOP)

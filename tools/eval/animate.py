@@ -1,6 +1,6 @@
 """Hard test material with known ground truth: a labelled still image animated into a clip by a
 slow turn, zoom and pan (issue "Every visible person", item 5), so that every frame's joints are
-known exactly. ``python -m deeppose.tools.animate`` writes LSP val images turned through half a
+known exactly. ``python -m deeppose.tools.eval.animate`` writes LSP val images turned through half a
 turn as clips and scores the pipeline (and, with ``--peer``, MediaPipe's pose landmarker) on them.
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _score(pose: np.ndarray, truth: np.ndarray, names: list[str], skeleton) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deeppose.tools.animate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m deeppose.tools.eval.animate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=10, help="LSP val images to animate (default 10)")
     parser.add_argument("--frames", type=int, default=60, help="frames per clip (default 60)")
     parser.add_argument("--turn", type=float, default=180.0, help="degrees turned over a clip (default 180)")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from deeppose.engine.constants import WEIGHTS_ROOT
     from deeppose.engine.pipeline import PosePipeline
-    from deeppose.tools.datasets import load_dataset, load_image
+    from deeppose.tools.data.datasets import load_dataset, load_image
 
     ds = load_dataset("lsp", None, "val")
     clips = []
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{persons / n:.2f} persons per frame, ids per clip {np.mean(ids):.1f}, "
               f"joints within 0.2 diam of the truth where drawn {ok / max(tot, 1):.2f}", flush=True)
     if args.peer:
-        from deeppose.tools.peer import MediaPipePeer
+        from deeppose.tools.eval.peer import MediaPipePeer
 
         bp = {"l_shoulder": 11, "r_shoulder": 12, "l_elbow": 13, "r_elbow": 14, "l_wrist": 15, "r_wrist": 16,
               "l_hip": 23, "r_hip": 24, "l_knee": 25, "r_knee": 26, "l_ankle": 27, "r_ankle": 28}

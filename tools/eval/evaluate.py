@@ -1,9 +1,9 @@
 """`python main.py evaluate`: PCP and PDJ of a model cascade, or of the ground-truth oracle, on a
-dataset split (the paper's Sec. 4.1 metrics, see :mod:`tools.metrics`).
+dataset split (the paper's Sec. 4.1 metrics, see :mod:`tools.eval.metrics`).
 
 Estimators:
 - the model cascade (``--weights DIR`` or ``--model NAME``, default ``weights/<dataset>``): every
-  stage's poses are scored; b0 per example comes from :func:`tools.person_boxes.example_b0`
+  stage's poses are scored; b0 per example comes from :func:`tools.data.person_boxes.example_b0`
   (FLIC: the detected face enlarged by the model's scaler; LSP: the full image, the paper's
   protocol, or with ``--b0 face`` the detected face enlarged by the model's full-body scaler, as
   the video command and the app take it).
@@ -122,7 +122,7 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
     frame. An example whose b0 is not finite gets NaN poses (scored as wrong).
 
     Args:
-        dataset: a :class:`tools.datasets.PoseDataset`.
+        dataset: a :class:`tools.data.datasets.PoseDataset`.
         cascade: an :class:`engine.cascade.Cascade`.
         b0: (N, 4) person boxes (cx, cy, w, h) in pixels, one per example.
         stages: stages to run (default all).
@@ -135,13 +135,13 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
         (stage_poses (S, N, k, 2) pixels in the cascade's skeleton (k of the model's joints),
         stage_seconds (S,) total wall time per stage).
     Raises:
-        tools.datasets.DatasetError: an image is missing or cannot be decoded.
+        tools.data.datasets.DatasetError: an image is missing or cannot be decoded.
     """
     import numpy as np
     from tqdm import tqdm
 
     if load_image is None:
-        from deeppose.tools.datasets import load_image
+        from deeppose.tools.data.datasets import load_image
 
     n = len(dataset.examples)
     s_total = cascade.num_stages if stages is None else int(stages)
@@ -193,12 +193,12 @@ def presence_auroc(dataset, cascade, b0, presence, load_image=None) -> float:
     :func:`presence_negatives` (negatives); NaN for a model without a presence head."""
     import numpy as np
 
-    from deeppose.tools.metrics import auroc
+    from deeppose.tools.eval.metrics import auroc
 
     if not np.isfinite(presence).any():
         return float("nan")
     if load_image is None:
-        from deeppose.tools.datasets import load_image
+        from deeppose.tools.data.datasets import load_image
     boxes, owner = presence_negatives(dataset, b0)
     negatives = np.full(len(boxes), np.nan)
     for i in np.unique(owner):
@@ -214,8 +214,8 @@ CONFIDENCE_FRACTION = 0.2
 """PDJ fraction that defines a right joint for the confidence AUROC (issue 24: PDJ@0.2)."""
 
 def evaluate_poses(stage_poses, gt, skeleton, stage_names: list[str], pcp_threshold: float = 0.5) -> list[dict]:
-    """:func:`tools.metrics.stage_metrics` for each stage; ``stage_poses`` is (S, N, k, 2) pixels."""
-    from deeppose.tools.metrics import stage_metrics
+    """:func:`tools.eval.metrics.stage_metrics` for each stage; ``stage_poses`` is (S, N, k, 2) pixels."""
+    from deeppose.tools.eval.metrics import stage_metrics
 
     return [{"stage": name, **stage_metrics(p, gt, skeleton, pcp_threshold)}
             for name, p in zip(stage_names, stage_poses)]
@@ -330,7 +330,7 @@ def _error(msg: str) -> int:
 def run(args) -> int:
     """Evaluate and print; returns 0, or 2 after a one-line error (bad data, model or options)."""
     from deeppose.engine.model import ModelError
-    from deeppose.tools.datasets import DatasetError
+    from deeppose.tools.data.datasets import DatasetError
 
     try:
         return _run(args)
@@ -345,7 +345,7 @@ def _run(args) -> int:
 
     import numpy as np
 
-    from deeppose.tools.datasets import load_dataset
+    from deeppose.tools.data.datasets import load_dataset
 
     oracle = args.oracle or args.oracle_noise > 0
     if args.oracle_noise < 0:
@@ -372,7 +372,7 @@ def _run(args) -> int:
     if args.turn and (args.b0 == "face" or args.write_manifest):
         return _error("--turn evaluates turned images with the full image as b0: it takes no --b0 face or --write-manifest")
     if args.turn:
-        from deeppose.tools.datasets import turn_dataset
+        from deeppose.tools.data.datasets import turn_dataset
 
         dataset = turn_dataset(dataset, args.turn)
     if not dataset.examples:
@@ -414,7 +414,7 @@ def _run(args) -> int:
         if args.stages is not None and args.stages > cascade.num_stages:
             return _error(f"--stages {args.stages}: model {weights} has {cascade.num_stages} stages")
         from deeppose.engine.detection.faces import DetectorError, resolve_face_runtime
-        from deeppose.tools.person_boxes import example_b0
+        from deeppose.tools.data.person_boxes import example_b0
 
         mode = args.b0 if args.b0 != "auto" else ("frame" if skeleton.name == "lsp" or args.turn else "face")
         scaler = info.scaler if mode == "face" else None
@@ -436,7 +436,7 @@ def _run(args) -> int:
         t = time.perf_counter()
         load = None
         if args.turn:
-            from deeppose.tools.datasets import load_image, turn_image
+            from deeppose.tools.data.datasets import load_image, turn_image
 
             def load(path):
                 return turn_image(load_image(path), args.turn)
@@ -444,7 +444,7 @@ def _run(args) -> int:
         stage_poses, seconds = cascade_poses(dataset, cascade, b0, args.stages, load_image=load, extras=extras)
         stage_poses = stage_poses[:, :, columns]
         if np.isfinite(extras["presence"]).any():   # psi v2: how well its confidence and presence tell right from wrong
-            from deeppose.tools.metrics import confidence_auroc
+            from deeppose.tools.eval.metrics import confidence_auroc
 
             report["confidence_auroc"] = confidence_auroc(extras["confidence"][:, columns], stage_poses[-1], gt,
                                                           skeleton, CONFIDENCE_FRACTION)
@@ -499,14 +499,14 @@ def _stage_list(text: str) -> list[int]:
 
 
 def write_manifest_metrics(weights: Path, report: dict, regressors: list) -> Path:
-    """Store a val evaluation in the model's manifest (:func:`tools.metrics.record_val_metrics`):
+    """Store a val evaluation in the model's manifest (:func:`tools.eval.metrics.record_val_metrics`):
     per stage PDJ@0.1 and @0.2 per joint with their means, PCP per limb with its mean, plus how
     it was measured. Measured with int8 copies (ONNX Runtime ``regressors`` whose ``int8`` is
     set), it is the int8 record instead, its protocol naming the stage checkpoints and the int8
     copies' calibration caches, which :func:`engine.backends.onnxruntime_backend.int8_record`
     checks."""
     from deeppose.engine.backends import int8_stage_numbers
-    from deeppose.tools.metrics import record_val_metrics, val_metrics_entry
+    from deeppose.tools.eval.metrics import record_val_metrics, val_metrics_entry
 
     metrics = {f"stage{i}": val_metrics_entry(st) for i, st in enumerate(report["stages"], start=1)}
     protocol = {"command": "main.py evaluate --split val --write-manifest", "split": report["split"],

@@ -4,7 +4,7 @@ The engines are written next to the weights (``stage<s>.<precision>.sm<cc>-<gpu>
 plus a ``.json`` metadata file: TensorRT version, GPU name and compute capability, precision,
 batch profile, ONNX and checkpoint checksums); :mod:`engine.backends.tensorrt_backend` loads
 them at run time. Engines are built from the ONNX files the model folder names (see
-:mod:`tools.export_onnx`). The optimization profile covers the batch sizes the cascade uses:
+:mod:`tools.export.export_onnx`). The optimization profile covers the batch sizes the cascade uses:
 1..N persons at stage 1, 1..N*k joint crops at stages >= 2 (N = ``--max-batch``; any B >= 1
 runs, larger batches in chunks), tuned for one person.
 """
@@ -93,7 +93,7 @@ def to_fp16_onnx(model):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from deeppose.tools.export_onnx import expand_initializers
+    from deeppose.tools.export.export_onnx import expand_initializers
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
@@ -152,7 +152,7 @@ def build_engine(onnx_file: str | Path, out: str | Path, precision: str, batches
     from deeppose.engine.backends.base import BackendError
     from deeppose.engine.backends.common import INPUT_NAME, file_sha256
     from deeppose.engine.backends.tensorrt_backend import metadata_path
-    from deeppose.tools.export_onnx import expand_initializers
+    from deeppose.tools.export.export_onnx import expand_initializers
 
     onnx_file, out = Path(onnx_file), Path(out)
     model = onnx.load(str(onnx_file))
@@ -193,7 +193,7 @@ def build_engine(onnx_file: str | Path, out: str | Path, precision: str, batches
 def build_engines(info: "ModelInfo", precision: str = "fp16", max_persons: int | None = None,
                   device: str | None = None, workspace_mb: int = 1024) -> list[Path]:
     """Build one engine per stage of ``info`` for this machine from the ONNX files its manifest
-    names (exporting them first with :func:`tools.export_onnx.export_model` when missing).
+    names (exporting them first with :func:`tools.export.export_onnx.export_model` when missing).
 
     Engines go next to the weights, or to the per-user cache when the folder is read-only.
     ``max_persons``: most persons per frame (default ``DEFAULT_MAX_PERSONS``, 8).
@@ -204,7 +204,7 @@ def build_engines(info: "ModelInfo", precision: str = "fp16", max_persons: int |
 
     max_persons = trtb.DEFAULT_MAX_PERSONS if max_persons is None else int(max_persons)
     from deeppose.engine.model import read_manifest
-    from deeppose.tools.export_onnx import export_model
+    from deeppose.tools.export.export_onnx import export_model
 
     env = trtb.current_environment(device)
     if any(p is None or not p.is_file() for p in info.onnx_files):

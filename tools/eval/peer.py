@@ -2,7 +2,7 @@
 (BlazePose, a ``.task`` bundle such as ``../shared/models/peers/pose_landmarker_full.task``).
 
 Used only by ``main.py benchmark --peer``; it is never part of our pose path (``engine/``
-does not import it). ``python -m deeppose.tools.peer TASK INPUT OUTPUT`` runs the peer's whole
+does not import it). ``python -m deeppose.tools.eval.peer TASK INPUT OUTPUT`` runs the peer's whole
 video job (decode, landmarks, drawing, the same H.264 writer as ours), for
 ``benchmark --peer-video`` to time against ``main.py video``.
 """
@@ -128,7 +128,7 @@ if __name__ == "__main__":
     import time
 
     if len(sys.argv) != 4:
-        sys.exit("usage: python -m deeppose.tools.peer TASK INPUT OUTPUT.mp4")
+        sys.exit("usage: python -m deeppose.tools.eval.peer TASK INPUT OUTPUT.mp4")
     t0 = time.perf_counter()
     try:
         frames = video_job(*sys.argv[1:])

@@ -143,7 +143,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train stages ``--from-stage`` .. ``--stages``; returns the exit code (2 on bad options)."""
-    from deeppose.tools.trainer import TrainConfig, train_cascade
+    from deeppose.tools.train.config import TrainConfig
+    from deeppose.tools.train.loop import train_cascade
 
     if args.from_stage > args.stages:
         print(f"train: error: --from-stage {args.from_stage} is after the last stage to train, --stages "
