@@ -225,3 +225,18 @@ def test_video_switches_to_the_full_body_model(shipped, monkeypatch, tmp_path, c
     persons = [p for r in lines[1:] for p in r["persons"]]
     assert persons and all(list(p["joints"]) == list(LSP.joints) for p in persons)
     assert any(p["b0_source"] == "face" for p in persons)
+
+
+def test_the_tools_default_paths_lie_in_the_repository_not_in_their_subpackage():
+    """tools/ lives in subpackages (tools/train, tools/eval, ...): every default path that
+    points into the repository (weights/, runs/, cache/, the walking.mp4 hand counts) is
+    computed from one place, engine.constants.PACKAGE_ROOT, not from the module's own folder."""
+    from deeppose.engine.constants import PACKAGE_ROOT
+    from deeppose.tools.data import person_boxes
+    from deeppose.tools.eval import person_precision, rotated_b0
+    from deeppose.tools.train import pretrained, train
+
+    assert PACKAGE_ROOT == REPO
+    assert person_precision.DEFAULT_TRUTH.is_file()
+    assert person_boxes.DEFAULT_CACHE_DIR == REPO / "cache"
+    assert train.REPO_ROOT == pretrained.REPO_ROOT == rotated_b0.REPO_ROOT == REPO

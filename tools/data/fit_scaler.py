@@ -255,6 +255,7 @@ def run(args) -> int:
 
     import numpy as np
 
+    from deeppose.engine.constants import WEIGHTS_ROOT
     from deeppose.engine.detection.faces import FACE_MODELS, DetectorError, face_size, resolve_face_model
     from deeppose.engine.model import ModelError, read_manifest, write_manifest
     from deeppose.tools.data.datasets import DatasetError, load_dataset
@@ -358,7 +359,7 @@ def run(args) -> int:
         log.warning("no val check: %s", e)
     fit["seconds"] = round(time.perf_counter() - t0, 1)
 
-    out = Path(args.out) if args.out else Path(__file__).resolve().parents[1] / "weights" / name / "scaler.json"
+    out = Path(args.out) if args.out else WEIGHTS_ROOT / name / "scaler.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     from deeppose.engine.outputs import replaced_atomically
 

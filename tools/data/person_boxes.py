@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deeppose.engine.constants import PACKAGE_ROOT as REPO_ROOT
 from deeppose.engine.detection.faces import (
     DEFAULT_MIN_CONFIDENCE,
     FACE_KEYPOINTS,
@@ -40,7 +41,6 @@ from deeppose.engine.skeletons import Skeleton, get_skeleton
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE_DIR = REPO_ROOT / "cache"
 MATCH_MARGIN = 0.1
 """Tolerance of :func:`match_faces`: the face box is grown by this fraction of the face size on

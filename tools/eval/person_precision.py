@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deeppose.engine.constants import PACKAGE_ROOT
 from deeppose.engine.detection.persons import FACE_JOINTS
 from deeppose.tools.data.person_boxes import HEAD_JOINTS as NECK_HEAD_TOP
 
-DEFAULT_TRUTH = Path(__file__).resolve().parents[1] / "tests" / "data" / "walking_persons.json"
+DEFAULT_TRUTH = PACKAGE_ROOT / "tests" / "data" / "walking_persons.json"
 HEAD_JOINTS = (FACE_JOINTS, NECK_HEAD_TOP)
 """The joints whose midpoint is a skeleton's head: the upper-body model's face, else the
 full-body model's neck and head top (the middle of the head)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from deeppose.engine.constants import PACKAGE_ROOT as REPO_ROOT
 
 
 def run_cascade(dataset, cascade, b0: np.ndarray, angles: np.ndarray | None):

@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from deeppose.engine.constants import PACKAGE_ROOT as REPO_ROOT
 
 
 class PretrainedError(RuntimeError):

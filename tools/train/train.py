@@ -29,8 +29,7 @@ import sys
 from pathlib import Path
 
 from deeppose.engine.cli_args import crop_side, non_negative_int, positive_int
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from deeppose.engine.constants import PACKAGE_ROOT as REPO_ROOT
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
