@@ -218,6 +218,7 @@ class PoseSmoother:
     def __init__(self, params: OneEuroParams | None = None, tracker: PersonTracker | None = None):
         self.params = params or OneEuroParams()
         self.tracker = tracker or PersonTracker()
+        self._filters: dict[int, OneEuroFilter] = {}   # each followed person's filter, by track id
 
     def __call__(self, joints: np.ndarray, b0: np.ndarray, timestamp: float) -> tuple[np.ndarray, np.ndarray]:
         """Smooth one frame's output of :class:`Pose`.
@@ -246,13 +247,17 @@ class PoseSmoother:
             tr = by_row.get(i)
             if tr is None:
                 continue
-            filt = tr.state.get("filter")
+            filt = self._filters.get(tr.track_id)
             if filt is None:
-                filt = tr.state["filter"] = OneEuroFilter(self.params)
+                filt = self._filters[tr.track_id] = OneEuroFilter(self.params)
             ids[i] = tr.track_id
             out[i] = filt(joints[i], float(timestamp), scale=float(max(b0[i, 2], b0[i, 3])))
+        live = {tr.track_id for tr in self.tracker.tracks}   # a person the tracker let go has no filter
+        for tid in [t for t in self._filters if t not in live]:
+            del self._filters[tid]
         return ids, out
 
     def reset(self) -> None:
         """Forget every person (a new video)."""
         self.tracker.reset()
+        self._filters.clear()

@@ -433,6 +433,8 @@ class PosePipeline:
         if detector is None:
             detector = self._make_detector(min_face_confidence)
         self.detector = detector
+        self._filters: dict[int, OneEuroFilter] = {}   # each tracked person's smoothing filter, by track id
+        self._sides: dict[int, np.ndarray] = {}   # tracking by body: each person's last kept pose, by track id
         self._frame_filter: OneEuroFilter | None = None  # the full-frame fallback person's filter
         self._index = 0
         self._t_origin: float | None = None
@@ -582,7 +584,7 @@ class PosePipeline:
         for i, tr in entries:
             raw = res.stage_poses[-1, i]
             if tr is not None:
-                filt = tr.state.get("filter")
+                filt = self._filters.get(tr.track_id)
                 tid, face, source, score, angle = tr.track_id, tr.face, tr.source, tr.score, tr.angle
                 if self.track_by_body:
                     score = res.presence[i]
@@ -594,7 +596,7 @@ class PosePipeline:
                 if filt is None:
                     filt = OneEuroFilter(self.smoothing)
                     if tr is not None:
-                        tr.state["filter"] = filt
+                        self._filters[tr.track_id] = filt
                     else:
                         self._frame_filter = filt
                 pose = filt(raw, ts, scale=float(max(box[2], box[3])))
@@ -607,6 +609,7 @@ class PosePipeline:
                                         res.confidence[i].copy()))
         if drawn or not self.full_frame_fallback:
             self._frame_filter = None
+        self._forget_dropped()
         return FrameResult(idx, ts, persons, detect_s, list(res.stage_seconds), time.perf_counter() - t_start,
                            self._backend, (w, h), stages, detected)
 
@@ -704,7 +707,7 @@ class PosePipeline:
                 tr.pending_hit = True
             face = implied[i] if ok[i] and np.isfinite(implied[i]).all() else None
             if ok[i]:
-                tr.state["sides"] = poses[i].copy()
+                self._sides[tr.track_id] = poses[i].copy()
             self.tracker.observe(tr, bool(ok[i]), boxes[i] if ok[i] else None, face, float(angles[i]), ts)
         return [i for i, tr in enumerate(tracks) if not drop[i] and tr.confirmed and tr.verified]
 
@@ -729,7 +732,7 @@ class PosePipeline:
                  if f"l_{n}" in names and f"r_{n}" in names]
         for i, tr in enumerate(tracks):
             pose = res.stage_poses[-1, i]
-            ref = tr.state.get("sides")
+            ref = self._sides.get(tr.track_id)
             if faced[i] and pairs:
                 across = sum(pose[left] - pose[right] for left, right in pairs)   # person's right to left
                 swap = np.cos(roll[i]) * across[0] + np.sin(roll[i]) * across[1] < 0   # x in the upright frame
@@ -807,9 +810,15 @@ class PosePipeline:
         self.cascade.run(frame, np.array([[frame_size[0] / 2, frame_size[1] / 2, 200.0, 200.0]]))
 
     def _reset_filters(self) -> None:
-        for tr in self.tracker.tracks:
-            tr.state.pop("filter", None)
+        self._filters.clear()
         self._frame_filter = None
+
+    def _forget_dropped(self) -> None:
+        """Let go of the filters and sides of persons the tracker no longer follows."""
+        live = {tr.track_id for tr in self.tracker.tracks}
+        for kept in (self._filters, self._sides):
+            for tid in [t for t in kept if t not in live]:
+                del kept[tid]
 
     def reset(self) -> None:
         """Start a new video or source: forget tracks, filters, the frame counter and clock."""
@@ -819,6 +828,8 @@ class PosePipeline:
         self._since_detect = None
         self._frame_search_wait = 0
         self._frame_search_turn = 0
+        self._filters.clear()
+        self._sides.clear()
         self._frame_filter = None
         self._index = 0
         self._t_origin = None

@@ -83,14 +83,14 @@ def test_left_and_right_stay_on_the_sides_of_the_previous_frame():
     the person faces the camera) is swapped back, with its confidences; a pose that moved on is not."""
     pose = upright_pose()
     mirror = np.asarray(BODY.mirror)
-    track = SimpleNamespace(state={"sides": pose.copy()})
+    track = SimpleNamespace(track_id=1)
     conf = np.linspace(0.1, 0.9, BODY.k)
 
     def result(p):
         return SimpleNamespace(stage_poses=p[None, None].copy(), confidence=conf[None].copy(),
                                joint_scale=conf[None].copy())
 
-    fake = SimpleNamespace(skeleton=BODY)
+    fake = SimpleNamespace(skeleton=BODY, _sides={1: pose.copy()})   # the pipeline keeps each person's last sides
     res = result(pose[mirror] + 3.0)                              # swapped, and moved a little
     PosePipeline._keep_sides(fake, [track], res, np.array([False]), torso_roll(res.stage_poses[-1], BODY))
     np.testing.assert_allclose(res.stage_poses[0, 0], pose + 3.0)
@@ -108,9 +108,9 @@ def test_a_person_whose_face_is_detected_faces_the_camera(degrees):
     the camera already is left as he is."""
     facing = turned(upright_pose(), degrees)          # person's left on the image right (upright)
     mirror = np.asarray(BODY.mirror)
-    fake = SimpleNamespace(skeleton=BODY)
+    track = SimpleNamespace(track_id=1)
     for given, last in ((facing[mirror], facing[mirror]), (facing, facing[mirror])):
-        track = SimpleNamespace(state={"sides": last.copy()})
+        fake = SimpleNamespace(skeleton=BODY, _sides={1: last.copy()})
         res = SimpleNamespace(stage_poses=given[None, None].copy(), confidence=np.ones((1, BODY.k)),
                               joint_scale=np.ones((1, BODY.k)))
         PosePipeline._keep_sides(fake, [track], res, np.array([True]), torso_roll(res.stage_poses[-1], BODY))
