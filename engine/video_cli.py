@@ -258,7 +258,7 @@ def run(args) -> int:
             return _error(f"--out-dir {out_dir} is not an existing folder")
     if not several:
         output, keypoints = output_paths(inputs[0], args, False)
-        return run_one(args, inputs[0], output, keypoints)
+        return run_one(args, inputs[0], output, keypoints)[0]
     from .outputs import overwrite_problem
 
     outputs = [output_paths(p, args, True) for p in inputs]
@@ -282,13 +282,12 @@ def _job(args, input_path: Path, output: Path, keypoints: Path | None, position:
     import contextlib
     import io
 
-    args._summary = ""
     err = io.StringIO()
     with contextlib.redirect_stderr(_TeeTqdm(err)):
-        code = run_one(args, input_path, output, keypoints, position=position, quiet=True)
+        code, summary = run_one(args, input_path, output, keypoints, position=position, quiet=True)
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
     if code == 0:
-        return code, f"{input_path}: {getattr(args, '_summary', '') or 'done'}"
+        return code, f"{input_path}: {summary or 'done'}"
     reason = next((line for line in lines if line.startswith("error: ")), lines[-1] if lines else f"exit {code}")
     return code, f"{input_path}: {reason}"
 
@@ -387,34 +386,40 @@ def _run_many(args, inputs: list[Path], outputs: list[tuple[Path, Path | None]])
 
 
 def run_one(args, input_path: Path, output: Path, keypoints: Path | None, position: int = 0,
-            quiet: bool = False) -> int:
-    """The ``video`` command on one input; returns its exit code (see the module docstring).
+            quiet: bool = False) -> tuple[int, str]:
+    """The ``video`` command on one input.
 
-    ``position`` is the line of its progress bar; ``quiet`` leaves out the backend and input
-    lines and keeps the summary in ``args._summary`` (several-input runs report one line)."""
+    Args:
+        args: the command's arguments.
+        position: the line of its progress bar.
+        quiet: leave out the backend and input lines and print no summary (several-input runs
+            report one line each).
+    Returns:
+        (exit code, see the module docstring; the one-line summary of a quiet run, else "").
+    """
     # -- check everything before any work ---------------------------------------------------
     if output.suffix.lower() not in VIDEO_SUFFIXES:
-        return _error(f"output {output} must be an .mp4 file")
+        return _error(f"output {output} must be an .mp4 file"), ""
     if keypoints is not None and not keypoints.name.lower().endswith((".jsonl", ".csv", ".coco.json")):
-        return _error(f"keypoints file {keypoints} must end in .jsonl, .csv or .coco.json")
+        return _error(f"keypoints file {keypoints} must end in .jsonl, .csv or .coco.json"), ""
     from .outputs import overwrite_problem, same_file
 
     outputs = ((output, "output video"), (keypoints, "keypoints file"))
     problem = overwrite_problem(outputs, [input_path])
     if problem:
-        return _error(problem)
+        return _error(problem), ""
     for path, what in outputs:
         problem = _check_writable_dir(path, what) if path is not None else None
         if problem:
-            return _error(problem)
+            return _error(problem), ""
     if keypoints is not None and same_file(keypoints, output):
-        return _error("the keypoints file and the output video are the same file")
+        return _error("the keypoints file and the output video are the same file"), ""
     from .frames import SourceError, open_source
 
     try:
         opened = open_source(input_path)
     except SourceError as e:
-        return _error(str(e))
+        return _error(str(e)), ""
 
     from .recording import OutputLock, RecordingError
 
@@ -424,7 +429,7 @@ def run_one(args, input_path: Path, output: Path, keypoints: Path | None, positi
         lock = OutputLock([output, keypoints])
     except RecordingError as e:
         opened.release()
-        return _error(str(e))
+        return _error(str(e)), ""
     from .streaming import StreamError, open_live_outputs
 
     try:   # listening (and its address printed) before the model loads and the first frame
@@ -434,7 +439,7 @@ def run_one(args, input_path: Path, output: Path, keypoints: Path | None, positi
     except StreamError as e:
         opened.release()
         lock.release()
-        return _error(str(e))
+        return _error(str(e)), ""
     try:
         return _process(args, input_path, output, keypoints, opened, position, quiet, live)
     finally:
@@ -444,9 +449,10 @@ def run_one(args, input_path: Path, output: Path, keypoints: Path | None, positi
 
 
 def _process(args, input_path: Path, output: Path, keypoints: Path | None, opened, position: int = 0,
-             quiet: bool = False, live=None) -> int:
-    """The run once the inputs are checked and the outputs locked; returns the exit code.
-    ``live``: the run's :class:`engine.streaming.LiveOutputs` or None (closed by the caller)."""
+             quiet: bool = False, live=None) -> tuple[int, str]:
+    """The run once the inputs are checked and the outputs locked: (exit code, the summary of
+    a quiet run). ``live``: the run's :class:`engine.streaming.LiveOutputs` or None (closed by
+    the caller)."""
     import signal
     import time
 
@@ -465,11 +471,11 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
                                 **tracking_kwargs(args), int8=args.int8)
     except (ModelError, DetectorError, ValueError) as e:
         opened.release()
-        return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return _error(str(e).splitlines()[0] if str(e) else type(e).__name__), ""
     if args.stages is not None and args.stages > pipeline.num_stages:
         pipeline.close()
         opened.release()
-        return _error(f"--stages must be in 1..{pipeline.num_stages} for {weights}, got {args.stages}")
+        return _error(f"--stages must be in 1..{pipeline.num_stages} for {weights}, got {args.stages}"), ""
     pipeline.stages = args.stages
     try:
         # Frames are timed by their source timestamps, in the file's own time base.
@@ -479,7 +485,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     except (RecordingError, OSError) as e:
         pipeline.close()
         opened.release()
-        return _error(str(e))
+        return _error(str(e)), ""
 
     total = min(count, args.max_frames) if count and args.max_frames else (count or args.max_frames or None)
     if not quiet:
@@ -576,7 +582,6 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
                    f"{ms:.1f} ms per frame in the pipeline (detection {1000 * float(np.mean(detect_s)):.1f} ms); "
                    f"backend {pipeline.backend_name}")
         if quiet:
-            args._summary = f"{summary.split(';')[0]}" + (f"; {reader.note}" if reader.note else "") + f" -> {output}"
-        else:
-            print(summary, flush=True)
-    return code
+            return code, f"{summary.split(';')[0]}" + (f"; {reader.note}" if reader.note else "") + f" -> {output}"
+        print(summary, flush=True)
+    return code, ""
