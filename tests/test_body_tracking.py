@@ -12,6 +12,7 @@ import pytest
 
 from clips import walking_frames
 from conftest import REPO, require_data
+from deeppose.engine.config import PipelineConfig
 from deeppose.engine.detection.persons import BODY_BOX_MARGIN, body_box, torso_roll
 from deeppose.engine.pipeline import BODY_UPRIGHT_ROLL, PosePipeline, body_angles
 from deeppose.engine.skeletons import get_skeleton
@@ -132,7 +133,7 @@ def walking():
 
 
 def run(weights, frames, **kw):
-    with PosePipeline(weights, backend="onnxruntime", max_persons=1, threads=1, **kw) as pipe:
+    with PosePipeline(PipelineConfig(weights, "onnxruntime", max_persons=1, threads=1, **kw)) as pipe:
         assert pipe.track_by_body
         return [pipe.process(f, timestamp=i / 30) for i, f in enumerate(frames)], pipe.skeleton
 
@@ -176,10 +177,10 @@ def test_a_still_image_of_a_person_upside_down_gets_his_pose(body_weights, walki
 
 def test_tracking_by_body_needs_a_psi_v2_model_and_is_off_with_tracking_by_pose_off(flic_weights, body_weights):
     with pytest.raises(ValueError, match="tracking by body needs a psi v2 model"):
-        PosePipeline(flic_weights, backend="onnxruntime", track_by_body=True)
-    with PosePipeline(flic_weights, backend="onnxruntime") as pipe:
+        PosePipeline(PipelineConfig(flic_weights, "onnxruntime", track_by_body=True))
+    with PosePipeline(PipelineConfig(flic_weights, "onnxruntime")) as pipe:
         assert not pipe.track_by_body
-    with PosePipeline(body_weights, backend="onnxruntime", track_by_pose=False) as pipe:
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", track_by_pose=False)) as pipe:
         assert not pipe.track_by_body and not pipe.track_by_pose
 
 
@@ -194,7 +195,7 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
 
     frames = walking_frames(require_data("videos", "walking.mp4"), 144, (1280, 720))
     records = []
-    with PosePipeline(body_weights, backend="onnxruntime") as pipe:
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime")) as pipe:
         for i, f in enumerate(frames):
             r = pipe.process(f, i / 30, i)
             records.append(frame_record(r, pipe.skeleton))
@@ -205,7 +206,7 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
 
 def test_tracking_by_body_cannot_go_without_tracking_by_pose(body_weights):
     with pytest.raises(ValueError, match="cannot go with track_by_pose=False"):
-        PosePipeline(body_weights, backend="onnxruntime", track_by_body=True, track_by_pose=False)
+        PipelineConfig(body_weights, "onnxruntime", track_by_body=True, track_by_pose=False)
 
 
 def test_a_still_image_with_a_face_and_the_whole_image_search_gives_one_person(body_weights, walking):
