@@ -12,7 +12,8 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings
 
-from ..engine.constants import DEFAULT_HOST, MODELS
+from ..engine.config import DEFAULT_CONFIRM_HITS, DEFAULT_DETECT_EVERY, DEFAULT_RECHECK_EVERY
+from ..engine.constants import DEFAULT_FLIP, DEFAULT_HOST, FLIP_MODES, MODELS
 
 ORGANIZATION = "deeppose"
 APPLICATION = "deeppose"
@@ -27,6 +28,17 @@ def default_record_dir() -> Path:
 
 MAX_PERSONS_SETTING = 20
 """The largest "Follow at most" value the settings panel offers (0 there means everyone)."""
+
+MAX_EVERY_SETTING = 60
+"""The largest "Detect faces every" / "Recheck every" value (frames) the settings panel offers."""
+
+MAX_CONFIRM_SETTING = 10
+"""The largest "Confirm a new person after" value (detections) the settings panel offers."""
+
+PIPELINE_SETTINGS = ("weights", "backend", "stages", "smooth", "max_persons", "rotate", "flip", "track_by_pose",
+                     "track_by_body", "detect_every", "recheck_every", "confirm_hits")
+"""The :class:`AppSettings` fields that are pipeline options, in the conventions of
+:meth:`engine.config.PipelineConfig.from_settings` (which refuses any other key)."""
 
 
 @dataclass
@@ -53,9 +65,19 @@ class AppSettings:
             at their joints over the video, with the HUD.
         hide_unsure: do not draw joints whose confidence is below
             :data:`engine.drawing.MIN_JOINT_CONFIDENCE` (models that give one, psi v2).
-        rotate: find and follow people lying or upside down (``PosePipeline(rotate=True)``,
+        rotate: find and follow people lying or upside down (``PipelineConfig.rotate``,
             the video command's ``--rotate``: the face search also in the frame turned by 90,
             180 and 270 degrees, and each person's crops turned with his roll).
+        flip: flip test-time averaging, "off", "first" or "all" (``--flip``).
+        track_by_pose: follow each person by his pose where the model can (trained models with
+            a face scaler), checking every estimate; False: the plain face tracker
+            (``--no-track-by-pose``).
+        track_by_body: follow each person by his body where the model can (psi v2 models such
+            as weights/body); False: by pose. Off with ``track_by_pose`` off.
+        detect_every: with tracking by pose, look for new faces every N-th frame (``--detect-every``).
+        recheck_every: once "Follow at most" persons are tracked, look for their faces only every
+            N-th frame (``--recheck-every``).
+        confirm_hits: draw a new person once found in N of his first N+2 frames (``--confirm``).
     """
 
     weights: str = str(DEFAULT_WEIGHTS)
@@ -72,6 +94,17 @@ class AppSettings:
     show_angles: bool = False
     rotate: bool = False
     hide_unsure: bool = True
+    flip: str = DEFAULT_FLIP
+    track_by_pose: bool = True
+    track_by_body: bool = True
+    detect_every: int = DEFAULT_DETECT_EVERY
+    recheck_every: int = DEFAULT_RECHECK_EVERY
+    confirm_hits: int = DEFAULT_CONFIRM_HITS
+
+    def pipeline_settings(self) -> dict:
+        """The pipeline's settings (:data:`PIPELINE_SETTINGS`), for
+        :meth:`engine.config.PipelineConfig.from_settings`."""
+        return {name: getattr(self, name) for name in PIPELINE_SETTINGS}
 
 
 def open_qsettings() -> QSettings:
@@ -98,6 +131,11 @@ def load_settings(qs: QSettings) -> AppSettings:
     if out.stages < 0:
         out.stages = 0
     out.max_persons = min(max(out.max_persons, 0), MAX_PERSONS_SETTING)
+    out.detect_every = min(max(out.detect_every, 1), MAX_EVERY_SETTING)
+    out.recheck_every = min(max(out.recheck_every, 1), MAX_EVERY_SETTING)
+    out.confirm_hits = min(max(out.confirm_hits, 1), MAX_CONFIRM_SETTING)
+    if out.flip not in FLIP_MODES:
+        out.flip = AppSettings.flip
     if out.model not in MODELS:   # a name from another version: the default
         out.model = AppSettings.model
     return out

@@ -1,5 +1,7 @@
 """The window's settings panel (a dock): model chooser (upper body / full body), model folder,
-backend, stages, smoothing, boxes, HUD, joint angles, record folder, and the live keypoints
+backend, stages, person tracking (follow at most, by pose, by body, face detection interval,
+recheck interval, confirmation, flip averaging: the video command's tracking options),
+smoothing, boxes, HUD, joint angles, record folder, and the live keypoints
 stream (a WebSocket server, engine/streaming.py, with the number of clients connected). Every
 change applies live (to the inference worker) and is saved at once
 (:func:`app.settings.save_setting`, QSettings).
@@ -29,8 +31,8 @@ from PyQt6.QtWidgets import (
 
 from ..engine.cli_args import model_folder, model_problem, split_host_port
 from ..engine.constants import BACKENDS as RUNTIME_BACKENDS
-from ..engine.constants import MODELS
-from .settings import MAX_PERSONS_SETTING, save_setting
+from ..engine.constants import FLIP_MODES, MODELS
+from .settings import MAX_CONFIRM_SETTING, MAX_EVERY_SETTING, MAX_PERSONS_SETTING, save_setting
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,44 @@ class SettingsPanelMixin:
         self.persons_spin.valueChanged.connect(self.set_max_persons)
         form.addRow("Follow at most", self.persons_spin)
 
+        self.pose_check = QCheckBox("Track by pose", panel)
+        self.pose_check.setToolTip("Follow each person by his pose between face detections and check every "
+                                   "estimate against his face (models with a face scaler); off: every detected "
+                                   "face is a person, matched by overlap (--no-track-by-pose)")
+        self.pose_check.setChecked(s.track_by_pose)
+        self.pose_check.toggled.connect(self.set_track_by_pose)
+        form.addRow(self.pose_check)
+        self.body_check = QCheckBox("Track by body", panel)
+        self.body_check.setToolTip("Follow each person by his body, kept while the model sees a person there, "
+                                   "however his face looks (models that give a presence score: the body model); "
+                                   "needs tracking by pose")
+        self.body_check.setChecked(s.track_by_body)
+        self.body_check.setEnabled(s.track_by_pose)
+        self.body_check.toggled.connect(self.set_track_by_body)
+        form.addRow(self.body_check)
+        self.detect_spin = self._frames_spin(panel, s.detect_every, self.set_detect_every,
+                                             "Look for new faces every N-th frame while everyone is tracked by pose "
+                                             "(and whenever a person is new or lost); 1: every frame (--detect-every)")
+        form.addRow("Detect faces every", self.detect_spin)
+        self.recheck_spin = self._frames_spin(panel, s.recheck_every, self.set_recheck_every,
+                                              "Once \"Follow at most\" persons are tracked, look for their faces only "
+                                              "every N-th frame (and at least every 1/3 s) (--recheck-every)")
+        form.addRow("Recheck faces every", self.recheck_spin)
+        self.confirm_spin = QSpinBox(panel)
+        self.confirm_spin.setRange(1, MAX_CONFIRM_SETTING)
+        self.confirm_spin.setSuffix(" detections")
+        self.confirm_spin.setValue(s.confirm_hits)
+        self.confirm_spin.setToolTip("Draw a new person once found in N of his first N+2 frames (--confirm)")
+        self.confirm_spin.valueChanged.connect(self.set_confirm_hits)
+        form.addRow("Confirm a person after", self.confirm_spin)
+        self.flip_combo = QComboBox(panel)
+        self.flip_combo.addItems(FLIP_MODES)
+        self.flip_combo.setCurrentText(s.flip)
+        self.flip_combo.setToolTip("Flip test-time averaging: crops also run mirrored and the two are averaged, at "
+                                   "stage 1 only (first) or every stage (all: twice the network work) (--flip)")
+        self.flip_combo.currentTextChanged.connect(self.set_flip)
+        form.addRow("Flip averaging", self.flip_combo)
+
         self.smooth_check = QCheckBox("Smooth poses across frames", panel)
         self.smooth_check.setChecked(s.smooth)
         self.smooth_check.toggled.connect(self.set_smooth)
@@ -142,6 +182,17 @@ class SettingsPanelMixin:
         dock.setWidget(panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.settings_dock = dock
+
+    @staticmethod
+    def _frames_spin(panel, value: int, on_changed, tip: str) -> QSpinBox:
+        """A spin box of a frame interval, 1 to :data:`app.settings.MAX_EVERY_SETTING` frames."""
+        spin = QSpinBox(panel)
+        spin.setRange(1, MAX_EVERY_SETTING)
+        spin.setSuffix(" frames")
+        spin.setValue(value)
+        spin.setToolTip(tip)
+        spin.valueChanged.connect(on_changed)
+        return spin
 
     @staticmethod
     def _folder_row(form, label: str, text: str, on_edited, on_browse) -> QLineEdit:
@@ -255,6 +306,46 @@ class SettingsPanelMixin:
         if self.persons_spin.value() != n:
             self.persons_spin.setValue(n)
         self.worker.configure(max_persons=n)
+
+    def _set_pipeline_setting(self, name: str, value, widget, shown) -> None:
+        """Save pipeline setting ``name``, show it in ``widget`` (``shown``: its current value)
+        and hand it to the worker (live, or a rebuilt pipeline: see InferenceWorker.configure)."""
+        self._set_setting(name, value)
+        if shown != value:
+            widget.blockSignals(True)
+            if isinstance(widget, QCheckBox):
+                widget.setChecked(value)
+            elif isinstance(widget, QComboBox):
+                widget.setCurrentText(value)
+            else:
+                widget.setValue(value)
+            widget.blockSignals(False)
+        self.worker.configure(**{name: value})
+
+    def set_track_by_pose(self, on: bool) -> None:
+        """Follow persons by pose where the model can (off: the plain face tracker; rebuilds the pipeline)."""
+        self._set_pipeline_setting("track_by_pose", bool(on), self.pose_check, self.pose_check.isChecked())
+        self.body_check.setEnabled(bool(on))
+
+    def set_track_by_body(self, on: bool) -> None:
+        """Follow persons by body where the model can (psi v2; rebuilds the pipeline)."""
+        self._set_pipeline_setting("track_by_body", bool(on), self.body_check, self.body_check.isChecked())
+
+    def set_detect_every(self, n: int) -> None:
+        """Look for new faces every ``n``-th frame (applied from the next frame)."""
+        self._set_pipeline_setting("detect_every", max(1, int(n)), self.detect_spin, self.detect_spin.value())
+
+    def set_recheck_every(self, n: int) -> None:
+        """At capacity, look for the tracked faces every ``n``-th frame (applied from the next frame)."""
+        self._set_pipeline_setting("recheck_every", max(1, int(n)), self.recheck_spin, self.recheck_spin.value())
+
+    def set_confirm_hits(self, n: int) -> None:
+        """Draw a new person once found in ``n`` of his first n+2 frames (rebuilds the pipeline)."""
+        self._set_pipeline_setting("confirm_hits", max(1, int(n)), self.confirm_spin, self.confirm_spin.value())
+
+    def set_flip(self, mode: str) -> None:
+        """Flip test-time averaging, "off", "first" or "all" (applied from the next frame)."""
+        self._set_pipeline_setting("flip", str(mode), self.flip_combo, self.flip_combo.currentText())
 
     def set_rotate(self, on: bool) -> None:
         """Find people lying or upside down (rebuilds the pipeline with ``rotate``)."""

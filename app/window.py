@@ -98,9 +98,8 @@ class MainWindow(SourcesMixin, SettingsPanelMixin, AutomationMixin, QMainWindow)
             self.settings.serve_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
         self.slot = LatestFrameSlot()
-        self.worker = InferenceWorker(self.slot, self.settings.weights, self.settings.backend, self.settings.stages,
-                                      self.settings.smooth, self.settings.show_boxes, self.settings.max_persons,
-                                      self.settings.rotate, self.settings.hide_unsure)
+        self.worker = InferenceWorker(self.slot, self.settings.pipeline_settings(), self.settings.show_boxes,
+                                      self.settings.hide_unsure)
         self.worker.frameReady.connect(self._on_frame)
         self.worker.modelLoading.connect(self._on_model_loading)
         self.worker.modelLoaded.connect(self._on_model_loaded)

@@ -13,20 +13,25 @@ Threads of the app:
 No queue grows anywhere: the capture slot and the display slot each hold one item, so a slow
 model drops frames (counted) instead of falling behind. The model is (re)loaded on this thread,
 so loading never blocks the window. Settings arrive through :meth:`InferenceWorker.configure`
-and are applied between frames.
+and are applied between frames: the pipeline's as one :class:`engine.config.PipelineConfig`
+(:meth:`engine.config.PipelineConfig.from_settings`), live where the pipeline takes them
+(:meth:`engine.pipeline.PosePipeline.apply`), by a new pipeline otherwise.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PyQt6.QtCore import QThread, pyqtSignal
 from PyQt6.QtGui import QImage
 
+from ..engine.config import PipelineConfig
 from .capture import LatestFrameSlot
 
 log = logging.getLogger(__name__)
@@ -115,16 +120,18 @@ class InferenceWorker(QThread):
     sourceEnded = pyqtSignal(object)
     recordingChanged = pyqtSignal(bool, str)
 
-    def __init__(self, slot: LatestFrameSlot, weights: str, backend: str = "auto", stages: int = 0,
-                 smooth: bool = True, show_boxes: bool = False, max_persons: int = 0, rotate: bool = False,
+    def __init__(self, slot: LatestFrameSlot, pipeline: Mapping[str, Any], show_boxes: bool = False,
                  hide_unsure: bool = True, parent=None):
+        """``pipeline``: the pipeline settings (keys of :attr:`engine.config.PipelineConfig.SETTINGS`,
+        the app's conventions: :meth:`app.settings.AppSettings.pipeline_settings`); ValueError for
+        an unknown key or a bad value."""
         super().__init__(parent)
         self.slot = slot
         self._lock = threading.Lock()
-        self._config = {"weights": str(weights), "backend": backend, "stages": int(stages),
-                        "smooth": bool(smooth), "show_boxes": bool(show_boxes), "max_persons": int(max_persons),
-                        "rotate": bool(rotate), "hide_unsure": bool(hide_unsure)}
-        self._loaded_key: tuple[str, str, bool] | None = None
+        self._settings = dict(pipeline)
+        self._config = PipelineConfig.from_settings(self._settings)
+        self._view = {"show_boxes": bool(show_boxes), "hide_unsure": bool(hide_unsure)}
+        self._loaded: PipelineConfig | None = None   # the config of the last load (failed or not)
         self._reload = True
         self._reset = False
         self._source_label = ""
@@ -147,17 +154,26 @@ class InferenceWorker(QThread):
 
     # -- called from the GUI thread ----------------------------------------------------
     def configure(self, **changes) -> None:
-        """Change settings (weights, backend, stages, smooth, show_boxes, max_persons: 0 for
-        everyone, rotate: people lying or upside down, which rebuilds the pipeline, hide_unsure:
-        joints below the confidence threshold not drawn); applied
-        before the next frame."""
+        """Change settings, applied before the next frame: the pipeline's (the keys of
+        :attr:`engine.config.PipelineConfig.SETTINGS`, the app's conventions, e.g. ``max_persons``
+        0 for everyone; those outside :data:`engine.config.LIVE_OPTIONS`, such as ``rotate`` or
+        ``track_by_body``, rebuild the pipeline) and the drawing's, ``show_boxes`` and
+        ``hide_unsure`` (joints below the confidence threshold not drawn).
+
+        Raises:
+            KeyError: a setting that does not exist (nothing is changed).
+            ValueError: a value the pipeline refuses (nothing is changed).
+        """
         with self._lock:
-            for k, v in changes.items():
-                if k not in self._config:
-                    raise KeyError(f"unknown worker setting {k!r}")
-                if k in ("weights", "backend", "rotate") and v != self._config[k]:
-                    self.ready.clear()
-                self._config[k] = v
+            unknown = [k for k in changes if k not in self._view and k not in PipelineConfig.SETTINGS]
+            if unknown:
+                raise KeyError(f"unknown worker setting {unknown[0]!r}")
+            settings = dict(self._settings, **{k: v for k, v in changes.items() if k not in self._view})
+            config = PipelineConfig.from_settings(settings)
+            if config.needs_rebuild(self._config):
+                self.ready.clear()
+            self._settings, self._config = settings, config
+            self._view.update({k: v for k, v in changes.items() if k in self._view})
         self.slot.wake()
 
     def reload_model(self) -> None:
@@ -229,24 +245,18 @@ class InferenceWorker(QThread):
 
     def _apply_requests(self) -> None:
         with self._lock:
-            cfg = dict(self._config)
+            config = self._config
             reload, self._reload = self._reload, False
             reset, self._reset = self._reset, False
             record, self._record_request = self._record_request, None
-        key = (cfg["weights"], cfg["backend"], bool(cfg["rotate"]))
-        if reload or key != self._loaded_key:
-            self._load(*key)
+        if reload or self._loaded is None or config.needs_rebuild(self._loaded):
+            self._load(config)
         with self._lock:
-            if not self._reload and (self._config["weights"], self._config["backend"],
-                                     bool(self._config["rotate"])) == self._loaded_key:
+            if not self._reload and not self._config.needs_rebuild(self._loaded):
                 self.ready.set()
-        if self.pipeline is not None:
+        if self.pipeline is not None:   # the live options; stages beyond the model's: all of them
             s = self.pipeline.num_stages
-            want = s if cfg["stages"] <= 0 else min(int(cfg["stages"]), s)
-            if self.pipeline.stages != want:
-                self.pipeline.stages = want
-            self.pipeline.smooth = bool(cfg["smooth"])
-            self.pipeline.max_persons = int(cfg["max_persons"]) or None
+            self.pipeline.apply(config.replace(stages=None if config.stages is None else min(config.stages, s)))
         if reset:
             self._finish_recording()
             if self.pipeline is not None:
@@ -266,8 +276,10 @@ class InferenceWorker(QThread):
                     # the recorder opens on the next frame, when the frame size is known
                     self.recordingChanged.emit(True, f"recording to {record[1]}")
 
-    def _load(self, weights: str, backend: str, rotate: bool = False) -> None:
-        self._loaded_key = (weights, backend, rotate)
+    def _load(self, config: PipelineConfig) -> None:
+        """Build the pipeline of ``config`` (its stages set afterwards, within the model's)."""
+        self._loaded = config
+        weights = str(config.weights)
         if self.pipeline is not None:
             self._finish_recording()
             try:
@@ -281,7 +293,7 @@ class InferenceWorker(QThread):
         try:
             from deeppose.engine.pipeline import PosePipeline
             t = time.perf_counter()
-            pipeline = PosePipeline(weights, backend=backend, rotate=rotate)
+            pipeline = PosePipeline(config.replace(stages=None))
             pipeline.warmup()   # first-call costs now, not on the first frames shown
             log.info("loaded %s on %s in %.1f s", weights, pipeline.backend_name, time.perf_counter() - t)
         except Exception as e:  # ModelError, a backend that is not installed, a broken detector model...
@@ -302,8 +314,8 @@ class InferenceWorker(QThread):
         from deeppose.engine.frames import FrameLoop, RecordingFailed
 
         with self._lock:
-            show_boxes = bool(self._config["show_boxes"])
-            min_confidence = None if self._config["hide_unsure"] else 0.0
+            show_boxes = bool(self._view["show_boxes"])
+            min_confidence = None if self._view["hide_unsure"] else 0.0
         image = frame.image
         result = None
         if self.pipeline is not None:

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from .backends import describe_regressors
-from .pipeline import DEFAULT_WEIGHTS, PosePipeline
+from .config import DEFAULT_WEIGHTS, PipelineConfig
+from .pipeline import PosePipeline
 from .smoothing import OneEuroFilter, OneEuroParams
 from .tracking.tracker import PersonTracker
 
@@ -75,30 +76,33 @@ class Pose:
             is the whole image, as for single-person photos). Models without a face scaler
             always take the whole image.
         min_face_confidence: face detector threshold (default: the one the scaler was fitted with).
-        **backend_options: e.g. ``threads=2`` (the backend's and the face detector's CPU
-            threads; see :func:`engine.backends.create_regressors`).
+        **options: further pipeline options (:class:`engine.config.PipelineConfig`), e.g.
+            ``threads=2`` (the backend's and the face detector's CPU threads), ``int8=False``,
+            ``rotate=True``, ``flip="first"``, ``max_persons=1``; still-image mode, no smoothing.
     Raises:
         engine.model.ModelError: the model folder cannot be used (one line; BackendError for
             a backend that cannot run it).
         engine.detection.faces.DetectorError: the face model cannot be loaded.
-        ValueError: ``stages`` out of 1..S, or an unknown ``fallback``.
+        ValueError: ``stages`` out of 1..S, an unknown ``fallback``, or a bad option value.
+        TypeError: an option that does not exist (named).
     """
 
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, backend: str = "auto", stages: int | None = None,
-                 fallback: str | None = None, min_face_confidence: float | None = None, **backend_options):
+                 fallback: str | None = None, min_face_confidence: float | None = None, **options):
         if fallback not in (None, "frame"):
             raise ValueError(f"fallback must be None or 'frame', got {fallback!r}")
-        threads = backend_options.pop("threads", None)
-        self._pipeline: PosePipeline | None = PosePipeline(
-            weights, backend, smooth=False, full_frame_fallback=fallback == "frame",
-            min_face_confidence=min_face_confidence, threads=threads, still=True, **backend_options)
+        config = PipelineConfig(weights, backend, stages, full_frame_fallback=fallback == "frame",
+                                min_face_confidence=min_face_confidence).replace(**options)
+        self._pipeline: PosePipeline | None = PosePipeline(config.replace(smooth=False, still=True))
         self.cascade, self.info = self._pipeline.cascade, self._pipeline.info
-        try:
-            self._pipeline.stages = stages
-        except ValueError:
-            self.close()
-            raise
         self.fallback = fallback
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The pipeline options in use, resolved for the model (:attr:`engine.pipeline.PosePipeline.config`)."""
+        if self._pipeline is None:
+            raise ValueError("this Pose was closed")
+        return self._pipeline.config
 
     @property
     def stages(self) -> int:
@@ -218,6 +222,7 @@ class PoseSmoother:
     def __init__(self, params: OneEuroParams | None = None, tracker: PersonTracker | None = None):
         self.params = params or OneEuroParams()
         self.tracker = tracker or PersonTracker()
+        self._filters: dict[int, OneEuroFilter] = {}   # each followed person's filter, by track id
 
     def __call__(self, joints: np.ndarray, b0: np.ndarray, timestamp: float) -> tuple[np.ndarray, np.ndarray]:
         """Smooth one frame's output of :class:`Pose`.
@@ -246,13 +251,17 @@ class PoseSmoother:
             tr = by_row.get(i)
             if tr is None:
                 continue
-            filt = tr.state.get("filter")
+            filt = self._filters.get(tr.track_id)
             if filt is None:
-                filt = tr.state["filter"] = OneEuroFilter(self.params)
+                filt = self._filters[tr.track_id] = OneEuroFilter(self.params)
             ids[i] = tr.track_id
             out[i] = filt(joints[i], float(timestamp), scale=float(max(b0[i, 2], b0[i, 3])))
+        live = {tr.track_id for tr in self.tracker.tracks}   # a person the tracker let go has no filter
+        for tid in [t for t in self._filters if t not in live]:
+            del self._filters[tid]
         return ids, out
 
     def reset(self) -> None:
         """Forget every person (a new video)."""
         self.tracker.reset()
+        self._filters.clear()

@@ -23,6 +23,13 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 BACKEND_ALIASES = {"ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt", "pytorch": "torch"}
 BACKEND_CHOICES = ("auto",) + BACKENDS + tuple(BACKEND_ALIASES)
 """Every name accepted by ``--backend``."""
+BACKEND_OPTIONS = {
+    "torch": ("device", "fp16", "threads"),
+    "onnxruntime": ("threads", "spinning", "int8"),
+    "tensorrt": ("precision", "device"),
+}
+"""The options each runtime backend takes (``engine.backends.create_regressors``); ``auto``
+takes those of every backend and hands the chosen one its own."""
 MODELS = {"flic": "upper body", "lsp": "full body", "body": "full body and face, any way up, with confidence"}
 """The shipped models (``weights/NAME``) and what each estimates: FLIC's 11 upper-body joints,
 LSP's 14 full-body joints, or psi v2's 17 body joints (LSP's and the eyes and nose, trained on

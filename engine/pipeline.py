@@ -18,27 +18,34 @@ psi v2 model (``weights/body``) persons are tracked by body instead (``track_by_
 b0 is the box around the pose, turned with the torso, a person stays while stage 1's presence
 score holds, and nobody tracked, the whole frame is searched in four turns.
 
-:class:`PosePipeline` owns the model, the detector, the tracker and the per-person filters.
+:class:`PosePipeline` is built from one :class:`engine.config.PipelineConfig`
+(``PosePipeline(config)``, the only place where options become a backend, a tracker and a
+detector) and owns the model, the detector, the tracker and the per-person filters.
 It is not thread-safe (one thread calls :meth:`PosePipeline.process`), but ``stages`` and
-``smooth`` may be set from another thread at any time: they are read once per frame.
+``smooth`` may be set from another thread at any time: they are read once per frame
+(:meth:`PosePipeline.apply` sets every live option of a config).
 """
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
-from .constants import DEFAULT_FLIP, DEFAULT_MODEL, PSI_V2_PRESETS, WEIGHTS_ROOT
+from .config import (  # noqa: F401 (DEFAULT_*: part of this module's interface since before engine.config)
+    DEFAULT_DETECT_EVERY,
+    DEFAULT_RECHECK_EVERY,
+    DEFAULT_WEIGHTS,
+    LIVE_OPTIONS,
+    PipelineConfig,
+)
 from .detection.boxes import box_iou, box_overlap
 from .detection.faces import face_roll, face_size
 from .detection.persons import (
     FaceScaler,
     PersonBoxes,
     body_box,
-    face_joint_indices,
     frame_box,
     joints_face,
     torso_roll,
@@ -46,34 +53,12 @@ from .detection.persons import (
 )
 from .detection.protocols import FaceSearch, PersonFinder
 from .detection.search import TrackingFaceDetector, TurnedFaceSearch
-from .smoothing import OneEuroFilter, OneEuroParams
+from .smoothing import OneEuroFilter
 from .tracking.protocols import Tracker, Verifier
 from .tracking.tracker import PersonTracker
 from .tracking.verify import PoseVerifier, VerifyParams, on_bodies
 
 log = logging.getLogger(__name__)
-
-DEFAULT_WEIGHTS = WEIGHTS_ROOT / DEFAULT_MODEL
-"""The default model folder, ``weights/flic`` at the repository root."""
-
-DEFAULT_DETECT_EVERY = 5
-"""Face detection every N-th frame while every person is tracked by pose (see PosePipeline).
-Measured on walking.mp4 (144 frames, shipped model, onnxruntime, 2-core CPU under load; hand
-counts in tests/data/walking_persons.json): N = 1, 3, 5, 10 ran the detector on 144, 95, 78, 62
-frames (the others are forced by new or lost persons) for 71, 42, 40, 30 ms per frame of
-detection, at precision 1.0 and recall 0.60, 0.59, 0.60, 0.59 with one id for the walker in
-each. N = 5 keeps newcomers found within a fraction of a second at most of the saving."""
-
-DEFAULT_RECHECK_EVERY = 10
-"""Face detection every N-th frame once ``max_persons`` persons are tracked by pose (see
-PosePipeline): no newcomer is looked for then, the detector only finds the tracked faces again
-(which anchors their b0 and keeps their tracks alive). Measured on walking.mp4 (30 fps) with
-``--max-persons 1 --detect-every N`` before this setting existed (shipped model, 2-core CPU):
-N = 5, 10, 15 ran the detector on 30, 16, 11 frames, and each drew the walker in 142 of 144
-frames with one id at precision 1.000; against N = 5 the joints moved by a median of 0.005 diam
-(p90 0.015, max 0.066) with N = 10 and 0.006 (p90 0.020, max 0.142) with N = 15. The pipeline
-also rechecks at least three times per tracker's ``max_undetected_seconds`` (1 s by default),
-which at 30 fps is every 10th frame: larger N change nothing there."""
 
 FACE_SEARCH_TILE = 480
 """Tile side of the pipeline's face search (:class:`engine.detection.search.TrackingFaceDetector`): a
@@ -200,7 +185,7 @@ class PersonResult:
             box around it), "held" (the last good b0 of a person lost in the previous frame),
             "body" (found without a face: the box around the pose the whole frame gave) or
             "frame" (the whole frame, fallback).
-        angle: roll of b0 in radians (0: upright; rotated b0, see ``PosePipeline(rotate=)``).
+        angle: roll of b0 in radians (0: upright; rotated b0, see :attr:`engine.config.PipelineConfig.rotate`).
         stage_poses: (S, k, 2) raw cascade output of each stage run, pixels (with tracking by
             body, left and right joints kept on the sides of the person's previous frame).
         pose: (k, 2) final pose in pixels: the last stage, One-Euro smoothed when smoothing
@@ -274,177 +259,151 @@ def face_search(face_detector) -> TrackingFaceDetector:
 class PosePipeline:
     """Frames in, poses out: person detection, tracking, the cascade and smoothing.
 
+    Built from one :class:`engine.config.PipelineConfig` (its attributes document every option),
+    here and nowhere else: the constructor loads the model on the config's backend, resolves
+    the options the model decides (:meth:`engine.config.PipelineConfig.resolved`) and makes the
+    tracker and the person detector. The video command, the app, the benchmark and
+    :class:`engine.api.Pose` all build their pipeline so.
+
+    What the options do here:
+
+    - ``detect_every`` / ``recheck_every``: with tracking by pose the face detector runs every
+      N-th frame to find newcomers (and on any frame where a person is new or lost); once
+      ``max_persons`` are tracked, only every ``recheck_every`` frames (at least three times per
+      tracker's ``max_undetected_seconds``, so that a slow source keeps its tracks) and only in
+      windows around the tracked faces: a webcam user alone in view (MediaPipe's ``num_poses``
+      1) pays for one person, not for faces in the background. Once ``max_persons`` are
+      confirmed they keep their places while tracked; newly found faces wait until one is lost.
+    - ``track_by_pose``: the next frame's b0 comes from the face the predicted eyes and nose
+      imply (:func:`engine.detection.persons.joints_face`, the scaler's fitted "joints_face"
+      model) enlarged by the scaler. Random or untrained weights predict no face to follow or to
+      verify, so they get the plain tracker (every detection drawn once confirmed).
+    - ``verify``: every estimate is checked by :class:`engine.tracking.verify.PoseVerifier`
+      (duplicates and faces found on another person's body dropped; a detection counts only
+      once its pose verifies).
+    - ``track_by_body`` (psi v2 models, whose stage 1 says whether b0 holds a person): the next
+      b0 is the box around the pose (:func:`engine.detection.persons.body_box`), turned with the
+      torso (:func:`body_angles`); a person stays while the presence score is at least
+      :data:`KEEP_PRESENCE`, however his face looks, and a detection only confirms him. While
+      nobody is tracked and no face is found, the whole frame and squares along it are tried as
+      b0 every :data:`FRAME_SEARCH_EVERY` frames in one of four turns (:meth:`_frame_search`) and
+      accepted at :data:`FIND_PRESENCE`. Left and right are kept steady (:meth:`_keep_sides`);
+      of overlapping body boxes the oldest person stays.
+    - ``rotate``: each b0 turned with the person's roll (the detected face's eyes, then the
+      predicted eyes) where it exceeds :data:`engine.detection.persons.ROTATE_MIN_ROLL` (45
+      degrees); the face search also scans the frame turned by +-90 and 180 degrees
+      (:class:`engine.detection.search.TurnedFaceSearch`), as BlazeFace misses faces rolled by
+      more than about 45 degrees.
+    - ``full_frame_fallback``: nobody detected or held, one person with the whole frame as b0
+      (source "frame"), as the paper does for LSP.
+    - ``still`` (the library API): every :meth:`process` call is an image on its own, processed
+      as a video's first frame (tracks, the face search's hints and the filters forgotten before
+      it), every person whose pose verifies drawn at once (the tracker confirms on the first
+      detection), nothing smoothed.
+    - The default detector: an :class:`engine.detection.persons.PersonDetector` with the model's
+      face scaler over :func:`face_search` (tiles and windows around tracked faces, for the
+      small faces of distant persons; ``min_face_confidence``, ``threads``); for a model without
+      a face scaler an :class:`engine.detection.persons.FullFrameDetector` (b0 = the frame). The
+      full-body LSP model's scaler turns each face into a box around the whole body, which may
+      reach beyond the frame (the crop pads it; joints outside the frame are flagged, see
+      ``engine.keypoints``).
+
     Args:
-        weights: model folder (manifest.json + stage checkpoints); default ``weights/flic``.
-        backend: "auto" (the fastest available), "torch", "onnxruntime", "tensorrt".
-        stages: how many cascade stages to run, 1..S (default all).
-        smooth: One-Euro smoothing per person across frames.
-        detector: a :class:`engine.detection.protocols.PersonFinder`: ``detect(frame) ->
-            PersonBoxes`` and ``close()`` (not closed by :meth:`close`); default: an
-            :class:`engine.detection.persons.PersonDetector` with the model's face scaler over a
-            :class:`engine.detection.search.TrackingFaceDetector`, which also finds the small faces
-            of distant persons (tiles, and windows around tracked faces); for a model without
-            a face scaler an :class:`engine.detection.persons.FullFrameDetector` (b0 = the frame). The
-            manifest's "scaler" decides: the full-body LSP model's scaler (``fit-scaler
-            --dataset lsp``) turns each face into a box around the whole body, which may reach
-            beyond the frame (legs out of view; the crop pads it, and joints predicted outside
-            the frame are flagged, see ``engine.keypoints``).
-        smoothing: One-Euro parameters (see :class:`engine.smoothing.OneEuroParams`).
-        tracker: a :class:`engine.tracking.tracker.PersonTracker` (default: face IoU 0.2, a new person
-            confirmed after 3 detections in its first 5 frames, hold 15 frames / 0.5 s).
-        full_frame_fallback: when nobody is detected or held, estimate one person with the
-            whole frame as b0 (source "frame"), as the paper does for LSP. Default: on for
-            LSP models (trained with the whole image as b0; with a face scaler, for frames
-            where no face is found, e.g. a person seen from behind), off otherwise.
-        min_face_confidence: face detector score threshold (used when ``detector`` is None;
-            default: the one the scaler was fitted with). The default detector's face search
-            uses :data:`FACE_SEARCH_TILE` px tiles and :data:`WINDOW_MIN_CONFIDENCE`.
-        threads: CPU threads for inference (PyTorch's, the backend's and the face detector's);
-            default: theirs.
-        detect_every: with tracking by pose, run the face detector on every N-th frame to
-            find newcomers (and on any frame where a person is new or lost); 1: every frame.
-            Default 5 (measured on walking.mp4, see :data:`DEFAULT_DETECT_EVERY`).
-        recheck_every: once ``max_persons`` persons are tracked by pose, run it only every N-th
-            frame (at least ``detect_every``; and at least three times per tracker's
-            ``max_undetected_seconds``, so that a slow source keeps its tracks). Default 10
-            (:data:`DEFAULT_RECHECK_EVERY`).
-        track_by_pose: follow each tracked person by pose: the next frame's b0 comes from the
-            face its predicted eyes and nose imply (:func:`engine.detection.persons.joints_face`, the
-            scaler's fitted "joints_face" model) enlarged by the scaler. Default: on for
-            trained models (validation metrics in the manifest) with a face scaler and eyes
-            and nose in their skeleton; random or untrained weights predict no face to follow
-            or to verify, so they get the plain tracker (every detection drawn once confirmed).
-        verify: check every estimate with :class:`engine.tracking.verify.PoseVerifier` (drop
-            duplicates and faces found on another person's body; count a detection only
-            once its pose verifies). Default: as ``track_by_pose``.
-        verify_params: its thresholds (:class:`engine.tracking.verify.VerifyParams`).
-        track_by_body: follow each person by body (psi v2 models, whose stage 1 says whether b0
-            holds a person): the next frame's b0 is the box around his pose
-            (:func:`engine.detection.persons.body_box`), turned with his torso (:func:`body_angles`), and
-            he is kept while the presence score is at least :data:`KEEP_PRESENCE`, however his
-            face looks (turned away, down, out of the frame); the default tracker then never
-            drops a person for want of face detections, and a detection only confirms him.
-            While nobody is tracked and no face is found, the whole frame and squares along it
-            are tried as b0 every :data:`FRAME_SEARCH_EVERY` frames in one of four turns
-            (:meth:`_frame_search`) and accepted at :data:`FIND_PRESENCE`. Left and right are
-            kept steady (:meth:`_keep_sides`). Duplicates
-            (overlapping body boxes) keep the oldest person. Default: on for psi v2 models
-            unless ``track_by_pose`` is False. Raises ValueError for a psi v1 model.
-        rotate: rotated b0: turn each b0 with the person's roll (the detected face's eyes,
-            then the predicted eyes while tracked by pose) where it exceeds
-            :data:`engine.detection.persons.ROTATE_MIN_ROLL` (45 degrees), so that a lying or leaning
-            person gets an upright crop; the face search then also scans the frame turned by
-            +-90 and 180 degrees (:class:`engine.detection.search.TurnedFaceSearch`), as BlazeFace misses
-            faces rolled by more than about 45 degrees (default off).
-        flip: flip test-time averaging of the cascade, "off", "first" or "all" (see
-            :class:`engine.cascade.Cascade`); default :data:`DEFAULT_FLIP`.
-        max_persons: follow at most this many persons (None: everyone found; the tracker's
-            ``max_confirmed``, settable as :attr:`max_persons`). Once that many are confirmed,
-            they keep their places while tracked, so a face confirmed before the user's (a
-            poster, a person passing first) keeps its place; newly found faces are ignored
-            until one of them is lost, and the face detector runs only every ``recheck_every``
-            frames and only in windows around the tracked faces: a webcam user alone in view
-            (MediaPipe's ``num_poses`` 1) pays for one person, not for faces in the background.
-        still: still-image mode (the library API, :class:`engine.api.Pose`): every
-            :meth:`process` call is an image on its own, processed as a video's first frame
-            (the tracks, the face search's hints and the filters are forgotten before it, so
-            the search runs on the whole image and on every tile), and every person whose pose
-            verifies is drawn at once: the default tracker confirms on the first detection
-            (``PersonTracker(confirm_hits=1)``), and nothing is smoothed (default off).
-        confirm_hits: the default tracker draws a new person once detected (with tracking by
-            body: seen with presence) in this many of his first ``confirm_hits + 2`` frames
-            (default 3; still-image mode: 1).
-        backend_options: passed to the backend (e.g. ``device="cpu"``).
+        config: the options (default ``PipelineConfig()``: weights/flic, the fastest backend).
+        detector: a :class:`engine.detection.protocols.PersonFinder` to use instead of the
+            default one (``detect(frame) -> PersonBoxes`` and ``close()``; not closed by
+            :meth:`close`), e.g. a test double.
+        tracker: a :class:`engine.tracking.tracker.PersonTracker` to use instead of the default
+            one (face IoU 0.2, a new person confirmed after ``confirm_hits`` detections in his
+            first ``confirm_hits + 2`` frames, hold 15 frames / 0.5 s; by body: never dropped for
+            want of face detections).
     Raises:
-        engine.model.ModelError: the model folder cannot be used (one-line message).
-        ValueError: bad ``stages``, ``detect_every`` or ``recheck_every``; ``still`` with a
-            tracker that confirms a person only after several detections.
+        TypeError: ``config`` is not a PipelineConfig.
+        engine.model.ModelError: the model folder cannot be used (one line; BackendError for a
+            backend that cannot run it or an option it does not take).
+        engine.detection.faces.DetectorError: the face model cannot be loaded.
+        ValueError: an option the model cannot take (:meth:`engine.config.PipelineConfig.resolved`:
+            ``stages`` beyond S, tracking by body for a psi v1 model); a ``tracker`` given with
+            ``confirm_hits``, or one that confirms after several detections with ``still``.
     """
 
-    def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, backend: str = "auto", stages: int | None = None,
-                 smooth: bool = True, detector: PersonFinder | None = None, smoothing: OneEuroParams | None = None,
-                 tracker: Tracker | None = None, full_frame_fallback: bool | None = None,
-                 min_face_confidence: float | None = None, threads: int | None = None,
-                 detect_every: int | None = None, track_by_pose: bool | None = None, verify: bool | None = None,
-                 verify_params: VerifyParams | None = None, rotate: bool = False, flip: str = DEFAULT_FLIP,
-                 max_persons: int | None = None, recheck_every: int | None = None, still: bool = False,
-                 track_by_body: bool | None = None, confirm_hits: int | None = None, **backend_options):
+    def __init__(self, config: PipelineConfig | None = None, *, detector: PersonFinder | None = None,
+                 tracker: Tracker | None = None):
         from .backends import load_cascade
 
-        self.still = bool(still)
-        if self.still and tracker is not None and tracker.confirm_hits != 1:
+        config = PipelineConfig() if config is None else config
+        if not isinstance(config, PipelineConfig):
+            raise TypeError(f"PosePipeline takes an engine.config.PipelineConfig, got {type(config).__name__} "
+                            f"(e.g. PosePipeline(PipelineConfig(weights, ...)))")
+        if tracker is not None and config.still and tracker.confirm_hits != 1:
             raise ValueError(f"a still image is seen once: its tracker must confirm on one detection, "
                              f"got confirm_hits={tracker.confirm_hits}")
-        self.weights = Path(weights)
-        self._threads = int(threads) if threads else None   # the face detector's too
-        if self._threads:
-            backend_options["threads"] = self._threads   # every CPU backend takes it (torch: set_num_threads)
-        self.cascade, self.info = load_cascade(self.weights, backend, **backend_options)
-        self.cascade.flip = flip
-        self._backend = self.cascade.regressors[0].name
-        self.smoothing = smoothing or OneEuroParams()
-        if track_by_body is None:   # not when the caller turned tracking by pose off
-            track_by_body = self.info.manifest.preset in PSI_V2_PRESETS and track_by_pose is not False
-        self.track_by_body = bool(track_by_body)
-        if self.track_by_body and self.info.manifest.preset not in PSI_V2_PRESETS:
-            raise ValueError(f"tracking by body needs a psi v2 model (presence scores); {self.weights} is "
-                             f"preset {self.info.manifest.preset!r}")
-        if self.track_by_body and track_by_pose is False:
-            raise ValueError("tracking by body takes each next b0 from the pose: it cannot go with track_by_pose=False")
-        if tracker is None:
-            # by body: presence keeps a person, not face detections; a detection only confirms him
-            opts = {"anchor": False, "max_undetected_seconds": None} if self.track_by_body else {}
-            if self.still:
-                opts.update(confirm_hits=1, confirm_frames=1)
-            elif confirm_hits is not None:
-                opts.update(confirm_hits=int(confirm_hits), confirm_frames=int(confirm_hits) + 2)
-            tracker = PersonTracker(**opts)
-        elif confirm_hits is not None:
+        if tracker is not None and config.confirm_hits is not None:
             raise ValueError("confirm_hits configures the default tracker: give it or a tracker, not both")
-        self.tracker = tracker
-        self.smooth = bool(smooth)
+        self._given = config
+        self.face_search: FaceSearch | None = None
+        self.detector: PersonFinder | None = None
+        self._owns_detector = detector is None
+        self.cascade, self.info = load_cascade(config.weights, config.backend, **config.backend_options())
+        try:
+            self._build(config.resolved(self.info), detector, tracker)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, cfg: PipelineConfig, detector: PersonFinder | None, tracker: Tracker | None) -> None:
+        """Everything but the cascade, from the resolved config ``cfg``."""
+        if tracker is not None:
+            cfg = replace(cfg, confirm_hits=tracker.confirm_hits)
+        self._config = cfg
+        self.still = cfg.still
+        self.weights = cfg.weights
+        self._threads = cfg.threads   # the face detector's too
+        self.cascade.flip = cfg.flip
+        self._backend = self.cascade.regressors[0].name
+        self.smoothing = cfg.smoothing
+        self.track_by_body = cfg.track_by_body
+        self.track_by_pose = cfg.track_by_pose
+        self.verify = cfg.verify
+        self.full_frame_fallback = cfg.full_frame_fallback
+        self.rotate = cfg.rotate
+        self.tracker = tracker if tracker is not None else self._make_tracker(cfg)
+        self.smooth = cfg.smooth
         self._stages: int | None = None
-        self.stages = stages
-        if full_frame_fallback is None:   # tracking by body has its own whole-frame search
-            full_frame_fallback = self.skeleton.name == "lsp" and not self.track_by_body
-        self.full_frame_fallback = bool(full_frame_fallback)
+        self.stages = cfg.stages
         self.scaler = FaceScaler.from_dict(self.info.scaler) if self.info.scaler is not None else None
         self._joints_face = self.scaler.extra.get("joints_face") if self.scaler is not None else None
-        has_face_joints = len(face_joint_indices(self.skeleton)) == 3
-        trained = bool(self.info.manifest.val_metrics)
-        if track_by_pose is None:
-            track_by_pose = self.track_by_body or (self.scaler is not None and has_face_joints and trained)
-        if track_by_pose and not self.track_by_body and not (self.scaler is not None and has_face_joints):
-            raise ValueError(f"tracking by pose needs a face scaler and eyes and nose in the skeleton ({self.weights})")
-        self.track_by_pose = bool(track_by_pose)
-        self.verify = bool(self.track_by_pose if verify is None else verify) and (has_face_joints or self.track_by_body)
-        self.verifier: Verifier = PoseVerifier(verify_params, self.skeleton, self._joints_face)
-        self.detect_every = DEFAULT_DETECT_EVERY if detect_every is None else int(detect_every)
-        self.recheck_every = DEFAULT_RECHECK_EVERY if recheck_every is None else int(recheck_every)
-        if self.detect_every < 1 or self.recheck_every < 1:
-            raise ValueError(f"detect_every and recheck_every must be at least 1, got {detect_every}, {recheck_every}")
-        self.rotate = bool(rotate)
-        self.max_persons = max_persons
+        self.verifier: Verifier = PoseVerifier(cfg.verify_params, self.skeleton, self._joints_face)
+        self.detect_every = cfg.detect_every
+        self.recheck_every = cfg.recheck_every
+        self.max_persons = cfg.max_persons
         self._since_detect: int | None = None
         self._frame_search_wait = 0   # frames until the next whole-frame search (tracking by body)
         self._frame_search_turn = 0   # index of its next turn in FRAME_SEARCH_TURNS
         self._detect_ts = 0.0   # time of the last detection frame
-        self._owns_detector = detector is None
-        self.face_search: FaceSearch | None = None
-        if detector is None:
-            detector = self._make_detector(min_face_confidence)
-        self.detector = detector
+        self._filters: dict[int, OneEuroFilter] = {}   # each tracked person's smoothing filter, by track id
+        self._sides: dict[int, np.ndarray] = {}   # tracking by body: each person's last kept pose, by track id
         self._frame_filter: OneEuroFilter | None = None  # the full-frame fallback person's filter
         self._index = 0
         self._t_origin: float | None = None
         self._last_stages = None
+        self.detector = detector if detector is not None else self._make_detector(cfg)
 
-    def _make_detector(self, min_confidence: float | None) -> PersonFinder:
+    def _make_tracker(self, cfg: PipelineConfig) -> PersonTracker:
+        """The default tracker of the resolved config ``cfg``."""
+        # by body: presence keeps a person, not face detections; a detection only confirms him
+        opts = {"anchor": False, "max_undetected_seconds": None} if cfg.track_by_body else {}
+        return PersonTracker(confirm_hits=cfg.confirm_hits, confirm_frames=1 if cfg.still else cfg.confirm_hits + 2,
+                             **opts)
+
+    def _make_detector(self, cfg: PipelineConfig) -> PersonFinder:
+        """The default person detector of the resolved config ``cfg`` (sets :attr:`face_search`)."""
         from .detection.faces import FaceDetector
         from .detection.persons import FullFrameDetector, PersonDetector
         if self.scaler is None:  # e.g. LSP: b0 is the whole frame (paper, Sec. 4.1)
             log.info("model %s has no face scaler: b0 is the full frame", self.weights)
             return FullFrameDetector()
+        min_confidence = cfg.min_face_confidence
         scaler = self.scaler if min_confidence is None else replace(self.scaler, min_confidence=float(min_confidence))
         faces = FaceDetector(scaler.face_model, scaler.min_confidence, threads=self._threads)
 
@@ -456,6 +415,36 @@ class PosePipeline:
         self.face_search = (TurnedFaceSearch({0: search(), 1: search(), 2: search(), -1: search()})
                             if self.rotate else search())
         return PersonDetector(scaler, self.face_search, rotate=self.rotate)
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The options this pipeline runs with: its config resolved for the model
+        (:meth:`engine.config.PipelineConfig.resolved`), with the live options
+        (:data:`engine.config.LIVE_OPTIONS`) as they are now."""
+        return replace(self._config, stages=self.stages, smooth=self.smooth, max_persons=self.max_persons,
+                       detect_every=self.detect_every, recheck_every=self.recheck_every, flip=self.cascade.flip)
+
+    def apply(self, config: PipelineConfig) -> None:
+        """Take the live options of ``config`` (:data:`engine.config.LIVE_OPTIONS`: stages,
+        smooth, max_persons, detect_every, recheck_every, flip) from the next frame on.
+
+        Args:
+            config: the config this pipeline was built from, or its resolved form (:attr:`config`),
+                with any live options changed.
+        Raises:
+            ValueError: another option of ``config`` differs from both (build a new pipeline:
+                :meth:`engine.config.PipelineConfig.needs_rebuild`); ``stages`` beyond the model's.
+        """
+        if config.needs_rebuild(self._given) and config.needs_rebuild(self._config):
+            changed = [n for n in config.option_names()
+                       if n not in LIVE_OPTIONS and getattr(config, n) != getattr(self._given, n)]
+            raise ValueError(f"{', '.join(changed)} cannot change in a running pipeline: build a new one")
+        self.stages = config.stages
+        self.smooth = config.smooth
+        self.max_persons = config.max_persons
+        self.detect_every = config.detect_every
+        self.recheck_every = config.recheck_every
+        self.cascade.flip = config.flip
 
     # -- settings -----------------------------------------------------------------------
     @property
@@ -583,7 +572,7 @@ class PosePipeline:
         for i, tr in entries:
             raw = res.stage_poses[-1, i]
             if tr is not None:
-                filt = tr.state.get("filter")
+                filt = self._filters.get(tr.track_id)
                 tid, face, source, score, angle = tr.track_id, tr.face, tr.source, tr.score, tr.angle
                 if self.track_by_body:
                     score = res.presence[i]
@@ -598,7 +587,7 @@ class PosePipeline:
                 if filt is None:
                     filt = OneEuroFilter(self.smoothing)
                     if tr is not None:
-                        tr.state["filter"] = filt
+                        self._filters[tr.track_id] = filt
                     else:
                         self._frame_filter = filt
                 pose = filt(raw, ts, scale=float(max(box[2], box[3])))
@@ -611,6 +600,7 @@ class PosePipeline:
                                         res.confidence[i].copy()))
         if drawn or not self.full_frame_fallback:
             self._frame_filter = None
+        self._forget_dropped()
         return FrameResult(idx, ts, persons, detect_s, list(res.stage_seconds), time.perf_counter() - t_start,
                            self._backend, (w, h), stages, detected)
 
@@ -708,7 +698,7 @@ class PosePipeline:
                 tr.pending_hit = True
             face = implied[i] if ok[i] and np.isfinite(implied[i]).all() else None
             if ok[i]:
-                tr.state["sides"] = poses[i].copy()
+                self._sides[tr.track_id] = poses[i].copy()
             self.tracker.observe(tr, bool(ok[i]), boxes[i] if ok[i] else None, face, float(angles[i]), ts)
         return [i for i, tr in enumerate(tracks) if not drop[i] and tr.confirmed and tr.verified]
 
@@ -733,7 +723,7 @@ class PosePipeline:
                  if f"l_{n}" in names and f"r_{n}" in names]
         for i, tr in enumerate(tracks):
             pose = res.stage_poses[-1, i]
-            ref = tr.state.get("sides")
+            ref = self._sides.get(tr.track_id)
             if faced[i] and pairs:
                 across = sum(pose[left] - pose[right] for left, right in pairs)   # person's right to left
                 swap = np.cos(roll[i]) * across[0] + np.sin(roll[i]) * across[1] < 0   # x in the upright frame
@@ -811,9 +801,15 @@ class PosePipeline:
         self.cascade.run(frame, np.array([[frame_size[0] / 2, frame_size[1] / 2, 200.0, 200.0]]))
 
     def _reset_filters(self) -> None:
-        for tr in self.tracker.tracks:
-            tr.state.pop("filter", None)
+        self._filters.clear()
         self._frame_filter = None
+
+    def _forget_dropped(self) -> None:
+        """Let go of the filters and sides of persons the tracker no longer follows."""
+        live = {tr.track_id for tr in self.tracker.tracks}
+        for kept in (self._filters, self._sides):
+            for tid in [t for t in kept if t not in live]:
+                del kept[tid]
 
     def reset(self) -> None:
         """Start a new video or source: forget tracks, filters, the frame counter and clock."""
@@ -823,6 +819,8 @@ class PosePipeline:
         self._since_detect = None
         self._frame_search_wait = 0
         self._frame_search_turn = 0
+        self._filters.clear()
+        self._sides.clear()
         self._frame_filter = None
         self._index = 0
         self._t_origin = None

@@ -36,7 +36,6 @@ from pathlib import Path
 
 from .cli_args import (
     DEFAULT_FLIP,
-    WeightsError,
     add_backend,
     add_flip,
     add_int8,
@@ -48,7 +47,6 @@ from .cli_args import (
     name_problem,
     output_problem,
     positive_int,
-    resolve_weights,
 )
 
 VIDEO_SUFFIXES = (".mp4",)
@@ -129,13 +127,6 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rotate", action="store_true",
                         help="rotated b0: turn each person's crops with the roll of their face (tilted or lying "
                         "persons; default: off)")
-
-
-def tracking_kwargs(args) -> dict:
-    """PosePipeline keyword arguments from the options of :func:`add_tracking_options`."""
-    return {"detect_every": args.detect_every, "recheck_every": args.recheck_every,
-            "track_by_pose": None if args.track_by_pose else False, "verify": None if args.track_by_pose else False,
-            "rotate": args.rotate, "flip": args.flip, "max_persons": args.max_persons, "confirm_hits": args.confirm}
 
 
 def _error(msg: str, code: int = 2) -> int:
@@ -230,9 +221,13 @@ def output_paths(input_path: Path, args, several: bool) -> tuple[Path, Path | No
 
 def run(args) -> int:
     """Run the ``video`` command; returns the exit code (see module docstring)."""
-    try:
-        args.weights = resolve_weights(args.weights, args.model)
-    except WeightsError as e:
+    if int8_problem(args):
+        return _error(int8_problem(args))
+    from .config import PipelineConfig
+
+    try:   # every pipeline option checked before any work (--model/--weights: WeightsError)
+        config = PipelineConfig.from_args(args)
+    except ValueError as e:
         return _error(str(e))
     try:
         inputs = expand_inputs(args.input)
@@ -244,8 +239,6 @@ def run(args) -> int:
             print(f"note: skipped {len(skipped)} input(s) that are earlier outputs of other inputs: "
                   + ", ".join(map(str, skipped)), file=sys.stderr)
     several = len(inputs) > 1
-    if int8_problem(args):
-        return _error(int8_problem(args))
     if several and args.output:
         return _error(f"-o/--output names one file, but {len(inputs)} inputs were given; use --out-dir DIR")
     if several and args.keypoints and args.keypoints.lower().lstrip(".") not in KEYPOINTS_FORMATS:
@@ -258,7 +251,7 @@ def run(args) -> int:
             return _error(f"--out-dir {out_dir} is not an existing folder")
     if not several:
         output, keypoints = output_paths(inputs[0], args, False)
-        return run_one(args, inputs[0], output, keypoints)
+        return run_one(args, config, inputs[0], output, keypoints)[0]
     from .outputs import overwrite_problem
 
     outputs = [output_paths(p, args, True) for p in inputs]
@@ -273,22 +266,21 @@ def run(args) -> int:
                                  for path, what in ((o, "output video"), (k, "keypoints file"))], inputs)
     if problem:
         return _error(problem)
-    return _run_many(args, inputs, outputs)
+    return _run_many(args, config, inputs, outputs)
 
 
-def _job(args, input_path: Path, output: Path, keypoints: Path | None, position: int) -> tuple[int, str]:
+def _job(args, config, input_path: Path, output: Path, keypoints: Path | None, position: int) -> tuple[int, str]:
     """One input of a several-input run (in a worker process, or in this one with --jobs 1):
     (exit code, its one-line report)."""
     import contextlib
     import io
 
-    args._summary = ""
     err = io.StringIO()
     with contextlib.redirect_stderr(_TeeTqdm(err)):
-        code = run_one(args, input_path, output, keypoints, position=position, quiet=True)
+        code, summary = run_one(args, config, input_path, output, keypoints, position=position, quiet=True)
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
     if code == 0:
-        return code, f"{input_path}: {getattr(args, '_summary', '') or 'done'}"
+        return code, f"{input_path}: {summary or 'done'}"
     reason = next((line for line in lines if line.startswith("error: ")), lines[-1] if lines else f"exit {code}")
     return code, f"{input_path}: {reason}"
 
@@ -329,8 +321,9 @@ def _init_worker(lock) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_many(args, inputs: list[Path], outputs: list[tuple[Path, Path | None]]) -> int:
-    """Several inputs in ``--jobs`` worker processes; one line per input, an overall bar."""
+def _run_many(args, config, inputs: list[Path], outputs: list[tuple[Path, Path | None]]) -> int:
+    """Several inputs in ``--jobs`` worker processes (``config``: the pipeline options, its
+    ``threads`` shared among the jobs when not given); one line per input, an overall bar."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -339,9 +332,9 @@ def _run_many(args, inputs: list[Path], outputs: list[tuple[Path, Path | None]])
     from .backends import physical_cores
 
     jobs = min(args.jobs, len(inputs))
-    if args.threads is None:
-        args.threads = max(1, physical_cores() // jobs)
-    print(f"{len(inputs)} inputs, {jobs} job(s) at once, {args.threads} inference thread(s) each", flush=True)
+    if config.threads is None:
+        config = config.replace(threads=max(1, physical_cores() // jobs))
+    print(f"{len(inputs)} inputs, {jobs} job(s) at once, {config.threads} inference thread(s) each", flush=True)
     overall = tqdm(total=len(inputs), unit="file", desc="all", position=0, dynamic_ncols=True,
                    disable=not sys.stderr.isatty(), file=sys.stderr)
     codes: list[int] = []
@@ -354,7 +347,7 @@ def _run_many(args, inputs: list[Path], outputs: list[tuple[Path, Path | None]])
     try:
         if jobs == 1:   # in this process: no start-up cost, and the same code path as one input
             for p, (o, k) in zip(inputs, outputs):
-                report(*_job(args, p, o, k, 1))
+                report(*_job(args, config, p, o, k, 1))
                 if codes[-1] == 130:
                     break
         else:
@@ -362,7 +355,7 @@ def _run_many(args, inputs: list[Path], outputs: list[tuple[Path, Path | None]])
             lock = ctx.RLock()
             tqdm.set_lock(lock)
             pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(lock,))
-            futures = {pool.submit(_job, args, p, o, k, 1 + i % jobs): p
+            futures = {pool.submit(_job, args, config, p, o, k, 1 + i % jobs): p
                        for i, (p, (o, k)) in enumerate(zip(inputs, outputs))}
             try:
                 for f in as_completed(futures):
@@ -386,35 +379,42 @@ def _run_many(args, inputs: list[Path], outputs: list[tuple[Path, Path | None]])
     return 0 if done == len(inputs) else 1
 
 
-def run_one(args, input_path: Path, output: Path, keypoints: Path | None, position: int = 0,
-            quiet: bool = False) -> int:
-    """The ``video`` command on one input; returns its exit code (see the module docstring).
+def run_one(args, config, input_path: Path, output: Path, keypoints: Path | None, position: int = 0,
+            quiet: bool = False) -> tuple[int, str]:
+    """The ``video`` command on one input.
 
-    ``position`` is the line of its progress bar; ``quiet`` leaves out the backend and input
-    lines and keeps the summary in ``args._summary`` (several-input runs report one line)."""
+    Args:
+        args: the command's arguments (outputs, drawing, live outputs; the pipeline's are in ``config``).
+        config: the pipeline options (:class:`engine.config.PipelineConfig`).
+        position: the line of its progress bar.
+        quiet: leave out the backend and input lines and print no summary (several-input runs
+            report one line each).
+    Returns:
+        (exit code, see the module docstring; the one-line summary of a quiet run, else "").
+    """
     # -- check everything before any work ---------------------------------------------------
     if output.suffix.lower() not in VIDEO_SUFFIXES:
-        return _error(f"output {output} must be an .mp4 file")
+        return _error(f"output {output} must be an .mp4 file"), ""
     if keypoints is not None and not keypoints.name.lower().endswith((".jsonl", ".csv", ".coco.json")):
-        return _error(f"keypoints file {keypoints} must end in .jsonl, .csv or .coco.json")
+        return _error(f"keypoints file {keypoints} must end in .jsonl, .csv or .coco.json"), ""
     from .outputs import overwrite_problem, same_file
 
     outputs = ((output, "output video"), (keypoints, "keypoints file"))
     problem = overwrite_problem(outputs, [input_path])
     if problem:
-        return _error(problem)
+        return _error(problem), ""
     for path, what in outputs:
         problem = _check_writable_dir(path, what) if path is not None else None
         if problem:
-            return _error(problem)
+            return _error(problem), ""
     if keypoints is not None and same_file(keypoints, output):
-        return _error("the keypoints file and the output video are the same file")
+        return _error("the keypoints file and the output video are the same file"), ""
     from .frames import SourceError, open_source
 
     try:
         opened = open_source(input_path)
     except SourceError as e:
-        return _error(str(e))
+        return _error(str(e)), ""
 
     from .recording import OutputLock, RecordingError
 
@@ -424,7 +424,7 @@ def run_one(args, input_path: Path, output: Path, keypoints: Path | None, positi
         lock = OutputLock([output, keypoints])
     except RecordingError as e:
         opened.release()
-        return _error(str(e))
+        return _error(str(e)), ""
     from .streaming import StreamError, open_live_outputs
 
     try:   # listening (and its address printed) before the model loads and the first frame
@@ -434,19 +434,20 @@ def run_one(args, input_path: Path, output: Path, keypoints: Path | None, positi
     except StreamError as e:
         opened.release()
         lock.release()
-        return _error(str(e))
+        return _error(str(e)), ""
     try:
-        return _process(args, input_path, output, keypoints, opened, position, quiet, live)
+        return _process(args, config, input_path, output, keypoints, opened, position, quiet, live)
     finally:
         if live is not None:
             live.close()
         lock.release()
 
 
-def _process(args, input_path: Path, output: Path, keypoints: Path | None, opened, position: int = 0,
-             quiet: bool = False, live=None) -> int:
-    """The run once the inputs are checked and the outputs locked; returns the exit code.
-    ``live``: the run's :class:`engine.streaming.LiveOutputs` or None (closed by the caller)."""
+def _process(args, config, input_path: Path, output: Path, keypoints: Path | None, opened, position: int = 0,
+             quiet: bool = False, live=None) -> tuple[int, str]:
+    """The run once the inputs are checked and the outputs locked: (exit code, the summary of
+    a quiet run). ``live``: the run's :class:`engine.streaming.LiveOutputs` or None (closed by
+    the caller)."""
     import signal
     import time
 
@@ -455,22 +456,15 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     from .detection.faces import DetectorError
     from .frames import FrameLoop, FrameReader, RecordingFailed
     from .model import ModelError
-    from .pipeline import DEFAULT_WEIGHTS, PosePipeline
+    from .pipeline import PosePipeline
     from .recording import PoseRecorder, RecordingError
 
     fps, size, count = opened.fps, opened.size, opened.count
-    weights = Path(args.weights) if args.weights else DEFAULT_WEIGHTS
     try:
-        pipeline = PosePipeline(weights, backend=args.backend, stages=None, smooth=args.smooth, threads=args.threads,
-                                **tracking_kwargs(args), int8=args.int8)
+        pipeline = PosePipeline(config)
     except (ModelError, DetectorError, ValueError) as e:
         opened.release()
-        return _error(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    if args.stages is not None and args.stages > pipeline.num_stages:
-        pipeline.close()
-        opened.release()
-        return _error(f"--stages must be in 1..{pipeline.num_stages} for {weights}, got {args.stages}")
-    pipeline.stages = args.stages
+        return _error(str(e).splitlines()[0] if str(e) else type(e).__name__), ""
     try:
         # Frames are timed by their source timestamps, in the file's own time base.
         recorder = PoseRecorder(output, keypoints, fps, size, pipeline.skeleton, lock=False, timestamps=True,
@@ -479,7 +473,7 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
     except (RecordingError, OSError) as e:
         pipeline.close()
         opened.release()
-        return _error(str(e))
+        return _error(str(e)), ""
 
     total = min(count, args.max_frames) if count and args.max_frames else (count or args.max_frames or None)
     if not quiet:
@@ -576,7 +570,6 @@ def _process(args, input_path: Path, output: Path, keypoints: Path | None, opene
                    f"{ms:.1f} ms per frame in the pipeline (detection {1000 * float(np.mean(detect_s)):.1f} ms); "
                    f"backend {pipeline.backend_name}")
         if quiet:
-            args._summary = f"{summary.split(';')[0]}" + (f"; {reader.note}" if reader.note else "") + f" -> {output}"
-        else:
-            print(summary, flush=True)
-    return code
+            return code, f"{summary.split(';')[0]}" + (f"; {reader.note}" if reader.note else "") + f" -> {output}"
+        print(summary, flush=True)
+    return code, ""

@@ -130,11 +130,12 @@ def test_keypoints_files_carry_angles_and_confidence(tmp_path, suffix, with_conf
 def test_pipeline_persons_carry_the_cascades_confidence(random_model_dir):
     """PersonResult.confidence is the cascade's per-joint confidence (NaN for psi v1 models,
     null in the record); a psi v2 cascade's values (stood in for here) reach the record."""
+    from deeppose.engine.config import PipelineConfig
     from deeppose.engine.keypoints import frame_record
     from deeppose.engine.pipeline import PosePipeline
 
     frame = np.zeros((120, 160, 3), np.uint8)
-    with PosePipeline(random_model_dir, backend="torch", full_frame_fallback=True, smooth=False) as pipe:
+    with PosePipeline(PipelineConfig(random_model_dir, "torch", full_frame_fallback=True, smooth=False)) as pipe:
         v1 = pipe.process(frame)
         person = v1.persons[0]
         assert person.confidence.shape == (FLIC.k,) and np.isnan(person.confidence).all()

@@ -147,6 +147,7 @@ def test_pose_finds_the_persons_of_the_video_search_on_real_frames(flic_weights,
     persons the video command's search finds on a first frame, with the skeletons on them."""
     import json
 
+    from deeppose.engine.config import PipelineConfig
     from deeppose.engine.detection.boxes import box_iou
     from deeppose.engine.detection.faces import face_size
     from deeppose.engine.detection.persons import joints_face
@@ -154,7 +155,8 @@ def test_pose_finds_the_persons_of_the_video_search_on_real_frames(flic_weights,
     labels = {a["frame"]: a["persons"] for a in json.loads((REPO / "tests/data/walking_persons.json").read_text())[
         "annotations"]}
     api_counts, search_counts = [], []
-    with Pose(flic_weights, threads=1) as pose, PosePipeline(flic_weights, smooth=False, threads=1) as video:
+    video_config = PipelineConfig(flic_weights, smooth=False, threads=1)
+    with Pose(flic_weights, threads=1) as pose, PosePipeline(video_config) as video:
         params = video.scaler.extra.get("joints_face")
         for n, frame in walking_every_10th:
             est = pose.estimate(frame)
@@ -185,7 +187,7 @@ def test_pose_finds_the_persons_of_the_video_search_on_real_frames(flic_weights,
     assert sum(api_counts) >= 0.9 * sum(search_counts), (api_counts, search_counts)
     from deeppose.engine.tracking.tracker import PersonTracker
     with pytest.raises(ValueError, match="confirm on one detection"):
-        PosePipeline(flic_weights, still=True, tracker=PersonTracker(confirm_hits=3))
+        PosePipeline(PipelineConfig(flic_weights, still=True), tracker=PersonTracker(confirm_hits=3))
 
 
 

@@ -286,6 +286,10 @@ def test_settings_change_live_and_persist(qtbot, random_model_dir, walking_cut, 
                                       axis=-1)), timeout=10000)
     win.set_max_persons(1)
     qtbot.waitUntil(lambda: win.worker.pipeline is not None and win.worker.pipeline.max_persons == 1, timeout=10000)
+    win.set_detect_every(3)   # the video command's tracking options: one live, one that rebuilds the pipeline
+    win.set_confirm_hits(2)
+    qtbot.waitUntil(lambda: win.worker.pipeline is not None and win.worker.pipeline.detect_every == 3
+                    and win.worker.pipeline.tracker.confirm_hits == 2, timeout=60000)
     win.set_rotate(True)   # people lying or upside down: the pipeline is rebuilt with rotate
     qtbot.waitUntil(lambda: win.worker.pipeline is not None and win.worker.pipeline.rotate
                     and win.worker.pipeline.max_persons == 1, timeout=60000)   # the other settings kept
@@ -299,6 +303,8 @@ def test_settings_change_live_and_persist(qtbot, random_model_dir, walking_cut, 
         str(random_model_dir), "torch", 1, False, True, 1, True)
     assert win2.rotate_check.isChecked()
     assert win2.persons_spin.value() == 1
+    assert (s.detect_every, s.confirm_hits) == (3, 2)
+    assert (win2.detect_spin.value(), win2.confirm_spin.value()) == (3, 2)
     assert win2.backend_combo.currentText() == "torch"
     assert not win2.smooth_check.isChecked() and win2.boxes_check.isChecked()
     qtbot.waitUntil(lambda: win2.model is not None, timeout=60000)

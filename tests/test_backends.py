@@ -91,7 +91,7 @@ def test_onnxruntime_cascade_matches_torch(model_dir, frame):
     b0 = np.array([[640.0, 380.0, 300.0, 600.0], [400.0, 300.0, 250.0, 500.0]])
     poses = {}
     for name in ("torch", "onnxruntime"):
-        regs = create_regressors(info, name, threads=1, device="cpu")
+        regs = create_regressors(info, name, threads=1, **({"device": "cpu"} if name == "torch" else {}))
         assert len(regs) == 2 and all(r.name == name for r in regs)
         desc = describe_regressors(regs)
         assert desc.startswith(name) and "1 threads" in desc

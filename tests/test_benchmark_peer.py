@@ -97,14 +97,15 @@ def test_persons_scaling_report(random_model_dir):
     """measure_persons_scaling's figures: as many runs of each side, ratios of N over one, and
     the persons each follower drew (at most 1 and at most N)."""
     from deeppose.engine.backends import load_cascade
+    from deeppose.engine.config import PipelineConfig
     from deeppose.engine.pipeline import PosePipeline
     from deeppose.tools.bench.benchmark import measure_persons_scaling
 
     frames = [np.full((240, 320, 3), v, np.uint8) for v in (40, 90, 140)]
     cascade, _ = load_cascade(random_model_dir, "onnxruntime")
     boxes = np.array([[160.0, 120.0, 100.0, 200.0], [170.0, 120.0, 100.0, 200.0]])
-    followers = tuple(PosePipeline(random_model_dir, backend="onnxruntime", max_persons=m, full_frame_fallback=True)
-                      for m in (1, 2))
+    followers = tuple(PosePipeline(PipelineConfig(random_model_dir, "onnxruntime", max_persons=m,
+                                                  full_frame_fallback=True)) for m in (1, 2))
     try:
         sc = measure_persons_scaling(cascade, frames, boxes, 3, runs=4, warmup=1, followers=followers)
     finally:

@@ -1,4 +1,4 @@
-"""Tracking by body (psi v2 models, engine.pipeline.PosePipeline(track_by_body=)): b0 from the
+"""Tracking by body (psi v2 models, engine.pipeline.PipelineConfig(track_by_body=)): b0 from the
 previous pose (engine.detection.persons.body_box, turned with the torso), persons kept on the presence
 score, found without a face by a whole-frame search in four turns, left and right kept steady.
 The geometry is tested on plain arrays; the pipeline with the shipped body model on cuts of the
@@ -12,6 +12,7 @@ import pytest
 
 from clips import walking_frames
 from conftest import REPO, require_data
+from deeppose.engine.config import PipelineConfig
 from deeppose.engine.detection.persons import BODY_BOX_MARGIN, body_box, torso_roll
 from deeppose.engine.pipeline import BODY_UPRIGHT_ROLL, PosePipeline, body_angles
 from deeppose.engine.skeletons import get_skeleton
@@ -83,14 +84,14 @@ def test_left_and_right_stay_on_the_sides_of_the_previous_frame():
     the person faces the camera) is swapped back, with its confidences; a pose that moved on is not."""
     pose = upright_pose()
     mirror = np.asarray(BODY.mirror)
-    track = SimpleNamespace(state={"sides": pose.copy()})
+    track = SimpleNamespace(track_id=1)
     conf = np.linspace(0.1, 0.9, BODY.k)
 
     def result(p):
         return SimpleNamespace(stage_poses=p[None, None].copy(), confidence=conf[None].copy(),
                                joint_scale=conf[None].copy())
 
-    fake = SimpleNamespace(skeleton=BODY)
+    fake = SimpleNamespace(skeleton=BODY, _sides={1: pose.copy()})   # the pipeline keeps each person's last sides
     res = result(pose[mirror] + 3.0)                              # swapped, and moved a little
     PosePipeline._keep_sides(fake, [track], res, np.array([False]), torso_roll(res.stage_poses[-1], BODY))
     np.testing.assert_allclose(res.stage_poses[0, 0], pose + 3.0)
@@ -108,9 +109,9 @@ def test_a_person_whose_face_is_detected_faces_the_camera(degrees):
     the camera already is left as he is."""
     facing = turned(upright_pose(), degrees)          # person's left on the image right (upright)
     mirror = np.asarray(BODY.mirror)
-    fake = SimpleNamespace(skeleton=BODY)
+    track = SimpleNamespace(track_id=1)
     for given, last in ((facing[mirror], facing[mirror]), (facing, facing[mirror])):
-        track = SimpleNamespace(state={"sides": last.copy()})
+        fake = SimpleNamespace(skeleton=BODY, _sides={1: last.copy()})
         res = SimpleNamespace(stage_poses=given[None, None].copy(), confidence=np.ones((1, BODY.k)),
                               joint_scale=np.ones((1, BODY.k)))
         PosePipeline._keep_sides(fake, [track], res, np.array([True]), torso_roll(res.stage_poses[-1], BODY))
@@ -132,7 +133,7 @@ def walking():
 
 
 def run(weights, frames, **kw):
-    with PosePipeline(weights, backend="onnxruntime", max_persons=1, threads=1, **kw) as pipe:
+    with PosePipeline(PipelineConfig(weights, "onnxruntime", max_persons=1, threads=1, **kw)) as pipe:
         assert pipe.track_by_body
         return [pipe.process(f, timestamp=i / 30) for i, f in enumerate(frames)], pipe.skeleton
 
@@ -176,10 +177,10 @@ def test_a_still_image_of_a_person_upside_down_gets_his_pose(body_weights, walki
 
 def test_tracking_by_body_needs_a_psi_v2_model_and_is_off_with_tracking_by_pose_off(flic_weights, body_weights):
     with pytest.raises(ValueError, match="tracking by body needs a psi v2 model"):
-        PosePipeline(flic_weights, backend="onnxruntime", track_by_body=True)
-    with PosePipeline(flic_weights, backend="onnxruntime") as pipe:
+        PosePipeline(PipelineConfig(flic_weights, "onnxruntime", track_by_body=True))
+    with PosePipeline(PipelineConfig(flic_weights, "onnxruntime")) as pipe:
         assert not pipe.track_by_body
-    with PosePipeline(body_weights, backend="onnxruntime", track_by_pose=False) as pipe:
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", track_by_pose=False)) as pipe:
         assert not pipe.track_by_body and not pipe.track_by_pose
 
 
@@ -194,7 +195,7 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
 
     frames = walking_frames(require_data("videos", "walking.mp4"), 144, (1280, 720))
     records = []
-    with PosePipeline(body_weights, backend="onnxruntime") as pipe:
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime")) as pipe:
         for i, f in enumerate(frames):
             r = pipe.process(f, i / 30, i)
             records.append(frame_record(r, pipe.skeleton))
@@ -205,7 +206,7 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
 
 def test_tracking_by_body_cannot_go_without_tracking_by_pose(body_weights):
     with pytest.raises(ValueError, match="cannot go with track_by_pose=False"):
-        PosePipeline(body_weights, backend="onnxruntime", track_by_body=True, track_by_pose=False)
+        PipelineConfig(body_weights, "onnxruntime", track_by_body=True, track_by_pose=False)
 
 
 def test_a_still_image_with_a_face_and_the_whole_image_search_gives_one_person(body_weights, walking):
@@ -238,7 +239,7 @@ def test_the_full_frame_fallback_of_a_psi_v2_model_scores_its_presence_not_one()
     """The full-frame fallback's person (track id 0) carries psi v2's presence score for the
     frame as b0, so a frame of nobody is drawn with a low score instead of a sure 1.0."""
     empty = np.full((360, 640, 3), 128, np.uint8)
-    with PosePipeline(WEIGHTS_BODY, backend="onnxruntime", full_frame_fallback=True, smooth=False) as pipe:
+    with PosePipeline(PipelineConfig(WEIGHTS_BODY, "onnxruntime", full_frame_fallback=True, smooth=False)) as pipe:
         [person] = pipe.process(empty).persons
     assert person.track_id == 0 and person.b0_source == "frame"
     assert 0.0 <= person.score < 0.5

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import WALKING, WEIGHTS_FLIC, require_data
 from deeppose.engine.backends.base import Regressor
+from deeppose.engine.config import PipelineConfig
 from deeppose.engine.detection.boxes import box_iou, box_overlap, nms
 from deeppose.engine.detection.persons import PersonBoxes
 from deeppose.engine.detection.search import TrackingFaceDetector
@@ -521,7 +522,7 @@ def test_tiles_find_a_small_face_that_the_whole_frame_misses_on_a_flic_still():
 def classic() -> dict:
     """Pipeline options of a plain detect-and-match tracker (every detection drawn at once, no
     verification): for scripted detections on noise frames, where no pose can verify."""
-    return {"track_by_pose": False, "verify": False, "tracker": PersonTracker(confirm_hits=1)}
+    return {"track_by_pose": False, "verify": False, "confirm_hits": 1}
 
 
 @pytest.fixture(scope="module")
@@ -532,7 +533,7 @@ def model_dir(random_model_dir):
 
 def test_pipeline_batches_all_persons_per_stage(model_dir):
     script = [[[200.0, 240.0, 150.0, 200.0], [450.0, 240.0, 150.0, 200.0]]]
-    pipe = PosePipeline(model_dir, backend="torch", detector=ScriptedDetector(script), threads=1, **classic())
+    pipe = PosePipeline(PipelineConfig(model_dir, "torch", threads=1, **classic()), detector=ScriptedDetector(script))
     counters = [CountingRegressor(r) for r in pipe.cascade.regressors]
     pipe.cascade.regressors = counters
     frame = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
@@ -562,7 +563,7 @@ def test_pipeline_holds_missed_person_and_smooths(model_dir):
     box = [300.0, 240.0, 200.0, 240.0]
     script = [[box], [box], [box], [], [], [box], []] + [[]] * 20
     det = ScriptedDetector(script)
-    pipe = PosePipeline(model_dir, backend="torch", detector=det, threads=1, **classic())
+    pipe = PosePipeline(PipelineConfig(model_dir, "torch", threads=1, **classic()), detector=det)
     pipe.stages = 1
     frame = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     results = [pipe.process(frame, i / 30) for i in range(7 + 16)]
@@ -589,8 +590,8 @@ def test_pipeline_holds_missed_person_and_smooths(model_dir):
 
 
 def test_pipeline_full_frame_fallback(model_dir):
-    pipe = PosePipeline(model_dir, backend="torch", detector=ScriptedDetector([[]]), full_frame_fallback=True,
-                        threads=1)
+    pipe = PosePipeline(PipelineConfig(model_dir, "torch", full_frame_fallback=True, threads=1),
+                        detector=ScriptedDetector([[]]))
     pipe.stages = 1
     r = pipe.process(np.zeros((240, 320, 3), np.uint8), 0.0)
     assert len(r.persons) == 1 and r.persons[0].b0_source == "frame"
@@ -602,7 +603,7 @@ def test_pipeline_on_walking_video_tracks_the_walker(model_dir):
     """Real detector on the first frames of walking.mp4: the walking man (face near
     x = 775, y = 95 at 1280x720) is found from the first frame and keeps one id."""
     frames = walking_frames(12)
-    with PosePipeline(model_dir, backend="torch", threads=1) as pipe:
+    with PosePipeline(PipelineConfig(model_dir, "torch", threads=1)) as pipe:
         pipe.stages = 1
         ids = []
         for i, f in enumerate(frames):
@@ -637,7 +638,7 @@ def test_trained_joints_lie_on_the_walker(flic_weights):
     ok = 0
     found = 0
     ids = set()
-    with PosePipeline(flic_weights) as pipe:
+    with PosePipeline(PipelineConfig(flic_weights)) as pipe:
         for i, f in enumerate(frames):
             r = pipe.process(f, 3 * i / 30)
             walker = [p for p in r.persons if p.face is not None and 700 < p.face[0] < 850 and p.face[1] < 200]
@@ -656,7 +657,7 @@ def test_model_without_face_scaler_uses_the_full_frame_as_b0(tmp_path):
     from deeppose.engine.pipeline import PosePipeline
 
     model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp")
-    with PosePipeline(model, backend="torch", smooth=False) as pipe:
+    with PosePipeline(PipelineConfig(model, "torch", smooth=False)) as pipe:
         assert isinstance(pipe.detector, FullFrameDetector)
         result = pipe.process(np.zeros((120, 160, 3), np.uint8))
     assert len(result.persons) == 1 and result.persons[0].b0_source == "frame"
@@ -680,7 +681,7 @@ def test_tracking_by_pose_runs_the_face_detector_every_n_frames(flic_weights):
 
     frames = walking_frames(30)
     results, could_skip = [], []
-    with PosePipeline(flic_weights, detect_every=5, smooth=False) as pipe:
+    with PosePipeline(PipelineConfig(flic_weights, detect_every=5, smooth=False)) as pipe:
         pipe.face_search.tiles_per_frame = 0     # tiles on the first frame only: fewer newcomers
         for i, f in enumerate(frames):
             tracks = pipe.tracker.tracks
@@ -718,7 +719,7 @@ def test_max_persons_follows_the_walker_alone_and_detects_every_nth_frame(flic_w
     it), and only in a window around his face; by default (10) a slower source (10 fps) gets it
     at least every 1/3 s, the third of the tracker's 1 s without a detection."""
     frames = walking_frames(40)
-    with PosePipeline(flic_weights, detect_every=5, recheck_every=7, smooth=False, max_persons=1) as pipe:
+    with PosePipeline(PipelineConfig(flic_weights, detect_every=5, recheck_every=7, smooth=False, max_persons=1)) as pipe:
         inner = pipe.face_search.face_detector
         sizes: list[list] = []
 
@@ -744,12 +745,12 @@ def test_max_persons_follows_the_walker_alone_and_detects_every_nth_frame(flic_w
     later = [sizes[i] for i in detected if alone[i]]   # full, the tentative tracks gone: windows only
     assert len(later) >= 3
     assert later and all(len(s) == 1 and s[0][0] == s[0][1] < 720 for s in later), later   # one square window
-    with PosePipeline(flic_weights, smooth=False, max_persons=1) as pipe:   # the same frames at 10 fps
+    with PosePipeline(PipelineConfig(flic_weights, smooth=False, max_persons=1)) as pipe:   # the same frames at 10 fps
         slow = [pipe.process(f, i / 10, i) for i, f in enumerate(frames[:20])]
     detected = [r.index for r in slow if r.detected and r.index > first]
     assert len(detected) >= 4 and np.diff(detected).max() == 4, detected
-    with pytest.raises(ValueError, match=r"capacity \(max_persons\) must be at least 1, got 0"):
-        PosePipeline(flic_weights, max_persons=0)
+    with pytest.raises(ValueError, match=r"max_persons must be a whole number >= 1 or None, got 0"):
+        PipelineConfig(flic_weights, max_persons=0)
 
 
 class FaceScript:
@@ -785,7 +786,7 @@ def test_faces_on_a_hand_and_twice_on_one_face_give_one_skeleton(flic_weights):
     from deeppose.engine.skeletons import FLIC
 
     frames = walking_frames(12)
-    with PosePipeline(flic_weights, detect_every=1, smooth=False) as pipe:
+    with PosePipeline(PipelineConfig(flic_weights, detect_every=1, smooth=False)) as pipe:
         script = FaceScript(FaceScaler.from_dict(pipe.info.scaler), pipe.detector)
         pipe.detector = script
         walker = []
@@ -809,7 +810,7 @@ def walking_records(flic_weights):
 
     frames = walking_frames(144)
     records = []
-    with PosePipeline(flic_weights) as pipe:
+    with PosePipeline(PipelineConfig(flic_weights)) as pipe:
         for i, f in enumerate(frames):
             r = pipe.process(f, i / 30, i)
             records.append(frame_record(r, pipe.skeleton))
@@ -923,10 +924,10 @@ def test_rotated_b0_finds_and_estimates_a_lying_walker(flic_weights):
     from deeppose.engine.skeletons import FLIC
 
     frames = [np.ascontiguousarray(cv2.rotate(f, cv2.ROTATE_90_CLOCKWISE)) for f in walking_frames(8)]
-    with PosePipeline(flic_weights, rotate=False, smooth=False) as pipe:
+    with PosePipeline(PipelineConfig(flic_weights, rotate=False, smooth=False)) as pipe:
         assert not any(pipe.process(f, i / 30, i).persons for i, f in enumerate(frames[:4]))
     lying = []
-    with PosePipeline(flic_weights, rotate=True, smooth=False) as pipe:
+    with PosePipeline(PipelineConfig(flic_weights, rotate=True, smooth=False)) as pipe:
         for i, f in enumerate(frames):
             # his face: (778, 94) upright -> (719 - 94, 778) turned
             lying += [p for p in pipe.process(f, i / 30, i).persons if abs(p.pose[FLIC.index("nose"), 0] - 625) < 60
@@ -959,7 +960,7 @@ def test_full_body_model_takes_b0_from_faces_and_reaches_beyond_the_frame(tmp_pa
 
     model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp", face_scaler=True)
     frames = walking_frames(4)
-    with PosePipeline(model, backend="torch", smooth=False, threads=1) as pipe:
+    with PosePipeline(PipelineConfig(model, "torch", smooth=False, threads=1)) as pipe:
         assert isinstance(pipe.detector, PersonDetector) and pipe.full_frame_fallback
         scaler = FaceScaler.from_dict(pipe.info.scaler)
         assert scaler.scale_y > scaler.scale_x > 5   # a whole body: many face sizes, taller than wide

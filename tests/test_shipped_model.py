@@ -93,12 +93,13 @@ def test_shipped_full_body_figure_follows_the_walker_upright_through_walking_mp4
     boxes differ by a pixel and so shift the face search's windows from frame to frame.)"""
     from test_pipeline import walking_frames
 
+    from deeppose.engine.config import PipelineConfig
     from deeppose.engine.pipeline import PosePipeline
     from deeppose.tools.eval.person_precision import DEFAULT_TRUTH, head_points, match, walker_box
 
     truth = json.loads(DEFAULT_TRUTH.read_text())
     on_walker, not_upright = 0, []
-    with PosePipeline(lsp_weights) as pipe:
+    with PosePipeline(PipelineConfig(lsp_weights)) as pipe:
         names = list(pipe.skeleton.joints)
         for i, frame in enumerate(walking_frames(144)):
             persons = pipe.process(frame, i / 30, i).persons

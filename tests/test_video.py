@@ -215,18 +215,19 @@ def test_frames_with_nobody_are_recorded(model_dir, tmp_path, capsys):
 
 
 def test_tracking_options_reach_the_pipeline():
-    """--detect-every, --recheck-every, --max-persons and --confirm become PosePipeline's
-    arguments (unset: None, the pipeline's own default)."""
+    """--detect-every, --recheck-every, --max-persons and --confirm become the pipeline config's
+    options (unset: the config's defaults)."""
     import argparse
 
-    from deeppose.engine.video_cli import add_tracking_options, tracking_kwargs
+    from deeppose.engine.config import DEFAULT_RECHECK_EVERY, PipelineConfig
+    from deeppose.engine.video_cli import add_tracking_options
 
     parser = argparse.ArgumentParser()
     add_tracking_options(parser)
-    kw = tracking_kwargs(parser.parse_args(["--detect-every", "3", "--recheck-every", "7", "--max-persons", "1",
-                                            "--confirm", "2"]))
-    assert (kw["detect_every"], kw["recheck_every"], kw["max_persons"], kw["confirm_hits"]) == (3, 7, 1, 2)
-    assert tracking_kwargs(parser.parse_args([]))["recheck_every"] is None   # PosePipeline's default
+    cfg = PipelineConfig.from_args(parser.parse_args(["--detect-every", "3", "--recheck-every", "7",
+                                                      "--max-persons", "1", "--confirm", "2"]))
+    assert (cfg.detect_every, cfg.recheck_every, cfg.max_persons, cfg.confirm_hits) == (3, 7, 1, 2)
+    assert PipelineConfig.from_args(parser.parse_args([])).recheck_every == DEFAULT_RECHECK_EVERY
 
 
 @pytest.mark.parametrize("case", ["missing", "text", "image", "folder", "no_out_dir", "out_suffix",

@@ -30,7 +30,7 @@ from typing import Any
 
 from ..cascade import Cascade
 from ..constants import BACKEND_CHOICES as CHOICES  # noqa: F401 (the names --backend takes, for callers)
-from ..constants import BACKENDS, backend_key
+from ..constants import BACKEND_OPTIONS, BACKENDS, backend_key
 from ..interrupts import caused_by_ctrl_c
 from ..model import ModelError, ModelInfo, read_manifest
 from .base import NO_GPU, BackendError, Regressor
@@ -171,20 +171,25 @@ def create_regressors(info: ModelInfo, backend: str = "auto", **opts: Any) -> li
         backend: a name of :data:`CHOICES`; ``auto`` resolves with :func:`resolve_backend`
             and, if ONNX Runtime or TensorRT then fail to load, falls back to PyTorch (the
             reason says so); with ``int8`` asked for (True or stage numbers) it is ONNX Runtime.
-        **opts: backend options. torch: ``device`` ("cpu"/"cuda"), ``fp16``, ``threads``.
+        **opts: backend options (:data:`engine.constants.BACKEND_OPTIONS`; None: the backend's
+            default). torch: ``device`` ("cpu"/"cuda"), ``fp16``, ``threads``.
             onnxruntime: ``threads`` (default: physical cores), ``spinning``, ``int8`` (True:
             the stages' int8 copies, tools/export/quantize_int8.py; False: the float graphs; None or
             absent: int8 where the model's int8 record passes, see
             :func:`engine.backends.onnxruntime_backend.create_onnxruntime_regressors`).
-            tensorrt: ``precision`` ("fp16"/"fp32"), ``device``.
+            tensorrt: ``precision`` ("fp16"/"fp32"), ``device``. ``auto`` takes every backend's
+            options and hands the chosen one its own; a named backend refuses another's
+            (:func:`backend_option_problem`).
     Returns:
         one :class:`Regressor` per stage, their ``reason`` saying why the backend was chosen.
     Raises:
-        BackendError: unknown or unavailable backend, or a backend that cannot load this
+        BackendError: unknown or unavailable backend, an option it does not take (one line
+            naming the option and the backend), or a backend that cannot load this
             model (missing or stale ONNX files or engines); one line, with the fix where known.
         ModelError: missing or unreadable checkpoints (torch).
     """
     key = canonical_name(backend)
+    check_backend_options(key, opts)
     if key == "auto" and opts.get("int8"):   # int8 copies asked for: they are ONNX Runtime's
         key = "onnxruntime"
     if key == "auto":
@@ -212,16 +217,41 @@ def _create(info: ModelInfo, name: str, reason: str, opts: dict) -> list[Regress
     return create_tensorrt_regressors(info, **_opts_for("tensorrt", opts), reason=reason)
 
 
-_OPTIONS = {
-    "torch": ("device", "fp16", "threads"),
-    "onnxruntime": ("threads", "spinning", "int8"),
-    "tensorrt": ("precision", "device"),
-}
+def backend_option_problem(backend: str, name: str, value: Any) -> str | None:
+    """None if backend ``backend`` (a ``--backend`` name, ``auto`` included) takes option
+    ``name`` with ``value``, else one line naming the option and the backend.
+
+    An option no backend takes is always a problem. A named backend takes its own options
+    (:data:`engine.constants.BACKEND_OPTIONS`) and an option of another backend only when it asks
+    for nothing (None or False: e.g. ``int8=False`` for torch, which runs the float networks
+    anyway); ``auto`` takes every backend's options and hands the one it picks its own.
+    """
+    key = backend_key(backend)
+    known = sorted({o for opts in BACKEND_OPTIONS.values() for o in opts})
+    if name not in known:
+        return f"unknown backend option {name!r} (for backend {key}); the backends take: {', '.join(known)}"
+    if key == "auto" or key not in BACKEND_OPTIONS or name in BACKEND_OPTIONS[key]:
+        return None
+    if value is None or value is False:
+        return None
+    owners = [b for b, opts in BACKEND_OPTIONS.items() if name in opts]
+    return (f"backend {key} takes no option {name}={value!r} (an option of {' and '.join(owners)}); "
+            f"{key} takes: {', '.join(BACKEND_OPTIONS[key])}")
+
+
+def check_backend_options(backend: str, opts: dict) -> None:
+    """Raise :class:`BackendError` (one line, naming the option and the backend) for the first
+    option of ``opts`` that ``backend`` does not take (:func:`backend_option_problem`)."""
+    for name, value in opts.items():
+        problem = backend_option_problem(backend, name, value)
+        if problem:
+            raise BackendError(problem)
 
 
 def _opts_for(name: str, opts: dict) -> dict:
-    """The options of ``opts`` that backend ``name`` takes (``auto`` passes options for all)."""
-    return {k: v for k, v in opts.items() if k in _OPTIONS[name] and v is not None}
+    """The options of ``opts`` (checked by :func:`check_backend_options`) that backend ``name``
+    takes, those given as None left out (the backend's default)."""
+    return {k: v for k, v in opts.items() if k in BACKEND_OPTIONS[name] and v is not None}
 
 
 def int8_stage_numbers(regressors: "list[Regressor]") -> list[int]:

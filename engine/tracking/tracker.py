@@ -30,7 +30,7 @@ face. Then:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -114,7 +114,6 @@ class Track:
         last_seen_frame: index of the last frame it was detected or verified in.
         last_seen_time: timestamp (seconds) of that frame.
         misses: consecutive frames it was neither detected nor verified in.
-        state: free room for per-person state kept by the caller (e.g. the smoothing filter).
         last_face: (4,) the last face box it was matched on (detected or from its pose), pixels,
             or None; the face search looks around it.
         hits: frames it was detected (and verified) in.
@@ -145,7 +144,6 @@ class Track:
     last_seen_frame: int
     last_seen_time: float
     misses: int = 0
-    state: dict = field(default_factory=dict)
     last_face: np.ndarray | None = None
     hits: int = 1
     first_frame: int = 0

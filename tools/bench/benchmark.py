@@ -467,9 +467,14 @@ def measure_backends(args, todo: list, weights: Path, info, stages: int, threads
     import torch
 
     from deeppose.engine.backends import BackendError, cascade_from, create_regressors, describe_regressors
+    from deeppose.engine.config import PipelineConfig
     from deeppose.engine.model import ModelError
+    from deeppose.engine.pipeline import PosePipeline
 
     h, w = frames[0].shape[:2]
+    # the video command's pipeline options; each variant sets its backend and backend options
+    base = PipelineConfig.from_args(args, weights=weights, backend="auto", stages=stages, smooth=True, threads=None,
+                                    int8=None, precision=None)
     results = []
     b0 = None
     for label, backend, opts in todo:
@@ -481,14 +486,10 @@ def measure_backends(args, todo: list, weights: Path, info, stages: int, threads
             if backend == "tensorrt" and not args.no_build:
                 _ensure_engines(info, opts.get("precision", "fp16"), persons)
             cpu_opts = {"threads": threads} if backend in ("onnxruntime", "auto") else {}
+            config = base.replace(backend=backend, **opts, **cpu_opts)
             if not args.no_pipeline:
                 try:
-                    from deeppose.engine.pipeline import PosePipeline
-                    popts = dict(opts, **cpu_opts)
-                    if backend == "torch":
-                        popts = {k: v for k, v in opts.items() if k in ("device", "fp16")}
-                    pipeline = PosePipeline(weights, backend=backend, stages=stages, smooth=True,
-                                            max_persons=args.max_persons, **popts)
+                    pipeline = PosePipeline(config)
                 except BackendError:
                     raise
                 except Exception as e:  # pipeline or detector unavailable: cascade-only figures
@@ -497,7 +498,7 @@ def measure_backends(args, todo: list, weights: Path, info, stages: int, threads
             if pipeline is not None:
                 cascade = pipeline.cascade
             else:
-                regs = create_regressors(info, backend, **opts, **cpu_opts)
+                regs = create_regressors(info, backend, **config.backend_options())
                 cascade = cascade_from(info, regs)
         except (BackendError, ModelError) as e:
             print(f"\n{label}: not measured: {e}")
@@ -516,9 +517,7 @@ def measure_backends(args, todo: list, weights: Path, info, stages: int, threads
         if persons > 1:
             followers = None
             if pipeline is not None:
-                from deeppose.engine.pipeline import PosePipeline
-                followers = tuple(PosePipeline(weights, backend=backend, stages=stages, smooth=True, max_persons=m,
-                                               **popts) for m in (1, persons))
+                followers = tuple(PosePipeline(config.replace(max_persons=m)) for m in (1, persons))
             try:
                 entry["persons_scaling"] = measure_persons_scaling(cascade, frames, boxes, stages, args.runs,
                                                                    args.warmup, followers)
@@ -629,6 +628,7 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
 
     import numpy as np
 
+    from deeppose.engine.config import PipelineConfig
     from deeppose.engine.pipeline import PosePipeline
     from deeppose.tools.eval.peer import MediaPipePeer
 
@@ -637,8 +637,8 @@ def measure_side_by_side(weights: Path, stages: int, threads: int, frames: list,
     peer_load, rss1 = time.perf_counter() - t0, rss_mib()
     try:
         t0 = time.perf_counter()
-        ours = PosePipeline(weights, backend="auto", stages=stages, smooth=True, threads=threads,
-                            max_persons=max_persons, int8=int8)
+        ours = PosePipeline(PipelineConfig(weights, "auto", stages, smooth=True, threads=threads,
+                                           max_persons=max_persons, int8=int8))
         ours_load, rss2 = time.perf_counter() - t0, rss_mib()
         order = forth_and_back(len(frames))
         t_ours, t_peer, n_ours, n_peer = [], [], [], []

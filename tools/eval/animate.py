@@ -83,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turn", type=float, default=180.0, help="degrees turned over a clip (default 180)")
     parser.add_argument("--model", action="append", default=None,
                         help="model folder(s) to score, repeatable (default: weights/flic, weights/lsp, weights/body)")
-    parser.add_argument("--rotate", action="store_true", help="PosePipeline(rotate=True) for every model")
+    parser.add_argument("--rotate", action="store_true", help="PipelineConfig(rotate=True) for every model")
     parser.add_argument("--peer", type=Path, default=None, help="MediaPipe pose landmarker .task to score too")
     args = parser.parse_args(argv)
 
+    from deeppose.engine.config import PipelineConfig
     from deeppose.engine.constants import WEIGHTS_ROOT
     from deeppose.engine.pipeline import PosePipeline
     from deeppose.tools.data.datasets import load_dataset, load_image
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in models:
         drawn = persons = ok = tot = 0
         ids = []
-        with PosePipeline(m, backend="onnxruntime", max_persons=None, rotate=args.rotate, threads=2) as pipe:
+        with PosePipeline(PipelineConfig(m, "onnxruntime", rotate=args.rotate, threads=2)) as pipe:
             names = list(pipe.skeleton.joints)
             for frames, truth in clips:
                 pipe.reset()

@@ -1,5 +1,5 @@
 """Rotated b0 on a dataset split: mean PDJ with b0 upright (the paper's) and turned with the
-face's roll (``PosePipeline(rotate=True)``), on the same detected faces.
+face's roll (``PipelineConfig(rotate=True)``), on the same detected faces.
 
     python -m deeppose.tools.eval.rotated_b0 [--dataset flic] [--split val] [--weights weights/flic] [--min-roll 0]
 
