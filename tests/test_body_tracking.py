@@ -1,4 +1,4 @@
-"""Tracking by body (psi v2 models, engine.pipeline.PipelineConfig(track_by_body=)): b0 from the
+"""Tracking by body (psi v2 models, engine.config.PipelineConfig(track_by_body=)): b0 from the
 previous pose (engine.detection.persons.body_box, turned with the torso), persons kept on the presence
 score, found without a face by a whole-frame search in four turns, left and right kept steady.
 The geometry is tested on plain arrays; the pipeline with the shipped body model on cuts of the
