@@ -64,7 +64,7 @@ class AppSettings:
         show_angles: draw the joint angles (elbows, shoulders, hips, knees; engine/angles.py)
             at their joints over the video, with the HUD.
         hide_unsure: do not draw joints whose confidence is below
-            :data:`engine.drawing.MIN_JOINT_CONFIDENCE` (models that give one, psi v2).
+            :data:`engine.constants.MIN_JOINT_CONFIDENCE` (models that give one, psi v2).
         rotate: find and follow people lying or upside down (``PipelineConfig.rotate``,
             the video command's ``--rotate``: the face search also in the frame turned by 90,
             180 and 270 degrees, and each person's crops turned with his roll).

@@ -69,7 +69,7 @@ def angle_labels(result, skeleton, min_confidence: float = 0.0) -> list[tuple[fl
     ``(x, y, text)`` with (x, y) the angle's vertex joint in frame pixels and text such as
     "92°"; angles that are unknown (a joint out of the frame) are left out, and so are angles
     with a joint whose confidence is below ``min_confidence`` (a joint not drawn: the app's
-    "Hide unsure joints" passes :data:`engine.drawing.MIN_JOINT_CONFIDENCE`)."""
+    "Hide unsure joints" passes :data:`engine.constants.MIN_JOINT_CONFIDENCE`)."""
     import numpy as np
 
     from deeppose.engine.angles import angle_defs, angle_indices, joint_angles

@@ -22,7 +22,7 @@ from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QFontMetrics, QKeySequence
 from PyQt6.QtWidgets import QLabel, QMainWindow, QToolBar
 
-from ..engine.drawing import MIN_JOINT_CONFIDENCE
+from ..engine.constants import MIN_JOINT_CONFIDENCE
 from ..engine.outputs import overwrite_problem, recording_outputs
 from .automation import AutomationMixin
 from .capture import CaptureThread, LatestFrameSlot, Source

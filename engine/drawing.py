@@ -14,6 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .constants import MIN_JOINT_CONFIDENCE
 from .geometry import joints_in_frame
 
 _SHIFT = 4
@@ -22,11 +23,6 @@ _ONE = 1 << _SHIFT
 # Box colours (BGR) by b0 source.
 BOX_COLORS = {"face": (0, 220, 0), "pose": (0, 170, 255), "held": (160, 160, 160), "frame": (255, 128, 0),
               "body": (255, 0, 200)}
-MIN_JOINT_CONFIDENCE = 0.2
-"""Joints whose confidence (psi v2 models) is below this are not drawn by default (nor the limbs
-touching them). The body model's stage 1 on LSP val (whole image as b0): 15% of the joints fall
-below it, 92% of them beyond PDJ@0.2 of the truth; the joints drawn are right in 50% against
-44% for all. Models without confidence (psi v1) draw every joint."""
 FACE_COLOR = (255, 255, 0)
 JOINT_OUTLINE = (0, 0, 0)
 

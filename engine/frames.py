@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .constants import MIN_JOINT_CONFIDENCE
+
 # Frame rates outside (0, MAX_FPS] in a file's header are taken as unknown and replaced by
 # DEFAULT_FPS (broken headers say 0, NaN or 90000).
 DEFAULT_FPS = 30.0
@@ -402,14 +404,12 @@ class FrameLoop:
         recorder: an :class:`engine.recording.PoseRecorder`, or None (may be set later).
         draw_boxes: also draw each person's b0 and face box.
         min_confidence: joints less sure than this are not drawn (see
-            :data:`engine.drawing.MIN_JOINT_CONFIDENCE`, the default; 0 draws every joint).
+            :data:`engine.constants.MIN_JOINT_CONFIDENCE`, the default; 0 draws every joint).
         live: an :class:`engine.streaming.LiveOutputs` (WebSocket stream, OSC), or None; it
             gets every frame's result before the recorder, and never raises.
     """
 
     def __init__(self, pipeline, recorder=None, draw_boxes: bool = False, live=None, min_confidence: float | None = None):
-        from .drawing import MIN_JOINT_CONFIDENCE
-
         self.pipeline = pipeline
         self.recorder = recorder
         self.draw_boxes = bool(draw_boxes)
