@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -17,8 +17,13 @@ from .constants import FLIP_MODES
 from .geometry import INPUT_SIZE, crop_boxes, denormalize, diam, joint_boxes, to_network_input
 from .skeletons import Skeleton
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .backends.base import Regressor  # the contract every backend implements
+
+class StageRegressor(Protocol):
+    """What the cascade needs of one stage's regressor: ``regress(crops (B, 3, S, S) float32)
+    -> (B, 2k)`` normalized pose vectors (psi v2: ``(B, 3k + 1)``). Every backend's
+    :class:`engine.backends.base.Regressor` is one; the cascade does not import the backends."""
+
+    def regress(self, crops: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -101,7 +106,8 @@ class Cascade:
     outputs give :class:`CascadeResult`'s ``joint_scale``, ``confidence`` and ``presence``.
 
     Args:
-        regressors: one :class:`Regressor` per stage, stage 1 first.
+        regressors: one :class:`StageRegressor` (a backend's
+            :class:`engine.backends.base.Regressor`) per stage, stage 1 first.
         skeleton: the joints regressed (k = skeleton.k; each regressor outputs 2k or 3k + 1 numbers).
         sigma: joint box size in units of diam(y).
         input_size: crop side in pixels: one int for every stage (220), or one per stage
@@ -139,7 +145,7 @@ class Cascade:
             leader it does not.
     """
 
-    def __init__(self, regressors: Sequence[Regressor], skeleton: Skeleton, sigma: float,
+    def __init__(self, regressors: Sequence[StageRegressor], skeleton: Skeleton, sigma: float,
                  input_size: int | Sequence[int] = INPUT_SIZE, min_box_fraction: float = 0.05, normalization=None,
                  flip: str = "off", stage_joints: Sequence[Sequence[int] | None] | None = None,
                  stage_follow: Sequence[Mapping[int, int] | None] | None = None):
