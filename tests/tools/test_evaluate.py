@@ -13,7 +13,7 @@ import pytest
 
 import deeppose.tools.eval.evaluate as evaluate
 import main
-from conftest import REPO, make_random_model, require_data
+from support import REPO, make_random_model, require_data
 
 SKIP_KEYS = {"counts", "correct", "pdj_counts", "fractions", "threshold", "stage"}
 
