@@ -174,7 +174,7 @@ def crop_boxes(image: np.ndarray, boxes: np.ndarray, size: int = INPUT_SIZE, ang
     # Upright means an angle of exactly 0, the value callers give for "not turned" (a literal 0.0:
     # turn_angles, trackers, cascade), never a computed one; any other angle, however small,
     # takes the exact map. Both paths agree within the half pixel above, so no crop depends on
-    # which side of an exact comparison a float falls (tests/test_geometry.py measures it).
+    # which side of an exact comparison a float falls (tests/engine/test_geometry.py measures it).
     upright = np.ones(len(b), bool) if angles is None else np.nan_to_num(np.asarray(angles, np.float64)) == 0
     with np.errstate(invalid="ignore"):
         lo = np.floor(b[:, :2] - b[:, 2:] / 2 + 1.0)      # x0, y0

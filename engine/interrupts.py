@@ -3,7 +3,7 @@ exit code once it is done; never a traceback, a death by the signal, or a Ctrl-C
 
 Python raises KeyboardInterrupt wherever its SIGINT handler runs next; deeppose/cli.py catches
 it around the whole command. These moments need more (each was seen with SIGINT sent at every
-import of `main.py video`, tests/test_video.py and tests/test_interrupts.py):
+import of `main.py video`, tests/engine/test_video.py and tests/engine/test_interrupts.py):
 
 - Inside a native module's initialization. pybind11 modules (onnxruntime, LiteRT, MediaPipe)
   turn a KeyboardInterrupt raised while they initialize into ImportError("initialization

@@ -25,7 +25,7 @@ walking.mp4 (whole frames, 300 px and 480 px windows), full-range model: every f
 is found by both, its box within 1 px at the 99th percentile (2 px at most; 3 px with the
 short-range model) and its score within 0.016; below 0.5,
 faces whose score is within 0.04 of the threshold may fall on the other side of it
-(``tests/test_blazeface.py`` checks this on real images).
+(``tests/engine/test_blazeface.py`` checks this on real images).
 
 Coordinates: boxes (cx, cy, w, h) in pixels, (0, 0) the centre of the top-left pixel
 (engine.geometry's convention); keypoints (6, 2) pixels in

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, WALKING, cut_video, require_data
+from support import REPO, WALKING, cut_video, require_data
 
 BUILD_TIME = ("torch", "onnx", "onnxscript")
 BLOCK = "import sys\nfor _m in {mods!r}:\n    sys.modules[_m] = None\n".format(mods=BUILD_TIME)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import WEIGHTS_FLIC, require_data
 from deeppose.tools.data.datasets import load_dataset
 from deeppose.tools.train.config import TrainConfig
 from deeppose.tools.train.losses import masked_l2
 from deeppose.tools.train.sampling import SampleMaker, displacement_stats
 from deeppose.tools.train.splits import TrainingData
+from support import WEIGHTS_FLIC, require_data
 
 
 @pytest.fixture(scope="module")
@@ -264,9 +264,9 @@ def test_flic_persons_join_lsp_training_with_body_boxes_from_their_faces(tmp_pat
     tall box that holds the upper body and reaches below it, where the legs would be. Without
     the full-body scaler the run stops with a one-line error naming fit-scaler."""
     require_data("flic", "examples.mat")
-    from conftest import WEIGHTS_LSP
     from deeppose.engine.skeletons import LSP
     from deeppose.tools.train.splits import extra_split
+    from support import WEIGHTS_LSP
 
     scaler = json.loads((WEIGHTS_LSP / "scaler.json").read_text())
     ds, b0, sources = extra_split("flic", LSP, scaler, limit=20)
@@ -328,7 +328,7 @@ def test_torchrun_with_two_cpu_processes_trains_and_writes_the_model(tmp_path):
     import sys
 
     require_data("flic", "examples.mat")
-    from conftest import REPO
+    from support import REPO
 
     out = tmp_path / "model"
     out.mkdir()
@@ -382,10 +382,10 @@ def test_train_help_names_every_default(capsys):
 def test_init_from_another_skeleton_takes_the_features_only(tmp_path):
     """--init: a FLIC stage starts an LSP one with every layer but the output layer; a checkpoint
     of another preset is refused in one line."""
-    from conftest import make_random_model
     from deeppose.engine.model import ModelError, read_manifest
     from deeppose.engine.network import build_network
     from deeppose.tools.train.checkpoints import start_from
+    from support import make_random_model
 
     flic = read_manifest(make_random_model(tmp_path / "flic", stages=1, skeleton_name="flic", seed=1)).stage_files[0]
     same = build_network(11)
@@ -404,10 +404,10 @@ def test_a_220_stage_starts_a_smaller_input_stage_with_its_features_and_a_resamp
     """--refine-input-size: a 96-pixel stage starts from a 220-pixel one. The convolutions carry
     over unchanged; the first F layer is resampled from 6x6 to 2x2 cells so that a uniform
     feature map gives the same pre-activation as before; the later F layers carry over."""
-    from conftest import make_random_model
     from deeppose.engine.model import read_manifest
     from deeppose.engine.network import build_network
     from deeppose.tools.train.checkpoints import start_from
+    from support import make_random_model
 
     ckpt = read_manifest(make_random_model(tmp_path / "m", stages=1, skeleton_name="flic", seed=2)).stage_files[0]
     src = {k: v.float() for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items()}

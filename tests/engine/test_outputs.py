@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import main
-from conftest import REPO, WEIGHTS_FLIC
 from deeppose.engine.outputs import OutputLock, RecordingError
+from support import REPO, WEIGHTS_FLIC
 
 
 def tiny_clip(path: Path, frames: int, shade: int = 0) -> Path:

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, WALKING, require_data
 from deeppose import Pose, PoseSmoother
 from deeppose.engine.backends import load_cascade
+from support import REPO, TEST_DATA, WALKING, require_data
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_pose_finds_the_persons_of_the_video_search_on_real_frames(flic_weights,
     from deeppose.engine.detection.faces import face_size
     from deeppose.engine.detection.persons import joints_face
     from deeppose.engine.pipeline import PosePipeline
-    labels = {a["frame"]: a["persons"] for a in json.loads((REPO / "tests/data/walking_persons.json").read_text())[
+    labels = {a["frame"]: a["persons"] for a in json.loads((TEST_DATA / "walking_persons.json").read_text())[
         "annotations"]}
     api_counts, search_counts = [], []
     video_config = PipelineConfig(flic_weights, smooth=False, threads=1)

@@ -1,7 +1,7 @@
 """Run a script (main.py) as ``python SCRIPT ARGS...`` would, stopping at one known moment of its
-life so that a test can send it SIGINT exactly then (tests/test_video.py, tests/test_app.py):
+life so that a test can send it SIGINT exactly then (tests/engine/test_video.py, tests/app/test_app.py):
 
-    python tests/sigint_probe.py MOMENT SCRIPT ARGS...
+    python tests/support/sigint_probe.py MOMENT SCRIPT ARGS...
 
 At MOMENT the process writes the line ``@probe MOMENT`` to stdout and waits until its stdin is
 closed (or gives a byte); the test sends SIGINT after reading that line and then closes stdin. A

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, WALKING, cut_video, require_data
 from deeppose.cli import COMMANDS
+from support import REPO, WALKING, cut_video, require_data
 
 
 def _source_copy(dest: Path) -> Path:

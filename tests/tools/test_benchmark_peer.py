@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import main
-from conftest import REPO, WALKING
+from support import REPO, WALKING
 
 PEER = REPO.parent / "shared" / "models" / "peers" / "pose_landmarker_full.task"
 
@@ -63,8 +63,8 @@ def test_peer_video_needs_peer(capsys):
 @pytest.mark.skipif(not WALKING.is_file(), reason=f"{WALKING} absent")
 def test_video_jobs_side_by_side(random_model_dir, tmp_path):
     """Both whole video jobs run as processes on a short cut and are accounted for."""
-    from conftest import cut_video
     from deeppose.tools.bench.benchmark import format_video_jobs, measure_video_jobs
+    from support import cut_video
 
     clip = cut_video(WALKING, tmp_path / "walking4.mp4", 4)
     jobs = measure_video_jobs(clip, PEER, random_model_dir, max_persons=1)   # like the peer's num_poses 1

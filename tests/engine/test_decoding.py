@@ -2,7 +2,7 @@
 items 4-6): a damaged middle is skipped and counted, not taken for the end; variable frame
 rates keep their times (keypoints, smoothing, the output video); non-square pixels are
 resampled to the display geometry. Every clip is made here with PyAV from a few frames of
-../shared/data/videos/walking.mp4, downscaled (tests/clips.py)."""
+../shared/data/videos/walking.mp4, downscaled (tests/support/clips.py)."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import main
-from clips import damage_packets, frame_times, walking_frames, write_clip
-from conftest import WALKING, WEIGHTS_FLIC, require_data
 from deeppose.engine.frames import FrameReader, open_source
 from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
 from deeppose.engine.smoothing import OneEuroFilter
+from support import WALKING, WEIGHTS_FLIC, require_data
+from support.clips import damage_packets, frame_times, walking_frames, write_clip
 
 CLIP_FRAMES = 40
 SIZE = (320, 180)

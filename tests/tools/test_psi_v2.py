@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import WEIGHTS_FLIC, require_data
 from deeppose.engine.network import BackboneRegressor, MobileNetV2Features, build_network
 from deeppose.engine.skeletons import BODY, FLIC, LSP
 from deeppose.tools.train import pretrained
@@ -20,6 +19,7 @@ from deeppose.tools.train.config import TrainConfig
 from deeppose.tools.train.losses import laplace_nll
 from deeppose.tools.train.sampling import SampleMaker
 from deeppose.tools.train.splits import body_split
+from support import WEIGHTS_FLIC, require_data
 
 
 def test_backbone_regressor_gives_the_pose_vector_and_on_request_its_scale_and_presence_heads():
@@ -195,7 +195,7 @@ def test_train_cli_trains_a_body_backbone_stage_and_writes_a_model(tmp_path, mon
     """A few steps of psi v2 on FLIC + LSP through the CLI: the backbone starts from the
     (stand-in) pretrained file, the manifest names the body skeleton, and val is logged per dataset."""
     import main
-    from conftest import require_data
+    from support import require_data
 
     require_data("flic", "examples.mat")
     require_data("lsp", "joints.mat")

@@ -1,7 +1,7 @@
 """Ctrl-C at the moments ``except KeyboardInterrupt`` does not see (engine/interrupts.py): inside
 native initializations (held, raised after), inside finalizers (raised again), wrapped in other
 errors (recognized, never a fallback). Signals are sent inside subprocesses, not to pytest; the
-whole command under SIGINT at each moment is tests/test_video.py's."""
+whole command under SIGINT at each moment is tests/engine/test_video.py's."""
 from __future__ import annotations
 
 import subprocess
@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from conftest import REPO
 from deeppose.engine.interrupts import caused_by_ctrl_c
+from support import REPO
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:

@@ -25,9 +25,8 @@ from deeppose.engine.model import read_manifest
 from deeppose.tools.export.build_engines import build_engines, profile_batches, to_fp16_onnx
 from deeppose.tools.export.export_onnx import real_crops
 from deeppose.tools.export.random_model import make_random_model
-from trt_standin import ENV, _Flag, install_standin
-
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
+from support.trt_standin import ENV, _Flag, install_standin
 
 try:
     import tensorrt  # noqa: F401

@@ -8,8 +8,6 @@ import argparse
 import numpy as np
 import pytest
 
-from clips import walking_frames
-from conftest import REPO, require_data
 from deeppose.engine.backends import BackendError, backend_option_problem, create_regressors
 from deeppose.engine.config import (
     DEFAULT_DETECT_EVERY,
@@ -19,6 +17,8 @@ from deeppose.engine.config import (
 )
 from deeppose.engine.model import read_manifest
 from deeppose.engine.pipeline import PosePipeline
+from support import REPO, require_data
+from support.clips import walking_frames
 
 WEIGHTS_BODY = REPO / "weights" / "body"
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import main
-import sigint_probe as probe
-from conftest import REPO, WALKING, WEIGHTS_FLIC, cut_video, require_data
 from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
 from deeppose.engine.recording import MAX_EXTRA_VIDEO_FRAMES, AnnotatedVideoWriter
 from deeppose.engine.skeletons import FLIC
+from support import REPO, WALKING, WEIGHTS_FLIC, cut_video, require_data
+from support import sigint_probe as probe
 
 FULL_CUT = 36   # frames in the main test cut (the whole video has 144)
 
@@ -275,7 +275,7 @@ def test_bad_input_fails_early_with_one_line(case, cuts, model_dir, tmp_path, ca
 
 
 def run_interrupted_at(moment: str, args: list[str], needed: bool = True, **kw) -> tuple[int, str, str]:
-    """``python main.py ARGS`` with SIGINT at ``moment`` (tests/sigint_probe.py; ``kw`` as there); a
+    """``python main.py ARGS`` with SIGINT at ``moment`` (tests/support/sigint_probe.py; ``kw`` as there); a
     moment inside a library (``needed`` False) that another version of it no longer has skips the test."""
     result = probe.run_interrupted_at(moment, REPO / "main.py", args, **kw)
     if result is None:
@@ -286,7 +286,7 @@ def run_interrupted_at(moment: str, args: list[str], needed: bool = True, **kw) 
 
 
 def test_ctrl_c_leaves_playable_output_with_every_frame_done(cuts, model_dir, tmp_path):
-    """Ctrl-C during the 5th frame (sent there, tests/sigint_probe.py; it was sent once 4 records
+    """Ctrl-C during the 5th frame (sent there, tests/support/sigint_probe.py; it was sent once 4 records
     were on disk, with no guarantee the run had not ended by then): the run stops after that
     frame, and the video and the keypoints hold exactly those 5 frames."""
     out, kp = tmp_path / "o.mp4", tmp_path / "k.jsonl"
@@ -469,7 +469,7 @@ def test_output_that_is_a_hard_link_of_the_input_is_refused(cuts, model_dir, tmp
 def test_second_run_writing_the_same_output_is_refused(cuts, model_dir, tmp_path, capsys):
     """While one run writes OUTPUT, a second run (another input) refuses in one line and
     damages nothing: the first run's video and keypoints come out whole. The first run is held
-    at its 3rd frame while the others try (tests/sigint_probe.py, no signal), so it is running
+    at its 3rd frame while the others try (tests/support/sigint_probe.py, no signal), so it is running
     for certain, however fast the machine."""
     out, kp = tmp_path / "o.mp4", tmp_path / "k.jsonl"
 

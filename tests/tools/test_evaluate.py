@@ -13,7 +13,7 @@ import pytest
 
 import deeppose.tools.eval.evaluate as evaluate
 import main
-from conftest import REPO, make_random_model, require_data
+from support import REPO, make_random_model, require_data
 
 SKIP_KEYS = {"counts", "correct", "pdj_counts", "fractions", "threshold", "stage"}
 
@@ -42,13 +42,13 @@ def no_image_decoding(monkeypatch):
     """Make any image decode fail: the oracle must not need one."""
     import cv2
 
-    from deeppose import tools
+    from deeppose.tools.data import datasets  # the module itself: unimported when this file runs alone
 
     def refuse(*a, **k):
         raise AssertionError("the oracle decoded an image")
 
     monkeypatch.setattr(cv2, "imread", refuse)
-    monkeypatch.setattr(tools.data.datasets, "load_image", refuse)
+    monkeypatch.setattr(datasets, "load_image", refuse)
 
 
 def test_help_and_light_import(capsys):

@@ -3,11 +3,11 @@ import json
 
 import numpy as np
 
-from conftest import require_data
 from deeppose.engine.backends import load_cascade
 from deeppose.engine.model import read_manifest
 from deeppose.tools.data.datasets import load_dataset, load_image
 from deeppose.tools.eval.metrics import pdj
+from support import require_data
 
 
 def test_manifest_is_complete_and_weights_fit_the_budget(flic_weights):

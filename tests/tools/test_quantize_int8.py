@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import main
-from conftest import WALKING, require_data
 from deeppose.engine.backends import BackendError, create_regressors, describe_regressors
 from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import read_manifest
 from deeppose.tools.data.datasets import read_frames
 from deeppose.tools.export.random_model import make_random_model
+from support import WALKING, require_data
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_shipped_models_run_stage_3_in_int8_by_default(model):
     costliest; stages 1 and 2 in int8 cost the walker of walking.mp4 frames and made tracking by
     pose lose him more often), and make onnx builds their int8 copies: the default CPU backend
     runs stage 3 in int8 (--no-int8: float)."""
-    from conftest import REPO
+    from support import REPO
 
     folder = REPO / "weights" / model
     info = read_manifest(folder)

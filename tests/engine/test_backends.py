@@ -18,9 +18,8 @@ from deeppose.engine.cascade import Cascade
 from deeppose.engine.model import ModelError, read_manifest
 from deeppose.tools.data.datasets import read_frames
 from deeppose.tools.export.random_model import make_random_model
+from support import REPO, WALKING
 
-REPO = Path(__file__).resolve().parents[1]
-WALKING = Path(os.environ.get("DEEPPOSE_DATA", REPO.parent / "shared" / "data")) / "videos" / "walking.mp4"
 NO_CUDA = not torch.cuda.is_available()
 
 

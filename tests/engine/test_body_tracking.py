@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from clips import walking_frames
-from conftest import REPO, require_data
 from deeppose.engine.config import PipelineConfig
 from deeppose.engine.detection.persons import BODY_BOX_MARGIN, body_box, torso_roll
 from deeppose.engine.pipeline import BODY_UPRIGHT_ROLL, PosePipeline, body_angles
 from deeppose.engine.skeletons import get_skeleton
+from support import REPO, require_data
+from support.clips import walking_frames
 
 BODY = get_skeleton("body")
 WEIGHTS_BODY = REPO / "weights" / "body"

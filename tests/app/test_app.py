@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, cut_video, require_data
+from support import REPO, cut_video, require_data
 
 pytest.importorskip("pytestqt")
 from PyQt6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl  # noqa: E402
@@ -381,7 +381,7 @@ def test_bad_file_shows_error_and_app_keeps_running(qtbot, random_model_dir, wal
 @pytest.fixture(scope="module")
 def damaged_clip(tmp_path_factory) -> Path:
     """40 frames of walking.mp4 (320x180) whose packets 15..19 are zeros: 35 decodable frames."""
-    from clips import damage_packets, walking_frames, write_clip
+    from support.clips import damage_packets, walking_frames, write_clip
 
     src = require_data("videos", "walking.mp4")
     path = write_clip(tmp_path_factory.mktemp("damaged") / "damaged.mp4", walking_frames(src, 40, (320, 180)))
@@ -743,10 +743,12 @@ def test_hud_drops_rec_after_stop(qtbot, random_model_dir, tmp_path):
     close_window(win)
 
 
-def test_readme_lists_every_system_package_the_check_knows():
-    """The README's apt-get line and app/system_check.py name the same Debian packages."""
+def test_the_install_doc_lists_every_system_package_the_check_knows():
+    """The apt-get line of docs/INSTALL.md (which README's quick start points to) and
+    app/system_check.py name the same Debian packages."""
     from deeppose.app.system_check import GUI_LIBRARIES, XCB_LIBRARIES
-    readme = (REPO / "README.md").read_text()
+    assert "docs/INSTALL.md" in (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "INSTALL.md").read_text()
     block = readme[readme.index("sudo apt-get install"):]
     block = block[:block.index("```")]
     listed = set(block.replace("\\", " ").split()) - {"sudo", "apt-get", "install", "make", "python3-venv"}
@@ -762,8 +764,8 @@ def test_ctrl_c_while_the_window_is_being_built(tmp_path, random_model_dir, walk
     """SIGINT while Qt loads, while OpenCV loads (its loader swallowed a KeyboardInterrupt: the
     app went on) and while the window is built (the model loads on the worker): exit 130, its one
     line, no traceback, no abort. The signal is sent at those moments
-    (tests/sigint_probe.py), not 2 s after the start, a moment that depends on the machine."""
-    from sigint_probe import run_interrupted_at
+    (tests/support/sigint_probe.py), not 2 s after the start, a moment that depends on the machine."""
+    from support.sigint_probe import run_interrupted_at
 
     result = run_interrupted_at(moment, REPO / "main.py", ["--source", str(walking_cut), "--weights",
                                                            str(random_model_dir), "--backend", "torch"],
@@ -779,7 +781,7 @@ def test_ctrl_c_while_the_window_is_being_built(tmp_path, random_model_dir, walk
 @pytest.fixture(scope="module")
 def shipped_models(tmp_path_factory) -> Path:
     """A weights/ folder with random 1-stage flic and lsp models (the lsp one with a full-body scaler)."""
-    from conftest import make_random_model
+    from support import make_random_model
 
     root = tmp_path_factory.mktemp("repo") / "weights"
     make_random_model(root / "flic", stages=1)

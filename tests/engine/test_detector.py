@@ -10,12 +10,12 @@ import json
 import numpy as np
 import pytest
 
-from conftest import WEIGHTS_FLIC
 from deeppose.engine.detection.faces import DEFAULT_FACE_MODEL, FACE_MODEL_DIR, DetectorError, FaceDetector
 from deeppose.engine.detection.persons import FaceScaler, FullFrameDetector, PersonDetector, frame_box
 from deeppose.tools.data import fit_scaler
 from deeppose.tools.data.datasets import default_data_root, load_dataset, load_image
 from deeppose.tools.data.person_boxes import detect_dataset_faces, example_b0, match_dataset, match_faces
+from support import WEIGHTS_FLIC
 
 FLIC_ROOT = default_data_root("flic")
 LSP_ROOT = default_data_root("lsp")
@@ -374,9 +374,9 @@ def test_full_body_scaler_fit_on_lsp(tmp_path, monkeypatch, capsys):
     labelled heads, recall printed, a full-body b0 (taller than wide, below the face) written to
     scaler.json and into the LSP model's manifest in that folder (train and evaluation keep the
     full image: the manifest's training records are untouched)."""
-    from conftest import make_random_model
     from deeppose import tools
     from deeppose.engine.model import read_manifest
+    from support import make_random_model
 
     full = {split: load_dataset("lsp", None, split) for split in ("train", "val")}
     monkeypatch.setattr(tools.data.datasets, "load_dataset",
@@ -421,7 +421,7 @@ def test_mediapipe_import_leaves_out_matplotlib(tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from support import REPO
 
     code = ("import sys, importlib\n"
             "from deeppose.engine.detection.faces import import_mediapipe\n"
@@ -463,7 +463,7 @@ def test_ctrl_c_during_the_mediapipe_import_is_raised_after_it(tmp_path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from support import REPO
 
     # The Ctrl-C is sent from inside the import, as a MediaPipe module is found (the import
     # takes under 0.1 s now, too short to hit with a timer), in this thread (signal.raise_signal).

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import main
-from clips import walking_frames, write_clip
-from conftest import WEIGHTS_FLIC, require_data
 from deeppose.engine.coco import COCO_KEYPOINTS, COCO_SKELETON, CocoWriter, coco_bbox, coco_mapping
 from deeppose.engine.pipeline import FrameResult, PersonResult
 from deeppose.engine.skeletons import BODY, FLIC, LSP
+from support import WEIGHTS_FLIC, require_data
+from support.clips import walking_frames, write_clip
 
 pycocotools = pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402

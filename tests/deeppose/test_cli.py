@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import main
-from conftest import REPO
+from support import REPO
 
 
 def command_parsers() -> dict[str, argparse.ArgumentParser]:
@@ -123,7 +123,7 @@ def test_video_backend_tensorrt_without_gpu_says_gpu_first(tmp_path, random_mode
     import torch
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present")
-    from conftest import WALKING, cut_video, require_data
+    from support import WALKING, cut_video, require_data
     require_data("videos", "walking.mp4")
     src = cut_video(WALKING, tmp_path / "in.mp4", 2)
     proc = subprocess.run([sys.executable, "main.py", "video", str(src), "-o", str(tmp_path / "o.mp4"), "--weights",
@@ -154,7 +154,7 @@ def test_every_command_with_weights_takes_model():
 def shipped(tmp_path_factory):
     """A weights/ folder holding a random 1-stage flic model and a random 1-stage lsp model with a
     full-body face scaler, as the shipped ones will be."""
-    from conftest import make_random_model
+    from support import make_random_model
 
     root = tmp_path_factory.mktemp("repo") / "weights"
     make_random_model(root / "flic", stages=1)
@@ -187,8 +187,8 @@ def test_resolve_weights(shipped, monkeypatch, tmp_path):
 @pytest.mark.parametrize("command", [["app"], ["video", "IN"], ["evaluate", "--dataset", "lsp"], ["benchmark", "--no-pipeline"],
                                      ["export-onnx"], ["build-engines"]])
 def test_missing_or_conflicting_model_is_one_line(command, shipped, monkeypatch, tmp_path, capsys):
-    from conftest import WALKING, cut_video, require_data
     from deeppose.engine import cli_args
+    from support import WALKING, cut_video, require_data
 
     if "evaluate" in command:   # evaluate reads the dataset before the model
         require_data("lsp", "joints.mat")
@@ -210,9 +210,9 @@ def test_video_switches_to_the_full_body_model(shipped, monkeypatch, tmp_path, c
     joints per person, b0 from the walker's face through the full-body scaler."""
     import json
 
-    from conftest import WALKING, cut_video, require_data
     from deeppose.engine import cli_args
     from deeppose.engine.skeletons import LSP
+    from support import WALKING, cut_video, require_data
 
     require_data("videos", "walking.mp4")
     src = cut_video(WALKING, tmp_path / "in.mp4", 4)

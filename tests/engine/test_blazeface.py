@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import DATA, WALKING
 from deeppose.engine.detection.blazeface import BlazeFaceError, ssd_anchors, weighted_nms
 from deeppose.engine.detection.faces import DetectorError, FaceDetector, resolve_face_runtime
+from support import DATA, WALKING
 
 needs_litert = pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None,
                                   reason="ai-edge-litert is not installed (the MediaPipe runtime is used)")

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, WALKING, WEIGHTS_FLIC, require_data
+from support import REPO, WALKING, WEIGHTS_FLIC, require_data
 
 pytest.importorskip("pytestqt")
 websockets = pytest.importorskip("websockets")

@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import WALKING, WEIGHTS_FLIC, require_data
 from deeppose.engine.backends.base import Regressor
 from deeppose.engine.config import PipelineConfig
 from deeppose.engine.detection.boxes import box_iou, box_overlap, nms
@@ -17,6 +16,7 @@ from deeppose.engine.pipeline import FrameResult, PosePipeline
 from deeppose.engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
 from deeppose.engine.tracking.tracker import PersonTracker, max_weight_assignment
 from deeppose.engine.tracking.verify import on_bodies, verify_poses
+from support import WALKING, WEIGHTS_FLIC, require_data
 
 # --------------------------------------------------------------------------- helpers
 
@@ -652,9 +652,9 @@ def test_trained_joints_lie_on_the_walker(flic_weights):
 
 def test_model_without_face_scaler_uses_the_full_frame_as_b0(tmp_path):
     """An LSP model (no face scaler) takes the whole frame as b0, as in the paper; no face detector."""
-    from conftest import make_random_model
     from deeppose.engine.detection.persons import FullFrameDetector
     from deeppose.engine.pipeline import PosePipeline
+    from support import make_random_model
 
     model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp")
     with PosePipeline(PipelineConfig(model, "torch", smooth=False)) as pipe:
@@ -955,8 +955,8 @@ def test_full_body_model_takes_b0_from_faces_and_reaches_beyond_the_frame(tmp_pa
     b0 is the walker's detected face enlarged by that scaler, the same box whether or not his
     legs are in the frame (here cut off: b0 reaches below the frame and the crop pads it); a
     frame without a face falls back to the whole frame."""
-    from conftest import make_random_model
     from deeppose.engine.detection.persons import FaceScaler, PersonDetector
+    from support import make_random_model
 
     model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp", face_scaler=True)
     frames = walking_frames(4)

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 import main
-from clips import walking_frames, write_clip
-from conftest import REPO, WEIGHTS_FLIC, require_data
 from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
+from support import REPO, WEIGHTS_FLIC, require_data
+from support.clips import walking_frames, write_clip
 
 websockets = pytest.importorskip("websockets")
 pythonosc = pytest.importorskip("pythonosc")

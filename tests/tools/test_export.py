@@ -30,8 +30,7 @@ from deeppose.tools.export.export_onnx import (
     real_crops,
 )
 from deeppose.tools.export.random_model import make_random_model
-
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
 
 
 @pytest.fixture(scope="module")

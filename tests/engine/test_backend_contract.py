@@ -3,7 +3,7 @@ val image, stage 1 on the person box, stage 2 on the joint boxes of stage 1's es
 the shipped model on each backend, against the PyTorch fp32 reference, at batch sizes 1 and up.
 
 Backends: torch, onnxruntime, tensorrt (real, when installed with a GPU; skipped otherwise) and
-tensorrt-standin (the TensorRT backend's build/load/run code over tests/trt_standin.py, whose
+tensorrt-standin (the TensorRT backend's build/load/run code over tests/support/trt_standin.py, whose
 engines execute with ONNX Runtime)."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import require_data
 from deeppose.engine.backends import BackendError, create_regressors
 from deeppose.engine.backends.base import Regressor
 from deeppose.engine.geometry import boxes_from_pose, crop_boxes, joint_boxes, to_network_input
 from deeppose.engine.model import read_manifest
+from support import require_data
 
 BACKENDS = ["torch", "onnxruntime", "onnxruntime-threads", "onnxruntime-int8", "tensorrt", "tensorrt-standin"]
 TOLERANCE = {"torch": 1e-5, "onnxruntime": 1e-5, "onnxruntime-threads": 1e-5, "onnxruntime-int8": 2e-2,
@@ -95,7 +95,7 @@ def regressors(request, model, monkeypatch):
     else:
         from deeppose.engine.backends import tensorrt_backend as trtb
         from deeppose.tools.export.build_engines import build_engines
-        from trt_standin import install_standin
+        from support.trt_standin import install_standin
         install_standin(monkeypatch)
         build_engines(model, "fp32", max_persons=1)   # stage 2 takes at most k crops per run
         regs = trtb.create_tensorrt_regressors(model, "fp32", device="cpu")
