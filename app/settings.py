@@ -12,18 +12,22 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings
 
-from ..engine.config import DEFAULT_CONFIRM_HITS, DEFAULT_DETECT_EVERY, DEFAULT_RECHECK_EVERY
-from ..engine.constants import DEFAULT_FLIP, DEFAULT_HOST, FLIP_MODES, MODELS
+from ..engine.config import (
+    DEFAULT_CONFIRM_HITS,
+    DEFAULT_DETECT_EVERY,
+    DEFAULT_RECHECK_EVERY,
+    DEFAULT_WEIGHTS,
+    PipelineConfig,
+)
+from ..engine.constants import BACKEND_CHOICES, DEFAULT_FLIP, DEFAULT_HOST, FLIP_MODES, MODELS, PACKAGE_ROOT
 
 ORGANIZATION = "deeppose"
 APPLICATION = "deeppose"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_WEIGHTS = REPO_ROOT / "weights" / "flic"
 
 
 def default_record_dir() -> Path:
     """Where recordings go unless the user picks another folder: ``<repo>/out/recordings``."""
-    return REPO_ROOT / "out" / "recordings"
+    return PACKAGE_ROOT / "out" / "recordings"
 
 
 MAX_PERSONS_SETTING = 20
@@ -35,8 +39,7 @@ MAX_EVERY_SETTING = 60
 MAX_CONFIRM_SETTING = 10
 """The largest "Confirm a new person after" value (detections) the settings panel offers."""
 
-PIPELINE_SETTINGS = ("weights", "backend", "stages", "smooth", "max_persons", "rotate", "flip", "track_by_pose",
-                     "track_by_body", "detect_every", "recheck_every", "confirm_hits")
+PIPELINE_SETTINGS = tuple(k for k in PipelineConfig.SETTINGS if k != "threads")   # no threads setting in the app
 """The :class:`AppSettings` fields that are pipeline options, in the conventions of
 :meth:`engine.config.PipelineConfig.from_settings` (which refuses any other key)."""
 
@@ -138,6 +141,8 @@ def load_settings(qs: QSettings) -> AppSettings:
         out.flip = AppSettings.flip
     if out.model not in MODELS:   # a name from another version: the default
         out.model = AppSettings.model
+    if out.backend not in BACKEND_CHOICES:   # likewise (the pipeline config refuses it)
+        out.backend = AppSettings.backend
     return out
 
 

@@ -84,13 +84,18 @@ class Pose:
             a backend that cannot run it).
         engine.detection.faces.DetectorError: the face model cannot be loaded.
         ValueError: ``stages`` out of 1..S, an unknown ``fallback``, or a bad option value.
-        TypeError: an option that does not exist (named).
+        TypeError: an option that does not exist, or ``smooth`` / ``still`` (fixed for still
+            images; named).
     """
 
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, backend: str = "auto", stages: int | None = None,
                  fallback: str | None = None, min_face_confidence: float | None = None, **options):
         if fallback not in (None, "frame"):
             raise ValueError(f"fallback must be None or 'frame', got {fallback!r}")
+        fixed = sorted({"smooth", "still"} & set(options))
+        if fixed:   # one image, seen once: no smoothing, still-image mode
+            raise TypeError(f"Pose() does not take {', '.join(fixed)}: it estimates still images "
+                            "(PoseSmoother smooths a sequence)")
         config = PipelineConfig(weights, backend, stages, full_frame_fallback=fallback == "frame",
                                 min_face_confidence=min_face_confidence).replace(**options)
         self._pipeline: PosePipeline | None = PosePipeline(config.replace(smooth=False, still=True))

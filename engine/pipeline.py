@@ -33,13 +33,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .config import (  # noqa: F401 (DEFAULT_*: part of this module's interface since before engine.config)
-    DEFAULT_DETECT_EVERY,
-    DEFAULT_RECHECK_EVERY,
-    DEFAULT_WEIGHTS,
-    LIVE_OPTIONS,
-    PipelineConfig,
-)
+from .config import LIVE_OPTIONS, PipelineConfig
 from .detection.boxes import box_iou, box_overlap
 from .detection.faces import face_roll, face_size
 from .detection.persons import (

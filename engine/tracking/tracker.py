@@ -113,7 +113,8 @@ class Track:
             person) or "frame" (whole-frame fallback).
         last_seen_frame: index of the last frame it was detected or verified in.
         last_seen_time: timestamp (seconds) of that frame.
-        misses: consecutive frames it was neither detected nor verified in.
+        misses: frames since it was last detected or verified (by frame index: frames a live
+            source dropped count too; ``max_hold_seconds`` bounds the hold in time as well).
         last_face: (4,) the last face box it was matched on (detected or from its pose), pixels,
             or None; the face search looks around it.
         hits: frames it was detected (and verified) in.

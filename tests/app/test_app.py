@@ -843,3 +843,16 @@ def test_unavailable_model_is_greyed_out_with_its_reason(qtbot, shipped_models, 
     assert "weights/lsp has no manifest.json" in win.status_message
     assert win.model is not None and win.model.skeleton == "flic"
     close_window(win)
+
+
+def test_saved_names_from_another_version_load_as_the_defaults(settings_file):
+    """A settings file naming a backend, model or flip mode this version does not know (another
+    version's, or edited by hand) loads with the defaults for them, so the window still opens
+    (the pipeline config refuses an unknown backend)."""
+    from deeppose.app.settings import AppSettings, load_settings, open_qsettings
+
+    settings_file.write_text("[General]\nbackend=openvino\nmodel=coco\nflip=sometimes\nsmooth=false\n")
+    s = load_settings(open_qsettings())
+    assert (s.backend, s.model, s.flip) == (AppSettings.backend, AppSettings.model, AppSettings.flip)
+    assert s.smooth is False                                    # the others are read as saved
+

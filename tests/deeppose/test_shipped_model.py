@@ -91,17 +91,16 @@ def test_shipped_full_body_figure_follows_the_walker_upright_through_walking_mp4
     span is 0.65 of b0's height at the median, 0.61 at the 5th percentile, and its minimum
     moves with the face boxes: 0.605 with MediaPipe's face detector, 0.579 with LiteRT's, whose
     boxes differ by a pixel and so shift the face search's windows from frame to frame.)"""
-    from test_pipeline import walking_frames
-
     from deeppose.engine.config import PipelineConfig
     from deeppose.engine.pipeline import PosePipeline
     from deeppose.tools.eval.person_precision import DEFAULT_TRUTH, head_points, match, walker_box
+    from support import walking_video_frames
 
     truth = json.loads(DEFAULT_TRUTH.read_text())
     on_walker, not_upright = 0, []
     with PosePipeline(PipelineConfig(lsp_weights)) as pipe:
         names = list(pipe.skeleton.joints)
-        for i, frame in enumerate(walking_frames(144)):
+        for i, frame in enumerate(walking_video_frames(144)):
             persons = pipe.process(frame, i / 30, i).persons
             records = [{"joints": {n: {"x": x, "y": y} for n, (x, y) in zip(names, p.pose.tolist())}} for p in persons]
             m = match(head_points(records), walker_box(truth, i)[None])

@@ -26,7 +26,7 @@ ONNX Runtime fp32 (one thread, and its default, one per physical core): at most 
 the same with 1, 2, 4 and 8 threads and at every batch size; 1e-5 leaves room for other CPUs'
 kernels and still catches weights rounded to fp16 (4e-5 to 1.2e-4). TensorRT: fp16. ONNX Runtime
 int8: the int8 copies of stages 1 and 2, as --int8 runs them, up to 0.013 seen here; the accuracy
-of the default, stage 3 in int8, is the manifest's val record, tests/test_quantize_int8.py."""
+of the default, stage 3 in int8, is the manifest's val record, tests/tools/test_quantize_int8.py."""
 
 
 def _have_tensorrt() -> tuple[bool, str]:

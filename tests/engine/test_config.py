@@ -260,3 +260,6 @@ def test_pose_refuses_an_unknown_option_before_loading_anything(flic_weights):
 
     with pytest.raises(TypeError, match="threadz"):
         Pose(flic_weights, threadz=1)
+    # still images, seen once: smoothing and still-image mode are not Pose's to choose
+    with pytest.raises(TypeError, match="does not take smooth"):
+        Pose(flic_weights, smooth=True)

@@ -16,7 +16,7 @@ from deeppose.engine.pipeline import FrameResult, PosePipeline
 from deeppose.engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
 from deeppose.engine.tracking.tracker import PersonTracker, max_weight_assignment
 from deeppose.engine.tracking.verify import on_bodies, verify_poses
-from support import WALKING, WEIGHTS_FLIC, require_data
+from support import WEIGHTS_FLIC, require_data, walking_video_frames
 
 # --------------------------------------------------------------------------- helpers
 
@@ -55,20 +55,6 @@ class CountingRegressor(Regressor):
 
     def _release(self):
         self.inner.close()
-
-
-def walking_frames(n: int) -> list[np.ndarray]:
-    require_data("videos", "walking.mp4")
-    cap = cv2.VideoCapture(str(WALKING))
-    frames = []
-    while len(frames) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    assert len(frames) == n
-    return frames
 
 
 # --------------------------------------------------------------------------- One-Euro filter
@@ -602,7 +588,7 @@ def test_pipeline_full_frame_fallback(model_dir):
 def test_pipeline_on_walking_video_tracks_the_walker(model_dir):
     """Real detector on the first frames of walking.mp4: the walking man (face near
     x = 775, y = 95 at 1280x720) is found from the first frame and keeps one id."""
-    frames = walking_frames(12)
+    frames = walking_video_frames(12)
     with PosePipeline(PipelineConfig(model_dir, "torch", threads=1)) as pipe:
         pipe.stages = 1
         ids = []
@@ -634,7 +620,7 @@ def test_trained_joints_lie_on_the_walker(flic_weights):
     first two frames wait for confirmation; at this 10 fps, three times the motion of the clip,
     a pose tracked from the previous frame may fail its check in one frame, and the walker comes
     back with the same id (at 30 fps he is drawn in 142 of the 144 frames)."""
-    frames = walking_frames(36)[::3]
+    frames = walking_video_frames(36)[::3]
     ok = 0
     found = 0
     ids = set()
@@ -679,7 +665,7 @@ def test_tracking_by_pose_runs_the_face_detector_every_n_frames(flic_weights):
     one id."""
     from deeppose.engine.detection.persons import FaceScaler, joints_face
 
-    frames = walking_frames(30)
+    frames = walking_video_frames(30)
     results, could_skip = [], []
     with PosePipeline(PipelineConfig(flic_weights, detect_every=5, smooth=False)) as pipe:
         pipe.face_search.tiles_per_frame = 0     # tiles on the first frame only: fewer newcomers
@@ -718,7 +704,7 @@ def test_max_persons_follows_the_walker_alone_and_detects_every_nth_frame(flic_w
     detector runs every ``recheck_every``-th frame only (7 here; no new tentative tracks force
     it), and only in a window around his face; by default (10) a slower source (10 fps) gets it
     at least every 1/3 s, the third of the tracker's 1 s without a detection."""
-    frames = walking_frames(40)
+    frames = walking_video_frames(40)
     with PosePipeline(PipelineConfig(flic_weights, detect_every=5, recheck_every=7, smooth=False, max_persons=1)) as pipe:
         inner = pipe.face_search.face_detector
         sizes: list[list] = []
@@ -785,7 +771,7 @@ def test_faces_on_a_hand_and_twice_on_one_face_give_one_skeleton(flic_weights):
     from deeppose.engine.detection.persons import FaceScaler
     from deeppose.engine.skeletons import FLIC
 
-    frames = walking_frames(12)
+    frames = walking_video_frames(12)
     with PosePipeline(PipelineConfig(flic_weights, detect_every=1, smooth=False)) as pipe:
         script = FaceScript(FaceScaler.from_dict(pipe.info.scaler), pipe.detector)
         pipe.detector = script
@@ -808,7 +794,7 @@ def walking_records(flic_weights):
     """The default pipeline over all 144 frames of walking.mp4, as keypoints-JSONL records."""
     from deeppose.engine.keypoints import frame_record
 
-    frames = walking_frames(144)
+    frames = walking_video_frames(144)
     records = []
     with PosePipeline(PipelineConfig(flic_weights)) as pipe:
         for i, f in enumerate(frames):
@@ -923,7 +909,7 @@ def test_rotated_b0_finds_and_estimates_a_lying_walker(flic_weights):
     further left)."""
     from deeppose.engine.skeletons import FLIC
 
-    frames = [np.ascontiguousarray(cv2.rotate(f, cv2.ROTATE_90_CLOCKWISE)) for f in walking_frames(8)]
+    frames = [np.ascontiguousarray(cv2.rotate(f, cv2.ROTATE_90_CLOCKWISE)) for f in walking_video_frames(8)]
     with PosePipeline(PipelineConfig(flic_weights, rotate=False, smooth=False)) as pipe:
         assert not any(pipe.process(f, i / 30, i).persons for i, f in enumerate(frames[:4]))
     lying = []
@@ -959,7 +945,7 @@ def test_full_body_model_takes_b0_from_faces_and_reaches_beyond_the_frame(tmp_pa
     from support import make_random_model
 
     model = make_random_model(tmp_path / "lsp", stages=1, skeleton_name="lsp", face_scaler=True)
-    frames = walking_frames(4)
+    frames = walking_video_frames(4)
     with PosePipeline(PipelineConfig(model, "torch", smooth=False, threads=1)) as pipe:
         assert isinstance(pipe.detector, PersonDetector) and pipe.full_frame_fallback
         scaler = FaceScaler.from_dict(pipe.info.scaler)

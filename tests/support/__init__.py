@@ -52,3 +52,19 @@ def cut_video(src: Path, dst: Path, n: int) -> Path:
     out.release()
     cap.release()
     return dst
+
+
+def walking_video_frames(n: int) -> list:
+    """The first ``n`` frames of walking.mp4 at full size (1280x720), (H, W, 3) uint8 BGR, decoded
+    by OpenCV; skips the test without the shared data."""
+    require_data("videos", "walking.mp4")
+    cap = cv2.VideoCapture(str(WALKING))
+    frames = []
+    while len(frames) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    assert len(frames) == n
+    return frames
