@@ -29,6 +29,7 @@ import numpy as np
 
 from .backends import describe_regressors
 from .config import DEFAULT_WEIGHTS, PipelineConfig
+from .constants import B0Source
 from .pipeline import PosePipeline
 from .smoothing import OneEuroFilter, OneEuroParams
 from .tracking.tracker import PersonTracker
@@ -54,7 +55,7 @@ class PoseEstimate:
     stage_joints: np.ndarray
     faces: np.ndarray
     scores: np.ndarray
-    sources: list[str]
+    sources: list[B0Source]
 
 
 class Pose:

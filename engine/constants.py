@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 """The folder that holds engine/, tools/, app/ and weights/: the repository root in a checkout,
@@ -67,3 +68,12 @@ MIN_JOINT_CONFIDENCE = 0.2
 touching them). The body model's stage 1 on LSP val (whole image as b0): 15% of the joints fall
 below it, 92% of them beyond PDJ@0.2 of the truth; the joints drawn are right in 50% against
 44% for all. Models without confidence (psi v1) draw every joint."""
+
+B0Source = Literal["face", "pose", "held", "frame", "body"]
+"""Where a person's b0 came from: "face" (a face detected in this frame, enlarged by the model's
+scaler), "pose" (tracking: from the person's previous pose), "held" (his last good b0, kept while
+he is missed), "frame" (the whole frame: the full-frame fallback or the LSP protocol), "body"
+(found without a face: the box around the pose the whole-frame search gave, psi v2)."""
+B0_SOURCES: tuple[str, ...] = B0Source.__args__
+"""The values of :data:`B0Source`."""
+

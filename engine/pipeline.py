@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .config import LIVE_OPTIONS, PipelineConfig
+from .constants import B0Source
 from .detection.boxes import box_iou, box_overlap
 from .detection.faces import face_roll, face_size
 from .detection.persons import (
@@ -197,7 +198,7 @@ class PersonResult:
     track_id: int
     b0: np.ndarray
     face: np.ndarray | None
-    b0_source: str
+    b0_source: B0Source
     stage_poses: np.ndarray
     pose: np.ndarray
     score: float = 1.0
@@ -659,7 +660,7 @@ class PosePipeline:
                            np.concatenate([np.asarray(found.scores, np.float64).reshape(n), res.presence[best:best + 1]]),
                            list(found.sources) + ["body"], np.concatenate([found_angles, angle]))
 
-    def _observe_bodies(self, tracks: list, res, ts: float, sources: list[str]) -> list[int]:
+    def _observe_bodies(self, tracks: list, res, ts: float, sources: list[B0Source]) -> list[int]:
         """Tracking by body: keep the estimates whose presence is at least :data:`KEEP_PRESENCE`,
         drop the younger of two whose body boxes overlap, report to the tracker with the next
         frame's b0 (the box around each kept pose, turned with its torso); a tentative person

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..constants import B0Source
 from .faces import (
     DEFAULT_FACE_MODEL,
     DEFAULT_MIN_CONFIDENCE,
@@ -270,7 +271,7 @@ class PersonBoxes:
     b0: np.ndarray
     faces: np.ndarray
     scores: np.ndarray
-    sources: list[str]
+    sources: list[B0Source]
     angles: np.ndarray | None = None
 
     def __len__(self) -> int:

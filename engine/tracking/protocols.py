@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
+    from ..constants import B0Source
     from .tracker import Track
     from .verify import VerifyParams
 
@@ -30,7 +31,7 @@ class Tracker(Protocol):
         ...
 
     def update(self, b0: np.ndarray, faces: np.ndarray | None = None, scores: np.ndarray | None = None,
-               timestamp: float | None = None, sources: list[str] | None = None,
+               timestamp: float | None = None, sources: list[B0Source] | None = None,
                frame_index: int | None = None, angles: np.ndarray | None = None,
                pending: bool = False) -> list[Track]:
         """Take one frame's detections (b0 (N, 4) pixels); return the persons to estimate in it."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..constants import B0Source
 from ..detection.boxes import box_iou
 
 
@@ -141,7 +142,7 @@ class Track:
     b0: np.ndarray
     face: np.ndarray | None
     score: float
-    source: str
+    source: B0Source
     last_seen_frame: int
     last_seen_time: float
     misses: int = 0
@@ -240,7 +241,7 @@ class PersonTracker:
             tr.confirmed = True
 
     def update(self, b0: np.ndarray, faces: np.ndarray | None = None, scores: np.ndarray | None = None,
-               timestamp: float | None = None, sources: list[str] | None = None,
+               timestamp: float | None = None, sources: list[B0Source] | None = None,
                frame_index: int | None = None, angles: np.ndarray | None = None,
                pending: bool = False) -> list[Track]:
         """Take one frame's detections; return the persons to estimate in it.

@@ -243,3 +243,16 @@ def test_the_full_frame_fallback_of_a_psi_v2_model_scores_its_presence_not_one()
         [person] = pipe.process(empty).persons
     assert person.track_id == 0 and person.b0_source == "frame"
     assert 0.0 <= person.score < 0.5
+
+
+def test_every_b0_source_the_pipeline_reports_is_a_named_one(body_weights, walking):
+    """b0 sources are one closed set (engine.constants.B0Source): what a run of tracking by body
+    reports per person is among them, and a tracked person's b0 comes from his pose."""
+    from deeppose.engine.constants import B0_SOURCES
+
+    seen = []
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", max_persons=1)) as pipe:
+        for frame in walking[:20]:
+            seen += [p.b0_source for p in pipe.process(frame).persons]
+    assert seen and set(seen) <= set(B0_SOURCES)
+    assert "pose" in seen
