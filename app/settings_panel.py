@@ -31,7 +31,7 @@ from PyQt6.QtWidgets import (
 
 from ..engine.cli_args import model_folder, model_problem, split_host_port
 from ..engine.constants import BACKENDS as RUNTIME_BACKENDS
-from ..engine.constants import FLIP_MODES, MODELS
+from ..engine.constants import FLIP_MODES, MIN_JOINT_CONFIDENCE, MODELS
 from .settings import MAX_CONFIRM_SETTING, MAX_EVERY_SETTING, MAX_PERSONS_SETTING, save_setting
 
 log = logging.getLogger(__name__)
@@ -91,21 +91,16 @@ class SettingsPanelMixin:
         self.persons_spin.valueChanged.connect(self.set_max_persons)
         form.addRow("Follow at most", self.persons_spin)
 
-        self.pose_check = QCheckBox("Track by pose", panel)
-        self.pose_check.setToolTip("Follow each person by his pose between face detections and check every "
-                                   "estimate against his face (models with a face scaler); off: every detected "
-                                   "face is a person, matched by overlap (--no-track-by-pose)")
-        self.pose_check.setChecked(s.track_by_pose)
-        self.pose_check.toggled.connect(self.set_track_by_pose)
-        form.addRow(self.pose_check)
-        self.body_check = QCheckBox("Track by body", panel)
-        self.body_check.setToolTip("Follow each person by his body, kept while the model sees a person there, "
-                                   "however his face looks (models that give a presence score: the body model); "
-                                   "needs tracking by pose")
-        self.body_check.setChecked(s.track_by_body)
+        self.pose_check = self._check_row(
+            form, "Track by pose", s.track_by_pose, self.set_track_by_pose,
+            "Follow each person by his pose between face detections and check every estimate against his "
+            "face (models with a face scaler); off: every detected face is a person, matched by overlap "
+            "(--no-track-by-pose)")
+        self.body_check = self._check_row(
+            form, "Track by body", s.track_by_body, self.set_track_by_body,
+            "Follow each person by his body, kept while the model sees a person there, however his face "
+            "looks (models that give a presence score: the body model); needs tracking by pose")
         self.body_check.setEnabled(s.track_by_pose)
-        self.body_check.toggled.connect(self.set_track_by_body)
-        form.addRow(self.body_check)
         self.detect_spin = self._frames_spin(panel, s.detect_every, self.set_detect_every,
                                              "Look for new faces every N-th frame while everyone is tracked by pose "
                                              "(and whenever a person is new or lost); 1: every frame (--detect-every)")
@@ -129,37 +124,22 @@ class SettingsPanelMixin:
         self.flip_combo.currentTextChanged.connect(self.set_flip)
         form.addRow("Flip averaging", self.flip_combo)
 
-        self.smooth_check = QCheckBox("Smooth poses across frames", panel)
-        self.smooth_check.setChecked(s.smooth)
-        self.smooth_check.toggled.connect(self.set_smooth)
-        form.addRow(self.smooth_check)
-        self.rotate_check = QCheckBox("Find people lying or upside down", panel)
-        self.rotate_check.setToolTip("Also search faces in the frame turned by 90, 180 and 270 degrees and turn "
-                                     "each person's crops with his roll (more face search work per frame)")
-        self.rotate_check.setChecked(s.rotate)
-        self.rotate_check.toggled.connect(self.set_rotate)
-        form.addRow(self.rotate_check)
-        self.boxes_check = QCheckBox("Show person and face boxes", panel)
-        self.boxes_check.setChecked(s.show_boxes)
-        self.boxes_check.toggled.connect(self.set_show_boxes)
-        form.addRow(self.boxes_check)
-        self.unsure_check = QCheckBox("Hide unsure joints", panel)
-        self.unsure_check.setToolTip("Do not draw joints the model is unsure of (confidence below 0.2; models "
-                                     "that give a confidence, such as the body model); recordings' keypoints "
-                                     "files keep every joint with its confidence")
-        self.unsure_check.setChecked(s.hide_unsure)
-        self.unsure_check.toggled.connect(self.set_hide_unsure)
-        form.addRow(self.unsure_check)
-        self.hud_check = QCheckBox("Show HUD", panel)
-        self.hud_check.setChecked(True)
-        self.hud_check.toggled.connect(self._set_hud)
-        form.addRow(self.hud_check)
-        self.angles_check = QCheckBox("Show joint angles", panel)
-        self.angles_check.setToolTip("Elbow, shoulder, hip and knee angles in degrees at their joints "
-                                     "(those of the model's joints; docs/KEYPOINTS.md defines them)")
-        self.angles_check.setChecked(s.show_angles)
-        self.angles_check.toggled.connect(self.set_show_angles)
-        form.addRow(self.angles_check)
+        self.smooth_check = self._check_row(form, "Smooth poses across frames", s.smooth, self.set_smooth)
+        self.rotate_check = self._check_row(
+            form, "Find people lying or upside down", s.rotate, self.set_rotate,
+            "Also search faces in the frame turned by 90, 180 and 270 degrees and turn each person's crops "
+            "with his roll (more face search work per frame)")
+        self.boxes_check = self._check_row(form, "Show person and face boxes", s.show_boxes, self.set_show_boxes)
+        self.unsure_check = self._check_row(
+            form, "Hide unsure joints", s.hide_unsure, self.set_hide_unsure,
+            f"Do not draw joints the model is unsure of (confidence below {MIN_JOINT_CONFIDENCE}; models that "
+            "give a confidence, such as the body model); recordings' keypoints files keep every joint with "
+            "its confidence")
+        self.hud_check = self._check_row(form, "Show HUD", True, self._set_hud)
+        self.angles_check = self._check_row(
+            form, "Show joint angles", s.show_angles, self.set_show_angles,
+            "Elbow, shoulder, hip and knee angles in degrees at their joints (those of the model's joints; "
+            "docs/KEYPOINTS.md defines them)")
 
         self.serve_check = QCheckBox("Serve", panel)
         self.serve_check.setToolTip("Stream the keypoints live to other programs: a WebSocket server sending "
@@ -182,6 +162,17 @@ class SettingsPanelMixin:
         dock.setWidget(panel)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.settings_dock = dock
+
+    @staticmethod
+    def _check_row(form, label: str, checked: bool, on_toggled, tip: str = "") -> QCheckBox:
+        """A check box as one row of ``form``, ``on_toggled(bool)`` connected. Returns it."""
+        box = QCheckBox(label, form.parentWidget())
+        if tip:
+            box.setToolTip(tip)
+        box.setChecked(checked)
+        box.toggled.connect(on_toggled)
+        form.addRow(box)
+        return box
 
     @staticmethod
     def _frames_spin(panel, value: int, on_changed, tip: str) -> QSpinBox:
