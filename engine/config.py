@@ -253,10 +253,9 @@ class PipelineConfig:
             from .cli_args import resolve_weights
 
             values["weights"] = resolve_weights(ns.get("weights"), ns.get("model"))
-        for dest, name in (("backend", "backend"), ("stages", "stages"), ("smooth", "smooth"),
-                           ("threads", "threads"), ("int8", "int8"), ("precision", "precision"), ("flip", "flip"),
-                           ("rotate", "rotate"), ("max_persons", "max_persons"), ("detect_every", "detect_every"),
-                           ("recheck_every", "recheck_every"), ("confirm", "confirm_hits")):
+        for name in ("backend", "stages", "smooth", "threads", "int8", "precision", "flip", "rotate", "max_persons",
+                     "detect_every", "recheck_every", "confirm_hits"):
+            dest = "confirm" if name == "confirm_hits" else name   # --confirm
             if name not in overrides and ns.get(dest) is not None:
                 values[name] = ns[dest]
         if "track_by_pose" not in overrides and ns.get("track_by_pose") is False:

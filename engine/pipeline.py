@@ -251,6 +251,21 @@ def face_search(face_detector) -> TrackingFaceDetector:
                                 nms_overlap=0.6)
 
 
+class _Fixed:
+    """A :class:`PosePipeline` option fixed when it is built: read-only, from its resolved
+    config (the live options, :data:`engine.config.LIVE_OPTIONS`, are attributes of their own)."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, pipeline, owner=None):
+        return self if pipeline is None else getattr(pipeline._config, self.name)
+
+    def __set__(self, pipeline, value) -> None:
+        raise AttributeError(f"{self.name} is fixed when the pipeline is built: build a new one "
+                             "(engine.config.PipelineConfig.needs_rebuild)")
+
+
 class PosePipeline:
     """Frames in, poses out: person detection, tracking, the cascade and smoothing.
 
@@ -322,6 +337,16 @@ class PosePipeline:
             ``confirm_hits``, or one that confirms after several detections with ``still``.
     """
 
+    # the options fixed when the pipeline is built, read from its resolved config
+    weights = _Fixed()
+    still = _Fixed()
+    rotate = _Fixed()
+    smoothing = _Fixed()
+    track_by_pose = _Fixed()
+    track_by_body = _Fixed()
+    verify = _Fixed()
+    full_frame_fallback = _Fixed()
+
     def __init__(self, config: PipelineConfig | None = None, *, detector: PersonFinder | None = None,
                  tracker: Tracker | None = None):
         from .backends import load_cascade
@@ -351,17 +376,8 @@ class PosePipeline:
         if tracker is not None:
             cfg = replace(cfg, confirm_hits=tracker.confirm_hits)
         self._config = cfg
-        self.still = cfg.still
-        self.weights = cfg.weights
-        self._threads = cfg.threads   # the face detector's too
         self.cascade.flip = cfg.flip
         self._backend = self.cascade.regressors[0].name
-        self.smoothing = cfg.smoothing
-        self.track_by_body = cfg.track_by_body
-        self.track_by_pose = cfg.track_by_pose
-        self.verify = cfg.verify
-        self.full_frame_fallback = cfg.full_frame_fallback
-        self.rotate = cfg.rotate
         self.tracker = tracker if tracker is not None else self._make_tracker(cfg)
         self.smooth = cfg.smooth
         self._stages: int | None = None
@@ -400,7 +416,7 @@ class PosePipeline:
             return FullFrameDetector()
         min_confidence = cfg.min_face_confidence
         scaler = self.scaler if min_confidence is None else replace(self.scaler, min_confidence=float(min_confidence))
-        faces = FaceDetector(scaler.face_model, scaler.min_confidence, threads=self._threads)
+        faces = FaceDetector(scaler.face_model, scaler.min_confidence, threads=cfg.threads)
 
         def search():
             return face_search(faces)
