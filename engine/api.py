@@ -98,8 +98,8 @@ class Pose:
             raise TypeError(f"Pose() does not take {', '.join(fixed)}: it estimates still images "
                             "(PoseSmoother smooths a sequence)")
         config = PipelineConfig(weights, backend, stages, full_frame_fallback=fallback == "frame",
-                                min_face_confidence=min_face_confidence).replace(**options)
-        self._pipeline: PosePipeline | None = PosePipeline(config.replace(smooth=False, still=True))
+                                min_face_confidence=min_face_confidence, smooth=False, still=True).replace(**options)
+        self._pipeline: PosePipeline | None = PosePipeline(config)
         self.cascade, self.info = self._pipeline.cascade, self._pipeline.info
         self.fallback = fallback
 

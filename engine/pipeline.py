@@ -589,9 +589,8 @@ class PosePipeline:
                     score = res.presence[i]
             else:
                 filt = self._frame_filter
-                presence = float(res.presence[i]) if res.presence is not None else float("nan")
-                # the full frame as b0: psi v2 says how sure it is that someone is there
-                score = presence if np.isfinite(presence) else 1.0
+                # the full frame as b0: psi v2 says how sure it is that someone is there (NaN: psi v1)
+                score = res.presence[i] if np.isfinite(res.presence[i]) else 1.0
                 tid, face, source, angle = 0, None, "frame", 0.0
             box = res.b0[i]
             if smooth:
