@@ -473,8 +473,9 @@ def measure_backends(args, todo: list, weights: Path, info, stages: int, threads
 
     h, w = frames[0].shape[:2]
     # the video command's pipeline options; each variant sets its backend and backend options
-    base = PipelineConfig.from_args(args, weights=weights, backend="auto", stages=stages, smooth=True, threads=None,
-                                    int8=None, precision=None)
+    # (threads reach the backends that take them, and the face detector, the same for every variant)
+    base = PipelineConfig.from_args(args, weights=weights, backend="auto", stages=stages, smooth=True,
+                                    threads=threads, int8=None, precision=None)
     results = []
     b0 = None
     for label, backend, opts in todo:
@@ -485,8 +486,7 @@ def measure_backends(args, todo: list, weights: Path, info, stages: int, threads
         try:
             if backend == "tensorrt" and not args.no_build:
                 _ensure_engines(info, opts.get("precision", "fp16"), persons)
-            cpu_opts = {"threads": threads} if backend in ("onnxruntime", "auto") else {}
-            config = base.replace(backend=backend, **opts, **cpu_opts)
+            config = base.replace(backend=backend, **opts)
             if not args.no_pipeline:
                 try:
                     pipeline = PosePipeline(config)
