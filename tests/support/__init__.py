@@ -7,19 +7,21 @@ tests/conftest.py. Submodules: ``support.clips`` (small test videos made with Py
 (a stand-in ``tensorrt`` module)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import pytest
 
+from deeppose.engine.constants import WEIGHTS_ROOT, data_root
+from deeppose.tools.data.datasets import read_frames, walking_video
+
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 TEST_DATA = TESTS / "data"
-DATA = Path(os.environ.get("DEEPPOSE_DATA", REPO.parent / "shared" / "data"))
-WEIGHTS_FLIC = REPO / "weights" / "flic"
-WEIGHTS_LSP = REPO / "weights" / "lsp"
-WALKING = DATA / "videos" / "walking.mp4"
+DATA = data_root()
+WEIGHTS_FLIC = WEIGHTS_ROOT / "flic"
+WEIGHTS_LSP = WEIGHTS_ROOT / "lsp"
+WALKING = walking_video()
 
 
 def make_random_model(folder: Path, stages: int = 3, skeleton_name: str = "flic", seed: int = 0,
@@ -57,14 +59,6 @@ def cut_video(src: Path, dst: Path, n: int) -> Path:
 def walking_video_frames(n: int) -> list:
     """The first ``n`` frames of walking.mp4 at full size (1280x720), (H, W, 3) uint8 BGR, decoded
     by OpenCV; skips the test without the shared data."""
-    require_data("videos", "walking.mp4")
-    cap = cv2.VideoCapture(str(WALKING))
-    frames = []
-    while len(frames) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    frames = read_frames(require_data("videos", "walking.mp4"), n)
     assert len(frames) == n
     return frames
