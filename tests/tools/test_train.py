@@ -217,7 +217,8 @@ def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
     (["--shift", "2"], "--shift and --scale within 0..1"),
     (["--refine-input-size", "40"], "--refine-input-size: must be >= 60"),
     (["--refine-joints", "l_wrist,l_knee"], "--refine-joints must name distinct flic joints"),
-    (["--refine-joints", "l_wrist,l_wrist"], "--refine-joints must name distinct flic joints")])
+    (["--refine-joints", "l_wrist,l_wrist"], "--refine-joints must name distinct flic joints"),
+    (["--repeat", "lsp=0"], "--repeat takes DATASET=N"), (["--repeat", "coco=2"], "--repeat takes DATASET=N")])
 def test_train_rejects_bad_stages_in_one_line(tmp_path, capsys, argv, message):
     """``--stages N`` is the number of cascade stages, as in every command (issue 12)."""
     import main
@@ -226,6 +227,27 @@ def test_train_rejects_bad_stages_in_one_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_repeat_brings_one_dataset_s_persons_n_times_an_epoch(small_flic):
+    """--repeat lsp=3: each LSP person of a body or --extra-data run comes three times an epoch, in
+    stage 1 and in the joint pairs of stages >= 2; the others once."""
+    from deeppose.tools.train.sampling import epoch_items
+
+    mixed = TrainingData.__new__(TrainingData)  # the same persons; half of them said to be LSP's
+    mixed.__dict__.update(small_flic.__dict__,
+                          sources=["lsp:frame" if i % 2 else s for i, s in enumerate(small_flic.sources)])
+    rng = np.random.default_rng(0)
+    once = epoch_items(1, mixed, None, rng)
+    items = epoch_items(1, mixed, None, rng, {"lsp": 3})
+    counts = np.bincount(items, minlength=len(mixed))
+    assert sorted(once) == list(range(len(mixed)))
+    assert (counts[1::2] == 3).all() and (counts[0::2] == 1).all()
+    pairs = epoch_items(2, mixed, [0, 1], rng, {"lsp": 3})
+    per_person = np.bincount(pairs[:, 0], minlength=len(mixed))
+    base = np.bincount(epoch_items(2, mixed, [0, 1], rng)[:, 0], minlength=len(mixed))
+    assert (per_person == base * np.where(np.arange(len(mixed)) % 2, 3, 1)).all()
+    assert (epoch_items(1, mixed, None, rng, {"flic": 2}).size == len(mixed) + len(mixed) // 2)
 
 
 def test_lsp_persons_join_flic_training_with_the_union_of_joints():

@@ -46,6 +46,7 @@ class TrainConfig:
     neighbours: bool = False   # also supervise the other labelled joints inside each joint box
     init: Path | None = None   # model folder whose stage-s checkpoint starts stage s (fine-tuning)
     extra_data: list[str] = field(default_factory=list)  # other datasets' train splits added to train (union of joints)
+    repeat: dict[str, int] | None = None  # {dataset: n}: its persons come n times an epoch (oversampling)
     loss: str = "l2"           # "l2" (Eq. 4), "l1", "smooth_l1" or "laplace" (psi v2: NLL with the learned scale)
     # psi v2 (backbone presets)
     input_size: int = INPUT_SIZE  # crop side of stage 1, pixels

@@ -141,7 +141,7 @@ class StageTrainer:
                 box = [stats]
                 torch.distributed.broadcast_object_list(box, src=0)
                 stats = box[0]
-        n_items = len(epoch_items(self.stage, self.train, self.own_joints, np.random.default_rng(0)))
+        n_items = len(epoch_items(self.stage, self.train, self.own_joints, np.random.default_rng(0), cfg.repeat))
         # Under torchrun every process draws the same epoch order and takes every world-th
         # batch; gradients are averaged by DistributedDataParallel, so one step still covers
         # batch_size x world samples.

@@ -196,19 +196,36 @@ class SampleMaker:
         return self._finish(crops, targets, mask)
 
 
-def epoch_items(stage: int, train: TrainingData, joints: list[int] | None, rng: np.random.Generator) -> np.ndarray:
+def epoch_items(stage: int, train: TrainingData, joints: list[int] | None, rng: np.random.Generator,
+                repeat: dict[str, int] | None = None) -> np.ndarray:
     """One epoch's training items in a random order: stage 1, the person indices (N,) int; a
     stage s >= 2, the (person, joint) index pairs (M, 2) int of every labelled joint it refines
-    (``joints``: joint indices; None: all), each pair one simulated box per epoch (Eq. 8)."""
+    (``joints``: joint indices; None: all), each pair one simulated box per epoch (Eq. 8).
+
+    ``repeat`` ({dataset: n}, ``--repeat``): each person of that dataset (by the prefix of his
+    b0 source, e.g. "lsp:frame") comes n times an epoch, each time with fresh augmentation."""
+    times = person_repeats(train, repeat)
     if stage == 1:
-        return rng.permutation(len(train))
+        return rng.permutation(np.repeat(np.arange(len(train)), times))
     labelled = np.isfinite(train.poses).all(-1) & np.isfinite(train.diam)[:, None]
     if joints is not None:   # only the joints this stage refines
         keep = np.zeros(labelled.shape[1], bool)
         keep[joints] = True
         labelled &= keep
     pairs = np.argwhere(labelled)
+    pairs = np.repeat(pairs, times[pairs[:, 0]], axis=0)
     return pairs[rng.permutation(len(pairs))]
+
+
+def person_repeats(train: TrainingData, repeat: dict[str, int] | None) -> np.ndarray:
+    """How many times each training person comes an epoch, (N,) int >= 1: ``repeat[d]`` for the
+    persons whose b0 source is "d:..." (another dataset's, in ``--dataset body`` or
+    ``--extra-data``) or, without a prefix, the run's own dataset ``train.ds.name``; 1 otherwise."""
+    times = np.ones(len(train), dtype=np.int64)
+    for i, source in enumerate(train.sources):
+        dataset = source.split(":", 1)[0] if ":" in source else train.ds.name.split("+", 1)[0]
+        times[i] = (repeat or {}).get(dataset, 1)
+    return times
 
 
 class StageBatches(torch.utils.data.Dataset):
@@ -236,7 +253,7 @@ class StageBatches(torch.utils.data.Dataset):
         seed, bs = self.maker.cfg.seed, self.maker.cfg.batch_size
         if epoch != self._epoch:
             order = np.random.default_rng([seed, self.stage, epoch])
-            self._items = epoch_items(self.stage, self.maker.data, self.joints, order)
+            self._items = epoch_items(self.stage, self.maker.data, self.joints, order, self.maker.cfg.repeat)
             self._epoch = epoch
         first = (b * self.world + self.rank) * bs
         self.maker.rng = np.random.default_rng([seed, self.stage, self.rank, g])

@@ -85,6 +85,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="add the other dataset's train split to the training persons: lsp for --dataset flic, "
                              "flic for --dataset lsp (union of joints; the joints it lacks are left out of the loss; "
                              "b0 from its faces through the model's scaler) (default: none)")
+    parser.add_argument("--repeat", action="append", default=[], metavar="DATASET=N",
+                        help="each training person of DATASET (flic or lsp) comes N times an epoch, each time "
+                             "augmented afresh: oversampling, e.g. lsp=3 under --dataset body, whose 900 LSP "
+                             "persons are otherwise a fifth of an epoch (default: every person once)")
     parser.add_argument("--loss", choices=["l2", "l1", "smooth_l1", "laplace"], default="l2",
                         help="loss on normalized joint coordinates: l2 (the paper's Eq. 4), l1, smooth_l1, or "
                              "laplace (psi v2 presets: the negative log-likelihood with each joint's learned "
@@ -185,6 +189,14 @@ def run(args: argparse.Namespace) -> int:
         print("train: error: --dataset body reads FLIC and LSP from their default folders already; drop --extra-data "
               "and --data", file=sys.stderr)
         return 2
+    repeat = {}
+    for item in args.repeat:
+        name, _, n = item.partition("=")
+        if name not in ("flic", "lsp") or not n.isdigit() or int(n) < 1:
+            print(f"train: error: --repeat takes DATASET=N with DATASET flic or lsp and N >= 1; got {item!r}",
+                  file=sys.stderr)
+            return 2
+        repeat[name] = int(n)
     from deeppose.engine.model import follow_indices
     from deeppose.engine.skeletons import get_skeleton
 
@@ -228,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         neighbours=args.neighbours,
         init=args.init,
         loss=args.loss,
+        repeat=repeat or None,
         extra_data=list(dict.fromkeys(args.extra_data)),
         preset=args.preset,
         sigma=args.sigma if args.sigma is not None else (1.0 if args.dataset == "flic" else 2.0),
