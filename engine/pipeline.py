@@ -98,9 +98,6 @@ BODY_UPRIGHT_ROLL = 20.0
 shows the torso within that of upright, and the turn has no jump where turning starts (only
 across upside down, where a roll of +-180 degrees gives +-160)."""
 
-BODY_BOX_CONFIDENCE = 0.3
-"""Tracking by body: joints below this confidence do not count for the next b0 (:func:`engine.detection.persons.body_box`)."""
-
 SIDE_SWAP_RATIO = 0.8
 """Tracking by body: a person's left and right joints are swapped (:meth:`PosePipeline._keep_sides`)
 when the swapped pose is this much nearer his previous one than the pose as given. psi v2 cannot
@@ -665,7 +662,7 @@ class PosePipeline:
             return found
         pose = res.stage_poses[-1, best:best + 1]
         angle = body_angles(pose, self.skeleton)
-        box = body_box(pose, angle, res.confidence[best:best + 1] >= BODY_BOX_CONFIDENCE)
+        box = body_box(pose, angle)
         if not np.isfinite(box).all():
             return found
         n = len(found.b0)
@@ -687,7 +684,7 @@ class PosePipeline:
         self._keep_sides(tracks, res, faced, roll)
         poses, p = res.stage_poses[-1], len(tracks)
         angles = roll_beyond_upright(roll)
-        boxes = body_box(poses, angles, res.confidence >= BODY_BOX_CONFIDENCE)
+        boxes = body_box(poses, angles)
         ok = (res.presence >= KEEP_PRESENCE) & np.isfinite(boxes).all(1)
         drop = np.zeros(p, bool)
         kept: list[int] = []
