@@ -391,6 +391,7 @@ class PosePipeline:
         self._detect_ts = 0.0   # time of the last detection frame
         self._filters: dict[int, OneEuroFilter] = {}   # each tracked person's smoothing filter, by track id
         self._sides: dict[int, np.ndarray] = {}   # tracking by body: each person's last kept pose, by track id
+        self._two_faces: set[frozenset[int]] = set()   # tracking by body: pairs of track ids seen as two faces at once
         self._frame_filter: OneEuroFilter | None = None  # the full-frame fallback person's filter
         self._index = 0
         self._t_origin: float | None = None
@@ -686,17 +687,20 @@ class PosePipeline:
         angles = roll_beyond_upright(roll)
         boxes = body_box(poses, angles)
         ok = (res.presence >= KEEP_PRESENCE) & np.isfinite(boxes).all(1)
+        implied = joints_face(poses, self.skeleton, self._joints_face)   # the face a detection is matched on
+        self._remember_two_faces(tracks, faced & ok, implied)
         drop = np.zeros(p, bool)
         kept: list[int] = []
         for i in sorted(range(p), key=lambda i: (not tracks[i].confirmed, tracks[i].first_frame, tracks[i].track_id)):
             if not ok[i]:
                 continue
-            if kept and ((box_iou(boxes[i], boxes[kept]) > DUPLICATE_BODY_IOU)
-                         | (box_overlap(boxes[i], boxes[kept]) > DUPLICATE_BODY_INSIDE)).any():
+            same = ((box_iou(boxes[i], boxes[kept]) > DUPLICATE_BODY_IOU)
+                    | (box_overlap(boxes[i], boxes[kept]) > DUPLICATE_BODY_INSIDE)).ravel() if kept else []
+            if any(d and not self._two_persons(tracks[i], tracks[j], implied[i], implied[j])
+                   for d, j in zip(same, kept)):
                 drop[i] = True
                 continue
             kept.append(i)
-        implied = joints_face(poses, self.skeleton, self._joints_face)   # the face a detection is matched on
         for i, tr in enumerate(tracks):
             if drop[i]:
                 self.tracker.drop(tr)
@@ -708,6 +712,39 @@ class PosePipeline:
                 self._sides[tr.track_id] = poses[i].copy()
             self.tracker.observe(tr, bool(ok[i]), boxes[i] if ok[i] else None, face, float(angles[i]), ts)
         return [i for i, tr in enumerate(tracks) if not drop[i] and tr.confirmed and tr.verified]
+
+    def _remember_two_faces(self, tracks: list, faced: np.ndarray, implied: np.ndarray) -> None:
+        """Tracking by body: two persons whose faces were detected apart in one frame, and whose
+        poses put each face on his own detected one, are two persons from then on, however much
+        their bodies overlap (on walking.mp4 two men side by side on a bench, one partly behind the
+        other, were one figure by the duplicate rule). A false face on a person's hand is no second
+        person: the pose estimated from it puts the face on his real one.
+
+        Args:
+            tracks: this frame's tracks.
+            faced: (P,) bool, the track's b0 is from a face detected in this frame and its estimate
+                is kept; the detected faces are the tracks' ``face``.
+            implied: (P, 4) the faces the tracks' poses imply, pixels (NaN rows where none).
+        """
+        idx = [i for i in range(len(tracks)) if faced[i] and tracks[i].face is not None
+               and np.isfinite(implied[i]).all()]
+        if len(idx) < 2:
+            return
+        faces = np.stack([np.asarray(tracks[i].face, np.float64) for i in idx])
+        own = np.diag(box_overlap(implied[idx], faces)) > 0.5        # each pose's face on its detected face
+        apart = (box_overlap(faces, faces) == 0) & (box_overlap(implied[idx], implied[idx]) == 0)
+        for a in range(len(idx)):
+            for b in range(a + 1, len(idx)):
+                if apart[a, b] and own[a] and own[b]:
+                    self._two_faces.add(frozenset((tracks[idx[a]].track_id, tracks[idx[b]].track_id)))
+
+    def _two_persons(self, a, b, face_a: np.ndarray, face_b: np.ndarray) -> bool:
+        """Tracks ``a`` and ``b``, whose bodies overlap, are two persons: once seen as two faces
+        (:meth:`_remember_two_faces`) and their poses' faces (``face_a``, ``face_b``: (4,) pixels)
+        still apart."""
+        return (frozenset((a.track_id, b.track_id)) in self._two_faces
+                and np.isfinite(face_a).all() and np.isfinite(face_b).all()
+                and box_overlap(face_a[None], face_b[None])[0, 0] == 0)
 
     def _keep_sides(self, tracks: list, res, faced: np.ndarray, roll: np.ndarray) -> None:
         """Put each person's left and right joints on the right sides, in place in ``res`` (this
@@ -817,6 +854,7 @@ class PosePipeline:
         for kept in (self._filters, self._sides):
             for tid in [t for t in kept if t not in live]:
                 del kept[tid]
+        self._two_faces = {pair for pair in self._two_faces if pair <= live}
 
     def reset(self) -> None:
         """Start a new video or source: forget tracks, filters, the frame counter and clock."""
@@ -828,6 +866,7 @@ class PosePipeline:
         self._frame_search_turn = 0
         self._filters.clear()
         self._sides.clear()
+        self._two_faces.clear()
         self._frame_filter = None
         self._index = 0
         self._t_origin = None

@@ -116,6 +116,34 @@ def test_a_person_whose_face_is_detected_faces_the_camera(degrees):
         np.testing.assert_allclose(res.stage_poses[0, 0], facing, atol=1e-9)
 
 
+def test_two_faces_seen_apart_make_two_persons_while_their_poses_keep_them_apart():
+    """Two men side by side, one partly behind the other: their bodies overlap past the duplicate
+    rule, but once their faces were detected apart, with each pose's face on his own detected
+    one, they stay two persons while their poses' faces stay apart. A false face on a hand is no
+    second person: the pose estimated from it puts its face on the real one."""
+    from deeppose.engine.pipeline import PosePipeline as P
+
+    fake = SimpleNamespace(_two_faces=set())
+    a = SimpleNamespace(track_id=1, face=np.array([100.0, 50, 20, 20]))
+    b = SimpleNamespace(track_id=2, face=np.array([130.0, 55, 20, 20]))
+    on_own = np.array([[101.0, 51, 20, 20], [129.0, 54, 20, 20]])
+    P._remember_two_faces(fake, [a, b], np.array([True, True]), on_own)
+    assert fake._two_faces == {frozenset((1, 2))}
+    assert P._two_persons(fake, a, b, on_own[0], on_own[1])
+    assert not P._two_persons(fake, a, b, on_own[0], on_own[0] + 2)   # poses on one face: one person
+    assert not P._two_persons(fake, a, SimpleNamespace(track_id=3), on_own[0], on_own[1])   # never seen apart
+
+    hand = SimpleNamespace(_two_faces=set())   # the second face is a hand; its pose's face is on the first
+    P._remember_two_faces(hand, [a, b], np.array([True, True]), np.array([on_own[0], on_own[0] + 1]))
+    assert hand._two_faces == set()
+    overlapping = SimpleNamespace(_two_faces=set())
+    c = SimpleNamespace(track_id=3, face=np.array([110.0, 50, 20, 20]))   # faces that overlap
+    P._remember_two_faces(overlapping, [a, c], np.array([True, True]), np.array([a.face, c.face]))
+    assert overlapping._two_faces == set()
+    P._remember_two_faces(overlapping, [a, b], np.array([True, False]), on_own)   # one face detected
+    assert overlapping._two_faces == set()
+
+
 # -- the pipeline with the shipped body model on real frames ---------------------------------
 @pytest.fixture(scope="module")
 def body_weights():
@@ -200,6 +228,8 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
     s = score(records, json.loads(DEFAULT_TRUTH.read_text()))
     assert s["precision"] == 1.0 and s["precision_all"] >= 0.99, (s["false"], s["false_all"])
     assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 140
+    # 29 of 58 on the project's VM; 26 while the two men on the bench were one figure
+    assert s["recall"] >= 0.46, s["recall"]
 
 
 def test_tracking_by_body_cannot_go_without_tracking_by_pose(body_weights):

@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", default=None,
                         help="model folder(s) to score, repeatable (default: weights/flic, weights/lsp, weights/body)")
     parser.add_argument("--rotate", action="store_true", help="PipelineConfig(rotate=True) for every model")
+    parser.add_argument("--confirm", type=int, default=None, metavar="N",
+                        help="PipelineConfig(confirm_hits=N) for every model (default: the pipeline's)")
     parser.add_argument("--peer", type=Path, default=None, help="MediaPipe pose landmarker .task to score too")
     args = parser.parse_args(argv)
 
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in models:
         drawn = persons = ok = tot = 0
         ids = []
-        with PosePipeline(PipelineConfig(m, "onnxruntime", rotate=args.rotate, threads=2)) as pipe:
+        with PosePipeline(PipelineConfig(m, "onnxruntime", rotate=args.rotate, threads=2, confirm_hits=args.confirm)) as pipe:
             names = list(pipe.skeleton.joints)
             for frames, truth in clips:
                 pipe.reset()
