@@ -108,6 +108,14 @@ DUPLICATE_BODY_IOU = 0.5
 """Tracking by body: of two persons whose next b0 overlap this much (IoU), or one of which lies
 :data:`DUPLICATE_BODY_INSIDE` inside the other, the younger is a duplicate."""
 
+HIDDEN_AFTER_FRAMES = 30
+"""Tracking by body: a person followed for this many frames whose body comes to overlap an older
+one's (the duplicate rule) is hidden behind him, not a duplicate: he is missed, and held where
+his motion takes him (:class:`engine.tracking.tracker.PersonTracker`) until he comes out again
+or his hold ends (``python -m deeppose.tools.eval.crossing``: two people crossing; with the
+velocity of every lost person, not only a hidden one, a standing person's held box drifted off
+him on walking.mp4, and a 30-frame hold let one figure onto nobody there)."""
+
 DUPLICATE_BODY_INSIDE = 0.6
 """Tracking by body: the share of the smaller of two next b0 that lies inside the larger beyond
 which they are one person (on walking.mp4 a small box on a seated man's face inside the box of
@@ -689,7 +697,7 @@ class PosePipeline:
         ok = (res.presence >= KEEP_PRESENCE) & np.isfinite(boxes).all(1)
         implied = joints_face(poses, self.skeleton, self._joints_face)   # the face a detection is matched on
         self._remember_two_faces(tracks, faced & ok, implied)
-        drop = np.zeros(p, bool)
+        drop, hidden = np.zeros(p, bool), np.zeros(p, bool)
         kept: list[int] = []
         for i in sorted(range(p), key=lambda i: (not tracks[i].confirmed, tracks[i].first_frame, tracks[i].track_id)):
             if not ok[i]:
@@ -698,7 +706,10 @@ class PosePipeline:
                     | (box_overlap(boxes[i], boxes[kept]) > DUPLICATE_BODY_INSIDE)).ravel() if kept else []
             if any(d and not self._two_persons(tracks[i], tracks[j], implied[i], implied[j])
                    for d, j in zip(same, kept)):
-                drop[i] = True
+                if tracks[i].confirmed and tracks[i].age >= HIDDEN_AFTER_FRAMES:
+                    ok[i], hidden[i] = False, True   # behind the other: missed, held where his motion takes him
+                else:
+                    drop[i] = True
                 continue
             kept.append(i)
         for i, tr in enumerate(tracks):
@@ -710,7 +721,8 @@ class PosePipeline:
             face = implied[i] if ok[i] and np.isfinite(implied[i]).all() else None
             if ok[i]:
                 self._sides[tr.track_id] = poses[i].copy()
-            self.tracker.observe(tr, bool(ok[i]), boxes[i] if ok[i] else None, face, float(angles[i]), ts)
+            self.tracker.observe(tr, bool(ok[i]), boxes[i] if ok[i] else None, face, float(angles[i]), ts,
+                                 hidden=bool(hidden[i]))
         return [i for i, tr in enumerate(tracks) if not drop[i] and tr.confirmed and tr.verified]
 
     def _remember_two_faces(self, tracks: list, faced: np.ndarray, implied: np.ndarray) -> None:

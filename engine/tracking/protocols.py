@@ -39,9 +39,9 @@ class Tracker(Protocol):
 
     def observe(self, track: Track, ok: bool, next_b0: np.ndarray | None = None,
                 next_face: np.ndarray | None = None, next_angle: float = 0.0,
-                timestamp: float | None = None) -> None:
-        """Report whether this frame's estimate of a track is a person, and what it implies
-        for the next frame."""
+                timestamp: float | None = None, hidden: bool = False) -> None:
+        """Report whether this frame's estimate of a track is a person (if not, whether another
+        person in front ``hidden`` it), and what it implies for the next frame."""
         ...
 
     def drop(self, track: Track) -> None:

@@ -124,7 +124,12 @@ class Track:
         angle: roll of this frame's b0, radians (0: upright).
         next_b0, next_face, next_angle: the b0, face and roll its last verified pose implies
             for the next frame (tracking by pose), or None.
-        good_b0, good_angle: the last b0 (and roll) whose pose verified: what a held track uses.
+        good_b0, good_angle: the last b0 (and roll) whose pose verified: what a held track uses,
+            moved on by ``velocity`` for each frame since.
+        velocity: (2,) how far its b0's centre moves per frame, pixels (a running mean of the
+            moves from b0 to the next b0 of its verified poses), or None before the first.
+        hidden: missed because another person is in front of it (:meth:`PersonTracker.observe`):
+            while lost, it is looked for and held where its velocity takes it, not where it was.
         detected: a detection matched it in this frame.
         verified: its estimate in this frame verified (:meth:`PersonTracker.observe`).
         age: frames the tracker was given since it started, this one included (the caller
@@ -156,6 +161,8 @@ class Track:
     next_angle: float = 0.0
     good_b0: np.ndarray | None = None
     good_angle: float = 0.0
+    velocity: np.ndarray | None = None
+    hidden: bool = False
     detected: bool = False
     verified: bool = False
     age: int = 1
@@ -163,6 +170,18 @@ class Track:
     pending_hit: bool = False
     first_step: int = 0
     detection: int | None = None
+
+
+def _moved(box: np.ndarray | None, track: Track, frames: int) -> np.ndarray | None:
+    """``box`` (4,) (cx, cy, w, h) with its centre moved on by ``track``'s velocity for ``frames``
+    if it is hidden (where it was if not: the velocity of a person standing still is the jitter of
+    his poses' boxes, and it carried held boxes off him)."""
+    velocity = track.velocity if track.hidden else None
+    if box is None or velocity is None:
+        return box
+    out = np.asarray(box, dtype=np.float64).copy()
+    out[:2] += velocity * frames
+    return out
 
 
 class PersonTracker:
@@ -275,8 +294,14 @@ class PersonTracker:
 
         matched_det: dict[int, Track] = {}
         if n and self.tracks:
-            tb0 = np.stack([tr.next_b0 if tr.next_b0 is not None else tr.b0 for tr in self.tracks])
-            tface = [tr.last_face for tr in self.tracks]   # observe() keeps it at the pose-implied face
+            # a lost track is looked for where its motion has taken it since it was last seen
+            since = [self._frame - tr.last_seen_frame for tr in self.tracks]
+            tb0 = np.stack([tr.next_b0 if tr.next_b0 is not None
+                            else _moved(tr.good_b0 if tr.good_b0 is not None else tr.b0, tr, k)
+                            for tr, k in zip(self.tracks, since)])
+            # observe() keeps it at the pose-implied face
+            tface = [tr.last_face if tr.next_b0 is not None else _moved(tr.last_face, tr, k)
+                     for tr, k in zip(self.tracks, since)]
             iou = box_iou(tb0, b0)                                     # (T, N)
             if faces_arr is not None:
                 have = np.array([f is not None and np.isfinite(f).all() for f in tface])
@@ -333,7 +358,7 @@ class PersonTracker:
                     and t - tr.last_seen_time <= self.max_hold_seconds + 1e-9):
                 tr.source, tr.face = "held", None
                 if tr.good_b0 is not None:
-                    tr.b0, tr.angle = tr.good_b0, tr.good_angle
+                    tr.b0, tr.angle = _moved(tr.good_b0, tr, tr.misses), tr.good_angle
                 present.append(tr)
         kept = []
         for tr in present:
@@ -353,7 +378,8 @@ class PersonTracker:
         return list(kept)
 
     def observe(self, track: Track, ok: bool, next_b0: np.ndarray | None = None,
-                next_face: np.ndarray | None = None, next_angle: float = 0.0, timestamp: float | None = None) -> None:
+                next_face: np.ndarray | None = None, next_angle: float = 0.0, timestamp: float | None = None,
+                hidden: bool = False) -> None:
         """Report whether this frame's estimate of a track (returned by the last :meth:`update`)
         is a person.
 
@@ -364,6 +390,8 @@ class PersonTracker:
                 pose implies for the next frame (tracking by pose); None: no prediction (the
                 track is matched on its last face, and held when no detection matches it).
             timestamp: the frame's time in seconds (default: frame index / 30).
+            hidden: with ``ok`` False, the estimate was missed because another person is in
+                front (e.g. their bodies overlap): the track is held where its motion takes it.
         Effects:
             ok: a detection of this frame becomes a hit (a tentative track may be confirmed),
             the track is seen now, and ``next_*`` are stored. Not ok: a tentative track is
@@ -372,11 +400,15 @@ class PersonTracker:
         """
         t = self._frame / 30.0 if timestamp is None else float(timestamp)
         track.verified = bool(ok)
+        track.hidden = not ok and (bool(hidden) or track.hidden)   # hidden until seen again
         if ok:
             if track.pending_hit:
                 track.hits += 1
                 track.pending_hit = False
                 self._confirm(track)
+            if next_b0 is not None and track.source == "pose":   # b0 from the last pose: the move of one frame
+                move = np.asarray(next_b0, dtype=np.float64)[:2] - np.asarray(track.b0, dtype=np.float64)[:2]
+                track.velocity = move if track.velocity is None else (track.velocity + move) / 2
             track.last_seen_frame, track.last_seen_time, track.misses = self._frame, t, 0
             track.good_b0, track.good_angle = np.asarray(track.b0, dtype=np.float64).copy(), float(track.angle)
             track.next_b0 = None if next_b0 is None else np.asarray(next_b0, dtype=np.float64).copy()

@@ -232,6 +232,22 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
     assert s["recall"] >= 0.46, s["recall"]
 
 
+def test_two_people_crossing_keep_one_id_each(body_weights):
+    """tools/eval/crossing.py: the walker's strip walking right and the same strip mirrored walking
+    left in front of him; the one behind is hidden for a few frames, held where his motion takes
+    him, and keeps his id when he comes out (before, he was dropped as a duplicate and came back
+    with a new id 23 frames later)."""
+    require_data("videos", "walking.mp4")
+    from deeppose.tools.eval.crossing import STRIP, crossing_clip, run_clip, score_ids
+
+    frames, centres = crossing_clip(96, (640, 360))
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", threads=1)) as pipe:
+        figures = run_clip(pipe, frames)
+    s = score_ids(figures, centres, STRIP * 360 / 720)
+    assert [len(ids) for ids in s["ids"]] == [1, 1] and s["changes"] == [0, 0], s
+    assert min(s["frames"]) >= 70 and s["extra"] == 0, s
+
+
 def test_tracking_by_body_cannot_go_without_tracking_by_pose(body_weights):
     with pytest.raises(ValueError, match="cannot go with track_by_pose=False"):
         PipelineConfig(body_weights, "onnxruntime", track_by_body=True, track_by_pose=False)

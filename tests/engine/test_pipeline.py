@@ -235,6 +235,31 @@ def test_a_held_person_whose_estimate_fails_verification_is_held_for_max_hold_fr
     assert held == 6
 
 
+def test_a_hidden_person_is_held_where_his_motion_takes_him_and_a_lost_one_where_he_was():
+    """Followed by pose, a person's b0 moves 8 px a frame; hidden behind another (observe(hidden=
+    True)) he is held, and looked for, where that motion takes him, and a detection there is him
+    again; lost for another reason he is held where he was last seen."""
+    for hidden in (True, False):
+        tracker = PersonTracker(max_hold_frames=10, max_hold_seconds=10.0, confirm_hits=1, anchor=False)
+        box = np.array([100.0, 100.0, 60.0, 60.0])
+        [track] = tracker.update(box[None], box[None], timestamp=0.0, pending=True)
+        for i in range(1, 6):   # followed by pose: each pose's box 8 px further right
+            tracker.observe(track, True, box + [8 * i, 0, 0, 0], None, timestamp=(i - 1) / 30)
+            assert tracker.update(np.zeros((0, 4)), timestamp=i / 30, pending=True) == [track]
+            assert track.source == "pose"
+        np.testing.assert_allclose(track.velocity, [8, 0])
+        tracker.observe(track, False, timestamp=5 / 30, hidden=hidden)   # b0 at 140 this frame
+        for i in range(6, 9):
+            assert tracker.update(np.zeros((0, 4)), timestamp=i / 30, pending=True) == [track]
+            assert track.source == "held"
+            assert track.b0[0] == (132 + 8 * (i - 4) if hidden else 132)   # good_b0: frame 4's b0
+            tracker.observe(track, False, timestamp=i / 30)   # still hidden while lost
+        # in frame 9 his face is detected where his motion took him (132 + 5 x 8 = 172): him again
+        face = np.array([[176.0, 100.0, 60.0, 60.0]])
+        out = tracker.update(face, face, timestamp=9 / 30, pending=True)
+        assert (out == [track]) == hidden, [t.track_id for t in out]
+
+
 def test_tracker_hold_limited_in_seconds():
     tr = PersonTracker(max_hold_frames=100, max_hold_seconds=0.5, confirm_hits=1)
     tr.update(np.array([[100.0, 100.0, 50.0, 50.0]]), timestamp=0.0)
