@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from deeppose.engine.config import PipelineConfig
-    from deeppose.engine.constants import WEIGHTS_ROOT
+    from deeppose.engine.constants import MIN_JOINT_CONFIDENCE, WEIGHTS_ROOT
     from deeppose.engine.pipeline import PosePipeline
     from deeppose.tools.data.datasets import load_dataset, load_image
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         clips.append(animate(load_image(e.image_path), e.pose, args.frames, turn_deg=args.turn))
     models = args.model or [str(WEIGHTS_ROOT / m) for m in ("flic", "lsp", "body")]
     for m in models:
-        drawn = persons = ok = tot = 0
+        drawn = shown = persons = ok = tot = 0
         ids = []
         with PosePipeline(PipelineConfig(m, "onnxruntime", rotate=args.rotate, threads=2, confirm_hits=args.confirm)) as pipe:
             names = list(pipe.skeleton.joints)
@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                     r = pipe.process(f, i / 30, i)
                     persons += len(r.persons)
                     drawn += bool(r.persons)
+                    # a figure the user sees: enough joints sure enough to be drawn (NaN: psi v1, all drawn)
+                    shown += any((np.nan_to_num(p.confidence, nan=1.0) >= MIN_JOINT_CONFIDENCE).sum() >= 3
+                                 for p in r.persons)
                     seen |= {p.track_id for p in r.persons}
                     if r.persons:   # the figure nearest the truth
                         best = max((_score(p.pose, truth[i], names, ds.skeleton) for p in r.persons),
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                         ok, tot = ok + best[0], tot + best[1]
                 ids.append(len(seen))
         n = len(clips) * args.frames
-        print(f"{Path(m).name}{' --rotate' if args.rotate else ''}: figure in {drawn}/{n} frames ({drawn / n:.2f}), "
+        print(f"{Path(m).name}{' --rotate' if args.rotate else ''}: figure in {drawn}/{n} frames ({drawn / n:.2f}; "
+              f"with 3 or more joints shown {shown / n:.2f}), "
               f"{persons / n:.2f} persons per frame, ids per clip {np.mean(ids):.1f}, "
               f"joints within 0.2 diam of the truth where drawn {ok / max(tot, 1):.2f}", flush=True)
     if args.peer:
