@@ -16,7 +16,9 @@
 This is MediaPipe's detector-then-tracker scheme with DeepPose's cascade as the tracker. With a
 psi v2 model (``weights/body``) persons are tracked by body instead (``track_by_body``): the next
 b0 is the box around the pose, turned with the torso, a person stays while stage 1's presence
-score holds, and nobody tracked, the whole frame is searched in four turns.
+score holds, and nobody tracked, the whole frame is searched in four turns. Of two persons whose
+bodies overlap the younger is a duplicate, unless their faces were seen apart, or he was followed
+for a second before: then he is hidden behind the other and held where his motion takes him.
 
 :class:`PosePipeline` is built from one :class:`engine.config.PipelineConfig`
 (``PosePipeline(config)``, the only place where options become a backend, a tracker and a
