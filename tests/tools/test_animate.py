@@ -29,3 +29,21 @@ def test_the_animation_turns_half_a_turn_and_zooms_in():
     np.testing.assert_allclose(np.degrees(np.arctan2(maps[:, 1, 0], maps[:, 0, 0]))[[0, 2]], [0, 90], atol=1e-9)
     centre = maps[-1] @ np.array([49.5, 99.5, 1.0])
     np.testing.assert_allclose(centre, [200, 200], atol=1e-9)            # the image's centre stays put
+
+
+def test_a_figure_scores_the_truth_joints_it_names_within_a_fifth_of_diam():
+    """_score: a pose in the model's joint names against LSP's truth, PDJ@0.2 (diam: a shoulder
+    to the opposite hip); joints the model lacks, or the truth leaves unlabelled, are not scored."""
+    from deeppose.engine.geometry import diam
+    from deeppose.engine.skeletons import get_skeleton
+    from deeppose.tools.eval.animate import _score
+
+    lsp = get_skeleton("lsp")
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(100, 300, (lsp.k, 2))
+    truth[lsp.joints.index("r_ankle")] = np.nan
+    d = float(diam(truth, lsp))
+    names = [j for j in lsp.joints if j not in ("neck", "head_top")] + ["nose"]   # 12 of LSP's joints
+    pose = np.array([truth[lsp.joints.index(n)] if n in lsp.joints else (0.0, 0.0) for n in names])
+    pose[names.index("l_wrist")] += (0.25 * d, 0.0)     # one joint beyond 0.2 diam
+    assert _score(pose, truth, names, lsp) == (10, 11)  # r_ankle unlabelled; neck, head top not named

@@ -64,16 +64,14 @@ def animate(image: np.ndarray, pose: np.ndarray, n: int, out_size: int = 480, **
 
 def _score(pose: np.ndarray, truth: np.ndarray, names: list[str], skeleton) -> tuple[int, int]:
     """(joints within 0.2 diam of the truth, joints scored) for one person of one frame: the
-    truth's joints (``skeleton``'s, LSP) that the pose names."""
-    from deeppose.engine.geometry import diam
+    truth's joints (``skeleton``'s, LSP) that the pose names (``pose``: (len(names), 2) pixels)."""
+    from deeppose.tools.eval.metrics import pdj_distances
 
-    d = float(diam(truth, skeleton))
-    ok = tot = 0
-    for j, name in enumerate(skeleton.joints):
-        if name in names and np.isfinite(truth[j]).all() and np.isfinite(d):
-            tot += 1
-            ok += bool(np.linalg.norm(pose[names.index(name)] - truth[j]) <= 0.2 * d)
-    return ok, tot
+    named = [j for j, name in enumerate(skeleton.joints) if name in names]
+    pred = np.full_like(truth, np.nan, dtype=np.float64)
+    pred[named] = pose[[names.index(skeleton.joints[j]) for j in named]]
+    dist = pdj_distances(pred[None], truth[None], skeleton)[0, named]   # NaN: not scored
+    return int(np.sum(dist <= 0.2)), int(np.sum(~np.isnan(dist)))
 
 
 def main(argv: list[str] | None = None) -> int:
