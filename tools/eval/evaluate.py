@@ -115,7 +115,7 @@ def oracle_poses(gt, noise_px: float = 0.0, seed: int = 0):
 
 
 def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: bool = True, load_image=None,
-                  extras: dict | None = None):
+                  extras: dict | None = None, angles=None):
     """Run the cascade on every example of ``dataset``, each image decoded once.
 
     Examples sharing one image (FLIC) go through the cascade together, as the P persons of one
@@ -131,6 +131,8 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
             passes its in-memory images).
         extras: a dict to fill with psi v2's outputs of every example, "confidence" (N, k) and
             "presence" (N,) (:class:`engine.cascade.CascadeResult`; NaN for psi v1).
+        angles: (N,) roll of each b0, radians (the :func:`engine.geometry.crop_boxes`
+            convention), or None: upright.
     Returns:
         (stage_poses (S, N, k, 2) pixels in the cascade's skeleton (k of the model's joints),
         stage_seconds (S,) total wall time per stage).
@@ -156,7 +158,8 @@ def cascade_poses(dataset, cascade, b0, stages: int | None = None, progress: boo
         for path, idx in by_image.items():
             ok = [i for i in idx if np.isfinite(b0[i]).all()]
             if ok:
-                result = cascade.run(load_image(path), b0[ok], stages=s_total)
+                result = cascade.run(load_image(path), b0[ok], stages=s_total,
+                                     angles=None if angles is None else np.asarray(angles)[ok])
                 out[:, ok] = result.stage_poses
                 seconds += result.stage_seconds
                 confidence[ok], presence[ok] = result.confidence, result.presence

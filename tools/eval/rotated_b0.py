@@ -11,8 +11,8 @@ where it exceeds ``--min-roll`` degrees) and crops every stage turned by it
 stage for both, and the rolls seen.
 
 Measured with the shipped model (FLIC val, 531 examples, onnxruntime, mean PDJ@0.2 stages 1-3):
-upright 0.785, 0.818, 0.817; every face's roll (512 turned, median |roll| 5.6, max 37.8 deg)
-0.760, 0.795, 0.799; --min-roll 25 (12 turned) 0.781, 0.813, 0.813. A tilted head is not a
+upright 0.817, 0.836, 0.848; every face's roll (512 turned, median |roll| 5.5, max 37.8 deg)
+0.796, 0.819, 0.833; --min-roll 25 (12 turned) 0.811, 0.832, 0.844. A tilted head is not a
 tilted body: the pipeline turns b0 only above engine.detection.persons.ROTATE_MIN_ROLL (45 degrees),
 which no FLIC val example reaches, so FLIC val is unchanged.
 """
@@ -25,23 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from deeppose.engine.constants import PACKAGE_ROOT as REPO_ROOT
-
-
-def run_cascade(dataset, cascade, b0: np.ndarray, angles: np.ndarray | None):
-    """(S, N, k, 2) poses of every example; examples of one image in one call, with their angles."""
-    from deeppose.tools.data.datasets import load_image
-
-    n = len(dataset.examples)
-    out = np.full((cascade.num_stages, n, dataset.skeleton.k, 2), np.nan)
-    by_image: dict = {}
-    for i, e in enumerate(dataset.examples):
-        by_image.setdefault(e.image_path, []).append(i)
-    for path, idx in by_image.items():
-        ok = [i for i in idx if np.isfinite(b0[i]).all()]
-        if ok:
-            res = cascade.run(load_image(path), b0[ok], angles=None if angles is None else angles[ok])
-            out[:, ok] = res.stage_poses
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from deeppose.engine.detection.persons import FaceScaler
     from deeppose.tools.data.datasets import load_dataset
     from deeppose.tools.data.person_boxes import detect_dataset_faces, example_b0, match_faces
+    from deeppose.tools.eval.evaluate import cascade_poses
     from deeppose.tools.eval.metrics import stage_metrics
 
     dataset = load_dataset(args.dataset, None, args.split)
@@ -81,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
           f"90th percentile {np.percentile(np.abs(rolls), 90) if len(rolls) else 0:.1f}, "
           f"max {np.abs(rolls).max() if len(rolls) else 0:.1f} deg")
     for name, boxes, ang in (("upright b0", b0, None), ("rotated b0", b0_rot, angles)):
-        poses = run_cascade(dataset, cascade, boxes, ang)
+        poses = cascade_poses(dataset, cascade, boxes, progress=False, angles=ang)[0]
         pdj = [stage_metrics(p, gt, dataset.skeleton)["pdj@0.2"]["mean"] for p in poses]
         print(f"  {name}: mean PDJ@0.2 per stage " + ", ".join(f"{v:.4f}" for v in pdj), flush=True)
     return 0
