@@ -66,7 +66,7 @@ def test_every_option_names_its_value():
     """Consistent metavars: every option that takes a value shows a metavar (N, DIR, FILE, NAME,
     NAMES for a comma-separated list, ...) or its choices, never argparse's upper-cased option name."""
     allowed = {"N", "S", "DIR", "FILE", "FILE.png", "FILE.mp4", "NAME", "NAMES", "DEVICE", "LR", "F",
-               "P", "PX", "MIB", "DEG", "0|FILE", "HOST:PORT"}
+               "P", "PX", "MIB", "DEG", "0|FILE", "HOST:PORT", "NAME=N"}
     for name, p in command_parsers().items():
         for a in p._actions:
             if a.option_strings and a.nargs != 0 and a.choices is None:

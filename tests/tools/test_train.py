@@ -218,7 +218,7 @@ def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
     (["--refine-input-size", "40"], "--refine-input-size: must be >= 60"),
     (["--refine-joints", "l_wrist,l_knee"], "--refine-joints must name distinct flic joints"),
     (["--refine-joints", "l_wrist,l_wrist"], "--refine-joints must name distinct flic joints"),
-    (["--repeat", "lsp=0"], "--repeat takes DATASET=N"), (["--repeat", "coco=2"], "--repeat takes DATASET=N")])
+    (["--repeat", "lsp=0"], "--repeat takes NAME=N"), (["--repeat", "coco=2"], "--repeat takes NAME=N")])
 def test_train_rejects_bad_stages_in_one_line(tmp_path, capsys, argv, message):
     """``--stages N`` is the number of cascade stages, as in every command (issue 12)."""
     import main

@@ -85,8 +85,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="add the other dataset's train split to the training persons: lsp for --dataset flic, "
                              "flic for --dataset lsp (union of joints; the joints it lacks are left out of the loss; "
                              "b0 from its faces through the model's scaler) (default: none)")
-    parser.add_argument("--repeat", action="append", default=[], metavar="DATASET=N",
-                        help="each training person of DATASET (flic or lsp) comes N times an epoch, each time "
+    parser.add_argument("--repeat", action="append", default=[], metavar="NAME=N",
+                        help="each training person of dataset NAME (flic or lsp) comes N times an epoch, each time "
                              "augmented afresh: oversampling, e.g. lsp=3 under --dataset body, whose 900 LSP "
                              "persons are otherwise a fifth of an epoch (default: every person once)")
     parser.add_argument("--loss", choices=["l2", "l1", "smooth_l1", "laplace"], default="l2",
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     for item in args.repeat:
         name, _, n = item.partition("=")
         if name not in ("flic", "lsp") or not n.isdigit() or int(n) < 1:
-            print(f"train: error: --repeat takes DATASET=N with DATASET flic or lsp and N >= 1; got {item!r}",
+            print(f"train: error: --repeat takes NAME=N with NAME flic or lsp and N >= 1; got {item!r}",
                   file=sys.stderr)
             return 2
         repeat[name] = int(n)
