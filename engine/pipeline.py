@@ -108,10 +108,13 @@ changed places from frame to frame: smoothed, the figure collapsed onto one line
 
 DUPLICATE_BODY_IOU = 0.5
 """Tracking by body: of two persons whose next b0 overlap this much (IoU), or one of which lies
-:data:`DUPLICATE_BODY_INSIDE` inside the other, the younger is a duplicate."""
+:data:`DUPLICATE_BODY_INSIDE` inside the other, the younger is a duplicate, unless their faces were
+seen apart (:meth:`PosePipeline._two_persons`) or he is hidden behind the other
+(:data:`HIDDEN_AFTER_FRAMES`)."""
 
 HIDDEN_AFTER_FRAMES = 30
-"""Tracking by body: a person followed for this many frames whose body comes to overlap an older
+"""Tracking by body: a confirmed person this many frames old (``Track.age``: frames since he was
+first found, tentative and held ones included) whose body comes to overlap an older
 one's (the duplicate rule) is hidden behind him, not a duplicate: he is missed, and held where
 his motion takes him (:class:`engine.tracking.tracker.PersonTracker`) until he comes out again
 or his hold ends (``python -m deeppose.tools.eval.crossing``: two people crossing; with the
@@ -685,7 +688,9 @@ class PosePipeline:
 
     def _observe_bodies(self, tracks: list, res, ts: float, sources: list[B0Source]) -> list[int]:
         """Tracking by body: keep the estimates whose presence is at least :data:`KEEP_PRESENCE`,
-        drop the younger of two whose body boxes overlap, report to the tracker with the next
+        drop the younger of two whose body boxes overlap (unless their faces were seen apart,
+        :meth:`_two_persons`, or he is hidden behind the other, :data:`HIDDEN_AFTER_FRAMES`:
+        then he is missed), report to the tracker with the next
         frame's b0 (the box around each kept pose, turned with its torso); a tentative person
         seen again counts a hit. ``sources``: this frame's detections' b0 sources (the tracks'
         ``detection`` rows). Returns the indices of the persons to draw (confirmed, kept)."""
@@ -736,15 +741,16 @@ class PosePipeline:
 
         Args:
             tracks: this frame's tracks.
-            faced: (P,) bool, the track's b0 is from a face detected in this frame and its estimate
-                is kept; the detected faces are the tracks' ``face``.
+            faced: (P,) bool, a face detected in this frame matched the track and its estimate is
+                kept; the detected faces are the tracks' ``last_face`` (their ``face`` is the
+                one their last pose implies when tracking by body does not anchor on detections).
             implied: (P, 4) the faces the tracks' poses imply, pixels (NaN rows where none).
         """
-        idx = [i for i in range(len(tracks)) if faced[i] and tracks[i].face is not None
+        idx = [i for i in range(len(tracks)) if faced[i] and tracks[i].last_face is not None
                and np.isfinite(implied[i]).all()]
         if len(idx) < 2:
             return
-        faces = np.stack([np.asarray(tracks[i].face, np.float64) for i in idx])
+        faces = np.stack([np.asarray(tracks[i].last_face, np.float64) for i in idx])
         own = np.diag(box_overlap(implied[idx], faces)) > 0.5        # each pose's face on its detected face
         apart = (box_overlap(faces, faces) == 0) & (box_overlap(implied[idx], implied[idx]) == 0)
         for a in range(len(idx)):
@@ -863,7 +869,7 @@ class PosePipeline:
         self._frame_filter = None
 
     def _forget_dropped(self) -> None:
-        """Let go of the filters and sides of persons the tracker no longer follows."""
+        """Let go of the filters, sides and two-face pairs of persons the tracker no longer follows."""
         live = {tr.track_id for tr in self.tracker.tracks}
         for kept in (self._filters, self._sides):
             for tid in [t for t in kept if t not in live]:

@@ -41,7 +41,7 @@ class Tracker(Protocol):
                 next_face: np.ndarray | None = None, next_angle: float = 0.0,
                 timestamp: float | None = None, hidden: bool = False) -> None:
         """Report whether this frame's estimate of a track is a person (if not, whether another
-        person in front ``hidden`` it), and what it implies for the next frame."""
+        person in front hid it: ``hidden``), and what it implies for the next frame."""
         ...
 
     def drop(self, track: Track) -> None:

@@ -26,7 +26,9 @@ face. Then:
   while it has been missed for at most ``max_hold_frames`` frames and ``max_hold_seconds``
   seconds, and is dropped after that. A held track keeps its id for a detection to take up
   again; the pipeline, when it verifies poses, does not draw it (so a held track is never a
-  ghost beside its person); without verification it draws it at its last b0.
+  ghost beside its person); without verification it draws it at its last b0. A track the caller
+  reports *hidden* behind another person (``observe(..., hidden=True)``) is held, and matched,
+  where its velocity takes it instead.
 """
 from __future__ import annotations
 
@@ -118,16 +120,18 @@ class Track:
             source dropped count too; ``max_hold_seconds`` bounds the hold in time as well).
         last_face: (4,) the last face box it was matched on (detected or from its pose), pixels,
             or None; the face search looks around it.
+        last_face_frame: index of the frame ``last_face`` is from.
         hits: frames it was detected (and verified) in.
         first_frame: index of the frame it started in.
         confirmed: detected in ``confirm_hits`` frames: drawn from then on.
         angle: roll of this frame's b0, radians (0: upright).
         next_b0, next_face, next_angle: the b0, face and roll its last verified pose implies
             for the next frame (tracking by pose), or None.
-        good_b0, good_angle: the last b0 (and roll) whose pose verified: what a held track uses,
-            moved on by ``velocity`` for each frame since.
-        velocity: (2,) how far its b0's centre moves per frame, pixels (a running mean of the
-            moves from b0 to the next b0 of its verified poses), or None before the first.
+        good_b0, good_angle: the last b0 (and roll) whose pose verified: what a held track uses
+            (a hidden one moved on by ``velocity`` for each frame since).
+        velocity: (2,) how far its b0's centre moves per frame, pixels: an exponential average,
+            each new move from b0 to the next b0 of a verified pose weighing a half; None
+            before the first.
         hidden: missed because another person is in front of it (:meth:`PersonTracker.observe`):
             while lost, it is looked for and held where its velocity takes it, not where it was.
         detected: a detection matched it in this frame.
@@ -152,6 +156,7 @@ class Track:
     last_seen_time: float
     misses: int = 0
     last_face: np.ndarray | None = None
+    last_face_frame: int = 0
     hits: int = 1
     first_frame: int = 0
     confirmed: bool = False
@@ -294,14 +299,13 @@ class PersonTracker:
 
         matched_det: dict[int, Track] = {}
         if n and self.tracks:
-            # a lost track is looked for where its motion has taken it since it was last seen
-            since = [self._frame - tr.last_seen_frame for tr in self.tracks]
+            # a hidden track is looked for where its motion has taken it since it was last seen
             tb0 = np.stack([tr.next_b0 if tr.next_b0 is not None
-                            else _moved(tr.good_b0 if tr.good_b0 is not None else tr.b0, tr, k)
-                            for tr, k in zip(self.tracks, since)])
+                            else _moved(tr.good_b0, tr, self._frame - tr.last_seen_frame)
+                            if tr.hidden and tr.good_b0 is not None else tr.b0 for tr in self.tracks])
             # observe() keeps it at the pose-implied face
-            tface = [tr.last_face if tr.next_b0 is not None else _moved(tr.last_face, tr, k)
-                     for tr, k in zip(self.tracks, since)]
+            tface = [tr.last_face if tr.next_b0 is not None else _moved(tr.last_face, tr, self._frame - tr.last_face_frame)
+                     for tr in self.tracks]
             iou = box_iou(tb0, b0)                                     # (T, N)
             if faces_arr is not None:
                 have = np.array([f is not None and np.isfinite(f).all() for f in tface])
@@ -322,7 +326,8 @@ class PersonTracker:
             tr = matched_det.get(i)
             if tr is None:
                 tr = Track(self._next_id, b0[i].copy(), face, float(scores_arr[i]), sources[i], self._frame, t,
-                           last_face=face, first_frame=self._frame, angle=float(angles_arr[i]),
+                           last_face=face, last_face_frame=self._frame, first_frame=self._frame,
+                           angle=float(angles_arr[i]),
                            hits=0 if pending else 1, last_detected_time=t, first_step=self._step,
                            confirmed=sources[i] == "frame")   # the whole frame is no face to confirm
                 self._next_id += 1
@@ -334,7 +339,7 @@ class PersonTracker:
                 else:
                     tr.b0, tr.face, tr.angle, tr.source = b0[i].copy(), face, float(angles_arr[i]), sources[i]
                 if face is not None:
-                    tr.last_face = face
+                    tr.last_face, tr.last_face_frame = face, self._frame
                 if not pending:
                     tr.hits += 1
                     tr.last_seen_frame, tr.last_seen_time, tr.misses = self._frame, t, 0
@@ -415,7 +420,7 @@ class PersonTracker:
             track.next_face = None if next_face is None else np.asarray(next_face, dtype=np.float64).copy()
             track.next_angle = float(next_angle)
             if track.next_face is not None:
-                track.last_face = track.next_face
+                track.last_face, track.last_face_frame = track.next_face, self._frame
             return
         track.next_b0, track.next_face = None, None
         if not track.confirmed:

@@ -68,7 +68,7 @@ def test_every_finite_joint_counts_for_the_box_sure_or_not():
     out, the box shrank to his upper body and presence fell there every other frame)."""
     pose = upright_pose()
     pose[BODY.joints.index("l_ankle")] = (200, 600)               # a leg further down
-    # x from the right wrist (155) to the left elbow (240), y from the head (100) to the ankle (600)
+    # x from the right wrist (155) to the left wrist (245), y from the head (100) to the ankle (600)
     np.testing.assert_allclose(body_box(pose[None])[0], [200, 350, BODY_BOX_MARGIN * 500, BODY_BOX_MARGIN * 500])
     pose[BODY.joints.index("l_ankle")] = np.nan                   # unlabelled joints do not count
     np.testing.assert_allclose(body_box(pose[None])[0], body_box(upright_pose()[None])[0])
@@ -124,8 +124,8 @@ def test_two_faces_seen_apart_make_two_persons_while_their_poses_keep_them_apart
     from deeppose.engine.pipeline import PosePipeline as P
 
     fake = SimpleNamespace(_two_faces=set())
-    a = SimpleNamespace(track_id=1, face=np.array([100.0, 50, 20, 20]))
-    b = SimpleNamespace(track_id=2, face=np.array([130.0, 55, 20, 20]))
+    a = SimpleNamespace(track_id=1, last_face=np.array([100.0, 50, 20, 20]))
+    b = SimpleNamespace(track_id=2, last_face=np.array([130.0, 55, 20, 20]))
     on_own = np.array([[101.0, 51, 20, 20], [129.0, 54, 20, 20]])
     P._remember_two_faces(fake, [a, b], np.array([True, True]), on_own)
     assert fake._two_faces == {frozenset((1, 2))}
@@ -137,8 +137,8 @@ def test_two_faces_seen_apart_make_two_persons_while_their_poses_keep_them_apart
     P._remember_two_faces(hand, [a, b], np.array([True, True]), np.array([on_own[0], on_own[0] + 1]))
     assert hand._two_faces == set()
     overlapping = SimpleNamespace(_two_faces=set())
-    c = SimpleNamespace(track_id=3, face=np.array([110.0, 50, 20, 20]))   # faces that overlap
-    P._remember_two_faces(overlapping, [a, c], np.array([True, True]), np.array([a.face, c.face]))
+    c = SimpleNamespace(track_id=3, last_face=np.array([110.0, 50, 20, 20]))   # faces that overlap
+    P._remember_two_faces(overlapping, [a, c], np.array([True, True]), np.array([a.last_face, c.last_face]))
     assert overlapping._two_faces == set()
     P._remember_two_faces(overlapping, [a, b], np.array([True, False]), on_own)   # one face detected
     assert overlapping._two_faces == set()
@@ -238,12 +238,12 @@ def test_two_people_crossing_keep_one_id_each(body_weights):
     him, and keeps his id when he comes out (before, he was dropped as a duplicate and came back
     with a new id 23 frames later)."""
     require_data("videos", "walking.mp4")
-    from deeppose.tools.eval.crossing import STRIP, crossing_clip, run_clip, score_ids
+    from deeppose.tools.eval.crossing import crossing_clip, run_clip, score_ids
 
-    frames, centres = crossing_clip(96, (640, 360))
+    frames, centres, strip = crossing_clip(96, (640, 360))
     with PosePipeline(PipelineConfig(body_weights, "onnxruntime", threads=1)) as pipe:
         figures = run_clip(pipe, frames)
-    s = score_ids(figures, centres, STRIP * 360 / 720)
+    s = score_ids(figures, centres, strip)
     assert [len(ids) for ids in s["ids"]] == [1, 1] and s["changes"] == [0, 0], s
     assert min(s["frames"]) >= 70 and s["extra"] == 0, s
 

@@ -235,28 +235,34 @@ def test_a_held_person_whose_estimate_fails_verification_is_held_for_max_hold_fr
     assert held == 6
 
 
-def test_a_hidden_person_is_held_where_his_motion_takes_him_and_a_lost_one_where_he_was():
-    """Followed by pose, a person's b0 moves 8 px a frame; hidden behind another (observe(hidden=
-    True)) he is held, and looked for, where that motion takes him, and a detection there is him
-    again; lost for another reason he is held where he was last seen."""
+@pytest.mark.parametrize("faces", ["every frame", "first frame", "none"])
+def test_a_hidden_person_is_held_where_his_motion_takes_him_and_a_lost_one_where_he_was(faces):
+    """Followed by pose, a person moves 8 px a frame (his pose at frame t is at x 108 + 8t, and
+    so are the box and face it implies); hidden behind another (observe(hidden=True)) from frame
+    5, he is held, and looked for, where that motion takes him, and a detection where he comes out
+    in frame 9 is him again, matched on his last face moved on from the frame it is from (also
+    when his poses implied none after the first frame) or, without faces, on the moved b0; lost
+    for another reason he is held where he was last seen, and the detection is someone new."""
     for hidden in (True, False):
         tracker = PersonTracker(max_hold_frames=10, max_hold_seconds=10.0, confirm_hits=1, anchor=False)
-        box = np.array([100.0, 100.0, 60.0, 60.0])
-        [track] = tracker.update(box[None], box[None], timestamp=0.0, pending=True)
-        for i in range(1, 6):   # followed by pose: each pose's box 8 px further right
-            tracker.observe(track, True, box + [8 * i, 0, 0, 0], None, timestamp=(i - 1) / 30)
+        box, face = np.array([100.0, 100.0, 60.0, 60.0]), np.array([100.0, 80.0, 20.0, 20.0])
+        moved = np.array([8.0, 0, 0, 0])
+        [track] = tracker.update(box[None], None if faces == "none" else face[None], timestamp=0.0, pending=True)
+        for i in range(1, 6):   # the pose of frame i - 1 gives frame i's b0 (and face)
+            tracker.observe(track, True, box + i * moved, face + i * moved if faces == "every frame" else None,
+                            timestamp=(i - 1) / 30)
             assert tracker.update(np.zeros((0, 4)), timestamp=i / 30, pending=True) == [track]
             assert track.source == "pose"
         np.testing.assert_allclose(track.velocity, [8, 0])
-        tracker.observe(track, False, timestamp=5 / 30, hidden=hidden)   # b0 at 140 this frame
+        tracker.observe(track, False, timestamp=5 / 30, hidden=hidden)   # last seen in frame 4, b0 132
         for i in range(6, 9):
             assert tracker.update(np.zeros((0, 4)), timestamp=i / 30, pending=True) == [track]
             assert track.source == "held"
-            assert track.b0[0] == (132 + 8 * (i - 4) if hidden else 132)   # good_b0: frame 4's b0
+            assert track.b0[0] == (132 + 8 * (i - 4) if hidden else 132)
             tracker.observe(track, False, timestamp=i / 30)   # still hidden while lost
-        # in frame 9 his face is detected where his motion took him (132 + 5 x 8 = 172): him again
-        face = np.array([[176.0, 100.0, 60.0, 60.0]])
-        out = tracker.update(face, face, timestamp=9 / 30, pending=True)
+        here = np.array([[180.0, 100.0, 60.0, 60.0]])   # frame 9: 108 + 8 x 9
+        out = tracker.update(here, None if faces == "none" else here + [0, -20, -40, -40], timestamp=9 / 30,
+                             pending=True)
         assert (out == [track]) == hidden, [t.track_id for t in out]
 
 

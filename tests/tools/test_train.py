@@ -218,7 +218,9 @@ def test_train_without_scaler_says_how_to_fit_it(tmp_path, capsys):
     (["--refine-input-size", "40"], "--refine-input-size: must be >= 60"),
     (["--refine-joints", "l_wrist,l_knee"], "--refine-joints must name distinct flic joints"),
     (["--refine-joints", "l_wrist,l_wrist"], "--refine-joints must name distinct flic joints"),
-    (["--repeat", "lsp=0"], "--repeat takes NAME=N"), (["--repeat", "coco=2"], "--repeat takes NAME=N")])
+    (["--repeat", "lsp=0"], "--repeat takes NAME=N"), (["--repeat", "coco=2"], "--repeat takes NAME=N"),
+    (["--repeat", "flic=2", "--repeat", "flic=3"], "--repeat takes NAME=N"),
+    (["--repeat", "lsp=3"], "this run has no lsp persons")])
 def test_train_rejects_bad_stages_in_one_line(tmp_path, capsys, argv, message):
     """``--stages N`` is the number of cascade stages, as in every command (issue 12)."""
     import main
@@ -247,7 +249,7 @@ def test_repeat_brings_one_dataset_s_persons_n_times_an_epoch(small_flic):
     per_person = np.bincount(pairs[:, 0], minlength=len(mixed))
     base = np.bincount(epoch_items(2, mixed, [0, 1], rng)[:, 0], minlength=len(mixed))
     assert (per_person == base * np.where(np.arange(len(mixed)) % 2, 3, 1)).all()
-    assert (epoch_items(1, mixed, None, rng, {"flic": 2}).size == len(mixed) + len(mixed) // 2)
+    assert epoch_items(1, mixed, None, rng, {"flic": 2}).size == len(mixed) + (len(mixed) + 1) // 2
 
 
 def test_lsp_persons_join_flic_training_with_the_union_of_joints():

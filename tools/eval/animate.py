@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                     persons += len(r.persons)
                     drawn += bool(r.persons)
                     # a figure the user sees: enough joints sure enough to be drawn (NaN: psi v1, all drawn)
-                    shown += any((np.nan_to_num(p.confidence, nan=1.0) >= MIN_JOINT_CONFIDENCE).sum() >= 3
+                    shown += any(p.confidence is None
+                                 or (np.nan_to_num(p.confidence, nan=1.0) >= MIN_JOINT_CONFIDENCE).sum() >= 3
                                  for p in r.persons)
                     seen |= {p.track_id for p in r.persons}
                     if r.persons:   # the figure nearest the truth

@@ -27,7 +27,7 @@ LATER = 40
 """The second person is the walker this many frames later, mirrored."""
 
 
-def crossing_clip(n: int = 96, size: tuple[int, int] = (960, 540)) -> tuple[list[np.ndarray], np.ndarray]:
+def crossing_clip(n: int = 96, size: tuple[int, int] = (960, 540)) -> tuple[list[np.ndarray], np.ndarray, int]:
     """The crossing clip (see the module docstring).
 
     Args:
@@ -35,7 +35,7 @@ def crossing_clip(n: int = 96, size: tuple[int, int] = (960, 540)) -> tuple[list
         size: (width, height) of the frames, pixels.
     Returns:
         (n frames (H, W, 3) uint8 BGR, (n, 2) the x of each person's strip centre, pixels: the
-        one walking right, then the one walking left in front of him).
+        one walking right, then the one walking left in front of him; the strips' width, pixels).
     Raises:
         ValueError: ``n`` is out of range, or walking.mp4 cannot be read.
     """
@@ -70,7 +70,7 @@ def crossing_clip(n: int = 96, size: tuple[int, int] = (960, 540)) -> tuple[list
             img[:, x:x + side] = strip(i, mirror)
             centres[t, who] = x + side / 2
         out.append(img)
-    return out, centres
+    return out, centres, side
 
 
 def assign(torsos: np.ndarray, centres: np.ndarray) -> np.ndarray:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from deeppose.engine.constants import WEIGHTS_ROOT
     from deeppose.engine.pipeline import PosePipeline
 
-    frames, centres = crossing_clip(args.frames)
+    frames, centres, strip = crossing_clip(args.frames)
     if args.write is not None:
         import av
 
@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
             for f in frames:
                 c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="bgr24")))
             c.mux(s.encode())
-    strip = int(round(STRIP * frames[0].shape[0] / 720))
     for m in args.model or [str(WEIGHTS_ROOT / "body"), str(WEIGHTS_ROOT / "flic")]:
         with PosePipeline(PipelineConfig(m, "onnxruntime", threads=2)) as pipe:
             figures = run_clip(pipe, frames)

@@ -198,9 +198,10 @@ class SampleMaker:
 
 def epoch_items(stage: int, train: TrainingData, joints: list[int] | None, rng: np.random.Generator,
                 repeat: dict[str, int] | None = None) -> np.ndarray:
-    """One epoch's training items in a random order: stage 1, the person indices (N,) int; a
-    stage s >= 2, the (person, joint) index pairs (M, 2) int of every labelled joint it refines
-    (``joints``: joint indices; None: all), each pair one simulated box per epoch (Eq. 8).
+    """One epoch's training items in a random order: stage 1, the person indices (sum of
+    :func:`person_repeats`,) int, N without ``repeat``; a stage s >= 2, the (person, joint) index
+    pairs (M, 2) int of every labelled joint it refines (``joints``: joint indices; None: all),
+    each pair one simulated box per epoch (Eq. 8), repeated with its person.
 
     ``repeat`` ({dataset: n}, ``--repeat``): each person of that dataset (by the prefix of his
     b0 source, e.g. "lsp:frame") comes n times an epoch, each time with fresh augmentation."""

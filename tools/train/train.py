@@ -190,11 +190,16 @@ def run(args: argparse.Namespace) -> int:
               "and --data", file=sys.stderr)
         return 2
     repeat = {}
+    present = {"flic", "lsp"} if args.dataset == "body" else {args.dataset, *args.extra_data}
     for item in args.repeat:
         name, _, n = item.partition("=")
-        if name not in ("flic", "lsp") or not n.isdigit() or int(n) < 1:
-            print(f"train: error: --repeat takes NAME=N with NAME flic or lsp and N >= 1; got {item!r}",
+        if name not in ("flic", "lsp") or not n.isdigit() or int(n) < 1 or name in repeat:
+            print(f"train: error: --repeat takes NAME=N with NAME flic or lsp, each once, and N >= 1; got {item!r}",
                   file=sys.stderr)
+            return 2
+        if name not in present:
+            print(f"train: error: --repeat {item}: this run has no {name} persons (--dataset body, or --dataset "
+                  f"{name}, or --extra-data {name})", file=sys.stderr)
             return 2
         repeat[name] = int(n)
     from deeppose.engine.model import follow_indices
