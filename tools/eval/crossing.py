@@ -136,14 +136,14 @@ def main(argv: list[str] | None = None) -> int:
 
     frames, centres, strip = crossing_clip(args.frames)
     if args.write is not None:
-        import av
+        from deeppose.engine.recording import AnnotatedVideoWriter
 
-        with av.open(str(args.write), "w") as c:
-            s = c.add_stream("libx264", rate=30)
-            s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-            for f in frames:
-                c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="bgr24")))
-            c.mux(s.encode())
+        writer = AnnotatedVideoWriter(args.write, 30, (frames[0].shape[1], frames[0].shape[0]), threaded=False)
+        try:
+            for t, f in enumerate(frames):
+                writer.write(f, t / 30)
+        finally:
+            writer.close()
     for m in args.model or [str(WEIGHTS_ROOT / "body"), str(WEIGHTS_ROOT / "flic")]:
         with PosePipeline(PipelineConfig(m, "onnxruntime", threads=2)) as pipe:
             figures = run_clip(pipe, frames)
