@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import WEIGHTS_FLIC, WEIGHTS_LSP, make_random_model
+from support import WEIGHTS_BODY, WEIGHTS_FLIC, WEIGHTS_LSP, make_random_model
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -35,6 +35,14 @@ def lsp_weights() -> Path:
     if not (WEIGHTS_LSP / "manifest.json").is_file():
         pytest.skip("weights/lsp is not installed")
     return WEIGHTS_LSP
+
+
+@pytest.fixture(scope="session")
+def body_weights() -> Path:
+    """The shipped psi v2 model folder (weights/body); skips while it is not installed."""
+    if not (WEIGHTS_BODY / "manifest.json").is_file():
+        pytest.skip("the body model (weights/body) is not installed")
+    return WEIGHTS_BODY
 
 
 @pytest.fixture

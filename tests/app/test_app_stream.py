@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from support import REPO, WALKING, WEIGHTS_FLIC, require_data
+from support import REPO, WALKING, require_data
 
 pytest.importorskip("pytestqt")
 websockets = pytest.importorskip("websockets")
@@ -37,13 +37,6 @@ def settings_file(tmp_path, monkeypatch) -> Path:
     path = tmp_path / "settings.ini"
     monkeypatch.setenv("DEEPPOSE_SETTINGS", str(path))
     return path
-
-
-@pytest.fixture(scope="module")
-def flic():
-    if not (WEIGHTS_FLIC / "manifest.json").is_file():
-        pytest.skip("weights/flic is not installed")
-    return WEIGHTS_FLIC
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +73,8 @@ def receive_until_closed(ws) -> list[dict]:
         return out
 
 
-def test_serve_setting_streams_every_processed_frame_and_shows_the_clients(qtbot, flic, clip, settings_file):
-    win = open_window(qtbot, flic)
+def test_serve_setting_streams_every_processed_frame_and_shows_the_clients(qtbot, flic_weights, clip, settings_file):
+    win = open_window(qtbot, flic_weights)
     assert win.serve_label.text() == "off" and not win.serve_check.isChecked()
     win.serve_edit.setText("127.0.0.1:0")
     win.serve_edit.editingFinished.emit()
@@ -118,11 +111,11 @@ def test_serve_setting_streams_every_processed_frame_and_shows_the_clients(qtbot
     assert "serve=false" in text and "serve_address=127.0.0.1:0" in text and "show_angles=true" in text
 
 
-def test_a_saved_serve_setting_listens_again_and_bad_addresses_are_one_line(qtbot, flic, settings_file):
+def test_a_saved_serve_setting_listens_again_and_bad_addresses_are_one_line(qtbot, flic_weights, settings_file):
     with KeypointsServer("127.0.0.1", 0) as busy:
         port = busy.address[1]
         settings_file.write_text(f"[General]\nserve=true\nserve_address=127.0.0.1:{port}\n")
-        win = open_window(qtbot, flic)
+        win = open_window(qtbot, flic_weights)
         # the port is taken: one line in the status bar, the box unticked, the setting kept
         assert win.live.server is None and not win.serve_check.isChecked()
         assert win.errors[-1] == (f"Keypoints not streamed: cannot serve on 127.0.0.1:{port}: port {port} is in use "
@@ -180,10 +173,10 @@ def _env(tmp_path) -> dict:
     return {**env, "QT_QPA_PLATFORM": "offscreen", "OMP_NUM_THREADS": "1", "DEEPPOSE_SETTINGS": str(tmp_path / "c.ini")}
 
 
-def test_app_command_line_serve(flic, clip, tmp_path):
+def test_app_command_line_serve(flic_weights, clip, tmp_path):
     """``main.py --serve``: the address printed before the window opens; a port in use or a
     bad HOST:PORT is one error line and exit code 2."""
-    proc = subprocess.run([sys.executable, "main.py", "--source", str(clip), "--weights", str(flic),
+    proc = subprocess.run([sys.executable, "main.py", "--source", str(clip), "--weights", str(flic_weights),
                            "--backend", "onnxruntime", "--quit-after-frames", "2", "--serve", "127.0.0.1:0"],
                           cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

@@ -14,11 +14,10 @@ from deeppose.engine.config import PipelineConfig
 from deeppose.engine.detection.persons import BODY_BOX_MARGIN, body_box, torso_roll
 from deeppose.engine.pipeline import BODY_UPRIGHT_ROLL, PosePipeline, body_angles
 from deeppose.engine.skeletons import get_skeleton
-from support import REPO, require_data
+from support import require_data
 from support.clips import walking_frames
 
 BODY = get_skeleton("body")
-WEIGHTS_BODY = REPO / "weights" / "body"
 
 
 def upright_pose() -> np.ndarray:
@@ -146,13 +145,6 @@ def test_two_faces_seen_apart_make_two_persons_while_their_poses_keep_them_apart
 
 # -- the pipeline with the shipped body model on real frames ---------------------------------
 @pytest.fixture(scope="module")
-def body_weights():
-    if not (WEIGHTS_BODY / "manifest.json").is_file():
-        pytest.skip("the body model (weights/body) is not installed")
-    return WEIGHTS_BODY
-
-
-@pytest.fixture(scope="module")
 def walking():
     """The first 60 frames of walking.mp4 at 640x360."""
     return walking_frames(require_data("videos", "walking.mp4"), 60, (640, 360))
@@ -279,11 +271,11 @@ def test_the_whole_frame_search_tries_the_frame_and_three_squares_and_a_square_f
     assert len(search_boxes(480, 480, np.pi)) == 1
 
 
-def test_the_full_frame_fallback_of_a_psi_v2_model_scores_its_presence_not_one():
+def test_the_full_frame_fallback_of_a_psi_v2_model_scores_its_presence_not_one(body_weights):
     """The full-frame fallback's person (track id 0) carries psi v2's presence score for the
     frame as b0, so a frame of nobody is drawn with a low score instead of a sure 1.0."""
     empty = np.full((360, 640, 3), 128, np.uint8)
-    with PosePipeline(PipelineConfig(WEIGHTS_BODY, "onnxruntime", full_frame_fallback=True, smooth=False)) as pipe:
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", full_frame_fallback=True, smooth=False)) as pipe:
         [person] = pipe.process(empty).persons
     assert person.track_id == 0 and person.b0_source == "frame"
     assert 0.0 <= person.score < 0.5

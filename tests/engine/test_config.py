@@ -20,8 +20,6 @@ from deeppose.engine.pipeline import PosePipeline
 from support import REPO, require_data
 from support.clips import walking_frames
 
-WEIGHTS_BODY = REPO / "weights" / "body"
-
 
 def video_args(*argv: str) -> argparse.Namespace:
     """The ``video`` command's parsed arguments (engine/video_cli.py's own parser)."""
@@ -182,13 +180,11 @@ def test_the_full_body_model_falls_back_to_the_whole_frame(lsp_weights):
     assert cfg.full_frame_fallback is True and cfg.track_by_body is False
 
 
-def test_the_body_model_is_tracked_by_body_unless_tracking_by_pose_is_off():
-    if not (WEIGHTS_BODY / "manifest.json").is_file():
-        pytest.skip("the body model (weights/body) is not installed")
-    info = read_manifest(WEIGHTS_BODY)
-    on = PipelineConfig(WEIGHTS_BODY).resolved(info)
+def test_the_body_model_is_tracked_by_body_unless_tracking_by_pose_is_off(body_weights):
+    info = read_manifest(body_weights)
+    on = PipelineConfig(body_weights).resolved(info)
     assert (on.track_by_body, on.track_by_pose, on.verify, on.full_frame_fallback) == (True, True, True, False)
-    off = PipelineConfig(WEIGHTS_BODY, track_by_pose=False).resolved(info)
+    off = PipelineConfig(body_weights, track_by_pose=False).resolved(info)
     assert (off.track_by_body, off.track_by_pose) == (False, False)
 
 

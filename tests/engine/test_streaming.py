@@ -18,7 +18,7 @@ import pytest
 
 import main
 from deeppose.engine.keypoints import read_keypoints, read_keypoints_header
-from support import REPO, WEIGHTS_FLIC, require_data
+from support import REPO, require_data
 from support.clips import walking_frames, write_clip
 
 websockets = pytest.importorskip("websockets")
@@ -219,14 +219,7 @@ def test_osc_sender_reaches_a_python_osc_server():
 
 
 # -- the video command ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def flic():
-    if not (WEIGHTS_FLIC / "manifest.json").is_file():
-        pytest.skip("weights/flic is not installed")
-    return WEIGHTS_FLIC
-
-
-def test_video_serve_and_osc_stream_a_real_clip(flic, tmp_path):
+def test_video_serve_and_osc_stream_a_real_clip(flic_weights, tmp_path):
     """``main.py video CLIP --serve 127.0.0.1:0 --osc ...``: the address is printed before the
     model loads; a client that connects then gets the header and every frame from then on to
     the last, equal to the keypoints file's records, and the end of the stream; the OSC server
@@ -236,7 +229,7 @@ def test_video_serve_and_osc_stream_a_real_clip(flic, tmp_path):
     kp = tmp_path / "walk.jsonl"
     collector = OscCollector()
     proc = subprocess.Popen([sys.executable, "main.py", "video", str(clip), "-o", str(tmp_path / "walk.pose.mp4"),
-                             "--keypoints", str(kp), "--weights", str(flic), "--serve", "127.0.0.1:0",
+                             "--keypoints", str(kp), "--weights", str(flic_weights), "--serve", "127.0.0.1:0",
                              "--osc", f"127.0.0.1:{collector.port}"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -21,6 +21,7 @@ TEST_DATA = TESTS / "data"
 DATA = data_root()
 WEIGHTS_FLIC = WEIGHTS_ROOT / "flic"
 WEIGHTS_LSP = WEIGHTS_ROOT / "lsp"
+WEIGHTS_BODY = WEIGHTS_ROOT / "body"
 WALKING = walking_video()
 
 
