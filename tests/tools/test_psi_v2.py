@@ -243,8 +243,9 @@ def test_train_cli_trains_a_body_backbone_stage_and_writes_a_model(tmp_path, mon
 @pytest.mark.parametrize("argv, message", [
     (["--preset", "compact", "--loss", "laplace"], "need a psi v2 preset"),
     (["--preset", "resnet"], "unknown --preset"),
-    (["--preset", "mobilenet_v2", "--stages", "3"], "need --refine-preset"),
-    (["--preset", "mobilenet_v2", "--stages", "2", "--refine-preset", "mobilenet_v2"], "must be a psi v1 preset"),
+    (["--preset", "mobilenet_v2", "--stages", "3"], "needs --refine-preset"),
+    (["--preset", "mobilenet_v2", "--stages", "2", "--refine-preset", "resnet"], "unknown --refine-preset"),
+    (["--preset", "compact", "--stages", "2", "--refine-preset", "mobilenet_v2"], "needs a psi v2 --preset too"),
     (["--negatives", "1.5"], "within 0..1"),
     (["--dataset", "body", "--extra-data", "lsp"], "drop --extra-data"),
 ])

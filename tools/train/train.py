@@ -76,8 +76,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="stages >= 2: also supervise the other labelled joints inside each joint box "
                              "(default: off, only the box's own joint, the paper's psi_i)")
     parser.add_argument("--refine-preset", default=None, metavar="NAME",
-                        help="network preset of stages >= 2: paper or compact (default: --preset; needed under a "
-                             "psi v2 --preset, whose refinement stages are psi v1 networks on joint crops)")
+                        help="network preset of stages >= 2 (default: --preset; needed under a psi v2 --preset): "
+                             "psi v1 (paper, compact) or, under a psi v2 stage 1, psi v2 (mobilenet_v2: starts from "
+                             "stage 1's weights and learns each refined joint's Laplace scale, its confidence)")
     parser.add_argument("--init", type=Path, default=None, metavar="DIR",
                         help="model folder whose stage-s checkpoint starts stage s (fine-tuning; default: "
                              "stage 1 from scratch, stages >= 2 from stage s-1)")
@@ -173,13 +174,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"train: error: unknown --preset {args.preset!r}; choose one of "
               f"{', '.join(sorted(PRESETS) + sorted(BACKBONE_PRESETS))}", file=sys.stderr)
         return 2
-    if args.refine_preset is not None and args.refine_preset not in PRESETS:
-        print(f"train: error: --refine-preset must be a psi v1 preset ({', '.join(sorted(PRESETS))}); "
-              f"got {args.refine_preset!r}", file=sys.stderr)
+    if args.refine_preset is not None and args.refine_preset not in PRESETS and args.refine_preset not in BACKBONE_PRESETS:
+        print(f"train: error: unknown --refine-preset {args.refine_preset!r}; choose one of "
+              f"{', '.join(sorted(PRESETS) + sorted(BACKBONE_PRESETS))}", file=sys.stderr)
         return 2
     if args.preset in BACKBONE_PRESETS and args.stages > 1 and args.refine_preset is None:
-        print(f"train: error: --preset {args.preset} is a stage-1 network; its refinement stages need "
-              f"--refine-preset ({', '.join(sorted(PRESETS))})", file=sys.stderr)
+        print(f"train: error: --preset {args.preset} needs --refine-preset for its refinement stages (a psi v1 "
+              f"network, {', '.join(sorted(PRESETS))}, or psi v2, {', '.join(sorted(BACKBONE_PRESETS))})",
+              file=sys.stderr)
+        return 2
+    if args.refine_preset in BACKBONE_PRESETS and args.preset not in BACKBONE_PRESETS:
+        print(f"train: error: --refine-preset {args.refine_preset} needs a psi v2 --preset too "
+              f"({', '.join(sorted(BACKBONE_PRESETS))})", file=sys.stderr)
         return 2
     if args.preset in PRESETS and (args.loss == "laplace" or args.negatives):
         print(f"train: error: --loss laplace and --negatives need a psi v2 preset ({', '.join(sorted(BACKBONE_PRESETS))}); "
