@@ -10,6 +10,8 @@ the app (app/capture.py, app/worker.py).
   real time instead).
 - :class:`FrameLoop`: one frame through the pose path: ``PosePipeline.process`` -> drawing
   -> live outputs (:class:`engine.streaming.LiveOutputs`) -> recording.
+- :class:`Lookahead`: holds a video file's last few frames back, so that a person is drawn from
+  his first frame, not from the one that confirmed him.
 
 Module-level imports stay light (numpy and the standard library): ``main.py --help`` imports
 the video command, which imports this module.
@@ -395,9 +397,67 @@ class RecordingFailed(RuntimeError):
         self.result = result
 
 
+class Lookahead:
+    """Holds the last ``n`` frames back, so that a person confirmed in a later frame is also
+    drawn in the held frames where he was being confirmed: his estimates there
+    (:attr:`engine.pipeline.FrameResult.tentative`) move into their ``persons``. A video file
+    so shows each person from his first frame, not from the ``confirm_hits``-th; a live source
+    cannot wait and uses none.
+
+    Args:
+        n: frames held back (0: each is released at once); ``PosePipeline.lookahead_frames`` is
+            enough for every confirmation.
+    """
+
+    def __init__(self, n: int):
+        from collections import deque
+
+        self.n = max(0, int(n))
+        self._held: deque = deque()   # (item, result), oldest first
+
+    def push(self, item, result) -> list:
+        """Take the ``result`` (:class:`engine.pipeline.FrameResult`) of the next frame with the
+        caller's ``item`` (e.g. the frame's image); return the (item, result) pairs released,
+        oldest first: the frame ``n`` frames back, once ``n`` are held."""
+        confirmed = {p.track_id for p in result.persons}
+        for _, earlier in self._held:
+            moved = [p for p in earlier.tentative if p.track_id in confirmed]
+            if moved:
+                earlier.persons = sorted(earlier.persons + moved, key=lambda p: p.track_id)
+                earlier.tentative = [p for p in earlier.tentative if p.track_id not in confirmed]
+        self._held.append((item, result))
+        out = []
+        while len(self._held) > self.n:
+            out.append(self._held.popleft())
+        return out
+
+    def flush(self) -> list:
+        """Release every held (item, result), oldest first (the end of the source)."""
+        out = list(self._held)
+        self._held.clear()
+        return out
+
+
+def process_clip(pipeline, frames, fps: float = 30.0) -> list:
+    """Run ``pipeline`` (:class:`engine.pipeline.PosePipeline`) over a clip's ``frames`` ((H, W, 3)
+    uint8 BGR images, frame i at time i / ``fps`` seconds) as the video command does, persons
+    drawn from their first frame (:class:`Lookahead`); returns every frame's
+    :class:`engine.pipeline.FrameResult`, in order (the evaluation tools score these)."""
+    look = Lookahead(pipeline.lookahead_frames)
+    out = []
+    for i, frame in enumerate(frames):
+        out += [r for _, r in look.push(None, pipeline.process(frame, i / fps, i))]
+    return out + [r for _, r in look.flush()]
+
+
 class FrameLoop:
     """One frame through the pose path: ``pipeline.process`` -> :func:`engine.drawing.draw_poses`
     -> ``recorder.write``, as the video command and the app's worker run it.
+
+    With ``lookahead`` n > 0 (video files: the video command), each frame is drawn and recorded
+    n frames later, with the persons confirmed meanwhile (:class:`Lookahead`). A live source (the
+    app) uses 0. Call :meth:`flush` at the end (also after an interruption or a failure) to draw
+    and record the frames still held.
 
     Args:
         pipeline: an :class:`engine.pipeline.PosePipeline`.
@@ -407,38 +467,61 @@ class FrameLoop:
             :data:`engine.constants.MIN_JOINT_CONFIDENCE`, the default; 0 draws every joint).
         live: an :class:`engine.streaming.LiveOutputs` (WebSocket stream, OSC), or None; it
             gets every frame's result before the recorder, and never raises.
+        lookahead: frames held back (0: none; ``pipeline.lookahead_frames`` is enough for
+            every confirmation).
+
+    Attributes:
+        people: the number of persons drawn in each frame written so far.
     """
 
-    def __init__(self, pipeline, recorder=None, draw_boxes: bool = False, live=None, min_confidence: float | None = None):
+    def __init__(self, pipeline, recorder=None, draw_boxes: bool = False, live=None, min_confidence: float | None = None,
+                 lookahead: int = 0):
         self.pipeline = pipeline
         self.recorder = recorder
         self.draw_boxes = bool(draw_boxes)
         self.min_confidence = MIN_JOINT_CONFIDENCE if min_confidence is None else float(min_confidence)
         self.live = live
+        self._lookahead = Lookahead(lookahead)
+        self.people: list[int] = []
 
     def step(self, image: np.ndarray, timestamp: float, index: int):
-        """Process, draw (in place, on ``image``), publish to the live outputs and record one frame.
+        """Process one frame; draw (in place, on ``image``), publish to the live outputs and
+        record it, or with ``lookahead`` the frame that many frames back.
 
         Args:
-            image: (H, W, 3) uint8 BGR frame; the skeletons are drawn into it.
+            image: (H, W, 3) uint8 BGR frame; the skeletons are drawn into it (kept, not copied,
+                while held).
             timestamp: source time of the frame, seconds (a file's presentation time).
             index: 0-based number of the frame among those delivered (a file's damaged,
                 unreadable frames are skipped and not numbered).
         Returns:
-            the pipeline's :class:`engine.pipeline.FrameResult`.
+            the pipeline's :class:`engine.pipeline.FrameResult` of this frame (with
+            ``lookahead``, persons confirmed later are added to its ``persons`` before it is
+            written).
         Raises:
             RecordingFailed: the recorder failed (the frame is processed and drawn).
             Exception: whatever the pipeline raises (nothing drawn or recorded then).
         """
+        result = self.pipeline.process(image, timestamp=timestamp, index=index)
+        for held in self._lookahead.push(image, result):
+            self._write(*held)
+        return result
+
+    def flush(self) -> None:
+        """Draw, publish and record the frames still held (``lookahead``), oldest first.
+        Raises: RecordingFailed, as :meth:`step`."""
+        for held in self._lookahead.flush():
+            self._write(*held)
+
+    def _write(self, image: np.ndarray, result) -> None:
         from .drawing import draw_poses
 
-        result = self.pipeline.process(image, timestamp=timestamp, index=index)
         draw_poses(image, result, self.pipeline.skeleton, draw_boxes=self.draw_boxes, min_confidence=self.min_confidence)
         if self.live is not None:
             self.live.publish(result, self.pipeline.skeleton)
+        self.people.append(len(result.persons))
         if self.recorder is not None:
             try:
                 self.recorder.write(image, result)
             except Exception as e:
                 raise RecordingFailed(str(e).splitlines()[0] if str(e) else type(e).__name__, result) from e
-        return result

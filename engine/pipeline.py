@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -253,6 +253,13 @@ class FrameResult:
         frame_size: (width, height) of the frame, pixels.
         stages: cascade stages run on this frame (1..S).
         detected: whether the face detector ran on this frame.
+        tentative: persons found but not yet confirmed (a new track is drawn once detected in
+            ``confirm_hits`` frames; see :class:`engine.tracking.tracker.PersonTracker`) whose
+            estimate in this frame is kept (verified; with tracking by body, present and no
+            duplicate), smoothed as drawn persons are (each person's filter starts at his first
+            estimate). Not drawn: a video file's frame loop
+            (:class:`engine.frames.FrameLoop` with ``lookahead``) moves them into ``persons``
+            once their track is confirmed, so that a person appears from his first frame.
     """
 
     index: int
@@ -265,6 +272,7 @@ class FrameResult:
     frame_size: tuple[int, int] = (0, 0)
     stages: int = 0
     detected: bool = True
+    tentative: list[PersonResult] = field(default_factory=list)
 
 
 def face_search(face_detector, window_min_confidence: float = WINDOW_MIN_CONFIDENCE) -> TrackingFaceDetector:
@@ -600,49 +608,60 @@ class PosePipeline:
             res = self.cascade.run(frame_bgr, b0, stages, angles if angles.any() else None)
             drawn = (self._observe_bodies(tracks, res, ts, found.sources) if self.track_by_body
                      else self._observe(tracks, res.stage_poses[-1], angles, ts))
+            # the kept estimates of persons still being confirmed (a dropped track is not verified)
+            pending, track_res = [i for i, tr in enumerate(tracks) if not tr.confirmed and tr.verified], res
         else:
-            drawn = []
+            drawn, pending, track_res = [], [], None
         if not drawn and self.full_frame_fallback:
             b0 = frame_box(w, h)[None]
             res = self.cascade.run(frame_bgr, b0, stages)
         elif not tracks:
             res = self.cascade.run(frame_bgr, np.zeros((0, 4)), stages)
 
-        persons: list[PersonResult] = []
         entries = [(i, tracks[i]) for i in drawn] if drawn else ([(0, None)] if self.full_frame_fallback else [])
-        for i, tr in entries:
-            raw = res.stage_poses[-1, i]
-            if tr is not None:
-                filt = self._filters.get(tr.track_id)
-                tid, face, source, score, angle = tr.track_id, tr.face, tr.source, tr.score, tr.angle
-                if self.track_by_body:
-                    score = res.presence[i]
-            else:
-                filt = self._frame_filter
-                # the full frame as b0: psi v2 says how sure it is that someone is there (NaN: psi v1)
-                score = res.presence[i] if np.isfinite(res.presence[i]) else 1.0
-                tid, face, source, angle = 0, None, "frame", 0.0
-            box = res.b0[i]
-            if smooth:
-                if filt is None:
-                    filt = OneEuroFilter(self.smoothing)
-                    if tr is not None:
-                        self._filters[tr.track_id] = filt
-                    else:
-                        self._frame_filter = filt
-                pose = filt(raw, ts, scale=float(max(box[2], box[3])))
-            else:
-                if filt is not None:
-                    filt.reset()
-                pose = raw.copy()
-            persons.append(PersonResult(tid, box.copy(), None if face is None else np.asarray(face).copy(),
-                                        source, res.stage_poses[:, i].copy(), pose, float(score), smooth, float(angle),
-                                        res.confidence[i].copy()))
+        persons = [self._person(res, i, tr, ts, smooth) for i, tr in entries]
+        tentative = [self._person(track_res, i, tracks[i], ts, smooth) for i in pending]
         if drawn or not self.full_frame_fallback:
             self._frame_filter = None
         self._forget_dropped()
         return FrameResult(idx, ts, persons, detect_s, list(res.stage_seconds), time.perf_counter() - t_start,
-                           self._backend, (w, h), stages, detected)
+                           self._backend, (w, h), stages, detected, tentative)
+
+    def _person(self, res, i: int, tr, ts: float, smooth: bool) -> PersonResult:
+        """The :class:`PersonResult` of estimate ``i`` of the cascade result ``res`` at time ``ts``,
+        track ``tr`` (None: the full-frame fallback person); with ``smooth``, its pose goes through
+        the person's One-Euro filter (made at his first estimate, tentative or not), else the raw
+        last stage."""
+        raw, box = res.stage_poses[-1, i], res.b0[i]
+        filt = self._filters.get(tr.track_id) if tr is not None else self._frame_filter
+        if smooth:
+            if filt is None:
+                filt = OneEuroFilter(self.smoothing)
+                if tr is not None:
+                    self._filters[tr.track_id] = filt
+                else:
+                    self._frame_filter = filt
+            pose = filt(raw, ts, scale=float(max(box[2], box[3])))
+        else:
+            if filt is not None:
+                filt.reset()
+            pose = raw.copy()
+        if tr is not None:
+            tid, face, source, angle = tr.track_id, tr.face, tr.source, tr.angle
+            score = res.presence[i] if self.track_by_body else tr.score
+        else:   # the full frame as b0: psi v2 says how sure it is that someone is there (NaN: psi v1)
+            tid, face, source, angle = 0, None, "frame", 0.0
+            score = res.presence[i] if np.isfinite(res.presence[i]) else 1.0
+        return PersonResult(tid, box.copy(), None if face is None else np.asarray(face).copy(), source,
+                            res.stage_poses[:, i].copy(), pose, float(score), smooth, float(angle),
+                            res.confidence[i].copy())
+
+    @property
+    def lookahead_frames(self) -> int:
+        """How many frames after his first a new person may still be confirmed (the tracker's
+        ``confirm_frames`` - 1): a frame loop that holds this many frames back draws every
+        confirmed person from his first frame (:class:`engine.frames.FrameLoop`'s ``lookahead``)."""
+        return max(0, self.tracker.confirm_frames - 1)
 
     @property
     def max_persons(self) -> int | None:

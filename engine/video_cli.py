@@ -488,7 +488,6 @@ def _process(args, config, input_path: Path, output: Path, keypoints: Path | Non
 
     bar = tqdm(total=total, unit="frame", dynamic_ncols=True, disable=not sys.stderr.isatty(), file=sys.stderr,
                position=position, leave=position == 0, desc=input_path.name if position else None)
-    people: list[int] = []
     pipeline_s: list[float] = []
     detect_s: list[float] = []
     # Ctrl-C / SIGTERM stop the run at the next frame boundary, so that the video and the
@@ -514,12 +513,14 @@ def _process(args, config, input_path: Path, output: Path, keypoints: Path | Non
     # thread does inference and drawing only.
     if live is not None:
         live.set_source(video=output.name, source=input_path.name, fps=round(float(fps), 3))
-    loop = FrameLoop(pipeline, recorder, draw_boxes=args.draw_boxes, live=live, min_confidence=args.min_confidence)
+    # A file is not live: frames are written a few frames late, so that a person is drawn from
+    # his first frame, not from the one that confirmed him.
+    loop = FrameLoop(pipeline, recorder, draw_boxes=args.draw_boxes, live=live, min_confidence=args.min_confidence,
+                     lookahead=pipeline.lookahead_frames)
     reader = FrameReader(opened, args.max_frames)
     try:
         for index, frame, timestamp in reader:
             result = loop.step(frame, timestamp, index)
-            people.append(len(result.persons))
             pipeline_s.append(result.total_seconds)
             detect_s.append(result.detect_seconds)
             bar.update(1)
@@ -536,6 +537,13 @@ def _process(args, config, input_path: Path, output: Path, keypoints: Path | Non
     finally:
         bar.close()
         try:
+            try:   # the frames held back were processed: write them, whatever stopped the run
+                loop.flush()
+            except Exception as e:
+                e = e.__cause__ if isinstance(e, RecordingFailed) and e.__cause__ is not None else e
+                if failure is None:
+                    status, code = "failed", 1
+                    failure = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             recorder.close()
         except RecordingError as e:  # e.g. the encoder failed while finishing the file
             status, code = "failed", 1
@@ -547,6 +555,7 @@ def _process(args, config, input_path: Path, output: Path, keypoints: Path | Non
                 signal.signal(sig, handler)
     wall = time.perf_counter() - t_start
 
+    people = loop.people   # persons drawn in each frame written
     n = len(people)
     if reader.note:
         print(f"note: {input_path}: {reader.note}; {n} frames written", file=sys.stderr)

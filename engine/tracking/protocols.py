@@ -24,6 +24,7 @@ class Tracker(Protocol):
     max_confirmed: int | None
     max_undetected_seconds: float | None
     confirm_hits: int
+    confirm_frames: int
 
     @property
     def full(self) -> bool:

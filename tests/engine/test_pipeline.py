@@ -12,7 +12,7 @@ from deeppose.engine.config import PipelineConfig
 from deeppose.engine.detection.boxes import box_iou, box_overlap, nms
 from deeppose.engine.detection.persons import PersonBoxes
 from deeppose.engine.detection.search import TrackingFaceDetector
-from deeppose.engine.pipeline import FrameResult, PosePipeline
+from deeppose.engine.pipeline import FrameResult, PersonResult, PosePipeline
 from deeppose.engine.smoothing import OneEuroFilter, OneEuroParams, smoothing_factor
 from deeppose.engine.tracking.tracker import PersonTracker, max_weight_assignment
 from deeppose.engine.tracking.verify import on_bodies, verify_poses
@@ -822,16 +822,13 @@ def test_faces_on_a_hand_and_twice_on_one_face_give_one_skeleton(flic_weights):
 
 @pytest.fixture(scope="module")
 def walking_records(flic_weights):
-    """The default pipeline over all 144 frames of walking.mp4, as keypoints-JSONL records."""
+    """The default pipeline over all 144 frames of walking.mp4 as the video command runs it
+    (persons drawn from their first frame, engine.frames.process_clip), as keypoints-JSONL records."""
+    from deeppose.engine.frames import process_clip
     from deeppose.engine.keypoints import frame_record
 
-    frames = walking_video_frames(144)
-    records = []
     with PosePipeline(PipelineConfig(flic_weights)) as pipe:
-        for i, f in enumerate(frames):
-            r = pipe.process(f, i / 30, i)
-            records.append(frame_record(r, pipe.skeleton))
-    return records
+        return [frame_record(r, pipe.skeleton) for r in process_clip(pipe, walking_video_frames(144))]
 
 
 def test_every_skeleton_on_walking_mp4_is_on_a_counted_person(walking_records):
@@ -846,7 +843,8 @@ def test_every_skeleton_on_walking_mp4_is_on_a_counted_person(walking_records):
     s = score(walking_records, json.loads(DEFAULT_TRUTH.read_text()))
     assert s["precision"] == 1.0, s["false"]
     assert s["precision_all"] >= 0.98, s["false_all"]
-    assert s["recall"] >= 0.45, (s["found"], s["countable"])
+    # 45 of 58 on the project's VM (32 before windows around up to 8 small faces at 0.45 and the lookahead)
+    assert s["recall"] >= 0.65, (s["found"], s["countable"])
 
 
 def test_the_walker_keeps_one_id_through_the_whole_clip(walking_records):
@@ -856,7 +854,7 @@ def test_the_walker_keeps_one_id_through_the_whole_clip(walking_records):
 
     s = score(walking_records, json.loads(DEFAULT_TRUTH.read_text()))
     assert len(s["walker_ids"]) == 1
-    assert s["walker_frames"] >= 140          # all but the first two (confirmation)
+    assert s["walker_frames"] >= 143          # every one on the project's VM; 142 before the lookahead
     sources = {p["b0_source"] for r in walking_records for p in r["persons"]}
     assert sources <= {"face", "pose"} and "pose" in sources
 
@@ -1077,3 +1075,74 @@ def test_tracked_faces_are_looked_for_only_in_the_turns_that_bring_them_upright(
     search.set_hints(face, windows_only=False, rolls=[0.0])
     search.detect_with_keypoints(frame)
     assert sorted(k for k, _ in log) == [-1, 0, 1, 2]
+
+
+def _frame(index: int, persons=(), tentative=()) -> FrameResult:
+    def person(tid):
+        return PersonResult(tid, np.array([50.0, 50, 40, 40]), None, "face", np.zeros((1, 3, 2)), np.zeros((3, 2)))
+    return FrameResult(index, index / 30, [person(t) for t in persons], 0.0, [0.0], 0.0, "test",
+                       tentative=[person(t) for t in tentative])
+
+
+def test_lookahead_draws_a_confirmed_person_from_his_first_frame_and_never_a_dropped_one():
+    """engine.frames.Lookahead: person 7 is being confirmed in frames 0 and 1 and drawn from frame
+    2 on; person 9 is seen in frame 1 but never confirmed (a false face): frames 0 and 1 are
+    released with 7 and without 9, in order, the rest at the end."""
+    from deeppose.engine.frames import Lookahead
+
+    look = Lookahead(2)
+    frames = [_frame(0, tentative=[7]), _frame(1, [3], tentative=[7, 9]), _frame(2, [3, 7]), _frame(3, [7])]
+    released = [r for i, f in enumerate(frames) for _, r in look.push(i, f)]
+    assert [r.index for r in released] == [0, 1]
+    released += [r for _, r in look.flush()]
+    assert [r.index for r in released] == [0, 1, 2, 3] and look.flush() == []
+    assert [[p.track_id for p in r.persons] for r in released] == [[7], [3, 7], [3, 7], [7]]
+    assert [p.track_id for p in released[1].tentative] == [9]
+    # without lookahead (a live source) each frame goes at once, as it was drawn
+    now = Lookahead(0)
+    assert [[p.track_id for p in r.persons] for f in (_frame(0, tentative=[7]), _frame(1, [7]))
+            for _, r in now.push(None, f)] == [[], [7]]
+
+
+def test_frame_loop_writes_each_frame_lookahead_frames_late_and_the_rest_at_flush(monkeypatch):
+    import deeppose.engine.drawing as drawing
+    from deeppose.engine.frames import FrameLoop
+
+    monkeypatch.setattr(drawing, "draw_poses", lambda *a, **k: None)
+
+    class Pipeline:
+        skeleton = None
+        lookahead_frames = 2
+
+        def __init__(self):
+            self.script = iter([_frame(0, tentative=[4]), _frame(1, tentative=[4]), _frame(2, [4]), _frame(3, [4])])
+
+        def process(self, image, timestamp, index):
+            return next(self.script)
+
+    class Recorder:
+        def __init__(self):
+            self.written = []
+
+        def write(self, image, result):
+            self.written.append((int(image[0, 0, 0]), [p.track_id for p in result.persons]))
+
+    pipe, rec = Pipeline(), Recorder()
+    loop = FrameLoop(pipe, rec, lookahead=pipe.lookahead_frames, min_confidence=0.0)
+    for i in range(4):
+        loop.step(np.full((8, 8, 3), i, np.uint8), i / 30, i)
+        assert len(rec.written) == max(0, i - 1)
+    loop.flush()
+    assert rec.written == [(0, [4]), (1, [4]), (2, [4]), (3, [4])] and loop.people == [1, 1, 1, 1]
+
+
+def test_the_pipeline_reports_a_person_being_confirmed_as_tentative(flic_weights):
+    """The walker's first frames: his track is tentative (not drawn) until its third detection,
+    and his estimates there are in FrameResult.tentative under the id he keeps."""
+    with PosePipeline(PipelineConfig(flic_weights)) as pipe:
+        results = [pipe.process(f, i / 30, i) for i, f in enumerate(walking_video_frames(4))]
+    walker = [p.track_id for p in results[-1].persons if p.face is not None and 700 < p.face[0] < 850]
+    assert len(walker) == 1
+    assert walker[0] in [p.track_id for p in results[0].tentative]
+    assert walker[0] not in [p.track_id for p in results[0].persons]
+    assert all(np.isfinite(p.pose).all() and p.smoothed for p in results[0].tentative)

@@ -305,8 +305,9 @@ def test_ctrl_c_leaves_playable_output_with_every_frame_done(cuts, model_dir, tm
 def test_killed_run_leaves_playable_output(cuts, model_dir, tmp_path):
     """Even a process killed outright (no cleanup at all) leaves a playable video holding the
     frames encoded (fragmented MP4, one fragment per frame) and the keypoints of every frame.
-    Killed while it is held at its 10th frame, once 6 records are on disk (the writer thread
-    goes on meanwhile): mid-run for certain, however fast the machine."""
+    Killed while it is held at its 14th frame, once 6 records are on disk (the writer thread
+    goes on meanwhile; a frame is written 4 frames after it is processed, the lookahead for
+    confirmations): mid-run for certain, however fast the machine."""
     out, kp = tmp_path / "o.mp4", tmp_path / "k.jsonl"
 
     def six_records():
@@ -315,7 +316,7 @@ def test_killed_run_leaves_playable_output(cuts, model_dir, tmp_path):
             assert time.monotonic() - t < 120, "no keypoints written in time"
             time.sleep(0.05)
 
-    rc, _, _ = run_interrupted_at("call:deeppose.engine.pipeline:PosePipeline.process@10", [
+    rc, _, _ = run_interrupted_at("call:deeppose.engine.pipeline:PosePipeline.process@14", [
         "video", str(cuts["full"]), "-o", str(out), "--keypoints", str(kp), "--weights", str(model_dir), "--stages", "1"],
         sig=signal.SIGKILL, before_signal=six_records)
     assert rc == -signal.SIGKILL

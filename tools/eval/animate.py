@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from deeppose.engine.config import PipelineConfig
     from deeppose.engine.constants import MIN_JOINT_CONFIDENCE, WEIGHTS_ROOT
+    from deeppose.engine.frames import process_clip
     from deeppose.engine.pipeline import PosePipeline
     from deeppose.tools.data.datasets import load_dataset, load_image
 
@@ -105,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             for frames, truth in clips:
                 pipe.reset()
                 seen = set()
-                for i, f in enumerate(frames):
-                    r = pipe.process(f, i / 30, i)
+                for i, r in enumerate(process_clip(pipe, frames)):   # as the video command draws them
                     persons += len(r.persons)
                     drawn += bool(r.persons)
                     # a figure the user sees: enough joints sure enough to be drawn (NaN: psi v1, all drawn)

@@ -111,15 +111,14 @@ def score_ids(figures: list[list[tuple[int, float]]], centres: np.ndarray, strip
 
 
 def run_clip(pipe, frames: list[np.ndarray]) -> list[list[tuple[int, float]]]:
-    """Run ``pipe`` (a :class:`engine.pipeline.PosePipeline`) over ``frames`` at 30 fps; per frame,
-    the (track id, torso x in pixels: the mean x of the shoulders and hips) of every figure."""
+    """Run ``pipe`` (a :class:`engine.pipeline.PosePipeline`) over ``frames`` at 30 fps as the video
+    command does (:func:`engine.frames.process_clip`); per frame, the (track id, torso x in pixels:
+    the mean x of the shoulders and hips) of every figure."""
+    from deeppose.engine.frames import process_clip
+
     torso = [pipe.skeleton.joints.index(j) for j in ("l_shoulder", "r_shoulder", "l_hip", "r_hip")
              if j in pipe.skeleton.joints]
-    out = []
-    for t, f in enumerate(frames):
-        r = pipe.process(f, t / 30, t)
-        out.append([(p.track_id, float(np.nanmean(p.pose[torso, 0]))) for p in r.persons])
-    return out
+    return [[(p.track_id, float(np.nanmean(p.pose[torso, 0]))) for p in r.persons] for r in process_clip(pipe, frames)]
 
 
 def main(argv: list[str] | None = None) -> int:
