@@ -62,6 +62,8 @@ class TrackingFaceDetector:
       ``tile``) px get a grid of ``tile`` x ``tile`` windows (``overlap`` between
       neighbours); smaller frames (stills such as FLIC's 540x360, a 640x480 webcam) get five
       overlapping tiles of ``small_tile`` of the frame's size (four corners and the centre).
+      With ``first_tile``, that first call on a large frame also scans a grid of ``first_tile``
+      px tiles (the faces too small for ``tile`` that are in view from the start).
 
     ``set_hints(faces, windows_only=True)`` makes the next call look only around the hinted
     faces: a window around every one of them (a face too large for a window gets the whole
@@ -100,16 +102,20 @@ class TrackingFaceDetector:
         tile_min_confidence: lowest score of a tile hit (0.7).
         window_min_confidence: lowest score of a hit in a window around a hinted face (default:
             ``tile_min_confidence``); a face already tracked there may be held to less.
+        first_tile: side of the finer tiles the first call after :meth:`reset` also scans on
+            frames larger than ``tile`` and ``small_frame`` (None: none), at
+            ``tile_min_confidence``.
     """
 
     def __init__(self, face_detector, tile: int = 640, overlap: float = 0.25, tiles_per_frame: int = 1,
                  roi_scale: float = 5.0, min_roi: int = 192, max_rois: int = 4, nms_iou: float = 0.3,
                  large_face: float = 0.12, small_tile: float = 0.6, tile_min_confidence: float = 0.7,
                  nms_overlap: float | None = None, window_min_confidence: float | None = None,
-                 small_frame: int = 720):
+                 small_frame: int = 720, first_tile: int | None = None):
         self.face_detector = face_detector
         self.small_frame = int(small_frame)
         self.tile = int(tile)
+        self.first_tile = None if first_tile is None else int(first_tile)
         self.overlap = float(overlap)
         self.tiles_per_frame = int(tiles_per_frame)
         self.roi_scale = float(roi_scale)
@@ -140,10 +146,11 @@ class TrackingFaceDetector:
         self._hints = faces[np.isfinite(faces).all(axis=1)]
         self._windows_only = bool(windows_only) and len(self._hints) > 0
 
-    def tiles(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
-        """The tiles of a frame: (x0, y0, x1, y1) pixel ranges (x1, y1 exclusive)."""
-        t = self.tile
-        if max(width, height) <= max(t, self.small_frame):
+    def tiles(self, width: int, height: int, tile: int | None = None) -> list[tuple[int, int, int, int]]:
+        """The tiles of a frame: (x0, y0, x1, y1) pixel ranges (x1, y1 exclusive); ``tile``: their
+        side on a large frame (default ``self.tile``)."""
+        t = self.tile if tile is None else int(tile)
+        if max(width, height) <= max(self.tile, self.small_frame):
             if not 0 < self.small_tile < 1:
                 return []
             tw, th = int(round(width * self.small_tile)), int(round(height * self.small_tile))
@@ -228,6 +235,9 @@ class TrackingFaceDetector:
             for j in todo:
                 self._run(image_bgr, *grid[j], found, strict)
             self._next_tile = (self._next_tile + (0 if self._full_scan else len(todo))) % len(grid)
+        if self._full_scan and self.first_tile and max(w, h) > max(self.tile, self.small_frame):
+            for box in self.tiles(w, h, self.first_tile):
+                self._run(image_bgr, *box, found, strict)
         self._full_scan = False
 
     def close(self) -> None:
