@@ -67,8 +67,9 @@ also rechecks at least three times per tracker's ``max_undetected_seconds`` (1 s
 which at 30 fps is every 10th frame: larger N change nothing there."""
 
 DEFAULT_CONFIRM_HITS = 3
-"""A new person is drawn once detected in this many of his first ``confirm_hits + 2`` frames
-(:class:`engine.tracking.tracker.PersonTracker`'s default)."""
+"""A new person is confirmed once detected in this many of his first ``confirm_hits + 2`` frames
+(:class:`engine.tracking.tracker.PersonTracker`'s default); live he is drawn from then on, in a
+video file from his first frame (:class:`engine.frames.Lookahead`)."""
 
 LIVE_OPTIONS = ("stages", "smooth", "max_persons", "detect_every", "recheck_every", "flip")
 """The options a running pipeline takes without being rebuilt (:meth:`engine.pipeline.PosePipeline.apply`);

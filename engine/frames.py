@@ -389,8 +389,9 @@ class FrameReader:
 
 
 class RecordingFailed(RuntimeError):
-    """Raised by :meth:`FrameLoop.step` when the frame was processed and drawn but could not be
-    recorded; ``result`` is the frame's result, ``__cause__`` the recorder's error."""
+    """Raised by :meth:`FrameLoop.step` (or :meth:`FrameLoop.flush`) when a frame was processed and
+    drawn but could not be recorded; ``result`` is that frame's result (with a lookahead, an
+    earlier frame's than the one just processed), ``__cause__`` the recorder's error."""
 
     def __init__(self, message: str, result=None):
         super().__init__(message)
@@ -422,8 +423,9 @@ class Lookahead:
         confirmed = {p.track_id for p in result.persons}
         for _, earlier in self._held:
             moved = [p for p in earlier.tentative if p.track_id in confirmed]
-            if moved:
-                earlier.persons = sorted(earlier.persons + moved, key=lambda p: p.track_id)
+            if moved:   # a frame with a person in it has no full-frame fallback figure (id 0)
+                kept = [p for p in earlier.persons if p.b0_source != "frame"]
+                earlier.persons = sorted(kept + moved, key=lambda p: p.track_id)
                 earlier.tentative = [p for p in earlier.tentative if p.track_id not in confirmed]
         self._held.append((item, result))
         out = []
@@ -472,6 +474,9 @@ class FrameLoop:
 
     Attributes:
         people: the number of persons drawn in each frame written so far.
+
+    Once a frame fails to be drawn or recorded, no later frame is written (the output holds the
+    frames before it, with no gap): :meth:`step` and :meth:`flush` raise again.
     """
 
     def __init__(self, pipeline, recorder=None, draw_boxes: bool = False, live=None, min_confidence: float | None = None,
@@ -483,6 +488,7 @@ class FrameLoop:
         self.live = live
         self._lookahead = Lookahead(lookahead)
         self.people: list[int] = []
+        self._failed: BaseException | None = None   # the first failure to write a frame
 
     def step(self, image: np.ndarray, timestamp: float, index: int):
         """Process one frame; draw (in place, on ``image``), publish to the live outputs and
@@ -500,7 +506,8 @@ class FrameLoop:
             written).
         Raises:
             RecordingFailed: the recorder failed (the frame is processed and drawn).
-            Exception: whatever the pipeline raises (nothing drawn or recorded then).
+            Exception: whatever the pipeline raises (nothing drawn or recorded then), or drawing
+                raised for a held frame.
         """
         result = self.pipeline.process(image, timestamp=timestamp, index=index)
         for held in self._lookahead.push(image, result):
@@ -508,20 +515,27 @@ class FrameLoop:
         return result
 
     def flush(self) -> None:
-        """Draw, publish and record the frames still held (``lookahead``), oldest first.
-        Raises: RecordingFailed, as :meth:`step`."""
+        """Draw, publish and record the frames still held (``lookahead``), oldest first; after a
+        failure to write one, nothing. Raises: RecordingFailed, as :meth:`step`."""
         for held in self._lookahead.flush():
             self._write(*held)
 
     def _write(self, image: np.ndarray, result) -> None:
         from .drawing import draw_poses
 
-        draw_poses(image, result, self.pipeline.skeleton, draw_boxes=self.draw_boxes, min_confidence=self.min_confidence)
-        if self.live is not None:
-            self.live.publish(result, self.pipeline.skeleton)
+        if self._failed is not None:   # a frame is missing: a later one would leave a gap
+            raise self._failed
+        try:
+            draw_poses(image, result, self.pipeline.skeleton, draw_boxes=self.draw_boxes,
+                       min_confidence=self.min_confidence)
+            if self.live is not None:
+                self.live.publish(result, self.pipeline.skeleton)
+            if self.recorder is not None:
+                try:
+                    self.recorder.write(image, result)
+                except Exception as e:
+                    raise RecordingFailed(str(e).splitlines()[0] if str(e) else type(e).__name__, result) from e
+        except Exception as e:
+            self._failed = e
+            raise
         self.people.append(len(result.persons))
-        if self.recorder is not None:
-            try:
-                self.recorder.write(image, result)
-            except Exception as e:
-                raise RecordingFailed(str(e).splitlines()[0] if str(e) else type(e).__name__, result) from e

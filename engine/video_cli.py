@@ -119,7 +119,8 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
                         help="take each tracked person's next b0 from the eyes and nose of their pose, and check "
                         "every estimate (default: on)")
     parser.add_argument("--confirm", type=positive_int, metavar="N", default=3,
-                        help="draw a new person once detected in N of their first N+2 frames (default: 3)")
+                        help="confirm a new person once detected in N of their first N+2 frames; he is then "
+                        "drawn from his first frame, the video written N+1 frames late (default: 3)")
     parser.add_argument("--max-persons", type=positive_int, metavar="N", default=None,
                         help="follow at most N persons, those tracked longest; faces found beyond them are "
                         "ignored until one is lost (default: everyone found)")
@@ -544,7 +545,8 @@ def _process(args, config, input_path: Path, output: Path, keypoints: Path | Non
                 if failure is None:
                     status, code = "failed", 1
                     failure = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            recorder.close()
+            finally:   # a second Ctrl-C during the flush still finishes the files
+                recorder.close()
         except RecordingError as e:  # e.g. the encoder failed while finishing the file
             status, code = "failed", 1
             failure = failure or f"finishing {output}: {str(e).splitlines()[0]}"

@@ -1121,6 +1121,14 @@ def test_lookahead_draws_a_confirmed_person_from_his_first_frame_and_never_a_dro
     assert [r.index for r in released] == [0, 1, 2, 3] and look.flush() == []
     assert [[p.track_id for p in r.persons] for r in released] == [[7], [3, 7], [3, 7], [7]]
     assert [p.track_id for p in released[1].tentative] == [9]
+    # a frame that held only the full-frame fallback figure (nobody tracked was drawn) gets the
+    # person instead of it
+    fallback = _frame(0, tentative=[7])
+    fallback.persons = [PersonResult(0, np.zeros(4), None, "frame", np.zeros((1, 3, 2)), np.zeros((3, 2)))]
+    look = Lookahead(2)
+    look.push(None, fallback)
+    look.push(None, _frame(1, [7]))
+    assert [[p.track_id for p in r.persons] for _, r in look.flush()] == [[7], [7]]
     # without lookahead (a live source) each frame goes at once, as it was drawn
     now = Lookahead(0)
     assert [[p.track_id for p in r.persons] for f in (_frame(0, tentative=[7]), _frame(1, [7]))
@@ -1157,6 +1165,25 @@ def test_frame_loop_writes_each_frame_lookahead_frames_late_and_the_rest_at_flus
         assert len(rec.written) == max(0, i - 1)
     loop.flush()
     assert rec.written == [(0, [4]), (1, [4]), (2, [4]), (3, [4])] and loop.people == [1, 1, 1, 1]
+    # a recorder that fails at the second frame: the output stops there, with no gap, and the
+    # frames counted as written are those written
+    from deeppose.engine.frames import RecordingFailed
+
+    class Failing(Recorder):
+        def write(self, image, result):
+            if len(self.written) == 1:
+                raise OSError("disk full")
+            super().write(image, result)
+
+    pipe, rec = Pipeline(), Failing()
+    loop = FrameLoop(pipe, rec, lookahead=pipe.lookahead_frames, min_confidence=0.0)
+    for i in range(3):
+        loop.step(np.full((8, 8, 3), i, np.uint8), i / 30, i)
+    with pytest.raises(RecordingFailed, match="disk full"):
+        loop.step(np.full((8, 8, 3), 3, np.uint8), 3 / 30, 3)
+    with pytest.raises(RecordingFailed):
+        loop.flush()
+    assert rec.written == [(0, [4])] and loop.people == [1]
 
 
 def test_the_pipeline_reports_a_person_being_confirmed_as_tentative(flic_weights):

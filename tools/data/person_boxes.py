@@ -188,6 +188,7 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
     from deeppose.engine.pipeline import face_search
 
     search = face_search(None)
+    search.first_tile = None   # the cached protocol's search, as it was (the finer tiles are for videos)
     meta = ({"tiles": True, "tile": search.tile, "small_frame": search.small_frame, "small_tile": search.small_tile,
              "tile_min_confidence": search.tile_min_confidence, "nms_iou": search.nms_iou,
              "nms_overlap": search.nms_overlap} if tiles else {"tiles": False})
