@@ -606,6 +606,11 @@ class PosePipeline:
         faces = np.asarray(found.faces, dtype=np.float64).reshape(-1, 4)
         tracks = self.tracker.update(found.b0, faces, found.scores, ts, sources=found.sources, frame_index=idx,
                                      angles=found.angles, pending=self.verify)
+        for tr in tracks:   # a new track, which may have taken a lost person's id: nothing of before
+            if tr.age == 1:
+                self._filters.pop(tr.track_id, None)
+                self._sides.pop(tr.track_id, None)
+                self._two_faces = {pair for pair in self._two_faces if tr.track_id not in pair}
 
         h, w = frame_bgr.shape[:2]
         if self.verify and not self.track_by_body:   # held persons wait for a detection; they are not drawn

@@ -214,6 +214,44 @@ def test_tracker_keeps_ids_holds_and_drops():
     assert sorted(t.track_id for t in out) == [ids[100], 3]
 
 
+def test_a_person_lost_behind_something_takes_his_id_again_when_he_comes_out_near_it():
+    """A confirmed track dropped as lost is remembered for reid_seconds: a new track that starts
+    near its last box (here 1.1 box sides on, as a walker behind a pillar) takes its id, and is
+    confirmed as any new one; one that starts far from it, or after reid_seconds, gets a new id."""
+    tracker = PersonTracker(max_hold_frames=3, max_hold_seconds=10.0, confirm_hits=2, confirm_frames=3)
+    box = np.array([200.0, 200.0, 100.0, 200.0])
+    other = np.array([900.0, 200.0, 100.0, 200.0])
+    for f in range(3):
+        out = tracker.update(np.stack([box, other]), np.stack([box, other]), timestamp=f / 30, frame_index=f)
+    ids = {round(t.b0[0]): t.track_id for t in out if t.confirmed}
+    assert ids == {200: 1, 900: 2}
+    f = 3
+    for f in range(3, 10):   # person 1 is behind the pillar: held 3 frames, then dropped
+        out = tracker.update(other[None], other[None], timestamp=f / 30, frame_index=f)
+    assert [t.track_id for t in out] == [2]
+    out_of_it = box + [220.0, 0, 0, 0]
+    out = tracker.update(np.stack([out_of_it, other]), np.stack([out_of_it, other]), timestamp=10 / 30, frame_index=10)
+    back = [t for t in out if t.track_id == 1]
+    assert len(back) == 1 and not back[0].confirmed   # his id, confirmed as any new track
+    out = tracker.update(np.stack([out_of_it, other]), np.stack([out_of_it, other]), timestamp=11 / 30, frame_index=11)
+    assert [(t.track_id, t.confirmed) for t in out] == [(1, True), (2, True)]
+    # far from where he went, or seen again too late: someone new
+    tracker = PersonTracker(max_hold_frames=3, max_hold_seconds=10.0, confirm_hits=1, reid_seconds=1.0)
+    tracker.update(box[None], box[None], timestamp=0.0, frame_index=0)
+    for f in range(1, 6):
+        assert tracker.update(other[None], other[None], timestamp=f / 30, frame_index=f)[-1].track_id == 2
+    assert [t.track_id for t in tracker.tracks] == [2]
+    far = box + [350.0, 0, 0, 0]   # 1.75 box sides on
+    assert [t.track_id for t in tracker.update(far[None], far[None], timestamp=6 / 30, frame_index=6)] == [2, 3]
+    tracker = PersonTracker(max_hold_frames=3, max_hold_seconds=10.0, confirm_hits=1, reid_seconds=1.0)
+    tracker.update(box[None], box[None], timestamp=0.0, frame_index=0)
+    for f in range(1, 5):
+        tracker.update(np.zeros((0, 4)), np.zeros((0, 4)), timestamp=f / 30, frame_index=f)
+    assert tracker.tracks == []
+    assert tracker.update(box[None], box[None], timestamp=2.0, frame_index=60)[0].track_id == 2
+    assert tracker.update(box[None], box[None], timestamp=2.1, frame_index=63)[0].track_id == 2
+
+
 def test_a_held_person_whose_estimate_fails_verification_is_held_for_max_hold_frames_not_half():
     """A confirmed track lost by verification and then held, with each held frame's estimate
     failing verification too, is missed once per frame: update() (held, not detected) and

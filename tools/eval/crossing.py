@@ -11,6 +11,10 @@ person whose strip centre is nearest its torso (not in the frames where the stri
 less than half a strip apart: who is who is not scored there), and for each person the tool
 prints the frames with a figure, the ids his figures had and how often his id changed from one
 drawn frame to the next (:func:`score_ids`).
+
+It then scores one walker alone who walks behind a grey pillar in the middle of the frame
+(:func:`crossing_clip` with ``second=False, pillar=240``): hidden for about 20 frames, he should
+come out with the id he went in with.
 """
 from __future__ import annotations
 
@@ -25,17 +29,24 @@ STRIP = 300
 """Width of the walker's strip in walking.mp4 pixels (centred on his head)."""
 LATER = 40
 """The second person is the walker this many frames later, mirrored."""
+PILLAR = 240
+"""Width of the pillar of the walker-alone clip, pixels of the 960x540 frame."""
 
 
-def crossing_clip(n: int = 96, size: tuple[int, int] = (960, 540)) -> tuple[list[np.ndarray], np.ndarray, int]:
+def crossing_clip(n: int = 96, size: tuple[int, int] = (960, 540), second: bool = True,
+                  pillar: int = 0) -> tuple[list[np.ndarray], np.ndarray, int]:
     """The crossing clip (see the module docstring).
 
     Args:
         n: frames (at most 144 - :data:`LATER`, walking.mp4's length).
         size: (width, height) of the frames, pixels.
+        second: the second person walks left in front of the first (False: the first alone).
+        pillar: width in pixels of a grey pillar in the middle of the frame, in front of
+            everyone (0: none).
     Returns:
         (n frames (H, W, 3) uint8 BGR, (n, 2) the x of each person's strip centre, pixels: the
-        one walking right, then the one walking left in front of him; the strips' width, pixels).
+        one walking right, then the one walking left in front of him (without ``second``, -1e9:
+        nowhere); the strips' width, pixels).
     Raises:
         ValueError: ``n`` is out of range, or walking.mp4 cannot be read.
     """
@@ -62,13 +73,16 @@ def crossing_clip(n: int = 96, size: tuple[int, int] = (960, 540)) -> tuple[list
         return s[:, ::-1] if mirror else s
 
     backdrop = cv2.resize(cv2.GaussianBlur(frames[0], (0, 0), 25), size, interpolation=cv2.INTER_AREA)
-    out, centres = [], np.empty((n, 2))
+    out, centres = [], np.full((n, 2), -1e9)
+    people = ((0, 0, w - side, False), (LATER, w - side, 0, True))[:2 if second else 1]
     for t in range(n):
         img = backdrop.copy()
-        for who, (i, start, end, mirror) in enumerate(((t, 0, w - side, False), (t + LATER, w - side, 0, True))):
+        for who, (later, start, end, mirror) in enumerate(people):
             x = int(round(start + (end - start) * t / (n - 1)))
-            img[:, x:x + side] = strip(i, mirror)
+            img[:, x:x + side] = strip(t + later, mirror)
             centres[t, who] = x + side / 2
+        if pillar:
+            img[:, (w - pillar) // 2:(w + pillar) // 2] = 90
         out.append(img)
     return out, centres, side
 
@@ -134,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     from deeppose.engine.pipeline import PosePipeline
 
     frames, centres, strip = crossing_clip(args.frames)
+    alone, centres_alone, _ = crossing_clip(args.frames, second=False, pillar=PILLAR)
     if args.write is not None:
         from deeppose.engine.recording import AnnotatedVideoWriter
 
@@ -152,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             f"walking {'right' if who == 0 else 'left (in front)'}: a figure in {s['frames'][who]}, ids "
             f"{s['ids'][who]}, id changes {s['changes'][who]}" for who in (0, 1))
             + f"; second figures on one person {s['extra']}", flush=True)
+        with PosePipeline(PipelineConfig(m, "onnxruntime", threads=2)) as pipe:
+            s = score_ids(run_clip(pipe, alone), centres_alone, strip)
+        print(f"{Path(m).name}, one walker behind a {PILLAR} px pillar: a figure in {s['frames'][0]} of "
+              f"{len(alone)} frames, ids {s['ids'][0]}, id changes {s['changes'][0]}", flush=True)
     return 0
 
 
