@@ -40,7 +40,9 @@ class CascadeResult:
             last stage that has a scale head (psi v2); NaN for a model without one.
         confidence: (P, k) in [0, 1], the probability under that Laplace distribution that the
             joint lies within PDJ@0.2 (0.2 diam of the final pose, per coordinate; see
-            :func:`joint_confidence`); NaN without a scale head.
+            :func:`joint_confidence`); NaN without a scale head. A joint refined by a stage with a
+            scale head is right only if the stage before put it in its joint box: its confidence
+            is also multiplied by that stage's probability of an error within half the box side.
         presence: (P,) in [0, 1], stage 1's probability that b0 holds a person (psi v2's
             presence head); NaN without one.
     """
@@ -261,6 +263,7 @@ class Cascade:
         if p == 0:
             return CascadeResult(b0, poses, boxes_hist, [0.0] * s_total)
         scale = np.full((p, k), np.nan)   # Laplace scale of each joint's error, pixels
+        in_box = np.ones((p, k))          # probability that each refined joint was in its joint box
         presence = np.full(p, np.nan)
 
         if angles is not None:
@@ -288,6 +291,11 @@ class Cascade:
             # Crop (p, i) predicts all k joints; joint i's own output is the one used (psi_i).
             own = out.reshape(p, m, k, 2)[:, np.arange(m), idx, :]                   # (P, m, 2) own joints
             if extra is not None:   # the own joint's scale, in its square joint box's units
+                # the refined joint is right only if stage s-1 put it in the box (per coordinate,
+                # within half its side): a refinement stage is sure of whatever joint its crop shows
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    inside = (1.0 - np.exp(-0.5 * sel[..., 2] / scale[:, idx])) ** 2
+                in_box[:, idx] *= np.where(np.isfinite(inside), inside, 1.0)
                 scale[:, idx] = np.exp(extra.reshape(p, m, k + 1)[:, np.arange(m), idx]) * sel[..., 2]
             poses[s] = poses[s - 1]
             poses[s][:, idx] = denormalize(own, sel, None if angles is None else angles[:, None])
@@ -298,7 +306,7 @@ class Cascade:
             seconds.append(time.perf_counter() - t)
         if np.isnan(scale).all():   # psi v1: no scale head, nothing more to compute
             return CascadeResult(b0, poses, boxes_hist, seconds)
-        confidence = joint_confidence(scale, diam(poses[-1], self.skeleton))
+        confidence = joint_confidence(scale, diam(poses[-1], self.skeleton)) * in_box
         return CascadeResult(b0, poses, boxes_hist, seconds, scale, confidence, presence)
 
     def _regress(self, stage: int, inputs: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray | None]:

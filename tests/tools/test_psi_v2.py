@@ -299,6 +299,51 @@ def test_the_cascade_turns_psi_v2_heads_into_joint_confidence_and_presence():
     assert np.isnan(r1.confidence).all() and np.isnan(r1.presence).all()
 
 
+def test_a_psi_v2_refinement_stage_is_sure_of_a_joint_only_if_the_stage_before_put_it_in_its_box():
+    """Stage 2 (psi v2 on joint crops) says each refined joint's scale, but it is sure of whatever
+    joint its crop shows: a joint that stage 1 was unsure of (scale large against the joint box)
+    keeps a low confidence, one it was sure of gets stage 2's. Without that factor a wrong figure
+    on walking.mp4 showed its refined wrists and knees on another person's arm."""
+    from deeppose.engine.backends.torch_backend import TorchRegressor
+    from deeppose.engine.cascade import Cascade, joint_confidence
+    from deeppose.engine.geometry import diam
+
+    torch.manual_seed(0)
+
+    pose = np.random.default_rng(1).uniform(-0.3, 0.3, (BODY.k, 2))   # a pose with a torso, box units
+    for name, xy in (("l_shoulder", (0.2, -0.2)), ("r_shoulder", (-0.2, -0.2)), ("l_hip", (0.15, 0.2)),
+                     ("r_hip", (-0.15, 0.2))):
+        pose[BODY.joints.index(name)] = xy
+
+    def net(log_scales, pose):
+        n = build_network(BODY.k, "mobilenet_v2", 64).eval()
+        with torch.no_grad():
+            n.head[-1].weight.zero_()
+            n.head[-1].bias.zero_()
+            n.head[-1].bias[:2 * BODY.k] = torch.tensor(pose.ravel(), dtype=torch.float32)
+            n.head[-1].bias[2 * BODY.k:3 * BODY.k] = torch.tensor(log_scales, dtype=torch.float32)
+        return TorchRegressor(n, device="cpu")
+
+    left = np.array([n.startswith("l_") for n in BODY.joints])
+    stage1 = net(np.where(left, math.log(0.01), math.log(1.0)), pose)          # sure of the left joints only
+    stage2 = net(np.full(BODY.k, math.log(0.001)), np.zeros((BODY.k, 2)))      # sure of every joint it sees
+    image = np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)
+    b0 = np.array([[150.0, 100.0, 100.0, 64.0]])
+    wrists = [BODY.joints.index("l_wrist"), BODY.joints.index("r_wrist")]
+    cascade = Cascade([stage1, stage2], BODY, 1.0, [64, 64], stage_joints=[None, wrists])
+    r = cascade.run(image, b0)
+    s1 = Cascade([stage1], BODY, 1.0, 64).run(image, b0)
+    side = r.stage_boxes[0, 0, wrists, 2]                               # the wrists' joint boxes, pixels
+    in_box = (1 - np.exp(-0.5 * side / s1.joint_scale[0, wrists])) ** 2
+    refined = joint_confidence(r.joint_scale, diam(r.poses, BODY))[0, wrists]
+    np.testing.assert_allclose(r.confidence[0, wrists], refined * in_box, rtol=1e-6)
+    l_wrist, r_wrist = r.confidence[0, wrists]
+    assert in_box[0] > 0.99 and in_box[1] < 0.1 and l_wrist > 0.99 and r_wrist < 0.1
+    others = [i for i in range(BODY.k) if i not in wrists]   # not refined: stage 1's confidence
+    np.testing.assert_allclose(r.confidence[0, others],
+                               joint_confidence(s1.joint_scale, diam(r.poses, BODY))[0, others], rtol=1e-6)
+
+
 def test_auroc_is_the_probability_that_a_positive_outscores_a_negative():
     from deeppose.tools.eval.metrics import auroc, confidence_auroc
 
