@@ -52,18 +52,24 @@ REID_REACH = 1.25
 ``tools.eval.crossing``'s pillar clip, hidden for about 20 frames, came out 273 px on, his new
 b0 271 x 496 px."""
 
+SIZE_DECAY = 0.97
+"""Per frame, how much of a person's largest box size (:attr:`Track.size`) is kept."""
+
 REID_SIZE = 2.5
-"""... and their sizes (square root of the box area) within this factor of each other (the
-walker's last good box shrank to 166 px as the pillar covered him, against 367 px for the new
-one, and a face's b0 is not a pose's)."""
+"""... and their sizes (square root of the box area; for the lost track its :attr:`Track.size`)
+within this factor of each other (a face's b0 is not a pose's: 367 px against the walker's 250 or
+so before the pillar; his last good box had shrunk to 166 px as it covered him)."""
 
 
-def near(box: np.ndarray, other: np.ndarray) -> bool:
+def near(box: np.ndarray, other: np.ndarray, other_size: float | None = None) -> bool:
     """Whether box (4,) (cx, cy, w, h) is near enough to ``other`` (4,) to be the same person
     seen again after a while unseen: centres at most :data:`REID_REACH` times the larger box's
-    longer side apart, sizes within :data:`REID_SIZE` of each other."""
-    size, other_size = np.sqrt(box[2] * box[3]), np.sqrt(other[2] * other[3])
-    reach = REID_REACH * max(box[2], box[3], other[2], other[3])
+    longer side apart, sizes (square roots of the areas) within :data:`REID_SIZE` of each other.
+    ``other_size``: the size to take for ``other`` (default its own; a lost person's
+    :attr:`Track.size`, as his last box shrank while something covered him)."""
+    size = np.sqrt(box[2] * box[3])
+    other_size = np.sqrt(other[2] * other[3]) if other_size is None else float(other_size)
+    reach = REID_REACH * max(box[2], box[3], other[2], other[3], other_size)
     return bool(np.hypot(*(box[:2] - other[:2])) <= reach
                 and max(size, other_size) <= REID_SIZE * min(size, other_size))
 
@@ -74,6 +80,7 @@ class _Lost:
 
     track_id: int
     box: np.ndarray            # (4,) its last good b0, pixels
+    size: float | None         # its Track.size, pixels (None: unknown)
     frame: int                 # the last frame it was seen in
     time: float                # ... and its timestamp, seconds
 
@@ -167,6 +174,9 @@ class Track:
             for the next frame (tracking by pose), or None.
         good_b0, good_angle: the last b0 (and roll) whose pose verified: what a held track uses
             (a hidden one moved on by ``velocity`` for each frame since).
+        size: how large its person is, pixels: the largest square root of a good b0's area, each
+            frame since worth :data:`SIZE_DECAY` less (a box that shrinks as something covers
+            him does not make him smaller at once); 0 before the first.
         velocity: (2,) how far its b0's centre moves per frame, pixels: an exponential average,
             each new move from b0 to the next b0 of a verified pose weighing a half; None
             before the first.
@@ -204,6 +214,7 @@ class Track:
     next_angle: float = 0.0
     good_b0: np.ndarray | None = None
     good_angle: float = 0.0
+    size: float = 0.0
     velocity: np.ndarray | None = None
     hidden: bool = False
     detected: bool = False
@@ -313,7 +324,7 @@ class PersonTracker:
         track remembered (see the module docstring) that no live track has (``used``) and that it
         is :func:`near`, or the next new one."""
         for lost in sorted(self._lost, key=lambda lost: -lost.time):
-            if lost.track_id not in used and near(box, lost.box):
+            if lost.track_id not in used and near(box, lost.box, lost.size):
                 return lost.track_id
         self._next_id += 1
         return self._next_id - 1
@@ -439,14 +450,14 @@ class PersonTracker:
         if self.reid_seconds > 0:   # confirmed tracks lost for good: their ids wait for their persons
             staying = {id(tr) for tr in kept}
             gone = [_Lost(tr.track_id, np.asarray(tr.good_b0 if tr.good_b0 is not None else tr.b0, np.float64).copy(),
-                          tr.last_seen_frame, tr.last_seen_time)
+                          tr.size or None, tr.last_seen_frame, tr.last_seen_time)
                     for tr in self.tracks if tr.confirmed and id(tr) not in staying]
             self._lost += gone
             live = {tr.track_id for tr in kept}
             for tr in kept:   # a track started in this frame, as one lost in it went
                 if tr.first_step == self._step and not tr.confirmed and gone:
                     for lost in gone:
-                        if lost.track_id not in live and near(tr.b0, lost.box):
+                        if lost.track_id not in live and near(tr.b0, lost.box, lost.size):
                             live.discard(tr.track_id)
                             tr.track_id = lost.track_id
                             live.add(tr.track_id)
@@ -489,6 +500,7 @@ class PersonTracker:
                 track.velocity = move if track.velocity is None else (track.velocity + move) / 2
             track.last_seen_frame, track.last_seen_time, track.misses = self._frame, t, 0
             track.good_b0, track.good_angle = np.asarray(track.b0, dtype=np.float64).copy(), float(track.angle)
+            track.size = max(float(np.sqrt(track.good_b0[2] * track.good_b0[3])), SIZE_DECAY * track.size)
             track.next_b0 = None if next_b0 is None else np.asarray(next_b0, dtype=np.float64).copy()
             track.next_face = None if next_face is None else np.asarray(next_face, dtype=np.float64).copy()
             track.next_angle = float(next_angle)
