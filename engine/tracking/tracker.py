@@ -29,9 +29,10 @@ face. Then:
   ghost beside its person); without verification it draws it at its last b0. A track the caller
   reports *hidden* behind another person (``observe(..., hidden=True)``) is held, and matched,
   where its velocity takes it instead;
-- a confirmed track dropped as lost is remembered for ``reid_seconds``: a new track that starts
-  :func:`near` it, in a later frame or the one it went in, takes its id (while no live track
-  has it), and is confirmed as any other before it is drawn. A person who comes out from behind
+- a confirmed track dropped as lost (its hold or ``max_undetected_seconds`` over; not one the
+  caller drops or the capacity lets go) is remembered for ``reid_seconds``: a new track that
+  starts :func:`near` it, in that frame or a later one, takes its id (while no live track has
+  it), and is confirmed as any other before it is drawn. A person who comes out from behind
   a pillar or back into the frame so keeps his id, though his motion while unseen is not known
   (a pose's box jitters too much to carry it). A lost track still held keeps its id: handing it
   to a new track near it (the one whose ids the duplicate rule checks) let a wrong figure on
@@ -81,8 +82,7 @@ class _Lost:
     track_id: int
     box: np.ndarray            # (4,) its last good b0, pixels
     size: float | None         # its Track.size, pixels (None: unknown)
-    frame: int                 # the last frame it was seen in
-    time: float                # ... and its timestamp, seconds
+    time: float                # when it ended, seconds
 
 
 def max_weight_assignment(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -319,6 +319,13 @@ class PersonTracker:
             tr.confirmed = True
             self._lost = [lost for lost in self._lost if lost.track_id != tr.track_id]   # its id is taken up
 
+    def _remember(self, tr: Track, t: float) -> None:
+        """A track that ends at time ``t`` as lost: a confirmed one is remembered for
+        ``reid_seconds`` (see the module docstring)."""
+        if tr.confirmed and self.reid_seconds > 0:
+            box = tr.good_b0 if tr.good_b0 is not None else tr.b0
+            self._lost.append(_Lost(tr.track_id, np.asarray(box, np.float64).copy(), tr.size or None, t))
+
     def _new_id(self, box: np.ndarray, used: set[int]) -> int:
         """The id of a new track whose first b0 is ``box`` (4,): that of the most recently lost
         track remembered (see the module docstring) that no live track has (``used``) and that it
@@ -363,7 +370,6 @@ class PersonTracker:
         sources = list(sources) if sources is not None else ["face" if faces_arr is not None else "frame"] * n
 
         self._lost = [lost for lost in self._lost if t - lost.time <= self.reid_seconds + 1e-9]
-        used = {tr.track_id for tr in self.tracks}
         matched_det: dict[int, Track] = {}
         if n and self.tracks:
             # a hidden track is looked for where its motion has taken it since it was last seen
@@ -386,8 +392,32 @@ class PersonTracker:
                 if iou[r, c] >= self.iou_threshold:
                     matched_det[int(c)] = self.tracks[r]
 
+        # the tracks no detection matched go on, are held or end (a confirmed one is remembered:
+        # a new track below may take his id)
+        taken = {id(tr) for tr in matched_det.values()}
         present: list[Track] = []
-        taken: set[int] = set()
+        for tr in self.tracks:
+            if id(tr) in taken:
+                continue
+            tr.detected = tr.pending_hit = False
+            tr.detection = None
+            if tr.next_b0 is not None:
+                if self.max_undetected_seconds is not None and t - tr.last_detected_time > self.max_undetected_seconds + 1e-9:
+                    self._remember(tr, t)
+                    continue
+                tr.b0, tr.face, tr.angle, tr.source = tr.next_b0, tr.next_face, tr.next_angle, "pose"
+                present.append(tr)
+                continue
+            tr.misses = self._frame - tr.last_seen_frame   # frames since seen, this one included
+            if (tr.confirmed and tr.misses <= self.max_hold_frames
+                    and t - tr.last_seen_time <= self.max_hold_seconds + 1e-9):
+                tr.source, tr.face = "held", None
+                if tr.good_b0 is not None:
+                    tr.b0, tr.angle = _moved(tr.good_b0, tr, tr.misses), tr.good_angle
+                present.append(tr)
+            else:
+                self._remember(tr, t)
+        used = {tr.track_id for tr in present} | {tr.track_id for tr in matched_det.values()}
         for i in range(n):
             face = None if faces_arr is None or sources[i] != "face" else faces_arr[i].copy()
             tr = matched_det.get(i)
@@ -414,25 +444,6 @@ class PersonTracker:
             tr.detected, tr.pending_hit, tr.detection = True, pending, i
             self._confirm(tr)
             present.append(tr)
-            taken.add(id(tr))
-        for tr in self.tracks:
-            if id(tr) in taken:
-                continue
-            tr.detected = tr.pending_hit = False
-            tr.detection = None
-            if tr.next_b0 is not None:
-                if self.max_undetected_seconds is not None and t - tr.last_detected_time > self.max_undetected_seconds + 1e-9:
-                    continue
-                tr.b0, tr.face, tr.angle, tr.source = tr.next_b0, tr.next_face, tr.next_angle, "pose"
-                present.append(tr)
-                continue
-            tr.misses = self._frame - tr.last_seen_frame   # frames since seen, this one included
-            if (tr.confirmed and tr.misses <= self.max_hold_frames
-                    and t - tr.last_seen_time <= self.max_hold_seconds + 1e-9):
-                tr.source, tr.face = "held", None
-                if tr.good_b0 is not None:
-                    tr.b0, tr.angle = _moved(tr.good_b0, tr, tr.misses), tr.good_angle
-                present.append(tr)
         kept = []
         for tr in present:
             tr.age = self._step - tr.first_step + 1
@@ -447,22 +458,6 @@ class PersonTracker:
             if len(confirmed) >= self.max_confirmed:   # the longest tracked first (a re-identified id is no age)
                 keep = {id(tr) for tr in sorted(confirmed, key=lambda tr: tr.first_step)[: self.max_confirmed]}
                 kept = [tr for tr in kept if id(tr) in keep]
-        if self.reid_seconds > 0:   # confirmed tracks lost for good: their ids wait for their persons
-            staying = {id(tr) for tr in kept}
-            gone = [_Lost(tr.track_id, np.asarray(tr.good_b0 if tr.good_b0 is not None else tr.b0, np.float64).copy(),
-                          tr.size or None, tr.last_seen_frame, tr.last_seen_time)
-                    for tr in self.tracks if tr.confirmed and id(tr) not in staying]
-            self._lost += gone
-            live = {tr.track_id for tr in kept}
-            for tr in kept:   # a track started in this frame, as one lost in it went
-                if tr.first_step == self._step and not tr.confirmed and gone:
-                    for lost in gone:
-                        if lost.track_id not in live and near(tr.b0, lost.box, lost.size):
-                            live.discard(tr.track_id)
-                            tr.track_id = lost.track_id
-                            live.add(tr.track_id)
-                            break
-            kept.sort(key=lambda tr: tr.track_id)
         self.tracks = kept
         return list(kept)
 
