@@ -461,6 +461,11 @@ def _process(args, config, input_path: Path, output: Path, keypoints: Path | Non
     from .recording import PoseRecorder, RecordingError
 
     fps, size, count = opened.fps, opened.size, opened.count
+
+    def failure_line(e: Exception) -> str:
+        """The one line a failed run reports: the recorder's own error for a recording failure."""
+        e = e.__cause__ if isinstance(e, RecordingFailed) and e.__cause__ is not None else e
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     try:
         pipeline = PosePipeline(config)
     except (ModelError, DetectorError, ValueError) as e:
@@ -533,18 +538,15 @@ def _process(args, config, input_path: Path, output: Path, keypoints: Path | Non
     except KeyboardInterrupt:
         status, code = "interrupted", 130
     except Exception as e:  # any failure mid-way: keep what was done
-        e = e.__cause__ if isinstance(e, RecordingFailed) and e.__cause__ is not None else e
-        status, code, failure = "failed", 1, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        status, code, failure = "failed", 1, failure_line(e)
     finally:
         bar.close()
         try:
             try:   # the frames held back were processed: write them, whatever stopped the run
                 loop.flush()
             except Exception as e:
-                e = e.__cause__ if isinstance(e, RecordingFailed) and e.__cause__ is not None else e
                 if failure is None:
-                    status, code = "failed", 1
-                    failure = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                    status, code, failure = "failed", 1, failure_line(e)
             finally:   # a second Ctrl-C during the flush still finishes the files
                 recorder.close()
         except RecordingError as e:  # e.g. the encoder failed while finishing the file
