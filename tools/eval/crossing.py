@@ -161,14 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     for m in args.model or [str(WEIGHTS_ROOT / "body"), str(WEIGHTS_ROOT / "flic")]:
         with PosePipeline(PipelineConfig(m, "onnxruntime", threads=2)) as pipe:
             figures = run_clip(pipe, frames)
+            pipe.reset()   # a new clip
+            figures_alone = run_clip(pipe, alone)
         s = score_ids(figures, centres, strip)
         scored = int(np.sum(np.abs(centres[:, 0] - centres[:, 1]) >= strip / 2))
         print(f"{Path(m).name}: {scored} of {len(frames)} frames scored; " + "; ".join(
             f"walking {'right' if who == 0 else 'left (in front)'}: a figure in {s['frames'][who]}, ids "
             f"{s['ids'][who]}, id changes {s['changes'][who]}" for who in (0, 1))
             + f"; second figures on one person {s['extra']}", flush=True)
-        with PosePipeline(PipelineConfig(m, "onnxruntime", threads=2)) as pipe:
-            s = score_ids(run_clip(pipe, alone), centres_alone, strip)
+        s = score_ids(figures_alone, centres_alone, strip)
         print(f"{Path(m).name}, one walker behind a {PILLAR} px pillar: a figure in {s['frames'][0]} of "
               f"{len(alone)} frames, ids {s['ids'][0]}, id changes {s['changes'][0]}", flush=True)
     return 0
