@@ -340,3 +340,24 @@ def test_evaluate_on_turned_images_takes_the_full_image_as_b0(tmp_path):
     report = json.loads(out.read_text())
     assert report["turn"] == 90 and report["b0_sources"] == {"frame": 3}
     assert main.main(["evaluate", "--dataset", "flic", "--turn", "180", "--b0", "face", "--limit", "3"]) == 2
+
+
+def test_body_val_is_the_trainers_protocol(one_thread, tmp_path, capsys):
+    """--dataset body: FLIC's and LSP's val persons in the union skeleton, each with its own b0
+    (FLIC's face through the FLIC scaler, LSP's full image), as `train` validates a body model;
+    --limit takes the first N of each."""
+    require_data("flic")
+    require_data("lsp")
+    model = make_random_model(tmp_path / "body_model", stages=2, skeleton_name="body", seed=2)
+    js = tmp_path / "body.json"
+    rc, out, err = run_cli(["--dataset", "body", "--weights", str(model), "--limit", "3", "--json", str(js)], capsys)
+    assert rc == 0, err
+    report = json.loads(js.read_text())
+    assert report["num_examples"] == 6 and report["b0_sources"]["lsp:frame"] == 3
+    assert sum(n for s, n in report["b0_sources"].items() if s.startswith("flic:")) == 3
+    assert "body val split (6 examples, first 3 of each dataset only)" in out
+    counts = report["stages"][-1]["pdj_counts"]   # each dataset's own joints: FLIC has no legs, LSP no eyes
+    assert counts["l_ankle"] == 3 and counts["l_eye"] == 3 and counts["l_wrist"] == 6
+    for extra in (["--turn", "90"], ["--b0", "frame"], ["--data", str(tmp_path)]):
+        rc, out, err = run_cli(["--dataset", "body", "--weights", str(model), *extra], capsys)
+        assert rc == 2 and err.count("\n") == 1 and "--dataset body takes" in err, err

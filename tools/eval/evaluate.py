@@ -43,7 +43,10 @@ TABLE_PDJ = 0.2
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the evaluate command's arguments to its sub-parser."""
-    parser.add_argument("--dataset", required=True, choices=("flic", "lsp"), help="dataset to evaluate on")
+    parser.add_argument("--dataset", required=True, choices=("flic", "lsp", "body"),
+                        help="dataset to evaluate on: flic, lsp, or body (psi v2's: FLIC's and LSP's split "
+                        "together in the union of their joints, each with its own b0 protocol, as the trainer "
+                        "validates; for --model body's --write-manifest and its int8 record)")
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="dataset folder (default: ../shared/data/<dataset> or $DEEPPOSE_DATA/<dataset>)")
     parser.add_argument("--split", default="val", choices=("train", "val", "test", "trainval"),
@@ -77,7 +80,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "face, matched by its labelled eyes and nose, is used, so a lower threshold than "
                              "the app's 0.5 finds more people at no cost)")
     parser.add_argument("--limit", type=positive_int, metavar="N", default=None,
-                        help="evaluate only the first N examples of the split")
+                        help="evaluate only the first N examples of the split (body: of each dataset's)")
     parser.add_argument("--write-manifest", action="store_true",
                         help="store the per-stage PDJ@0.1/0.2 and PCP of this run as the model's validation "
                              "metrics (manifest 'val_metrics'); needs the whole val split")
@@ -368,9 +371,20 @@ def _run(args) -> int:
         return _error("--write-manifest records a model's metrics on the whole val split: "
                       "use it with --split val, all stages, no --limit, no --oracle and the protocol's b0 (--b0 auto)")
 
-    dataset = load_dataset(args.dataset, args.data, args.split)
-    limited = args.limit is not None and args.limit < len(dataset.examples)
-    if limited:
+    body_b0 = None
+    if args.dataset == "body":   # the trainer's val protocol: each part's own b0, computed with the examples
+        if args.data or args.turn or args.b0 != "auto" or args.scaler or args.missed_face != "frame" or oracle:
+            return _error("--dataset body takes its data, b0 and scaler from the training protocol: give no --data, "
+                          "--turn, --b0, --scaler, --missed-face or --oracle")
+        from deeppose.tools.train.splits import body_split
+
+        body = body_split(args.split, args.limit)   # --limit: the first N of each part
+        dataset, body_b0 = body.ds, (np.asarray(body.b0, dtype=np.float64), list(body.sources))
+        limited = args.limit is not None
+    else:
+        dataset = load_dataset(args.dataset, args.data, args.split)
+        limited = args.limit is not None and args.limit < len(dataset.examples)
+    if limited and body_b0 is None:
         dataset = dataclasses.replace(dataset, examples=dataset.examples[:args.limit])
     if args.turn and (args.b0 == "face" or args.write_manifest):
         return _error("--turn evaluates turned images with the full image as b0: it takes no --b0 face or --write-manifest")
@@ -420,6 +434,8 @@ def _run(args) -> int:
         from deeppose.tools.data.person_boxes import example_b0
 
         mode = args.b0 if args.b0 != "auto" else ("frame" if skeleton.name == "lsp" or args.turn else "face")
+        if body_b0 is not None:
+            mode = "body"
         scaler = info.scaler if mode == "face" else None
         if mode == "face" and args.scaler:
             try:
@@ -429,8 +445,8 @@ def _run(args) -> int:
         if mode == "face" and scaler is None:
             return _error(f"--b0 face: model {weights} has no face scaler")
         try:
-            b0, sources = example_b0(dataset, scaler, missed=args.missed_face,
-                                     min_confidence=args.face_confidence if scaler else None)
+            b0, sources = body_b0 or example_b0(dataset, scaler, missed=args.missed_face,
+                                                min_confidence=args.face_confidence if scaler else None)
         except (DetectorError, ValueError) as e:
             return _error(f"cannot compute b0: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         b0 = np.asarray(b0, dtype=np.float64)
@@ -468,7 +484,10 @@ def _run(args) -> int:
     report["stages"] = evaluate_poses(stage_poses, gt, skeleton, names, args.pcp_threshold)
     head = f"{dataset.name} {dataset.split} split" + (f" turned {args.turn} degrees" if args.turn else "")
     head += f" ({len(dataset.examples)} examples"
-    head += f", first {args.limit} only)" if limited else ")"
+    if limited:
+        head += f", first {args.limit} of each dataset only)" if body_b0 is not None else f", first {args.limit} only)"
+    else:
+        head += ")"
     head += f": {label}"
     if report.get("b0_sources"):
         head += "; b0 from " + ", ".join(f"{k} {v}" for k, v in sorted(report["b0_sources"].items()))

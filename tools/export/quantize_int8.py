@@ -43,7 +43,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def calibration_inputs(folder: Path, examples: int, data: str | None = None, seed: int = 0) -> list:
     """Each stage's float32 (B, 3, S, S) inputs on ``examples`` training images.
 
-    b0 is the tight box around an example's labelled joints, grown to a square with a 20%
+    Training images of the model's dataset (a body model: FLIC's and LSP's together); b0 is
+    the tight box around an example's labelled joints, grown to a square with a 20%
     margin (a person box as the face scaler gives it); the float ONNX Runtime cascade runs
     from it with the model's flip setting off, and the crops each stage receives are kept.
 
@@ -70,13 +71,19 @@ def calibration_inputs(folder: Path, examples: int, data: str | None = None, see
             recorded[self.stage].append(np.array(crops, dtype=np.float32))
             return self.inner.regress(crops)
 
-    dataset = load_dataset(info.skeleton.name, data, split="train")
+    if info.skeleton.name == "body":   # psi v2 trained on both: FLIC's and LSP's training images
+        if data is not None:
+            raise ValueError("a body model calibrates on FLIC's and LSP's training splits in the shared data: "
+                             "give no --data")
+        pool = [e for name in ("flic", "lsp") for e in load_dataset(name, None, split="train").examples]
+    else:
+        pool = load_dataset(info.skeleton.name, data, split="train").examples
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(dataset.examples), size=min(examples, len(dataset.examples)), replace=False)
+    chosen = rng.choice(len(pool), size=min(examples, len(pool)), replace=False)
     cascade.regressors = [Recorder(r, s) for s, r in enumerate(cascade.regressors)]
     try:
         for i in chosen:
-            ex = dataset.examples[int(i)]
+            ex = pool[int(i)]
             box = boxes_from_pose(ex.pose, margin=0.2)
             if not np.isfinite(box).all():
                 continue
@@ -131,7 +138,7 @@ def quantize_model(folder: Path, examples: int = 64, data: str | None = None, re
         engine.backends.BackendError / engine.model.ModelError: the float ONNX files are
             missing or stale (export them first).
         ValueError: a cache made for another checkpoint (see :func:`check_calibration`) or
-            another export (tensor names).
+            another export (tensor names); ``data`` given for a body model.
         tools.data.datasets.DatasetError: calibration is needed and the dataset is missing.
         ImportError: onnxruntime's quantization tools (they need the onnx package).
     """
