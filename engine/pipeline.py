@@ -200,6 +200,29 @@ def roll_beyond_upright(roll: np.ndarray) -> np.ndarray:
     return roll - np.clip(roll, -dead, dead)
 
 
+MAX_TURN_PER_FRAME = 30.0
+"""Tracking by body: a person's b0 turns by at most this many degrees from one frame to the next
+(:func:`turn_at_most`). People turn far slower (a cartwheel, about 360 degrees a second, is 12 a
+frame at 30 fps); a pose that came out upside down for a frame would otherwise turn the next b0
+upside down with it, and psi v2, shown the person upside down, kept the wrong figure."""
+
+FLIP_ROLL = 90.0
+"""Tracking by body: an estimate whose torso is turned more than this many degrees from its own
+b0 (the roll the person had) is a flipped pose, not the person: he is missed in that frame (held
+in his last good b0). On walking.mp4 a woman on the stairs, seen from behind, came out head down
+for up to a second (with the int8 stage 2: 35 frames, 10 of them a figure on nobody by the
+hand-counted heads); a person really turning over turns his b0 with him a few degrees a frame."""
+
+
+def turn_at_most(was: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Rolls (radians) that go from ``was`` towards ``want`` by at most
+    :data:`MAX_TURN_PER_FRAME` degrees, the short way round; (P,) each."""
+    step = np.radians(MAX_TURN_PER_FRAME)
+    delta = (np.asarray(want, dtype=np.float64) - was + np.pi) % (2 * np.pi) - np.pi
+    out = was + np.clip(delta, -step, step)
+    return (out + np.pi) % (2 * np.pi) - np.pi
+
+
 @dataclass
 class PersonResult:
     """One person's pose in one frame.
@@ -740,11 +763,13 @@ class PosePipeline:
                            list(found.sources) + ["body"], np.concatenate([found_angles, angle]))
 
     def _observe_bodies(self, tracks: list, res, ts: float, sources: list[B0Source]) -> list[int]:
-        """Tracking by body: keep the estimates whose presence is at least :data:`KEEP_PRESENCE`,
+        """Tracking by body: keep the estimates whose presence is at least :data:`KEEP_PRESENCE`
+        and whose torso is not flipped against their b0 (:data:`FLIP_ROLL`),
         drop the younger of two whose body boxes overlap (unless their faces were seen apart,
         :meth:`_two_persons`, or he is hidden behind the other, :data:`HIDDEN_AFTER_FRAMES`:
         then he is missed), report to the tracker with the next
-        frame's b0 (the box around each kept pose, turned with its torso); a tentative person
+        frame's b0 (the box around each kept pose, turned with its torso by at most
+        :data:`MAX_TURN_PER_FRAME`); a tentative person
         seen again counts a hit. ``sources``: this frame's detections' b0 sources (the tracks'
         ``detection`` rows). Returns the indices of the persons to draw (confirmed, kept)."""
         faced = np.array([tr.detected and tr.detection is not None and sources[tr.detection] == "face" for tr in tracks])
@@ -752,9 +777,12 @@ class PosePipeline:
         roll = np.nan_to_num(torso_roll(res.stage_poses[-1], self.skeleton))
         self._keep_sides(tracks, res, faced, roll)
         poses, p = res.stage_poses[-1], len(tracks)
-        angles = roll_beyond_upright(roll)
+        was = np.array([tr.angle for tr in tracks])
+        want = roll_beyond_upright(roll)
+        angles = turn_at_most(was, want)
         boxes = body_box(poses, angles)
         ok = (res.presence >= KEEP_PRESENCE) & np.isfinite(boxes).all(1)
+        ok &= np.abs((want - was + np.pi) % (2 * np.pi) - np.pi) <= np.radians(FLIP_ROLL)   # not flipped
         implied = joints_face(poses, self.skeleton, self._joints_face)   # the face a detection is matched on
         self._remember_two_faces(tracks, faced & ok, implied)
         drop, hidden = np.zeros(p, bool), np.zeros(p, bool)
