@@ -210,8 +210,9 @@ FLIP_ROLL = 90.0
 """Tracking by body: an estimate whose torso is turned more than this many degrees from its own
 b0 (the roll the person had) is a flipped pose, not the person: he is missed in that frame (held
 in his last good b0). On walking.mp4 a woman on the stairs, seen from behind, came out head down
-for up to a second (with the int8 stage 2: 35 frames, 10 of them a figure on nobody by the
-hand-counted heads); a person really turning over turns his b0 with him a few degrees a frame."""
+again and again over a second (with the int8 stage 2: a figure on nobody by the hand-counted heads
+in 8 frames from 96 to 130); a person really turning over turns his b0 with him a few degrees a
+frame."""
 
 
 def turn_at_most(was: np.ndarray, want: np.ndarray) -> np.ndarray:
