@@ -215,13 +215,16 @@ in 8 frames from 96 to 130); a person really turning over turns his b0 with him 
 frame."""
 
 
+def wrapped(angle: np.ndarray) -> np.ndarray:
+    """Angles (radians, any shape) wrapped to [-pi, pi)."""
+    return (np.asarray(angle, dtype=np.float64) + np.pi) % (2 * np.pi) - np.pi
+
+
 def turn_at_most(was: np.ndarray, want: np.ndarray) -> np.ndarray:
     """Rolls (radians) that go from ``was`` towards ``want`` by at most
     :data:`MAX_TURN_PER_FRAME` degrees, the short way round; (P,) each."""
     step = np.radians(MAX_TURN_PER_FRAME)
-    delta = (np.asarray(want, dtype=np.float64) - was + np.pi) % (2 * np.pi) - np.pi
-    out = was + np.clip(delta, -step, step)
-    return (out + np.pi) % (2 * np.pi) - np.pi
+    return wrapped(was + np.clip(wrapped(want - was), -step, step))
 
 
 @dataclass
@@ -783,7 +786,7 @@ class PosePipeline:
         angles = turn_at_most(was, want)
         boxes = body_box(poses, angles)
         ok = (res.presence >= KEEP_PRESENCE) & np.isfinite(boxes).all(1)
-        ok &= np.abs((want - was + np.pi) % (2 * np.pi) - np.pi) <= np.radians(FLIP_ROLL)   # not flipped
+        ok &= np.abs(wrapped(want - was)) <= np.radians(FLIP_ROLL)   # not flipped
         implied = joints_face(poses, self.skeleton, self._joints_face)   # the face a detection is matched on
         self._remember_two_faces(tracks, faced & ok, implied)
         drop, hidden = np.zeros(p, bool), np.zeros(p, bool)

@@ -433,9 +433,10 @@ def _run(args) -> int:
         from deeppose.engine.detection.faces import DetectorError, resolve_face_runtime
         from deeppose.tools.data.person_boxes import example_b0
 
-        mode = args.b0 if args.b0 != "auto" else ("frame" if skeleton.name == "lsp" or args.turn else "face")
-        if body_b0 is not None:
+        if body_b0 is not None:   # computed with the examples, by the training protocol
             mode = "body"
+        else:
+            mode = args.b0 if args.b0 != "auto" else ("frame" if skeleton.name == "lsp" or args.turn else "face")
         scaler = info.scaler if mode == "face" else None
         if mode == "face" and args.scaler:
             try:
