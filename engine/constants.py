@@ -35,7 +35,7 @@ MODELS = {"flic": "upper body", "lsp": "full body", "body": "full body and face,
 """The shipped models (``weights/NAME``) and what each estimates: FLIC's 11 upper-body joints,
 LSP's 14 full-body joints, or psi v2's 17 body joints (LSP's and the eyes and nose, trained on
 FLIC and LSP together) with each joint's confidence and a presence score, tracked by body."""
-PSI_V2_PRESETS = ("mobilenet_v2",)
+PSI_V2_PRESETS = ("mobilenet_v2", "efficientnet_lite0")
 """The psi v2 network presets (``engine.network.BACKBONE_PRESETS``): pretrained backbones whose
 stage 1 also gives each joint's confidence and a person-presence score, so that the pipeline
 tracks persons by body (``engine.pipeline.PosePipeline``'s ``track_by_body``)."""

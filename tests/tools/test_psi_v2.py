@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from deeppose.engine.network import BackboneRegressor, MobileNetV2Features, build_network
+from deeppose.engine.network import BackboneRegressor, EfficientNetLite0Features, MobileNetV2Features, build_network
 from deeppose.engine.skeletons import BODY, FLIC, LSP
 from deeppose.tools.train import pretrained
 from deeppose.tools.train.config import TrainConfig
@@ -124,6 +124,88 @@ def test_a_file_of_another_network_does_not_load_into_the_backbone(tmp_path):
     torch.save({"features.0.0.weight": torch.zeros(8, 3, 3, 3)}, path)
     with pytest.raises(pretrained.PretrainedError, match="does not fit"):
         pretrained.load_backbone(build_network(5, "mobilenet_v2", 64), path)
+
+
+@pytest.mark.parametrize("side, cells", [(160, 5), (112, 4), (96, 3), (100, 4), (224, 7)])
+def test_efficientnet_lite0_gives_the_cells_the_head_expects_at_any_side(side, cells):
+    """TensorFlow's SAME padding, fixed per layer for the input side: the feature map has
+    ceil(S / 32) cells a side also where a stride-2 layer sees an odd side (112 px: 7 -> 4)."""
+    net = build_network(17, "efficientnet_lite0", side).eval()
+    with torch.no_grad():
+        assert net.backbone(torch.zeros(1, 3, side, side)).shape == (1, 1280, cells, cells)
+        assert net(torch.zeros(2, 3, side, side)).shape == (2, 3 * 17 + 1)
+
+
+def test_same_padding_is_tensorflows():
+    from deeppose.engine.network import _same_padding
+
+    pad, out = _same_padding(3, 2, 160)   # even side: the extra pixel goes right and below
+    assert pad.padding == (0, 1, 0, 1) and out == 80
+    pad, out = _same_padding(5, 2, 7)     # odd side: even on both sides
+    assert pad.padding == (2, 2, 2, 2) and out == 4
+    pad, out = _same_padding(5, 1, 10)
+    assert pad.padding == (2, 2, 2, 2) and out == 10
+
+
+def test_efficientnet_lite0_sees_rgb_in_its_own_normalization():
+    """EfficientNet-Lite was trained on RGB (x - 127) / 128, not ImageNet's mean and std."""
+    from deeppose.engine.geometry import to_network_input
+
+    net = build_network(5, "efficientnet_lite0", 64).eval()
+    seen = {}
+    net.backbone.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
+    bgr = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    with torch.no_grad():
+        net(torch.from_numpy(to_network_input(bgr)))
+    expect = (bgr[0, :, :, ::-1].astype(np.float64) - 127.0) / 128.0
+    np.testing.assert_allclose(seen["x"][0].permute(1, 2, 0).numpy(), expect, atol=1e-5)
+
+
+def test_efficientnet_lite0_loads_its_checkpoints_layout_with_strict_keys_and_without_the_classifier(tmp_path):
+    torch.manual_seed(0)
+    state = EfficientNetLite0Features().state_dict()
+    state["_fc.weight"], state["_fc.bias"] = torch.zeros(1000, 1280), torch.zeros(1000)
+    path = tmp_path / "efficientnet-lite0.pth"
+    torch.save(state, path)
+    net = build_network(17, "efficientnet_lite0", 96)
+    assert "efficientnet_lite0 ImageNet weights" in pretrained.load_backbone(net, path)
+    torch.testing.assert_close(net.backbone._blocks[15]._project_conv.weight, state["_blocks.15._project_conv.weight"])
+    del state["_blocks.3._depthwise_conv.weight"]
+    torch.save(state, path)
+    with pytest.raises(pretrained.PretrainedError, match="does not fit the efficientnet_lite0 backbone"):
+        pretrained.load_backbone(build_network(17, "efficientnet_lite0", 96), path)
+
+
+@pytest.mark.skipif(not all((pretrained.cache_dir() / Path(f.member).name).is_file()
+                            for f in pretrained.PRETRAINED.values()),
+                    reason="the ImageNet weights are not fetched (make pretrained)")
+def test_efficientnet_lite0_imagenet_weights_classify_a_real_frame_as_mobilenet_v2_does():
+    """The layout, padding and normalization are right when the two ImageNet networks agree on
+    what a real photograph shows (its top-1 among the other's top 5)."""
+    from support import walking_video_frames
+
+    rgb = _square_224(walking_video_frames(1)[0][:, 280:1000, ::-1])
+
+    def classify(name, features, fc, x):
+        state = torch.load(pretrained.cache_dir() / Path(pretrained.PRETRAINED[name].member).name, weights_only=True)
+        features.load_state_dict(features.imagenet_state(state))
+        with torch.no_grad():
+            return torch.nn.functional.linear(features.eval()(x).mean((2, 3)), state[f"{fc}.weight"], state[f"{fc}.bias"])[0]
+
+    lite = classify("efficientnet_lite0", EfficientNetLite0Features(224), "_fc", _chw((rgb - 127.0) / 128.0))
+    mb = classify("mobilenet_v2", MobileNetV2Features(), "classifier.1",
+                  _chw((rgb / 255.0 - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]))
+    assert int(lite.argmax()) in mb.topk(5).indices.tolist()
+
+
+def _square_224(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(np.ascontiguousarray(image), (224, 224), interpolation=cv2.INTER_AREA).astype(np.float64)
+
+
+def _chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image.astype(np.float32).transpose(2, 0, 1).copy())[None]
 
 
 def test_laplace_nll_matches_a_hand_computation_and_is_lowest_at_the_true_scale():

@@ -110,16 +110,18 @@ class StageTrainer:
         if init is not None:  # fine-tune a trained stage s
             loaded = start_from(net, init)
             log.info("stage %d: starts from %s (%s)", self.stage, init, loaded)
-        elif self.prev and getattr(self.prev[-1], "preset", None) != preset:   # another network: nothing carries over
-            log.info("stage %d: %s starts from scratch (stage %d is %s)", self.stage, preset, self.stage - 1,
-                     getattr(self.prev[-1], "preset", None))
-        elif self.prev:  # start from the previous stage: its features already find body parts
+        elif self.prev and getattr(self.prev[-1], "preset", None) == preset:
+            # start from the previous stage: its features already find body parts
             loaded = transfer_weights(net, self.prev[-1].state_dict(), f"stage {self.stage - 1}")
             log.info("stage %d: starts from stage %d (%s)", self.stage, self.stage - 1, loaded)
-        elif v2:   # psi v2 from scratch: the backbone starts from its ImageNet weights
-            from deeppose.tools.train.pretrained import load_backbone
+        else:   # another network than stage s-1's, or stage 1: nothing carries over
+            if self.prev:
+                log.info("stage %d: %s starts from scratch (stage %d is %s)", self.stage, preset, self.stage - 1,
+                         getattr(self.prev[-1], "preset", None))
+            if v2:   # psi v2: the backbone starts from its ImageNet weights
+                from deeppose.tools.train.pretrained import load_backbone
 
-            log.info("stage %d: backbone from %s", self.stage, load_backbone(net))
+                log.info("stage %d: backbone from %s", self.stage, load_backbone(net))
         net = net.to(self.device)
         lr = cfg.lr if self.stage == 1 else cfg.refine_lr
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)

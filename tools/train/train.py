@@ -77,8 +77,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: off, only the box's own joint, the paper's psi_i)")
     parser.add_argument("--refine-preset", default=None, metavar="NAME",
                         help="network preset of stages >= 2 (default: --preset; needed under a psi v2 --preset): "
-                             "psi v1 (paper, compact) or, under a psi v2 stage 1, psi v2 (mobilenet_v2: starts from "
-                             "stage 1's weights and learns each refined joint's Laplace scale, its confidence)")
+                             "psi v1 (paper, compact) or, under a psi v2 stage 1, psi v2 (mobilenet_v2, efficientnet_lite0: "
+                             "starts from stage 1's weights when it is stage 1's preset, else from ImageNet, and "
+                             "learns each refined joint's Laplace scale, its confidence)")
     parser.add_argument("--init", type=Path, default=None, metavar="DIR",
                         help="model folder whose stage-s checkpoint starts stage s (fine-tuning; default: "
                              "stage 1 from scratch, stages >= 2 from stage s-1)")
@@ -119,7 +120,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-3, metavar="LR",
                         help="peak Adam learning rate, cosine decay (default: 2e-3)")
     parser.add_argument("--preset", default="compact", metavar="NAME",
-                        help="network preset: paper or compact (psi v1), or mobilenet_v2 (psi v2: an ImageNet "
+                        help="network preset: paper or compact (psi v1), or mobilenet_v2 or efficientnet_lite0 (psi v2: an ImageNet "
                              "backbone fetched by fetch-pretrained, with joint confidence and presence heads) "
                              "(default: compact)")
     parser.add_argument("--sigma", type=float, default=None, metavar="F",
