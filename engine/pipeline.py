@@ -64,13 +64,17 @@ which it misses). On walking.mp4 (hand counts, tests/data/walking_persons.json) 
 visible faces rose from 0.34 to 0.57 at precision 1.0 (same settings otherwise)."""
 
 WINDOW_MIN_CONFIDENCE = 0.45
-"""Least score of a face found in a window around a tracked face (tiles keep 0.7), where a person
-is kept by his face (psi v1 models): he is dropped after a second with no face detection
+"""Least score of a face found in a window around a tracked face (tiles keep 0.7). Where a person
+is kept by his face (psi v1 models), he is dropped after a second with no face detection
 (:class:`engine.tracking.tracker.PersonTracker`'s ``max_undetected_seconds``), and the small
 faces of people seated in the background score 0.45-0.85 from frame to frame in those windows
 (walking.mp4). False faces on hands score up to 0.58 there, but a detection only adds to a track
 whose pose the cascade verifies. On walking.mp4 (everyone, ``flic``) recall of the counted faces
-rose from 0.552 at 0.6 to 0.690 at 0.45, precision 1.000 in every frame at both."""
+rose from 0.552 at 0.6 to 0.690 at 0.45, precision 1.000 in every frame at both. Where persons
+are tracked by body (psi v2) each face found again is another try from a b0 around that face: on
+walking.mp4's bench the figure from the face of the man seated partly behind another lay on the
+other man (dropped as his duplicate) in frames 1 to 18, and was his own from frame 19 on (with
+:data:`FACE_SEARCH_FIRST_TILE`: see there)."""
 
 FACE_SEARCH_FIRST_TILE = 320
 """Side of the finer tiles the face search also scans on the first frame of a large video (or
@@ -78,9 +82,14 @@ after a reset): in 480 px tiles the 36-44 px faces of people seated in walking.m
 score 0.26-0.72 against the tiles' 0.7, in 320 px tiles 0.5-0.79, so three of them were first
 found 2 to 12 frames in (recall of the counted faces 0.776 -> 0.828, precision 1.000 in every
 frame). The cost is once a video (and, in still-image mode, once a large image): 15 more
-BlazeFace calls at 1280x720, about 40 ms, 40 at 1920x1080, each turn with ``rotate``. Not when tracking by body: there the persons
-it found on the stairs at the top of the frame were kept, by presence, with figures beside
-their heads for 50 frames (person precision over all frames 0.998 -> 0.924)."""
+BlazeFace calls at 1280x720, about 40 ms, 40 at 1920x1080, each turn with ``rotate``. The same
+when tracking by body (psi v2), with :data:`WINDOW_MIN_CONFIDENCE`: walking.mp4, everyone
+followed, recall of the counted faces 0.586 -> 0.724, precision 1.000 (over all frames 414 of 419
+-> 505 of 515 figures on a counted person; the ten: the walker in the last frames, and 8 frames of
+the woman on the stairs seen from behind, her face not counted, in 7 of them with at most four
+joints shown). Both had been off for body tracking, when
+persons kept by presence alone drew figures beside the heads on the stairs (over all frames
+0.924), before the flip guard and the refined joints' confidence."""
 
 FACE_SEARCH_WINDOWS = 8
 """Most windows around tracked small faces per face search (the search's own default is 4): on
@@ -88,11 +97,6 @@ walking.mp4 five small faces are tracked at once, and a tracked face with no win
 found again, so its person is dropped after a second (recall of the counted faces, with the video
 command's lookahead, 0.724 with 4, 0.776 with 6 or 8; detection 27.7 -> 30.8 ms a frame on
 average, everyone followed)."""
-
-WINDOW_MIN_CONFIDENCE_BODY = 0.6
-""":data:`WINDOW_MIN_CONFIDENCE` where persons are tracked by body (psi v2): presence keeps them
-and a detection only confirms one, so the windows serve to find newcomers; at 0.45 walking.mp4
-got a tracked box with no joint sure enough to draw on the stairs, and recall did not rise."""
 
 BODY_FACE_RATIO = 1.25
 """A face on the body of a person whose face is this much larger is not a person's face."""
@@ -312,17 +316,16 @@ class FrameResult:
     tentative: list[PersonResult] = field(default_factory=list)
 
 
-def face_search(face_detector, by_body: bool = False) -> TrackingFaceDetector:
+def face_search(face_detector) -> TrackingFaceDetector:
     """The multi-scale face search of the app, the video command, evaluation and training:
     :class:`engine.detection.search.TrackingFaceDetector` over ``face_detector`` with
     :data:`FACE_SEARCH_TILE` px tiles on large frames (and :data:`FACE_SEARCH_FIRST_TILE` px ones on
     the first), five 0.6-size tiles on frames up to 720 px, up to :data:`FACE_SEARCH_WINDOWS`
     windows around known small faces, whose hits must score :data:`WINDOW_MIN_CONFIDENCE`, and
-    nested boxes (one face found at two scales) merged into one. ``by_body`` (persons tracked by
-    body): windows at :data:`WINDOW_MIN_CONFIDENCE_BODY` and no finer first tiles."""
+    nested boxes (one face found at two scales) merged into one."""
     return TrackingFaceDetector(face_detector, tile=FACE_SEARCH_TILE, max_rois=FACE_SEARCH_WINDOWS,
-                                window_min_confidence=WINDOW_MIN_CONFIDENCE_BODY if by_body else WINDOW_MIN_CONFIDENCE,
-                                first_tile=None if by_body else FACE_SEARCH_FIRST_TILE, nms_overlap=0.6)
+                                window_min_confidence=WINDOW_MIN_CONFIDENCE,
+                                first_tile=FACE_SEARCH_FIRST_TILE, nms_overlap=0.6)
 
 
 class _Fixed:
@@ -494,7 +497,7 @@ class PosePipeline:
         faces = FaceDetector(scaler.face_model, scaler.min_confidence, threads=cfg.threads)
 
         def search():
-            return face_search(faces, cfg.track_by_body)
+            return face_search(faces)
 
         # Rotated b0 also searches the frame turned by quarter and half turns: BlazeFace misses
         # faces rolled by more than about 45 degrees (a lying or upside-down person).

@@ -252,14 +252,16 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
     with PosePipeline(PipelineConfig(body_weights, "onnxruntime")) as pipe:   # as the video command runs it
         records = [frame_record(r, pipe.skeleton) for r in process_clip(pipe, frames)]
     s = score(records, json.loads(DEFAULT_TRUTH.read_text()))
-    # over all frames 414 of 419 on the project's VM: the walker in the last frame (the scorer keeps
-    # his head box from 11 frames before) and 4 frames of a person on the stairs whose figure shows
-    # no joint (403 of 404 with the psi v1 stage 2)
-    assert s["precision"] == 1.0 and s["precision_all"] >= 0.98, (s["false"], s["false_all"])
-    assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 141   # 143 of 144 on the project's VM
-    # 34 of 58 on the project's VM (31 with the psi v1 stage 2, 29 before the lookahead; 26 while the
-    # two men on the bench were one figure)
-    assert s["recall"] >= 0.5, s["recall"]
+    # over all frames 505 of 515 on the project's VM: the walker in the last frames (the scorer keeps
+    # his head box from 11 frames before) and 8 frames of the woman on the stairs, seen from behind
+    # (her face not counted), in 7 of them with at most four joints shown (414 of 419 before the
+    # body tracking searched faces as the psi v1 models do, 403 of 404 with the psi v1 stage 2)
+    assert s["precision"] == 1.0 and s["precision_all"] >= 0.97, (s["false"], s["false_all"])
+    assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 141   # 142 of 144 on the project's VM
+    # 42 of 58 on the project's VM (34 before the body tracking searched faces as the psi v1 models
+    # do, 31 with the psi v1 stage 2, 29 before the lookahead; 26 while the two men on the bench
+    # were one figure)
+    assert s["recall"] >= 0.65, s["recall"]
 
 
 def test_two_people_crossing_keep_one_id_each(body_weights):
