@@ -83,7 +83,8 @@ score 0.26-0.72 against the tiles' 0.7, in 320 px tiles 0.5-0.79, so three of th
 found 2 to 12 frames in (recall of the counted faces 0.776 -> 0.828, precision 1.000 in every
 frame). The cost is once a video (and, in still-image mode, once a large image): 15 more
 BlazeFace calls at 1280x720, about 40 ms, 40 at 1920x1080, each turn with ``rotate``. The same
-when tracking by body (psi v2), with :data:`WINDOW_MIN_CONFIDENCE`: walking.mp4, everyone
+when tracking by body (psi v2) without ``rotate`` (with it see
+:data:`WINDOW_MIN_CONFIDENCE_TURNED_BODY`), with :data:`WINDOW_MIN_CONFIDENCE`: walking.mp4, everyone
 followed, recall of the counted faces 0.586 -> 0.724, precision 1.000 (over all frames 414 of 419
 -> 505 of 515 figures on a counted person; the ten: the walker in the last frames, and 8 frames of
 the woman on the stairs seen from behind, her face not counted, in 7 of them with at most four
@@ -97,6 +98,16 @@ walking.mp4 five small faces are tracked at once, and a tracked face with no win
 found again, so its person is dropped after a second (recall of the counted faces, with the video
 command's lookahead, 0.724 with 4, 0.776 with 6 or 8; detection 27.7 -> 30.8 ms a frame on
 average, everyone followed)."""
+
+WINDOW_MIN_CONFIDENCE_TURNED_BODY = 0.6
+""":data:`WINDOW_MIN_CONFIDENCE` where persons are tracked by body and also searched turned
+(``rotate``), with no :data:`FACE_SEARCH_FIRST_TILE` tiles: there four searches (one a turn) each
+accept faces, and a person's b0 turns with whatever torso his first estimate has. On walking.mp4
+(everyone, ``--model body --rotate``) the psi v1 models' settings raised recall of the counted
+faces from 0.534 to 0.603, but precision over the hand-counted frames fell from 1.000 to 0.947
+(over all frames 0.988 to 0.881): from the face of a young man seated behind another on the
+stairs, a figure turned with a wrong torso stayed on nobody for 50 frames, and a 13 px "face"
+found turned by 90 degrees there gave a figure lying across the man in front for 6."""
 
 BODY_FACE_RATIO = 1.25
 """A face on the body of a person whose face is this much larger is not a person's face."""
@@ -316,16 +327,19 @@ class FrameResult:
     tentative: list[PersonResult] = field(default_factory=list)
 
 
-def face_search(face_detector) -> TrackingFaceDetector:
+def face_search(face_detector, turned_body: bool = False) -> TrackingFaceDetector:
     """The multi-scale face search of the app, the video command, evaluation and training:
     :class:`engine.detection.search.TrackingFaceDetector` over ``face_detector`` with
     :data:`FACE_SEARCH_TILE` px tiles on large frames (and :data:`FACE_SEARCH_FIRST_TILE` px ones on
     the first), five 0.6-size tiles on frames up to 720 px, up to :data:`FACE_SEARCH_WINDOWS`
     windows around known small faces, whose hits must score :data:`WINDOW_MIN_CONFIDENCE`, and
-    nested boxes (one face found at two scales) merged into one."""
+    nested boxes (one face found at two scales) merged into one. ``turned_body`` (persons tracked
+    by body with ``rotate``): windows at :data:`WINDOW_MIN_CONFIDENCE_TURNED_BODY` and no finer
+    first tiles."""
     return TrackingFaceDetector(face_detector, tile=FACE_SEARCH_TILE, max_rois=FACE_SEARCH_WINDOWS,
-                                window_min_confidence=WINDOW_MIN_CONFIDENCE,
-                                first_tile=FACE_SEARCH_FIRST_TILE, nms_overlap=0.6)
+                                window_min_confidence=WINDOW_MIN_CONFIDENCE_TURNED_BODY if turned_body
+                                else WINDOW_MIN_CONFIDENCE,
+                                first_tile=None if turned_body else FACE_SEARCH_FIRST_TILE, nms_overlap=0.6)
 
 
 class _Fixed:
@@ -497,7 +511,7 @@ class PosePipeline:
         faces = FaceDetector(scaler.face_model, scaler.min_confidence, threads=cfg.threads)
 
         def search():
-            return face_search(faces)
+            return face_search(faces, cfg.track_by_body and self.rotate)
 
         # Rotated b0 also searches the frame turned by quarter and half turns: BlazeFace misses
         # faces rolled by more than about 45 degrees (a lying or upside-down person).
