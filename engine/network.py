@@ -13,8 +13,8 @@ with a linear output of 2k normalized coordinates (x_1, y_1, ..., x_k, y_k):
 psi v2 presets put a pretrained ImageNet backbone in place of the convolutions
 (:class:`BackboneRegressor`): ``mobilenet_v2`` (torchvision's MobileNetV2 layout) and
 ``efficientnet_lite0`` (EfficientNet-Lite0 in the layout of its converted checkpoint), so that
-their ImageNet weights load with strict keys (``tools/train/pretrained.py`` fetches them at build time). Besides
-the pose vector they have two more heads: a per-joint Laplace scale (the joint's confidence,
+their ImageNet weights load with strict keys (``tools/train/pretrained.py`` fetches them at build
+time). Besides the pose vector they have two more heads: a per-joint Laplace scale (the joint's confidence,
 trained with the negative log-likelihood of Li et al., ICCV 2021) and a person-presence logit.
 
 The preset name is recorded in every checkpoint; :func:`build_network` rebuilds it.
@@ -168,7 +168,9 @@ class _InvertedResidual(nn.Module):
 class MobileNetV2Features(nn.Module):
     """MobileNetV2's convolutional features, (B, 3, S, S) RGB in ImageNet normalization ->
     (B, 1280, ceil(S/32), ceil(S/32)). Parameter names follow torchvision's ``mobilenet_v2``
-    (``features.0`` .. ``features.18``), so its ImageNet checkpoint loads with strict keys."""
+    (``features.0`` .. ``features.18``), so its ImageNet checkpoint loads with strict keys.
+    ``input_size`` is the input side S; its padding does not depend on it (PyTorch's symmetric
+    padding, as torchvision trained it)."""
 
     out_channels = 1280
     rgb_mean = (0.485, 0.456, 0.406)   # the ImageNet normalization it was trained with, RGB in [0, 1]
@@ -303,9 +305,9 @@ class BackboneRegressor(nn.Module):
     The input is the same as psi v1's (BGR, :func:`engine.geometry.to_network_input`, so every
     backend and the cascade run it unchanged); the module turns it into the normalization its
     backbone was trained with (RGB, ``rgb_mean`` and ``rgb_std``). The backbone's last feature
-    map (C x s x s, s = ceil(S / 32)) is reduced by a 1x1 convolution to ``reduce`` channels and flattened, so that the F layers see
-    where each feature is (a global pool would throw the position away), then F(fc) and a linear
-    output of 3k + 1 numbers:
+    map (C x s x s, s = ceil(S / 32)) is reduced by a 1x1 convolution to ``reduce`` channels and
+    flattened, so that the F layers see where each feature is (a global pool would throw the
+    position away), then F(fc) and a linear output of 3k + 1 numbers:
 
     - the pose vector (x_1, y_1, ..., x_k, y_k) in the coordinates of the crop's box (Eq. 1);
     - log b_i, the log scale of a Laplace distribution of joint i's error in box units (its
@@ -364,8 +366,8 @@ def build_network(num_joints: int, preset: str = "compact",
     """A freshly initialized psi for k = ``num_joints`` joints on S x S = ``input_size`` crops:
     :class:`PoseRegressor` for the psi v1 presets (``paper``, ``compact``), :class:`BackboneRegressor`
     for psi v2's (``mobilenet_v2``, ``efficientnet_lite0``; the backbone starts random,
-    :func:`tools.train.pretrained.load_backbone` loads the ImageNet weights). Raises KeyError for an unknown preset, ValueError for an input side
-    below MIN_INPUT_SIZE (60) pixels."""
+    :func:`tools.train.pretrained.load_backbone` loads the ImageNet weights). Raises KeyError for
+    an unknown preset, ValueError for an input side below MIN_INPUT_SIZE (60) pixels."""
     if preset in BACKBONE_PRESETS:
         return BackboneRegressor(num_joints, preset, input_size)
     return PoseRegressor(num_joints, preset, input_size)

@@ -74,7 +74,8 @@ rose from 0.552 at 0.6 to 0.690 at 0.45, precision 1.000 in every frame at both.
 are tracked by body (psi v2) each face found again is another try from a b0 around that face: on
 walking.mp4's bench the figure from the face of the man seated partly behind another lay on the
 other man (dropped as his duplicate) in frames 1 to 18, and was his own from frame 19 on (with
-:data:`FACE_SEARCH_FIRST_TILE`: see there)."""
+:data:`FACE_SEARCH_FIRST_TILE`: see there; not with ``rotate``: see
+:data:`WINDOW_MIN_CONFIDENCE_TURNED_BODY`)."""
 
 FACE_SEARCH_FIRST_TILE = 320
 """Side of the finer tiles the face search also scans on the first frame of a large video (or
@@ -84,13 +85,13 @@ found 2 to 12 frames in (recall of the counted faces 0.776 -> 0.828, precision 1
 frame). The cost is once a video (and, in still-image mode, once a large image): 15 more
 BlazeFace calls at 1280x720, about 40 ms, 40 at 1920x1080, each turn with ``rotate``. The same
 when tracking by body (psi v2) without ``rotate`` (with it see
-:data:`WINDOW_MIN_CONFIDENCE_TURNED_BODY`), with :data:`WINDOW_MIN_CONFIDENCE`: walking.mp4, everyone
-followed, recall of the counted faces 0.586 -> 0.724, precision 1.000 (over all frames 414 of 419
--> 505 of 515 figures on a counted person; the ten: the walker in the last frames, and 8 frames of
-the woman on the stairs seen from behind, her face not counted, in 7 of them with at most four
-joints shown). Both had been off for body tracking, when
-persons kept by presence alone drew figures beside the heads on the stairs (over all frames
-0.924), before the flip guard and the refined joints' confidence."""
+:data:`WINDOW_MIN_CONFIDENCE_TURNED_BODY`), with :data:`WINDOW_MIN_CONFIDENCE`: walking.mp4,
+everyone followed, recall of the counted faces 0.586 -> 0.724, precision 1.000 (over all frames
+414 of 419 -> 505 of 515 figures on a counted person; the ten: the walker in the last frames, and
+8 frames of the woman on the stairs seen from behind, her face not counted, in 7 of them with at
+most four joints shown). Both had been off for body tracking since persons kept by presence alone
+drew figures beside the heads on the stairs (over all frames 0.924), before the flip guard and
+the refined joints' confidence."""
 
 FACE_SEARCH_WINDOWS = 8
 """Most windows around tracked small faces per face search (the search's own default is 4): on

