@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("deeppose.tools.eval.evaluate", "PCP and PDJ of a model (or the ground-truth oracle) on a dataset split"),
     "train": ("deeppose.tools.train.train", "train the cascade's stages on FLIC or LSP"),
     "fit-scaler": ("deeppose.tools.data.fit_scaler", "fit the face-box scaler that turns a detected face into b0"),
+    "pack-data": ("deeppose.tools.data.pack", "a compact copy of FLIC and LSP for a machine the full data cannot travel to"),
     "fetch-pretrained": ("deeppose.tools.train.pretrained", "fetch and verify the ImageNet backbones of psi v2 (build time)"),
     "export-onnx": ("deeppose.tools.export.export_onnx", "export each stage of a model to ONNX (build time)"),
     "quantize-int8": ("deeppose.tools.export.quantize_int8", "int8 copies of a model's ONNX stages, calibrated on training crops (build time)"),

@@ -157,7 +157,7 @@ def image_key(dataset, image_path: Path) -> str:
 
 def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
                          cache_dir: str | Path | None = None, progress: bool = True,
-                         save_every: int = 500, tiles: bool = True) -> list[Detections]:
+                         save_every: int = 500, tiles: bool = True, runtime: str = "auto") -> list[Detections]:
     """Face detections for every example of ``dataset`` (cached; each image detected once).
 
     With ``tiles`` (the default) each image goes through the same multi-scale search as a
@@ -173,6 +173,8 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
         progress: show a tqdm bar while detecting.
         save_every: write the cache after this many new images (work is never lost).
         tiles: search tiles too (see above); False: the whole image only.
+        runtime: the face detector's runtime (:func:`engine.detection.faces.resolve_face_runtime`;
+            the cache is made for, and used with, the one it resolves to).
     Returns:
         One :data:`Detections` per example, in ``dataset.examples`` order.
     Raises:
@@ -192,7 +194,7 @@ def detect_dataset_faces(dataset, model: str | Path | None = None, min_confidenc
     meta = ({"tiles": True, "tile": search.tile, "small_frame": search.small_frame, "small_tile": search.small_tile,
              "tile_min_confidence": search.tile_min_confidence, "nms_iou": search.nms_iou,
              "nms_overlap": search.nms_overlap} if tiles else {"tiles": False})
-    runtime = resolve_face_runtime()
+    runtime = resolve_face_runtime(runtime)
     cache = FaceCache(cache_path(dataset.name, model_path, min_confidence, cache_dir, tiles), model_path,
                       min_confidence, meta, runtime)
     keys = [image_key(dataset, e.image_path) for e in dataset.examples]
