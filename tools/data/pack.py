@@ -24,14 +24,18 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
+# numpy, OpenCV and scipy are imported where used: every command's module is imported to build
+# the command line, and a Ctrl-C inside their native initialization must stay a clean exit 130
 
 FLIC_FIELDS_SCALED = ("coords", "torsobox")
 
 
-def scale_points(points: np.ndarray, scale: float) -> np.ndarray:
-    """MATLAB 1-based pixel coordinates (any shape) of an image resized by ``scale``: pixel
-    centres map onto pixel centres, x' = (x - 0.5) * scale + 0.5 (NaN stays NaN)."""
+def scale_points(points, scale: float):
+    """MATLAB 1-based pixel coordinates (array of any shape) of an image resized by ``scale``:
+    pixel centres map onto pixel centres, x' = (x - 0.5) * scale + 0.5 (NaN stays NaN). Returns a
+    float64 array of the same shape."""
+    import numpy as np
+
     return (np.asarray(points, dtype=np.float64) - 0.5) * scale + 0.5
 
 
@@ -40,6 +44,7 @@ def pack_flic(src: Path, dst: Path, scale: float, quality: int) -> int:
     number of frames written. Raises DatasetError when ``src`` has no FLIC annotations or a frame
     cannot be read."""
     import cv2
+    import numpy as np
     import scipy.io
 
     from deeppose.tools.data.datasets import DatasetError, load_image
