@@ -10,9 +10,9 @@ trains on it unchanged):
   ``filepath``), as the shared copy was made from the 720x480 originals;
 - LSP: ``joints.mat`` and the images copied as they are (7.4 MB);
 - OUT/cache: the FLIC face detections of the packed frames, made here with the face detector's
-  ``mediapipe`` runtime (the run time the trainer picks where LiteRT is not installed, as on the
-  GPU machine), so that the trainer there finds its b0 without a face detector: copy them into
-  the repository's ``cache/`` before training.
+  ``mediapipe`` runtime (the runtime the trainer picks where LiteRT is not installed; the GPU
+  machine's package list has neither), so that the trainer there finds its b0 without running a
+  face detector: copy them into the repository's ``cache/`` before training.
 
 The frames' file names change extension (``.webp``), so a face cache of the full-size frames is
 never taken for the packed ones (the cache is keyed by image path).
