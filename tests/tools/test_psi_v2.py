@@ -37,19 +37,22 @@ def test_backbone_regressor_gives_the_pose_vector_and_on_request_its_scale_and_p
     torch.testing.assert_close(log_scale, torch.full_like(log_scale, math.log(0.1)), atol=0.2, rtol=0)
 
 
-def test_backbone_regressor_turns_our_bgr_input_into_the_backbones_rgb_imagenet_normalization():
-    """The crops the cascade gives (BGR, (x - 127.5) / 64) reach the backbone as RGB in ImageNet's
-    normalization, so the pretrained features see what they were trained on."""
+@pytest.mark.parametrize("preset, mean, std", [
+    ("mobilenet_v2", np.array([0.485, 0.456, 0.406]) * 255, np.array([0.229, 0.224, 0.225]) * 255),   # ImageNet's
+    ("efficientnet_lite0", 127.0, 128.0),   # EfficientNet-Lite was trained on RGB (x - 127) / 128
+])
+def test_backbone_regressor_turns_our_bgr_input_into_its_backbones_rgb_normalization(preset, mean, std):
+    """The crops the cascade gives (BGR, (x - 127.5) / 64) reach the backbone as RGB in the
+    normalization it was trained with, so the pretrained features see what they were trained on."""
     from deeppose.engine.geometry import to_network_input
 
-    net = build_network(5, "mobilenet_v2", 64).eval()
+    net = build_network(5, preset, 64).eval()
     seen = {}
     net.backbone.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
     bgr = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     with torch.no_grad():
         net(torch.from_numpy(to_network_input(bgr)))
-    rgb = bgr[0, :, :, ::-1].astype(np.float64) / 255.0
-    expect = (rgb - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    expect = (bgr[0, :, :, ::-1].astype(np.float64) - mean) / std
     np.testing.assert_allclose(seen["x"][0].permute(1, 2, 0).numpy(), expect, atol=1e-5)
 
 
@@ -151,20 +154,6 @@ def test_same_padding_is_tensorflows():
     assert pad.padding == (2, 2, 2, 2) and out == 4
     pad, out = _same_padding(5, 1, 10)
     assert pad.padding == (2, 2, 2, 2) and out == 10
-
-
-def test_efficientnet_lite0_sees_rgb_in_its_own_normalization():
-    """EfficientNet-Lite was trained on RGB (x - 127) / 128, not ImageNet's mean and std."""
-    from deeppose.engine.geometry import to_network_input
-
-    net = build_network(5, "efficientnet_lite0", 64).eval()
-    seen = {}
-    net.backbone.register_forward_pre_hook(lambda m, args: seen.setdefault("x", args[0]))
-    bgr = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
-    with torch.no_grad():
-        net(torch.from_numpy(to_network_input(bgr)))
-    expect = (bgr[0, :, :, ::-1].astype(np.float64) - 127.0) / 128.0
-    np.testing.assert_allclose(seen["x"][0].permute(1, 2, 0).numpy(), expect, atol=1e-5)
 
 
 def test_efficientnet_lite0_loads_its_checkpoints_layout_with_strict_keys_and_without_the_classifier(tmp_path):
