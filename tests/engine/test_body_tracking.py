@@ -211,6 +211,42 @@ def test_a_pose_flipped_against_its_b0_is_missed_not_drawn(body_weights, walking
         assert np.isclose(np.degrees(track.next_angle), 30.0)   # a 40-degree roll beyond upright, 30 of it
 
 
+def test_a_person_is_reported_only_while_he_shows_three_joints():
+    from deeppose.engine.constants import MIN_JOINT_CONFIDENCE
+    from deeppose.engine.pipeline import MIN_JOINTS_SHOWN, shows_joints
+
+    assert MIN_JOINTS_SHOWN == 3 and MIN_JOINT_CONFIDENCE == 0.2
+    conf = np.full(BODY.k, 0.05)
+    assert not shows_joints(conf)
+    conf[:2] = 0.9
+    assert not shows_joints(conf)           # two sure joints: no figure
+    conf[2] = 0.2
+    assert shows_joints(conf)
+    assert shows_joints(np.full(BODY.k, np.nan))   # psi v1: no confidences, every joint drawn
+
+
+def test_a_tracked_person_whose_joints_are_all_unsure_is_not_reported_but_kept(body_weights, walking):
+    """A frame in which the cascade is unsure of every joint of a tracked person reports nobody
+    (no figure in the keypoints that draws nothing); he stays tracked and comes back with his id."""
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", max_persons=1, threads=1)) as pipe:
+        for i, f in enumerate(walking[:6]):
+            r = pipe.process(f, timestamp=i / 30)
+        assert r.persons and r.persons[0].track_id == 1
+        run_cascade = pipe.cascade.run
+
+        def unsure(*args, **kw):
+            res = run_cascade(*args, **kw)
+            res.confidence = np.minimum(res.confidence, 0.1)
+            return res
+
+        pipe.cascade.run = unsure
+        r = pipe.process(walking[6], timestamp=6 / 30)
+        assert r.persons == [] and [tr.track_id for tr in pipe.tracker.tracks if tr.confirmed] == [1]
+        pipe.cascade.run = run_cascade
+        r = pipe.process(walking[7], timestamp=7 / 30)
+        assert [p.track_id for p in r.persons] == [1]
+
+
 def test_nobody_in_view_gives_no_figure(body_weights):
     frames = walking_frames(require_data("videos", "walking.mp4"), 45, (1280, 720))
     empty = [np.ascontiguousarray(f[380:720, 0:480]) for f in frames]   # bench and pavement
@@ -238,32 +274,43 @@ def test_tracking_by_body_needs_a_psi_v2_model_and_is_off_with_tracking_by_pose_
         assert not pipe.track_by_body and not pipe.track_by_pose
 
 
-def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_walker_keeps_one_id(body_weights):
+@pytest.mark.parametrize("mirror", [False, True], ids=["walking", "mirrored"])
+def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_walker_keeps_one_id(body_weights, mirror):
     """Person precision against the hand counts (tests/data/walking_persons.json; tools/eval/person_precision.py)
     with the body model and everyone followed: no figure on nobody (a small box on a seated man's
-    face inside his body's box was a second figure on him before duplicates counted containment)."""
+    face inside his body's box was a second figure on him before duplicates counted containment).
+    Mirrored left to right, the same people are a second crowd clip (which small background people
+    are kept hangs on single frames, so one clip alone is a coin toss). On an mp4v encoding of the
+    mirrored video a person held on the seated pair at the top edge was a figure with every joint
+    under 0.04 for 55 frames (precision 0.867) until a person had to show MIN_JOINTS_SHOWN joints
+    to be reported; these frames, mirrored after decoding, do not show it (1.0 either way), so
+    test_a_tracked_person_whose_joints_are_all_unsure_is_not_reported_but_kept tests that rule."""
     import json
 
     from deeppose.engine.frames import process_clip
     from deeppose.engine.keypoints import frame_record
-    from deeppose.tools.eval.person_precision import DEFAULT_TRUTH, score
+    from deeppose.tools.eval.person_precision import DEFAULT_TRUTH, mirrored, score
 
     frames = walking_frames(require_data("videos", "walking.mp4"), 144, (1280, 720))
+    truth = json.loads(DEFAULT_TRUTH.read_text())
+    if mirror:
+        frames, truth = [np.ascontiguousarray(f[:, ::-1]) for f in frames], mirrored(truth)
     with PosePipeline(PipelineConfig(body_weights, "onnxruntime")) as pipe:   # as the video command runs it
         # the face search of the psi v1 models (recall 0.586 before, with the stricter one of rotate)
         assert pipe.face_search.window_min_confidence == 0.45 and pipe.face_search.first_tile == 320
         records = [frame_record(r, pipe.skeleton) for r in process_clip(pipe, frames)]
-    s = score(records, json.loads(DEFAULT_TRUTH.read_text()))
-    # over all frames 505 of 515 on the project's VM: the walker in the last frames (the scorer keeps
-    # his head box from 11 frames before) and 8 frames of the woman on the stairs, seen from behind
-    # (her face not counted), in 7 of them with at most four joints shown (414 of 419 before the
-    # body tracking searched faces as the psi v1 models do, 403 of 404 with the psi v1 stage 2)
+    s = score(records, truth)
+    # over all frames 502 of 507 on the project's VM (mirrored 379 of 381): the walker in the last
+    # frames (the scorer keeps his head box from 11 frames before) and frames of the woman on the
+    # stairs, seen from behind (her face not counted) (414 of 419 before the body tracking searched
+    # faces as the psi v1 models do, 403 of 404 with the psi v1 stage 2)
     assert s["precision"] == 1.0 and s["precision_all"] >= 0.97, (s["false"], s["false_all"])
-    assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 141   # 142 of 144 on the project's VM
+    assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 141   # 142 of 144 on the project's VM (144 mirrored)
     # 42 of 58 on the project's VM (34 before the body tracking searched faces as the psi v1 models
-    # do, 31 with the psi v1 stage 2, 29 before the lookahead; 26 while the two men on the bench
-    # were one figure)
-    assert s["recall"] >= 0.65, s["recall"]
+    # do, 31 with the psi v1 stage 2, 29 before the lookahead; 26 while the two men on the bench were
+    # one figure); mirrored 31 here, 38 on an mp4v encoding of the mirrored video: which small
+    # background people are kept hangs on single frames
+    assert s["recall"] >= (0.5 if mirror else 0.65), s["recall"]
 
 
 def test_everyone_on_walking_mp4_tracked_by_body_and_searched_turned_is_a_counted_person(body_weights):

@@ -1,6 +1,6 @@
 """Precision and recall of the persons the video command draws, against hand-counted persons.
 
-    python -m deeppose.tools.eval.person_precision KEYPOINTS.jsonl [--truth tests/data/walking_persons.json]
+    python -m deeppose.tools.eval.person_precision KEYPOINTS.jsonl [--truth tests/data/walking_persons.json] [--mirror]
 
 The truth file (``tests/data/walking_persons.json`` for walking.mp4) lists, for every 12th
 frame, each person whose head is in view with an approximate head box, whether some of the
@@ -93,6 +93,23 @@ def walker_box(truth: dict, frame: int) -> np.ndarray:
     return heads_at(truth, frame)[name]
 
 
+def mirrored(truth: dict) -> dict:
+    """The hand counts of the video mirrored left to right (``cv2.flip(frame, 1)``): a copy of
+    ``truth`` whose head boxes' centres x go to width - 1 - x (pixel centres on integers; width
+    from ``truth["size"]``). The same persons in a second crowd clip: which small background
+    people a tracker keeps hangs on single frames, so one clip alone is a coin toss.
+
+    Raises:
+        KeyError: ``truth`` has no "size".
+    """
+    width = truth["size"][0]
+    out = json.loads(json.dumps(truth))
+    for a in out["annotations"]:
+        for p in a["persons"]:
+            p["head"][0] = width - 1 - p["head"][0]
+    return out
+
+
 def score(records: list[dict], truth: dict) -> dict:
     """Precision, recall and walker id figures of keypoints-JSONL records against ``truth``.
 
@@ -147,11 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("keypoints", help="keypoints JSONL written by main.py video --keypoints")
     ap.add_argument("--truth", default=str(DEFAULT_TRUTH), help="hand counts (default: %(default)s)")
+    ap.add_argument("--mirror", action="store_true",
+                    help="the keypoints are of the video mirrored left to right (score against mirrored hand counts)")
     args = ap.parse_args(argv)
     from deeppose.engine.keypoints import read_keypoints
 
     records = read_keypoints(args.keypoints)   # the frame records (the header record is skipped)
-    s = score(records, json.loads(Path(args.truth).read_text()))
+    truth = json.loads(Path(args.truth).read_text())
+    s = score(records, mirrored(truth) if args.mirror else truth)
     print(f"{args.keypoints}: precision {s['precision']:.3f} ({s['correct']}/{s['drawn']} drawn skeletons on a person; "
           f"every frame {s['precision_all']:.3f}, {s['correct_all']}/{s['drawn_all']}), "
           f"recall {s['recall']:.3f} ({s['found']}/{s['countable']} visible faces); walker drawn in "
