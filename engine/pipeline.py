@@ -318,7 +318,9 @@ class FrameResult:
     Attributes:
         index: frame index since the last :meth:`PosePipeline.reset` (or as given).
         timestamp: frame time in seconds (video time, or seconds since the first live frame).
-        persons: one :class:`PersonResult` per person (empty when nobody is in the frame).
+        persons: one :class:`PersonResult` per person (empty when nobody is in the frame); with
+            joint confidences (psi v2), a tracked person only while he shows
+            :data:`MIN_JOINTS_SHOWN` sure joints.
         detect_seconds: person detection time, seconds.
         stage_seconds: per stage run, wall time (crop + regress + update), seconds.
         total_seconds: the whole of :meth:`PosePipeline.process`, seconds.
@@ -329,7 +331,7 @@ class FrameResult:
         tentative: persons found but not yet confirmed (a new track is drawn once detected in
             ``confirm_hits`` frames; see :class:`engine.tracking.tracker.PersonTracker`) whose
             estimate in this frame is kept (verified; with tracking by body, present and no
-            duplicate), smoothed as drawn persons are (each person's filter starts at his first
+            duplicate) and shows :data:`MIN_JOINTS_SHOWN` sure joints, smoothed as drawn persons are (each person's filter starts at his first
             estimate). Not drawn: a video file's frame loop
             (:class:`engine.frames.FrameLoop` with ``lookahead``) moves them into ``persons``
             once their track is confirmed, so that a person appears from his first frame.
