@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from deeppose.engine.config import PipelineConfig
-    from deeppose.engine.constants import MIN_JOINT_CONFIDENCE, WEIGHTS_ROOT
+    from deeppose.engine.constants import WEIGHTS_ROOT
     from deeppose.engine.frames import process_clip
-    from deeppose.engine.pipeline import PosePipeline
+    from deeppose.engine.pipeline import PosePipeline, shows_joints
     from deeppose.tools.data.datasets import load_dataset, load_image
 
     ds = load_dataset("lsp", None, "val")
@@ -110,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     persons += len(r.persons)
                     drawn += bool(r.persons)
                     # a figure the user sees: enough joints sure enough to be drawn (NaN: psi v1, all drawn)
-                    shown += any(p.confidence is None
-                                 or (np.nan_to_num(p.confidence, nan=1.0) >= MIN_JOINT_CONFIDENCE).sum() >= 3
-                                 for p in r.persons)
+                    shown += any(p.confidence is None or shows_joints(p.confidence) for p in r.persons)
                     seen |= {p.track_id for p in r.persons}
                     if r.persons:   # the figure nearest the truth
                         best = max((_score(p.pose, truth[i], names, ds.skeleton) for p in r.persons),
