@@ -193,6 +193,9 @@ class Track:
         detection: the row of the last :meth:`PersonTracker.update`'s ``b0`` it matched or
             started from, or None when no detection matched it in that frame (each row goes
             to exactly one track, so persons with identical boxes get one track each).
+        sure: its last estimate showed its person (the caller's judgement, e.g. enough sure
+            joints; True until told otherwise): while it is not, a detection matched to it gives
+            the frame's b0 even when the tracker does not ``anchor``.
     """
 
     track_id: int
@@ -224,6 +227,7 @@ class Track:
     pending_hit: bool = False
     first_step: int = 0
     detection: int | None = None
+    sure: bool = True
 
 
 def _moved(box: np.ndarray | None, track: Track, frames: int) -> np.ndarray | None:
@@ -432,7 +436,7 @@ class PersonTracker:
             else:
                 tr.score = float(scores_arr[i])
                 tr.last_detected_time = t
-                if tr.next_b0 is not None and not self.anchor:   # followed by pose: the detection confirms it
+                if tr.next_b0 is not None and not self.anchor and tr.sure:   # followed by pose: the detection confirms it
                     tr.b0, tr.face, tr.angle, tr.source = tr.next_b0, tr.next_face, tr.next_angle, "pose"
                 else:
                     tr.b0, tr.face, tr.angle, tr.source = b0[i].copy(), face, float(angles_arr[i]), sources[i]

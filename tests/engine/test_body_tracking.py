@@ -247,6 +247,50 @@ def test_a_tracked_person_whose_joints_are_all_unsure_is_not_reported_but_kept(b
         assert [p.track_id for p in r.persons] == [1]
 
 
+def test_the_whole_frame_is_searched_again_while_no_tracked_person_shows_his_joints(body_weights, walking):
+    """With no face found, the whole-frame search runs while nobody is tracked and again while every
+    tracked person is too unsure to be shown (on an animated LSP clip a figure held astride two
+    overlapping people, showing no joint, kept the search off for 50 frames), never while one is
+    shown; the walker it finds again keeps his id."""
+    from deeppose.engine.detection.persons import PersonBoxes
+
+    class NoFaces:
+        def detect(self, image):
+            return PersonBoxes(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0), [])
+
+        def close(self):
+            pass
+
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", threads=1), detector=NoFaces()) as pipe:
+        searched = []
+        search = pipe._frame_search
+
+        def counted(frame, found):
+            searched.append(pipe._index - 1)   # the frame being processed
+            return search(frame, found)
+
+        pipe._frame_search = counted
+        results = [pipe.process(f, timestamp=i / 30) for i, f in enumerate(walking[:10])]
+        assert [p.track_id for p in results[-1].persons] == [1]    # found by the search
+        before = len(searched)
+        results = [pipe.process(f, timestamp=i / 30) for i, f in enumerate(walking[10:16], start=10)]
+        assert all(r.persons for r in results) and len(searched) == before   # shown: no search
+        run_cascade = pipe.cascade.run
+
+        def unsure(*args, **kw):
+            res = run_cascade(*args, **kw)
+            res.confidence = np.minimum(res.confidence, 0.1)
+            return res
+
+        pipe.cascade.run = unsure
+        results = [pipe.process(f, timestamp=i / 30) for i, f in enumerate(walking[16:22], start=16)]
+        assert not any(r.persons for r in results)
+        assert searched[before:] == [17, 18, 19, 20, 21]   # from the frame after the first unsure one
+        pipe.cascade.run = run_cascade
+        results = [pipe.process(f, timestamp=i / 30) for i, f in enumerate(walking[22:28], start=22)]
+        assert [p.track_id for p in results[-1].persons] == [1]
+
+
 def test_nobody_in_view_gives_no_figure(body_weights):
     frames = walking_frames(require_data("videos", "walking.mp4"), 45, (1280, 720))
     empty = [np.ascontiguousarray(f[380:720, 0:480]) for f in frames]   # bench and pavement

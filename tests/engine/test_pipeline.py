@@ -304,6 +304,24 @@ def test_a_hidden_person_is_held_where_his_motion_takes_him_and_a_lost_one_where
         assert (out == [track]) == hidden, [t.track_id for t in out]
 
 
+def test_a_detection_gives_the_b0_of_a_person_followed_by_pose_only_while_he_is_unsure():
+    """Without ``anchor`` (tracking by body), a detection matched to a person followed by pose only
+    confirms him: his b0 stays the one his last pose implies. Once the caller marks his last
+    estimate unsure (``Track.sure`` False: no joint to show), the detection gives his b0: on an
+    animated LSP clip a figure astride two overlapping people kept its wrong box though the search
+    found one of them."""
+    tracker = PersonTracker(confirm_hits=1, anchor=False)
+    box = np.array([100.0, 100.0, 60.0, 60.0])
+    [track] = tracker.update(box[None], timestamp=0.0, sources=["body"])
+    found = box + [20.0, 0, 0, 0]   # IoU 0.5 with the box the pose implies
+    for i, sure in enumerate([True, False], start=1):
+        track.sure = sure
+        tracker.observe(track, True, box, timestamp=(i - 1) / 30)
+        assert tracker.update(found[None], timestamp=i / 30, sources=["body"]) == [track]
+        np.testing.assert_array_equal(track.b0, box if sure else found)
+        assert track.source == ("pose" if sure else "body")
+
+
 def test_tracker_hold_limited_in_seconds():
     tr = PersonTracker(max_hold_frames=100, max_hold_seconds=0.5, confirm_hits=1)
     tr.update(np.array([[100.0, 100.0, 50.0, 50.0]]), timestamp=0.0)
