@@ -16,7 +16,7 @@
 This is MediaPipe's detector-then-tracker scheme with DeepPose's cascade as the tracker. With a
 psi v2 model (``weights/body``) persons are tracked by body instead (``track_by_body``): the next
 b0 is the box around the pose, turned with the torso, a person stays while stage 1's presence
-score holds, and while nobody tracked is shown, the whole frame is searched in four turns (a person
+score holds, and while nobody tracked is shown the whole frame is searched in four turns (a person
 too unsure to show takes the b0 of a detection matched to him). Of two persons whose
 bodies overlap the younger is a duplicate, unless their faces were seen apart, or he was followed
 for a second before: then he is hidden behind the other and held where his motion takes him.
@@ -128,10 +128,11 @@ upright with his head cut off, turned 90 and 180 degrees), turned another way at
 a cut with nobody in it (bench and pavement) at most 0.39 in any turn."""
 
 FRAME_SEARCH_EVERY = 3
-"""Tracking by body: while no face is found and nobody is tracked, or nobody tracked showed his
-joints in the last frame (:func:`shows_joints`), the whole frame and three squares along it (:func:`search_boxes`) are tried as b0 on every N-th frame (one stage-1 run of
-four crops), turned by each of :data:`FRAME_SEARCH_TURNS` in turn: every turn within 12 frames
-(0.4 s at 30 fps)."""
+"""Tracking by body: while nobody tracked showed his joints in the last frame
+(:func:`shows_joints`; nobody tracked, or every tracked person too unsure), whether faces are
+found or not, the whole frame and three squares along it (:func:`search_boxes`) are tried as b0
+on every N-th frame (one stage-1 run of four crops), turned by each of
+:data:`FRAME_SEARCH_TURNS` in turn: every turn within 12 frames (0.4 s at 30 fps)."""
 
 FRAME_SEARCH_TURNS = (0.0, np.pi, np.pi / 2, -np.pi / 2)
 """The turns of the whole-frame b0 (radians, :func:`engine.geometry.crop_boxes` convention):
@@ -670,10 +671,9 @@ class PosePipeline:
         else:
             found = PersonBoxes(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0), [])
             self._since_detect += 1
-        # a still image is seen once: searched as a whole also when faces were found (one may be
-        # false, and the person may show no face)
-        if self.track_by_body and not self.tracker.full and (
-                self.still or (not len(found.b0) and (not self.tracker.tracks or not self._shown))):
+        # nobody shown (a still image, seen once: always): the whole frame is searched too, also
+        # when faces were found (one may be false, and a person may show no face)
+        if self.track_by_body and not self.tracker.full and (self.still or not self._shown):
             found = self._frame_search(frame_bgr, found)
         detect_s = time.perf_counter() - t
         faces = np.asarray(found.faces, dtype=np.float64).reshape(-1, 4)
@@ -783,18 +783,20 @@ class PosePipeline:
                 or (limit is not None and ts - self._detect_ts >= limit / 3))
 
     def _frame_search(self, frame_bgr: np.ndarray, found: PersonBoxes) -> PersonBoxes:
-        """Tracking by body, no face found and nobody tracked or shown (in still-image mode: always, beside
-        the faces found): every :data:`FRAME_SEARCH_EVERY` frames, stage 1 on the whole frame and
-        on squares along it (:func:`search_boxes`), turned by the next of :data:`FRAME_SEARCH_TURNS`
+        """Tracking by body, while nobody tracked was shown in the last frame (in still-image mode:
+        always), beside the faces found: every :data:`FRAME_SEARCH_EVERY` frames, stage 1 on the
+        whole frame and on squares along it (:func:`search_boxes`), turned by the next of :data:`FRAME_SEARCH_TURNS`
         (in still-image mode by all of them at once); the pose with the highest presence, if at
         least :data:`FIND_PRESENCE`, is added to ``found`` as one more candidate (source "body"):
         the box around it, turned with its torso. A candidate on a person a face also found is
         dropped as the younger duplicate (:meth:`_observe_bodies`); one the tracker matches to a
-        tracked person too unsure to be shown gives him his b0 (``Track.sure``). On the first 20
-        animated LSP clips (``tools.eval.animate --images 20``) searching also while nobody is shown
-        drew 1134 of 1200 frames against 1129, with 1.0 ids a clip against 1.1 with ``rotate``; on a
-        badminton player lunging in front of a seated man, a figure held astride both, showing no
-        joint, had kept the search off for 50 frames."""
+        tracked person too unsure to be shown gives him his b0 (``Track.sure``).
+
+        It used to run only while no face was found and nobody was tracked. On animated LSP clips
+        a figure held astride a badminton player and a seated man, showing no joint, kept it off
+        for 50 frames, and with ``rotate`` faces found turned on the background for 7 frames. On
+        the first 20 clips (``tools.eval.animate --images 20``) it now draws 1135 and, with
+        ``rotate``, 1138 of 1200 frames against 1129 and 1131 before."""
         if self._frame_search_wait > 0:
             self._frame_search_wait -= 1
             return found
