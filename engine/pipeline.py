@@ -672,8 +672,9 @@ class PosePipeline:
             found = PersonBoxes(np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0), [])
             self._since_detect += 1
         # nobody shown (a still image, seen once: always): the whole frame is searched too, also
-        # when faces were found (one may be false, and a person may show no face)
-        if self.track_by_body and not self.tracker.full and (self.still or not self._shown):
+        # when faces were found (one may be false, and a person may show no face) and when the
+        # tracker is full (what it finds on a tracked person who shows nothing gives him his b0)
+        if self.track_by_body and (self.still or not self._shown):
             found = self._frame_search(frame_bgr, found)
         detect_s = time.perf_counter() - t
         faces = np.asarray(found.faces, dtype=np.float64).reshape(-1, 4)

@@ -247,13 +247,14 @@ def test_a_tracked_person_whose_joints_are_all_unsure_is_not_reported_but_kept(b
         assert [p.track_id for p in r.persons] == [1]
 
 
-@pytest.mark.parametrize("faces", ["none", "a false one"])
-def test_the_whole_frame_is_searched_while_nobody_tracked_shows_his_joints(body_weights, walking, faces):
+@pytest.mark.parametrize("faces, max_persons", [("none", None), ("a false one", None), ("none", 1)])
+def test_the_whole_frame_is_searched_while_nobody_tracked_shows_his_joints(body_weights, walking, faces, max_persons):
     """The whole-frame search runs while nobody tracked is shown: while nobody is tracked, also
     when a false face is found every frame (on animated LSP clips turned faces found on the
     background kept it off for 7 frames), and again while every tracked person is too unsure to
     be shown (a figure held astride two overlapping people, showing no joint, kept it off for 50
-    frames); never while one is shown. The walker it finds again keeps his id."""
+    frames), also when he is all the tracker may follow; never while one is shown. The walker it
+    finds again keeps his id."""
     from deeppose.engine.detection.persons import PersonBoxes
 
     class Faces:   # a face on the pavement, where nobody is (or none)
@@ -265,7 +266,8 @@ def test_the_whole_frame_is_searched_while_nobody_tracked_shows_his_joints(body_
         def close(self):
             pass
 
-    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", threads=1), detector=Faces()) as pipe:
+    config = PipelineConfig(body_weights, "onnxruntime", threads=1, max_persons=max_persons)
+    with PosePipeline(config, detector=Faces()) as pipe:
         searched = []
         search = pipe._frame_search
 
