@@ -336,8 +336,8 @@ class FrameResult:
         tentative: persons found but not yet confirmed (a new track is drawn once detected in
             ``confirm_hits`` frames; see :class:`engine.tracking.tracker.PersonTracker`) whose
             estimate in this frame is kept (verified; with tracking by body, present and no
-            duplicate) and shows :data:`MIN_JOINTS_SHOWN` sure joints, smoothed as drawn persons are (each person's filter starts at his first
-            estimate). Not drawn: a video file's frame loop
+            duplicate) and shows :data:`MIN_JOINTS_SHOWN` sure joints, smoothed as drawn persons
+            are (each person's filter starts at his first estimate). Not drawn: a video file's frame loop
             (:class:`engine.frames.FrameLoop` with ``lookahead``) moves them into ``persons``
             once their track is confirmed, so that a person appears from his first frame.
     """
@@ -710,11 +710,11 @@ class PosePipeline:
         entries = [(i, tracks[i]) for i in drawn] if drawn else ([(0, None)] if self.full_frame_fallback else [])
         # a tracked person who would draw nothing is no figure; the full-frame fallback, asked for,
         # always gives its one (its score says how sure)
-        persons = [self._person(res, i, tr, ts, smooth) for i, tr in entries
-                   if tr is None or shows_joints(res.confidence[i])]
+        entries = [(i, tr) for i, tr in entries if tr is None or shows_joints(res.confidence[i])]
+        persons = [self._person(res, i, tr, ts, smooth) for i, tr in entries]
         tentative = [self._person(track_res, i, tracks[i], ts, smooth) for i in pending
                      if shows_joints(track_res.confidence[i])]
-        self._shown = bool(tentative) or any(tr is not None and shows_joints(res.confidence[i]) for i, tr in entries)
+        self._shown = bool(tentative) or any(tr is not None for _, tr in entries)
         if drawn or not self.full_frame_fallback:
             self._frame_filter = None
         self._forget_dropped()

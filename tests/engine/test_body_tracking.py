@@ -5,6 +5,7 @@ The geometry is tested on plain arrays; the pipeline with the shipped body model
 real walking.mp4 turned upside down, with the walker's head cut off, and with nobody in view."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -159,6 +160,23 @@ def walking():
     return walking_frames(require_data("videos", "walking.mp4"), 60, (640, 360))
 
 
+@contextmanager
+def unsure(pipe):
+    """Inside the block, ``pipe``'s cascade is unsure of every joint (confidence at most 0.1)."""
+    run_cascade = pipe.cascade.run
+
+    def run_unsure(*args, **kw):
+        res = run_cascade(*args, **kw)
+        res.confidence = np.minimum(res.confidence, 0.1)
+        return res
+
+    pipe.cascade.run = run_unsure
+    try:
+        yield
+    finally:
+        pipe.cascade.run = run_cascade
+
+
 def run(weights, frames, **kw):
     with PosePipeline(PipelineConfig(weights, "onnxruntime", max_persons=1, threads=1, **kw)) as pipe:
         assert pipe.track_by_body
@@ -232,17 +250,9 @@ def test_a_tracked_person_whose_joints_are_all_unsure_is_not_reported_but_kept(b
         for i, f in enumerate(walking[:6]):
             r = pipe.process(f, timestamp=i / 30)
         assert r.persons and r.persons[0].track_id == 1
-        run_cascade = pipe.cascade.run
-
-        def unsure(*args, **kw):
-            res = run_cascade(*args, **kw)
-            res.confidence = np.minimum(res.confidence, 0.1)
-            return res
-
-        pipe.cascade.run = unsure
-        r = pipe.process(walking[6], timestamp=6 / 30)
+        with unsure(pipe):
+            r = pipe.process(walking[6], timestamp=6 / 30)
         assert r.persons == [] and [tr.track_id for tr in pipe.tracker.tracks if tr.confirmed] == [1]
-        pipe.cascade.run = run_cascade
         r = pipe.process(walking[7], timestamp=7 / 30)
         assert [p.track_id for p in r.persons] == [1]
 
@@ -282,18 +292,10 @@ def test_the_whole_frame_is_searched_while_nobody_tracked_shows_his_joints(body_
         before = len(searched)
         results = [pipe.process(f, timestamp=i / 30) for i, f in enumerate(walking[10:16], start=10)]
         assert all(r.persons for r in results) and len(searched) == before   # shown: no search
-        run_cascade = pipe.cascade.run
-
-        def unsure(*args, **kw):
-            res = run_cascade(*args, **kw)
-            res.confidence = np.minimum(res.confidence, 0.1)
-            return res
-
-        pipe.cascade.run = unsure
-        results = [pipe.process(f, timestamp=i / 30) for i, f in enumerate(walking[16:22], start=16)]
+        with unsure(pipe):
+            results = [pipe.process(f, timestamp=i / 30) for i, f in enumerate(walking[16:22], start=16)]
         assert not any(r.persons for r in results)
         assert searched[before:] == [17, 18, 19, 20, 21]   # from the frame after the first unsure one
-        pipe.cascade.run = run_cascade
         results = [pipe.process(f, timestamp=i / 30) for i, f in enumerate(walking[22:28], start=22)]
         assert [p.track_id for p in results[-1].persons] == [walker.track_id]
 
