@@ -64,6 +64,16 @@ class CascadeResult:
         if self.presence is None:
             self.presence = np.full(p, np.nan)
 
+    def take(self, i: int, other: "CascadeResult", j: int) -> None:
+        """Replace person ``i``'s estimate (b0, every stage's pose and joint boxes, scales,
+        confidences, presence) by person ``j``'s of ``other`` (a run with the same stages), in place."""
+        self.b0[i] = other.b0[j]
+        self.stage_poses[:, i] = other.stage_poses[:, j]
+        self.stage_boxes[:, i] = other.stage_boxes[:, j]
+        self.joint_scale[i] = other.joint_scale[j]
+        self.confidence[i] = other.confidence[j]
+        self.presence[i] = other.presence[j]
+
     @property
     def poses(self) -> np.ndarray:
         """(P, k, 2) final poses in pixels."""

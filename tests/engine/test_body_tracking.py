@@ -300,6 +300,103 @@ def test_the_whole_frame_is_searched_while_nobody_tracked_shows_his_joints(body_
         assert [p.track_id for p in results[-1].persons] == [walker.track_id]
 
 
+def test_a_person_whose_box_reads_nobody_is_estimated_again_from_his_last_shown_b0(body_weights, walking):
+    """Where the box around a person's last pose reads nobody, the b0 that showed him in the last
+    frame is tried again in the same frame (on an animated LSP clip a diving player's figure
+    blinked off for 9 frames): he is drawn from it, with his id."""
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", max_persons=1, threads=1)) as pipe:
+        for i, f in enumerate(walking[:6]):
+            r = pipe.process(f, timestamp=i / 30)
+        [walker] = r.persons
+        run_cascade, b0s = pipe.cascade.run, []
+
+        def first_reads_nobody(frame, b0, stages=None, angles=None):
+            res = run_cascade(frame, b0, stages, angles)
+            b0s.append(np.array(b0, copy=True))
+            if len(b0s) == 1:
+                res.presence[:] = 0.1
+            return res
+
+        pipe.cascade.run = first_reads_nobody
+        r = pipe.process(walking[6], timestamp=6 / 30)
+    assert len(b0s) == 2 and not np.allclose(b0s[0], walker.b0)   # the box around his last pose, then the retry
+    np.testing.assert_allclose(b0s[1][0], walker.b0)
+    assert [p.track_id for p in r.persons] == [walker.track_id]
+    np.testing.assert_allclose(r.persons[0].b0, walker.b0)
+    assert r.persons[0].score >= 0.5
+
+
+def test_the_retry_from_the_last_shown_b0_waits_while_someone_is_shown_and_keeps_only_a_shown_estimate(body_weights):
+    """The retry (``PosePipeline._retry_shown_b0``) on plain arrays: none while another confirmed
+    person shows (in a crowd, retries kept people on stale boxes); only persons shown in the last
+    frame, from that frame's b0 and roll; an estimate that still shows nothing changes nothing."""
+    from deeppose.engine.cascade import CascadeResult
+
+    def result(b0, presence, confidence):
+        p = len(b0)
+        return CascadeResult(np.array(b0, float), np.zeros((1, p, BODY.k, 2)), np.zeros((0, p, BODY.k, 4)), [0.0],
+                             presence=np.array(presence, float),
+                             confidence=np.repeat(np.array(confidence, float)[:, None], BODY.k, 1))
+
+    now, last_a, last_b = [100.0, 100, 50, 50], np.array([90.0, 100, 50, 50]), np.array([300.0, 100, 50, 50])
+    frame = np.zeros((240, 320, 3), np.uint8)
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", threads=1)) as pipe:
+        runs, answer = [], []
+        pipe.cascade.run = lambda f, b0, stages=None, angles=None: runs.append((b0, angles)) or answer[0]
+
+        def retry(presence, confidence):
+            a = SimpleNamespace(track_id=1, confirmed=True, b0=np.array(now), angle=0.0)
+            b = SimpleNamespace(track_id=2, confirmed=True, b0=np.array(now), angle=0.0)
+            pipe._step = 5
+            pipe._shown_b0 = {1: (last_a, 0.3, 4), 2: (last_b, 0.0, 2)}   # b: shown 3 frames ago
+            res = result([now, now], presence, confidence)
+            runs.clear()
+            pipe._retry_shown_b0(frame, [a, b], res, None)
+            return a, res
+
+        answer[:] = [result([last_a], [0.9], [0.9])]
+        a, res = retry([0.1, 0.9], [0.9, 0.9])                     # b shows: nobody is retried
+        assert runs == [] and res.presence[0] == 0.1
+        a, res = retry([0.1, 0.9], [0.9, 0.05])                    # b shows no joint: a is retried, b is not
+        [(b0, angles)] = runs
+        np.testing.assert_allclose(b0, [last_a])
+        np.testing.assert_allclose(angles, [0.3])
+        assert res.presence[0] == 0.9 and res.confidence[0, 0] == 0.9
+        np.testing.assert_allclose(res.b0[0], last_a)
+        np.testing.assert_allclose(a.b0, last_a)
+        assert a.angle == 0.3 and res.presence[1] == 0.9
+        answer[:] = [result([last_a], [0.3], [0.9])]               # the retry reads nobody too
+        a, res = retry([0.1, 0.1], [0.9, 0.9])
+        assert len(runs) == 1 and res.presence[0] == 0.1
+        np.testing.assert_allclose(a.b0, now)
+
+
+def test_the_first_search_of_a_video_tries_every_turn_then_one_turn_at_a_time(body_weights, walking):
+    """The first whole-frame search of a video (and after a reset) runs stage 1 in all four turns
+    at once, so that a person lying or upside down at the start is found in the first frame, not
+    up to 9 frames later; then one turn a search, the upside-down one next."""
+    upside_down = [np.ascontiguousarray(f[::-1, ::-1]) for f in walking[:7]]
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", max_persons=1, threads=1)) as pipe:
+        turns, run_cascade = [], pipe.cascade.run
+
+        def recorded(frame, b0, stages=None, angles=None):
+            if stages == 1:
+                turns.append(sorted({round(float(np.degrees(a))) for a in angles}))
+            return run_cascade(frame, b0, stages, angles)
+
+        pipe.cascade.run = recorded
+        pipe.process(upside_down[0], timestamp=0.0)
+        assert turns == [[-90, 0, 90, 180]]
+        [found] = pipe.tracker.tracks                               # the upside-down walker, in frame 0
+        assert abs(np.degrees(found.angle)) > 120
+        pipe.reset()
+        empty = [np.ascontiguousarray(f[:, :60]) for f in walking]   # nobody in a strip of pavement
+        turns.clear()
+        for i, f in enumerate(empty[:7]):
+            pipe.process(f, timestamp=i / 30)
+        assert turns == [[-90, 0, 90, 180], [180], [90]]
+
+
 def test_nobody_in_view_gives_no_figure(body_weights):
     frames = walking_frames(require_data("videos", "walking.mp4"), 45, (1280, 720))
     empty = [np.ascontiguousarray(f[380:720, 0:480]) for f in frames]   # bench and pavement
