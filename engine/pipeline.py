@@ -850,7 +850,8 @@ class PosePipeline:
         LSP clips (``tools.eval.animate --images 20``) a figure blinked off where the box around
         a sure pose read nobody in the next frame (a player diving across a turned frame: presence
         0.99 and 14 joints shown, then 0.31), while the b0 that had shown him still read him:
-        with this, 1151 of 1200 frames are drawn (with or without ``rotate``) against 1136.
+        with this, 1152 of 1200 frames are drawn against 1135 (1151, with or without ``rotate``,
+        with the first search in every turn too; 1138 before with ``rotate``).
         Not while someone else is shown: on walking.mp4 with everyone followed, retrying every
         person who failed kept people on stale boxes (a figure on nobody, counted precision
         0.932 or 0.980 depending on which last b0 was kept); this way the crowd reads as before
