@@ -66,7 +66,14 @@ class CascadeResult:
 
     def take(self, i: int, other: "CascadeResult", j: int) -> None:
         """Replace person ``i``'s estimate (b0, every stage's pose and joint boxes, scales,
-        confidences, presence) by person ``j``'s of ``other`` (a run with the same stages), in place."""
+        confidences, presence) by person ``j``'s of ``other``, in place.
+
+        Raises:
+            ValueError: ``other`` ran another number of stages or joints.
+        """
+        if other.stage_poses.shape[0] != self.stage_poses.shape[0] or other.stage_poses.shape[2:] != self.stage_poses.shape[2:]:
+            raise ValueError(f"cannot take a person of a {other.stage_poses.shape[0]}-stage result into a "
+                             f"{self.stage_poses.shape[0]}-stage one")
         self.b0[i] = other.b0[j]
         self.stage_poses[:, i] = other.stage_poses[:, j]
         self.stage_boxes[:, i] = other.stage_boxes[:, j]

@@ -72,7 +72,8 @@ below it, 92% of them beyond PDJ@0.2 of the truth; the joints drawn are right in
 B0Source = Literal["face", "pose", "held", "frame", "body"]
 """Where a person's b0 came from: "face" (a face detected in this frame, enlarged by the model's
 scaler), "pose" (tracking: from the person's previous pose), "held" (his last good b0, kept while
-he is missed), "frame" (the whole frame: the full-frame fallback or the LSP protocol), "body"
+he is missed, or with tracking by body the b0 of his last shown estimate, where the box around his
+pose read nobody), "frame" (the whole frame: the full-frame fallback or the LSP protocol), "body"
 (found without a face: the box around the pose the whole-frame search gave, psi v2)."""
 B0_SOURCES: tuple[str, ...] = B0Source.__args__
 """The values of :data:`B0Source`."""

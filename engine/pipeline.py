@@ -284,7 +284,9 @@ class PersonResult:
             when held or full-frame.
         b0_source: "face" (from a face detected in this frame), "pose" (tracked by pose: from
             the eyes and nose of the person's previous pose, or with tracking by body from the
-            box around it), "held" (the last good b0 of a person lost in the previous frame),
+            box around it), "held" (the last good b0 of a person lost in the previous frame, or
+            with tracking by body that of his last shown estimate where the box around his pose
+            read nobody),
             "body" (found without a face: the box around the pose the whole frame gave) or
             "frame" (the whole frame, fallback).
         angle: roll of b0 in radians (0: upright; rotated b0, see :attr:`engine.config.PipelineConfig.rotate`).
@@ -691,6 +693,7 @@ class PosePipeline:
             if tr.age == 1:
                 self._filters.pop(tr.track_id, None)
                 self._sides.pop(tr.track_id, None)
+                self._shown_b0.pop(tr.track_id, None)
                 self._two_faces = {pair for pair in self._two_faces if tr.track_id not in pair}
 
         h, w = frame_bgr.shape[:2]
@@ -809,7 +812,7 @@ class PosePipeline:
         It used to run only while no face was found and nobody was tracked. On animated LSP clips
         a figure held astride a badminton player and a seated man, showing no joint, kept it off
         for 50 frames, and with ``rotate`` faces found turned on the background for 7 frames. On
-        the first 20 clips (``tools.eval.animate --images 20``) it now draws 1135 and, with
+        the first 20 clips (``tools.eval.animate --images 20``) it then drew 1135 and, with
         ``rotate``, 1138 of 1200 frames against 1129 and 1131 before."""
         if self._frame_search_wait > 0:
             self._frame_search_wait -= 1
@@ -844,7 +847,11 @@ class PosePipeline:
         (presence at least :data:`KEEP_PRESENCE` and :func:`shows_joints`): each confirmed person
         shown in the last frame is estimated again from that frame's b0 and roll, and where the
         new estimate shows him it replaces his first one in ``res`` (in place,
-        :meth:`engine.cascade.CascadeResult.take`) and that b0 and roll become his for this frame.
+        :meth:`engine.cascade.CascadeResult.take`), that b0 and roll become his for this frame and
+        his b0 source is "held" (the tracker then leaves his velocity as it was: that b0 is not one
+        frame's move). Not where that b0 and roll are this frame's. A retried b0 that showed him is
+        his last shown one, so it may serve several frames in a row, until the box around his pose
+        reads him again.
 
         The box around a pose is not always a box the network reads. On the first 20 animated
         LSP clips (``tools.eval.animate --images 20``) a figure blinked off where the box around
@@ -869,7 +876,7 @@ class PosePipeline:
         last = {tr.track_id: self._shown_b0.get(tr.track_id) for tr in tracks}
         retry = [i for i, tr in enumerate(tracks)
                  if tr.confirmed and last[tr.track_id] is not None and last[tr.track_id][2] == self._step - 1
-                 and not np.allclose(last[tr.track_id][0], res.b0[i])]
+                 and not (np.allclose(last[tr.track_id][0], res.b0[i]) and np.isclose(last[tr.track_id][1], tr.angle))]
         if not retry:
             return
         b0 = np.stack([last[tracks[i].track_id][0] for i in retry])
@@ -879,7 +886,7 @@ class PosePipeline:
         for j, i in enumerate(retry):
             if again.presence[j] >= KEEP_PRESENCE and shows_joints(again.confidence[j]):
                 res.take(i, again, j)
-                tracks[i].b0, tracks[i].angle = b0[j].copy(), float(angles[j])
+                tracks[i].b0, tracks[i].angle, tracks[i].source = b0[j].copy(), float(angles[j]), "held"
 
     def _observe_bodies(self, tracks: list, res, ts: float, sources: list[B0Source]) -> list[int]:
         """Tracking by body: keep the estimates whose presence is at least :data:`KEEP_PRESENCE`
@@ -1071,7 +1078,8 @@ class PosePipeline:
         self._frame_filter = None
 
     def _forget_dropped(self) -> None:
-        """Let go of the filters, sides and two-face pairs of persons the tracker no longer follows."""
+        """Let go of the filters, sides, last shown b0 and two-face pairs of persons the tracker no
+        longer follows."""
         live = {tr.track_id for tr in self.tracker.tracks}
         for kept in (self._filters, self._sides, self._shown_b0):
             for tid in [t for t in kept if t not in live]:
