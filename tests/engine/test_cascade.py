@@ -173,7 +173,8 @@ class DotReader:
         b, _, s, _ = crops.shape
         w = np.clip(crops[:, 0].astype(np.float64) - crops[:, 0].min(), 0, None)   # (B, S, S)
         grid = np.arange(s, dtype=np.float64)
-        dot = np.stack([(w.sum(1) * grid).sum(1), (w.sum(2) * grid).sum(1)], axis=1) / w.sum((1, 2))[:, None]
+        with np.errstate(invalid="ignore"):   # a crop without the dot: NaN, no dot to answer
+            dot = np.stack([(w.sum(1) * grid).sum(1), (w.sum(2) * grid).sum(1)], axis=1) / w.sum((1, 2))[:, None]
         u = (dot - (s - 1) / 2) / s                                  # (B, 2), Eq. 1 in crop units
         out = u[:, None, :] + self.offsets[None] + [self.bias_x, 0.0]
         return out.reshape(b, 2 * K).astype(np.float32)
