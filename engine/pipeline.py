@@ -520,8 +520,6 @@ class PosePipeline:
         self._detect_ts = 0.0   # time of the last detection frame
         self._filters: dict[int, OneEuroFilter] = {}   # each tracked person's smoothing filter, by track id
         self._sides: dict[int, np.ndarray] = {}   # tracking by body: each person's last kept pose, by track id
-        self._shown_b0: dict[int, tuple[np.ndarray, float, int]] = {}   # tracking by body: b0, roll and step of each person's last shown estimate
-        self._step = 0   # frames processed since the last reset
         self._two_faces: set[frozenset[int]] = set()   # tracking by body: pairs of track ids seen as two faces at once
         self._frame_filter: OneEuroFilter | None = None  # the full-frame fallback person's filter
         self._index = 0
@@ -656,7 +654,6 @@ class PosePipeline:
         ts = (t_start - self._t_origin) if timestamp is None else float(timestamp)
         idx = self._index if index is None else int(index)
         self._index = idx + 1
-        self._step += 1
         stages, smooth = self._stages, self.smooth and not self.still
         if stages != self._last_stages:   # a different stage gives different poses: restart the filters
             self._reset_filters()
@@ -693,7 +690,6 @@ class PosePipeline:
             if tr.age == 1:
                 self._filters.pop(tr.track_id, None)
                 self._sides.pop(tr.track_id, None)
-                self._shown_b0.pop(tr.track_id, None)
                 self._two_faces = {pair for pair in self._two_faces if tr.track_id not in pair}
 
         h, w = frame_bgr.shape[:2]
@@ -706,7 +702,7 @@ class PosePipeline:
             angles = np.array([tr.angle for tr in tracks])
             res = self.cascade.run(frame_bgr, b0, stages, angles if angles.any() else None)
             if self.track_by_body:
-                self._retry_shown_b0(frame_bgr, tracks, res, stages)
+                self._retry_good_b0(frame_bgr, tracks, res, stages)
             drawn = (self._observe_bodies(tracks, res, ts, found.sources) if self.track_by_body
                      else self._observe(tracks, res.stage_poses[-1], angles, ts))
             # the kept estimates of persons still being confirmed (a dropped track is not verified)
@@ -727,9 +723,6 @@ class PosePipeline:
         tentative = [self._person(track_res, i, tracks[i], ts, smooth) for i in pending
                      if shows_joints(track_res.confidence[i])]
         self._shown = bool(tentative) or any(tr is not None for _, tr in entries)
-        for i, tr in entries:
-            if tr is not None and self.track_by_body:
-                self._shown_b0[tr.track_id] = (res.b0[i].copy(), float(tr.angle), self._step)
         if drawn or not self.full_frame_fallback:
             self._frame_filter = None
         self._forget_dropped()
@@ -842,16 +835,18 @@ class PosePipeline:
                            np.concatenate([np.asarray(found.scores, np.float64).reshape(n), res.presence[best:best + 1]]),
                            list(found.sources) + ["body"], np.concatenate([found_angles, angle]))
 
-    def _retry_shown_b0(self, frame_bgr: np.ndarray, tracks: list, res, stages: int | None) -> None:
+    def _retry_good_b0(self, frame_bgr: np.ndarray, tracks: list, res, stages: int | None) -> None:
         """Tracking by body, while no confirmed person's estimate in this frame shows him
         (presence at least :data:`KEEP_PRESENCE` and :func:`shows_joints`): each confirmed person
-        shown in the last frame is estimated again from that frame's b0 and roll, and where the
-        new estimate shows him it replaces his first one in ``res`` (in place,
-        :meth:`engine.cascade.CascadeResult.take`), that b0 and roll become his for this frame and
-        his b0 source is "held" (the tracker then leaves his velocity as it was: that b0 is not one
-        frame's move). Not where that b0 and roll are this frame's. A retried b0 that showed him is
-        his last shown one, so it may serve several frames in a row, until the box around his pose
-        reads him again.
+        shown in the last frame (his estimate read him there and showed joints, ``Track.sure``, and
+        he has not been missed since, so the tracker's ``good_b0`` and ``good_angle`` are that
+        frame's b0 and roll) is estimated
+        again from that b0 and roll, and where the new estimate shows him it replaces his first
+        one in ``res`` (in place, :meth:`engine.cascade.CascadeResult.take`), that b0 and roll
+        become his for this frame and his b0 source is "held" (the tracker then leaves his
+        velocity as it was: that b0 is not one frame's move). Not where that b0 and roll are this
+        frame's. A retried b0 that showed him is his good b0 again, so it may serve several frames
+        in a row, until the box around his pose reads him again.
 
         The box around a pose is not always a box the network reads. On the first 20 animated
         LSP clips (``tools.eval.animate --images 20``) a figure blinked off where the box around
@@ -873,14 +868,14 @@ class PosePipeline:
         shows = [bool(res.presence[i] >= KEEP_PRESENCE) and shows_joints(res.confidence[i]) for i in range(len(tracks))]
         if any(s and tr.confirmed for s, tr in zip(shows, tracks)):
             return
-        last = {tr.track_id: self._shown_b0.get(tr.track_id) for tr in tracks}
+        # kept and sure in the last frame (observed ok, not missed since): good_b0 and good_angle are that frame's
         retry = [i for i, tr in enumerate(tracks)
-                 if tr.confirmed and last[tr.track_id] is not None and last[tr.track_id][2] == self._step - 1
-                 and not (np.allclose(last[tr.track_id][0], res.b0[i]) and np.isclose(last[tr.track_id][1], tr.angle))]
+                 if tr.confirmed and tr.misses == 0 and tr.sure and tr.good_b0 is not None
+                 and not (np.allclose(tr.good_b0, res.b0[i]) and np.isclose(tr.good_angle, tr.angle))]
         if not retry:
             return
-        b0 = np.stack([last[tracks[i].track_id][0] for i in retry])
-        angles = np.array([last[tracks[i].track_id][1] for i in retry])
+        b0 = np.stack([tracks[i].good_b0 for i in retry])
+        angles = np.array([tracks[i].good_angle for i in retry])
         again = self.cascade.run(frame_bgr, b0, stages, angles if angles.any() else None)
         res.stage_seconds = [a + b for a, b in zip(res.stage_seconds, again.stage_seconds)]
         for j, i in enumerate(retry):
@@ -1078,10 +1073,10 @@ class PosePipeline:
         self._frame_filter = None
 
     def _forget_dropped(self) -> None:
-        """Let go of the filters, sides, last shown b0 and two-face pairs of persons the tracker no
+        """Let go of the filters, sides and two-face pairs of persons the tracker no
         longer follows."""
         live = {tr.track_id for tr in self.tracker.tracks}
-        for kept in (self._filters, self._sides, self._shown_b0):
+        for kept in (self._filters, self._sides):
             for tid in [t for t in kept if t not in live]:
                 del kept[tid]
         self._two_faces = {pair for pair in self._two_faces if pair <= live}
@@ -1095,11 +1090,9 @@ class PosePipeline:
         self._frame_search_wait = 0
         self._frame_search_turn = 0
         self._frame_search_all = True
-        self._step = 0
         self._shown = False
         self._filters.clear()
         self._sides.clear()
-        self._shown_b0.clear()
         self._two_faces.clear()
         self._frame_filter = None
         self._index = 0

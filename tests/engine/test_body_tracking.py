@@ -300,8 +300,8 @@ def test_the_whole_frame_is_searched_while_nobody_tracked_shows_his_joints(body_
         assert [p.track_id for p in results[-1].persons] == [walker.track_id]
 
 
-def test_a_person_whose_box_reads_nobody_is_estimated_again_from_his_last_shown_b0(body_weights, walking):
-    """Where the box around a person's last pose reads nobody, the b0 that showed him in the last
+def test_a_person_whose_box_reads_nobody_is_estimated_again_from_his_last_good_b0(body_weights, walking):
+    """Where the box around a person's last pose reads nobody, the b0 that read him in the last
     frame is tried again in the same frame (on an animated LSP clip a diving player's figure
     blinked off for 9 frames): he is drawn from it, with his id."""
     with PosePipeline(PipelineConfig(body_weights, "onnxruntime", max_persons=1, threads=1)) as pipe:
@@ -326,10 +326,11 @@ def test_a_person_whose_box_reads_nobody_is_estimated_again_from_his_last_shown_
     assert r.persons[0].score >= 0.5
 
 
-def test_the_retry_from_the_last_shown_b0_waits_while_someone_is_shown_and_keeps_only_a_shown_estimate():
-    """The retry (``PosePipeline._retry_shown_b0``) on plain arrays: none while another confirmed
-    person shows (in a crowd, retries kept people on stale boxes); only confirmed persons shown
-    in the last frame, from that frame's b0 and roll, and not where those are this frame's; an
+def test_the_retry_from_the_last_good_b0_waits_while_someone_is_shown_and_keeps_only_a_shown_estimate():
+    """The retry (``PosePipeline._retry_good_b0``) on plain arrays: none while another confirmed
+    person shows (in a crowd, retries kept people on stale boxes); only confirmed persons kept
+    and sure in the last frame, from that frame's b0 and roll (the tracker's ``good_b0``, ``good_angle``),
+    and not where those are this frame's; an
     estimate that still shows nothing (presence, or fewer than 3 sure joints) changes nothing; a
     kept one is the person's estimate, b0, roll and source ("held") for this frame."""
     from deeppose.engine.cascade import CascadeResult
@@ -342,16 +343,17 @@ def test_the_retry_from_the_last_shown_b0_waits_while_someone_is_shown_and_keeps
 
     now, last_a, last_b = [100.0, 100, 50, 50], [90.0, 100, 50, 50], [300.0, 100, 50, 50]
     runs, answer = [], []
-    pipe = SimpleNamespace(_step=5, cascade=SimpleNamespace(
+    pipe = SimpleNamespace(cascade=SimpleNamespace(
         run=lambda frame, b0, stages=None, angles=None: runs.append((b0, angles)) or answer[0]))
 
-    def retry(presence, confidence, confirmed=(True, True), a_last=last_a, a_roll=0.3):
-        a = SimpleNamespace(track_id=1, confirmed=confirmed[0], b0=np.array(now), angle=0.0, source="pose")
-        b = SimpleNamespace(track_id=2, confirmed=confirmed[1], b0=np.array(now), angle=0.0, source="pose")
-        pipe._shown_b0 = {1: (np.array(a_last), a_roll, 4), 2: (np.array(last_b), 0.0, 2)}   # b: 3 frames ago
+    def retry(presence, confidence, confirmed=(True, True), a_last=last_a, a_roll=0.3, a_misses=0, a_sure=True):
+        a = SimpleNamespace(track_id=1, confirmed=confirmed[0], b0=np.array(now), angle=0.0, source="pose",
+                            misses=a_misses, sure=a_sure, good_b0=np.array(a_last), good_angle=a_roll)
+        b = SimpleNamespace(track_id=2, confirmed=confirmed[1], b0=np.array(now), angle=0.0, source="pose",
+                            misses=2, sure=True, good_b0=np.array(last_b), good_angle=0.0)   # b: kept 3 frames ago
         res = result([now, now], presence, confidence)
         runs.clear()
-        PosePipeline._retry_shown_b0(pipe, np.zeros((240, 320, 3), np.uint8), [a, b], res, None)
+        PosePipeline._retry_good_b0(pipe, np.zeros((240, 320, 3), np.uint8), [a, b], res, None)
         return a, res
 
     answer[:] = [result([last_a], [0.9], [0.9])]
@@ -361,7 +363,11 @@ def test_the_retry_from_the_last_shown_b0_waits_while_someone_is_shown_and_keeps
     assert len(runs) == 1
     a, res = retry([0.1, 0.1], [0.9, 0.9], confirmed=(False, True))   # a is not confirmed
     assert runs == [] and np.isclose(res.presence[0], 0.1)
-    a, res = retry([0.1, 0.1], [0.9, 0.9], a_last=now, a_roll=0.0)   # his last shown b0 and roll are this frame's
+    a, res = retry([0.1, 0.1], [0.9, 0.9], a_misses=1)              # a was missed in the last frame
+    assert runs == []
+    a, res = retry([0.1, 0.1], [0.9, 0.9], a_sure=False)            # a was kept, but showed no joint
+    assert runs == []
+    a, res = retry([0.1, 0.1], [0.9, 0.9], a_last=now, a_roll=0.0)   # his last good b0 and roll are this frame's
     assert runs == []
     a, res = retry([0.1, 0.1], [0.9, 0.9], a_last=now)             # the same box, another roll
     assert len(runs) == 1
