@@ -116,9 +116,9 @@ BODY_FACE_RATIO = 1.25
 """A face on the body of a person whose face is this much larger is not a person's face."""
 
 KEEP_PRESENCE = 0.5
-"""Tracking by body (psi v2 models): a person's estimate stands while stage 1's presence score
-for his b0 is at least this; below it he is missed in that frame (and dropped once missed for
-the tracker's hold time)."""
+"""Tracking by body (psi v2 models): a confirmed person's estimate stands while stage 1's presence
+score for his b0 is at least this; below it he is missed in that frame (and dropped once missed
+for the tracker's hold time). A person still being confirmed: :data:`TENTATIVE_KEEP_PRESENCE`."""
 
 TENTATIVE_KEEP_PRESENCE = 0.3
 """:data:`KEEP_PRESENCE` for a person still being confirmed (a new face's first frames): a small
@@ -428,7 +428,8 @@ class PosePipeline:
     - ``track_by_body`` (psi v2 models, whose stage 1 says whether b0 holds a person): the next
       b0 is the box around the pose (:func:`engine.detection.persons.body_box`), turned with the
       torso (:func:`body_angles`); a person stays while the presence score is at least
-      :data:`KEEP_PRESENCE`, however his face looks, and a detection only confirms him. While
+      :data:`KEEP_PRESENCE` (:data:`TENTATIVE_KEEP_PRESENCE` while he is being confirmed),
+      however his face looks, and a detection only confirms him. While
       nobody is tracked and no face is found, the whole frame and squares along it are tried as
       b0 every :data:`FRAME_SEARCH_EVERY` frames in one of four turns (:meth:`_frame_search`) and
       accepted at :data:`FIND_PRESENCE`. Left and right are kept steady (:meth:`_keep_sides`);
@@ -866,8 +867,11 @@ class PosePipeline:
         with the first search in every turn too; 1138 before with ``rotate``).
         Not while someone else is shown: on walking.mp4 with everyone followed, retrying every
         person who failed kept people on stale boxes (a figure on nobody, counted precision
-        0.932 or 0.980 depending on which last b0 was kept); this way the crowd reads as before
-        (1.000, recall 0.724). Costs one more cascade run, in frames where nobody shows.
+        0.932 or 0.980 depending on which last b0 was kept); this way the crowd read as before
+        (1.000, recall 0.724, with the MobileNetV2 cascade then). Costs one more cascade run, in
+        frames where nobody shows. With ``verify`` off (not the default of tracking by body) a
+        detection counts as seeing a person, so ``misses`` may be 0 after a missed estimate and
+        the b0 retried an older one.
 
         Args:
             frame_bgr: the frame, (H, W, 3) uint8 BGR.
