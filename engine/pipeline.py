@@ -116,19 +116,9 @@ BODY_FACE_RATIO = 1.25
 """A face on the body of a person whose face is this much larger is not a person's face."""
 
 KEEP_PRESENCE = 0.5
-"""Tracking by body (psi v2 models): a confirmed person's estimate stands while stage 1's presence
-score for his b0 is at least this; below it he is missed in that frame (and dropped once missed
-for the tracker's hold time). A person still being confirmed: :data:`TENTATIVE_KEEP_PRESENCE`."""
-
-TENTATIVE_KEEP_PRESENCE = 0.3
-""":data:`KEEP_PRESENCE` for a person still being confirmed (a new face's first frames): a small
-person far off reads a lower presence in the first boxes around his pose, and a tentative
-person missed once is dropped. With the EfficientNet-Lite0 body model, on eight variants of
-walking.mp4 (the clip, mirrored, scaled 0.8 and 1.15, 0.8 mirrored, brighter, JPEG quality 50,
-shifted; everyone followed), recall of the counted faces 217 -> 230 of 464 (0.468 -> 0.496),
-precision over every frame 0.998 -> 0.997 (0.4: 217, as 0.5; with a Lite0 stage 3, 0.3 and 0.4 both
-222 -> 240, the new "false" figures mostly on a seated man whose head is out of the frame, whom
-the hand counts leave out). docs/PSI_V2.md."""
+"""Tracking by body (psi v2 models): a person's estimate stands while stage 1's presence score
+for his b0 is at least this; below it he is missed in that frame (and dropped once missed for
+the tracker's hold time)."""
 
 FIND_PRESENCE = 0.85
 """Tracking by body: the whole-frame search's best pose (:func:`search_boxes`) starts a person
@@ -428,8 +418,7 @@ class PosePipeline:
     - ``track_by_body`` (psi v2 models, whose stage 1 says whether b0 holds a person): the next
       b0 is the box around the pose (:func:`engine.detection.persons.body_box`), turned with the
       torso (:func:`body_angles`); a person stays while the presence score is at least
-      :data:`KEEP_PRESENCE` (:data:`TENTATIVE_KEEP_PRESENCE` while he is being confirmed),
-      however his face looks, and a detection only confirms him. While
+      :data:`KEEP_PRESENCE`, however his face looks, and a detection only confirms him. While
       nobody is tracked and no face is found, the whole frame and squares along it are tried as
       b0 every :data:`FRAME_SEARCH_EVERY` frames in one of four turns (:meth:`_frame_search`) and
       accepted at :data:`FIND_PRESENCE`. Left and right are kept steady (:meth:`_keep_sides`);
@@ -867,11 +856,8 @@ class PosePipeline:
         with the first search in every turn too; 1138 before with ``rotate``).
         Not while someone else is shown: on walking.mp4 with everyone followed, retrying every
         person who failed kept people on stale boxes (a figure on nobody, counted precision
-        0.932 or 0.980 depending on which last b0 was kept); this way the crowd read as before
-        (1.000, recall 0.724, with the MobileNetV2 cascade then). Costs one more cascade run, in
-        frames where nobody shows. With ``verify`` off (not the default of tracking by body) a
-        detection counts as seeing a person, so ``misses`` may be 0 after a missed estimate and
-        the b0 retried an older one.
+        0.932 or 0.980 depending on which last b0 was kept); this way the crowd reads as before
+        (1.000, recall 0.724). Costs one more cascade run, in frames where nobody shows.
 
         Args:
             frame_bgr: the frame, (H, W, 3) uint8 BGR.
@@ -899,13 +885,14 @@ class PosePipeline:
 
     def _observe_bodies(self, tracks: list, res, ts: float, sources: list[B0Source]) -> list[int]:
         """Tracking by body: keep the estimates whose presence is at least :data:`KEEP_PRESENCE`
-        (:data:`TENTATIVE_KEEP_PRESENCE` for a person still being confirmed) and whose torso is
-        not flipped against their b0 (:data:`FLIP_ROLL`), drop the younger of two whose body
-        boxes overlap (unless their faces were seen apart, :meth:`_two_persons`, or he is hidden
-        behind the other, :data:`HIDDEN_AFTER_FRAMES`: then he is missed), report to the tracker
-        with the next frame's b0 (the box around each kept pose, turned with its torso by at most
-        :data:`MAX_TURN_PER_FRAME`); a tentative person seen again counts a hit; each track's
-        ``sure`` says whether his estimate shows joints (:func:`shows_joints`). ``sources``: this frame's detections' b0 sources (the tracks'
+        and whose torso is not flipped against their b0 (:data:`FLIP_ROLL`),
+        drop the younger of two whose body boxes overlap (unless their faces were seen apart,
+        :meth:`_two_persons`, or he is hidden behind the other, :data:`HIDDEN_AFTER_FRAMES`:
+        then he is missed), report to the tracker with the next
+        frame's b0 (the box around each kept pose, turned with its torso by at most
+        :data:`MAX_TURN_PER_FRAME`); a tentative person
+        seen again counts a hit; each track's ``sure`` says whether his estimate shows joints
+        (:func:`shows_joints`). ``sources``: this frame's detections' b0 sources (the tracks'
         ``detection`` rows). Returns the indices of the persons to draw (confirmed, kept)."""
         faced = np.array([tr.detected and tr.detection is not None and sources[tr.detection] == "face" for tr in tracks])
         # swapping sides leaves the shoulders' and hips' midpoints, so the roll, as they were
@@ -916,8 +903,7 @@ class PosePipeline:
         want = roll_beyond_upright(roll)
         angles = turn_at_most(was, want)
         boxes = body_box(poses, angles)
-        keep = np.array([KEEP_PRESENCE if tr.confirmed else TENTATIVE_KEEP_PRESENCE for tr in tracks])
-        ok = (res.presence >= keep) & np.isfinite(boxes).all(1)
+        ok = (res.presence >= KEEP_PRESENCE) & np.isfinite(boxes).all(1)
         ok &= np.abs(wrapped(want - was)) <= np.radians(FLIP_ROLL)   # not flipped
         implied = joints_face(poses, self.skeleton, self._joints_face)   # the face a detection is matched on
         self._remember_two_faces(tracks, faced & ok, implied)
