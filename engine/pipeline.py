@@ -857,7 +857,9 @@ class PosePipeline:
         Not while someone else is shown: on walking.mp4 with everyone followed, retrying every
         person who failed kept people on stale boxes (a figure on nobody, counted precision
         0.932 or 0.980 depending on which last b0 was kept); this way the crowd reads as before
-        (1.000, recall 0.724). Costs one more cascade run, in frames where nobody shows.
+        (1.000, recall 0.724). Costs one more cascade run, in frames where nobody shows. With
+        ``verify`` off (not the default of tracking by body) a detection counts as seeing a
+        person, so ``misses`` may be 0 after a missed estimate and the b0 retried an older one.
 
         Args:
             frame_bgr: the frame, (H, W, 3) uint8 BGR.

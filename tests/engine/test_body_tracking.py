@@ -350,7 +350,7 @@ def test_the_retry_from_the_last_good_b0_waits_while_someone_is_shown_and_keeps_
         a = SimpleNamespace(track_id=1, confirmed=confirmed[0], b0=np.array(now), angle=0.0, source="pose",
                             misses=a_misses, sure=a_sure, good_b0=np.array(a_last), good_angle=a_roll)
         b = SimpleNamespace(track_id=2, confirmed=confirmed[1], b0=np.array(now), angle=0.0, source="pose",
-                            misses=2, sure=True, good_b0=np.array(last_b), good_angle=0.0)   # b: kept 3 frames ago
+                            misses=2, sure=True, good_b0=np.array(last_b), good_angle=0.0)   # b: missed in the last frame too
         res = result([now, now], presence, confidence)
         runs.clear()
         PosePipeline._retry_good_b0(pipe, np.zeros((240, 320, 3), np.uint8), [a, b], res, None)
