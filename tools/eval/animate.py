@@ -123,19 +123,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{persons / n:.2f} persons per frame, ids per clip {np.mean(ids):.1f}, "
               f"joints within 0.2 diam of the truth where drawn {ok / max(tot, 1):.2f}", flush=True)
     if args.peer:
-        from deeppose.tools.eval.peer import MediaPipePeer
+        from deeppose.tools.eval.peer import BLAZEPOSE_JOINTS, MediaPipePeer
 
-        bp = {"l_shoulder": 11, "r_shoulder": 12, "l_elbow": 13, "r_elbow": 14, "l_wrist": 15, "r_wrist": 16,
-              "l_hip": 23, "r_hip": 24, "l_knee": 25, "r_knee": 26, "l_ankle": 27, "r_ankle": 28}
         drawn = ok = tot = 0
-        names = list(bp)
+        names = list(BLAZEPOSE_JOINTS)
         for frames, truth in clips:
             with MediaPipePeer(args.peer) as peer:
                 for i, f in enumerate(frames):
                     found = peer.process(f, i / 30)
                     drawn += len(found) > 0
                     if len(found):
-                        pose = np.stack([found[0][bp[j]] for j in names])
+                        pose = np.stack([found[0][BLAZEPOSE_JOINTS[j]] for j in names])
                         s = _score(pose, truth[i], names, ds.skeleton)
                         ok, tot = ok + s[0], tot + s[1]
         n = len(clips) * args.frames

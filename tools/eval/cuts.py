@@ -7,11 +7,12 @@ The cuts are made from walking.mp4 (:func:`cut_clips`): the clip upright (1280x7
 degrees clockwise (lying, 360x640) and 180 degrees (upside down, 640x360), both from the clip at
 640x360, and with the head out of the frame (rows 100 to 720 and columns 320 to 1280, at 640x413).
 MediaPipe's pose landmarker (VIDEO mode, one person) runs on the same frames; on these cuts its
-figure is right by eye, so it stands in for the truth. For each model, with and without
+figure is right by eye, so it stands in for the truth. For each full-body model, with and without
 ``rotate`` (``max_persons=1``), the tool prints per cut the frames with a figure and the share of
-12 body joints (shoulders, elbows, wrists, hips, knees, ankles) within 0.2 torso diam of
-MediaPipe's (:func:`agreement`), as labelled and with the figure's left and right swapped where that
-agrees better (without a face in view a figure's sides can come out mirrored).
+the 12 body joints both have (shoulders, elbows, wrists, hips, knees, ankles) within 0.2 diam of
+MediaPipe's figure (PDJ@0.2 against it, :func:`agreement`), as labelled and with the figure's left
+and right swapped where that agrees better (without a face in view a figure's sides can come out
+mirrored).
 """
 from __future__ import annotations
 
@@ -21,14 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-BLAZEPOSE = {"l_shoulder": 11, "r_shoulder": 12, "l_elbow": 13, "r_elbow": 14, "l_wrist": 15, "r_wrist": 16,
-             "l_hip": 23, "r_hip": 24, "l_knee": 25, "r_knee": 26, "l_ankle": 27, "r_ankle": 28}
-"""The 12 body joints scored, and their BlazePose landmark indices."""
-JOINTS = list(BLAZEPOSE)
-SWAPPED = [JOINTS.index(("r_" + j[2:]) if j.startswith("l_") else ("l_" + j[2:])) for j in JOINTS]
-"""Each joint's other side in :data:`JOINTS` (left and right swapped)."""
 FRACTION = 0.2
-"""A joint agrees when it lies within this fraction of MediaPipe's torso diam of MediaPipe's joint."""
+"""A joint agrees when it lies within this fraction of diam(MediaPipe's figure) of MediaPipe's joint (PDJ@0.2)."""
 
 
 def cut_clips(frames: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
@@ -44,21 +39,29 @@ def cut_clips(frames: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
                              for f in frames]}
 
 
-def agreement(ours: np.ndarray, reference: np.ndarray) -> tuple[int, int]:
-    """How many of the :data:`JOINTS` of one figure agree with the reference figure's.
+def agreement(ours: np.ndarray, reference: np.ndarray) -> tuple[int, int, int]:
+    """How many body joints of one figure agree with the reference (MediaPipe's) figure.
+
+    Both are in the LSP skeleton (:data:`engine.skeletons.LSP`; the reference's neck and head top
+    NaN, so only the 12 joints of :data:`tools.eval.peer.BLAZEPOSE_JOINTS` count). A joint agrees
+    when it is within :data:`FRACTION` diam of the reference's
+    (:func:`tools.eval.metrics.pdj_distances`, diam a shoulder to the opposite hip of the
+    reference).
 
     Args:
-        ours: (12, 2) our joints in :data:`JOINTS` order, pixels (NaN never agrees).
-        reference: (12, 2) the reference (MediaPipe's) joints, same order, pixels.
+        ours: (14, 2) our figure, pixels (NaN never agrees).
+        reference: (14, 2) the reference figure, pixels.
     Returns:
-        (agreeing as labelled, agreeing with left and right swapped where that is more): a joint
-        agrees when it is within :data:`FRACTION` x the reference's torso diam (the mean of its
-        two shoulder-to-opposite-hip distances) of the reference's joint.
+        (agreeing as labelled, agreeing with our left and right swapped where that is more,
+        joints scored).
     """
-    diam = 0.5 * (np.linalg.norm(reference[0] - reference[7]) + np.linalg.norm(reference[1] - reference[6]))
-    near = lambda pose: int(np.sum(np.linalg.norm(pose - reference, axis=1) <= FRACTION * diam))  # noqa: E731
-    labelled = near(ours)
-    return labelled, max(labelled, near(ours[SWAPPED]))
+    from deeppose.engine.skeletons import LSP
+    from deeppose.tools.eval.metrics import pdj_distances
+
+    pred = np.stack([ours, ours[list(LSP.mirror)]])
+    dist = pdj_distances(pred, np.stack([reference, reference]), LSP)
+    near = np.sum(dist <= FRACTION, axis=1)
+    return int(near[0]), int(near.max()), int(np.sum(~np.isnan(dist[0])))
 
 
 def score_cut(results: list, peer_poses: list[np.ndarray], joint_index: list[int]) -> dict:
@@ -67,19 +70,22 @@ def score_cut(results: list, peer_poses: list[np.ndarray], joint_index: list[int
     Args:
         results: the pipeline's :class:`engine.pipeline.FrameResult` of every frame.
         peer_poses: per frame, MediaPipe's (P, 33, 2) landmarks in pixels.
-        joint_index: the indices of :data:`JOINTS` in the model's skeleton.
+        joint_index: the index in the model's skeleton of each LSP joint.
     Returns:
         {"drawn": frames with a figure, "labelled" and "either": shares of the joints of the
         first figure that agree with MediaPipe's first, over the frames where both drew one}.
     """
+    from deeppose.engine.skeletons import LSP
+    from deeppose.tools.eval.peer import peer_pose
+
     drawn = labelled = either = total = 0
     for r, found in zip(results, peer_poses):
         if not r.persons:
             continue
         drawn += 1
         if len(found):
-            a, b = agreement(r.persons[0].pose[joint_index], np.stack([found[0][BLAZEPOSE[j]] for j in JOINTS]))
-            labelled, either, total = labelled + a, either + b, total + len(JOINTS)
+            a, b, n = agreement(r.persons[0].pose[joint_index], peer_pose(found[0], LSP))
+            labelled, either, total = labelled + a, either + b, total + n
     return {"drawn": drawn, "labelled": labelled / max(total, 1), "either": either / max(total, 1)}
 
 
@@ -97,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     from deeppose.engine.frames import process_clip
     from deeppose.engine.model import ModelError, read_manifest
     from deeppose.engine.pipeline import PosePipeline
+    from deeppose.engine.skeletons import LSP
     from deeppose.tools.data.datasets import read_frames, walking_video
     from deeppose.tools.eval.peer import MediaPipePeer, PeerError
 
     models = args.model or [str(WEIGHTS_ROOT / "body")]
     for m in models:   # before the minutes of work
         try:
-            missing = [j for j in JOINTS if j not in read_manifest(m).skeleton.joints]
+            missing = [j for j in LSP.joints if j not in read_manifest(m).skeleton.joints]
         except ModelError as e:
             print(f"cuts: error: {e}", file=sys.stderr)
             return 2
@@ -130,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         for rotate in (False, True):
             row = []
             with PosePipeline(PipelineConfig(m, "onnxruntime", rotate=rotate, max_persons=1, threads=2)) as pipe:
-                index = [pipe.skeleton.joints.index(j) for j in JOINTS]
+                index = [pipe.skeleton.joints.index(j) for j in LSP.joints]
                 for name, clip in clips.items():
                     pipe.reset()
                     s = score_cut(process_clip(pipe, clip), peer[name], index)

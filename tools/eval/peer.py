@@ -1,7 +1,8 @@
-"""A peer pose estimator for side-by-side speed measurements: MediaPipe's pose landmarker
+"""A peer pose estimator for side-by-side measurements: MediaPipe's pose landmarker
 (BlazePose, a ``.task`` bundle such as ``../shared/models/peers/pose_landmarker_full.task``).
 
-Used only by ``main.py benchmark --peer``; it is never part of our pose path (``engine/``
+Used by ``main.py benchmark --peer`` and the evaluation tools (``animate --peer``, ``cuts``); it is
+never part of our pose path (``engine/``
 does not import it). ``python -m deeppose.tools.eval.peer TASK INPUT OUTPUT`` runs the peer's whole
 video job (decode, landmarks, drawing, the same H.264 writer as ours), for
 ``benchmark --peer-video`` to time against ``main.py video``.
@@ -11,6 +12,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+BLAZEPOSE_JOINTS = {"l_shoulder": 11, "r_shoulder": 12, "l_elbow": 13, "r_elbow": 14, "l_wrist": 15, "r_wrist": 16,
+                    "l_hip": 23, "r_hip": 24, "l_knee": 25, "r_knee": 26, "l_ankle": 27, "r_ankle": 28}
+"""Our joint names with their BlazePose landmark indices (the 12 body joints both have)."""
+
+
+def peer_pose(landmarks: np.ndarray, skeleton) -> np.ndarray:
+    """One BlazePose figure in ``skeleton``'s joints.
+
+    Args:
+        landmarks: (33, 2) landmarks of one person, pixels (:meth:`MediaPipePeer.process`).
+        skeleton: an :class:`engine.skeletons.Skeleton`.
+    Returns:
+        (k, 2) pixels; NaN for the joints not in :data:`BLAZEPOSE_JOINTS` (e.g. LSP's neck and
+        head top).
+    """
+    out = np.full((skeleton.k, 2), np.nan)
+    for j, name in enumerate(skeleton.joints):
+        if name in BLAZEPOSE_JOINTS:
+            out[j] = landmarks[BLAZEPOSE_JOINTS[name]]
+    return out
 
 
 class PeerError(Exception):
