@@ -840,13 +840,13 @@ class PosePipeline:
         (presence at least :data:`KEEP_PRESENCE` and :func:`shows_joints`): each confirmed person
         shown in the last frame (his estimate read him there and showed joints, ``Track.sure``, and
         he has not been missed since, so the tracker's ``good_b0`` and ``good_angle`` are that
-        frame's b0 and roll) is estimated
-        again from that b0 and roll, and where the new estimate shows him it replaces his first
-        one in ``res`` (in place, :meth:`engine.cascade.CascadeResult.take`), that b0 and roll
-        become his for this frame and his b0 source is "held" (the tracker then leaves his
-        velocity as it was: that b0 is not one frame's move). Not where that b0 and roll are this
-        frame's. A retried b0 that showed him is his good b0 again, so it may serve several frames
-        in a row, until the box around his pose reads him again.
+        frame's b0 and roll) is estimated again from that b0 and roll, and where the new estimate
+        shows him it replaces his first one in ``res`` (in place,
+        :meth:`engine.cascade.CascadeResult.take`), that b0 and roll become his for this frame and
+        his b0 source is "held" (the tracker then leaves his velocity as it was: that b0 is not one
+        frame's move). Not where that b0 and roll are this frame's. A retried b0 that showed him is
+        his good b0 again, so it may serve several frames in a row, until the box around his pose
+        reads him again.
 
         The box around a pose is not always a box the network reads. On the first 20 animated
         LSP clips (``tools.eval.animate --images 20``) a figure blinked off where the box around

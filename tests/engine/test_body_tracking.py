@@ -329,9 +329,8 @@ def test_a_person_whose_box_reads_nobody_is_estimated_again_from_his_last_good_b
 def test_the_retry_from_the_last_good_b0_waits_while_someone_is_shown_and_keeps_only_a_shown_estimate():
     """The retry (``PosePipeline._retry_good_b0``) on plain arrays: none while another confirmed
     person shows (in a crowd, retries kept people on stale boxes); only confirmed persons kept
-    and sure in the last frame, from that frame's b0 and roll (the tracker's ``good_b0``, ``good_angle``),
-    and not where those are this frame's; an
-    estimate that still shows nothing (presence, or fewer than 3 sure joints) changes nothing; a
+    and sure in the last frame, from that frame's b0 and roll (the tracker's ``good_b0``,
+    ``good_angle``), and not where those are this frame's; an estimate that still shows nothing (presence, or fewer than 3 sure joints) changes nothing; a
     kept one is the person's estimate, b0, roll and source ("held") for this frame."""
     from deeppose.engine.cascade import CascadeResult
 
