@@ -260,6 +260,38 @@ def test_negative_crops_hold_nobody_and_joint_boxes_frame_the_labelled_joints(sm
     assert np.abs(t).max() <= 0.5 / 1.15 + 1e-6
 
 
+def test_an_edge_cut_blackens_the_frame_past_a_line_through_the_person_and_keeps_his_joints(small_body):
+    cfg = TrainConfig(dataset="body", edge_cut=1.0)
+    maker = SampleMaker(small_body, cfg, np.random.default_rng(0), size=64)
+    sides = set()
+    for i in range(len(small_body)):
+        image = small_body.image(i)
+        before = image.copy()
+        pose = small_body.poses[i][np.isfinite(small_body.poses[i]).all(1)]
+        lo, hi = pose.min(0), pose.max(0)
+        for _ in range(6):
+            cut = maker._edge_cut(image, i)
+            np.testing.assert_array_equal(image, before)   # a copy: the data's image is left as it is
+            black_rows = np.flatnonzero((cut == 0).all(axis=(1, 2)) & (before != 0).any(axis=(1, 2)))
+            black_cols = np.flatnonzero((cut == 0).all(axis=(0, 2)) & (before != 0).any(axis=(0, 2)))
+            assert len(black_rows) or len(black_cols)
+            if len(black_rows) > len(black_cols):   # top or bottom: the line lies 5 to 40% into the joints' extent
+                edge = black_rows.max() + 1 if black_rows.min() == 0 else black_rows.min()
+                depth = (edge - lo[1]) if black_rows.min() == 0 else (hi[1] - edge)
+                span, side = hi[1] - lo[1], "top" if black_rows.min() == 0 else "bottom"
+            else:
+                edge = black_cols.max() + 1 if black_cols.min() == 0 else black_cols.min()
+                depth = (edge - lo[0]) if black_cols.min() == 0 else (hi[0] - edge)
+                span, side = hi[0] - lo[0], "left" if black_cols.min() == 0 else "right"
+            assert 0.05 * span - 1 <= depth <= 0.4 * span + 1, (side, depth, span)
+            sides.add(side)
+    assert {"top", "bottom"} <= sides
+    # the persons stay persons with every labelled joint in the loss
+    batch = maker.stage1(np.arange(len(small_body)))
+    assert (batch.presence == 1).all()
+    np.testing.assert_array_equal(batch.mask.numpy(), np.isfinite(small_body.poses).all(-1))
+
+
 def test_wide_rotations_turn_some_boxes_past_the_narrow_limit(small_body):
     cfg = TrainConfig(dataset="body", rotate_deg=10, rotate_wide=0.5)
     maker = SampleMaker(small_body, cfg, np.random.default_rng(0), size=64)
@@ -280,8 +312,8 @@ def test_train_cli_trains_a_body_backbone_stage_and_writes_a_model(tmp_path, mon
     out, run = tmp_path / "model", tmp_path / "run"
     rc = main.main(["train", "--dataset", "body", "--preset", "mobilenet_v2", "--input-size", "64", "--stages", "1",
                     "--loss", "laplace", "--negatives", "0.2", "--rotate-wide", "0.3", "--joint-box", "0.3",
-                    "--occlude", "0.3", "--blur", "0.2", "--batch-size", "4", "--limit", "6", "--val-limit", "3",
-                    "--max-steps", "2", "--out", str(out), "--run-dir", str(run), "--threads", "1"])
+                    "--occlude", "0.3", "--blur", "0.2", "--edge-cut", "0.3", "--batch-size", "4", "--limit", "6",
+                    "--val-limit", "3", "--max-steps", "2", "--out", str(out), "--run-dir", str(run), "--threads", "1"])
     assert rc == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["skeleton"]["name"] == "body" and manifest["preset"] == "mobilenet_v2"
@@ -333,6 +365,7 @@ def test_train_cli_trains_a_body_backbone_stage_and_writes_a_model(tmp_path, mon
     (["--preset", "mobilenet_v2", "--stages", "2", "--refine-preset", "resnet"], "unknown --refine-preset"),
     (["--preset", "compact", "--stages", "2", "--refine-preset", "mobilenet_v2"], "needs a psi v2 --preset too"),
     (["--negatives", "1.5"], "within 0..1"),
+    (["--edge-cut", "-0.1"], "within 0..1"),
     (["--dataset", "body", "--extra-data", "lsp"], "drop --extra-data"),
 ])
 def test_train_refuses_psi_v2_options_that_do_not_fit_in_one_line(tmp_path, capsys, argv, message):

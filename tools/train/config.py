@@ -56,6 +56,7 @@ class TrainConfig:
     presence_weight: float = 0.1  # weight of the presence loss (binary cross-entropy)
     occlude: float = 0.0       # fraction of crops with a random grey rectangle (cut-out) over a part
     blur: float = 0.0          # fraction of crops blurred (Gaussian, sigma up to 2 px)
+    edge_cut: float = 0.0      # stage 1: fraction of persons cut by the frame's edge (head, feet or a side out)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -117,6 +117,35 @@ class SampleMaker:
         side = max(hi - lo) * self.rng.uniform(1.15, 1.6)
         return np.array([*(lo + hi) / 2, side, side]) if side > 1 else None
 
+    def _edge_cut(self, image: np.ndarray, i: int) -> np.ndarray:
+        """Person i's (H, W, 3) image with the frame's edge moved onto him, as users film themselves
+        with the head, the feet or one side out of the frame: everything past a line through the
+        person, 5 to 40% of his labelled joints' extent in from one side (the top half the time, as
+        a head out of the frame), set to black, as the run time's crops show what lies past the
+        frame (:func:`engine.geometry.crop_boxes`). The joints past the line stay in the loss: the
+        network learns where they are from the rest of the body, and its Laplace scale how sure it
+        can be. A copy; the image itself is left as it is."""
+        pose = self.data.poses[i]
+        pose = pose[np.isfinite(pose).all(1)]
+        if len(pose) < 2:
+            return image
+        side = self.rng.choice(4, p=[0.5, 1 / 6, 1 / 6, 1 / 6])   # top, bottom, left, right
+        axis = 1 if side < 2 else 0
+        lo, hi = pose[:, axis].min(), pose[:, axis].max()
+        depth = self.rng.uniform(0.05, 0.4) * (hi - lo)
+        limit = image.shape[0] if axis else image.shape[1]
+        at = int(np.clip(round(lo + depth if side % 2 == 0 else hi - depth), 0, limit))
+        out = image.copy()
+        if side == 0:
+            out[:at] = 0
+        elif side == 1:
+            out[at:] = 0
+        elif side == 2:
+            out[:, :at] = 0
+        else:
+            out[:, at:] = 0
+        return out
+
     def _negative_box(self, i: int) -> np.ndarray:
         """A box that holds nobody for person i: the person's b0 moved off the person by 1 to 2
         box sides, or a box of a quarter to a third of b0 on one of the person's joints."""
@@ -136,7 +165,8 @@ class SampleMaker:
 
         psi v2's options (0 by default): a ``joint_box`` fraction of the boxes is drawn around the
         labelled joints instead of b0, and a ``negatives`` fraction of the crops holds nobody
-        (:meth:`_negative_box`; presence 0, no joint in the loss)."""
+        (:meth:`_negative_box`; presence 0, no joint in the loss), and an ``edge_cut`` fraction of
+        the persons is cut by the frame's edge (:meth:`_edge_cut`)."""
         n, c = len(idx), self.cfg
         crops = np.empty((n, self.size, self.size, 3), np.uint8)
         targets = np.zeros((n, self.k, 2))
@@ -150,7 +180,10 @@ class SampleMaker:
             elif c.joint_box and self.rng.random() < c.joint_box:
                 base = b if (b := self._joint_box(i)) is not None else base
             box, angle = self._jitter(base)
-            self._crop(crops, j, self.data.image(i), box, angle, flips[j])
+            image = self.data.image(i)
+            if presence[j] and c.edge_cut and self.rng.random() < c.edge_cut:
+                image = self._edge_cut(image, i)
+            self._crop(crops, j, image, box, angle, flips[j])
             if not presence[j]:
                 continue
             t = _rot_inv(self.data.poses[i] - box[:2], angle) / box[2:4]

@@ -110,6 +110,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="augmentation: fraction of crops with a grey rectangle over a part (default: 0)")
     parser.add_argument("--blur", type=float, default=0.0, metavar="F",
                         help="augmentation: fraction of crops blurred (default: 0)")
+    parser.add_argument("--edge-cut", type=float, default=0.0, metavar="F",
+                        help="stage 1 augmentation: fraction of persons cut by the frame's edge (the head, the "
+                             "feet or one side out of the frame: black past a line through the person; "
+                             "default: 0)")
     parser.add_argument("--rotate", type=float, default=12.0, metavar="DEG",
                         help="augmentation: largest rotation of a training box, degrees (default: 12)")
     parser.add_argument("--shift", type=float, default=0.08, metavar="F",
@@ -164,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
               f"{args.rotate:g}, {args.shift:g}, {args.scale:g})", file=sys.stderr)
         return 2
     fractions = {"--rotate-wide": args.rotate_wide, "--joint-box": args.joint_box, "--negatives": args.negatives,
-                 "--occlude": args.occlude, "--blur": args.blur}
+                 "--occlude": args.occlude, "--blur": args.blur, "--edge-cut": args.edge_cut}
     bad = [f"{k} {v:g}" for k, v in fractions.items() if not 0.0 <= v <= 1.0]
     if bad:
         print(f"train: error: fractions must be within 0..1 (got {', '.join(bad)})", file=sys.stderr)
@@ -274,5 +278,6 @@ def run(args: argparse.Namespace) -> int:
         negatives=args.negatives,
         occlude=args.occlude,
         blur=args.blur,
+        edge_cut=args.edge_cut,
     )
     return train_cascade(cfg)
