@@ -462,17 +462,18 @@ def test_everyone_on_walking_mp4_tracked_by_body_is_a_counted_person_and_the_wal
         assert pipe.face_search.window_min_confidence == 0.45 and pipe.face_search.first_tile == 320
         records = [frame_record(r, pipe.skeleton) for r in process_clip(pipe, frames)]
     s = score(records, truth)
-    # over all frames 502 of 507 on the project's VM (mirrored 379 of 381): the walker in the last
-    # frames (the scorer keeps his head box from 11 frames before) and frames of the woman on the
-    # stairs, seen from behind (her face not counted) (414 of 419 before the body tracking searched
-    # faces as the psi v1 models do, 403 of 404 with the psi v1 stage 2)
+    # over all frames 500 of 506 on the project's VM with the three-stage Lite0 cascade (mirrored
+    # 341 of 343; the MobileNetV2 cascade before it 502 of 507 and 379 of 381): the walker in the
+    # last frames (the scorer keeps his head box from 11 frames before) and frames of people on the
+    # stairs whose faces are not counted
     assert s["precision"] == 1.0 and s["precision_all"] >= 0.97, (s["false"], s["false_all"])
-    assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 141   # 142 of 144 on the project's VM (144 mirrored)
-    # 42 of 58 on the project's VM (34 before the body tracking searched faces as the psi v1 models
-    # do, 31 with the psi v1 stage 2, 29 before the lookahead; 26 while the two men on the bench were
-    # one figure); mirrored 31 here, 38 on an mp4v encoding of the mirrored video: which small
-    # background people are kept hangs on single frames
-    assert s["recall"] >= (0.5 if mirror else 0.65), s["recall"]
+    assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 141   # 143 of 144 on the project's VM (143 mirrored)
+    # 41 of 58 on the project's VM, mirrored 29 (the MobileNetV2 cascade before it: 42 and 31, 38
+    # on an mp4v encoding of the mirrored video; 34 before the body tracking searched faces as the
+    # psi v1 models do, 26 while the two men on the bench were one figure): which small background
+    # people are kept hangs on single frames; over eight variants of the clip the two cascades
+    # found 235 and 245 of 464 (docs/PSI_V2.md)
+    assert s["recall"] >= (0.4 if mirror else 0.6), s["recall"]
 
 
 def test_everyone_on_walking_mp4_tracked_by_body_and_searched_turned_is_a_counted_person(body_weights):
@@ -492,7 +493,8 @@ def test_everyone_on_walking_mp4_tracked_by_body_and_searched_turned_is_a_counte
         assert all(s.window_min_confidence == 0.6 and s.first_tile is None for s in searches)
         records = [frame_record(r, pipe.skeleton) for r in process_clip(pipe, frames)]
     s = score(records, json.loads(DEFAULT_TRUTH.read_text()))
-    # 31 of 31 in the counted frames and 396 of 401 over all frames on the project's VM, recall 0.534
+    # over all frames 0.981 on the project's VM, recall 0.586 (the MobileNetV2 cascade: 31 of 31 in
+    # the counted frames, 396 of 401 over all frames, 0.534)
     assert s["precision"] == 1.0 and s["precision_all"] >= 0.97, (s["false"], s["false_all"])
     assert len(s["walker_ids"]) == 1 and s["walker_frames"] >= 141
 
