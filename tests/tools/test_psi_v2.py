@@ -285,9 +285,14 @@ def test_an_edge_cut_blackens_the_frame_past_a_line_through_the_person_and_keeps
                 span, side = hi[0] - lo[0], "left" if black_cols.min() == 0 else "right"
             assert 0.05 * span - 1 <= depth <= 0.4 * span + 1, (side, depth, span)
             sides.add(side)
-    assert {"top", "bottom"} <= sides
-    # the persons stay persons with every labelled joint in the loss
+    assert sides == {"top", "bottom", "left", "right"}
+    # stage 1 cuts every person (edge_cut 1.0), and they stay persons with every labelled joint in
+    # the loss (each person's labelled joints are left-right symmetric, so mirrored crops keep the mask)
+    calls = []
+    cut_image = maker._edge_cut
+    maker._edge_cut = lambda image, i: calls.append(i) or cut_image(image, i)
     batch = maker.stage1(np.arange(len(small_body)))
+    assert calls == list(range(len(small_body)))
     assert (batch.presence == 1).all()
     np.testing.assert_array_equal(batch.mask.numpy(), np.isfinite(small_body.poses).all(-1))
 

@@ -124,7 +124,9 @@ class SampleMaker:
         a head out of the frame), set to black, as the run time's crops show what lies past the
         frame (:func:`engine.geometry.crop_boxes`). The joints past the line stay in the loss: the
         network learns where they are from the rest of the body, and its Laplace scale how sure it
-        can be. A copy; the image itself is left as it is."""
+        can be. The extent counts every labelled joint, also one labelled outside the frame. A copy
+        (the image itself is left as it is), or the image itself for a person with fewer than two
+        labelled joints."""
         pose = self.data.poses[i]
         pose = pose[np.isfinite(pose).all(1)]
         if len(pose) < 2:
