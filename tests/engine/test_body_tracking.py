@@ -229,6 +229,35 @@ def test_a_pose_flipped_against_its_b0_is_missed_not_drawn(body_weights, walking
         assert np.isclose(np.degrees(track.next_angle), 30.0)   # a 40-degree roll beyond upright, 30 of it
 
 
+def test_a_hidden_person_is_seen_again_only_at_his_size(body_weights, walking):
+    """A person hidden behind another is seen again only by an estimate whose box is at least
+    HIDDEN_MIN_SIZE (0.7) of his size: a smaller one (in the crossing clip, a figure about half his
+    size from a face found at the edge of the front walker) is missed, and he stays hidden, held
+    where his motion takes him; one at his size brings him back."""
+    from deeppose.engine.pipeline import HIDDEN_MIN_SIZE
+
+    assert HIDDEN_MIN_SIZE == 0.7
+    with PosePipeline(PipelineConfig(body_weights, "onnxruntime", max_persons=1, threads=1)) as pipe:
+        for i, f in enumerate(walking[:6]):
+            r = pipe.process(f, timestamp=i / 30)
+        assert r.persons and r.persons[0].track_id == 1
+        track = pipe.tracker.tracks[0]
+        pose = r.persons[0].stage_poses[-1]
+        centre = np.nanmean(pose, axis=0)
+
+        def observe(scale, hidden):
+            track.angle, track.hidden = 0.0, hidden
+            res = SimpleNamespace(stage_poses=(centre + scale * (pose - centre))[None, None].copy(),
+                                  presence=np.array([0.99]), confidence=np.ones((1, BODY.k)),
+                                  joint_scale=np.ones((1, BODY.k)))
+            return pipe._observe_bodies([track], res, 0.2, [])
+
+        assert track.size > 0
+        assert observe(0.5, hidden=True) == [] and not track.verified and track.hidden
+        assert observe(0.5, hidden=False) == [0] and track.verified   # not hidden: any size
+        assert observe(1.0, hidden=True) == [0] and track.verified and not track.hidden
+
+
 def test_a_person_is_reported_only_while_he_shows_three_joints():
     from deeppose.engine.constants import MIN_JOINT_CONFIDENCE
     from deeppose.engine.pipeline import MIN_JOINTS_SHOWN, shows_joints
