@@ -898,8 +898,8 @@ class PosePipeline:
     def _observe_bodies(self, tracks: list, res, ts: float, sources: list[B0Source]) -> list[int]:
         """Tracking by body: keep the estimates whose presence is at least :data:`KEEP_PRESENCE`
         and whose torso is not flipped against their b0 (:data:`FLIP_ROLL`), of a person hidden
-        behind another only one at his size (:data:`HIDDEN_MIN_SIZE`), drop the younger of two whose body boxes overlap (unless their faces were seen apart,
-        :meth:`_two_persons`, or he is hidden behind the other, :data:`HIDDEN_AFTER_FRAMES`:
+        behind another only one at his size (:data:`HIDDEN_MIN_SIZE`), drop the younger of two
+        whose body boxes overlap (unless their faces were seen apart, :meth:`_two_persons`, or he is hidden behind the other, :data:`HIDDEN_AFTER_FRAMES`:
         then he is missed), report to the tracker with the next
         frame's b0 (the box around each kept pose, turned with its torso by at most
         :data:`MAX_TURN_PER_FRAME`); a tentative person
@@ -917,8 +917,8 @@ class PosePipeline:
         boxes = body_box(poses, angles)
         ok = (res.presence >= KEEP_PRESENCE) & np.isfinite(boxes).all(1)
         ok &= np.abs(wrapped(want - was)) <= np.radians(FLIP_ROLL)   # not flipped
-        hidden_size = np.array([tr.size if tr.hidden else 0.0 for tr in tracks])
-        ok &= ~(np.sqrt(np.prod(np.nan_to_num(boxes[:, 2:]), axis=1)) < HIDDEN_MIN_SIZE * hidden_size)   # not a part of him
+        hidden_size = np.array([tr.size if tr.hidden else 0.0 for tr in tracks])   # Track.size: sqrt of a box's area
+        ok &= ~(np.sqrt(np.nan_to_num(boxes[:, 2] * boxes[:, 3])) < HIDDEN_MIN_SIZE * hidden_size)   # not a part of him
         implied = joints_face(poses, self.skeleton, self._joints_face)   # the face a detection is matched on
         self._remember_two_faces(tracks, faced & ok, implied)
         drop, hidden = np.zeros(p, bool), np.zeros(p, bool)

@@ -202,6 +202,20 @@ def test_a_walker_whose_head_is_out_of_the_frame_keeps_his_figure(body_weights, 
     assert all((p.pose[shoulders, 1] < 120).all() for r in results for p in r.persons)   # on his shoulders
 
 
+def tracked_walker(pipe, walking, frames: int = 6):
+    """The walker tracked over the first ``frames`` of walking.mp4: his PersonResult (id 1)."""
+    for i, f in enumerate(walking[:frames]):
+        r = pipe.process(f, timestamp=i / 30)
+    assert r.persons and r.persons[0].track_id == 1
+    return r.persons[0]
+
+
+def sure_estimate(pose: np.ndarray) -> SimpleNamespace:
+    """A cascade result for one person with this (k, 2) pose, presence 0.99, every joint sure."""
+    return SimpleNamespace(stage_poses=pose[None, None].copy(), presence=np.array([0.99]),
+                           confidence=np.ones((1, BODY.k)), joint_scale=np.ones((1, BODY.k)))
+
+
 def test_a_pose_flipped_against_its_b0_is_missed_not_drawn(body_weights, walking):
     """An estimate whose torso is turned more than FLIP_ROLL (90 degrees) from its b0 is a flipped
     pose (on walking.mp4 a woman seen from behind came out head down): the person is missed in
@@ -211,18 +225,13 @@ def test_a_pose_flipped_against_its_b0_is_missed_not_drawn(body_weights, walking
 
     assert FLIP_ROLL == 90.0
     with PosePipeline(PipelineConfig(body_weights, "onnxruntime", max_persons=1, threads=1)) as pipe:
-        for i, f in enumerate(walking[:6]):
-            r = pipe.process(f, timestamp=i / 30)
-        assert r.persons and r.persons[0].track_id == 1
+        pose = tracked_walker(pipe, walking).stage_poses[-1]
         track = pipe.tracker.tracks[0]
-        pose, centre = r.persons[0].stage_poses[-1], track.b0[:2]
+        centre = track.b0[:2]
 
         def observe(degrees):
             track.angle = 0.0
-            res = SimpleNamespace(stage_poses=turned(pose, degrees, centre)[None, None].copy(),
-                                  presence=np.array([0.99]), confidence=np.ones((1, BODY.k)),
-                                  joint_scale=np.ones((1, BODY.k)))
-            return pipe._observe_bodies([track], res, 0.2, [])
+            return pipe._observe_bodies([track], sure_estimate(turned(pose, degrees, centre)), 0.2, [])
 
         assert observe(150) == [] and not track.verified and track.next_b0 is None
         assert observe(60) == [0] and track.verified
@@ -238,19 +247,13 @@ def test_a_hidden_person_is_seen_again_only_at_his_size(body_weights, walking):
 
     assert HIDDEN_MIN_SIZE == 0.7
     with PosePipeline(PipelineConfig(body_weights, "onnxruntime", max_persons=1, threads=1)) as pipe:
-        for i, f in enumerate(walking[:6]):
-            r = pipe.process(f, timestamp=i / 30)
-        assert r.persons and r.persons[0].track_id == 1
+        pose = tracked_walker(pipe, walking).stage_poses[-1]
         track = pipe.tracker.tracks[0]
-        pose = r.persons[0].stage_poses[-1]
         centre = np.nanmean(pose, axis=0)
 
         def observe(scale, hidden):
             track.angle, track.hidden = 0.0, hidden
-            res = SimpleNamespace(stage_poses=(centre + scale * (pose - centre))[None, None].copy(),
-                                  presence=np.array([0.99]), confidence=np.ones((1, BODY.k)),
-                                  joint_scale=np.ones((1, BODY.k)))
-            return pipe._observe_bodies([track], res, 0.2, [])
+            return pipe._observe_bodies([track], sure_estimate(centre + scale * (pose - centre)), 0.2, [])
 
         assert track.size > 0
         assert observe(0.5, hidden=True) == [] and not track.verified and track.hidden
@@ -276,9 +279,7 @@ def test_a_tracked_person_whose_joints_are_all_unsure_is_not_reported_but_kept(b
     """A frame in which the cascade is unsure of every joint of a tracked person reports nobody
     (no figure in the keypoints that draws nothing); he stays tracked and comes back with his id."""
     with PosePipeline(PipelineConfig(body_weights, "onnxruntime", max_persons=1, threads=1)) as pipe:
-        for i, f in enumerate(walking[:6]):
-            r = pipe.process(f, timestamp=i / 30)
-        assert r.persons and r.persons[0].track_id == 1
+        tracked_walker(pipe, walking)
         with unsure(pipe):
             r = pipe.process(walking[6], timestamp=6 / 30)
         assert r.persons == [] and [tr.track_id for tr in pipe.tracker.tracks if tr.confirmed] == [1]
